@@ -1,0 +1,1 @@
+"""Triton kernels of trm_fast, installed as trm_fast.kernels."""

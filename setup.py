@@ -1,0 +1,104 @@
+"""Build script: the pure-Python package, plus the CUDA extension ``trm_fast._C`` where nvcc is found.
+
+The extension is built by CMake (Ninja when present) with pybind11 and links only the CUDA
+runtime: no torch at build time, so one build serves every supported torch. Knobs:
+
+- ``TRM_FAST_BUILD_CUDA=0``: skip the extension even where nvcc exists.
+- ``CMAKE_ARGS``: extra arguments for the CMake configure step.
+- ``CMAKE_BUILD_PARALLEL_LEVEL`` (or ``MAX_JOBS``): parallel compile jobs.
+
+What was built, and why not where nothing was, is written to ``trm_fast/_build_info.json`` so
+that the fused backend can say at run time why it is unavailable.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+
+
+def find_nvcc():
+    """Return (path to nvcc or None, reason when None)."""
+    if os.environ.get("TRM_FAST_BUILD_CUDA", "1").strip() == "0":
+        return None, "TRM_FAST_BUILD_CUDA=0 was set at install time"
+    candidates = [os.environ.get("CUDACXX"), shutil.which("nvcc")]
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home:
+            candidates.append(os.path.join(home, "bin", "nvcc"))
+    for cand in candidates:
+        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand, ""
+    return None, "nvcc was not found at install time (set CUDA_HOME or put nvcc on PATH)"
+
+
+NVCC, NO_CUDA_REASON = find_nvcc()
+CUDA_SOURCES = sorted(p.name for p in (ROOT / "csrc").glob("*.cu"))
+if NVCC and not CUDA_SOURCES:
+    NVCC, NO_CUDA_REASON = None, "this version ships no CUDA sources"
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name):
+        super().__init__(name, sources=[])
+
+
+class CMakeBuild(build_ext):
+    """Configure and build CMakeLists.txt, placing the module where setuptools expects it."""
+
+    def build_extension(self, ext):
+        out_dir = Path(self.get_ext_fullpath(ext.name)).parent.resolve()
+        build_dir = Path(self.build_temp).resolve() / "cmake"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        import pybind11
+
+        configure = [
+            "cmake", "-S", str(ROOT), "-B", str(build_dir),
+            f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={out_dir}",
+            f"-DCMAKE_CUDA_COMPILER={NVCC}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+            "-DCMAKE_BUILD_TYPE=Release",
+        ]
+        if shutil.which("ninja"):
+            configure += ["-G", "Ninja"]
+        configure += shlex.split(os.environ.get("CMAKE_ARGS", ""))
+        jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or os.environ.get("MAX_JOBS") or str(os.cpu_count() or 1)
+        # check=True: a failed CUDA compile must fail the install loudly, never fall back silently.
+        subprocess.run(configure, check=True)
+        subprocess.run(["cmake", "--build", str(build_dir), "--parallel", jobs], check=True)
+
+
+class BuildPyWithInfo(build_py):
+    """Also record whether the extension is part of this build, and why not."""
+
+    def run(self):
+        super().run()
+        info = {"cuda_extension": NVCC is not None, "reason": NO_CUDA_REASON, "nvcc": NVCC}
+        target = Path(self.build_lib) / "trm_fast" / "_build_info.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(info) + "\n")
+
+
+if NVCC:
+    print(f"trm_fast: building the CUDA extension trm_fast._C with {NVCC}", file=sys.stderr)
+else:
+    print(f"trm_fast: no CUDA extension built: {NO_CUDA_REASON}", file=sys.stderr)
+
+setup(
+    packages=find_packages(include=["trm_fast", "trm_fast.*"]) + ["trm_fast.kernels"],
+    # Triton kernels live at the top of the repository but install inside the package, so
+    # nothing named `kernels` lands at the top of site-packages.
+    package_dir={"trm_fast.kernels": "kernels"},
+    package_data={"trm_fast": ["configs/*.yaml"]},
+    ext_modules=[CMakeExtension("trm_fast._C")] if NVCC else [],
+    cmdclass={"build_ext": CMakeBuild, "build_py": BuildPyWithInfo},
+)

@@ -1,0 +1,48 @@
+"""Small configs and batches shared by the tests."""
+
+import os
+
+import torch
+import trm_fast
+from trm_fast.models import CastedSparseEmbedding
+
+
+def tiny_config(**overrides):
+    """A TRM/HRM config small enough for a CPU test: every field the official dict carries."""
+    cfg = dict(batch_size=3, seq_len=7, puzzle_emb_ndim=16, num_puzzle_identifiers=4, vocab_size=11,
+               H_cycles=2, L_cycles=2, H_layers=1, L_layers=2, hidden_size=16, expansion=2, num_heads=2,
+               pos_encodings="rope", halt_max_steps=4, halt_exploration_prob=0.1, puzzle_emb_len=0,
+               forward_dtype="float32", causal=False)
+    cfg.update(overrides)
+    return cfg
+
+
+def make_batch(cfg, seed=0, batch_size=None):
+    g = torch.Generator().manual_seed(seed)
+    b = batch_size or cfg["batch_size"]
+    return dict(
+        inputs=torch.randint(0, cfg["vocab_size"], (b, cfg["seq_len"]), generator=g, dtype=torch.int32),
+        labels=torch.randint(0, cfg["vocab_size"], (b, cfg["seq_len"]), generator=g, dtype=torch.int32),
+        puzzle_identifiers=torch.randint(0, cfg["num_puzzle_identifiers"], (b,), generator=g, dtype=torch.int32),
+    )
+
+
+def embedding_with_grad(ids, grads, table):
+    """A sparse embedding after a backward pass that gave its batch rows the gradient `grads`."""
+    emb = CastedSparseEmbedding(table.shape[0], table.shape[1], len(ids), init_std=0, cast_to=torch.float32).train()
+    emb.weights.copy_(table)
+    out = emb(torch.tensor(ids, dtype=torch.int32))
+    (out * grads).sum().backward()  # d out = grads
+    return emb
+
+
+def sign_sgd_rank_step(rank, world, port, ids, grads, table, out):
+    """One rank of a 2-process SignSGD step (gloo); here so that spawned processes can import it."""
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    half = len(ids) // world
+    emb = embedding_with_grad(ids[rank * half:(rank + 1) * half], grads[rank * half:(rank + 1) * half], table)
+    trm_fast.SignSGD(emb.buffers(), lr=0.25, weight_decay=0.5).step()
+    out[rank] = emb.weights.clone()
+    dist.destroy_process_group()

@@ -1,0 +1,144 @@
+"""Model configs: the official arch yaml fields, validated once, with errors that name the field.
+
+`TRM(config_dict)` and `HRM(config_dict)` take the dict the official training script builds (arch
+yaml fields plus batch_size, seq_len, vocab_size, num_puzzle_identifiers). Keys the model does not
+use (`causal`, `name`, `loss`, ...) are ignored, as the official pydantic configs ignore them.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+_REQUIRED = object()
+
+POS_ENCODINGS = ("rope", "learned", "none")
+FORWARD_DTYPES = ("bfloat16", "float16", "float32", "float64")
+BACKENDS = ("auto", "reference", "fused")
+
+
+def _field(default=_REQUIRED, *, kind, lo=None, hi=None, choices=None, doc=""):
+    return field(default=default, metadata=dict(kind=kind, lo=lo, hi=hi, choices=choices, doc=doc))
+
+
+def _coerce(name: str, value: Any, meta: dict) -> Any:
+    """Check one value against its field's rule; return it in the field's type."""
+    kind = meta["kind"]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"config field '{name}' must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not value.is_integer()
+        ):
+            raise ValueError(f"config field '{name}' must be an integer, got {value!r}")
+        value = int(value)
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"config field '{name}' must be a finite number, got {value!r}")
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str) or value not in meta["choices"]:
+            raise ValueError(
+                f"config field '{name}' must be one of {', '.join(map(repr, meta['choices']))}, got {value!r}"
+            )
+        return value
+    lo, hi = meta["lo"], meta["hi"]
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"config field '{name}' must be {rng}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TRMConfig:
+    """Fields and defaults of the official TinyRecursiveReasoningModel_ACTV1Config."""
+
+    batch_size: int = _field(kind=int, lo=1)
+    seq_len: int = _field(kind=int, lo=1)
+    num_puzzle_identifiers: int = _field(kind=int, lo=1)
+    vocab_size: int = _field(kind=int, lo=1)
+    H_cycles: int = _field(kind=int, lo=1)
+    L_cycles: int = _field(kind=int, lo=1)
+    L_layers: int = _field(kind=int, lo=1)
+    hidden_size: int = _field(kind=int, lo=1)
+    expansion: float = _field(kind=float, lo=1e-9)
+    num_heads: int = _field(kind=int, lo=1)
+    pos_encodings: str = _field(kind=str, choices=POS_ENCODINGS)
+    halt_max_steps: int = _field(kind=int, lo=1)
+    halt_exploration_prob: float = _field(kind=float, lo=0.0, hi=1.0)
+    H_layers: int = _field(0, kind=int, lo=0)  # TRM has one module: ignored, as officially
+    puzzle_emb_ndim: int = _field(0, kind=int, lo=0)
+    rms_norm_eps: float = _field(1e-5, kind=float, lo=1e-30)
+    rope_theta: float = _field(10000.0, kind=float, lo=1e-9)
+    forward_dtype: str = _field("bfloat16", kind=str, choices=FORWARD_DTYPES)
+    mlp_t: bool = _field(False, kind=bool)
+    puzzle_emb_len: int = _field(16, kind=int, lo=0)  # 0: ceil(puzzle_emb_ndim / hidden_size)
+    no_ACT_continue: bool = _field(True, kind=bool)
+    backend: str = _field("auto", kind=str, choices=BACKENDS)  # trm_fast only; see trm_fast.ops
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]):
+        if isinstance(config, cls):
+            return config
+        if not isinstance(config, Mapping):
+            raise TypeError(f"{cls.__name__[:-6]} expects a config dict, got {type(config).__name__}")
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name in config:
+                values[f.name] = _coerce(f.name, config[f.name], f.metadata)
+            elif f.default is _REQUIRED:
+                raise ValueError(f"config field '{f.name}' is missing (required by {cls.__name__[:-6]})")
+        cfg = cls(**values)
+        cfg._check_consistency()
+        return cfg
+
+    @property
+    def resolved_puzzle_emb_len(self) -> int:
+        """Positions taken by the puzzle embedding in front of the sequence."""
+        if self.puzzle_emb_len == 0:
+            return -(self.puzzle_emb_ndim // -self.hidden_size)
+        return self.puzzle_emb_len
+
+    @property
+    def full_seq_len(self) -> int:
+        """Every position the block sees: puzzle-embedding positions plus the sequence."""
+        return self.seq_len + self.resolved_puzzle_emb_len
+
+    def _check_consistency(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"config field 'num_heads' ({self.num_heads}) must divide 'hidden_size' ({self.hidden_size})"
+            )
+        if self.pos_encodings == "rope" and (self.hidden_size // self.num_heads) % 2:
+            raise ValueError("config field 'pos_encodings' is 'rope', which needs an even head dim "
+                             f"(hidden_size / num_heads = {self.hidden_size // self.num_heads})")
+        p = self.resolved_puzzle_emb_len
+        if p * self.hidden_size < self.puzzle_emb_ndim:
+            raise ValueError(f"config field 'puzzle_emb_len' ({self.puzzle_emb_len}) is too short for "
+                             f"'puzzle_emb_ndim' ({self.puzzle_emb_ndim}) at hidden_size {self.hidden_size}: "
+                             f"needs at least {-(self.puzzle_emb_ndim // -self.hidden_size)} (or 0 for automatic)")
+        if self.puzzle_emb_ndim == 0 and p > 0:
+            # The official model builds a carry of seq_len + puzzle_emb_len positions but
+            # embeds only seq_len of them, and fails at its first forward.
+            raise ValueError(f"config field 'puzzle_emb_len' must be 0 when 'puzzle_emb_ndim' is 0, got {p}")
+
+
+@dataclass(frozen=True)
+class HRMConfig(TRMConfig):
+    """Fields and defaults of the official HierarchicalReasoningModel_ACTV1Config.
+
+    HRM has separate H and L modules, always learns Q-continue, and always takes
+    ceil(puzzle_emb_ndim / hidden_size) puzzle positions (a `puzzle_emb_len` key is ignored).
+    """
+
+    H_layers: int = _field(kind=int, lo=1)
+    puzzle_emb_len: int = _field(0, kind=int, lo=0)
+    no_ACT_continue: bool = _field(False, kind=bool)
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]):
+        if isinstance(config, Mapping):
+            config = {k: v for k, v in config.items() if k not in ("puzzle_emb_len", "no_ACT_continue")}
+        return super().from_dict(config)

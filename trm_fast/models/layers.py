@@ -1,0 +1,139 @@
+"""Building blocks shared by TRM and HRM: casted linears and embeddings, RoPE tables, attention,
+SwiGLU, the post-norm block and the reasoning module (input injection, then the layers).
+
+Parameters stay fp32 and are cast to the activation dtype where they are used, as in the official
+code; initialisation follows JAX's truncated normal, so training from scratch behaves the same.
+Module and parameter names match the official ones: state_dicts load strictly both ways.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import ops
+
+
+def trunc_normal_init_(tensor: torch.Tensor, std: float = 1.0, lower: float = -2.0, upper: float = 2.0):
+    """Truncated normal whose standard deviation really is `std` (as jax.nn.initializers does;
+    torch.nn.init.trunc_normal_ gives a smaller one). Truncation at [lower, upper] std units."""
+    with torch.no_grad():
+        if std == 0:
+            return tensor.zero_()
+        a, b = math.erf(lower / math.sqrt(2)), math.erf(upper / math.sqrt(2))
+        z = (b - a) / 2
+        c = (2 * math.pi) ** -0.5
+        pdf_lo, pdf_hi = c * math.exp(-0.5 * lower**2), c * math.exp(-0.5 * upper**2)
+        # std of a unit normal truncated to [lower, upper], to rescale to the requested std
+        trunc_std = math.sqrt(1 - (upper * pdf_lo - lower * pdf_hi) / z - ((pdf_lo - pdf_hi) / z) ** 2)
+        scale = std / trunc_std
+        tensor.uniform_(a, b).erfinv_().mul_(math.sqrt(2) * scale)
+        return tensor.clip_(lower * scale, upper * scale)
+
+
+class CastedLinear(nn.Module):
+    """Linear layer with fp32 weights (LeCun truncated-normal init) cast to the input dtype."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(trunc_normal_init_(torch.empty(out_features, in_features), std=in_features**-0.5))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.bias.to(x.dtype) if self.bias is not None else None
+        return F.linear(x, self.weight.to(x.dtype), bias)
+
+
+class CastedEmbedding(nn.Module):
+    """Embedding table with fp32 weights, looked up and cast to the activation dtype."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, init_std: float, cast_to: torch.dtype):
+        super().__init__()
+        self.cast_to = cast_to
+        self.embedding_weight = nn.Parameter(trunc_normal_init_(torch.empty(num_embeddings, embedding_dim), std=init_std))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.embedding_weight.to(self.cast_to))
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables (positions x head_dim, fp32) in the rotate-half layout; not persistent."""
+
+    def __init__(self, dim: int, max_positions: int, base: float):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+        freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
+        angles = torch.cat((freqs, freqs), dim=-1)
+        self.cos_cached = nn.Buffer(angles.cos(), persistent=False)
+        self.sin_cached = nn.Buffer(angles.sin(), persistent=False)
+
+    def forward(self):
+        return self.cos_cached, self.sin_cached
+
+
+class Attention(nn.Module):
+    """Non-causal multi-head self-attention with a fused QKV projection and optional RoPE."""
+
+    def __init__(self, hidden_size: int, num_heads: int):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, hidden_size // num_heads
+        self.qkv_proj = CastedLinear(hidden_size, 3 * hidden_size, bias=False)
+        self.o_proj = CastedLinear(hidden_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor, cos_sin) -> torch.Tensor:
+        b, s, _ = x.shape
+        qkv = self.qkv_proj(x).view(b, s, 3 * self.num_heads, self.head_dim)
+        q, k, v = qkv.split(self.num_heads, dim=2)  # each (B, S, H, D)
+        if cos_sin is not None:
+            q, k = ops.rope(q, k, *cos_sin)
+        return self.o_proj(ops.attention(q, k, v))
+
+
+class SwiGLU(nn.Module):
+    """Gated MLP; the inner width is 2/3 * expansion * width rounded up to a multiple of 256."""
+
+    def __init__(self, width: int, expansion: float):
+        super().__init__()
+        inner = -(round(expansion * width * 2 / 3) // -256) * 256
+        self.gate_up_proj = CastedLinear(width, 2 * inner, bias=False)
+        self.down_proj = CastedLinear(inner, width, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(ops.swiglu(self.gate_up_proj(x)))
+
+
+class Block(nn.Module):
+    """Post-norm block: token mixing (attention, or MLP-t across positions), then the MLP."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.eps = config.rms_norm_eps
+        self.use_mlp_t = config.mlp_t
+        if config.mlp_t:
+            self.mlp_t = SwiGLU(config.full_seq_len, config.expansion)
+        else:
+            self.self_attn = Attention(config.hidden_size, config.num_heads)
+        self.mlp = SwiGLU(config.hidden_size, config.expansion)
+
+    def forward(self, h: torch.Tensor, cos_sin) -> torch.Tensor:
+        if self.use_mlp_t:
+            h_t = h.transpose(1, 2)  # (B, D, S): mix along the sequence, normalise over it
+            h = ops.add_rms_norm(h_t, self.mlp_t(h_t), self.eps).transpose(1, 2)
+        else:
+            h = ops.add_rms_norm(h, self.self_attn(h, cos_sin), self.eps)
+        return ops.add_rms_norm(h, self.mlp(h), self.eps)
+
+
+class ReasoningModule(nn.Module):
+    """f(h, injection): add the injection once, then apply the layers."""
+
+    def __init__(self, config, num_layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList(Block(config) for _ in range(num_layers))
+
+    def forward(self, h: torch.Tensor, injection: torch.Tensor, cos_sin=None) -> torch.Tensor:
+        h = h + injection
+        for layer in self.layers:
+            h = layer(h, cos_sin)
+        return h
