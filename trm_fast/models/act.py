@@ -6,6 +6,7 @@ or, in training, when its Q head says so (with exploration). Evaluation always r
 steps, so a batch halts together.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Dict
 
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import backend
 from . import batch_checks
 from .layers import CastedEmbedding, CastedLinear, RotaryEmbedding, trunc_normal_init_
 from .sparse_embedding import CastedSparseEmbedding
@@ -101,7 +103,8 @@ class ACTModel(nn.Module):
 
     def __init__(self, config_dict: dict):
         super().__init__()
-        self.config = self.config_class.from_dict(config_dict)
+        config = self.config_class.from_dict(config_dict)
+        self.config = dataclasses.replace(config, backend=backend.resolve(config.backend))
         self.inner = self.core_class(self.config)
         self._check_values = batch_checks.ValueChecker()
 

@@ -8,13 +8,14 @@ use (`causal`, `name`, `loss`, ...) are ignored, as the official pydantic config
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
+
+from ..backend import BACKENDS
 
 _REQUIRED = object()
 
 POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("bfloat16", "float16", "float32", "float64")
-BACKENDS = ("auto", "reference", "fused")
 
 
 def _field(default=_REQUIRED, *, kind, lo=None, hi=None, choices=None, doc=""):
@@ -76,7 +77,8 @@ class TRMConfig:
     mlp_t: bool = _field(False, kind=bool)
     puzzle_emb_len: int = _field(16, kind=int, lo=0)  # 0: ceil(puzzle_emb_ndim / hidden_size)
     no_ACT_continue: bool = _field(True, kind=bool)
-    backend: str = _field("auto", kind=str, choices=BACKENDS)  # trm_fast only; see trm_fast.ops
+    # trm_fast only: None defers to TRM_FAST_BACKEND, then "auto" (trm_fast.backend); resolved by the model
+    backend: Optional[str] = _field(None, kind=str, choices=BACKENDS)
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]):

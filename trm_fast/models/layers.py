@@ -75,8 +75,9 @@ class RotaryEmbedding(nn.Module):
 class Attention(nn.Module):
     """Non-causal multi-head self-attention with a fused QKV projection and optional RoPE."""
 
-    def __init__(self, hidden_size: int, num_heads: int):
+    def __init__(self, hidden_size: int, num_heads: int, backend: str):
         super().__init__()
+        self.backend = backend
         self.num_heads, self.head_dim = num_heads, hidden_size // num_heads
         self.qkv_proj = CastedLinear(hidden_size, 3 * hidden_size, bias=False)
         self.o_proj = CastedLinear(hidden_size, hidden_size, bias=False)
@@ -86,21 +87,22 @@ class Attention(nn.Module):
         qkv = self.qkv_proj(x).view(b, s, 3 * self.num_heads, self.head_dim)
         q, k, v = qkv.split(self.num_heads, dim=2)  # each (B, S, H, D)
         if cos_sin is not None:
-            q, k = ops.rope(q, k, *cos_sin)
-        return self.o_proj(ops.attention(q, k, v))
+            q, k = ops.rope(q, k, *cos_sin, backend=self.backend)
+        return self.o_proj(ops.attention(q, k, v, backend=self.backend))
 
 
 class SwiGLU(nn.Module):
     """Gated MLP; the inner width is 2/3 * expansion * width rounded up to a multiple of 256."""
 
-    def __init__(self, width: int, expansion: float):
+    def __init__(self, width: int, expansion: float, backend: str):
         super().__init__()
+        self.backend = backend
         inner = -(round(expansion * width * 2 / 3) // -256) * 256
         self.gate_up_proj = CastedLinear(width, 2 * inner, bias=False)
         self.down_proj = CastedLinear(inner, width, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(ops.swiglu(self.gate_up_proj(x)))
+        return self.down_proj(ops.swiglu(self.gate_up_proj(x), backend=self.backend))
 
 
 class Block(nn.Module):
@@ -108,21 +110,21 @@ class Block(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.eps = config.rms_norm_eps
+        self.eps, self.backend = config.rms_norm_eps, config.backend
         self.use_mlp_t = config.mlp_t
         if config.mlp_t:
-            self.mlp_t = SwiGLU(config.full_seq_len, config.expansion)
+            self.mlp_t = SwiGLU(config.full_seq_len, config.expansion, config.backend)
         else:
-            self.self_attn = Attention(config.hidden_size, config.num_heads)
-        self.mlp = SwiGLU(config.hidden_size, config.expansion)
+            self.self_attn = Attention(config.hidden_size, config.num_heads, config.backend)
+        self.mlp = SwiGLU(config.hidden_size, config.expansion, config.backend)
 
     def forward(self, h: torch.Tensor, cos_sin) -> torch.Tensor:
         if self.use_mlp_t:
             h_t = h.transpose(1, 2)  # (B, D, S): mix along the sequence, normalise over it
-            h = ops.add_rms_norm(h_t, self.mlp_t(h_t), self.eps).transpose(1, 2)
+            h = ops.add_rms_norm(h_t, self.mlp_t(h_t), self.eps, backend=self.backend).transpose(1, 2)
         else:
-            h = ops.add_rms_norm(h, self.self_attn(h, cos_sin), self.eps)
-        return ops.add_rms_norm(h, self.mlp(h), self.eps)
+            h = ops.add_rms_norm(h, self.self_attn(h, cos_sin), self.eps, backend=self.backend)
+        return ops.add_rms_norm(h, self.mlp(h), self.eps, backend=self.backend)
 
 
 class ReasoningModule(nn.Module):

@@ -16,6 +16,6 @@ def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> to
     return out.transpose(1, 2).reshape(b, s, h * d)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "reference") -> torch.Tensor:
     """Non-causal attention over (B, S, H, D) inputs; returns (B, S, H * D)."""
     return attention_reference(q, k, v)

@@ -27,6 +27,6 @@ def add_rms_norm_reference(x: torch.Tensor, delta: torch.Tensor, eps: float) -> 
     return rms_norm_reference(x + delta, eps)
 
 
-def add_rms_norm(x: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
+def add_rms_norm(x: torch.Tensor, delta: torch.Tensor, eps: float, backend: str = "reference") -> torch.Tensor:
     """Post-norm residual: ``rms_norm(x + delta)`` over the last axis."""
     return add_rms_norm_reference(x, delta, eps)

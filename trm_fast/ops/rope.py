@@ -25,6 +25,6 @@ def rope_reference(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: tor
     return q_out.to(dtype), k_out.to(dtype)
 
 
-def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, backend: str = "reference"):
     """Apply rotary embeddings to ``q`` and ``k`` of shape (B, S, H, D) with tables (S, D)."""
     return rope_reference(q, k, cos, sin)

@@ -18,6 +18,6 @@ def swiglu_reference(gate_up: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
-def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
+def swiglu(gate_up: torch.Tensor, backend: str = "reference") -> torch.Tensor:
     """``silu(gate) * up`` with ``gate, up = gate_up.chunk(2, -1)``."""
     return swiglu_reference(gate_up)

@@ -1,0 +1,1 @@
+"""The `trm-fast` command line: one module per subcommand (data, train, eval, bench, ...)."""

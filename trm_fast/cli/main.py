@@ -1,0 +1,34 @@
+"""`trm-fast <command> ...`: each command lives in its own module of this package, which defines
+`add_arguments(parser)` and `run(args) -> int`, and is imported only when its command runs."""
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, one-line help)
+COMMANDS = {
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trm-fast", description="Tiny Recursive Models, fast: data, training, "
+                                     "evaluation and benchmarks.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(cmd)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return importlib.import_module(args._module).run(args) or 0
+    except KeyboardInterrupt:
+        print("trm-fast: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
