@@ -13,9 +13,8 @@ each op in ``trm_fast.ops`` asks `use_fused` and dispatches.
 import json
 import os
 import warnings
-from functools import lru_cache
 from importlib import resources
-from typing import Optional
+from typing import Callable, Optional
 
 BACKENDS = ("auto", "reference", "fused")
 ENV_VAR = "TRM_FAST_BACKEND"
@@ -39,9 +38,17 @@ def resolve(config_backend: Optional[str]) -> str:
     return name
 
 
-@lru_cache(maxsize=None)
+_status = {}  # memo of the two checks below; a plain dict, so torch.compile traces through it
+
+
 def native_status() -> Optional[str]:
     """None if the CUDA extension trm_fast._C is importable, else why not."""
+    if "native" not in _status:
+        _status["native"] = _native_status()
+    return _status["native"]
+
+
+def _native_status() -> Optional[str]:
     try:
         from . import _C  # noqa: F401
         return None
@@ -55,18 +62,15 @@ def native_status() -> Optional[str]:
         return f"the CUDA extension trm_fast._C does not load ({err})"
 
 
-@lru_cache(maxsize=None)
 def triton_status() -> Optional[str]:
-    """None if Triton kernels can run (a CUDA device, or the interpreter), else why not."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return "Triton is not installed"
-    import torch
-
-    if not (torch.cuda.is_available() or interpreting()):
-        return "no CUDA device is visible (and TRITON_INTERPRET=1 is not set)"
-    return None
+    """None if Triton imports, else why not. (Each op checks the device of its own inputs.)"""
+    if "triton" not in _status:
+        try:
+            import triton  # noqa: F401
+            _status["triton"] = None
+        except ImportError as err:
+            _status["triton"] = f"Triton is not installed ({err})"
+    return _status["triton"]
 
 
 def interpreting() -> bool:
@@ -77,10 +81,12 @@ def interpreting() -> bool:
 _warned = set()
 
 
-def use_fused(backend: str, op: str, unsupported: Optional[str]) -> bool:
-    """Whether `op` runs its fused kernel: `unsupported` is None, or why the kernel cannot take this call."""
+def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:
+    """Whether `op` runs its fused kernel. `why_not()` returns None where the kernel can take this
+    call, else the reason; it is not even asked on the reference backend."""
     if backend == "reference":
         return False
+    unsupported = why_not()
     if unsupported is None:
         return True
     if backend == "fused":

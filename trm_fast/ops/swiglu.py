@@ -6,10 +6,16 @@ Backward: dgate = dh * up * sigmoid(g) * (1 + g * (1 - sigmoid(g))),  dup = dh *
 Shapes: gate_up (..., 2I) -> h (..., I). For TRM's MLP I = 1536 (hidden 512, expansion 4);
 for MLP-t at Sudoku width 97, I = 512.
 Floor per call: read 2I, write I elements (6I bytes per row in bf16), ~5 FLOP per output.
+The fused path is the Triton kernel in trm_fast.kernels.swiglu (fp32 math, one rounding at the
+end, where the reference rounds silu(gate) before the product).
 """
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
+
+from .. import backend as _backend
 
 
 def swiglu_reference(gate_up: torch.Tensor) -> torch.Tensor:
@@ -18,6 +24,73 @@ def swiglu_reference(gate_up: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
+@torch.library.custom_op("trm_fast::swiglu", mutates_args=())
+def swiglu_fused(gate_up: torch.Tensor) -> torch.Tensor:
+    """The Triton kernel; gate_up (..., 2I) whose leading axes flatten to one row stride."""
+    from ..kernels.swiglu import swiglu_fwd
+
+    two_i = gate_up.shape[-1]
+    h = swiglu_fwd(gate_up.view(-1, two_i))
+    return h.view(*gate_up.shape[:-1], two_i // 2)
+
+
+@swiglu_fused.register_fake
+def _(gate_up):
+    return gate_up.new_empty((*gate_up.shape[:-1], gate_up.shape[-1] // 2))
+
+
+@torch.library.custom_op("trm_fast::swiglu_backward", mutates_args=())
+def swiglu_backward_fused(dh: torch.Tensor, gate_up: torch.Tensor) -> torch.Tensor:
+    from ..kernels.swiglu import swiglu_bwd
+
+    two_i = gate_up.shape[-1]
+    dgu = swiglu_bwd(dh.reshape(-1, two_i // 2), gate_up.view(-1, two_i))
+    return dgu.view(gate_up.shape)
+
+
+@swiglu_backward_fused.register_fake
+def _(dh, gate_up):
+    return torch.empty_like(gate_up, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0])
+
+
+def _backward(ctx, dh):
+    (gate_up,) = ctx.saved_tensors
+    return swiglu_backward_fused(dh, gate_up)
+
+
+swiglu_fused.register_autograd(_backward, setup_context=_setup_context)
+
+
+def unsupported(gate_up: torch.Tensor, backend: str) -> Optional[str]:
+    """Why the Triton kernel cannot take this call, or None."""
+    status = _backend.triton_status()
+    if status is not None:
+        return status
+    if gate_up.device.type != "cuda":
+        # The CPU interpreter is a test facility: only an explicit 'fused' backend uses it.
+        if not (gate_up.device.type == "cpu" and _backend.interpreting() and backend == "fused"):
+            return f"gate_up is on {gate_up.device}, the kernel needs a CUDA device"
+    if gate_up.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        return f"gate_up must be bfloat16, float16 or float32, got {gate_up.dtype}"
+    if gate_up.ndim == 0 or gate_up.shape[-1] % 2:
+        return f"gate_up's last axis must have even length, got shape {tuple(gate_up.shape)}"
+    if gate_up.numel() == 0:
+        return "gate_up is empty"
+    if gate_up.stride(-1) != 1:
+        return f"gate_up's last axis must have unit stride, got strides {gate_up.stride()}"
+    try:
+        gate_up.view(-1, gate_up.shape[-1])
+    except RuntimeError:
+        return f"gate_up's leading axes do not flatten to one row stride (strides {gate_up.stride()})"
+    return None
+
+
 def swiglu(gate_up: torch.Tensor, backend: str = "reference") -> torch.Tensor:
     """``silu(gate) * up`` with ``gate, up = gate_up.chunk(2, -1)``."""
+    if _backend.use_fused(backend, "swiglu", lambda: unsupported(gate_up, backend)):
+        return swiglu_fused(gate_up)
     return swiglu_reference(gate_up)

@@ -1,0 +1,70 @@
+"""What the hardware can do at TRM's own shapes, measured in the same run as the benchmarks:
+cuBLAS bf16 GEMM rates at the model's matmul shapes, the attention kernel's rate at the model's
+attention shape, and device-to-device copy bandwidth. Shared by bench and profile."""
+
+import torch
+import torch.nn.functional as F
+
+from .flops import _swiglu_inner
+from .timing import summary, time_unit
+
+
+def gemm_shapes(cfg, batch: int):
+    """(M, K, N) of every matmul in one block application, with how often it occurs."""
+    s, d = cfg.full_seq_len, cfg.hidden_size
+    inner = _swiglu_inner(d, cfg.expansion)
+    m = batch * s
+    shapes = [(m, d, 2 * inner), (m, inner, d)]
+    if cfg.mlp_t:
+        inner_t = _swiglu_inner(s, cfg.expansion)
+        shapes += [(batch * d, s, 2 * inner_t), (batch * d, inner_t, s)]
+    else:
+        shapes += [(m, d, 3 * d), (m, d, d)]
+    return shapes
+
+
+def measure_gemm(m: int, k: int, n: int, device, reps: int = 20) -> float:
+    """TFLOP/s of a bf16 (M, K) x (K, N) matmul through cuBLAS."""
+    a = torch.randn(m, k, device=device, dtype=torch.bfloat16)
+    b = torch.randn(k, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    ms = summary(time_unit(lambda: a @ b, device, reps))["ms"]
+    return 2 * m * n * k / (ms * 1e-3) / 1e12
+
+
+def measure_attention(batch: int, heads: int, seq: int, head_dim: int, device, reps: int = 20) -> float:
+    """TFLOP/s (4 * B * H * S^2 * D per call) of PyTorch's fastest SDPA kernel at this shape."""
+    q, k, v = (torch.randn(batch, heads, seq, head_dim, device=device, dtype=torch.bfloat16) for _ in range(3))
+    for _ in range(3):
+        F.scaled_dot_product_attention(q, k, v)
+    ms = summary(time_unit(lambda: F.scaled_dot_product_attention(q, k, v), device, reps))["ms"]
+    return 4 * batch * heads * seq * seq * head_dim / (ms * 1e-3) / 1e12
+
+
+def measure_copy(device, gbytes: float = 2.0, reps: int = 10) -> float:
+    """TB/s of a device-to-device copy (bytes read + bytes written)."""
+    n = int(gbytes * 1e9) // 2
+    src = torch.empty(n, dtype=torch.bfloat16, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    ms = summary(time_unit(lambda: dst.copy_(src), device, reps))["ms"]
+    return 2 * n * 2 / (ms * 1e-3) / 1e12
+
+
+def measure(cfg, batch: int, device):
+    """Ceilings for this config and batch, and the floor time of one block application."""
+    gemms = []
+    layer_s = 0.0
+    for m, k, n in gemm_shapes(cfg, batch):
+        tflops = measure_gemm(m, k, n, device)
+        gemms.append(dict(kind="gemm", M=m, K=k, N=n, tflops=tflops))
+        layer_s += 2 * m * n * k / (tflops * 1e12)
+    result = dict(gemm=gemms, copy_tb_per_s=measure_copy(device))
+    if not cfg.mlp_t:
+        heads, s = cfg.num_heads, cfg.full_seq_len
+        attn = measure_attention(batch, heads, s, cfg.hidden_size // heads, device)
+        result["attention_tflops"] = attn
+        layer_s += 4 * batch * s * s * cfg.hidden_size / (attn * 1e12)
+    result["layer_floor_ms"] = layer_s * 1e3
+    return result

@@ -1,0 +1,53 @@
+"""Analytic FLOP count of one training step and one ACT step (see bench/NOTES.md).
+
+Counted: every matmul (2 * M * N * K) and attention's two batched matmuls (4 * S^2 * D per layer);
+not counted: norms, activations, RoPE, softmax (memory-bound). A backward costs twice its forward,
+attention's 2.5 times (its backward recomputes the scores), as torch.utils.flop_counter counts it.
+The same formula for every backend.
+Matches torch.utils.flop_counter on the official model (e.g. sudoku_attn: 28.58 GFLOP per sequence
+and ACT step; 47.77 per sequence and training step).
+"""
+
+
+def _swiglu_inner(width: int, expansion: float) -> int:
+    return -(round(expansion * width * 2 / 3) // -256) * 256
+
+
+def layer_flops(cfg, backward: bool = False) -> float:
+    """One block application (or its backward) on one sequence of cfg.full_seq_len positions."""
+    s, d = cfg.full_seq_len, cfg.hidden_size
+    inner = _swiglu_inner(d, cfg.expansion)
+    mlp = 2 * s * d * 2 * inner + 2 * s * inner * d
+    if cfg.mlp_t:
+        inner_t = _swiglu_inner(s, cfg.expansion)
+        mix = 2 * d * s * 2 * inner_t + 2 * d * inner_t * s
+        attn = 0
+    else:
+        mix = 2 * s * d * 3 * d + 2 * s * d * d
+        attn = 4 * s * s * d
+    if backward:
+        return float(2 * (mix + mlp) + 2.5 * attn)
+    return float(mix + mlp + attn)
+
+
+def _applications(cfg, is_hrm: bool):
+    """(layer applications per ACT step, of which carry gradients)."""
+    if is_hrm:
+        per_step = cfg.H_cycles * (cfg.L_cycles * cfg.L_layers + cfg.H_layers)
+        return per_step, cfg.L_layers + cfg.H_layers
+    per_step = cfg.H_cycles * (cfg.L_cycles + 1) * cfg.L_layers
+    return per_step, (cfg.L_cycles + 1) * cfg.L_layers
+
+
+def step_flops(cfg, is_hrm: bool, batch: int, train: bool, learns_q_continue: bool) -> float:
+    """FLOPs of one ACT step for the whole batch; `train` adds the backward (2x forward) of the
+    gradient-carrying applications and, where Q-continue is learned, the target's extra forward."""
+    apps, grad_apps = _applications(cfg, is_hrm)
+    heads = 2 * cfg.full_seq_len * cfg.hidden_size * cfg.vocab_size + 2 * cfg.hidden_size * 2
+    fwd = apps * layer_flops(cfg) + heads
+    if not train:
+        return batch * fwd
+    total = fwd + grad_apps * layer_flops(cfg, backward=True) + 2 * heads
+    if learns_q_continue:
+        total += fwd
+    return batch * total
