@@ -6,6 +6,7 @@ import torch
 import torch.multiprocessing as mp
 import trm_fast
 from helpers import embedding_with_grad, sign_sgd_rank_step
+from trm_fast.models import CastedSparseEmbedding
 
 
 def test_adam_atan2_matches_hand_computation():
@@ -87,3 +88,10 @@ def test_sign_sgd_gathers_across_ranks_like_one_process():
     mp.spawn(sign_sgd_rank_step, args=(2, port, ids, grads, table, out), nprocs=2, join=True)
     for rank in range(2):
         torch.testing.assert_close(out[rank], single.weights)
+
+
+def test_moved_embedding_stays_optimisable():
+    # model.to(...) must keep local_weights a leaf that requires grad, or no optimizer takes it
+    emb = CastedSparseEmbedding(4, 3, 2, init_std=0, cast_to=torch.float32).to(torch.float64)
+    assert emb.local_weights.is_leaf and emb.local_weights.requires_grad
+    trm_fast.SignSGD(emb.buffers(), lr=0.1)

@@ -59,7 +59,8 @@ def _callable(head, backend: str):
 
 def _build(name: str, batch: int, backend: str, state_dict, device):
     cls = CONFIGS[name][0]
-    model = cls(model_config(name, batch, "fused" if backend == "fused" else "reference")).to(device)
+    with torch.device(device):  # built in place, as the official training script does
+        model = cls(model_config(name, batch, "fused" if backend == "fused" else "reference"))
     model.load_state_dict(state_dict)
     return model, trm_fast.ACTLossHead(model, "stablemax_cross_entropy")
 

@@ -22,6 +22,14 @@ class CastedSparseEmbedding(nn.Module):
         self.local_weights = nn.Buffer(torch.zeros(batch_size, embedding_dim, requires_grad=True), persistent=False)
         self.local_ids = nn.Buffer(torch.zeros(batch_size, dtype=torch.int32), persistent=False)
 
+    def _apply(self, fn, recurse=True):
+        # Moving a buffer that requires grad (model.to("cuda")) yields a non-leaf copy, which no
+        # optimizer takes; keep local_weights a leaf that requires grad wherever the module goes.
+        super()._apply(fn, recurse)
+        if not self.local_weights.is_leaf:
+            self.local_weights = self.local_weights.detach().requires_grad_(True)
+        return self
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return self.weights[ids].to(self.cast_to)

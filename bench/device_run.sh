@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: install, GPU tests, compute-sanitizer on the CUDA kernels, benchmarks.
+# Usage (from the repository root, on the device): bash bench/device_run.sh COMMIT [BENCH ARGS...]
+# Writes logs and JSON under $OUT (default ./out). Fails loudly if CUDA is present but the fused
+# backend is not.
+set -euo pipefail
+commit=${1:?usage: bench/device_run.sh COMMIT [bench args]}; shift
+out=${OUT:-out}; mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+py=python3
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  $py -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  echo "commit $commit"; } | tee "$out/device.log"
+
+echo "== install" | tee -a "$out/device.log"
+$py -m pip install --no-build-isolation --no-deps -q . 2>&1 | grep -v "running pip as the 'root'" | tee -a "$out/device.log" || true
+(cd /tmp && $py - <<'PY') 2>&1 | tee -a "$out/device.log"
+import torch, trm_fast.backend as b
+assert torch.cuda.is_available(), "no CUDA device"
+reasons = [r for r in (b.native_status(), b.triton_status()) if r]
+if reasons:
+    raise SystemExit("fused backend unavailable on a CUDA machine: " + "; ".join(reasons))
+print("fused backend available")
+PY
+
+echo "== GPU tests" | tee -a "$out/device.log"
+$py -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$out/gpu_tests.log" | tail -5
+
+echo "== compute-sanitizer" | tee -a "$out/device.log"
+: > "$out/sanitizer.log"
+for tool in memcheck racecheck; do
+    compute-sanitizer --tool "$tool" --error-exitcode 9 $py bench/sanitize_add_rms_norm.py >> "$out/sanitizer.log" 2>&1 \
+        && echo "$tool: clean" | tee -a "$out/device.log" || echo "$tool: FAILED (see sanitizer.log)" | tee -a "$out/device.log"
+done
+tail -3 "$out/sanitizer.log"
+
+echo "== bench" | tee -a "$out/device.log"
+$py -W ignore -m trm_fast.bench --commit "$commit" --json "$out/bench.json" "$@" 2>&1 | grep -v '^  ' | tee "$out/bench.log"
