@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from .flops import _swiglu_inner
 from .timing import summary, time_unit
 
+BACK_TO_BACK = 50  # calls per timed unit: launch latency overlaps, as in a captured graph
+
 
 def gemm_shapes(cfg, batch: int):
     """(M, K, N) of every matmul in one block application, with how often it occurs."""
@@ -23,22 +25,25 @@ def gemm_shapes(cfg, batch: int):
     return shapes
 
 
-def measure_gemm(m: int, k: int, n: int, device, reps: int = 20) -> float:
+def measure_gemm(m: int, k: int, n: int, device, reps: int = 5) -> float:
     """TFLOP/s of a bf16 (M, K) x (K, N) matmul through cuBLAS."""
     a = torch.randn(m, k, device=device, dtype=torch.bfloat16)
     b = torch.randn(k, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    ms = summary(time_unit(lambda: a @ b, device, reps))["ms"]
-    return 2 * m * n * k / (ms * 1e-3) / 1e12
+    return 2 * m * n * k / (_per_call_ms(lambda: a @ b, device, reps) * 1e-3) / 1e12
 
 
-def measure_attention(batch: int, heads: int, seq: int, head_dim: int, device, reps: int = 20) -> float:
+def _per_call_ms(fn, device, reps):
+    def many():
+        for _ in range(BACK_TO_BACK):
+            fn()
+    many()
+    return summary(time_unit(many, device, reps))["ms"] / BACK_TO_BACK
+
+
+def measure_attention(batch: int, heads: int, seq: int, head_dim: int, device, reps: int = 5) -> float:
     """TFLOP/s (4 * B * H * S^2 * D per call) of PyTorch's fastest SDPA kernel at this shape."""
     q, k, v = (torch.randn(batch, heads, seq, head_dim, device=device, dtype=torch.bfloat16) for _ in range(3))
-    for _ in range(3):
-        F.scaled_dot_product_attention(q, k, v)
-    ms = summary(time_unit(lambda: F.scaled_dot_product_attention(q, k, v), device, reps))["ms"]
+    ms = _per_call_ms(lambda: F.scaled_dot_product_attention(q, k, v), device, reps)
     return 4 * batch * heads * seq * seq * head_dim / (ms * 1e-3) / 1e12
 
 
