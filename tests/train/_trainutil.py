@@ -77,3 +77,26 @@ def encode(grid, top=0, left=0):
 def augment(grid, k, perm):
     """The builder's augmentation: recolour with perm (perm[0] == 0), then dihedral transform k."""
     return dihedral(np.asarray(perm, dtype=np.uint8)[np.asarray(grid)], k)
+
+
+def write_arc_dataset(root, splits=("test",)):
+    """Two ARC test puzzles, each as itself and one augmented copy: 'same' (answer = input) and 'other'.
+    Returns (directory, {name: (input grid, output grid)})."""
+    grids = {"same": ([[1, 2, 3], [4, 5, 6]], [[1, 2, 3], [4, 5, 6]]), "other": ([[7, 0], [0, 7]], [[1]])}
+    augs = {"same": (1, [0, 2, 1, 3, 4, 5, 6, 7, 8, 9]), "other": (5, [0, 9, 8, 7, 6, 5, 4, 3, 2, 1])}
+    names, inputs, labels = ["<blank>"], [], []
+    for name, (inp, out) in grids.items():
+        k, perm = augs[name]
+        for tag, grid_in, grid_out in ((name, inp, out), (f"{name}|||t{k}|||{''.join(map(str, perm))}",
+                                                          augment(inp, k, perm), augment(out, k, perm))):
+            names.append(tag)
+            inputs.append(encode(grid_in))
+            labels.append(encode(grid_out))
+    for split in splits:
+        write_split(os.path.join(root, split), np.array(inputs, np.uint8), np.array(labels, np.uint8), [1, 2, 3, 4],
+                    [1] * 4, [2, 2], vocab_size=12, num_ids=len(names))
+    with open(os.path.join(root, "identifiers.json"), "w") as f:
+        json.dump(names, f)
+    with open(os.path.join(root, "test_puzzles.json"), "w") as f:
+        json.dump({n: {"train": [], "test": [{"input": i, "output": o}]} for n, (i, o) in grids.items()}, f)
+    return str(root), grids

@@ -18,3 +18,14 @@ def reverse_data(tmp_path):
         count[0] += 1
         return write_reverse_dataset(tmp_path / f"data{count[0]}", **kwargs)
     return make
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train several times faster on one thread than on two (and so do the subprocesses)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
