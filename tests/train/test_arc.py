@@ -62,7 +62,8 @@ def test_votes_survive_a_checkpoint_round_trip_and_merge():
     copy.load_state_dict(one.state_dict())
     copy.merge(two)
     tally = copy.votes[("p", grid_key(np.array([[1]])))]
-    assert list(tally) == [grid_key(np.array([[2]])), grid_key(np.array([[3]]))] and tally[grid_key(np.array([[3]]))] == [1, 0.5]
+    two, three = grid_key(np.array([[2]])), grid_key(np.array([[3]]))
+    assert list(tally) == [two, three] and tally[three] == [1, 0.5]
     count, q_sum = copy.votes[("p", grid_key(np.array([[1]])))][grid_key(np.array([[2]]))]
     assert count == 2 and q_sum == pytest.approx(0.5 + 1 / (1 + np.exp(-2.0)))
     with pytest.raises(ValueError, match="puzzle identifier 7 is not in identifiers.json"):

@@ -8,10 +8,11 @@ def test_shipped_recipes_load_and_follow_the_paper():
     assert set(recipe_names()) >= {"tiny", "sudoku_mlp", "sudoku_att", "maze", "arc1", "arc2"}
     mlp, att, maze, arc1 = (load_config(n) for n in ("sudoku_mlp", "sudoku_att", "maze", "arc1"))
     assert mlp.arch["mlp_t"] and mlp.arch["pos_encodings"] == "none" and not att.arch["mlp_t"]
-    assert (mlp.epochs, mlp.eval_interval, mlp.lr, mlp.puzzle_emb_lr, mlp.weight_decay) == (50000, 5000, 1e-4, 1e-4, 1.0)
+    assert (mlp.epochs, mlp.eval_interval, mlp.lr, mlp.puzzle_emb_lr) == (50000, 5000, 1e-4, 1e-4)
+    assert mlp.weight_decay == mlp.puzzle_emb_weight_decay == 1.0
     assert (maze.arch["L_cycles"], arc1.arch["L_cycles"], mlp.arch["L_cycles"]) == (4, 4, 6)
     assert arc1.evaluators[0]["name"] == "arc@ARC" and arc1.puzzle_emb_lr == 1e-2 and arc1.epochs == 100000
-    assert all(c.ema and c.global_batch_size == 768 and c.model_kind == "trm" for c in (mlp, att, maze, arc1))
+    assert all(c.ema and c.global_batch_size == 768 and model_kind(c.arch["name"]) == "trm" for c in (mlp, att, maze, arc1))
     assert mlp.run_name == "sudoku_mlp"
 
 
@@ -58,7 +59,8 @@ def _tiny_text(**replace):
     (dict(), None),
     ({"lr: 0.001": "lr: fast"}, r"bad.yaml:\d+: config key 'lr' must be a finite number, got 'fast'"),
     ({"seed: 0": "sed: 0"}, r"bad.yaml:\d+: unknown config key 'sed' \(did you mean 'seed'\?\)"),
-    ({"  L_cycles: 2": "  L_cycle: 2"}, r"bad.yaml:\d+: unknown config key 'arch.L_cycle' \(did you mean 'arch.L_cycles'\?\)"),
+    ({"  L_cycles: 2": "  L_cycle: 2"},
+     r"bad.yaml:\d+: unknown config key 'arch.L_cycle' \(did you mean 'arch.L_cycles'\?\)"),
     ({"  hidden_size: 64": "  hidden_size: 63"}, r"bad.yaml:\d+: config key 'arch.num_heads' \(2\) must divide"),
     ({"  pos_encodings: rope": "  pos_encodings: alibi"}, r"config key 'arch.pos_encodings' must be one of"),
     ({"ema: true": "ema: 1"}, r"bad.yaml:\d+: config key 'ema' must be true or false, got 1"),
@@ -96,7 +98,8 @@ def test_malformed_yaml_names_the_line(tmp_path):
     ("epochs", r"command-line override 'epochs': expected key=value"),
     ("lr=[1", r"command-line override 'lr=\[1': the value is not valid YAML"),
     ("seed.x=1", r"'seed' is not a mapping"),
-    ("arch.halt_max_steps=0", r"command-line override 'arch.halt_max_steps=0': config key 'arch.halt_max_steps' must be >= 1"),
+    ("arch.halt_max_steps=0",
+     r"command-line override 'arch.halt_max_steps=0': config key 'arch.halt_max_steps' must be >= 1"),
 ])
 def test_bad_overrides_are_named(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -31,7 +31,7 @@ def test_two_processes_train_like_one(reverse_data, tmp_path):
     for key in ("model", "ema"):
         for name, value in one[key].items():
             torch.testing.assert_close(two[key][name], value, rtol=1e-5, atol=1e-6, msg=f"{key} {name}")
-    assert not torch.equal(one["model"]["inner.puzzle_emb.weights"], torch.zeros_like(one["model"]["inner.puzzle_emb.weights"]))
+    assert one["model"]["inner.puzzle_emb.weights"].abs().sum() > 0  # the sparse embedding was trained too
     assert len(rows_one) == len(rows_two) == 8
     for a, b in zip(rows_one, rows_two):
         assert a["count"] == b["count"] and abs(float(a["lm_loss"]) - float(b["lm_loss"])) < 1e-5

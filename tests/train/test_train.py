@@ -53,7 +53,8 @@ def test_tiny_config_trains_evaluates_and_writes_everything(reverse_data, tmp_pa
 
 def test_hrm_and_softmax_train_too(reverse_data, tmp_path):
     config = load_config("tiny", tiny_overrides(
-        reverse_data(train_groups=16), tmp_path / "run", "arch.name=recursive_reasoning.hrm@HierarchicalReasoningModel_ACTV1",
+        reverse_data(train_groups=16), tmp_path / "run",
+        "arch.name=recursive_reasoning.hrm@HierarchicalReasoningModel_ACTV1",
         "arch.H_layers=1", "arch.loss.loss_type=softmax_cross_entropy", "epochs=2", "eval_interval=null", "ema=false",
         "arch.puzzle_emb_len=0"))
     train(config)
@@ -64,9 +65,10 @@ def test_hrm_and_softmax_train_too(reverse_data, tmp_path):
 def test_arc_evaluator_votes_pile_up_across_evaluations_and_resume(tmp_path):
     data, _ = write_arc_dataset(tmp_path / "arc", splits=("train", "test"))
     run_dir = tmp_path / "run"
-    config = load_config("tiny", tiny_overrides(data, run_dir, "global_batch_size=4", "epochs=4", "eval_interval=2",
-                                                "checkpoint_every_eval=true", "arch.hidden_size=16", "arch.L_layers=1",
-                                                "arch.puzzle_emb_ndim=16", "evaluators=[{name: arc@ARC, pass_Ks: [1, 2]}]"))
+    config = load_config("tiny", tiny_overrides(
+        data, run_dir, "global_batch_size=4", "epochs=4", "eval_interval=2", "checkpoint_every_eval=true",
+        "arch.hidden_size=16", "arch.L_layers=1", "arch.puzzle_emb_ndim=16",
+        "evaluators=[{name: arc@ARC, pass_Ks: [1, 2]}]"))
     train(config)
     evals = _rows(run_dir / "eval_metrics.csv")
     assert [r[0] for r in evals if r[1] == "ARC/pass@2"] == ["1", "2"]
@@ -132,7 +134,7 @@ def test_fine_tuning_starts_from_an_official_checkpoint(reverse_data, tmp_path):
         got = run.model.state_dict()
         assert torch.equal(got["inner.lm_head.weight"], source.state_dict()["inner.lm_head.weight"])
         mean_row = source.inner.puzzle_emb.weights.mean(0)
-        assert got["inner.puzzle_emb.weights"].shape[0] == 81 and torch.allclose(got["inner.puzzle_emb.weights"], mean_row.expand(81, -1))
+        assert torch.allclose(got["inner.puzzle_emb.weights"], mean_row.expand(81, -1))  # 5 rows there, 81 here
         assert torch.equal(run.ema.shadow["inner.lm_head.weight"], got["inner.lm_head.weight"])
     finally:
         run.log.close()
@@ -155,9 +157,17 @@ def test_bad_training_inputs_fail_early_and_say_what(reverse_data, tmp_path):
         run("epochs=2", "eval_interval=null")
     with pytest.raises(ValueError, match=r"--resume: config key 'global_batch_size' differs from the checkpoint"):
         run("epochs=2", "eval_interval=null", "global_batch_size=8", resume="latest")
+    with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*gone.pt"):
+        run("epochs=2", "eval_interval=null", resume=str(tmp_path / "gone.pt"))
+    torch.save({"inner.x": torch.zeros(1)}, tmp_path / "official.pt")
+    with pytest.raises(ValueError, match=r"official.pt is not a trm_fast training checkpoint"):
+        run("epochs=2", "eval_interval=null", resume=str(tmp_path / "official.pt"))
     with pytest.raises(FileNotFoundError, match="checkpoint file not found: .*missing.pt"):
         run("checkpoint_path=" + str(tmp_path / "other"), f"load_checkpoint={tmp_path / 'missing.pt'}")
 
     proc = run_cli("train", "tiny", f"data_paths=[{data}]", "lrr=1")
     assert proc.returncode == 2 and "unknown config key 'lrr' (did you mean 'lr'?)" in proc.stderr
     assert "Traceback" not in proc.stderr
+    proc = run_cli("train", "--resume-from", tmp_path / "gone.pt", "tiny", f"data_paths=[{data}]",
+                   f"checkpoint_path={tmp_path / 'run'}")
+    assert proc.returncode == 2 and "checkpoint not found" in proc.stderr

@@ -1,5 +1,5 @@
-"""`trm-fast train CONFIG [key=value ...] [--resume [CHECKPOINT]]`; multi-GPU with
-`torchrun --nproc-per-node N -m trm_fast.cli.main train ...` (or `torchrun ... $(which trm-fast) train ...`)."""
+"""`trm-fast train CONFIG [key=value ...] [--resume | --resume-from CHECKPOINT]`; multi-GPU with
+`torchrun --nproc-per-node N --no-python trm-fast train ...` (or `torchrun ... -m trm_fast.cli.main train ...`)."""
 
 import argparse
 import os
@@ -12,9 +12,13 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("config", metavar="CONFIG",
                         help="a YAML config, or a shipped recipe: " + ", ".join(recipe_names()))
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="override config keys, e.g. lr=1e-4 arch.L_cycles=4 data_paths=[data/sudoku]")
-    parser.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
-                        help="continue a run exactly: from CHECKPOINT, or the newest step_N.pt of the run directory")
+                        help="override config keys, e.g. lr=1e-4 arch.L_cycles=4 data_paths=[data/sudoku] "
+                        "(options go before CONFIG or after the last override)")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_const", const="latest",
+                        help="continue the run exactly from the newest step_N.pt of its run directory")
+    resume.add_argument("--resume-from", dest="resume", metavar="CHECKPOINT",
+                        help="continue the run exactly from CHECKPOINT")
 
 
 def run(args) -> int:

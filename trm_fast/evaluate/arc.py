@@ -17,7 +17,7 @@ Kaggle ARC Prize format {task id: [{"attempt_1": grid, "attempt_2": grid}, ...]}
 
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 

@@ -22,5 +22,6 @@ def format_report(result: dict) -> str:
         for s, (n, acc) in enumerate(zip(h["histogram"], h["exact_accuracy_by_step"]), start=1):
             lines.append(f"{s:>6} {n:>9} {n / count:>7.1%} {acc:>8.4f}")
     if "ARC" in result:
-        lines += ["", "ARC (votes over augmentations): " + "  ".join(f"{k[4:]} {v:.4f}" for k, v in result["ARC"].items())]
+        scores = "  ".join(f"{k[4:]} {v:.4f}" for k, v in result["ARC"].items())
+        lines += ["", f"ARC (votes over augmentations): {scores}"]
     return "\n".join(lines)

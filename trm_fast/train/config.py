@@ -75,7 +75,6 @@ SCHEMA = {
     "freeze_weights": _key(bool, False),
     # trm_fast only
     "checkpoint_every_steps": _key(int, None, lo=1, optional=True, doc="also checkpoint every N steps"),
-    "compile": _key(bool, False, doc="wrap the loss head in torch.compile"),
 }
 
 ARC_EVALUATOR_KEYS = {"name": str, "submission_K": int, "pass_Ks": list, "aggregated_voting": bool}
@@ -110,15 +109,9 @@ class TrainConfig:
     ema_rate: float = 0.999
     freeze_weights: bool = False
     checkpoint_every_steps: Optional[int] = None
-    compile: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @property
-    def model_kind(self) -> str:
-        """'trm' or 'hrm', from arch.name (checked at load)."""
-        return model_kind(self.arch["name"])
 
     @property
     def test_paths(self) -> List[str]:

@@ -106,6 +106,8 @@ def plot(run_dir: str):
 
     with open(os.path.join(run_dir, TRAIN_CSV), newline="") as f:
         rows = list(csv.DictReader(f))
+    if not rows:
+        return  # nothing trained yet
     evals = {}
     if os.path.isfile(os.path.join(run_dir, EVAL_CSV)):
         with open(os.path.join(run_dir, EVAL_CSV), newline="") as f:

@@ -17,6 +17,7 @@ import warnings
 from typing import Optional
 
 import torch
+from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint as load_model_checkpoint
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
@@ -39,7 +40,8 @@ def run_directory(config: TrainConfig) -> str:
     """checkpoint_path, or checkpoints/{project}/{run} with the official project name."""
     if config.checkpoint_path:
         return config.checkpoint_path
-    project = config.project_name or f"{os.path.basename(os.path.normpath(config.data_paths[0])).capitalize()}-ACT-torch"
+    dataset = os.path.basename(os.path.normpath(config.data_paths[0]))
+    project = config.project_name or f"{dataset.capitalize()}-ACT-torch"
     return os.path.join("checkpoints", project, config.run_name or "run")
 
 
@@ -61,12 +63,13 @@ class Run:
         self.total_iters = cfg.epochs // self.epochs_per_iter
         self.total_steps = int(cfg.epochs * meta.total_groups * meta.mean_puzzle_examples / cfg.global_batch_size)
         if self.total_steps < 1:
-            raise ValueError(f"no training step: epochs ({cfg.epochs}) x groups ({meta.total_groups}) x examples per "
-                             f"puzzle ({meta.mean_puzzle_examples}) is below global_batch_size ({cfg.global_batch_size})")
+            raise ValueError(f"no training step: epochs ({cfg.epochs}) x groups ({meta.total_groups}) x examples "
+                             f"per puzzle ({meta.mean_puzzle_examples}) is below global_batch_size "
+                             f"({cfg.global_batch_size})")
 
         self.head, self.model = build_model(cfg.arch, meta, cfg.global_batch_size // proc.world_size, proc.device)
         resume_path = self._resume_path(resume)
-        if cfg.load_checkpoint and resume_path is None and proc.is_main:
+        if cfg.load_checkpoint and resume_path is None:  # every rank reads it, so a bad file fails them all
             self._load_weights(cfg.load_checkpoint)
         if proc.world_size > 1:
             distributed.broadcast_module(self.model)
@@ -75,7 +78,6 @@ class Run:
         self.sampler = TrainSampler(self.train_split, seed=cfg.seed, global_batch_size=cfg.global_batch_size,
                                     epochs_per_iter=self.epochs_per_iter, rank=proc.rank, world_size=proc.world_size)
         self.arc = self._arc_evaluator()
-        self.step_head = torch.compile(self.head) if cfg.compile else self.head
         self.step, self.iteration, self.evals_done, self.carry = 0, 0, 0, None
         if resume_path is not None:
             self._restore(resume_path)  # last: it also restores the random generators
@@ -119,9 +121,9 @@ class Run:
         load_model_checkpoint(source, self.model, reset_puzzle_emb=True)
 
     def _arc_evaluator(self) -> Optional[ArcVotes]:
-        spec = next((e for e in self.config.evaluators), None)
-        if spec is None or self.test_split is None:
+        if not self.config.evaluators or self.test_split is None:
             return None
+        spec = self.config.evaluators[0]  # the config admits arc@ARC alone
         if len(self.config.test_paths) != 1:
             raise ValueError(f"the arc@ARC evaluator scores one test dataset, got {len(self.config.test_paths)}: "
                              f"{self.config.test_paths}")
@@ -166,7 +168,7 @@ class Run:
         if self.carry is None:
             self.carry = self.head.initial_carry(batch)
         self.step += 1
-        self.carry, loss, metrics, _, _ = self.step_head(return_keys=(), carry=self.carry, batch=batch)
+        self.carry, loss, metrics, _, _ = self.head(return_keys=(), carry=self.carry, batch=batch)
         ((1 / cfg.global_batch_size) * loss).backward()
         if self.proc.world_size > 1:
             distributed.sum_gradients(self.model)
@@ -223,10 +225,13 @@ class Run:
         model = self.ema.copy_of(self.model) if self.ema is not None else self.model
         head = ACTLossHead(model, cfg.arch["loss"]["loss_type"]).eval()
         if self.arc is not None and not self.arc_spec["aggregated_voting"]:
-            self.arc = ArcVotes(self.arc.identifiers, self.arc.blank)  # officially, votes pile up across evaluations
+            # each evaluation votes alone (the official default, aggregated_voting: true, piles votes up)
+            self.arc = ArcVotes(self.arc.identifiers, self.arc.blank)
         batches = eval_batches(self.test_split, cfg.global_batch_size, self.proc.rank, self.proc.world_size)
-        result = evaluate(head, batches, device=self.proc.device, proc=self.proc, arc_votes=self.arc,
-                          save_keys=cfg.eval_save_outputs)
+        total = sum(-(-s.inputs.shape[0] // cfg.global_batch_size) for s in self.test_split.sets.values())
+        with tqdm(total=total, unit="batch", desc="eval", leave=False, disable=not self.proc.is_main) as bar:
+            result = evaluate(head, batches, device=self.proc.device, proc=self.proc, arc_votes=self.arc,
+                              save_keys=cfg.eval_save_outputs, progress=bar)
         if result.saved_outputs:
             os.makedirs(self.run_dir, exist_ok=True)
             checkpoint.save_atomic(result.saved_outputs,

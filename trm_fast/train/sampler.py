@@ -54,7 +54,8 @@ def draw_batch(rng, example_rng, order: np.ndarray, start: int, data: PuzzleSet,
         group = order[start]
         start += 1
         puzzle = rng.integers(data.group_indices[group], data.group_indices[group + 1])
-        first, count = int(data.puzzle_indices[puzzle]), int(data.puzzle_indices[puzzle + 1] - data.puzzle_indices[puzzle])
+        first, end = int(data.puzzle_indices[puzzle]), int(data.puzzle_indices[puzzle + 1])
+        count = end - first
         take = min(count, size - filled)
         examples.append(first + (example_rng.permutation(count)[:take] if count > 1 else np.zeros(take, np.int64)))
         puzzles.append(np.full(take, puzzle, np.int64))
