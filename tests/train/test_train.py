@@ -10,6 +10,7 @@ import pytest
 import torch
 import trm_fast
 import yaml
+from trm_fast.evaluate import evaluate_checkpoint
 from trm_fast.train import load_config, train
 from trm_fast.train.loop import Run
 
@@ -50,6 +51,15 @@ def test_tiny_config_trains_evaluates_and_writes_everything(reverse_data, tmp_pa
     trm_fast.load_checkpoint(run_dir / "step_12.pt", model)  # the "model" key, bare TRM keys
     assert not torch.equal(ckpt["ema"]["inner.lm_head.weight"], ckpt["model"]["inner.lm_head.weight"])
 
+    # `trm-fast eval` on the final checkpoint sees what the run's last evaluation saw (the EMA weights)
+    result = evaluate_checkpoint(str(run_dir / "step_12.pt"), data, batch_size=16, device="cpu")
+    last_eval = {r[1]: float(r[2]) for r in evals[1:] if r[0] == "12"}
+    assert result["ema_weights"] and result["sets"]["all"]["count"] == 16
+    for key in ("accuracy", "exact_accuracy", "lm_loss", "q_halt_accuracy"):
+        assert result["sets"]["all"][key] == pytest.approx(last_eval[f"all/{key}"], rel=1e-6)
+    raw = evaluate_checkpoint(str(run_dir / "step_12.pt"), data, batch_size=16, device="cpu", use_ema=False)
+    assert not raw["ema_weights"] and raw["sets"]["all"]["lm_loss"] != result["sets"]["all"]["lm_loss"]
+
 
 def test_hrm_and_softmax_train_too(reverse_data, tmp_path):
     config = load_config("tiny", tiny_overrides(
@@ -60,6 +70,7 @@ def test_hrm_and_softmax_train_too(reverse_data, tmp_path):
     train(config)
     rows = _rows(tmp_path / "run" / "metrics.csv")
     assert "q_continue_loss" in rows[0] and len(rows) == 3
+    assert "all/q_continue_loss" in {r[1] for r in _rows(tmp_path / "run" / "eval_metrics.csv")}
 
 
 def test_arc_evaluator_votes_pile_up_across_evaluations_and_resume(tmp_path):

@@ -321,7 +321,7 @@ def check_arch(arch: dict, at) -> dict:
     for name in loss:
         if name not in ("name", "loss_type"):
             raise _unknown("arch.loss." + name, {"arch.loss.name", "arch.loss.loss_type"}, at("arch.loss." + name))
-    if loss.get("name", "").split("@")[-1] != "ACTLossHead":
+    if str(loss.get("name", "")).split("@")[-1] != "ACTLossHead":
         raise ConfigError(f"{at('arch.loss.name')}: config key 'arch.loss.name' must be losses@ACTLossHead, "
                           f"got {loss.get('name')!r}")
     if loss.get("loss_type") not in LOSS_TYPES:
