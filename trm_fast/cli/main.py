@@ -7,6 +7,8 @@ import sys
 
 # command -> (module, one-line help)
 COMMANDS = {
+    "train": ("trm_fast.cli.train", "train a TRM/HRM from a config: the official recipe, resumable, multi-GPU"),
+    "eval": ("trm_fast.cli.eval", "evaluate a checkpoint: accuracies, halting statistics, ARC pass@K and submission"),
 }
 
 

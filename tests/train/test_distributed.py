@@ -1,0 +1,37 @@
+"""Two processes (torchrun, gloo on the CPU) train the same model as one process with the same global
+batch: each takes half of every batch, gradients are summed across ranks, the puzzle embedding's
+(id, gradient) pairs are all-gathered. Exploration is off, since its random draws are per rank."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import torch
+
+
+def _train(data, run_dir, processes):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    cmd = (launcher if processes > 1 else [sys.executable]) + [
+        "-m", "trm_fast.cli.main", "train", "tiny", f"data_paths=[{data}]", f"checkpoint_path={run_dir}",
+        "epochs=4", "eval_interval=2", "arch.halt_exploration_prob=0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("run directory:") == 1  # rank 0 reports
+    with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    return torch.load(os.path.join(run_dir, "step_8.pt"), weights_only=True), rows
+
+
+def test_two_processes_train_like_one(reverse_data, tmp_path):
+    data = reverse_data()
+    one, rows_one = _train(data, tmp_path / "one", 1)
+    two, rows_two = _train(data, tmp_path / "two", 2)
+    assert two["world_size"] == 2 and len(two["carry"]) == 2 and two["carry"][1]["z_H"].shape[0] == 8
+    for key in ("model", "ema"):
+        for name, value in one[key].items():
+            torch.testing.assert_close(two[key][name], value, rtol=1e-5, atol=1e-6, msg=f"{key} {name}")
+    assert one["model"]["inner.puzzle_emb.weights"].abs().sum() > 0  # the sparse embedding was trained too
+    assert len(rows_one) == len(rows_two) == 8
+    for a, b in zip(rows_one, rows_two):
+        assert a["count"] == b["count"] and abs(float(a["lm_loss"]) - float(b["lm_loss"])) < 1e-5

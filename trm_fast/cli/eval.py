@@ -1,0 +1,54 @@
+"""`trm-fast eval CHECKPOINT --data DIR`: accuracies, halting statistics, ARC pass@K and submission."""
+
+import argparse
+import json
+import os
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a trm_fast step_N.pt, or an official checkpoint")
+    parser.add_argument("--data", required=True, metavar="DIR", help="dataset directory (official format)")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="examples per batch (default 256)")
+    parser.add_argument("--out", metavar="FILE.json", help="metrics JSON (default: CHECKPOINT.eval.json)")
+    parser.add_argument("--submission", metavar="FILE.json",
+                        help="ARC: Kaggle submission (default: submission.json next to --out)")
+    parser.add_argument("--config", metavar="YAML", help="config with the arch of an official checkpoint "
+                        "(default: all_config.yaml next to it)")
+    parser.add_argument("--no-ema", action="store_true", help="use the raw weights even where EMA weights exist")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--pass-k", type=int, nargs="+", default=[1, 2], metavar="K", help="ARC: pass@K (default 1 2)")
+
+
+def _write_json(obj, path: str):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def run(args) -> int:
+    from ..evaluate import evaluate_checkpoint, format_report
+
+    if args.batch_size < 1:
+        raise SystemExit(f"trm-fast eval: --batch-size must be >= 1, got {args.batch_size}")
+    if min(args.pass_k) < 1:
+        raise SystemExit(f"trm-fast eval: --pass-k values must be >= 1, got {args.pass_k}")
+    try:
+        result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, batch_size=args.batch_size,
+                                     device=args.device, config_path=args.config, use_ema=not args.no_ema,
+                                     pass_ks=args.pass_k)
+    except (OSError, ValueError) as err:  # bad files or values: the message names them
+        print(f"trm-fast eval: error: {err}", file=sys.stderr)
+        return 2
+    submission = result.pop("submission", None)
+    print(format_report(result))
+    out = args.out or args.checkpoint + ".eval.json"
+    _write_json(result, out)
+    print(f"\nwrote {out}")
+    if submission is not None:
+        path = args.submission or os.path.join(os.path.dirname(os.path.abspath(out)), "submission.json")
+        _write_json(submission, path)
+        print(f"wrote {path}")
+    return 0

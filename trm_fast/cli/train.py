@@ -1,0 +1,34 @@
+"""`trm-fast train CONFIG [key=value ...] [--resume | --resume-from CHECKPOINT]`; multi-GPU with
+`torchrun --nproc-per-node N --no-python trm-fast train ...` (or `torchrun ... -m trm_fast.cli.main train ...`)."""
+
+import argparse
+import os
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    from ..train.config import recipe_names
+
+    parser.add_argument("config", metavar="CONFIG",
+                        help="a YAML config, or a shipped recipe: " + ", ".join(recipe_names()))
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="override config keys, e.g. lr=1e-4 arch.L_cycles=4 data_paths=[data/sudoku] "
+                        "(options go before CONFIG or after the last override)")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_const", const="latest",
+                        help="continue the run exactly from the newest step_N.pt of its run directory")
+    resume.add_argument("--resume-from", dest="resume", metavar="CHECKPOINT",
+                        help="continue the run exactly from CHECKPOINT")
+
+
+def run(args) -> int:
+    from ..train import load_config, train
+
+    try:
+        run_dir = train(load_config(args.config, args.overrides), resume=args.resume)
+    except (OSError, ValueError) as err:  # bad files, keys or values: the message names them
+        print(f"trm-fast train: error: {err}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 reports
+        print(f"run directory: {run_dir}")
+    return 0

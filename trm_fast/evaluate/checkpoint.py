@@ -1,0 +1,106 @@
+"""Evaluate one checkpoint on one dataset split: `trm-fast eval CHECKPOINT --data DIR`.
+
+The checkpoint is either a trm_fast training checkpoint (it carries its config, the training metadata
+and the EMA weights, which are used unless `use_ema=False`), or an official one (a state_dict with
+`_orig_mod.model.` or `model.` keys); an official checkpoint needs its config: the `all_config.yaml`
+the official run saved next to it, or any file with the same `arch:` block. vocab_size and
+num_puzzle_identifiers are then read off the checkpoint's weights, seq_len off the dataset.
+"""
+
+import os
+from typing import Optional
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from ..checkpoint import load_checkpoint, strip_prefix
+from ..train import checkpoint as train_checkpoint
+from ..train.build import build_model
+from ..train.config import ConfigError, check_arch
+from ..train.dataset import Metadata, PuzzleSplit
+from ..train.sampler import eval_batches
+from .arc import ArcVotes, read_arc_files
+from .runner import evaluate
+
+TOKENS_KEY, PUZZLE_EMB_KEY = "inner.embed_tokens.embedding_weight", "inner.puzzle_emb.weights"
+
+
+def _read_arch(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path} (an official checkpoint needs its run's "
+                                "all_config.yaml, or --config FILE)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: malformed YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("arch"), dict):
+        raise ConfigError(f"{path}: no 'arch:' mapping")
+    return check_arch(data["arch"], lambda key: path)
+
+
+def read_checkpoint(path: str, config_path: Optional[str] = None, use_ema: bool = True):
+    """(arch dict, model state_dict with bare keys, training metadata dict or None, EMA weights used)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for files that are not checkpoints
+        raise ValueError(f"{path} is not a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]})") from None
+    if isinstance(state, dict) and state.get("format") == train_checkpoint.FORMAT:
+        weights, ema = dict(state["model"]), bool(use_ema and state.get("ema"))
+        if ema:
+            weights.update(state["ema"])
+        arch = _read_arch(config_path) if config_path else state["config"]["arch"]
+        return arch, weights, state.get("metadata"), ema
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} is neither a trm_fast training checkpoint nor a model state_dict")
+    config_path = config_path or os.path.join(os.path.dirname(os.path.abspath(path)), "all_config.yaml")
+    return _read_arch(config_path), strip_prefix(state), None, False
+
+
+def model_metadata(weights: dict, saved: Optional[dict], data: Metadata, checkpoint: str, data_file: str) -> Metadata:
+    """The metadata the model was built with, checked against the dataset's."""
+    vocab = weights[TOKENS_KEY].shape[0] if TOKENS_KEY in weights else data.vocab_size
+    ids = weights[PUZZLE_EMB_KEY].shape[0] if PUZZLE_EMB_KEY in weights else (saved or {}).get(
+        "num_puzzle_identifiers", data.num_puzzle_identifiers)
+    seq_len = (saved or {}).get("seq_len", data.seq_len)
+    if data.vocab_size != vocab:
+        raise ValueError(f"{data_file} has vocab_size {data.vocab_size}, but the model in {checkpoint} has "
+                         f"vocab_size {vocab}: this checkpoint was trained on another kind of data")
+    if data.seq_len != seq_len:
+        raise ValueError(f"{data_file} has seq_len {data.seq_len}, but the model in {checkpoint} was trained with "
+                         f"seq_len {seq_len}")
+    if data.num_puzzle_identifiers > ids:
+        raise ValueError(f"{data_file} has {data.num_puzzle_identifiers} puzzle identifiers, the model in "
+                         f"{checkpoint} knows {ids}")
+    return Metadata(**{**data.to_dict(), "vocab_size": vocab, "num_puzzle_identifiers": ids})
+
+
+def evaluate_checkpoint(path: str, data_dir: str, *, split: str = "test", batch_size: int = 256,
+                        device: Optional[str] = None, config_path: Optional[str] = None, use_ema: bool = True,
+                        pass_ks=(1, 2), submission_k: int = 2) -> dict:
+    """Metrics per set, halting statistics and, for ARC datasets (with test_puzzles.json), pass@K.
+    Returns a JSON-able dict; its "submission" entry is the Kaggle submission for ARC, else absent."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    arch, weights, saved_meta, ema = read_checkpoint(path, config_path, use_ema)
+    data = PuzzleSplit([data_dir], split)
+    data_file = os.path.join(data_dir, split, "dataset.json")
+    meta = model_metadata(weights, saved_meta, data.metadata, path, data_file)
+    head, model = build_model(arch, meta, batch_size, device)
+    load_checkpoint(weights, model)
+    head.eval()
+
+    arc = None
+    if os.path.isfile(os.path.join(data_dir, "test_puzzles.json")):
+        identifiers, test_puzzles = read_arc_files(data_dir)
+        arc = ArcVotes(identifiers, data.metadata.blank_identifier_id)
+    total = sum(-(-s.inputs.shape[0] // batch_size) for s in data.sets.values())
+    with tqdm(total=total, unit="batch", desc="eval", dynamic_ncols=True) as bar:
+        result = evaluate(head, eval_batches(data, batch_size), device=device, arc_votes=arc, progress=bar)
+    out = {"checkpoint": os.path.abspath(path), "data": os.path.abspath(data_dir), "split": split,
+           "ema_weights": ema, "halt_max_steps": model.config.halt_max_steps, "sets": result.sets}
+    if arc is not None:
+        out["ARC"], out["submission"] = arc.score(test_puzzles, pass_ks, submission_k)
+    return out

@@ -1,0 +1,367 @@
+"""Training configs: the official `pretrain.py` field names, in one self-contained YAML file.
+
+A config is the official `cfg_pretrain.yaml` with its `arch:` group written inline:
+
+    arch:                        # config/arch/trm.yaml of the official repository
+      name: recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1   # or ...hrm@..., or just trm / hrm
+      loss: {name: losses@ACTLossHead, loss_type: stablemax_cross_entropy}
+      H_cycles: 3                # ... every model field of trm_fast.TRM / trm_fast.HRM
+    data_paths: [data/sudoku-extreme-1k-aug-1000]
+    global_batch_size: 768
+    epochs: 50000
+    ...
+
+`load_config(path_or_recipe, overrides)` reads it, applies `key=value` overrides (dotted keys reach into
+`arch`, values are YAML; a leading `+` as in hydra's `+run_name=x` is accepted), checks every key and
+value, and returns a `TrainConfig`. Every error names its source: `file:line` or the override.
+"""
+
+import dataclasses
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+from ..models.config import HRMConfig, TRMConfig
+from ..models.losses import LOSS_TYPES
+
+# Filled in from the dataset, as the official create_model does; an arch that sets them is an error.
+DATA_FIELDS = ("batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers")
+ARC_EVALUATOR = "arc@ARC"
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed or holds a bad value; the message says where."""
+
+
+_REQUIRED = object()
+
+
+def _key(kind, default=_REQUIRED, *, lo=None, hi=None, hi_open=False, optional=False, doc=""):
+    return dict(kind=kind, default=default, lo=lo, hi=hi, hi_open=hi_open, optional=optional, doc=doc)
+
+
+# Top-level keys: official PretrainConfig fields, then trm_fast's own (last block).
+SCHEMA = {
+    "arch": _key(dict),
+    "data_paths": _key(list),
+    "data_paths_test": _key(list, []),
+    "evaluators": _key(list, []),
+    "global_batch_size": _key(int, lo=1),
+    "epochs": _key(int, lo=1),
+    "lr": _key(float, lo=0.0),
+    "lr_min_ratio": _key(float, lo=0.0, hi=1.0),
+    "lr_warmup_steps": _key(int, lo=0),
+    "weight_decay": _key(float, lo=0.0),
+    "beta1": _key(float, lo=0.0, hi=1.0, hi_open=True),
+    "beta2": _key(float, lo=0.0, hi=1.0, hi_open=True),
+    "puzzle_emb_lr": _key(float, lo=0.0),
+    "puzzle_emb_weight_decay": _key(float, lo=0.0),
+    "project_name": _key(str, None, optional=True),
+    "run_name": _key(str, None, optional=True),
+    "load_checkpoint": _key(str, None, optional=True),
+    "checkpoint_path": _key(str, None, optional=True),
+    "seed": _key(int, 0),
+    "checkpoint_every_eval": _key(bool, False),
+    "eval_interval": _key(int, None, lo=1, optional=True),
+    "min_eval_interval": _key(int, 0, lo=0, optional=True),
+    "eval_save_outputs": _key(list, []),
+    "ema": _key(bool, False),
+    "ema_rate": _key(float, 0.999, lo=0.0, hi=1.0),
+    "freeze_weights": _key(bool, False),
+    # trm_fast only
+    "checkpoint_every_steps": _key(int, None, lo=1, optional=True, doc="also checkpoint every N steps"),
+}
+
+ARC_EVALUATOR_KEYS = {"name": str, "submission_K": int, "pass_Ks": list, "aggregated_voting": bool}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: Dict[str, Any]
+    data_paths: List[str]
+    global_batch_size: int
+    epochs: int
+    lr: float
+    lr_min_ratio: float
+    lr_warmup_steps: int
+    weight_decay: float
+    beta1: float
+    beta2: float
+    puzzle_emb_lr: float
+    puzzle_emb_weight_decay: float
+    data_paths_test: List[str] = field(default_factory=list)
+    evaluators: List[Dict[str, Any]] = field(default_factory=list)
+    project_name: Optional[str] = None
+    run_name: Optional[str] = None
+    load_checkpoint: Optional[str] = None
+    checkpoint_path: Optional[str] = None
+    seed: int = 0
+    checkpoint_every_eval: bool = False
+    eval_interval: Optional[int] = None
+    min_eval_interval: Optional[int] = 0
+    eval_save_outputs: List[str] = field(default_factory=list)
+    ema: bool = False
+    ema_rate: float = 0.999
+    freeze_weights: bool = False
+    checkpoint_every_steps: Optional[int] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def test_paths(self) -> List[str]:
+        """Official rule: data_paths_test when given, else data_paths."""
+        return self.data_paths_test or self.data_paths
+
+
+def model_kind(arch_name: str) -> Optional[str]:
+    """'trm' for recursive_reasoning.trm@..., 'hrm' for recursive_reasoning.hrm@...; None otherwise.
+
+    Only the module part counts, so the official variants trm_hier6 / trm_singlez are not taken for TRM."""
+    module = arch_name.split("@")[0].split(".")[-1].lower()
+    return module if module in ("trm", "hrm") else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading
+
+def recipe_names() -> List[str]:
+    """The recipes shipped in trm_fast/configs (without .yaml)."""
+    files = resources.files("trm_fast").joinpath("configs")
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml")) if files.is_dir() else []
+
+
+def resolve_config_path(name: str) -> str:
+    """A YAML path as given, or the name of a shipped recipe (`tiny`, `sudoku_mlp`, ...)."""
+    if os.path.isfile(name):
+        return name
+    stem = name[:-5] if name.endswith(".yaml") else name
+    if os.sep not in name and stem in recipe_names():
+        return str(resources.files("trm_fast").joinpath("configs", stem + ".yaml"))
+    raise FileNotFoundError(f"config file not found: {name} (shipped recipes: {', '.join(recipe_names())})")
+
+
+def _line_numbers(node, prefix="", out=None) -> Dict[str, int]:
+    """Dotted key -> 1-based line of every mapping key in a composed YAML document."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            dotted = prefix + str(key_node.value)
+            out[dotted] = key_node.start_mark.line + 1
+            _line_numbers(value_node, dotted + ".", out)
+    return out
+
+
+def _read_yaml(path: str) -> Tuple[dict, Dict[str, str]]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as err:
+        raise FileNotFoundError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_numbers(yaml.compose(text))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else path
+        raise ConfigError(f"{where}: malformed YAML: {getattr(err, 'problem', None) or err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a YAML mapping of keys to values, got {type(data).__name__}")
+    if "defaults" in data:
+        raise ConfigError(f"{path}:{lines.get('defaults', 1)}: hydra 'defaults:' composition is not supported: "
+                          "write the arch fields inline under 'arch:' (see the shipped recipes)")
+    return data, {k: f"{path}:{line}" for k, line in lines.items()}
+
+
+def _apply_override(data: dict, where: Dict[str, str], override: str):
+    """`a.b.c=value`: value parsed as YAML, stored at data['a']['b']['c']."""
+    source = f"command-line override '{override}'"
+    key, sep, text = override.partition("=")
+    key = key.strip().lstrip("+")
+    if not sep or not key:
+        raise ConfigError(f"{source}: expected key=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: the value is not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    parts = key.split(".")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: '{'.'.join(parts[:depth + 1])}' is not a mapping, so '{key}' cannot be set")
+        node = child
+    node[parts[-1]] = value
+    where[key] = source
+
+
+def load_config(path_or_recipe: str, overrides: Optional[List[str]] = None) -> TrainConfig:
+    """Read a config file (or shipped recipe), apply `key=value` overrides, and check everything."""
+    path = resolve_config_path(path_or_recipe)
+    data, where = _read_yaml(path)
+    for override in overrides or []:
+        _apply_override(data, where, override)
+    config = validate(data, where, path)
+    if config.run_name is None:  # official: a random two-word slug; a stable name makes --resume work
+        config = dataclasses.replace(config, run_name=os.path.splitext(os.path.basename(path))[0])
+    return config
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checking
+
+def _number(value: Any, kind):
+    """YAML 1.1 reads 1e-4 as a string (hydra reads a float): accept numeric strings for numbers."""
+    if isinstance(value, str):
+        try:
+            value = float(value) if kind is float else int(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if kind is int:
+        return int(value) if float(value).is_integer() else None
+    return float(value) if math.isfinite(value) else None
+
+
+def _check_value(name: str, value: Any, rule: dict, where: str):
+    kind = rule["kind"]
+    if value is None and rule["optional"]:
+        return None
+    if kind in (int, float):
+        number = _number(value, kind)
+        if number is None:
+            what = "an integer" if kind is int else "a finite number"
+            raise ConfigError(f"{where}: config key '{name}' must be {what}, got {value!r}")
+        lo, hi = rule["lo"], rule["hi"]
+        if (lo is not None and number < lo) or (hi is not None and (number >= hi if rule["hi_open"] else number > hi)):
+            rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}{')' if rule['hi_open'] else ']'}"
+            raise ConfigError(f"{where}: config key '{name}' must be {rng}, got {value!r}")
+        return number
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: config key '{name}' must be true or false, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"{where}: config key '{name}' must be a string, got {value!r}")
+    if kind is dict and not isinstance(value, dict):
+        raise ConfigError(f"{where}: config key '{name}' must be a mapping, got {value!r}")
+    if kind is list:
+        if isinstance(value, str) and name in ("data_paths", "data_paths_test", "eval_save_outputs"):
+            value = [value]  # a single path written without brackets
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: config key '{name}' must be a list, got {value!r}")
+    return value
+
+
+def _unknown(name: str, known, where: str, what: str = "config key") -> ConfigError:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"{where}: unknown {what} '{name}'{hint}; known: {', '.join(sorted(known))}")
+
+
+def validate(data: dict, where: Dict[str, str], path: str = "<config>") -> TrainConfig:
+    """Check a config mapping; `where` maps dotted keys to their source for error messages."""
+    def at(key):
+        return where.get(key, path)
+
+    values = {}
+    for name in data:
+        if name not in SCHEMA:
+            raise _unknown(name, SCHEMA, at(name))
+    for name, rule in SCHEMA.items():
+        if name not in data:
+            if rule["default"] is _REQUIRED:
+                raise ConfigError(f"{path}: config key '{name}' is missing")
+            values[name] = rule["default"]
+            continue
+        values[name] = _check_value(name, data[name], rule, at(name))
+
+    for name in ("data_paths", "data_paths_test", "eval_save_outputs"):
+        for item in values[name]:
+            if not isinstance(item, str) or not item:
+                raise ConfigError(f"{at(name)}: config key '{name}' must list non-empty strings, got {item!r}")
+    if not values["data_paths"]:
+        raise ConfigError(f"{at('data_paths')}: config key 'data_paths' must name at least one dataset directory")
+    values["arch"] = check_arch(values["arch"], at)
+    values["evaluators"] = [_check_evaluator(e, at("evaluators")) for e in values["evaluators"]]
+    if values["eval_interval"] is not None and values["epochs"] % values["eval_interval"]:
+        raise ConfigError(f"{at('eval_interval')}: config key 'eval_interval' ({values['eval_interval']}) must "
+                          f"divide 'epochs' ({values['epochs']}): evaluation runs every eval_interval epochs")
+    return TrainConfig(**values)
+
+
+def check_arch(arch: dict, at) -> dict:
+    if "name" not in arch or not isinstance(arch["name"], str):
+        raise ConfigError(f"{at('arch')}: config key 'arch.name' is missing or not a string "
+                          "(e.g. recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1)")
+    kind = model_kind(arch["name"])
+    if kind is None:
+        raise ConfigError(f"{at('arch.name')}: config key 'arch.name' must name TRM or HRM "
+                          f"(recursive_reasoning.trm@... or recursive_reasoning.hrm@...), got {arch['name']!r}")
+    config_class = TRMConfig if kind == "trm" else HRMConfig
+    fields = {f.name for f in dataclasses.fields(config_class)} - set(DATA_FIELDS)
+    known = fields | {"name", "loss"}
+    for name in arch:
+        if name in DATA_FIELDS:
+            raise ConfigError(f"{at('arch.' + name)}: config key 'arch.{name}' comes from the dataset (or "
+                              "global_batch_size) and cannot be set")
+        if name not in known:
+            raise _unknown("arch." + name, {"arch." + k for k in known}, at("arch." + name))
+
+    loss = arch.get("loss")
+    if not isinstance(loss, dict):
+        raise ConfigError(f"{at('arch')}: config key 'arch.loss' must be a mapping with 'name' and 'loss_type', "
+                          f"got {loss!r}")
+    for name in loss:
+        if name not in ("name", "loss_type"):
+            raise _unknown("arch.loss." + name, {"arch.loss.name", "arch.loss.loss_type"}, at("arch.loss." + name))
+    if str(loss.get("name", "")).split("@")[-1] != "ACTLossHead":
+        raise ConfigError(f"{at('arch.loss.name')}: config key 'arch.loss.name' must be losses@ACTLossHead, "
+                          f"got {loss.get('name')!r}")
+    if loss.get("loss_type") not in LOSS_TYPES:
+        raise ConfigError(f"{at('arch.loss.loss_type')}: config key 'arch.loss.loss_type' must be one of "
+                          f"{', '.join(map(repr, LOSS_TYPES))}, got {loss.get('loss_type')!r}")
+
+    # Check the model fields now, with placeholders for what the dataset gives, so a typo fails early.
+    probe = {k: v for k, v in arch.items() if k not in ("name", "loss")}
+    probe.update(batch_size=1, seq_len=1, vocab_size=2, num_puzzle_identifiers=1)
+    try:
+        config_class.from_dict(probe)
+    except ValueError as err:
+        msg = str(err).replace("config field '", "config key 'arch.")
+        bad = msg.split("config key '")[1].split("'")[0] if "config key '" in msg else "arch"
+        raise ConfigError(f"{at(bad)}: {msg}") from None
+    return arch
+
+
+def _check_evaluator(evaluator: Any, where: str) -> dict:
+    if not isinstance(evaluator, dict) or "name" not in evaluator:
+        raise ConfigError(f"{where}: each entry of 'evaluators' must be a mapping with a 'name', got {evaluator!r}")
+    if evaluator["name"] != ARC_EVALUATOR:
+        raise ConfigError(f"{where}: unknown evaluator {evaluator['name']!r}; trm_fast has {ARC_EVALUATOR!r}")
+    out = dict(submission_K=2, pass_Ks=[1, 2, 5, 10, 100, 1000], aggregated_voting=True)  # official defaults
+    for key, value in evaluator.items():
+        if key not in ARC_EVALUATOR_KEYS:
+            raise _unknown(key, ARC_EVALUATOR_KEYS, where, "key of evaluator arc@ARC")
+        kind = ARC_EVALUATOR_KEYS[key]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is list:
+            ok = ok and value and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in value)
+        if kind is int:
+            ok = ok and value >= 1
+        if not ok:
+            raise ConfigError(f"{where}: evaluator arc@ARC key '{key}' has a bad value {value!r}")
+        out[key] = value
+    out["pass_Ks"] = list(out["pass_Ks"])
+    return out
+
+
+def dump_yaml(config: TrainConfig) -> str:
+    """The resolved config as YAML, loadable again by load_config."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

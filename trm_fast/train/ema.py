@@ -1,0 +1,43 @@
+"""Exponential moving average of the weights, used for evaluation (the official EMAHelper).
+
+After every training step, for each trainable parameter:  shadow <- (1 - rate) * param + rate * shadow.
+Buffers (the puzzle-embedding table, H_init, L_init) are not averaged: the evaluation copy takes them
+from the live model, as the official deep copy does.
+"""
+
+import copy
+from typing import Dict
+
+import torch
+from torch import nn
+
+
+class EMA:
+    def __init__(self, model: nn.Module, rate: float):
+        self.rate = rate
+        self.shadow: Dict[str, torch.Tensor] = {
+            name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module):
+        for name, p in model.named_parameters():
+            if name in self.shadow:
+                self.shadow[name] = (1.0 - self.rate) * p.detach() + self.rate * self.shadow[name]
+
+    def copy_of(self, model: nn.Module) -> nn.Module:
+        """A deep copy of `model` holding the averaged weights."""
+        averaged = copy.deepcopy(model)
+        with torch.no_grad():
+            for name, p in averaged.named_parameters():
+                if name in self.shadow:
+                    p.copy_(self.shadow[name])
+        return averaged
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]):
+        missing = sorted(set(self.shadow) - set(state))
+        if missing:
+            raise ValueError(f"EMA state lacks the parameters {', '.join(missing)}")
+        self.shadow = {name: state[name].to(device=p.device, dtype=p.dtype) for name, p in self.shadow.items()}

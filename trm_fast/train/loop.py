@@ -1,0 +1,277 @@
+"""The training run: the official pretrain.py loop, resumable step for step.
+
+    total_steps = int(epochs * total_groups * mean_puzzle_examples / global_batch_size)
+    for each iteration (eval_interval epochs; all epochs without eval_interval):
+        for each batch:  step += 1
+            carry, loss = head(carry, batch)             # the ACT carry persists across batches
+            backward(loss / global_batch_size); all_reduce(grads)
+            lr = cosine_with_warmup(step); SignSGD and AdamATan2 step; EMA update
+        evaluate (the EMA weights when ema is on), checkpoint (every eval, or at the end)
+
+A run stops at total_steps; the official loop keeps drawing (and skipping) batches past it until the
+iteration ends, which changes nothing but the EMA. Checkpoints also come every `checkpoint_every_steps`.
+"""
+
+import os
+import warnings
+from typing import Optional
+
+import torch
+from tqdm import tqdm
+
+from ..checkpoint import load_checkpoint as load_model_checkpoint
+from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
+from ..evaluate.runner import evaluate, gather_arc_votes
+from ..models import ACTLossHead
+from . import checkpoint, distributed
+from .build import build_model, build_optimizers
+from .config import TrainConfig, dump_yaml
+from .dataset import PuzzleSplit
+from .ema import EMA
+from .logger import RunLogger
+from .sampler import TrainSampler, eval_batches
+from .schedule import cosine_with_warmup
+
+# Changing these makes the saved state meaningless; anything else may change on --resume.
+FIXED_ON_RESUME = ("arch", "data_paths", "global_batch_size", "seed")
+
+
+def run_directory(config: TrainConfig) -> str:
+    """checkpoint_path, or checkpoints/{project}/{run} with the official project name."""
+    if config.checkpoint_path:
+        return config.checkpoint_path
+    dataset = os.path.basename(os.path.normpath(config.data_paths[0]))
+    project = config.project_name or f"{dataset.capitalize()}-ACT-torch"
+    return os.path.join("checkpoints", project, config.run_name or "run")
+
+
+class Run:
+    def __init__(self, config: TrainConfig, resume: Optional[str] = None):
+        """`resume`: a checkpoint path, or "latest" for the newest one in the run directory."""
+        self.config, cfg = config, config
+        self.proc = proc = distributed.start()
+        torch.random.manual_seed(cfg.seed + proc.rank)
+        if cfg.global_batch_size % proc.world_size:
+            raise ValueError(f"global_batch_size ({cfg.global_batch_size}) must be a multiple of the number of "
+                             f"processes ({proc.world_size})")
+        self.run_dir = run_directory(cfg)
+
+        self.train_split = PuzzleSplit(cfg.data_paths, "train")
+        meta = self.train_split.metadata
+        self.test_split = PuzzleSplit(cfg.test_paths, "test") if PuzzleSplit.exists(cfg.test_paths, "test") else None
+        self.epochs_per_iter = cfg.eval_interval or cfg.epochs
+        self.total_iters = cfg.epochs // self.epochs_per_iter
+        self.total_steps = int(cfg.epochs * meta.total_groups * meta.mean_puzzle_examples / cfg.global_batch_size)
+        if self.total_steps < 1:
+            raise ValueError(f"no training step: epochs ({cfg.epochs}) x groups ({meta.total_groups}) x examples "
+                             f"per puzzle ({meta.mean_puzzle_examples}) is below global_batch_size "
+                             f"({cfg.global_batch_size})")
+
+        self.head, self.model = build_model(cfg.arch, meta, cfg.global_batch_size // proc.world_size, proc.device)
+        resume_path = self._resume_path(resume)
+        if cfg.load_checkpoint and resume_path is None:  # every rank reads it, so a bad file fails them all
+            self._load_weights(cfg.load_checkpoint)
+        if proc.world_size > 1:
+            distributed.broadcast_module(self.model)
+        self.optimizers, self.base_lrs = build_optimizers(cfg, self.model)
+        self.ema = EMA(self.model, cfg.ema_rate) if cfg.ema else None
+        self.sampler = TrainSampler(self.train_split, seed=cfg.seed, global_batch_size=cfg.global_batch_size,
+                                    epochs_per_iter=self.epochs_per_iter, rank=proc.rank, world_size=proc.world_size)
+        self.arc = self._arc_evaluator()
+        self.step, self.iteration, self.evals_done, self.carry = 0, 0, 0, None
+        if resume_path is not None:
+            self._restore(resume_path)  # last: it also restores the random generators
+
+        self.log = None
+        if proc.is_main:
+            os.makedirs(self.run_dir, exist_ok=True)
+            with open(os.path.join(self.run_dir, "config.yaml"), "w") as f:
+                f.write(dump_yaml(cfg))
+            self.log = RunLogger(self.run_dir, total_steps=self.total_steps, start_step=self.step,
+                                 evals_done=self.evals_done, resume=resume_path is not None)
+            if self.test_split is None:
+                self.log.write(f"no test split in {', '.join(cfg.test_paths)}: training without evaluation")
+
+    # -- setup helpers ---------------------------------------------------------------------------------------
+
+    def _resume_path(self, resume: Optional[str]) -> Optional[str]:
+        latest = checkpoint.latest_checkpoint(self.run_dir) if os.path.isdir(self.run_dir) else None
+        if resume is None:
+            if latest is not None:
+                raise FileExistsError(f"the run directory {self.run_dir} already holds checkpoints ({latest}): pass "
+                                      "--resume to continue that run, or set checkpoint_path / run_name for a new one")
+            return None
+        if resume != "latest":
+            return resume
+        if latest is None:
+            raise FileNotFoundError(f"--resume: no checkpoint (step_N.pt) in the run directory {self.run_dir}")
+        return latest
+
+    def _load_weights(self, path: str):
+        """Start from a trained model (official or trm_fast checkpoint): the weights the official run
+        would have saved, i.e. the EMA weights when it averaged them. A puzzle embedding of another size
+        is reset to the checkpoint's mean row, as officially."""
+        source = path
+        try:
+            full = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # not readable: load_checkpoint below says why, naming the file
+            full = None
+        if isinstance(full, dict) and full.get("format") == checkpoint.FORMAT:
+            source = {**full["model"], **(full["ema"] or {})}
+        load_model_checkpoint(source, self.model, reset_puzzle_emb=True)
+
+    def _arc_evaluator(self) -> Optional[ArcVotes]:
+        if not self.config.evaluators or self.test_split is None:
+            return None
+        spec = self.config.evaluators[0]  # the config admits arc@ARC alone
+        if len(self.config.test_paths) != 1:
+            raise ValueError(f"the arc@ARC evaluator scores one test dataset, got {len(self.config.test_paths)}: "
+                             f"{self.config.test_paths}")
+        identifiers, self.test_puzzles = read_arc_files(self.config.test_paths[0])
+        self.arc_spec = spec
+        return ArcVotes(identifiers, self.test_split.metadata.blank_identifier_id)
+
+    def _restore(self, path: str):
+        state = checkpoint.load(path)
+        saved = state["config"]
+        for key in FIXED_ON_RESUME:
+            if saved.get(key) != getattr(self.config, key):
+                raise ValueError(f"--resume: config key '{key}' differs from the checkpoint {path} "
+                                 f"({saved.get(key)!r} there, {getattr(self.config, key)!r} now)")
+        changed = [k for k, v in self.config.to_dict().items() if k not in FIXED_ON_RESUME and saved.get(k) != v]
+        if changed and self.proc.is_main:
+            warnings.warn(f"--resume: config keys changed since the checkpoint: {', '.join(changed)}", stacklevel=2)
+        if state["world_size"] != self.proc.world_size:
+            raise ValueError(f"--resume: {path} was written by {state['world_size']} processes, this run has "
+                             f"{self.proc.world_size}: exact resume needs the same number")
+        self.model.load_state_dict(state["model"], strict=True)
+        for opt, opt_state in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(opt_state)
+        if self.ema is not None:
+            if state["ema"] is None:
+                raise ValueError(f"--resume: ema is on, but {path} was written without EMA")
+            self.ema.load_state_dict(state["ema"])
+        rank = self.proc.rank
+        self.carry = checkpoint.carry_from_dict(state["carry"][rank] if state["carry"] else None, self.proc.device)
+        self.sampler.load_state_dict(state["data_position"])
+        if self.arc is not None and state.get("arc_votes"):
+            self.arc.load_state_dict(state["arc_votes"][rank])
+        self.step, self.iteration, self.evals_done = state["step"], state["iteration"], state["evals_done"]
+        checkpoint.set_rng_state(state["rng"][rank])
+
+    # -- the loop --------------------------------------------------------------------------------------------
+
+    def train_step(self, batch: dict) -> Optional[dict]:
+        """One optimisation step; the metrics (rank 0, else None), as the official train_batch reports them."""
+        cfg, device = self.config, self.proc.device
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if self.carry is None:
+            self.carry = self.head.initial_carry(batch)
+        self.step += 1
+        self.carry, loss, metrics, _, _ = self.head(return_keys=(), carry=self.carry, batch=batch)
+        ((1 / cfg.global_batch_size) * loss).backward()
+        if self.proc.world_size > 1:
+            distributed.sum_gradients(self.model)
+        lr = None
+        for opt, base_lr in zip(self.optimizers, self.base_lrs):
+            lr = cosine_with_warmup(self.step, base_lr, round(cfg.lr_warmup_steps), self.total_steps, cfg.lr_min_ratio)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            opt.step()
+            opt.zero_grad()
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+        keys = sorted(metrics)
+        values = distributed.sum_to_main(torch.stack([metrics[k].double() for k in keys]), self.proc)
+        if not self.proc.is_main:
+            return None
+        values = dict(zip(keys, values.tolist()))
+        count = max(values["count"], 1)
+        out = {"lr": lr, "count": int(values["count"])}
+        out.update({k: v / (cfg.global_batch_size if k.endswith("loss") else count)
+                    for k, v in values.items() if k != "count"})
+        return out
+
+    def run(self) -> str:
+        cfg = self.config
+        try:
+            for it in range(self.iteration, self.total_iters):
+                self.head.train()
+                for _, batch, _ in self.sampler.iteration():
+                    if self.step >= self.total_steps:
+                        break
+                    metrics = self.train_step(batch)
+                    if self.log is not None:
+                        self.log.step(self.step, metrics)
+                    if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
+                        self.save()
+                last = it == self.total_iters - 1 or self.step >= self.total_steps
+                if it >= (cfg.min_eval_interval or 0) and self.test_split is not None:
+                    self.evaluate()
+                self.iteration = it + 1
+                if last or (cfg.checkpoint_every_eval and it >= (cfg.min_eval_interval or 0)):
+                    self.save()
+                if last:
+                    break
+        finally:
+            if self.log is not None:
+                self.log.close()
+            distributed.stop()
+        return self.run_dir
+
+    def evaluate(self):
+        cfg = self.config
+        model = self.ema.copy_of(self.model) if self.ema is not None else self.model
+        head = ACTLossHead(model, cfg.arch["loss"]["loss_type"]).eval()
+        if self.arc is not None and not self.arc_spec["aggregated_voting"]:
+            # each evaluation votes alone (the official default, aggregated_voting: true, piles votes up)
+            self.arc = ArcVotes(self.arc.identifiers, self.arc.blank)
+        batches = eval_batches(self.test_split, cfg.global_batch_size, self.proc.rank, self.proc.world_size)
+        total = sum(-(-s.inputs.shape[0] // cfg.global_batch_size) for s in self.test_split.sets.values())
+        with tqdm(total=total, unit="batch", desc="eval", leave=False, disable=not self.proc.is_main) as bar:
+            result = evaluate(head, batches, device=self.proc.device, proc=self.proc, arc_votes=self.arc,
+                              save_keys=cfg.eval_save_outputs, progress=bar)
+        if result.saved_outputs:
+            os.makedirs(self.run_dir, exist_ok=True)
+            checkpoint.save_atomic(result.saved_outputs,
+                                   os.path.join(self.run_dir, f"step_{self.step}_all_preds.{self.proc.rank}"))
+        if self.arc is not None:
+            merged = gather_arc_votes(self.arc, self.proc)
+            if merged is not None:
+                result.arc, submission = merged.score(self.test_puzzles, self.arc_spec["pass_Ks"],
+                                                      self.arc_spec["submission_K"])
+                out_dir = os.path.join(self.run_dir, f"evaluator_ARC_step_{self.step}")
+                os.makedirs(out_dir, exist_ok=True)
+                write_submission(submission, os.path.join(out_dir, "submission.json"))
+        self.evals_done += 1
+        if self.log is not None:
+            self.log.evaluation(self.step, result.flat_metrics())
+
+    def save(self):
+        """Collective: every rank hands its carry, generator states and votes to rank 0, which writes."""
+        per_rank = distributed.gather_to_main(
+            {"carry": checkpoint.carry_to_dict(self.carry), "rng": checkpoint.rng_state(),
+             "arc_votes": self.arc.state_dict() if self.arc is not None else None}, self.proc)
+        if not self.proc.is_main:
+            return
+        state = {
+            "format": checkpoint.FORMAT,
+            "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
+            "ema": {k: v.cpu() for k, v in self.ema.state_dict().items()} if self.ema is not None else None,
+            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "carry": [r["carry"] for r in per_rank] if self.carry is not None else None,
+            "rng": [r["rng"] for r in per_rank],
+            "arc_votes": [r["arc_votes"] for r in per_rank] if self.arc is not None else None,
+            "data_position": self.sampler.state_dict(),
+            "step": self.step, "iteration": self.iteration, "evals_done": self.evals_done,
+            "world_size": self.proc.world_size, "config": self.config.to_dict(),
+            "metadata": self.train_split.metadata.to_dict(),
+        }
+        os.makedirs(self.run_dir, exist_ok=True)
+        checkpoint.save_atomic(state, checkpoint.checkpoint_file(self.run_dir, self.step))
+
+
+def train(config: TrainConfig, resume: Optional[str] = None) -> str:
+    """Train per `config` (optionally resuming); returns the run directory."""
+    return Run(config, resume).run()
