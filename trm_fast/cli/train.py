@@ -12,8 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("config", metavar="CONFIG",
                         help="a YAML config, or a shipped recipe: " + ", ".join(recipe_names()))
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="override config keys, e.g. lr=1e-4 arch.L_cycles=4 data_paths=[data/sudoku] "
-                        "(options go before CONFIG or after the last override)")
+                        help="override config keys, e.g. lr=1e-4 arch.L_cycles=4 data_paths=[data/sudoku]")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", action="store_const", const="latest",
                         help="continue the run exactly from the newest step_N.pt of its run directory")
