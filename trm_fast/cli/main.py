@@ -7,6 +7,7 @@ import sys
 
 # command -> (module, one-line help)
 COMMANDS = {
+    "data": ("trm_fast.cli.data", "build Sudoku-Extreme, Maze-Hard or ARC datasets in the official format"),
 }
 
 

@@ -23,8 +23,8 @@ def read_puzzle_csv(path):
     path = Path(path)
     if not path.is_file():
         raise DatasetInputError(f"{path}: no such file")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
+    with open(path, "rb") as f:
+        reader = csv.reader(_decoded_lines(f, path))
         try:
             if next(reader, None) is None:
                 raise DatasetInputError(f"{path}: empty file (expected a header line {','.join(FIELDS)})")
@@ -33,7 +33,14 @@ def read_puzzle_csv(path):
                     raise DatasetInputError(f"{path}:{reader.line_num}: expected {len(FIELDS)} fields "
                                             f"({','.join(FIELDS)}), got {len(row)}")
                 yield (reader.line_num, *row)
-        except UnicodeDecodeError as err:
-            raise DatasetInputError(f"{path}:{reader.line_num + 1}: not UTF-8 text ({err.reason})") from None
         except csv.Error as err:
             raise DatasetInputError(f"{path}:{reader.line_num}: malformed CSV ({err})") from None
+
+
+def _decoded_lines(f, path):
+    """The file's lines as text, so that a bad byte is reported on its own line."""
+    for number, raw in enumerate(f, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DatasetInputError(f"{path}:{number}: not UTF-8 text ({err.reason})") from None
