@@ -127,3 +127,12 @@ def test_bad_files(tmp_path):
     with pytest.raises(DatasetInputError, match="training split has no puzzles"):
         write_sudoku_dataset(tmp_path / "out", empty, empty)
     assert not (tmp_path / "out").exists()
+
+
+def test_writer_refuses_invalid_pairs(sudoku_csv_dir, tmp_path):
+    questions, answers = read_sudoku_csv(sudoku_csv_dir / "train.csv")
+    answers = answers.copy()
+    answers[2, :2] = answers[2, 1::-1]  # two digits swapped: a row still holds 1..9, the columns do not
+    with pytest.raises(DatasetInputError, match="train puzzle 2: the answer is not a valid solution"):
+        write_sudoku_dataset(tmp_path / "out", (questions, answers), (questions, answers))
+    assert not (tmp_path / "out").exists()

@@ -123,7 +123,8 @@ def write_sudoku_dataset(out, train, test, *, num_aug: int = 0, subsample=None, 
     """Write `out/{train,test}` from `(questions, answers)` digit arrays; returns each split's metadata.
 
     The training split is first subsampled to `subsample` puzzles (when it has more), then every
-    puzzle gets `num_aug` augmented copies; the test split is written as it is.
+    puzzle gets `num_aug` augmented copies; the test split is written as it is. Every pair written
+    must be a valid puzzle and solution (DatasetInputError otherwise).
     """
     for name, (q, _) in (("training", train), ("test", test)):
         if len(q) == 0:
@@ -137,6 +138,9 @@ def write_sudoku_dataset(out, train, test, *, num_aug: int = 0, subsample=None, 
                 keep = rng.choice(len(q), size=subsample, replace=False)
                 q, a = q[keep], a[keep]
             q, a = augment(q, a, aug, rng)
+            bad = invalid_pairs(q, a)  # every pair written is checked, augmented copies included
+            if bad.size:
+                raise DatasetInputError(f"{split} puzzle {bad[0]}: the answer is not a valid solution of the puzzle")
             written[split] = write_single_example_split(stage / split, q + 1, a + 1, 1 + aug, VOCAB_SIZE)
         write_json(stage / "identifiers.json", [BLANK_IDENTIFIER])
     return written
