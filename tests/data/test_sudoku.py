@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from trm_fast.data import DatasetInputError, generate_sudokus, read_sudoku_csv, write_sudoku_dataset
 from trm_fast.data.sudoku import invalid_pairs
-from trm_fast.data.sudoku_solver import is_solution, rate, solve
+from trm_fast.data.sudoku_solver import rate, solve
 
 from _datasets_util import SUDOKU_ROWS, check_dataset, dataset_digest, write_csv
 
@@ -30,7 +30,7 @@ def test_solver_rates_and_counts_solutions():
         assert rate(digits(question)) == (digits(answer), rating)
     assert rate(digits(SUDOKU_ROWS[0][1])) == (digits(SUDOKU_ROWS[0][1]), 0)  # a full grid needs no guess
     two, _ = solve([0] * 81, limit=2)
-    assert len(two) == 2 and all(is_solution(s) for s in two)
+    assert len(two) == 2 and invalid_pairs(np.zeros((2, 81), np.uint8), np.array(two, np.uint8)).size == 0
     clash = digits(SUDOKU_ROWS[0][0])
     clash[1] = clash[0]  # the same digit twice in row 0
     assert solve(clash) == ([], 0)

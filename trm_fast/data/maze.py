@@ -9,6 +9,7 @@ Augmentation (training split only, `aug=True`) stores all 8 symmetries of every 
 `dihedral`), the identity first, as the 8 puzzles of one group.
 """
 
+from array import array
 from functools import partial
 
 import numpy as np
@@ -35,7 +36,7 @@ def read_maze_csv(path):
     Every grid must be square and of the first row's size, use only "# SGo", and the answer must
     keep the question's walls; otherwise DatasetInputError names the file and line.
     """
-    questions, answers, lines, size = bytearray(), bytearray(), [], None
+    questions, answers, lines, size = bytearray(), bytearray(), array("q"), None  # lines: CSV line of each row
     for line, _source, question, answer, _rating in read_puzzle_csv(path):
         if size is None:
             size = int(round(len(question) ** 0.5))

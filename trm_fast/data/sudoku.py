@@ -11,6 +11,7 @@ of the source puzzle's group. The random draws come in the official builder's or
 `np.random.RandomState(seed)`, so a build equals the official one run after `np.random.seed(seed)`.
 """
 
+from array import array
 from functools import partial
 
 import numpy as np
@@ -49,7 +50,7 @@ def read_sudoku_csv(path, min_difficulty=None):
     length, a non-integer rating, or an answer that does not solve its question raises
     DatasetInputError naming the file and line.
     """
-    questions, answers, lines = bytearray(), bytearray(), []
+    questions, answers, lines = bytearray(), bytearray(), array("q")  # lines: CSV line of each row
     for line, _source, question, answer, rating in read_puzzle_csv(path):
         for name, cells in (("question", question), ("answer", answer)):
             if len(cells) != SEQ_LEN or not cells.isascii():

@@ -102,14 +102,6 @@ def rate(puzzle):
     return (solutions[0] if len(solutions) == 1 else None), guesses
 
 
-def is_solution(grid) -> bool:
-    """True when the 81 digits fill every row, column and box with 1..9 once each."""
-    g = np.asarray(grid).reshape(9, 9)
-    boxes = g.reshape(3, 3, 3, 3).swapaxes(1, 2).reshape(9, 9)
-    want = np.arange(1, 10)
-    return all(np.array_equal(np.sort(u, axis=1), np.broadcast_to(want, (9, 9))) for u in (g, g.T, boxes))
-
-
 def _random_full_grid(rng: np.random.Generator):
     """A random complete grid: the three diagonal boxes (independent of each other) filled at
     random, the rest completed by the solver, then rows, columns and digits shuffled."""
