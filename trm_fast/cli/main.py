@@ -7,6 +7,7 @@ import sys
 
 # command -> (module, one-line help)
 COMMANDS = {
+    "data": ("trm_fast.cli.data", "build Sudoku-Extreme, Maze-Hard or ARC datasets in the official format"),
     "train": ("trm_fast.cli.train", "train a TRM/HRM from a config: the official recipe, resumable, multi-GPU"),
     "eval": ("trm_fast.cli.eval", "evaluate a checkpoint: accuracies, halting statistics, ARC pass@K and submission"),
 }
