@@ -28,6 +28,7 @@ T* ptr(uintptr_t address) {
 
 void check(cudaError_t err, const char* kernel) {
   if (err != cudaSuccess) {
+    cudaGetLastError();  // reported here, so cleared: a later launch's check must see only its own error
     throw std::runtime_error(std::string("trm_fast ") + kernel + ": " + cudaGetErrorString(err) + " (" +
                              cudaGetErrorName(err) + ")");
   }

@@ -352,20 +352,24 @@ def test_inside_cuda_graph_capture_and_replay(case, shape):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("mlp_t", [False, True])
-def test_trm_with_the_fused_norm_matches_the_reference(mlp_t):
+def test_trm_on_the_fused_backend_stays_within_bf16_error(mlp_t):
+    """A bf16 TRM on the fused backend against the same weights in fp32: its error may be at most about
+    twice that of the bf16 reference backend (rounding differs, and recursion carries it through)."""
     import trm_fast
     from helpers import make_batch, tiny_config
 
     cfg = tiny_config(hidden_size=64, num_heads=2, seq_len=9, puzzle_emb_ndim=64, puzzle_emb_len=2,
-                      forward_dtype="bfloat16", mlp_t=mlp_t, H_layers=0)
+                      mlp_t=mlp_t, H_layers=0)
     torch.manual_seed(_seed("trm", mlp_t))
-    ref = trm_fast.TRM(dict(cfg, backend="reference")).cuda().eval()
-    fused = trm_fast.TRM(dict(cfg, backend="fused")).cuda().eval()
-    fused.load_state_dict(ref.state_dict())
     batch = {k: v.cuda() for k, v in make_batch(cfg, seed=1).items()}
-    outs = []
-    for model in (ref, fused):
-        carry = model.initial_carry(batch)
-        carry, out = model(carry=carry, batch=batch)
-        outs.append(out["logits"].float())
-    _assert_close("TRM logits", outs[1], outs[0], 0.1, 0.05)
+    state, logits = None, {}
+    for name, dtype, backend_name in [("truth", "float32", "reference"), ("reference", "bfloat16", "reference"),
+                                      ("fused", "bfloat16", "fused")]:
+        model = trm_fast.TRM(dict(cfg, forward_dtype=dtype, backend=backend_name)).cuda().eval()
+        state = state or model.state_dict()
+        model.load_state_dict(state)
+        with torch.no_grad():
+            _, out = model(carry=model.initial_carry(batch), batch=batch)
+        logits[name] = out["logits"].double()
+    ref_err = (logits["reference"] - logits["truth"]).abs().max().item()
+    _assert_close("TRM logits (fused, bf16) against fp32", logits["fused"], logits["truth"], 2 * ref_err + 0.02)
