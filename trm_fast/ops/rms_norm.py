@@ -29,6 +29,9 @@ Floor per call at TRM's shape (E = 768 * 97 * 512 = 38.1 M elements in 74,496 ro
 - backward, fused: read dy and y (6 B/element with the write of ds) and rstd: 229 MB, 5 FLOP/element
   (191 MFLOP), about 76 us. Autograd through the reference moves about 80 B/element: 3.05 GB.
 (Reference counts: every aten op's input and output bytes, under a TorchDispatchMode.)
+Measured on an H100 (triton.testing.do_bench, bf16): rows (768, 97, 512) forward 82 us and backward 82 us
+(2.8 TB/s), eager reference 579 us and ~1160 us; MLP-t's columns (768, 512, 97) forward 234 us and backward
+189 us (its contiguous delta is read across rows, so 1.0-1.2 TB/s), reference 783 us and ~1410 us.
 """
 
 from typing import Optional, Tuple
