@@ -57,6 +57,9 @@ class CMakeBuild(build_ext):
     def build_extension(self, ext):
         out_dir = Path(self.get_ext_fullpath(ext.name)).parent.resolve()
         build_dir = Path(self.build_temp).resolve() / "cmake"
+        # Configure afresh every time: each isolated pip build has new cmake and ninja paths that an old
+        # CMakeCache.txt would still point to, and architectures from an earlier CMAKE_ARGS must not stick.
+        shutil.rmtree(build_dir, ignore_errors=True)
         build_dir.mkdir(parents=True, exist_ok=True)
         import pybind11
 

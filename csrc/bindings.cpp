@@ -1,0 +1,100 @@
+// trm_fast._C: the Python face of the CUDA launchers. The only file that includes pybind11.
+//
+// Python passes device pointers and the CUDA stream as integers, strides as (batch, row, col)
+// triples in elements, and the device index; trm_fast/ops/*.py checks every input before calling,
+// so nothing here re-validates. A CUDA error becomes RuntimeError("trm_fast <kernel>: <error>").
+#include <array>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "add_rms_norm.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using Triple = std::array<int64_t, 3>;
+
+trm_fast::Strides strides(const Triple& t) { return {t[0], t[1], t[2]}; }
+
+template <typename T>
+T* ptr(uintptr_t address) {
+  return reinterpret_cast<T*>(address);
+}
+
+void check(cudaError_t err, const char* kernel) {
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // reported here, so cleared: a later launch's check must see only its own error
+    throw std::runtime_error(std::string("trm_fast ") + kernel + ": " + cudaGetErrorString(err) + " (" +
+                             cudaGetErrorName(err) + ")");
+  }
+}
+
+// Launches go to the tensors' device: torch may have another one current on this thread.
+void use_device(int device, const char* kernel) {
+  int current = -1;
+  check(cudaGetDevice(&current), kernel);
+  if (current != device) check(cudaSetDevice(device), kernel);
+}
+
+using Forward = decltype(&trm_fast::add_rms_norm_rows_fwd);
+using Backward = decltype(&trm_fast::add_rms_norm_rows_bwd);
+
+// The kernel's name for error messages: the launcher's, less the namespace.
+template <auto launcher>
+const char* name_of();
+template <>
+const char* name_of<trm_fast::add_rms_norm_rows_fwd>() { return "add_rms_norm_rows_fwd"; }
+template <>
+const char* name_of<trm_fast::add_rms_norm_strided_fwd>() { return "add_rms_norm_strided_fwd"; }
+template <>
+const char* name_of<trm_fast::add_rms_norm_rows_bwd>() { return "add_rms_norm_rows_bwd"; }
+template <>
+const char* name_of<trm_fast::add_rms_norm_strided_bwd>() { return "add_rms_norm_strided_bwd"; }
+
+template <Forward launcher>
+void forward(trm_fast::DType dtype, uintptr_t x, Triple sx, uintptr_t delta, Triple sd, uintptr_t y, Triple sy,
+             uintptr_t rstd, int64_t batch, int64_t rows, int64_t n, float eps, int device, uintptr_t stream) {
+  use_device(device, name_of<launcher>());
+  check(launcher(dtype, ptr<const void>(x), strides(sx), ptr<const void>(delta), strides(sd), ptr<void>(y),
+                 strides(sy), ptr<float>(rstd), batch, rows, n, eps, ptr<CUstream_st>(stream)),
+        name_of<launcher>());
+}
+
+template <Backward launcher>
+void backward(trm_fast::DType dtype, uintptr_t dy, Triple sdy, uintptr_t y, Triple sy, uintptr_t rstd, uintptr_t ds,
+              Triple sds, int64_t batch, int64_t rows, int64_t n, int device, uintptr_t stream) {
+  use_device(device, name_of<launcher>());
+  check(launcher(dtype, ptr<const void>(dy), strides(sdy), ptr<const void>(y), strides(sy), ptr<const float>(rstd),
+                 ptr<void>(ds), strides(sds), batch, rows, n, ptr<CUstream_st>(stream)),
+        name_of<launcher>());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "trm_fast's CUDA kernels, launched on raw device pointers (see trm_fast/ops).";
+
+  py::enum_<trm_fast::DType>(m, "DType")
+      .value("float32", trm_fast::DType::kFloat32)
+      .value("bfloat16", trm_fast::DType::kBFloat16);
+  m.attr("ROWS_MAX_N") = trm_fast::kRowsMaxN;
+
+  m.def("cuda_runtime_version", [] {
+        int version = 0;
+        check(cudaRuntimeGetVersion(&version), "cuda_runtime_version");
+        return version;
+      },
+      "The CUDA runtime this extension was built with (and links statically), e.g. 13000.");
+
+  // Forward: (dtype, x, x strides, delta, delta strides, y, y strides, rstd, batch, rows, n, eps, device, stream).
+  m.def("add_rms_norm_rows_fwd", &forward<trm_fast::add_rms_norm_rows_fwd>);
+  m.def("add_rms_norm_strided_fwd", &forward<trm_fast::add_rms_norm_strided_fwd>);
+  // Backward: (dtype, dy, dy strides, y, y strides, rstd, ds, ds strides, batch, rows, n, device, stream).
+  m.def("add_rms_norm_rows_bwd", &backward<trm_fast::add_rms_norm_rows_bwd>);
+  m.def("add_rms_norm_strided_bwd", &backward<trm_fast::add_rms_norm_strided_bwd>);
+}

@@ -1,0 +1,55 @@
+"""The thin Python face of the CUDA extension ``trm_fast._C``.
+
+The extension links no libtorch: its launchers take device pointers, sizes, element strides, the
+device index and the current CUDA stream as plain integers. These helpers turn a tensor into those
+arguments. A tensor of 1 to 3 dimensions is seen as (batch, rows, n), missing leading dimensions
+having size 1 and stride 0. Nothing here checks inputs: each op in ``trm_fast.ops`` does that once,
+before it launches.
+
+``trm_fast._C`` is imported on first use only, so ``import trm_fast`` works without it;
+``trm_fast.backend.native_status()`` says why it is missing.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+
+from . import backend
+
+
+@torch.compiler.assume_constant_result
+def status() -> Optional[str]:
+    """``backend.native_status()``, which torch.compile takes as a constant (it would otherwise trace into
+    the lru_cache wrapper, and warn, on every compile)."""
+    return backend.native_status()
+
+
+def extension():
+    """The module ``trm_fast._C``; FusedUnavailableError saying why where it cannot be loaded."""
+    reason = status()
+    if reason is not None:
+        raise backend.FusedUnavailableError(reason)
+    from . import _C
+
+    return _C
+
+
+def dtype(t: torch.Tensor):
+    """The extension's code for t's element type (bfloat16 or float32)."""
+    codes = extension().DType
+    return codes.bfloat16 if t.dtype == torch.bfloat16 else codes.float32
+
+
+def sizes3(t: torch.Tensor) -> Tuple[int, int, int]:
+    """(batch, rows, n) of a 1-D to 3-D tensor."""
+    return (1,) * (3 - t.dim()) + tuple(t.shape)
+
+
+def strides3(t: torch.Tensor) -> Tuple[int, int, int]:
+    """Element strides of t seen as (batch, rows, n)."""
+    return (0,) * (3 - t.dim()) + tuple(t.stride())
+
+
+def stream(t: torch.Tensor) -> int:
+    """The current CUDA stream of t's device (the capturing one inside torch.cuda.graph)."""
+    return torch.cuda.current_stream(t.device).cuda_stream
