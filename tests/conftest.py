@@ -6,10 +6,17 @@ sys.path before trm_fast is imported, and an uninstalled package stops the run w
 """
 
 import importlib.metadata
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Without a GPU, Triton kernels run under the interpreter in the kernel tests. It must be on before any
+# kernel module is imported; the `auto` backend never uses it, so the model tests stay on the reference.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
@@ -26,8 +33,6 @@ except (ImportError, importlib.metadata.PackageNotFoundError) as err:
 
 
 def pytest_collection_modifyitems(config, items):
-    import torch
-
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; none is visible (torch.cuda.is_available() is False)")

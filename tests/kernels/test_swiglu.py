@@ -1,18 +1,13 @@
 """The Triton SwiGLU kernel against its reference: on the GPU, and on the CPU under Triton's
-interpreter (fp32/fp16 only: the interpreter is not trusted with bf16)."""
+interpreter (fp32/fp16 only: the interpreter is not trusted with bf16; tests/conftest.py turns it on)."""
 
-import os
 import warnings
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernels are imported
-
-from trm_fast import ops  # noqa: E402
-from trm_fast.backend import FusedUnavailableError  # noqa: E402
-from trm_fast.ops.swiglu import swiglu_fused, swiglu_reference, unsupported  # noqa: E402
+from trm_fast import ops
+from trm_fast.backend import FusedUnavailableError
+from trm_fast.ops.swiglu import swiglu_fused, swiglu_reference, unsupported
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (M, 2I): TRM's MLP and MLP-t rows, an odd width, batch 1
