@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: install, GPU tests, compute-sanitizer on the CUDA kernels, benchmarks.
 # Usage (from the repository root, on the device): bash bench/device_run.sh COMMIT [BENCH ARGS...]
+# SKIP_CHECKS=1 skips the GPU tests and compute-sanitizer (for a second benchmark-only call).
 # Writes logs and JSON under $OUT (default ./out). Fails loudly if CUDA is present but the fused
 # backend is not.
 set -euo pipefail
@@ -24,6 +25,7 @@ if reasons:
 print("fused backend available")
 PY
 
+if [ "${SKIP_CHECKS:-0}" != 1 ]; then
 echo "== GPU tests" | tee -a "$out/device.log"
 $py -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$out/gpu_tests.log" | tail -5
 
@@ -34,6 +36,7 @@ for tool in memcheck racecheck; do
         && echo "$tool: clean" | tee -a "$out/device.log" || echo "$tool: FAILED (see sanitizer.log)" | tee -a "$out/device.log"
 done
 tail -3 "$out/sanitizer.log"
+fi
 
 echo "== bench" | tee -a "$out/device.log"
 $py -W ignore -m trm_fast.bench --commit "$commit" --json "$out/bench.json" "$@" 2>&1 | grep -v '^  ' | tee "$out/bench.log"
