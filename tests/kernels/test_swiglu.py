@@ -77,6 +77,13 @@ def test_non_contiguous_rows_and_3d_inputs():
     torch.testing.assert_close(ops.swiglu(gu, backend="fused"), swiglu_reference(gu))
     transposed = torch.randn(2, 48, 6, device=DEVICE).transpose(1, 2)  # last axis strided: refused
     assert "unit stride" in unsupported(transposed, "fused")
+    torch.testing.assert_close(swiglu_fused(transposed), swiglu_reference(transposed))  # the op itself copies
+    # the backward op takes any layout of dh (autograd may pass an expanded one)
+    gu = torch.randn(3, 16, device=DEVICE, requires_grad=True)
+    dh = torch.ones(1, 1, device=DEVICE).expand(3, 8)
+    (grad,) = torch.autograd.grad(swiglu_fused(gu), gu, dh)
+    (want,) = torch.autograd.grad(swiglu_reference(gu), gu, dh)
+    torch.testing.assert_close(grad, want)
 
 
 @pytest.mark.gpu

@@ -30,8 +30,14 @@ def swiglu_fused(gate_up: torch.Tensor) -> torch.Tensor:
     from ..kernels.swiglu import swiglu_fwd
 
     two_i = gate_up.shape[-1]
-    h = swiglu_fwd(gate_up.view(-1, two_i))
+    h = swiglu_fwd(_rows(gate_up))
     return h.view(*gate_up.shape[:-1], two_i // 2)
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """t as (M, width) with unit stride along the width, as the kernels index it (a copy only if needed)."""
+    rows = t.reshape(-1, t.shape[-1])
+    return rows if rows.stride(-1) == 1 else rows.contiguous()
 
 
 @swiglu_fused.register_fake
@@ -43,8 +49,8 @@ def _(gate_up):
 def swiglu_backward_fused(dh: torch.Tensor, gate_up: torch.Tensor) -> torch.Tensor:
     from ..kernels.swiglu import swiglu_bwd
 
-    two_i = gate_up.shape[-1]
-    dgu = swiglu_bwd(dh.reshape(-1, two_i // 2), gate_up.view(-1, two_i))
+    # autograd may hand over any layout of dh (expanded, transposed): the kernel needs unit stride
+    dgu = swiglu_bwd(_rows(dh), _rows(gate_up))
     return dgu.view(gate_up.shape)
 
 
