@@ -4,6 +4,7 @@ here, so that these tests do not depend on the dataset builders), ARC grid encod
 import json
 import os
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
@@ -57,8 +58,10 @@ def run_cli(*args, env=None, timeout=300):
     """`python -m trm_fast.cli.main ARGS` in a fresh process; the CompletedProcess."""
     full_env = dict(os.environ, **(env or {}))
     full_env.setdefault("OMP_NUM_THREADS", "1")
+    # cwd outside the repository: `python -m` puts the cwd first on sys.path, and the source tree lacks
+    # the built extension and trm_fast.kernels
     return subprocess.run([sys.executable, "-m", "trm_fast.cli.main", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=timeout)
+                          text=True, env=full_env, timeout=timeout, cwd=tempfile.gettempdir())
 
 
 def encode(grid, top=0, left=0):

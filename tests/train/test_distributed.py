@@ -4,6 +4,7 @@ batch: each takes half of every batch, gradients are summed across ranks, the pu
 
 import csv
 import os
+import tempfile
 import subprocess
 import sys
 
@@ -15,7 +16,8 @@ def _train(data, run_dir, processes):
     cmd = (launcher if processes > 1 else [sys.executable]) + [
         "-m", "trm_fast.cli.main", "train", "tiny", f"data_paths=[{data}]", f"checkpoint_path={run_dir}",
         "epochs=4", "eval_interval=2", "arch.halt_exploration_prob=0"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                          cwd=tempfile.gettempdir())  # not the repository root: see _trainutil.run_cli
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("run directory:") == 1  # rank 0 reports
     with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:

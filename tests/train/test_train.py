@@ -3,6 +3,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 
@@ -117,7 +118,8 @@ def test_a_run_killed_mid_training_resumes_to_the_same_metrics(reverse_data, tmp
 
     run_dir = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "trm_fast.cli.main", *args, f"checkpoint_path={run_dir}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=tempfile.gettempdir())  # not the repository root: see _trainutil.run_cli
     _kill_when(proc, run_dir, min_rows=13)
     logged = len(_rows(run_dir / "metrics.csv")) - 1
     assert 12 <= logged < 240  # killed mid-training, after a checkpoint, with steps past it to redo
