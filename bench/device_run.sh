@@ -6,7 +6,7 @@
 # backend is not.
 set -euo pipefail
 commit=${1:?usage: bench/device_run.sh COMMIT [bench args]}; shift
-out=${OUT:-out}; mkdir -p "$out"
+out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 export PYTHONUNBUFFERED=1
 py=python3
 
@@ -39,4 +39,5 @@ tail -3 "$out/sanitizer.log"
 fi
 
 echo "== bench" | tee -a "$out/device.log"
-$py -W ignore -m trm_fast.bench --commit "$commit" --json "$out/bench.json" "$@" 2>&1 | grep -v '^  ' | tee "$out/bench.log"
+# from outside the repository: `python -m` would import the source tree, which has no built extension
+(cd /tmp && $py -W ignore -m trm_fast.bench --commit "$commit" --json "$out/bench.json" "$@") 2>&1 | grep -v '^  ' | tee "$out/bench.log"
