@@ -88,10 +88,12 @@ def unsupported(gate_up: torch.Tensor, backend: str) -> Optional[str]:
         return "gate_up is empty"
     if gate_up.stride(-1) != 1:
         return f"gate_up's last axis must have unit stride, got strides {gate_up.stride()}"
-    try:
-        gate_up.view(-1, gate_up.shape[-1])
-    except RuntimeError:
-        return f"gate_up's leading axes do not flatten to one row stride (strides {gate_up.stride()})"
+    # the leading axes must flatten to one row stride (a view, no copy); computed from the strides,
+    # without try/except around view(), which torch.compile cannot trace without a graph break
+    for i in range(gate_up.ndim - 2):
+        if gate_up.shape[i + 1] > 1 and gate_up.shape[i] > 1 and \
+                gate_up.stride(i) != gate_up.stride(i + 1) * gate_up.shape[i + 1]:
+            return f"gate_up's leading axes do not flatten to one row stride (strides {gate_up.stride()})"
     return None
 
 
