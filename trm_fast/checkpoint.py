@@ -25,16 +25,24 @@ def _target_model(model: nn.Module) -> nn.Module:
     return model
 
 
+def read_file(path, map_location="cpu"):
+    """torch.load (weights only) with one clear error for a missing file or one that is no checkpoint."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for non-checkpoint files
+        raise ValueError(f"{path} is not a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]})") from None
+
+
 def _read(source, map_location) -> Mapping:
     if isinstance(source, Mapping):
         return source
     path = os.fspath(source)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for non-checkpoint files
-        raise ValueError(f"{path} is not a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]})") from None
+    state = read_file(path, map_location)
     if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]  # a trm_fast training checkpoint: the model's state_dict under "model"
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):

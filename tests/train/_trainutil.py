@@ -8,7 +8,7 @@ import tempfile
 import sys
 
 import numpy as np
-from trm_fast.evaluate.arc import dihedral
+from trm_fast.data.dihedral import dihedral
 
 
 def write_split(directory, inputs, labels, puzzle_ids, puzzle_sizes, group_sizes, *, vocab_size, num_ids,

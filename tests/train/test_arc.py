@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from trm_fast.evaluate.arc import ArcVotes, crop, dihedral, grid_key, undo_augmentation
+from trm_fast.data.dihedral import dihedral
+from trm_fast.evaluate.arc import ArcVotes, crop, grid_key, undo_augmentation
 
 from _trainutil import augment, encode
 

@@ -21,29 +21,19 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-SEPARATOR = "|||"
+from ..data import parse_name
+from ..data import undo_augmentation as _undo
+
 GRID = 30  # ARC sequences are 30 x 30 token grids
-# Inverse of each dihedral transform: rotations by 90 and 270 degrees undo each other, the rest are involutions.
-DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
 
 GridKey = Tuple[int, int, bytes]  # (rows, cols, uint8 bytes): a grid, hashable and exact
 
 
-def dihedral(grid: np.ndarray, k: int) -> np.ndarray:
-    """The 8 symmetries of the square: identity, rotations by 90/180/270 degrees (counter-clockwise),
-    left-right flip, up-down flip, transpose, anti-transpose."""
-    return (grid, np.rot90(grid, 1), np.rot90(grid, 2), np.rot90(grid, 3), np.fliplr(grid), np.flipud(grid),
-            grid.T, np.fliplr(np.rot90(grid, 1)))[k]
-
-
 def undo_augmentation(name: str):
-    """(original puzzle name, function mapping an augmented grid back to the original's frame)."""
-    if SEPARATOR not in name:
-        return name, lambda grid: grid
-    parts = name.split(SEPARATOR)
-    k, perm = int(parts[-2][1:]), np.array([int(c) for c in parts[-1]], dtype=np.uint8)
-    inverse_colours = np.argsort(perm).astype(np.uint8)  # perm maps original colour -> augmented colour
-    return parts[0], lambda grid: inverse_colours[dihedral(grid, DIHEDRAL_INVERSE[k])]
+    """(original task id, function mapping an augmented grid back to the original's frame), from the
+    puzzle name the builder wrote (trm_fast.data owns the naming and the transforms)."""
+    task_id = parse_name(name)[0]
+    return task_id, lambda grid: _undo(name, np.asarray(grid))[1]
 
 
 def crop(tokens: np.ndarray) -> np.ndarray:

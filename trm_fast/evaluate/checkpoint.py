@@ -14,7 +14,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint, strip_prefix
+from ..checkpoint import load_checkpoint, read_file, strip_prefix
 from ..train import checkpoint as train_checkpoint
 from ..train.build import build_model
 from ..train.config import ConfigError, check_arch
@@ -42,12 +42,7 @@ def _read_arch(path: str) -> dict:
 
 def read_checkpoint(path: str, config_path: Optional[str] = None, use_ema: bool = True):
     """(arch dict, model state_dict with bare keys, training metadata dict or None, EMA weights used)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for files that are not checkpoints
-        raise ValueError(f"{path} is not a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]})") from None
+    state = read_file(path)
     if isinstance(state, dict) and state.get("format") == train_checkpoint.FORMAT:
         weights, ema = dict(state["model"]), bool(use_ema and state.get("ema"))
         if ema:

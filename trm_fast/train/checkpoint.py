@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from ..checkpoint import read_file
 from ..models.act import Carry, InnerCarry
 
 FORMAT = "trm_fast.train/1"
@@ -90,12 +91,7 @@ def save_atomic(obj: Any, path: str):
 
 def load(path: str) -> Dict[str, Any]:
     """A trm_fast training checkpoint, checked to be one."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for files that are not checkpoints
-        raise ValueError(f"{path} is not a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]})") from None
+    state = read_file(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a trm_fast training checkpoint (no 'format': '{FORMAT}'); an official "
                          "checkpoint can start a new run with load_checkpoint=PATH")
