@@ -19,8 +19,8 @@ from . import backend
 
 @torch.compiler.assume_constant_result
 def status() -> Optional[str]:
-    """``backend.native_status()``, which torch.compile takes as a constant (it would otherwise trace into
-    the lru_cache wrapper, and warn, on every compile)."""
+    """``backend.native_status()``, which torch.compile takes as a constant instead of tracing the import
+    attempt behind it on every compile."""
     return backend.native_status()
 
 
