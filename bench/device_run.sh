@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# One call on the GPU machine: install, GPU tests, compute-sanitizer on the CUDA kernels, benchmarks.
+# One call on the GPU machine: install, GPU tests and compute-sanitizer, then `trm-fast bench ARGS`.
 # Usage (from the repository root, on the device): bash bench/device_run.sh COMMIT [BENCH ARGS...]
-# SKIP_CHECKS=1 skips the GPU tests and compute-sanitizer (for a second benchmark-only call).
-# Writes logs and JSON under $OUT (default ./out). Fails loudly if CUDA is present but the fused
-# backend is not.
+# SKIP_CHECKS=1 skips the GPU tests and compute-sanitizer; without BENCH ARGS nothing is benchmarked.
+# Writes logs, bench.json and bench.png under $OUT (default ./out). Fails loudly if CUDA is present but
+# the fused backend is not.
 set -euo pipefail
 commit=${1:?usage: bench/device_run.sh COMMIT [bench args]}; shift
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 py=python3
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
@@ -38,6 +38,9 @@ done
 tail -3 "$out/sanitizer.log"
 fi
 
+if [ $# -gt 0 ]; then
 echo "== bench" | tee -a "$out/device.log"
 # from outside the repository: `python -m` would import the source tree, which has no built extension
-(cd /tmp && $py -W ignore -m trm_fast.bench --commit "$commit" --json "$out/bench.json" "$@") 2>&1 | grep -v '^  ' | tee "$out/bench.log"
+(cd /tmp && $py -m trm_fast.cli.main bench "$@" --commit "$commit" --json "$out/bench.json" --png "$out/bench.png") \
+    2>&1 | tee "$out/bench.log"
+fi

@@ -10,14 +10,15 @@ import sys
 import torch
 
 import trm_fast
-from trm_fast.bench.configs import CONFIGS, model_config
+from trm_fast.bench import configs
 from trm_fast.bench.harness import make_batch
 
 name, batch, backends = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+bc = configs.load(name)
 for backend in backends:
     with torch.device("cuda"):
-        model = CONFIGS[name][0](model_config(name, batch, backend)).eval()
-    head = trm_fast.ACTLossHead(model, "stablemax_cross_entropy")
+        model = bc.build(batch, backend).eval()
+    head = trm_fast.ACTLossHead(model, bc.loss_type)
     data = make_batch(model.config, batch, "cuda")
     with torch.inference_mode():
         carry = head.initial_carry(data)

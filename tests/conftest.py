@@ -1,14 +1,6 @@
-"""Make sure the tests exercise the installed trm_fast, never the source tree by accident.
+"""The tests exercise the installed trm_fast (installed.py); GPU tests skip with the reason on a CPU."""
 
-`python -m pytest` puts the current directory on sys.path, and the source `trm_fast/` lacks the
-`trm_fast.kernels` subpackage and the built extension. The repository root is removed from
-sys.path before trm_fast is imported, and an uninstalled package stops the run with the fix.
-"""
-
-import importlib.metadata
 import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,18 +10,9 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
-for name in [m for m in sys.modules if m == "trm_fast" or m.startswith("trm_fast.")]:
-    del sys.modules[name]
+from installed import use_installed_trm_fast  # noqa: E402
 
-try:
-    importlib.metadata.distribution("trm_fast")
-    import trm_fast  # noqa: E402
-    import trm_fast.kernels  # noqa: E402,F401
-except (ImportError, importlib.metadata.PackageNotFoundError) as err:
-    raise pytest.UsageError(f"trm_fast is not installed ({err}): run `pip install '.[test]'` first; "
-                            "the tests exercise the installed package, not the source tree") from None
+use_installed_trm_fast("the tests exercise the installed package, not the source tree")
 
 
 def pytest_collection_modifyitems(config, items):

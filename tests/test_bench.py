@@ -1,30 +1,78 @@
-"""The bench harness on the CPU: the tiny config, the reference backend, rows as BENCH.md defines."""
+"""`trm-fast bench` on the CPU: the tiny config, the reference backends, rows as ../shared/BENCH.md defines
+them, the table and the PNG; bad arguments give one clear error."""
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from trm_fast.bench.__main__ import main
-from trm_fast.bench.configs import CONFIGS, model_config
-from trm_fast.bench.flops import step_flops
+import torch
+from trm_fast.bench import configs
+from trm_fast.bench.flops import step_bytes, step_flops
+from trm_fast.bench.report import format_table, speedups
+from trm_fast.cli.main import main
 
+# the foundation schema (../shared/BENCH.md), then what trm-fast bench adds
 ROW_FIELDS = {"config", "mode", "backend", "batch", "seq", "steps", "ms", "ms_min", "ms_max", "warmup_s", "peak_gib",
               "gflop", "tflops", "floor_ms", "puzzles_per_s", "device", "torch", "triton", "commit", "date"}
+ADDED = {"ms_iqr", "reps", "first_call_s", "gbyte", "tb_per_s", "samples_per_s", "compute_frac", "bandwidth_frac"}
+TYPES = {"config": str, "mode": str, "backend": str, "batch": int, "seq": int, "steps": int, "ms": float,
+         "ms_min": float, "ms_max": float, "ms_iqr": float, "warmup_s": float, "gflop": float, "tflops": float,
+         "gbyte": float, "tb_per_s": float, "reps": int, "device": str, "commit": str, "date": str}
 
 
-def test_tiny_rows_follow_the_schema(tmp_path):
+def _bench(tmp_path, *args):
     out = tmp_path / "rows.json"
-    assert main(["--config", "tiny", "--backend", "reference-eager", "--batch", "1,3", "--reps", "1",
-                 "--json", str(out), "--commit", "abc123", "--device", "cpu"]) == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    code = main(["bench", "tiny", "--device", "cpu", "--reps", "1", "--warmup", "1", "--json", str(out),
+                 "--commit", "abc123", *args])
+    return code, [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def test_tiny_rows_follow_the_schema(tmp_path, capsys):
+    code, rows = _bench(tmp_path, "--backend", "reference-eager", "--batch", "1,3")
+    assert code == 0
     assert [(r["mode"], r["batch"]) for r in rows] == [("train", 1), ("infer", 1), ("train", 3), ("infer", 3)]
     for r in rows:
-        assert ROW_FIELDS <= set(r), ROW_FIELDS - set(r)
-        assert r["commit"] == "abc123" and r["device"] == "cpu" and r["peak_gib"] is None and r["floor_ms"] is None
+        assert ROW_FIELDS | ADDED <= set(r), (ROW_FIELDS | ADDED) - set(r)
+        for key, kind in TYPES.items():
+            assert isinstance(r[key], kind), (key, r[key])
+        assert r["commit"] == "abc123" and r["device"] == "cpu" and r["peak_gib"] is None
+        assert r["floor_ms"] is None and r["compute_frac"] is None  # no ceilings on a CPU
         assert r["ms_min"] <= r["ms"] <= r["ms_max"] and math.isclose(r["tflops"], r["gflop"] / r["ms"])
-        assert r["steps"] == (1 if r["mode"] == "train" else 4) and r["seq"] == 81 + 16
-    infer = rows[1]
-    assert math.isclose(infer["puzzles_per_s"], 1 / (infer["ms"] / 1000))
+        assert math.isclose(r["tb_per_s"], r["gbyte"] / r["ms"])
+        assert r["steps"] == (1 if r["mode"] == "train" else 4) and r["seq"] == 81 + 1
+    infer, train = rows[1], rows[0]
+    assert math.isclose(infer["puzzles_per_s"], 1 / (infer["ms"] / 1000)) and infer["samples_per_s"] is None
+    assert math.isclose(train["samples_per_s"], 1 / (train["ms"] / 1000)) and train["puzzles_per_s"] is None
+    out = capsys.readouterr().out
+    assert "tiny train b1 reference-eager:" in out  # a line per row while measuring
+    assert "vs compile" in out and "appended 4 rows" in out  # then the table
+    png = tmp_path / "rows.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_both_reference_backends_side_by_side(tmp_path):
+    code, rows = _bench(tmp_path, "--mode", "infer", "--backend", "reference-eager,reference-compile",
+                        "--png", str(tmp_path / "plot.png"))
+    assert code == 0 and [r["backend"] for r in rows] == ["reference-eager", "reference-compile"]
+    assert rows[0]["batch"] == rows[1]["batch"] == 8  # the config's batch
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+    table = format_table(rows).splitlines()
+    assert table[-1].split()[-1] == "1.00"  # reference-compile against itself
+
+
+def test_speedup_and_table_from_rows():
+    row = dict(config="c", mode="infer", batch=4, seq=97, steps=16, ms_min=1.0, ms_max=3.0, ms_iqr=0.5, warmup_s=1.0,
+               peak_gib=1.0, tflops=1.0, puzzles_per_s=1.0, samples_per_s=None, compute_frac=0.5,
+               bandwidth_frac=0.25, floor_ms=1.0)
+    rows = [dict(row, backend="reference-compile", ms=3.0), dict(row, backend="fused", ms=2.0),
+            dict(row, backend="reference-eager", error="RuntimeError: boom")]
+    assert speedups(rows) == {("c", "infer", 4): 1.5}
+    table = format_table(rows)
+    assert "1.50" in table and "FAILED reference-eager" not in table
+    assert "FAILED c infer b4 reference-eager: RuntimeError: boom" in table
 
 
 def test_flop_count_matches_the_official_flop_counter():
@@ -33,24 +81,64 @@ def test_flop_count_matches_the_official_flop_counter():
                                             ("sudoku_mlpt", 25.6324864, 42.722270208),
                                             ("arc_attn", 238.859503616, 406.706116608),
                                             ("sudoku_hrm", 13.744807936, 36.709138432)]:
-        cls, _, _ = CONFIGS[name]
-        cfg = cls(model_config(name, 1, "reference")).config
-        hrm = cls.__name__ == "HRM"
+        bc = configs.load(name)
+        cfg, hrm = bc.build(1, "reference").config, bc.kind == "hrm"
         assert math.isclose(step_flops(cfg, hrm, 1, False, hrm) / 1e9, per_step_infer, rel_tol=2e-3), name
         assert math.isclose(step_flops(cfg, hrm, 1, True, hrm) / 1e9, per_train, rel_tol=2e-3), name
 
 
+def test_byte_count_of_sudoku_attn():
+    # bench/NOTES.md: 42 block applications per ACT step, each 18 S D + 6 S I bf16 elements at S 97, D 512, I 1536
+    cfg = configs.load("sudoku_attn").build(1, "reference").config
+    per_block = (18 * 97 * 512 + 6 * 97 * 1536) * 2
+    assert step_bytes(cfg, False, 768, False, False, 0) == 768 * 42 * per_block
+    train = step_bytes(cfg, False, 768, True, False, 7_000_000)
+    assert train == 768 * (42 + 2 * 14) * per_block + 28 * 7_000_000
+
+
+def test_named_configs_have_the_papers_shapes():
+    seqs = {"sudoku_attn": 97, "sudoku_mlpt": 97, "arc_attn": 916, "sudoku_hrm": 82, "tiny": 82}
+    for name, seq in seqs.items():
+        bc = configs.load(name)
+        model = bc.build(1, "reference")
+        assert model.config.full_seq_len == seq, name
+        assert type(model).__name__ == ("HRM" if name == "sudoku_hrm" else "TRM")
+
+
+def test_a_yaml_config_takes_its_shape(tmp_path):
+    bc = configs.load("sudoku_att", configs.parse_shape("seq_len=81,vocab_size=11,num_puzzle_identifiers=5"))
+    assert bc.name == "sudoku_att" and bc.arch["num_puzzle_identifiers"] == 5
+    with pytest.raises(ValueError, match="is not built here.*--shape"):
+        configs.load("sudoku_att")  # no dataset on this machine, no shape
+    with pytest.raises(ValueError, match="missing vocab_size"):
+        configs.parse_shape("seq_len=81,num_puzzle_identifiers=1")
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--config", "huge"], "unknown config 'huge'"),
-    (["--batch", "0"], "--batch sizes must be >= 1"),
-    (["--batch", "x"], "--batch takes integers"),
+    (["bench", "huge", "--device", "cpu"], "unknown config 'huge'"),
+    (["bench", "tiny", "--device", "cpu", "--backend", "fused"], "backend 'fused' needs a CUDA device"),
+    (["bench", "tiny", "--device", "cpu", "--backend", "fast"], "unknown backend 'fast'"),
+    (["bench", "tiny", "--device", "cpu", "--backend", "reference-graphs"], "needs a CUDA device"),
+    (["bench", "tiny", "--device", "cpu", "--mode", "serve"], "unknown mode 'serve'"),
+    (["bench", "tiny", "--device", "cpu", "--reps", "0"], "--reps and --warmup must be >= 1"),
+    (["bench", "tiny", "--device", "cpu", "--shape", "seq_len=x"], "--shape takes"),
 ])
-def test_bad_arguments(args, message, capsys):
-    with pytest.raises(SystemExit):
-        main(args)
+def test_bad_arguments_are_named(args, message, capsys):
+    assert main(args) == 2
     assert message in capsys.readouterr().err
 
 
-def test_unknown_backend_is_named():
-    with pytest.raises(ValueError, match="unknown backend 'fast'"):
-        main(["--config", "tiny", "--backend", "fast", "--device", "cpu"])
+@pytest.mark.parametrize("batch, message", [("0", "--batch sizes must be >= 1"), ("1,x", "comma list of integers")])
+def test_bad_batch_is_refused_by_the_parser(batch, message, capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "tiny", "--device", "cpu", "--batch", batch])
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the micro-benchmarks run: `pytest bench/`")
+def test_kernel_microbenchmarks_collect_and_skip_without_a_gpu():
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "pytest", "bench", "-q", "-p", "no:cacheprovider"], cwd=repo,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "8 skipped" in done.stdout and "no CUDA device is visible" in done.stdout

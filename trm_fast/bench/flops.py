@@ -1,4 +1,4 @@
-"""Analytic FLOP count of one training step and one ACT step (see bench/NOTES.md).
+"""Analytic FLOP and byte counts of one training step and one ACT step (see bench/NOTES.md).
 
 Counted: every matmul (2 * M * N * K) and attention's two batched matmuls (4 * S^2 * D per layer);
 not counted: norms, activations, RoPE, softmax (memory-bound). A backward costs twice its forward,
@@ -51,3 +51,33 @@ def step_flops(cfg, is_hrm: bool, batch: int, train: bool, learns_q_continue: bo
     if learns_q_continue:
         total += fwd
     return batch * total
+
+
+def layer_bytes(cfg) -> float:
+    """HBM bytes of one block application on one sequence when every matmul, the attention kernel and
+    each fused elementwise kernel (add + RMSNorm, SwiGLU) reads its inputs and writes its output once:
+    trm_fast's kernel structure. Weights (L2-resident) and the injection add are not counted."""
+    s, d = cfg.full_seq_len, cfg.hidden_size
+    inner = _swiglu_inner(d, cfg.expansion)
+    # channel MLP: gate/up (in SD, out 2SI), SwiGLU (in 2SI, out SI), down (in SI, out SD), add+norm (3SD)
+    elements = 5 * s * d + 6 * s * inner
+    if cfg.mlp_t:  # the same across positions, width S and inner I_t, then add+norm
+        elements += 5 * s * d + 6 * d * _swiglu_inner(s, cfg.expansion)
+    else:  # QKV (in SD, out 3SD), attention (in 3SD, out SD), projection (SD, SD), add+norm (3SD)
+        elements += 13 * s * d
+    return float(elements * _DTYPE_BYTES[cfg.forward_dtype])
+
+
+_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "float64": 8}
+ADAM_BYTES_PER_PARAM = 28  # fp32 read param, grad, m, v; write param, m, v
+
+
+def step_bytes(cfg, is_hrm: bool, batch: int, train: bool, learns_q_continue: bool, n_params: int) -> float:
+    """Bytes of one ACT step for the whole batch, counted like step_flops: a backward moves twice its
+    forward; training adds one AdamATan2 pass over the weights."""
+    apps, grad_apps = _applications(cfg, is_hrm)
+    fwd = apps * layer_bytes(cfg)
+    if not train:
+        return batch * fwd
+    total = fwd + grad_apps * 2 * layer_bytes(cfg) + (fwd if learns_q_continue else 0)
+    return batch * total + ADAM_BYTES_PER_PARAM * n_params

@@ -9,6 +9,7 @@ Backends:
 - fused              trm_fast's kernels (backend="fused"), the rest under torch.compile (default mode)
 """
 
+import contextlib
 import datetime
 import time
 
@@ -18,12 +19,47 @@ import trm_fast
 from trm_fast.models import Carry, InnerCarry
 
 from . import ceilings
-from .configs import CONFIGS, model_config
-from .flops import layer_flops, step_flops
-from .timing import summary, time_unit
+from .configs import BenchConfig
+from .flops import layer_flops, step_bytes, step_flops
+from .report import row_line
+from .timing import iqr, summary, time_unit
 
-BACKENDS = ("reference-eager", "reference-compile", "reference-graphs", "fused")
+BACKENDS = ("fused", "reference-eager", "reference-compile", "reference-graphs")
 GRAPHS_MAX_BATCH = 64
+
+
+class BackendUnavailable(ValueError):
+    """A backend asked for cannot run on this machine; the message says why."""
+
+
+def unavailable(backend: str, device) -> str:
+    """Why `backend` cannot run on `device`, or '' when it can."""
+    from trm_fast import backend as switch
+
+    device = torch.device(device)
+    if backend not in BACKENDS:
+        return f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}"
+    if backend == "fused":
+        if device.type != "cuda":
+            return f"backend 'fused' needs a CUDA device (this run is on {device.type})"
+        reasons = [r for r in (switch.native_status(), switch.triton_status()) if r]
+        return "backend 'fused' is unavailable: " + "; ".join(reasons) if reasons else ""
+    if backend == "reference-graphs" and device.type != "cuda":
+        return f"backend 'reference-graphs' captures CUDA graphs and needs a CUDA device (this run is on {device.type})"
+    return ""
+
+
+def resolve_device(name=None) -> torch.device:
+    """`name` (cuda, cuda:1, cpu), or cuda when one is visible; ValueError for a CUDA device that is not."""
+    device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}, but no CUDA device is visible (torch.cuda.is_available() is False)")
+    return device
+
+
+def default_backends(device) -> list:
+    """Every backend that can run here, except reference-graphs (asked for by name)."""
+    return [b for b in BACKENDS[:3] if not unavailable(b, device)]
 
 
 def make_batch(cfg, batch: int, device, seed: int = 0):
@@ -57,15 +93,16 @@ def _callable(head, backend: str):
     return torch.compile(head, dynamic=False)
 
 
-def _build(name: str, batch: int, backend: str, state_dict, device):
-    cls = CONFIGS[name][0]
+def _build(bc: BenchConfig, batch: int, backend: str, state_dict, device):
     with torch.device(device):  # built in place, as the official training script does
-        model = cls(model_config(name, batch, "fused" if backend == "fused" else "reference"))
+        model = bc.build(batch, "fused" if backend == "fused" else "reference")
     model.load_state_dict(state_dict)
-    return model, trm_fast.ACTLossHead(model, "stablemax_cross_entropy")
+    return model, trm_fast.ACTLossHead(model, bc.loss_type)
 
 
-def _train_unit(model, head, fn, batch):
+def _train_unit(model, head, fn, batch, mark=None):
+    """One training step; `mark(name)` (a context manager) names its parts for the profiler."""
+    mark = mark or (lambda name: contextlib.nullcontext())
     model.train()
     opts = [trm_fast.AdamATan2(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)]
     if model.config.puzzle_emb_ndim > 0:
@@ -73,11 +110,14 @@ def _train_unit(model, head, fn, batch):
     state = {"carry": head.initial_carry(batch)}
 
     def unit():
-        state["carry"], loss, _, _, _ = fn(return_keys=[], carry=state["carry"], batch=batch)
-        loss.backward()
-        for opt in opts:
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        with mark("forward"):
+            state["carry"], loss, _, _, _ = fn(return_keys=[], carry=state["carry"], batch=batch)
+        with mark("backward"):
+            loss.backward()
+        with mark("optimizer"):
+            for opt in opts:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
     return unit
 
 
@@ -92,74 +132,111 @@ def _infer_unit(model, head, fn, batch):
     return unit
 
 
-def run(name: str, modes, backends, batches, device, commit: str = "unknown", warmup: int = 3,
-        reps_train: int = 10, reps_infer: int = 5, log=print):
-    """Benchmark `name` for every (mode, batch, backend); return the rows."""
-    device = torch.device(device)
-    for b in backends:
-        if b not in BACKENDS:
-            raise ValueError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
+def check(modes, backends, batches, device):
+    """Raise ValueError naming the first bad mode, backend or batch size."""
     for m in modes:
         if m not in ("train", "infer"):
             raise ValueError(f"unknown mode {m!r}; choose 'train' or 'infer'")
+    for b in backends:
+        why = unavailable(b, device)
+        if why:
+            raise BackendUnavailable(why)
+    for n in batches:
+        if n < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {n}")
+
+
+def run(bc: BenchConfig, modes, backends, batches, device, commit: str = "unknown", warmup: int = 3,
+        reps_train: int = 10, reps_infer: int = 5, log=print, on_row=None):
+    """Benchmark `bc` for every (batch, mode, backend) on the same weights and inputs; return the rows.
+    reference-graphs is measured for infer at batch <= 64 only; a backend that fails gets an error row.
+    `log` takes progress lines; `on_row` each row as soon as it is measured (to save it at once)."""
+    device = torch.device(device)
+    check(modes, backends, batches, device)
     rows = []
     for batch in batches:
         torch.manual_seed(0)
-        ref_model = CONFIGS[name][0](model_config(name, batch, "reference"))
+        ref_model = bc.build(batch, "reference")
         cfg, is_hrm = ref_model.config, isinstance(ref_model, trm_fast.HRM)
+        n_params = sum(p.numel() for p in ref_model.parameters())
         state_dict = ref_model.state_dict()
         del ref_model
         inputs = make_batch(cfg, batch, device)
+        if device.type == "cuda":
+            log(f"{bc.name} batch {batch}: measuring the ceilings (cuBLAS at the model's GEMM shapes, copy bandwidth)")
         ceil = ceilings.measure(cfg, batch, device) if device.type == "cuda" else None
         for mode in modes:
             train = mode == "train"
             steps = 1 if train else cfg.halt_max_steps
-            flops = steps * step_flops(cfg, is_hrm, batch, train, ref_learns_q(cfg, is_hrm))
+            learns_q = ref_learns_q(cfg, is_hrm)
+            flops = steps * step_flops(cfg, is_hrm, batch, train, learns_q)
+            nbytes = steps * step_bytes(cfg, is_hrm, batch, train, learns_q, n_params)
             for backend in backends:
-                if backend == "reference-graphs" and (train or batch > GRAPHS_MAX_BATCH or device.type != "cuda"):
+                if backend == "reference-graphs" and (train or batch > GRAPHS_MAX_BATCH):
                     continue
-                row = dict(config=name, mode=mode, backend=backend, batch=batch, seq=cfg.full_seq_len, steps=steps)
+                row = dict(config=bc.name, mode=mode, backend=backend, batch=batch, seq=cfg.full_seq_len,
+                           steps=steps)
+                log(f"{bc.name} {mode} batch {batch} {backend}: warming up and timing")
                 try:
-                    row.update(_measure(name, batch, backend, state_dict, device, inputs, train, warmup,
+                    row.update(_measure(bc, batch, backend, state_dict, device, inputs, train, warmup,
                                         reps_train if train else reps_infer))
                 except Exception as err:  # a failing backend is reported, not hidden
                     row["error"] = f"{type(err).__name__}: {str(err)[:500]}"
-                row["gflop"] = flops / 1e9
-                if "ms" in row:
-                    row["tflops"] = flops / (row["ms"] * 1e-3) / 1e12
-                    row["puzzles_per_s"] = batch / (row["ms"] / 1e3) if not train else None
-                row["floor_ms"] = (flops / (batch * layer_flops(cfg)) * ceil["layer_floor_ms"]) if ceil else None
+                row.update(_rates(row, flops, nbytes, batch, train,
+                                  flops / (batch * layer_flops(cfg)) * ceil["layer_floor_ms"] if ceil else None, ceil))
                 row.update(_provenance(device, commit))
                 if ceil:
                     row["ceilings"] = ceil
                 if backend == "fused":
                     row["note"] = "trm_fast kernels (add_rms_norm, swiglu) inside torch.compile of the rest"
                 rows.append(row)
-                log(_format(row))
+                log("  " + row_line(row))
+                if on_row:
+                    on_row(row)
                 torch._dynamo.reset()
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     return rows
 
 
+def _rates(row, flops, nbytes, batch, train, floor_ms, ceil):
+    """Throughput of a row and, with ceilings, each figure as a fraction of what the hardware does."""
+    out = dict(gflop=flops / 1e9, gbyte=nbytes / 1e9, floor_ms=floor_ms, tflops=None, tb_per_s=None,
+               puzzles_per_s=None, samples_per_s=None, compute_frac=None, bandwidth_frac=None)
+    if "ms" not in row:
+        return out
+    seconds = row["ms"] * 1e-3
+    out.update(tflops=flops / seconds / 1e12, tb_per_s=nbytes / seconds / 1e12)
+    out["samples_per_s" if train else "puzzles_per_s"] = batch / seconds
+    if ceil:
+        out["compute_frac"] = floor_ms / row["ms"]  # achieved / ceiling FLOP rate at these shapes
+        out["bandwidth_frac"] = out["tb_per_s"] / ceil["copy_tb_per_s"]
+    return out
+
+
 def ref_learns_q(cfg, is_hrm: bool) -> bool:
     return is_hrm or not cfg.no_ACT_continue
 
 
-def _measure(name, batch, backend, state_dict, device, inputs, train, warmup, reps):
-    model, head = _build(name, batch, backend, state_dict, device)
+def _measure(bc, batch, backend, state_dict, device, inputs, train, warmup, reps):
+    model, head = _build(bc, batch, backend, state_dict, device)
     fn = _callable(head, backend)
     unit = (_train_unit if train else _infer_unit)(model, head, fn, inputs)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
-    for _ in range(warmup):
+    unit()  # compiles, autotunes, captures
+    sync()
+    first_s = time.perf_counter() - t0
+    for _ in range(warmup - 1):
         unit()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
+    sync()
     warmup_s = time.perf_counter() - t0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     times = time_unit(unit, device, reps)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return dict(summary(times), warmup_s=warmup_s, peak_gib=peak)
+    return dict(summary(times), ms_iqr=iqr(times), reps=reps, first_call_s=first_s, warmup_s=warmup_s,
+                peak_gib=peak)
 
 
 def _provenance(device, commit):
@@ -168,13 +245,3 @@ def _provenance(device, commit):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return dict(device=name, torch=torch.__version__, triton=triton.__version__, commit=commit,
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-
-
-def _format(row) -> str:
-    if "error" in row:
-        return f"{row['config']:12s} {row['mode']:5s} b={row['batch']:<4d} {row['backend']:18s} ERROR {row['error']}"
-    floor = f" floor {row['floor_ms']:9.2f} ms ({row['ms'] / row['floor_ms']:.2f}x)" if row["floor_ms"] else ""
-    mem = f" peak {row['peak_gib']:.2f} GiB" if row["peak_gib"] is not None else ""
-    return (f"{row['config']:12s} {row['mode']:5s} b={row['batch']:<4d} {row['backend']:18s} "
-            f"{row['ms']:9.2f} ms [{row['ms_min']:.2f}, {row['ms_max']:.2f}] {row['tflops']:7.1f} TFLOP/s"
-            f"{floor}{mem} warmup {row['warmup_s']:.1f} s")

@@ -28,3 +28,11 @@ def time_unit(fn, device: torch.device, reps: int):
 
 def summary(times):
     return dict(ms=statistics.median(times), ms_min=min(times), ms_max=max(times))
+
+
+def iqr(times):
+    """Interquartile range: the spread of the middle half of the repeats, robust to one slow outlier."""
+    if len(times) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return q3 - q1

@@ -5,11 +5,15 @@ import argparse
 import importlib
 import sys
 
+from . import UsageError
+
 # command -> (module, one-line help)
 COMMANDS = {
     "data": ("trm_fast.cli.data", "build Sudoku-Extreme, Maze-Hard or ARC datasets in the official format"),
     "train": ("trm_fast.cli.train", "train a TRM/HRM from a config: the official recipe, resumable, multi-GPU"),
     "eval": ("trm_fast.cli.eval", "evaluate a checkpoint: accuracies, halting statistics, ARC pass@K and submission"),
+    "bench": ("trm_fast.cli.bench", "time train steps and evaluations per backend, side by side, against the ceilings"),
+    "profile": ("trm_fast.cli.profile", "per-kernel time by recursion stage, a trace, a roofline; Nsight Compute"),
 }
 
 
@@ -34,6 +38,9 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return importlib.import_module(args._module).run(args) or 0
+    except UsageError as err:
+        print(f"trm-fast {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("trm-fast: interrupted", file=sys.stderr)
         return 130

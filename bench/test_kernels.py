@@ -1,0 +1,88 @@
+"""Micro-benchmarks: each fused kernel against its plain-PyTorch reference, forward and backward, in bf16
+at sudoku_attn's shape (batch 768 x 97 positions, hidden 512, SwiGLU width 1536). Times are GPU times.
+Run on a GPU machine from the repository root, trm_fast installed: `pytest bench/ --benchmark-only`.
+extra_info's `bytes` is the least a call must move: divide it by a row's mean time for GB/s."""
+
+import functools
+
+import pytest
+import torch
+
+from trm_fast.ops import add_rms_norm, swiglu
+from trm_fast.ops.rms_norm import add_rms_norm_fused, add_rms_norm_reference
+
+M = 768 * 97  # rows: every position of every sequence in the batch
+D = 512
+INNER = 1536
+EPS = 1e-5
+BF16 = 2  # bytes per element
+IMPLS = ("fused", "reference")
+
+
+def _randn(*shape, grad=False):
+    return torch.randn(*shape, device="cuda", dtype=torch.bfloat16, requires_grad=grad)
+
+
+# Each case returns ({impl: call}, bytes, shape). The calls return their results, so the two
+# implementations can be compared before either is timed.
+
+def _add_rms_norm_forward():
+    x, delta = _randn(M, D), _randn(M, D)
+    calls = {"fused": lambda: add_rms_norm_fused(x, delta, EPS)[0],
+             "reference": lambda: add_rms_norm_reference(x, delta, EPS)}
+    return calls, 3 * M * D * BF16, (M, D)
+
+
+def _add_rms_norm_backward():
+    x, delta, dy = _randn(M, D, grad=True), _randn(M, D, grad=True), _randn(M, D)
+
+    def grads(impl):
+        # the graph is built once, here, so that the timed call runs the backward alone;
+        # retain_graph lets every round walk the same graph again
+        y = add_rms_norm(x, delta, EPS, backend=impl)
+        return lambda: torch.autograd.grad(y, (x, delta), dy, retain_graph=True)
+
+    return {impl: grads(impl) for impl in IMPLS}, 3 * M * D * BF16, (M, D)
+
+
+def _swiglu_forward():
+    gate_up = _randn(M, 2 * INNER)
+    calls = {impl: functools.partial(swiglu, gate_up, backend=impl) for impl in IMPLS}
+    return calls, 3 * M * INNER * BF16, (M, 2 * INNER)
+
+
+def _swiglu_backward():
+    gate_up, dh = _randn(M, 2 * INNER, grad=True), _randn(M, INNER)
+
+    def grads(impl):
+        h = swiglu(gate_up, backend=impl)
+        return lambda: torch.autograd.grad(h, gate_up, dh, retain_graph=True)
+
+    return {impl: grads(impl) for impl in IMPLS}, 5 * M * INNER * BF16, (M, 2 * INNER)
+
+
+CASES = {
+    "add_rms_norm forward": _add_rms_norm_forward,
+    "add_rms_norm backward": _add_rms_norm_backward,
+    "swiglu forward": _swiglu_forward,
+    "swiglu backward": _swiglu_backward,
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kernel", list(CASES), ids=[k.replace(" ", "_") for k in CASES])
+def test_kernel(benchmark, kernel, impl):
+    torch.manual_seed(0)
+    calls, nbytes, shape = CASES[kernel]()
+    # a fast wrong kernel is no result: the two must agree (to bf16 rounding) before anything is timed
+    torch.testing.assert_close(calls["fused"](), calls["reference"](), atol=2e-2, rtol=2e-2)
+    call = calls[impl]
+
+    def timed():
+        call()
+        torch.cuda.synchronize()  # launches return before the GPU is done
+
+    timed()  # Triton's JIT and the allocator's first growth stay out of the rounds
+    benchmark.group = kernel
+    benchmark.extra_info.update(bytes=nbytes, shape=list(shape))
+    benchmark(timed)

@@ -1,0 +1,122 @@
+"""Bench rows for people: one line per row while measuring, a table at the end, a PNG of throughput
+against batch size with the fused / reference-compile speedups."""
+
+from collections import defaultdict
+
+REFERENCE = "reference-compile"  # the yardstick of every ratio (../shared/BENCH.md)
+
+
+def _num(value, fmt: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, fmt)
+
+
+def _rate(row) -> str:
+    value = row.get("puzzles_per_s") if row["mode"] == "infer" else row.get("samples_per_s")
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def row_line(row) -> str:
+    """`sudoku_attn train b768 fused: 105.3 ms [104.9-106.0], 348 TFLOP/s, 7,293 samples/s, 18.1 GiB`."""
+    head = f"{row['config']} {row['mode']} b{row['batch']} {row['backend']}"
+    if "error" in row:
+        return f"{head}: FAILED {row['error']}"
+    text = (f"{head}: {row['ms']:.4g} ms [{row['ms_min']:.4g}-{row['ms_max']:.4g}], {row['tflops']:.3g} TFLOP/s, "
+            f"{_rate(row)} {'puzzles' if row['mode'] == 'infer' else 'samples'}/s")
+    if row.get("peak_gib") is not None:
+        text += f", {row['peak_gib']:.1f} GiB"
+    return text + f", warm-up {row['warmup_s']:.1f} s"
+
+
+COLUMNS = [  # header, width, cell
+    ("config", 12, lambda r, ref: r["config"]),
+    ("mode", 5, lambda r, ref: r["mode"]),
+    ("batch", 5, lambda r, ref: str(r["batch"])),
+    ("backend", 17, lambda r, ref: r["backend"]),
+    ("ms", 8, lambda r, ref: _num(r.get("ms"), ".4g", "FAILED")),
+    ("IQR", 6, lambda r, ref: _num(r.get("ms_iqr"), ".2g")),
+    ("warm-up s", 9, lambda r, ref: _num(r.get("warmup_s"), ".1f")),
+    ("GiB", 5, lambda r, ref: _num(r.get("peak_gib"), ".1f")),
+    ("TFLOP/s", 7, lambda r, ref: _num(r.get("tflops"), ".3g")),
+    ("per s", 9, lambda r, ref: _rate(r)),
+    ("%compute", 8, lambda r, ref: _num(r.get("compute_frac") and 100 * r["compute_frac"], ".0f")),
+    ("%copy BW", 8, lambda r, ref: _num(r.get("bandwidth_frac") and 100 * r["bandwidth_frac"], ".0f")),
+    ("x floor", 7, lambda r, ref: _num(r.get("floor_ms") and r.get("ms") and r["ms"] / r["floor_ms"], ".2f")),
+    ("vs compile", 10, lambda r, ref: _num(ref and r.get("ms") and ref / r["ms"], ".2f")),
+]
+
+
+def _reference_ms(rows):
+    return {(r["config"], r["mode"], r["batch"]): r["ms"] for r in rows if r["backend"] == REFERENCE and "ms" in r}
+
+
+def format_table(rows) -> str:
+    """The rows as an aligned table. `per s` is puzzles/s for infer, samples/s for train; `%compute` is the
+    floor time over the measured time (the share of the cuBLAS/attention rate reached); `%copy BW` the
+    counted bytes per second over the measured copy bandwidth; `vs compile` reference-compile's time over
+    this row's (above 1: faster than the yardstick)."""
+    ref = _reference_ms(rows)
+    lines = ["  ".join(h.rjust(w) if i > 3 else h.ljust(w) for i, (h, w, _) in enumerate(COLUMNS))]
+    lines.append("-" * len(lines[0]))
+    for r in rows:
+        ref_ms = ref.get((r["config"], r["mode"], r["batch"]))
+        cells = [cell(r, ref_ms) for _, _, cell in COLUMNS]
+        lines.append("  ".join(c.rjust(w) if i > 3 else c.ljust(w) for i, (c, (_, w, _)) in enumerate(zip(cells, COLUMNS))))
+    for r in rows:
+        if "error" in r:
+            lines.append(f"FAILED {r['config']} {r['mode']} b{r['batch']} {r['backend']}: {r['error']}")
+    return "\n".join(lines)
+
+
+def speedups(rows):
+    """{(config, mode, batch): reference-compile ms / fused ms} for every pair measured in these rows."""
+    ref = _reference_ms(rows)
+    return {(r["config"], r["mode"], r["batch"]): ref[(r["config"], r["mode"], r["batch"])] / r["ms"]
+            for r in rows if r["backend"] == "fused" and "ms" in r and (r["config"], r["mode"], r["batch"]) in ref}
+
+
+def plot(rows, path: str, title: str = ""):
+    """Throughput against batch size, one panel per (config, mode) and one line per backend; below, the
+    speedup of fused over reference-compile for every (config, mode, batch) that has both."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if "ms" in r:
+            rate = r["puzzles_per_s"] if r["mode"] == "infer" else r["samples_per_s"]
+            panels[(r["config"], r["mode"])][r["backend"]].append((r["batch"], rate))
+    ratio = speedups(rows)
+    ncols = min(4, max(1, len(panels)))
+    nrows = -(-len(panels) // ncols) + (1 if ratio else 0)
+    fig = plt.figure(figsize=(4.2 * ncols, 3.4 * max(1, nrows)), layout="constrained")
+    grid = fig.add_gridspec(max(1, nrows), ncols)
+    for i, ((config, mode), by_backend) in enumerate(sorted(panels.items())):
+        ax = fig.add_subplot(grid[i // ncols, i % ncols])
+        for backend, points in sorted(by_backend.items()):
+            points.sort()
+            ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=backend)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{config} {mode}")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("puzzles/s (16-step eval)" if mode == "infer" else "samples/s (train step)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    if ratio:
+        ax = fig.add_subplot(grid[-1, :])
+        keys = sorted(ratio)
+        labels = [f"{c}\n{m} b{b}" for c, m, b in keys]
+        values = [ratio[k] for k in keys]
+        bars = ax.bar(range(len(keys)), values, color=["tab:green" if v >= 1 else "tab:red" for v in values])
+        ax.bar_label(bars, labels=[f"{v:.2f}x" for v in values], fontsize=7)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(keys)), labels, fontsize=7)
+        ax.set_ylabel("fused / reference-compile\n(speedup, same run)")
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

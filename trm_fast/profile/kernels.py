@@ -1,0 +1,259 @@
+"""From torch.profiler events to one record per kernel: its recursion stage, time, and the FLOPs and bytes
+of the op that launched it, then the table grouped by stage.
+
+On a GPU a kernel is a device kernel, attributed to the innermost op that launched it; on a CPU it is an
+op's own (self) CPU time. A backward kernel takes the stage of the forward op whose autograd node ran it
+(matched by sequence number), prefixed `backward`.
+FLOPs are counted for matmuls and attention as bench/NOTES.md counts them, and as one per output element
+for everything else; bytes are estimated from the op's tensor shapes (inputs read once, the output
+written once), so GB/s is a lower bound of the traffic where an op re-reads its inputs.
+"""
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .stages import PREFIX, stage
+
+_DTYPE_BYTES = {"float": 4, "c10::BFloat16": 2, "c10::Half": 2, "double": 8, "long int": 8, "int": 4,
+                "short int": 2, "signed char": 1, "unsigned char": 1, "bool": 1, "c10::Float8_e4m3fn": 1}
+# output elements per element of the largest input, where not one
+_OUTPUT_RATIO = {"trm_fast::swiglu": 0.5, "aten::sum": 0.0, "aten::mean": 0.0}
+# ops whose arguments include their outputs (inductor's and Triton's launches): bytes are the arguments
+_ARGS_ARE_OUTPUTS = re.compile(r"^(triton_|triton__|_triton)")
+
+
+@dataclass
+class Kernel:
+    name: str
+    op: str
+    stage: tuple
+    us: float
+    flops: float = 0.0
+    bytes: float = 0.0
+    counted_flops: bool = False  # a matmul or attention FLOP count, not the one-per-element estimate
+
+
+@dataclass
+class Group:
+    us: float = 0.0
+    calls: int = 0
+    flops: float = 0.0
+    bytes: float = 0.0
+    counted_flops: bool = False
+    kernels: dict = field(default_factory=lambda: defaultdict(Group))
+
+    def add(self, k: Kernel):
+        self.us += k.us
+        self.calls += 1
+        self.flops += k.flops
+        self.bytes += k.bytes
+        self.counted_flops |= k.counted_flops
+
+
+def _numel(shape) -> int:
+    return math.prod(shape) if shape else 1
+
+
+def _tensors(evt):
+    shapes, dtypes = evt.input_shapes or [], getattr(evt, "input_dtypes", None) or []
+    return [(s, d) for s, d in zip(shapes, dtypes) if isinstance(s, (list, tuple)) and s and d in _DTYPE_BYTES
+            and all(isinstance(x, int) for x in s)]
+
+
+def op_cost(evt):
+    """(FLOPs, bytes, counted) of one op call from its recorded input shapes."""
+    name, tensors = evt.name, _tensors(evt)
+    # autograd nodes and range markers record their arguments too, but move nothing themselves
+    if not tensors or not (name.startswith(("aten::", "trm_fast::")) or _ARGS_ARE_OUTPUTS.match(name)):
+        return 0.0, 0.0, False
+    size = lambda t: _numel(t[0]) * _DTYPE_BYTES[t[1]]  # noqa: E731
+    read = sum(size(t) for t in tensors)
+    if _ARGS_ARE_OUTPUTS.match(name):
+        return float(max(_numel(t[0]) for t in tensors)), float(read), False
+    elt = _DTYPE_BYTES[tensors[0][1]]
+    if name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm") and len(tensors) >= 2:
+        a, b = (tensors[-2][0], tensors[-1][0])
+        m, k, n = _numel(a[:-1]), a[-1], b[-1]
+        return 2.0 * m * k * n, float(read + m * n * elt), True
+    if "attention" in name and len(tensors) >= 3:
+        q, k = tensors[0][0], tensors[1][0]
+        # (B, H, S, D) for aten::_scaled_dot_product_*; (B, S, H, D) for the kernels' own entry points
+        keys = k[-2] if name.startswith("aten::_scaled_dot_product") else k[1]
+        flops = 4.0 * _numel(q) * keys * (2.5 if "backward" in name else 1.0)
+        out = 3 * size(tensors[0]) if "backward" in name else size(tensors[0])
+        return flops, float(read + out), True
+    largest = max(_numel(t[0]) for t in tensors)
+    out = _OUTPUT_RATIO.get(name, 1.0) * largest
+    return float(max(out, 1)), float(read + out * elt), False
+
+
+def _ranges(evt):
+    """Names of the trm: ranges around an event, outermost first."""
+    names = []
+    node = evt
+    while node is not None:
+        if node.name.startswith(PREFIX):
+            names.append(node.name[len(PREFIX):])
+        node = node.cpu_parent
+    return names[::-1]
+
+
+def _backward_seq(evt):
+    node = evt
+    while node is not None:
+        if node.name.startswith("autograd::engine::evaluate_function") and node.sequence_nr >= 0:
+            return node.fwd_thread, node.sequence_nr
+        node = node.cpu_parent
+    return None
+
+
+def collect(events, on_gpu: bool):
+    """Kernel records from `prof.events()`."""
+    forward = {}  # (thread, sequence number) -> stage of the forward op that made the autograd node
+    for evt in events:
+        if evt.sequence_nr >= 0 and not evt.name.startswith("autograd::"):
+            path = _ranges(evt)
+            if path:
+                forward.setdefault((evt.thread, evt.sequence_nr), path)
+    records = []
+    for evt in events:
+        if on_gpu:
+            launches = [(k.name, k.duration) for k in evt.kernels]
+        elif evt.device_type.name == "CPU" and not evt.name.startswith(PREFIX) and evt.self_cpu_time_total > 0:
+            launches = [(evt.name, evt.self_cpu_time_total)]
+        else:
+            launches = []
+        if not launches:
+            continue
+        path = _ranges(evt)
+        back = _backward_seq(evt)
+        if back is not None:
+            fwd = forward.get(back)
+            st = ("backward",) + tuple(s for s in stage(fwd) if s != "forward") if fwd else ("backward", "other")
+        else:
+            st = stage(path) or ("outside the model",)
+        flops, nbytes, counted = op_cost(evt)
+        total = sum(us for _, us in launches) or 1.0
+        for name, us in launches:  # an op's work split over its kernels by time
+            share = us / total
+            records.append(Kernel(name, evt.name, st, us, flops * share, nbytes * share, counted))
+    return records
+
+
+def short_name(name: str, width: int = 58) -> str:
+    """A kernel name a person can read: no `void `, no template arguments or parameter lists."""
+    name = re.sub(r"^void ", "", name)
+    depth, out = 0, []
+    for ch in name:
+        if ch in "<(":
+            depth += 1
+        elif ch in ">)":
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    text = "".join(out).strip() or name
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+CATEGORIES = [  # (category, pattern on kernel or op name), first match wins
+    ("trm_fast kernels", re.compile(r"trm_fast::|add_rms_norm|swiglu_(fwd|bwd)|rows_(fwd|bwd)|strided_(fwd|bwd)")),
+    ("attention", re.compile(r"flash|fmha|attention|cudnn", re.I)),
+    ("GEMM", re.compile(r"gemm|cutlass|xmma|nvjet|cublas|sm90_|aten::(add|b)?mm$|aten::baddbmm$", re.I)),
+    ("inductor (Triton)", re.compile(r"^triton")),
+    ("optimizer", re.compile(r"_foreach|adam|multi_tensor", re.I)),
+]
+
+
+def category(k: Kernel) -> str:
+    for cat, pattern in CATEGORIES:
+        if pattern.search(k.name) or pattern.search(k.op):
+            return cat
+    return "other (elementwise, copies, reductions)"
+
+
+def group(records, depth: int = 4):
+    """{stage (cut to `depth` levels): Group with .kernels {short kernel name: Group}}."""
+    stages = defaultdict(Group)
+    for k in records:
+        g = stages[k.stage[:depth]]
+        g.add(k)
+        g.kernels[short_name(k.name)].add(k)
+    return stages
+
+
+def _rates(g: Group):
+    seconds = g.us * 1e-6
+    tflops = g.flops / seconds / 1e12 if g.counted_flops and seconds > 0 else None
+    gbs = g.bytes / seconds / 1e9 if g.bytes and seconds > 0 else None
+    return tflops, gbs
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
+def format_table(records, steps: int, depth: int = 4, top: int = 5, unit: str = "step") -> str:
+    """Per stage (largest first): its time per `unit`, share, calls; then its `top` kernels."""
+    total = sum(k.us for k in records) or 1.0
+    stages = group(records, depth)
+    header = f"{'stage / kernel':<64} {'ms/' + unit:>9} {'share':>6} {'calls':>6} {'TFLOP/s':>8} {'GB/s':>7}"
+    lines = [header, "-" * len(header)]
+
+    def line(label, g, indent):
+        tflops, gbs = _rates(g)
+        return (f"{' ' * indent}{label:<{64 - indent}} {g.us / steps / 1e3:>9.3f} {100 * g.us / total:>5.1f}% "
+                f"{g.calls // steps:>6} {_fmt(tflops):>8} "
+                f"{_fmt(gbs):>7}")
+    for st, g in sorted(stages.items(), key=lambda kv: -kv[1].us):
+        lines.append(line(" > ".join(st), g, 0))
+        kernels = sorted(g.kernels.items(), key=lambda kv: -kv[1].us)
+        for name, kg in kernels[:top]:
+            lines.append(line(name, kg, 4))
+        if len(kernels) > top:
+            rest = Group()
+            for _, kg in kernels[top:]:
+                rest.us += kg.us
+                rest.calls += kg.calls
+            lines.append(f"    {'... ' + str(len(kernels) - top) + ' more kernels':<60} {rest.us / steps / 1e3:>9.3f} "
+                         f"{100 * rest.us / total:>5.1f}% {rest.calls // steps:>6}")
+    return "\n".join(lines)
+
+
+def format_categories(records, steps: int, unit: str = "step") -> str:
+    """Time per kind of kernel: where the remaining cost is."""
+    total = sum(k.us for k in records) or 1.0
+    cats = defaultdict(Group)
+    for k in records:
+        cats[category(k)].add(k)
+    lines = [f"{'kind of kernel':<44} {'ms/' + unit:>9} {'share':>6} {'calls':>6} {'TFLOP/s':>8} {'GB/s':>7}"]
+    for cat, g in sorted(cats.items(), key=lambda kv: -kv[1].us):
+        tflops, gbs = _rates(g)
+        lines.append(f"{cat:<44} {g.us / steps / 1e3:>9.3f} {100 * g.us / total:>5.1f}% {g.calls // steps:>6} "
+                     f"{_fmt(tflops):>8} {_fmt(gbs):>7}")
+    return "\n".join(lines)
+
+
+def by_kernel(records):
+    """{short kernel name: Group} over all stages (the roofline's points)."""
+    out = defaultdict(Group)
+    for k in records:
+        g = out[short_name(k.name)]
+        g.add(k)
+        g.category = category(k)
+    return out
+
+
+def aggregate(records, steps: int):
+    """Per (stage, kernel): what kernels.json stores, per unit of work."""
+    out = defaultdict(Group)
+    for k in records:
+        g = out[(" > ".join(k.stage), k.name, k.op)]
+        g.add(k)
+        g.category = category(k)
+    return [dict(stage=st, kernel=name, op=op, category=g.category, us=g.us / steps, calls=g.calls / steps,
+                 flops=g.flops / steps, bytes=g.bytes / steps) for (st, name, op), g in
+            sorted(out.items(), key=lambda kv: -kv[1].us)]
