@@ -146,3 +146,21 @@ def test_missing_ncu_is_explained(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ncu.NcuUnavailable, match="not on PATH"):
         ncu.find_ncu()
+
+
+def test_cost_without_recorded_dtypes_takes_the_model_dtype():
+    class Evt:  # torch 2.11 records shapes but no dtypes
+        name, input_shapes = "aten::mm", [[6, 4], [4, 5]]
+    assert kernels.op_cost(Evt, 2) == (240.0, (24 + 20 + 30) * 2, True)
+
+
+def test_a_kernel_is_counted_once_on_a_gpu():
+    from types import SimpleNamespace as NS
+
+    kernel = NS(name="nvjet_sm90_tst", device=0, duration=5.0)
+    op = NS(name="aten::mm", kernels=[kernel], cpu_parent=None, sequence_nr=-1, input_shapes=[[6, 4], [4, 5]])
+    # the profiler also hangs the kernel on CUPTI's bookkeeping and on the runtime call under the op
+    noise = [NS(name=n, kernels=[kernel], cpu_parent=op, sequence_nr=-1, input_shapes=[])
+             for n in ("Activity Buffer Request", "Lazy Function Loading", "cudaLaunchKernel", "cuLaunchKernelEx")]
+    records = kernels.collect([op, *noise], on_gpu=True)
+    assert [(k.name, k.op, k.us, k.flops) for k in records] == [("nvjet_sm90_tst", "aten::mm", 5.0, 240.0)]

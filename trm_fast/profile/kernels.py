@@ -56,25 +56,36 @@ def _numel(shape) -> int:
     return math.prod(shape) if shape else 1
 
 
-def _tensors(evt):
-    shapes, dtypes = evt.input_shapes or [], getattr(evt, "input_dtypes", None) or []
-    return [(s, d) for s, d in zip(shapes, dtypes) if isinstance(s, (list, tuple)) and s and d in _DTYPE_BYTES
-            and all(isinstance(x, int) for x in s)]
+def _tensors(evt, default_bytes: int):
+    """(shape, bytes per element) of the tensors an op took; torch < 2.13 records no dtypes, and then
+    every tensor is taken to be of the model's activation dtype."""
+    shapes = evt.input_shapes or []
+    dtypes = getattr(evt, "input_dtypes", None) or [None] * len(shapes)
+    out = []
+    for shape, dtype in zip(shapes, dtypes):
+        if not (isinstance(shape, (list, tuple)) and shape and all(isinstance(x, int) for x in shape)):
+            continue
+        size = default_bytes if dtype is None else _DTYPE_BYTES.get(dtype)
+        if size:
+            out.append((shape, size))
+    return out
 
 
-def op_cost(evt):
+def op_cost(evt, default_bytes: int = 2):
     """(FLOPs, bytes, counted) of one op call from its recorded input shapes."""
-    name, tensors = evt.name, _tensors(evt)
+    name = evt.name
     # autograd nodes and range markers record their arguments too, but move nothing themselves
-    if not tensors or not (name.startswith(("aten::", "trm_fast::")) or _ARGS_ARE_OUTPUTS.match(name)):
+    if not (name.startswith(("aten::", "trm_fast::")) or _ARGS_ARE_OUTPUTS.match(name)):
         return 0.0, 0.0, False
-    size = lambda t: _numel(t[0]) * _DTYPE_BYTES[t[1]]  # noqa: E731
-    read = sum(size(t) for t in tensors)
+    tensors = _tensors(evt, default_bytes)
+    if not tensors:
+        return 0.0, 0.0, False
+    read = sum(_numel(shape) * size for shape, size in tensors)
     if _ARGS_ARE_OUTPUTS.match(name):
-        return float(max(_numel(t[0]) for t in tensors)), float(read), False
-    elt = _DTYPE_BYTES[tensors[0][1]]
+        return float(max(_numel(shape) for shape, _ in tensors)), float(read), False
+    elt = tensors[0][1]
     if name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm") and len(tensors) >= 2:
-        a, b = (tensors[-2][0], tensors[-1][0])
+        a, b = tensors[-2][0], tensors[-1][0]
         m, k, n = _numel(a[:-1]), a[-1], b[-1]
         return 2.0 * m * k * n, float(read + m * n * elt), True
     if "attention" in name and len(tensors) >= 3:
@@ -82,9 +93,9 @@ def op_cost(evt):
         # (B, H, S, D) for aten::_scaled_dot_product_*; (B, S, H, D) for the kernels' own entry points
         keys = k[-2] if name.startswith("aten::_scaled_dot_product") else k[1]
         flops = 4.0 * _numel(q) * keys * (2.5 if "backward" in name else 1.0)
-        out = 3 * size(tensors[0]) if "backward" in name else size(tensors[0])
-        return flops, float(read + out), True
-    largest = max(_numel(t[0]) for t in tensors)
+        q_bytes = _numel(q) * elt
+        return flops, float(read + (3 if "backward" in name else 1) * q_bytes), True
+    largest = max(_numel(shape) for shape, _ in tensors)
     out = _OUTPUT_RATIO.get(name, 1.0) * largest
     return float(max(out, 1)), float(read + out * elt), False
 
@@ -109,8 +120,13 @@ def _backward_seq(evt):
     return None
 
 
-def collect(events, on_gpu: bool):
-    """Kernel records from `prof.events()`."""
+# events the profiler also hangs a kernel on, besides the op that launched it (CUDA runtime and driver
+# calls, CUPTI's own bookkeeping): counting them would count the kernel twice
+_NOT_AN_OP = re.compile(r"^(cuda[A-Z]|cu[A-Z]|Activity Buffer Request|Lazy Function Loading)")
+
+
+def collect(events, on_gpu: bool, default_bytes: int = 2):
+    """Kernel records from `prof.events()`; `default_bytes` per element where the profiler records no dtypes."""
     forward = {}  # (thread, sequence number) -> stage of the forward op that made the autograd node
     for evt in events:
         if evt.sequence_nr >= 0 and not evt.name.startswith("autograd::"):
@@ -120,7 +136,7 @@ def collect(events, on_gpu: bool):
     records = []
     for evt in events:
         if on_gpu:
-            launches = [(k.name, k.duration) for k in evt.kernels]
+            launches = [] if _NOT_AN_OP.match(evt.name) else [(k.name, k.duration) for k in evt.kernels]
         elif evt.device_type.name == "CPU" and not evt.name.startswith(PREFIX) and evt.self_cpu_time_total > 0:
             launches = [(evt.name, evt.self_cpu_time_total)]
         else:
@@ -134,7 +150,7 @@ def collect(events, on_gpu: bool):
             st = ("backward",) + tuple(s for s in stage(fwd) if s != "forward") if fwd else ("backward", "other")
         else:
             st = stage(path) or ("outside the model",)
-        flops, nbytes, counted = op_cost(evt)
+        flops, nbytes, counted = op_cost(evt, default_bytes)
         total = sum(us for _, us in launches) or 1.0
         for name, us in launches:  # an op's work split over its kernels by time
             share = us / total

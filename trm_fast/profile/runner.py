@@ -64,7 +64,8 @@ def profile(bc, mode: str, backend: str, batch: int, device, out_dir: str, steps
                 unit()
         sync()
         wall_ms = (time.perf_counter() - t0) * 1e3 / steps
-    records = kernels.collect(prof.events(), on_gpu)
+    elt = torch.empty((), dtype=getattr(torch, model.config.forward_dtype)).element_size()
+    records = kernels.collect(prof.events(), on_gpu, elt)
     trace = os.path.join(out_dir, "trace.json.gz")
     prof.export_chrome_trace(trace)
 
