@@ -164,3 +164,15 @@ def test_a_kernel_is_counted_once_on_a_gpu():
              for n in ("Activity Buffer Request", "Lazy Function Loading", "cudaLaunchKernel", "cuLaunchKernelEx")]
     records = kernels.collect([op, *noise], on_gpu=True)
     assert [(k.name, k.op, k.us, k.flops) for k in records] == [("nvjet_sm90_tst", "aten::mm", 5.0, 240.0)]
+
+
+@pytest.mark.parametrize("name, q, k", [
+    ("aten::scaled_dot_product_attention", [2, 8, 97, 64], [2, 8, 97, 64]),
+    ("aten::_scaled_dot_product_cudnn_attention", [2, 8, 97, 64], [2, 8, 97, 64]),
+    ("aten::_flash_attention_forward", [2, 97, 8, 64], [2, 97, 8, 64]),
+])
+def test_attention_flops_in_either_layout(name, q, k):
+    class Evt:
+        input_shapes, input_dtypes = [q, k, k], ["c10::BFloat16"] * 3
+    Evt.name = name
+    assert kernels.op_cost(Evt)[0] == 4 * 2 * 8 * 97 * 97 * 64

@@ -90,8 +90,8 @@ def op_cost(evt, default_bytes: int = 2):
         return 2.0 * m * k * n, float(read + m * n * elt), True
     if "attention" in name and len(tensors) >= 3:
         q, k = tensors[0][0], tensors[1][0]
-        # (B, H, S, D) for aten::_scaled_dot_product_*; (B, S, H, D) for the kernels' own entry points
-        keys = k[-2] if name.startswith("aten::_scaled_dot_product") else k[1]
+        # (B, H, S, D) for the aten::*scaled_dot_product* ops; (B, S, H, D) for the kernels' own entry points
+        keys = k[-2] if "scaled_dot_product" in name else k[1]
         flops = 4.0 * _numel(q) * keys * (2.5 if "backward" in name else 1.0)
         q_bytes = _numel(q) * elt
         return flops, float(read + (3 if "backward" in name else 1) * q_bytes), True
