@@ -176,3 +176,14 @@ def test_attention_flops_in_either_layout(name, q, k):
         input_shapes, input_dtypes = [q, k, k], ["c10::BFloat16"] * 3
     Evt.name = name
     assert kernels.op_cost(Evt)[0] == 4 * 2 * 8 * 97 * 97 * 64
+    Evt.name = "aten::_cudnn_attention_forward"  # named neither way: the model's head count decides
+    assert kernels.op_cost(Evt, heads=8)[0] == 4 * 2 * 8 * 97 * 97 * 64
+
+
+def test_matmul_with_an_out_argument():
+    class Evt:  # inductor's extern mm: mm(a, b, out=c)
+        name, input_shapes = "aten::mm", [[6, 4], [4, 5], [6, 5]]
+        input_dtypes = ["c10::BFloat16"] * 3
+    assert kernels.op_cost(Evt) == (240.0, (24 + 20 + 30) * 2, True)
+    Evt.name, Evt.input_shapes = "aten::addmm", [[5], [6, 4], [4, 5]]
+    assert kernels.op_cost(Evt) == (240.0, (24 + 20 + 30 + 5) * 2, True)

@@ -71,7 +71,11 @@ def _tensors(evt, default_bytes: int):
     return out
 
 
-def op_cost(evt, default_bytes: int = 2):
+_MATMUL_OPERANDS = {"aten::mm": (0, 1), "aten::bmm": (0, 1), "aten::addmm": (1, 2), "aten::baddbmm": (1, 2)}
+_BIAS = ("aten::addmm", "aten::baddbmm")
+
+
+def op_cost(evt, default_bytes: int = 2, heads=None):
     """(FLOPs, bytes, counted) of one op call from its recorded input shapes."""
     name = evt.name
     # autograd nodes and range markers record their arguments too, but move nothing themselves
@@ -84,14 +88,20 @@ def op_cost(evt, default_bytes: int = 2):
     if _ARGS_ARE_OUTPUTS.match(name):
         return float(max(_numel(shape) for shape, _ in tensors)), float(read), False
     elt = tensors[0][1]
-    if name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm") and len(tensors) >= 2:
-        a, b = tensors[-2][0], tensors[-1][0]
+    operands = _MATMUL_OPERANDS.get(name)
+    if operands is not None and len(tensors) > max(operands):
+        # inductor calls these with out=: the last tensor is then the output, not an operand
+        (a, sa), (b, sb) = tensors[operands[0]], tensors[operands[1]]
         m, k, n = _numel(a[:-1]), a[-1], b[-1]
-        return 2.0 * m * k * n, float(read + m * n * elt), True
+        moved = _numel(a) * sa + _numel(b) * sb + m * n * elt + (_numel(tensors[0][0]) * elt if name in _BIAS else 0)
+        return 2.0 * m * k * n, float(moved), True
     if "attention" in name and len(tensors) >= 3:
         q, k = tensors[0][0], tensors[1][0]
-        # (B, H, S, D) for the aten::*scaled_dot_product* ops; (B, S, H, D) for the kernels' own entry points
-        keys = k[-2] if "scaled_dot_product" in name else k[1]
+        # (B, H, S, D) or (B, S, H, D) depending on the op: the head axis is the one of `heads`
+        if heads is not None and len(q) == 4:
+            keys = k[2] if q[1] == heads else k[1]
+        else:
+            keys = k[-2] if "scaled_dot_product" in name else k[1]
         flops = 4.0 * _numel(q) * keys * (2.5 if "backward" in name else 1.0)
         q_bytes = _numel(q) * elt
         return flops, float(read + (3 if "backward" in name else 1) * q_bytes), True
@@ -125,8 +135,9 @@ def _backward_seq(evt):
 _NOT_AN_OP = re.compile(r"^(cuda[A-Z]|cu[A-Z]|Activity Buffer Request|Lazy Function Loading)")
 
 
-def collect(events, on_gpu: bool, default_bytes: int = 2):
-    """Kernel records from `prof.events()`; `default_bytes` per element where the profiler records no dtypes."""
+def collect(events, on_gpu: bool, default_bytes: int = 2, heads=None):
+    """Kernel records from `prof.events()`; `default_bytes` per element where the profiler records no dtypes,
+    `heads` (the model's num_heads) to tell attention's head axis from its sequence axis."""
     forward = {}  # (thread, sequence number) -> stage of the forward op that made the autograd node
     for evt in events:
         if evt.sequence_nr >= 0 and not evt.name.startswith("autograd::"):
@@ -150,7 +161,7 @@ def collect(events, on_gpu: bool, default_bytes: int = 2):
             st = ("backward",) + tuple(s for s in stage(fwd) if s != "forward") if fwd else ("backward", "other")
         else:
             st = stage(path) or ("outside the model",)
-        flops, nbytes, counted = op_cost(evt, default_bytes)
+        flops, nbytes, counted = op_cost(evt, default_bytes, heads)
         total = sum(us for _, us in launches) or 1.0
         for name, us in launches:  # an op's work split over its kernels by time
             share = us / total

@@ -65,7 +65,7 @@ def profile(bc, mode: str, backend: str, batch: int, device, out_dir: str, steps
         sync()
         wall_ms = (time.perf_counter() - t0) * 1e3 / steps
     elt = torch.empty((), dtype=getattr(torch, model.config.forward_dtype)).element_size()
-    records = kernels.collect(prof.events(), on_gpu, elt)
+    records = kernels.collect(prof.events(), on_gpu, elt, model.config.num_heads)
     trace = os.path.join(out_dir, "trace.json.gz")
     prof.export_chrome_trace(trace)
 
