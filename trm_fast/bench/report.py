@@ -4,6 +4,13 @@ against batch size with the fused / reference-compile speedups."""
 from collections import defaultdict
 
 REFERENCE = "reference-compile"  # the yardstick of every ratio (../shared/BENCH.md)
+TIE = 0.03
+_COLORS = {"fused": "tab:blue", "reference-eager": "tab:green", "reference-compile": "tab:orange",
+           "reference-graphs": "tab:purple"}
+
+
+def _color(backend: str) -> str:
+    return _COLORS.get(backend, "tab:gray")
 
 
 def _num(value, fmt: str, missing: str = "-") -> str:
@@ -35,7 +42,7 @@ COLUMNS = [  # header, width, cell
     ("batch", 5, lambda r, ref: str(r["batch"])),
     ("backend", 17, lambda r, ref: r["backend"]),
     ("ms", 8, lambda r, ref: _num(r.get("ms"), ".4g", "FAILED")),
-    ("IQR", 6, lambda r, ref: _num(r.get("ms_iqr"), ".2g")),
+    ("IQR", 6, lambda r, ref: _num(r.get("ms_iqr"), ".3g")),
     ("warm-up s", 9, lambda r, ref: _num(r.get("warmup_s"), ".1f")),
     ("GiB", 5, lambda r, ref: _num(r.get("peak_gib"), ".1f")),
     ("TFLOP/s", 7, lambda r, ref: _num(r.get("tflops"), ".3g")),
@@ -96,26 +103,39 @@ def plot(rows, path: str, title: str = ""):
     grid = fig.add_gridspec(max(1, nrows), ncols)
     for i, ((config, mode), by_backend) in enumerate(sorted(panels.items())):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
-        for backend, points in sorted(by_backend.items()):
-            points.sort()
-            ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=backend)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        batches = sorted({b for points in by_backend.values() for b, _ in points})
+        if len(batches) == 1:  # one batch size: a bar per backend says more than one point per line
+            names = sorted(by_backend)
+            values = [by_backend[n][0][1] for n in names]
+            bars = ax.bar(range(len(names)), values, color=[_color(n) for n in names])
+            ax.bar_label(bars, labels=[f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in values], fontsize=7)
+            ax.set_xticks(range(len(names)), [n.replace("reference-", "ref-") for n in names], fontsize=8)
+            ax.set_xlabel(f"batch size {batches[0]}")
+        else:
+            for backend, points in sorted(by_backend.items()):
+                points.sort()
+                ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=backend,
+                        color=_color(backend))
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("batch size")
+            ax.legend(fontsize=7, loc="upper left")
         ax.set_title(f"{config} {mode}")
-        ax.set_xlabel("batch size")
         ax.set_ylabel("puzzles/s (16-step eval)" if mode == "infer" else "samples/s (train step)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
     if ratio:
         ax = fig.add_subplot(grid[-1, :])
         keys = sorted(ratio)
         labels = [f"{c}\n{m} b{b}" for c, m, b in keys]
         values = [ratio[k] for k in keys]
-        bars = ax.bar(range(len(keys)), values, color=["tab:green" if v >= 1 else "tab:red" for v in values])
+        # within the run-to-run spread of a few percent a ratio is a tie, not a win or a loss
+        bars = ax.bar(range(len(keys)), values, color=["tab:green" if v > 1 + TIE else "tab:red" if v < 1 - TIE
+                                                       else "tab:gray" for v in values])
         ax.bar_label(bars, labels=[f"{v:.2f}x" for v in values], fontsize=7)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(keys)), labels, fontsize=7)
-        ax.set_ylabel("fused / reference-compile\n(speedup, same run)")
+        ax.set_ylabel("reference-compile ms / fused ms\n(speedup, same run)")
+        ax.set_title(f"fused against reference-compile (gray: within {TIE:.0%}, a tie)", fontsize=9)
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=110)
