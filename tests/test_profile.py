@@ -18,8 +18,8 @@ from trm_fast.profile.stages import Marker, stage
 SDPA = "aten::_scaled_dot_product_flash_attention_for_cpu"
 
 
-def _attention_calls_by_stage(mode):
-    bc = configs.load("tiny")  # H_cycles 2, L_cycles 2, L_layers 2
+def _attention_calls_by_stage(mode, bc=None):
+    bc = bc or configs.load("tiny")  # H_cycles 2, L_cycles 2, L_layers 2
     model, unit = build_unit(bc, mode, "reference-eager", 3, torch.device("cpu"), False, Marker(nvtx=False))
     unit()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
@@ -53,6 +53,24 @@ def test_evaluation_stages_have_no_backward():
     # 4 ACT steps (the tiny config's halt_max_steps), all without gradients
     assert counts == {"no-grad cycles > z updates (L cycles) > attention": 4 * 8,
                       "no-grad cycles > y update > attention": 4 * 4}
+
+
+def test_hrm_stages_follow_its_two_levels():
+    tiny = configs.load("tiny")
+    arch = {k: v for k, v in tiny.arch.items() if k not in ("no_ACT_continue", "puzzle_emb_len", "mlp_t")}
+    bc = configs.BenchConfig("tiny_hrm", "hrm", dict(arch, H_layers=1, L_layers=1), tiny.loss_type, 3)
+    counts, records = _attention_calls_by_stage("train", bc)
+    # H_cycles 2, L_cycles 2: L L H L | L H, the last L and H with gradients; then HRM's Q-continue target pass
+    assert counts == {
+        "forward > no-grad cycles > L level > attention": 3,
+        "forward > no-grad cycles > H level > attention": 1,
+        "forward > grad cycle > L level > attention": 1,
+        "forward > grad cycle > H level > attention": 1,
+        "forward > Q-continue target > no-grad cycles > L level > attention": 4,
+        "forward > Q-continue target > no-grad cycles > H level > attention": 2,
+        "backward > grad cycle > L level > attention": 1,
+        "backward > grad cycle > H level > attention": 1,
+    }
 
 
 def test_stage_names():

@@ -33,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--ncu-child", action="store_true", help=argparse.SUPPRESS)
 
 
-def _child_args(args):
+def _child_args(args, device):
     out = [args.config, "--mode", args.mode, "--backend", args.backend, "--batch", str(args.batch),
-           "--steps", "1", "--warmup", str(args.warmup), "--device", "cuda"]
+           "--warmup", str(args.warmup), "--device", str(device)]
     if args.shape:
         out += ["--shape", args.shape]
     if args.compile:
@@ -63,8 +63,6 @@ def _run_child(bc, args, device):
 
 
 def run(args) -> int:
-    import torch
-
     from ..bench import configs, harness
 
     for flag in ("steps", "warmup", "depth", "top", "ncu_count"):
@@ -101,7 +99,7 @@ def run(args) -> int:
           "(open in https://ui.perfetto.dev or chrome://tracing)")
     if args.ncu:
         try:
-            text = ncu.run(args.ncu, _child_args(args), args.ncu_count, out, short_name,
+            text = ncu.run(args.ncu, _child_args(args, device), args.ncu_count, out, short_name,
                            log=lambda line: print(line, flush=True))
         except ncu.NcuUnavailable as err:
             raise UsageError(str(err)) from None
