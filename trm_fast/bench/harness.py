@@ -79,7 +79,8 @@ def _clone_carry(c: Carry) -> Carry:
                  c.halted.clone(), {k: v.clone() for k, v in c.current_data.items()})
 
 
-def _callable(head, backend: str):
+def callable_for(head, backend: str):
+    """The loss head as `backend` runs it: eager, torch.compile, or compiled into CUDA graphs."""
     if backend == "reference-eager":
         return head
     if backend == "reference-graphs":
@@ -93,14 +94,15 @@ def _callable(head, backend: str):
     return torch.compile(head, dynamic=False)
 
 
-def _build(bc: BenchConfig, batch: int, backend: str, state_dict, device):
+def model_and_head(bc: BenchConfig, batch: int, backend: str, state_dict, device):
+    """The model for `backend` with these weights, on `device`, and its loss head."""
     with torch.device(device):  # built in place, as the official training script does
         model = bc.build(batch, "fused" if backend == "fused" else "reference")
     model.load_state_dict(state_dict)
     return model, trm_fast.ACTLossHead(model, bc.loss_type)
 
 
-def _train_unit(model, head, fn, batch, mark=None):
+def train_unit(model, head, fn, batch, mark=None):
     """One training step; `mark(name)` (a context manager) names its parts for the profiler."""
     mark = mark or (lambda name: contextlib.nullcontext())
     model.train()
@@ -121,7 +123,8 @@ def _train_unit(model, head, fn, batch, mark=None):
     return unit
 
 
-def _infer_unit(model, head, fn, batch):
+def infer_unit(model, head, fn, batch):
+    """One whole evaluation: halt_max_steps ACT steps from a fresh carry."""
     model.eval()
 
     def unit():
@@ -219,9 +222,9 @@ def ref_learns_q(cfg, is_hrm: bool) -> bool:
 
 
 def _measure(bc, batch, backend, state_dict, device, inputs, train, warmup, reps):
-    model, head = _build(bc, batch, backend, state_dict, device)
-    fn = _callable(head, backend)
-    unit = (_train_unit if train else _infer_unit)(model, head, fn, inputs)
+    model, head = model_and_head(bc, batch, backend, state_dict, device)
+    fn = callable_for(head, backend)
+    unit = (train_unit if train else infer_unit)(model, head, fn, inputs)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     unit()  # compiles, autotunes, captures

@@ -17,9 +17,9 @@ def build_unit(bc, mode: str, backend: str, batch: int, device, compile_: bool, 
     compiled (as `trm-fast bench` runs it) the ranges inside the model are gone and the ACT step is the
     finest stage."""
     torch.manual_seed(0)
-    model, head = harness._build(bc, batch, backend, bc.build(batch, "reference").state_dict(), device)
+    model, head = harness.model_and_head(bc, batch, backend, bc.build(batch, "reference").state_dict(), device)
     if compile_:
-        fn = harness._callable(head, "reference-compile" if backend == "reference-eager" else backend)
+        fn = harness.callable_for(head, "reference-compile" if backend == "reference-eager" else backend)
     else:
         fn = head
         annotate(model, marker)
@@ -29,8 +29,8 @@ def build_unit(bc, mode: str, backend: str, batch: int, device, compile_: bool, 
         with marker("act_step"):
             return fn(*args, **kwargs)
     if mode == "train":
-        return model, harness._train_unit(model, head, act_step, inputs, mark=marker)
-    return model, harness._infer_unit(model, head, act_step, inputs)
+        return model, harness.train_unit(model, head, act_step, inputs, mark=marker)
+    return model, harness.infer_unit(model, head, act_step, inputs)
 
 
 def profile(bc, mode: str, backend: str, batch: int, device, out_dir: str, steps: int = 2, warmup: int = 2,
