@@ -17,11 +17,13 @@ def _num(value, fmt: str, missing: str = "-") -> str:
     return missing if value is None else format(value, fmt)
 
 
+def _per_s(value) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _rate(row) -> str:
     value = row.get("puzzles_per_s") if row["mode"] == "infer" else row.get("samples_per_s")
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    return "-" if value is None else _per_s(value)
 
 
 def row_line(row) -> str:
@@ -108,7 +110,7 @@ def plot(rows, path: str, title: str = ""):
             names = sorted(by_backend)
             values = [by_backend[n][0][1] for n in names]
             bars = ax.bar(range(len(names)), values, color=[_color(n) for n in names])
-            ax.bar_label(bars, labels=[f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in values], fontsize=7)
+            ax.bar_label(bars, labels=[_per_s(v) for v in values], fontsize=7)
             ax.set_xticks(range(len(names)), [n.replace("reference-", "ref-") for n in names], fontsize=8)
             ax.set_xlabel(f"batch size {batches[0]}")
         else:

@@ -42,6 +42,7 @@ class Group:
     flops: float = 0.0
     bytes: float = 0.0
     counted_flops: bool = False
+    category: str = ""
     kernels: dict = field(default_factory=lambda: defaultdict(Group))
 
     def add(self, k: Kernel):
@@ -223,30 +224,32 @@ def _fmt(value) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
 
 
+def _row(label: str, width: int, g: Group, steps: int, total: float, rates: bool = True) -> str:
+    """One table line: time per unit, share of all kernel time, calls per unit, then TFLOP/s and GB/s."""
+    text = f"{label:<{width}} {g.us / steps / 1e3:>9.3f} {100 * g.us / total:>5.1f}% {g.calls // steps:>6}"
+    if not rates:
+        return text
+    tflops, gbs = _rates(g)
+    return f"{text} {_fmt(tflops):>8} {_fmt(gbs):>7}"
+
+
+def _header(label: str, width: int, unit: str) -> str:
+    return f"{label:<{width}} {'ms/' + unit:>9} {'share':>6} {'calls':>6} {'TFLOP/s':>8} {'GB/s':>7}"
+
+
 def format_table(records, steps: int, depth: int = 4, top: int = 5, unit: str = "step") -> str:
     """Per stage (largest first): its time per `unit`, share, calls; then its `top` kernels."""
     total = sum(k.us for k in records) or 1.0
-    stages = group(records, depth)
-    header = f"{'stage / kernel':<64} {'ms/' + unit:>9} {'share':>6} {'calls':>6} {'TFLOP/s':>8} {'GB/s':>7}"
+    header = _header("stage / kernel", 64, unit)
     lines = [header, "-" * len(header)]
-
-    def line(label, g, indent):
-        tflops, gbs = _rates(g)
-        return (f"{' ' * indent}{label:<{64 - indent}} {g.us / steps / 1e3:>9.3f} {100 * g.us / total:>5.1f}% "
-                f"{g.calls // steps:>6} {_fmt(tflops):>8} "
-                f"{_fmt(gbs):>7}")
-    for st, g in sorted(stages.items(), key=lambda kv: -kv[1].us):
-        lines.append(line(" > ".join(st), g, 0))
+    for st, g in sorted(group(records, depth).items(), key=lambda kv: -kv[1].us):
+        lines.append(_row(" > ".join(st), 64, g, steps, total))
         kernels = sorted(g.kernels.items(), key=lambda kv: -kv[1].us)
         for name, kg in kernels[:top]:
-            lines.append(line(name, kg, 4))
+            lines.append("    " + _row(name, 60, kg, steps, total))
         if len(kernels) > top:
-            rest = Group()
-            for _, kg in kernels[top:]:
-                rest.us += kg.us
-                rest.calls += kg.calls
-            lines.append(f"    {'... ' + str(len(kernels) - top) + ' more kernels':<60} {rest.us / steps / 1e3:>9.3f} "
-                         f"{100 * rest.us / total:>5.1f}% {rest.calls // steps:>6}")
+            rest = Group(us=sum(kg.us for _, kg in kernels[top:]), calls=sum(kg.calls for _, kg in kernels[top:]))
+            lines.append("    " + _row(f"... {len(kernels) - top} more kernels", 60, rest, steps, total, rates=False))
     return "\n".join(lines)
 
 
@@ -256,11 +259,8 @@ def format_categories(records, steps: int, unit: str = "step") -> str:
     cats = defaultdict(Group)
     for k in records:
         cats[category(k)].add(k)
-    lines = [f"{'kind of kernel':<44} {'ms/' + unit:>9} {'share':>6} {'calls':>6} {'TFLOP/s':>8} {'GB/s':>7}"]
-    for cat, g in sorted(cats.items(), key=lambda kv: -kv[1].us):
-        tflops, gbs = _rates(g)
-        lines.append(f"{cat:<44} {g.us / steps / 1e3:>9.3f} {100 * g.us / total:>5.1f}% {g.calls // steps:>6} "
-                     f"{_fmt(tflops):>8} {_fmt(gbs):>7}")
+    lines = [_header("kind of kernel", 44, unit)]
+    lines += [_row(cat, 44, g, steps, total) for cat, g in sorted(cats.items(), key=lambda kv: -kv[1].us)]
     return "\n".join(lines)
 
 
