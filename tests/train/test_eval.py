@@ -57,6 +57,34 @@ def test_metrics_and_halting_statistics_are_the_known_ones(tmp_path):
     assert h["accuracy_at_halt"] == pytest.approx(0.75) and "ARC" not in result
 
 
+def test_metrics_count_real_examples_only_whatever_the_batch_size(tmp_path):
+    inputs = [[1, 2, 2, 1], [2, 3, 4, 5], [3, 1, 1, 1], [1, 4, 4, 4], [2, 2, 2, 2]]
+    write_split(tmp_path / "data" / "test", inputs, inputs, [0] * 5, [1] * 5, [1] * 5, vocab_size=6, num_ids=1)
+    ckpt = hand_made_checkpoint(tmp_path / "run", vocab_size=6, seq_len=4, halt_token=1)
+    results = [evaluate_checkpoint(ckpt, str(tmp_path / "data"), batch_size=b, device="cpu")["sets"]
+               for b in (2, 3, 256)]
+    assert results[0]["all"]["q_halt_loss"] > 0
+    for other in results[1:]:
+        assert {k: v for k, v in other["all"].items() if k != "halting"} == pytest.approx(
+            {k: v for k, v in results[0]["all"].items() if k != "halting"})
+        assert other["all"]["halting"] == results[0]["all"]["halting"]
+
+
+def test_halting_q_stops_each_example_at_the_models_decision(tmp_path):
+    inputs = [[1, 2, 2, 1], [2, 3, 4, 5], [3, 1, 1, 1], [1, 4, 4, 4], [2, 2, 2, 2]]
+    labels = [[1, 2, 2, 1], [2, 3, 4, 5], [3, 1, 1, 2], [0, 4, 4, 4], [5, 5, 5, 5]]
+    write_split(tmp_path / "data" / "test", inputs, labels, [0] * 5, [1] * 5, [1] * 5, vocab_size=6, num_ids=1)
+    ckpt = hand_made_checkpoint(tmp_path / "run", vocab_size=6, seq_len=4, halt_token=1)
+    out = tmp_path / "q.json"
+    proc = run_cli("eval", ckpt, "--data", tmp_path / "data", "--device", "cpu", "--halting", "q", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "halting q: each example stopped" in proc.stdout
+    m = json.loads(out.read_text())["sets"]["all"]
+    assert m["steps"] == pytest.approx((1 + 4 + 4 + 1 + 4) / 5)  # rows starting with token 1 halt at once
+    assert m["halting"]["histogram"] == [2, 0, 0, 3] and m["halting"]["policy"] == "q"
+    assert m["exact_accuracy"] == pytest.approx(3 / 5) and "exact_accuracy_by_step" not in m["halting"]
+
+
 def test_arc_votes_undo_augmentations_and_write_a_submission(tmp_path):
     data, grids = write_arc_dataset(tmp_path / "arc")
     ckpt = hand_made_checkpoint(tmp_path / "run", vocab_size=12, seq_len=900, halt_token=2)

@@ -71,7 +71,9 @@ def test_hrm_and_softmax_train_too(reverse_data, tmp_path):
     train(config)
     rows = _rows(tmp_path / "run" / "metrics.csv")
     assert "q_continue_loss" in rows[0] and len(rows) == 3
-    assert "all/q_continue_loss" in {r[1] for r in _rows(tmp_path / "run" / "eval_metrics.csv")}
+    # evaluation learns nothing: Q-continue has no target there (it used to be logged as a constant 0)
+    evals = {r[1] for r in _rows(tmp_path / "run" / "eval_metrics.csv")}
+    assert "all/q_halt_loss" in evals and "all/q_continue_loss" not in evals
 
 
 def test_arc_evaluator_votes_pile_up_across_evaluations_and_resume(tmp_path):

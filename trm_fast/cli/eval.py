@@ -10,7 +10,12 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a trm_fast step_N.pt, or an official checkpoint")
     parser.add_argument("--data", required=True, metavar="DIR", help="dataset directory (official format)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="examples per batch (default 256)")
+    parser.add_argument("--batch-size", type=int, default=256, metavar="N",
+                        help="rows the engine runs at once (default 256; on a CPU never more than the examples)")
+    parser.add_argument("--halting", choices=("all", "q"), default="all",
+                        help="all: every example runs halt_max_steps steps, the official evaluation (default); "
+                             "q: each stops at the first step at which the model says halt, and its row takes the "
+                             "next example")
     parser.add_argument("--out", metavar="FILE.json", help="metrics JSON (default: CHECKPOINT.eval.json)")
     parser.add_argument("--submission", metavar="FILE.json",
                         help="ARC: Kaggle submission (default: submission.json next to --out)")
@@ -38,7 +43,7 @@ def run(args) -> int:
     try:
         result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, batch_size=args.batch_size,
                                      device=args.device, config_path=args.config, use_ema=not args.no_ema,
-                                     pass_ks=args.pass_k)
+                                     pass_ks=args.pass_k, halting=args.halting)
     except (OSError, ValueError) as err:  # bad files or values: the message names them
         print(f"trm-fast eval: error: {err}", file=sys.stderr)
         return 2

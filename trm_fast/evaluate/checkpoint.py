@@ -15,11 +15,11 @@ import yaml
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, read_file, strip_prefix
+from ..engine import Engine
 from ..train import checkpoint as train_checkpoint
 from ..train.build import build_model
 from ..train.config import ConfigError, check_arch
 from ..train.dataset import Metadata, PuzzleSplit
-from ..train.sampler import eval_batches
 from .arc import ArcVotes, read_arc_files
 from .runner import evaluate
 
@@ -75,8 +75,9 @@ def model_metadata(weights: dict, saved: Optional[dict], data: Metadata, checkpo
 
 def evaluate_checkpoint(path: str, data_dir: str, *, split: str = "test", batch_size: int = 256,
                         device: Optional[str] = None, config_path: Optional[str] = None, use_ema: bool = True,
-                        pass_ks=(1, 2), submission_k: int = 2) -> dict:
-    """Metrics per set, halting statistics and, for ARC datasets (with test_puzzles.json), pass@K.
+                        pass_ks=(1, 2), submission_k: int = 2, halting: str = "all") -> dict:
+    """Metrics per set, halting statistics and, for ARC datasets (with test_puzzles.json), pass@K, through
+    trm_fast.Engine with `halting` "all" (the official evaluation) or "q" (stop at the model's decision).
     Returns a JSON-able dict; its "submission" entry is the Kaggle submission for ARC, else absent."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     arch, weights, saved_meta, ema = read_checkpoint(path, config_path, use_ema)
@@ -85,17 +86,18 @@ def evaluate_checkpoint(path: str, data_dir: str, *, split: str = "test", batch_
     meta = model_metadata(weights, saved_meta, data.metadata, path, data_file)
     head, model = build_model(arch, meta, batch_size, device)
     load_checkpoint(weights, model)
-    head.eval()
+    engine = Engine(model.eval(), batch_size)
 
     arc = None
     if os.path.isfile(os.path.join(data_dir, "test_puzzles.json")):
         identifiers, test_puzzles = read_arc_files(data_dir)
         arc = ArcVotes(identifiers, data.metadata.blank_identifier_id)
-    total = sum(-(-s.inputs.shape[0] // batch_size) for s in data.sets.values())
-    with tqdm(total=total, unit="batch", desc="eval", dynamic_ncols=True) as bar:
-        result = evaluate(head, eval_batches(data, batch_size), device=device, arc_votes=arc, progress=bar)
+    total = sum(s.inputs.shape[0] for s in data.sets.values())
+    with tqdm(total=total, unit="puzzle", desc=f"eval (halting {halting})", dynamic_ncols=True) as bar:
+        result = evaluate(engine, data, arch["loss"]["loss_type"], halting=halting, arc_votes=arc, progress=bar)
     out = {"checkpoint": os.path.abspath(path), "data": os.path.abspath(data_dir), "split": split,
-           "ema_weights": ema, "halt_max_steps": model.config.halt_max_steps, "sets": result.sets}
+           "ema_weights": ema, "halt_max_steps": model.config.halt_max_steps, "halting": halting,
+           "compute_dtype": str(engine.dtype).removeprefix("torch."), "sets": result.sets}
     if arc is not None:
         out["ARC"], out["submission"] = arc.score(test_puzzles, pass_ks, submission_k)
     return out

@@ -1,59 +1,64 @@
-"""Evaluation: every test example through all halt_max_steps ACT steps, as the official evaluate().
+"""Evaluation through trm_fast.Engine: every test example, metrics summed over its real examples only.
 
-Per set, the loss head's metrics at the last step, averaged over the examples (count): accuracy (mean
-per-example token accuracy), exact_accuracy (whole puzzle right), q_halt_accuracy, steps, lm_loss,
-q_halt_loss (and q_continue_loss). Then the halting statistics: each example's halting step is the first
-step at which the model would have stopped on its own (Q-halt > 0, or Q-halt > Q-continue for models
-that learn Q-continue), or the last step; reported as a histogram, its mean, and the accuracies of the
-predictions at that step, next to the exact accuracy after each step.
+Per set, averaged over the examples that have labels (count), at each example's last step:
+accuracy (mean per-example token accuracy), exact_accuracy (whole puzzle right), q_halt_accuracy (Q-halt's
+sign agrees with exactness), steps (ACT steps run), lm_loss and q_halt_loss (the loss head's, per example).
+With `halting="all"` (the official evaluation) every example runs halt_max_steps steps and the halting
+statistics say what the model would have done on its own: each example's halting step is the first step
+at which it said halt (Q-halt > 0, or Q-halt > Q-continue for models that learn Q-continue), else the
+last; reported as a histogram, its mean, the accuracies of the predictions at that step, and the exact
+accuracy after each step. With `halting="q"` every example stops at its halting step, so those are the
+steps it took and the accuracies are the reported ones.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..models.batch_checks import IGNORE_LABEL_ID
+from ..models.losses import LOSS_TYPES
 from ..train import distributed
 from .arc import ArcVotes
 
-LOSS_HEAD_METRICS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss",
-                     "q_continue_loss")
+METRICS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
+_AT_HALT = ("exact_accuracy_at_halt", "accuracy_at_halt")
+CHUNK_BATCHES = 32  # puzzles handed to Engine.solve at once, in batches: continuous batching runs within it
 
 
 @dataclass
 class SetTotals:
-    """Sums over one set's examples, on the model's device."""
-    sums: torch.Tensor  # (len(LOSS_HEAD_METRICS) + 3,): count, the loss-head sums, exact and token accuracy at halt
+    """Sums over one set's examples, on the engine's device."""
+    sums: torch.Tensor  # (2 + len(METRICS) + 1,): count, the metric sums, then exact and token accuracy at halt
     halt_histogram: torch.Tensor  # (M,) examples halting at step 1..M
     exact_by_step: torch.Tensor  # (M,) examples exactly right after step 1..M
 
     @classmethod
     def zeros(cls, steps: int, device) -> "SetTotals":
         z = lambda n: torch.zeros(n, dtype=torch.float64, device=device)  # noqa: E731
-        return cls(z(len(LOSS_HEAD_METRICS) + 3), z(steps), z(steps))
+        return cls(z(1 + len(METRICS) + len(_AT_HALT)), z(steps), z(steps))
 
     def flat(self) -> torch.Tensor:
         return torch.cat([self.sums, self.halt_histogram, self.exact_by_step])
 
 
-def _summarise(flat: torch.Tensor, steps: int, has_q_continue: bool) -> dict:
+def _summarise(flat: torch.Tensor, steps: int, halting: str) -> dict:
     values = flat.tolist()
-    n = len(LOSS_HEAD_METRICS)
+    n = 1 + len(METRICS) + len(_AT_HALT)
     count = values[0]
     per = max(count, 1.0)
-    out = {"count": int(count)}
-    for i, name in enumerate(LOSS_HEAD_METRICS):
-        if name != "q_continue_loss" or has_q_continue:
-            out[name] = values[1 + i] / per
-    histogram = [int(v) for v in values[n + 3:n + 3 + steps]]
+    out = {"count": int(count), **{name: values[1 + i] / per for i, name in enumerate(METRICS)}}
+    histogram = [int(v) for v in values[n:n + steps]]
     out["halting"] = {
+        "policy": halting,
         "histogram": histogram,
         "mean_halt_step": sum((s + 1) * h for s, h in enumerate(histogram)) / per,
-        "exact_accuracy_at_halt": values[n + 1] / per,
-        "accuracy_at_halt": values[n + 2] / per,
-        "exact_accuracy_by_step": [v / per for v in values[n + 3 + steps:]],
+        **{name: values[1 + len(METRICS) + i] / per for i, name in enumerate(_AT_HALT)},
     }
+    if halting == "all":
+        out["halting"]["exact_accuracy_by_step"] = [v / per for v in values[n + steps:]]
     return out
 
 
@@ -78,67 +83,74 @@ class Evaluation:
         return out
 
 
-@torch.inference_mode()
-def evaluate(head, batches: Iterable[Tuple[str, dict, int]], *, device, proc=None, arc_votes: Optional[ArcVotes] = None,
-             save_keys: Sequence[str] = (), progress=None) -> Evaluation:
-    """Run `head` (an ACTLossHead in eval mode) over `batches`; metrics are summed over ranks to rank 0.
+def _add_chunk(t: SetTotals, solution, labels: torch.Tensor, loss_type: str, max_steps: int):
+    """Add one solved chunk's examples to the set's sums."""
+    mask = labels != IGNORE_LABEL_ID
+    n_labels = mask.sum(-1)
+    valid = n_labels > 0  # an example without labels counts nowhere
+    rows = torch.arange(labels.shape[0], device=labels.device)
+    correct = solution.correct_tokens  # (n, M): right tokens after each step, -1 where not run
+    last = solution.steps.long() - 1
+    exact = correct[rows, last] == n_labels
+    token = correct[rows, last].double() / n_labels.clamp_min(1)
+    halt = torch.where(solution.halt_step > 0, solution.halt_step, solution.steps).long() - 1
+    q_halt = solution.q_halt_logits
 
-    `arc_votes` collects this rank's ARC votes (merge and score them with `gather_arc_votes`)."""
-    model = head.model
-    steps, learns_continue = model.config.halt_max_steps, model.learns_q_continue
+    per_token = LOSS_TYPES[loss_type](solution.logits, labels, ignore_index=IGNORE_LABEL_ID, valid_mask=mask)
+    lm_loss = per_token.sum(-1) / n_labels.clamp_min(1)
+    q_halt_loss = F.binary_cross_entropy_with_logits(q_halt, exact.to(q_halt.dtype), reduction="none")
+    v = valid.double()
+    t.sums += torch.stack([
+        v.sum(), (v * token).sum(), (v * exact).sum(), (v * ((q_halt >= 0) == exact)).sum(),
+        (v * solution.steps).sum(), (v * lm_loss).sum(), (v * q_halt_loss).sum(),
+        (v * (correct[rows, halt] == n_labels)).sum(), (v * correct[rows, halt] / n_labels.clamp_min(1)).sum()])
+    t.halt_histogram += torch.bincount(halt[valid], minlength=max_steps).double()
+    t.exact_by_step += ((correct == n_labels[:, None]) & valid[:, None]).sum(0).double()
+
+
+@torch.no_grad()
+def evaluate(engine, split, loss_type: str, *, halting: str = "all", proc=None,
+             arc_votes: Optional[ArcVotes] = None, save_keys: Sequence[str] = (), progress=None) -> Evaluation:
+    """Solve every example of `split` (a PuzzleSplit) with `engine`; metrics summed over ranks to rank 0.
+
+    Rank r of W takes the r-th of W contiguous shares of each set. `arc_votes` collects this rank's ARC
+    votes (merge and score them with `gather_arc_votes`); `save_keys` names inputs and outputs to keep."""
+    proc = proc or distributed.Process(0, 1, engine.device)
+    max_steps = engine.config.halt_max_steps
     totals: Dict[str, SetTotals] = {}
     saved: Dict[str, List[torch.Tensor]] = {}
-    return_keys = {"preds", "q_halt_logits", "q_continue_logits"} | set(save_keys)
+    chunk = CHUNK_BATCHES * engine.batch_size
 
-    for set_name, batch, _ in batches:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        t = totals.setdefault(set_name, SetTotals.zeros(steps, device))
-        labels = batch["labels"]
-        mask = labels != IGNORE_LABEL_ID
-        n_labels = mask.sum(-1)
-        valid = n_labels > 0  # padding rows have no labels
-        undecided = valid.clone()
-        exact_at_halt = torch.zeros_like(valid)
-        token_at_halt = torch.zeros(labels.shape[0], dtype=torch.float32, device=device)
+    for name, data in split.sets.items():
+        t = totals.setdefault(name, SetTotals.zeros(max_steps, engine.device))
+        total = data.inputs.shape[0]
+        lo, hi = total * proc.rank // proc.world_size, total * (proc.rank + 1) // proc.world_size
+        for start in range(lo, hi, chunk):
+            examples = np.arange(start, min(hi, start + chunk))
+            puzzles = np.searchsorted(data.puzzle_indices, examples, side="right") - 1
+            batch = split.collate(name, examples, puzzles, examples.size)
+            labels = batch["labels"].to(engine.device)
+            solution = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting, labels=labels,
+                                    return_logits=True)
+            _add_chunk(t, solution, labels, loss_type, max_steps)
+            if arc_votes is not None:
+                arc_votes.add(batch["puzzle_identifiers"].numpy(), batch["inputs"].numpy(),
+                              solution.preds.cpu().numpy(), solution.q_halt_logits.cpu().numpy())
+            outputs = {"preds": solution.preds, "logits": solution.logits, "q_halt_logits": solution.q_halt_logits,
+                       "steps": solution.steps}
+            for k in save_keys:
+                source = batch if k in batch else outputs
+                if k in source:
+                    saved.setdefault(k, []).append(source[k].cpu())
+            if progress is not None:
+                progress.update(examples.size)
 
-        carry = head.initial_carry(batch)
-        for step in range(steps):
-            carry, _, metrics, outputs, _ = head(return_keys=return_keys, carry=carry, batch=batch)
-            correct = mask & (outputs["preds"] == labels)
-            exact = valid & (correct.sum(-1) == n_labels)
-            token = correct.sum(-1).float() / n_labels.clamp_min(1)
-            t.exact_by_step[step] += exact.sum()
-            threshold = outputs["q_continue_logits"] if learns_continue else 0
-            stops = undecided & ((outputs["q_halt_logits"] > threshold) | (step == steps - 1))
-            t.halt_histogram[step] += stops.sum()
-            exact_at_halt |= stops & exact
-            token_at_halt = torch.where(stops, token, token_at_halt)
-            undecided &= ~stops
-
-        t.sums[0] += metrics["count"]
-        for i, name in enumerate(LOSS_HEAD_METRICS):
-            if name in metrics:
-                t.sums[1 + i] += metrics[name].double()
-        t.sums[-2] += exact_at_halt.sum()
-        t.sums[-1] += token_at_halt[valid].double().sum()
-
-        if arc_votes is not None:
-            arc_votes.add(batch["puzzle_identifiers"].cpu().numpy(), batch["inputs"].cpu().numpy(),
-                          outputs["preds"].cpu().numpy(), outputs["q_halt_logits"].cpu().numpy())
-        for k in save_keys:
-            source = batch if k in batch else outputs
-            if k in source:
-                saved.setdefault(k, []).append(source[k].cpu())
-        if progress is not None:
-            progress.update(1)
-
-    proc = proc or distributed.Process(0, 1, torch.device(device))
-    names = sorted(totals)  # every rank sees the same sets (padding batches included)
+    names = sorted(totals)  # every rank sees the same sets
     sets = {}
     if names:
         flat = distributed.sum_to_main(torch.stack([totals[n].flat() for n in names]), proc)
         if proc.is_main:
-            sets = {n: _summarise(flat[i], steps, learns_continue) for i, n in enumerate(names)}
+            sets = {n: _summarise(flat[i], max_steps, halting) for i, n in enumerate(names)}
     return Evaluation(sets=sets, saved_outputs={k: torch.cat(v) for k, v in saved.items()})
 
 

@@ -34,6 +34,24 @@ class Carry:
     current_data: Dict[str, torch.Tensor]
 
 
+# The ACT rules, shared by ACTModel.forward and trm_fast.Engine: one place each.
+
+def restart_steps(halted: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Step counters (B,) int32 after halted rows take a new puzzle: 0 there, unchanged elsewhere."""
+    return torch.where(halted, 0, steps)
+
+
+def wants_to_halt(q_halt: torch.Tensor, q_continue: torch.Tensor, learns_q_continue: bool) -> torch.Tensor:
+    """The model's own halting decision (B,) bool: Q-halt > 0, or Q-halt > Q-continue for a model
+    that learns Q-continue."""
+    return q_halt > (q_continue if learns_q_continue else 0)
+
+
+def q_continue_target(is_last_step: torch.Tensor, next_q_halt: torch.Tensor, next_q_continue: torch.Tensor):
+    """The Q-continue target: sigmoid of the next step's best Q value (its Q-halt at the last step)."""
+    return torch.sigmoid(torch.where(is_last_step, next_q_halt, torch.maximum(next_q_halt, next_q_continue)))
+
+
 class RecursiveCore(nn.Module):
     """Input embedding, output heads and initial latents; subclasses add the levels and `forward`."""
 
@@ -134,7 +152,7 @@ class ACTModel(nn.Module):
 
         # Halted rows restart from the initial latents on the batch's puzzle.
         inner_carry = self.inner.reset_carry(carry.halted, carry.inner_carry)
-        steps = torch.where(carry.halted, 0, carry.steps)
+        steps = restart_steps(carry.halted, carry.steps)
         data = {k: torch.where(carry.halted.view((-1,) + (1,) * (batch[k].ndim - 1)), batch[k], v)
                 for k, v in carry.current_data.items()}
 
@@ -146,15 +164,13 @@ class ACTModel(nn.Module):
             is_last_step = steps >= cfg.halt_max_steps
             halted = is_last_step
             if self.training and cfg.halt_max_steps > 1:
-                halted = halted | (q_halt > (q_continue if self.learns_q_continue else 0))
+                halted = halted | wants_to_halt(q_halt, q_continue, self.learns_q_continue)
                 # Exploration: some rows must run a random minimum number of steps.
                 explore = torch.rand_like(q_halt) < cfg.halt_exploration_prob
                 min_steps = explore * torch.randint_like(steps, low=2, high=cfg.halt_max_steps + 1)
                 halted = halted & (steps >= min_steps)
                 if self.learns_q_continue:
                     # Q-learning target from one more step (no replay buffer: the batch is many envs).
-                    next_q_halt, next_q_continue = self.inner(inner_carry, data)[-1]
-                    target = torch.where(is_last_step, next_q_halt, torch.maximum(next_q_halt, next_q_continue))
-                    outputs["target_q_continue"] = torch.sigmoid(target)
+                    outputs["target_q_continue"] = q_continue_target(is_last_step, *self.inner(inner_carry, data)[-1])
 
         return Carry(inner_carry, steps, halted, data), outputs

@@ -46,8 +46,9 @@ def check_structure(config, carry, batch, device: torch.device, training: bool):
                          f"size of the sparse puzzle embedding's gradient buffer; got {rows}")
 
 
-def _version(t: torch.Tensor) -> int:
-    # Inference tensors track no version; they cannot change outside inference mode.
+def tensor_version(t: torch.Tensor) -> int:
+    """t's in-place modification counter; -1 for inference tensors, which track none (they cannot
+    change outside inference mode)."""
     return -1 if t.is_inference() else t._version
 
 
@@ -64,13 +65,14 @@ class ValueChecker:
         if self._seen is not None:
             refs, versions = self._seen
             if len(refs) == len(tensors) and all(r() is t for r, t in zip(refs, tensors)) and \
-                    versions == tuple(map(_version, tensors)):
+                    versions == tuple(map(tensor_version, tensors)):
                 return
-        _check_ranges(config, batch)
-        self._seen = (tuple(weakref.ref(t) for t in tensors), tuple(map(_version, tensors)))
+        check_ranges(config, batch)
+        self._seen = (tuple(weakref.ref(t) for t in tensors), tuple(map(tensor_version, tensors)))
 
 
-def _check_ranges(config, batch):
+def check_ranges(config, batch, what: str = "batch['{}']"):
+    """Token, puzzle and label ids inside their ranges; `what` names a tensor in the message. One host sync."""
     inputs, ids = batch["inputs"], batch["puzzle_identifiers"]
     labels = batch.get("labels")
     labels_valid = labels[labels != IGNORE_LABEL_ID] if labels is not None else inputs[:0]
@@ -84,10 +86,10 @@ def _check_ranges(config, batch):
     in_lo, in_hi, id_lo, id_hi, lab_lo, lab_hi = stats
     v, n = config.vocab_size, config.num_puzzle_identifiers
     if in_lo < 0 or in_hi >= v:
-        raise ValueError(f"batch['inputs'] holds token ids in [{in_lo}, {in_hi}], outside the vocabulary [0, {v})")
+        raise ValueError(f"{what.format('inputs')} holds token ids in [{in_lo}, {in_hi}], outside the vocabulary [0, {v})")
     if id_lo < 0 or id_hi >= n:
-        raise ValueError(f"batch['puzzle_identifiers'] holds ids in [{id_lo}, {id_hi}], outside "
+        raise ValueError(f"{what.format('puzzle_identifiers')} holds ids in [{id_lo}, {id_hi}], outside "
                          f"[0, num_puzzle_identifiers={n})")
     if lab_lo < 0 or lab_hi >= v:
-        raise ValueError(f"batch['labels'] holds ids in [{lab_lo}, {lab_hi}], outside the vocabulary [0, {v}) "
+        raise ValueError(f"{what.format('labels')} holds ids in [{lab_lo}, {lab_hi}], outside the vocabulary [0, {v}) "
                          f"(and not the ignore id {IGNORE_LABEL_ID})")

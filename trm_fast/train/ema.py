@@ -5,7 +5,6 @@ Buffers (the puzzle-embedding table, H_init, L_init) are not averaged: the evalu
 from the live model, as the official deep copy does.
 """
 
-import copy
 from typing import Dict
 
 import torch
@@ -24,14 +23,14 @@ class EMA:
             if name in self.shadow:
                 self.shadow[name] = (1.0 - self.rate) * p.detach() + self.rate * self.shadow[name]
 
-    def copy_of(self, model: nn.Module) -> nn.Module:
-        """A deep copy of `model` holding the averaged weights."""
-        averaged = copy.deepcopy(model)
-        with torch.no_grad():
-            for name, p in averaged.named_parameters():
-                if name in self.shadow:
-                    p.copy_(self.shadow[name])
-        return averaged
+    @torch.no_grad()
+    def write_to(self, target: nn.Module, model: nn.Module) -> nn.Module:
+        """`target` (a copy of `model`) takes the averaged weights and `model`'s buffers, in place."""
+        for name, p in target.named_parameters():
+            p.copy_(self.shadow[name] if name in self.shadow else model.get_parameter(name))
+        for name, b in target.named_buffers():
+            b.copy_(model.get_buffer(name))
+        return target
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         return dict(self.shadow)

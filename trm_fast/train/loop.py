@@ -12,6 +12,7 @@ A run stops at total_steps; the official loop keeps drawing (and skipping) batch
 iteration ends, which changes nothing but the EMA. Checkpoints also come every `checkpoint_every_steps`.
 """
 
+import copy
 import os
 import warnings
 from typing import Optional
@@ -20,16 +21,16 @@ import torch
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint as load_model_checkpoint
+from ..engine import Engine
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
 from ..evaluate.runner import evaluate, gather_arc_votes
-from ..models import ACTLossHead
 from . import checkpoint, distributed
 from .build import build_model, build_optimizers
 from .config import TrainConfig, dump_yaml
 from .dataset import PuzzleSplit
 from .ema import EMA
 from .logger import RunLogger
-from .sampler import TrainSampler, eval_batches
+from .sampler import TrainSampler
 from .schedule import cosine_with_warmup
 
 # Changing these makes the saved state meaningless; anything else may change on --resume.
@@ -79,6 +80,7 @@ class Run:
                                     epochs_per_iter=self.epochs_per_iter, rank=proc.rank, world_size=proc.world_size)
         self.arc = self._arc_evaluator()
         self.step, self.iteration, self.evals_done, self.carry = 0, 0, 0, None
+        self.engine = self.eval_model = None  # built at the first evaluation
         if resume_path is not None:
             self._restore(resume_path)  # last: it also restores the random generators
 
@@ -222,16 +224,19 @@ class Run:
 
     def evaluate(self):
         cfg = self.config
-        model = self.ema.copy_of(self.model) if self.ema is not None else self.model
-        head = ACTLossHead(model, cfg.arch["loss"]["loss_type"]).eval()
+        if self.engine is None:
+            # With EMA, evaluation reads its own copy of the model, which takes the averaged weights.
+            self.eval_model = copy.deepcopy(self.model) if self.ema is not None else self.model
+            self.engine = Engine(self.eval_model, cfg.global_batch_size // self.proc.world_size)
+        if self.ema is not None:
+            self.ema.write_to(self.eval_model, self.model)  # in place: the engine re-reads the weights
         if self.arc is not None and not self.arc_spec["aggregated_voting"]:
             # each evaluation votes alone (the official default, aggregated_voting: true, piles votes up)
             self.arc = ArcVotes(self.arc.identifiers, self.arc.blank)
-        batches = eval_batches(self.test_split, cfg.global_batch_size, self.proc.rank, self.proc.world_size)
-        total = sum(-(-s.inputs.shape[0] // cfg.global_batch_size) for s in self.test_split.sets.values())
-        with tqdm(total=total, unit="batch", desc="eval", leave=False, disable=not self.proc.is_main) as bar:
-            result = evaluate(head, batches, device=self.proc.device, proc=self.proc, arc_votes=self.arc,
-                              save_keys=cfg.eval_save_outputs, progress=bar)
+        total = sum(s.inputs.shape[0] for s in self.test_split.sets.values())
+        with tqdm(total=total, unit="puzzle", desc="eval", leave=False, disable=not self.proc.is_main) as bar:
+            result = evaluate(self.engine, self.test_split, cfg.arch["loss"]["loss_type"], proc=self.proc,
+                              arc_votes=self.arc, save_keys=cfg.eval_save_outputs, progress=bar)
         if result.saved_outputs:
             os.makedirs(self.run_dir, exist_ok=True)
             checkpoint.save_atomic(result.saved_outputs,
