@@ -63,6 +63,14 @@ def test_both_reference_backends_side_by_side(tmp_path):
     assert table[-1].split()[-1] == "1.00"  # reference-compile against itself
 
 
+def test_engine_rows_beside_the_reference(tmp_path):
+    code, rows = _bench(tmp_path, "--backend", "engine,reference-eager", "--no-png")
+    assert code == 0 and [(r["mode"], r["backend"]) for r in rows] == [
+        ("train", "engine"), ("train", "reference-eager"), ("infer", "engine"), ("infer", "reference-eager")]
+    assert "trm_fast.Engine" in rows[2]["note"] and "trainer" in rows[0]["note"]
+    assert rows[2]["puzzles_per_s"] > 0 and rows[2]["steps"] == 4
+
+
 def test_speedup_and_table_from_rows():
     row = dict(config="c", mode="infer", batch=4, seq=97, steps=16, ms_min=1.0, ms_max=3.0, ms_iqr=0.5, warmup_s=1.0,
                peak_gib=1.0, tflops=1.0, puzzles_per_s=1.0, samples_per_s=None, compute_frac=0.5,

@@ -18,9 +18,9 @@ from trm_fast.profile.stages import Marker, stage
 SDPA = "aten::_scaled_dot_product_flash_attention_for_cpu"
 
 
-def _attention_calls_by_stage(mode, bc=None):
+def _attention_calls_by_stage(mode, bc=None, backend="reference-eager"):
     bc = bc or configs.load("tiny")  # H_cycles 2, L_cycles 2, L_layers 2
-    model, unit = build_unit(bc, mode, "reference-eager", 3, torch.device("cpu"), False, Marker(nvtx=False))
+    model, unit = build_unit(bc, mode, backend, 3, torch.device("cpu"), False, Marker(nvtx=False))
     unit()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
         unit()
@@ -48,8 +48,9 @@ def test_train_step_stages_follow_the_recursion():
     assert mm and all(k.counted_flops and k.flops > 0 and k.bytes > 0 for k in mm)
 
 
-def test_evaluation_stages_have_no_backward():
-    counts, _ = _attention_calls_by_stage("infer")
+@pytest.mark.parametrize("backend", ["reference-eager", "engine"])
+def test_evaluation_stages_have_no_backward(backend):
+    counts, _ = _attention_calls_by_stage("infer", backend=backend)
     # 4 ACT steps (the tiny config's halt_max_steps), all without gradients
     assert counts == {"no-grad cycles > z updates (L cycles) > attention": 4 * 8,
                       "no-grad cycles > y update > attention": 4 * 4}
@@ -91,7 +92,7 @@ def test_profile_command_writes_its_outputs(tmp_path, capsys):
     out = tmp_path / "p"
     assert main(["profile", "tiny", "--device", "cpu", "--steps", "1", "--warmup", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "tiny train batch 8 reference-eager: CPU ops" in text and "kind of kernel" in text
+    assert "tiny train batch 8 engine: CPU ops" in text and "kind of kernel" in text
     assert "forward > grad cycle > z updates (L cycles) > attention" in text
     assert (out / "roofline.png").read_bytes()[:4] == b"\x89PNG"
     trace = json.loads(gzip.open(out / "trace.json.gz").read())

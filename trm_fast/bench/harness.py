@@ -2,6 +2,8 @@
 weights and inputs, and write rows as ../shared/BENCH.md defines them.
 
 Backends:
+- engine             what a user gets: trm_fast.Engine for the evaluation (compiled step, CUDA graphs),
+                     the trainer's own step for training; the kernels that run fastest on the device
 - reference-eager    plain PyTorch, as the official code runs without compile
 - reference-compile  torch.compile (default mode) of the loss head, as the official training script does
 - reference-graphs   torch.compile(mode="reduce-overhead") with the carry copied out of the graph pool
@@ -24,8 +26,15 @@ from .flops import layer_flops, step_bytes, step_flops
 from .report import row_line
 from .timing import iqr, summary, time_unit
 
-BACKENDS = ("fused", "reference-eager", "reference-compile", "reference-graphs")
+BACKENDS = ("engine", "fused", "reference-eager", "reference-compile", "reference-graphs")
 GRAPHS_MAX_BATCH = 64
+_FUSED_OPS = "trm_fast kernels (add_rms_norm, swiglu) where they run"
+NOTES = {
+    "engine": dict(train=f"the trainer's step as trm-fast train runs it (eager, {_FUSED_OPS})",
+                   infer=f"trm_fast.Engine, halting all: compiled step ({_FUSED_OPS}), CUDA graphs of 4 ACT steps"),
+    "fused": dict(train=f"{_FUSED_OPS}, inside torch.compile of the rest",
+                  infer=f"{_FUSED_OPS}, inside torch.compile of the rest"),
+}
 
 
 class BackendUnavailable(ValueError):
@@ -59,7 +68,7 @@ def resolve_device(name=None) -> torch.device:
 
 def default_backends(device) -> list:
     """Every backend that can run here, except reference-graphs (asked for by name)."""
-    return [b for b in BACKENDS[:3] if not unavailable(b, device)]
+    return [b for b in BACKENDS[:-1] if not unavailable(b, device)]
 
 
 def make_batch(cfg, batch: int, device, seed: int = 0):
@@ -80,8 +89,9 @@ def _clone_carry(c: Carry) -> Carry:
 
 
 def callable_for(head, backend: str):
-    """The loss head as `backend` runs it: eager, torch.compile, or compiled into CUDA graphs."""
-    if backend == "reference-eager":
+    """The loss head as `backend` runs it: eager (as the trainer runs it today), torch.compile, or
+    compiled into CUDA graphs."""
+    if backend in ("reference-eager", "engine"):
         return head
     if backend == "reference-graphs":
         compiled = torch.compile(head, mode="reduce-overhead", dynamic=False)
@@ -96,8 +106,9 @@ def callable_for(head, backend: str):
 
 def model_and_head(bc: BenchConfig, batch: int, backend: str, state_dict, device):
     """The model for `backend` with these weights, on `device`, and its loss head."""
+    ops = {"fused": "fused", "engine": "auto" if torch.device(device).type == "cuda" else "reference"}
     with torch.device(device):  # built in place, as the official training script does
-        model = bc.build(batch, "fused" if backend == "fused" else "reference")
+        model = bc.build(batch, ops.get(backend, "reference"))
     model.load_state_dict(state_dict)
     return model, trm_fast.ACTLossHead(model, bc.loss_type)
 
@@ -124,7 +135,8 @@ def train_unit(model, head, fn, batch, mark=None):
 
 
 def infer_unit(model, head, fn, batch):
-    """One whole evaluation: halt_max_steps ACT steps from a fresh carry."""
+    """One whole evaluation: halt_max_steps ACT steps from a fresh carry, driven step by step from
+    Python as the official evaluate() does (the yardstick's loop)."""
     model.eval()
 
     def unit():
@@ -133,6 +145,24 @@ def infer_unit(model, head, fn, batch):
             for _ in range(model.config.halt_max_steps):
                 carry, *_ = fn(return_keys=["preds"], carry=carry, batch=batch)
     return unit
+
+
+def engine_unit(model, batch):
+    """One whole evaluation through trm_fast.Engine: halt_max_steps ACT steps of every puzzle."""
+    engine = trm_fast.Engine(model.eval(), batch["inputs"].shape[0])
+
+    def unit():
+        engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting="all")
+    return unit
+
+
+def unit_for(model, head, backend: str, train: bool, batch):
+    """The unit a row times: one training step, or one whole evaluation."""
+    if train:
+        return train_unit(model, head, callable_for(head, backend), batch)
+    if backend == "engine":
+        return engine_unit(model, batch)
+    return infer_unit(model, head, callable_for(head, backend), batch)
 
 
 def check(modes, backends, batches, device):
@@ -190,8 +220,8 @@ def run(bc: BenchConfig, modes, backends, batches, device, commit: str = "unknow
                 row.update(_provenance(device, commit))
                 if ceil:
                     row["ceilings"] = ceil
-                if backend == "fused":
-                    row["note"] = "trm_fast kernels (add_rms_norm, swiglu) inside torch.compile of the rest"
+                if backend in NOTES:
+                    row["note"] = NOTES[backend][mode]
                 rows.append(row)
                 log("  " + row_line(row))
                 if on_row:
@@ -223,8 +253,7 @@ def ref_learns_q(cfg, is_hrm: bool) -> bool:
 
 def _measure(bc, batch, backend, state_dict, device, inputs, train, warmup, reps):
     model, head = model_and_head(bc, batch, backend, state_dict, device)
-    fn = callable_for(head, backend)
-    unit = (train_unit if train else infer_unit)(model, head, fn, inputs)
+    unit = unit_for(model, head, backend, train, inputs)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     unit()  # compiles, autotunes, captures

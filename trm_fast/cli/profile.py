@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--mode", choices=("train", "infer"), default="train",
                         help="train (one full step per unit) or infer (one 16-step evaluation per unit)")
     parser.add_argument("--backend", default=None,
-                        help="fused, reference-eager or reference-compile (default: fused where it can run)")
+                        help="engine (what users get: trm_fast.Engine for infer, the trainer's step for train), fused, "
+                             "reference-eager or reference-compile (default: engine)")
     parser.add_argument("--batch", type=int, default=None, metavar="N", help="batch size (default: the config's)")
     parser.add_argument("--shape", default=None, metavar="seq_len=N,vocab_size=N,num_puzzle_identifiers=N",
                         help="data shape of a yaml config whose dataset is not built here")
@@ -74,7 +75,7 @@ def run(args) -> int:
         device = harness.resolve_device(args.device)
         if args.ncu and device.type != "cuda":
             raise ValueError("--ncu profiles GPU kernels and needs a CUDA device")
-        args.backend = args.backend or ("fused" if not harness.unavailable("fused", device) else "reference-eager")
+        args.backend = args.backend or "engine"
         bc = configs.load(args.config, configs.parse_shape(args.shape) if args.shape else None)
         args.batch = args.batch or bc.batch
         harness.check([args.mode], [args.backend], [args.batch], device)

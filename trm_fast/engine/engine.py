@@ -55,7 +55,8 @@ class Engine:
 
     `device`: where to run (default: the model's). On a CPU the engine computes in float32 (bfloat16
     matmuls are several times slower there) and runs at most as many rows as it has puzzles; elsewhere
-    in the model's forward dtype. `compile`: torch.compile the model's step (default: on CUDA)."""
+    in the model's forward dtype. `compile`: torch.compile the model's step and, on CUDA, capture the steps
+    as CUDA graphs (default: on CUDA; off, every op runs eagerly, as a profiler or debugger wants)."""
 
     def __init__(self, model: ACTModel, batch_size: int, device=None, *, compile: Optional[bool] = None):
         if not isinstance(model, ACTModel):
@@ -71,14 +72,15 @@ class Engine:
         if self.dtype != model_dtype:
             warnings.warn(f"trm_fast.Engine computes in float32 on the CPU (the model's forward_dtype is "
                           f"{model.config.forward_dtype}, several times slower there)", stacklevel=2)
-        self.graphs = self.device.type == "cuda"
+        compile = self.device.type == "cuda" if compile is None else compile
+        self.graphs = compile and self.device.type == "cuda"
         # no fused kernel runs on a CPU: the reference ops, without a fallback warning per op
         backend = "reference" if self.device.type == "cpu" else model.config.backend
         self.core = snapshot.inference_core(model, self.device, self.dtype, backend)
         self._shapes = snapshot.shapes(model.inner)
         self._versions = self._weight_versions(model)
-        step = ModelStep(self.core, model.learns_q_continue)
-        self._step = torch.compile(step, dynamic=False) if (self.graphs if compile is None else compile) else step
+        self.step = ModelStep(self.core, model.learns_q_continue)
+        self._step = torch.compile(self.step, dynamic=False) if compile else self.step
         self._rows: Dict[int, Rows] = {}
         self._queue: Optional[Queue] = None
         self._captured: Dict[tuple, torch.cuda.CUDAGraph] = {}

@@ -7,6 +7,8 @@ import time
 
 import torch
 
+import trm_fast
+
 from ..bench import ceilings, harness
 from . import kernels, roofline
 from .stages import Marker, annotate
@@ -15,15 +17,24 @@ from .stages import Marker, annotate
 def build_unit(bc, mode: str, backend: str, batch: int, device, compile_: bool, marker: Marker):
     """The unit of work, with the recursion's ranges named. Eager by default, so every level is attributed;
     compiled (as `trm-fast bench` runs it) the ranges inside the model are gone and the ACT step is the
-    finest stage."""
+    finest stage (the engine then also replays CUDA graphs, which hide even that)."""
     torch.manual_seed(0)
     model, head = harness.model_and_head(bc, batch, backend, bc.build(batch, "reference").state_dict(), device)
+    inputs = harness.make_batch(model.config, batch, device)
+    if mode == "infer" and backend == "engine":
+        engine = trm_fast.Engine(model.eval(), batch, compile=compile_)
+        if not compile_:
+            annotate(engine.step, engine.core, engine.config, marker)
+
+        def solve():
+            with marker("evaluation"):
+                engine.solve(inputs["inputs"], inputs["puzzle_identifiers"])
+        return model, solve
     if compile_:
-        fn = harness.callable_for(head, "reference-compile" if backend == "reference-eager" else backend)
+        fn = harness.callable_for(head, "reference-compile" if backend in ("reference-eager", "engine") else backend)
     else:
         fn = head
-        annotate(model, marker)
-    inputs = harness.make_batch(model.config, batch, device)
+        annotate(model, model.inner, model.config, marker)
 
     def act_step(*args, **kwargs):
         with marker("act_step"):

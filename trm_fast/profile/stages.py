@@ -53,9 +53,9 @@ class Marker:
             self.pop()
 
 
-def annotate(model, marker: Marker):
-    """Install the hooks on a TRM or HRM; returns the handles (call .remove() on each to undo)."""
-    core, cfg = model.inner, model.config
+def annotate(step, core, cfg, marker: Marker):
+    """Install the hooks on a TRM or HRM core; `step` is the module whose call is one ACT step (the model,
+    or the engine's step). Returns the handles (call .remove() on each to undo)."""
     per_cycle = cfg.L_cycles + 1  # calls of the levels per H cycle, the same for TRM and HRM
     state = {"core_calls": 0, "level_calls": 0}
     handles = []
@@ -73,7 +73,7 @@ def annotate(model, marker: Marker):
 
     def act_step(mod, args):
         state["core_calls"] = 0
-    handles.append(model.register_forward_pre_hook(act_step))
+    handles.append(step.register_forward_pre_hook(act_step))
 
     def core_name():  # a second pass in one ACT step computes the Q-continue target
         state["core_calls"] += 1

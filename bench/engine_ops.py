@@ -1,0 +1,55 @@
+"""Which ops should trm_fast.Engine run on this GPU? Times one 16-step evaluation through the engine with
+the model built on each backend (`auto`: trm_fast's kernels where they run; `reference`: plain PyTorch ops,
+which torch.compile fuses on its own), same weights and inputs, and prints a JSON line per measurement.
+
+    python bench/engine_ops.py sudoku_attn 1,768 [--out rows.json]
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+import trm_fast
+from trm_fast.bench import configs, harness
+from trm_fast.bench.timing import summary, time_unit
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config")
+    parser.add_argument("batches")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    bc, device = configs.load(args.config), torch.device("cuda")
+    for batch in map(int, args.batches.split(",")):
+        torch.manual_seed(0)
+        state = bc.build(batch, "reference").state_dict()
+        inputs = harness.make_batch(bc.build(1, "reference").config, batch, device)
+        for ops in ("auto", "reference"):
+            with torch.device(device):
+                model = bc.build(batch, ops)
+            model.load_state_dict(state)
+            engine = trm_fast.Engine(model.eval(), batch)
+            t0 = time.perf_counter()
+            for _ in range(3):
+                engine.solve(inputs["inputs"], inputs["puzzle_identifiers"])
+            torch.cuda.synchronize()
+            warm = time.perf_counter() - t0
+            torch.cuda.reset_peak_memory_stats()
+            times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
+            row = dict(config=bc.name, batch=batch, ops=ops, warmup_s=warm, **summary(times),
+                       peak_gib=torch.cuda.max_memory_allocated() / 2**30, device=torch.cuda.get_device_name())
+            print(json.dumps(row), flush=True)
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            del engine, model
+            torch._dynamo.reset()
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
