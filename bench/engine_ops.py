@@ -20,6 +20,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
     parser.add_argument("batches")
+    parser.add_argument("--ops", default="auto,reference", help="comma list of backends to build the model on")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -28,7 +29,7 @@ def main():
         torch.manual_seed(0)
         state = bc.build(batch, "reference").state_dict()
         inputs = harness.make_batch(bc.build(1, "reference").config, batch, device)
-        for ops in ("auto", "reference"):
+        for ops in args.ops.split(","):
             with torch.device(device):
                 model = bc.build(batch, ops)
             model.load_state_dict(state)
