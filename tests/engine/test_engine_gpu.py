@@ -1,4 +1,7 @@
-"""The engine on a GPU: compiled step and captured CUDA graphs against the drop-in model's eager loop."""
+"""The engine on a GPU: the compiled step replayed from CUDA graphs against the drop-in model's eager loop.
+
+In float32 the two compute the same function up to summation order, so replays are checked tightly; in
+bfloat16 the engine's error against a float32 run may be at most a few times the drop-in model's own."""
 
 import pytest
 import torch
@@ -8,39 +11,66 @@ from helpers import make_batch, tiny_config
 pytestmark = pytest.mark.gpu
 
 MODELS = [(trm_fast.TRM, dict()), (trm_fast.TRM, dict(mlp_t=True, pos_encodings="none")), (trm_fast.HRM, dict())]
+IDS = ["trm-attn", "trm-mlpt", "hrm"]
 
 
-@pytest.mark.parametrize("cls, overrides", MODELS, ids=["trm-attn", "trm-mlpt", "hrm"])
-def test_captured_loop_matches_the_drop_in_model(cls, overrides):
+def build(cls, overrides, dtype):
     torch.manual_seed(0)
-    n, rows = 37, 8
-    cfg = tiny_config(hidden_size=64, num_heads=4, seq_len=17, puzzle_emb_ndim=64, forward_dtype="bfloat16",
-                      halt_max_steps=6, **overrides)
+    cfg = tiny_config(hidden_size=64, num_heads=4, seq_len=17, puzzle_emb_ndim=64, forward_dtype=dtype,
+                      halt_max_steps=4, **overrides)
     with torch.device("cuda"):
         model = cls(cfg).eval()
         with torch.no_grad():
             model.inner.q_head.weight.normal_(0, 0.3)
             model.inner.q_head.bias.zero_()
-    batch = {k: v.cuda() for k, v in make_batch(cfg, batch_size=n).items()}
+    return cfg, model
+
+
+def official_loop(model, batch):
     outs = []
     with torch.no_grad():
         carry = model.initial_carry(batch)
-        for _ in range(cfg["halt_max_steps"]):
+        for _ in range(model.config.halt_max_steps):
             carry, out = model(carry=carry, batch=batch)
             outs.append(out)
+    return outs
+
+
+@pytest.mark.parametrize("cls, overrides", MODELS, ids=IDS)
+def test_captured_loop_replays_the_official_evaluation(cls, overrides):
+    n, rows = 37, 8
+    cfg, model = build(cls, overrides, "float32")
+    batch = {k: v.cuda() for k, v in make_batch(cfg, batch_size=n).items()}
+    outs = official_loop(model, batch)
     engine = trm_fast.Engine(model, rows)
-    assert engine.graphs and engine.dtype == torch.bfloat16
-    for _ in range(2):  # a second call replays the same graphs
+    assert engine.graphs
+    for _ in range(2):  # the second call replays the same graphs
         sol = engine.solve(batch["inputs"], batch["puzzle_identifiers"], return_logits=True)
-        torch.testing.assert_close(sol.logits.float(), outs[-1]["logits"].float(), atol=0.1, rtol=0.05)
-        torch.testing.assert_close(sol.q_halt_logits, outs[-1]["q_halt_logits"], atol=0.1, rtol=0.05)
-    # halting "q": the same decisions wherever the reference's margin is clear of zero
+        torch.testing.assert_close(sol.logits, outs[-1]["logits"], atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(sol.q_halt_logits, outs[-1]["q_halt_logits"], atol=1e-3, rtol=1e-3)
     margin = torch.stack([o["q_halt_logits"] - (o["q_continue_logits"] if model.learns_q_continue else 0)
-                          for o in outs])  # (M, n)
-    q = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting="q")
+                          for o in outs])  # (M, n): halting margin of each puzzle after each step
     says = margin > 0
     first = torch.where(says.any(0), says.int().argmax(0) + 1, cfg["halt_max_steps"])
-    clear = (margin.abs() > 0.1).all(0)
-    assert clear.sum() > n // 2
+    clear = (margin.abs() > 1e-2).all(0)  # the same decisions wherever the margin is clear of zero
+    q = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting="q", return_logits=True)
+    assert clear.sum() > n // 2 and len(set(q.steps.tolist())) > 1
     assert torch.equal(q.steps[clear].long(), first[clear])
-    assert len(set(q.steps.tolist())) > 1  # puzzles stopped at different steps
+    last = torch.stack([outs[s - 1]["logits"][i] for i, s in enumerate(q.steps.tolist())])
+    torch.testing.assert_close(q.logits[clear], last[clear], atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("cls, overrides", MODELS, ids=IDS)
+def test_bfloat16_engine_is_as_accurate_as_the_bfloat16_model(cls, overrides):
+    cfg, model = build(cls, overrides, "bfloat16")
+    _, exact = build(cls, overrides, "float32")
+    exact.load_state_dict(model.state_dict())
+    batch = {k: v.cuda() for k, v in make_batch(cfg, batch_size=16).items()}
+    truth = official_loop(exact, batch)[-1]["logits"]
+    eager = official_loop(model, batch)[-1]["logits"].float()
+    sol = trm_fast.Engine(model, 16).solve(batch["inputs"], batch["puzzle_identifiers"], return_logits=True)
+    assert sol.logits.dtype == torch.bfloat16
+
+    def error(x):
+        return ((x.float() - truth).norm() / truth.norm()).item()
+    assert error(sol.logits) <= 3 * error(eager) + 2e-2, (error(sol.logits), error(eager))

@@ -31,7 +31,8 @@ GRAPHS_MAX_BATCH = 64
 _FUSED_OPS = "trm_fast kernels (add_rms_norm, swiglu) where they run"
 NOTES = {
     "engine": dict(train=f"the trainer's step as trm-fast train runs it (eager, {_FUSED_OPS})",
-                   infer=f"trm_fast.Engine, halting all: compiled step ({_FUSED_OPS}), CUDA graphs of 4 ACT steps"),
+                   infer="trm_fast.Engine, halting all: compiled step (PyTorch ops fused by inductor), CUDA graphs "
+                         "of 4 ACT steps"),
     "fused": dict(train=f"{_FUSED_OPS}, inside torch.compile of the rest",
                   infer=f"{_FUSED_OPS}, inside torch.compile of the rest"),
 }
@@ -107,7 +108,7 @@ def callable_for(head, backend: str):
 def model_and_head(bc: BenchConfig, batch: int, backend: str, state_dict, device):
     """The model for `backend` with these weights, on `device`, and its loss head."""
     ops = {"fused": "fused", "engine": "auto" if torch.device(device).type == "cuda" else "reference"}
-    with torch.device(device):  # built in place, as the official training script does
+    with torch.device(device):  # built in place, as the official training script does (the engine picks its own ops)
         model = bc.build(batch, ops.get(backend, "reference"))
     model.load_state_dict(state_dict)
     return model, trm_fast.ACTLossHead(model, bc.loss_type)
