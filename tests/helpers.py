@@ -1,6 +1,9 @@
-"""Small configs and batches shared by the tests."""
+"""Small configs, batches and the CLI runner shared by the tests."""
 
 import os
+import subprocess
+import sys
+import tempfile
 
 import torch
 import trm_fast
@@ -46,3 +49,13 @@ def sign_sgd_rank_step(rank, world, port, ids, grads, table, out):
     trm_fast.SignSGD(emb.buffers(), lr=0.25, weight_decay=0.5).step()
     out[rank] = emb.weights.clone()
     dist.destroy_process_group()
+
+
+def run_cli(*args, env=None, timeout=300, stdin=None):
+    """`python -m trm_fast.cli.main ARGS` in a fresh process (`stdin`: text fed to it); the CompletedProcess."""
+    full_env = dict(os.environ, **(env or {}))
+    full_env.setdefault("OMP_NUM_THREADS", "1")
+    # cwd outside the repository: `python -m` puts the cwd first on sys.path, and the source tree lacks
+    # the built extension and trm_fast.kernels
+    return subprocess.run([sys.executable, "-m", "trm_fast.cli.main", *map(str, args)], capture_output=True,
+                          text=True, env=full_env, timeout=timeout, cwd=tempfile.gettempdir(), input=stdin)

@@ -12,7 +12,8 @@ import trm_fast
 import yaml
 from trm_fast.evaluate import evaluate_checkpoint
 
-from _trainutil import run_cli, write_arc_dataset, write_split
+from helpers import run_cli
+from _trainutil import write_arc_dataset, write_split
 
 HIDDEN = 16
 ARCH = dict(name="recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",

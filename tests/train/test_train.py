@@ -15,7 +15,8 @@ from trm_fast.evaluate import evaluate_checkpoint
 from trm_fast.train import load_config, train
 from trm_fast.train.loop import Run
 
-from _trainutil import run_cli, tiny_overrides, write_arc_dataset
+from helpers import run_cli
+from _trainutil import tiny_overrides, write_arc_dataset
 
 
 def _rows(path):

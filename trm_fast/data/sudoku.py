@@ -43,6 +43,43 @@ def invalid_pairs(questions: np.ndarray, answers: np.ndarray) -> np.ndarray:
     return np.concatenate(bad) if bad else np.zeros(0, np.int64)
 
 
+_UNITS = np.concatenate([  # (27, 9) cell indices of the nine rows, nine columns and nine boxes
+    np.arange(81).reshape(9, 9), np.arange(81).reshape(9, 9).T,
+    np.arange(81).reshape(3, 3, 3, 3).swapaxes(1, 2).reshape(9, 9)])
+_UNIT_NAMES = [f"row {i + 1}" for i in range(9)] + [f"column {i + 1}" for i in range(9)] + \
+    [f"box {i + 1}" for i in range(9)]
+
+
+def parse_puzzle(text: str) -> np.ndarray:
+    """One puzzle written as 81 characters, row by row, '0' or '.' for a blank: (81,) uint8 digits.
+    DatasetInputError saying what is wrong: the length, a character, or a clue given twice in a unit."""
+    cells = text.strip()
+    if len(cells) != SEQ_LEN:
+        raise DatasetInputError(f"a Sudoku has {SEQ_LEN} cells, got {len(cells)} characters: {cells[:100]!r}")
+    bad = next((i for i, c in enumerate(cells) if c not in ".0123456789"), None)
+    if bad is not None:
+        raise DatasetInputError(f"cell {bad + 1} is {cells[bad]!r}; cells are the digits 1-9, and '0' or '.' "
+                                "for a blank")
+    digits = np.frombuffer(cells.replace(".", "0").encode(), np.uint8) - ord("0")
+    for name, unit in zip(_UNIT_NAMES, digits[_UNITS]):
+        given = unit[unit > 0]
+        if np.unique(given).size != given.size:
+            twice = next(int(d) for d in given if (given == d).sum() > 1)
+            raise DatasetInputError(f"contradictory clues: {twice} appears twice in {name}")
+    return digits
+
+
+def format_grid(digits) -> str:
+    """Nine lines of a 9 x 9 grid, boxes apart, '.' for a blank."""
+    rows = []
+    for r in range(9):
+        row = "".join(str(int(d)) if d else "." for d in digits[r * 9:(r + 1) * 9])
+        rows.append(" ".join(row[c:c + 3] for c in (0, 3, 6)))
+        if r in (2, 5):
+            rows.append("")
+    return "\n".join(rows)
+
+
 def read_sudoku_csv(path, min_difficulty=None):
     """`(questions, answers)` from a Sudoku-Extreme CSV (question: '.' or '0' for a blank).
 

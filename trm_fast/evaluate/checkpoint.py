@@ -73,20 +73,32 @@ def model_metadata(weights: dict, saved: Optional[dict], data: Metadata, checkpo
     return Metadata(**{**data.to_dict(), "vocab_size": vocab, "num_puzzle_identifiers": ids})
 
 
+def load_model(path: str, data: Metadata, data_name: str, *, batch_size: int, device, config_path=None,
+               use_ema: bool = True):
+    """(model in eval mode on `device`, arch, whether EMA weights were used): the checkpoint's model, its
+    shape read off its weights and checked against the data it will see (`data`, named `data_name`)."""
+    arch, weights, saved_meta, ema = read_checkpoint(path, config_path, use_ema)
+    meta = model_metadata(weights, saved_meta, data, path, data_name)
+    _, model = build_model(arch, meta, batch_size, torch.device(device))
+    load_checkpoint(weights, model)
+    return model.eval(), arch, ema
+
+
+def default_device(name: Optional[str] = None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def evaluate_checkpoint(path: str, data_dir: str, *, split: str = "test", batch_size: int = 256,
                         device: Optional[str] = None, config_path: Optional[str] = None, use_ema: bool = True,
                         pass_ks=(1, 2), submission_k: int = 2, halting: str = "all") -> dict:
     """Metrics per set, halting statistics and, for ARC datasets (with test_puzzles.json), pass@K, through
     trm_fast.Engine with `halting` "all" (the official evaluation) or "q" (stop at the model's decision).
     Returns a JSON-able dict; its "submission" entry is the Kaggle submission for ARC, else absent."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    arch, weights, saved_meta, ema = read_checkpoint(path, config_path, use_ema)
     data = PuzzleSplit([data_dir], split)
-    data_file = os.path.join(data_dir, split, "dataset.json")
-    meta = model_metadata(weights, saved_meta, data.metadata, path, data_file)
-    head, model = build_model(arch, meta, batch_size, device)
-    load_checkpoint(weights, model)
-    engine = Engine(model.eval(), batch_size)
+    model, arch, ema = load_model(path, data.metadata, os.path.join(data_dir, split, "dataset.json"),
+                                  batch_size=batch_size, device=default_device(device), config_path=config_path,
+                                  use_ema=use_ema)
+    engine = Engine(model, batch_size)
 
     arc = None
     if os.path.isfile(os.path.join(data_dir, "test_puzzles.json")):
