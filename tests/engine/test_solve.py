@@ -38,8 +38,9 @@ def test_puzzles_from_arguments_files_and_stdin(trained, tmp_path):
     for source in ("argument 1:", f"{listing}:2:", f"{listing}:4:", "stdin:1:"):
         assert source in out
     assert "steps (" in out and "4 puzzles:" in out
-    grid = out.split("argument 1:")[1].splitlines()[1:12]
-    assert len(grid) == 11 and grid[3] == "" and all(len(r) == 11 for r in grid if r)
+    grid = out.split("argument 1:")[1].splitlines()[1:12]  # the puzzle and the answer side by side
+    assert len(grid) == 11 and grid[3] == "" and all(len(r) == 26 for r in grid if r)
+    assert grid[0].startswith("... ... .1.    ") and grid[1].startswith("4.. ... ...    ")
 
     data = json.loads(run_solve(PUZZLE, "--checkpoint", ckpt, "--json", "--halting", "all").stdout)
     (answer,) = data["answers"]

@@ -58,14 +58,17 @@ def read_sources(items, stdin):
 
 
 def _report(answer) -> str:
+    """The answer's first line, then the puzzle and the model's grid side by side."""
     from ..data.sudoku import format_grid
 
-    digits = [int(c) if c.isdigit() else 0 for c in answer.solution]
+    puzzle, solution = ([int(c) if c.isdigit() else 0 for c in text] for text in (answer.puzzle, answer.solution))
+    grids = "\n".join(f"{p:<11}    {s}".rstrip() for p, s in zip(format_grid(puzzle).split("\n"),
+                                                              format_grid(solution).split("\n")))
     verdict = "a valid solution" if answer.valid else "NOT a valid solution"
     if answer.exact is not None:
         verdict += ", equal to the label" if answer.exact else ", differs from the label"
     how = "the model halted on its own" if answer.halted else "no halt from the model"
-    return f"{answer.source}: {answer.steps} steps ({how}), {verdict}\n{format_grid(digits)}\n"
+    return f"{answer.source}: {answer.steps} steps ({how}), {verdict}\n{grids}\n"
 
 
 def run(args) -> int:
