@@ -13,8 +13,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
+from .. import distributed
 from ..models.batch_checks import IGNORE_LABEL_ID
-from ..train import distributed
 from .arc import ArcVotes
 
 LOSS_HEAD_METRICS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss",

@@ -19,11 +19,12 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
+from .. import distributed
 from ..checkpoint import load_checkpoint as load_model_checkpoint
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
 from ..evaluate.runner import evaluate, gather_arc_votes
 from ..models import ACTLossHead
-from . import checkpoint, distributed
+from . import checkpoint
 from .build import build_model, build_optimizers
 from .config import TrainConfig, dump_yaml
 from .dataset import PuzzleSplit
