@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 
 from .. import distributed
-from ..models.batch_checks import IGNORE_LABEL_ID
+from ..data.format import IGNORE_LABEL_ID
 from .arc import ArcVotes
 
 LOSS_HEAD_METRICS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss",
