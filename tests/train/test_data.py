@@ -5,8 +5,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from trm_fast.train.dataset import DatasetError, PuzzleSplit
-from trm_fast.train.sampler import TrainSampler, eval_batches
+from trm_fast.data.dataset import DatasetError, PuzzleSplit, eval_batches
+from trm_fast.train.sampler import TrainSampler
 
 from _trainutil import write_split
 

@@ -15,11 +15,10 @@ import yaml
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, read_file, strip_prefix
+from ..data.dataset import Metadata, PuzzleSplit, eval_batches
 from ..train import checkpoint as train_checkpoint
 from ..train.build import build_model
 from ..train.config import ConfigError, check_arch
-from ..train.dataset import Metadata, PuzzleSplit
-from ..train.sampler import eval_batches
 from .arc import ArcVotes, read_arc_files
 from .runner import evaluate
 

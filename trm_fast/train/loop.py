@@ -21,16 +21,16 @@ from tqdm import tqdm
 
 from .. import distributed
 from ..checkpoint import load_checkpoint as load_model_checkpoint
+from ..data.dataset import PuzzleSplit, eval_batches
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
 from ..evaluate.runner import evaluate, gather_arc_votes
 from ..models import ACTLossHead
 from . import checkpoint
 from .build import build_model, build_optimizers
 from .config import TrainConfig, dump_yaml
-from .dataset import PuzzleSplit
 from .ema import EMA
 from .logger import RunLogger
-from .sampler import TrainSampler, eval_batches
+from .sampler import TrainSampler
 from .schedule import cosine_with_warmup
 
 # Changing these makes the saved state meaningless; anything else may change on --resume.

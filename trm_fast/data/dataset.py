@@ -17,6 +17,9 @@ One dataset directory:
 A group is one original puzzle and its augmentations. Several directories merge as the official loader
 merges them: their metadata must agree, the identifier counts add up, and the k-th directory's sets are
 named `{set}{k}` (k >= 1).
+
+Evaluation (`eval_batches`) walks every example of every set in order, global_batch_size at a time,
+rank r taking its slice and padding to the local batch size. Training's order is trm_fast.train.sampler's.
 """
 
 import json
@@ -27,7 +30,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data.format import IGNORE_LABEL_ID
+from .format import IGNORE_LABEL_ID
 
 ARRAYS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
 
@@ -199,3 +202,16 @@ class PuzzleSplit:
                 row = int(np.argwhere(bad)[0][0])
                 raise DatasetError(f"{data.files[key]}: example {int(rows[row])} holds token id "
                                    f"{int(arr[row][bad[row]][0])}, outside the vocabulary [0, vocab_size={v})")
+
+
+def eval_batches(split: PuzzleSplit, global_batch_size: int, rank: int = 0, world_size: int = 1):
+    """Every example in order: yields (set name, this rank's padded batch, global number of examples)."""
+    local = global_batch_size // world_size
+    for name, data in split.sets.items():
+        total = data.inputs.shape[0]
+        for start in range(0, total, global_batch_size):
+            end = min(total, start + global_batch_size)
+            lo, hi = min(start + rank * local, end), min(start + (rank + 1) * local, end)
+            rows = np.arange(lo, hi)
+            puzzles = np.searchsorted(data.puzzle_indices, rows, side="right") - 1
+            yield name, split.collate(name, rows, puzzles, local), end - start
