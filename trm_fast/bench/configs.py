@@ -53,7 +53,7 @@ class BenchConfig:
 
 
 def _from_train_config(name: str, tc, shape: Dict, batch: int, changes: Dict, kind: Optional[str]):
-    from trm_fast.train.config import model_kind
+    from trm_fast.arch import model_kind
 
     kind = kind or model_kind(tc.arch["name"])
     if kind is None:

@@ -17,7 +17,6 @@ value, and returns a `TrainConfig`. Every error names its source: `file:line` or
 """
 
 import dataclasses
-import difflib
 import math
 import os
 from dataclasses import dataclass, field
@@ -26,16 +25,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from ..models.config import HRMConfig, TRMConfig
-from ..models.losses import LOSS_TYPES
+from ..arch import ConfigError, check_arch, unknown_key
 
-# Filled in from the dataset, as the official create_model does; an arch that sets them is an error.
-DATA_FIELDS = ("batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers")
 ARC_EVALUATOR = "arc@ARC"
-
-
-class ConfigError(ValueError):
-    """A config file or override is malformed or holds a bad value; the message says where."""
 
 
 _REQUIRED = object()
@@ -117,14 +109,6 @@ class TrainConfig:
     def test_paths(self) -> List[str]:
         """Official rule: data_paths_test when given, else data_paths."""
         return self.data_paths_test or self.data_paths
-
-
-def model_kind(arch_name: str) -> Optional[str]:
-    """'trm' for recursive_reasoning.trm@..., 'hrm' for recursive_reasoning.hrm@...; None otherwise.
-
-    Only the module part counts, so the official variants trm_hier6 / trm_singlez are not taken for TRM."""
-    module = arch_name.split("@")[0].split(".")[-1].lower()
-    return module if module in ("trm", "hrm") else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -259,12 +243,6 @@ def _check_value(name: str, value: Any, rule: dict, where: str):
     return value
 
 
-def _unknown(name: str, known, where: str, what: str = "config key") -> ConfigError:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return ConfigError(f"{where}: unknown {what} '{name}'{hint}; known: {', '.join(sorted(known))}")
-
-
 def validate(data: dict, where: Dict[str, str], path: str = "<config>") -> TrainConfig:
     """Check a config mapping; `where` maps dotted keys to their source for error messages."""
     def at(key):
@@ -273,7 +251,7 @@ def validate(data: dict, where: Dict[str, str], path: str = "<config>") -> Train
     values = {}
     for name in data:
         if name not in SCHEMA:
-            raise _unknown(name, SCHEMA, at(name))
+            raise unknown_key(name, SCHEMA, at(name))
     for name, rule in SCHEMA.items():
         if name not in data:
             if rule["default"] is _REQUIRED:
@@ -296,50 +274,6 @@ def validate(data: dict, where: Dict[str, str], path: str = "<config>") -> Train
     return TrainConfig(**values)
 
 
-def check_arch(arch: dict, at) -> dict:
-    if "name" not in arch or not isinstance(arch["name"], str):
-        raise ConfigError(f"{at('arch')}: config key 'arch.name' is missing or not a string "
-                          "(e.g. recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1)")
-    kind = model_kind(arch["name"])
-    if kind is None:
-        raise ConfigError(f"{at('arch.name')}: config key 'arch.name' must name TRM or HRM "
-                          f"(recursive_reasoning.trm@... or recursive_reasoning.hrm@...), got {arch['name']!r}")
-    config_class = TRMConfig if kind == "trm" else HRMConfig
-    fields = {f.name for f in dataclasses.fields(config_class)} - set(DATA_FIELDS)
-    known = fields | {"name", "loss"}
-    for name in arch:
-        if name in DATA_FIELDS:
-            raise ConfigError(f"{at('arch.' + name)}: config key 'arch.{name}' comes from the dataset (or "
-                              "global_batch_size) and cannot be set")
-        if name not in known:
-            raise _unknown("arch." + name, {"arch." + k for k in known}, at("arch." + name))
-
-    loss = arch.get("loss")
-    if not isinstance(loss, dict):
-        raise ConfigError(f"{at('arch')}: config key 'arch.loss' must be a mapping with 'name' and 'loss_type', "
-                          f"got {loss!r}")
-    for name in loss:
-        if name not in ("name", "loss_type"):
-            raise _unknown("arch.loss." + name, {"arch.loss.name", "arch.loss.loss_type"}, at("arch.loss." + name))
-    if str(loss.get("name", "")).split("@")[-1] != "ACTLossHead":
-        raise ConfigError(f"{at('arch.loss.name')}: config key 'arch.loss.name' must be losses@ACTLossHead, "
-                          f"got {loss.get('name')!r}")
-    if loss.get("loss_type") not in LOSS_TYPES:
-        raise ConfigError(f"{at('arch.loss.loss_type')}: config key 'arch.loss.loss_type' must be one of "
-                          f"{', '.join(map(repr, LOSS_TYPES))}, got {loss.get('loss_type')!r}")
-
-    # Check the model fields now, with placeholders for what the dataset gives, so a typo fails early.
-    probe = {k: v for k, v in arch.items() if k not in ("name", "loss")}
-    probe.update(batch_size=1, seq_len=1, vocab_size=2, num_puzzle_identifiers=1)
-    try:
-        config_class.from_dict(probe)
-    except ValueError as err:
-        msg = str(err).replace("config field '", "config key 'arch.")
-        bad = msg.split("config key '")[1].split("'")[0] if "config key '" in msg else "arch"
-        raise ConfigError(f"{at(bad)}: {msg}") from None
-    return arch
-
-
 def _check_evaluator(evaluator: Any, where: str) -> dict:
     if not isinstance(evaluator, dict) or "name" not in evaluator:
         raise ConfigError(f"{where}: each entry of 'evaluators' must be a mapping with a 'name', got {evaluator!r}")
@@ -348,7 +282,7 @@ def _check_evaluator(evaluator: Any, where: str) -> dict:
     out = dict(submission_K=2, pass_Ks=[1, 2, 5, 10, 100, 1000], aggregated_voting=True)  # official defaults
     for key, value in evaluator.items():
         if key not in ARC_EVALUATOR_KEYS:
-            raise _unknown(key, ARC_EVALUATOR_KEYS, where, "key of evaluator arc@ARC")
+            raise unknown_key(key, ARC_EVALUATOR_KEYS, where, "key of evaluator arc@ARC")
         kind = ARC_EVALUATOR_KEYS[key]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if kind is list:

@@ -20,13 +20,14 @@ import torch
 from tqdm import tqdm
 
 from .. import distributed
+from ..arch import build_model
 from ..checkpoint import load_checkpoint as load_model_checkpoint
 from ..data.dataset import PuzzleSplit, eval_batches
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
 from ..evaluate.runner import evaluate, gather_arc_votes
 from ..models import ACTLossHead
 from . import checkpoint
-from .build import build_model, build_optimizers
+from .build import build_optimizers
 from .config import TrainConfig, dump_yaml
 from .ema import EMA
 from .logger import RunLogger
