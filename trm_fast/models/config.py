@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
-from ..backend import BACKENDS
+from ..ops import BACKENDS
 
 REQUIRED = object()  # the default of a value that must be given
 
