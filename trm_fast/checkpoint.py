@@ -13,6 +13,7 @@ from torch import nn
 
 PREFIXES = ("_orig_mod.model.", "model.", "_orig_mod.")
 PUZZLE_EMB_KEY = "inner.puzzle_emb.weights"
+FORMAT = "trm_fast.train/1"  # the "format" entry of a trm_fast training checkpoint (trm_fast.train.checkpoint)
 
 
 def _target_model(model: nn.Module) -> nn.Module:

@@ -29,7 +29,7 @@ def reference_steps(model, batch):
 def halting_model(cls, overrides, n, seed=0):
     """A model whose Q head makes puzzles halt at different steps: some at step 1, some never."""
     torch.manual_seed(seed)
-    cfg = tiny_config(halt_max_steps=5, **overrides)
+    cfg = tiny_config(halt_max_steps=5, backend="reference", **overrides)
     model = cls(cfg).eval()
     batch = make_batch(cfg, seed=seed, batch_size=n)
     with torch.no_grad():
@@ -47,7 +47,7 @@ def halting_model(cls, overrides, n, seed=0):
 @pytest.mark.parametrize("n, rows", [(7, 3), (2, 5), (1, 4), (6, 6)])
 def test_halting_all_is_the_official_evaluation(cls, overrides, n, rows):
     torch.manual_seed(n)
-    cfg = tiny_config(**overrides)
+    cfg = tiny_config(backend="reference", **overrides)
     model = cls(cfg).eval()
     batch = make_batch(cfg, seed=n, batch_size=n)
     last = reference_steps(model, batch)[-1]

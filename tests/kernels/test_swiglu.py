@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+import trm_fast
 from trm_fast import ops
 from trm_fast.backend import FusedUnavailableError
 from trm_fast.ops.swiglu import swiglu_fused, swiglu_reference, unsupported
@@ -106,7 +107,8 @@ def test_opcheck_and_compile_and_graph_capture():
     torch.testing.assert_close(static_out, swiglu_reference(static_in))
 
 
-def test_dispatch_and_bad_input():
+def test_dispatch_and_bad_input(monkeypatch):
+    monkeypatch.setattr(trm_fast.backend, "_warned", set())  # the warning comes once per process: reset it
     cpu = torch.randn(3, 8)
     # auto never uses the interpreter: the reference runs, after one warning naming the reason
     with warnings.catch_warnings(record=True) as caught:

@@ -1,7 +1,8 @@
 import pytest
 import yaml
+from trm_fast.arch import model_kind
 from trm_fast.train import ConfigError, load_config, recipe_names
-from trm_fast.train.config import dump_yaml, model_kind
+from trm_fast.train.config import dump_yaml
 
 
 def test_shipped_recipes_load_and_follow_the_paper():

@@ -5,8 +5,10 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from trm_fast.train.dataset import DatasetError, PuzzleSplit
-from trm_fast.train.sampler import TrainSampler, eval_batches
+from trm_fast.data.dataset import DatasetError, PuzzleSplit
+from trm_fast.distributed import Process
+from trm_fast.evaluate.runner import share
+from trm_fast.train.sampler import TrainSampler
 
 from _trainutil import write_split
 
@@ -82,25 +84,19 @@ def test_a_restored_position_continues_exactly(reverse_data):
         assert all(torch.equal(a["inputs"], b["inputs"]) for a, b in zip(taken, reference))
 
 
-def test_test_batches_cover_every_example_once_with_padding(reverse_data):
-    data = reverse_data(test_groups=5, puzzles_per_group=1, examples_per_puzzle=3)  # 15 test examples
-    split = PuzzleSplit([data], "test")
-    for world in (1, 2):
-        seen = []
-        for rank in range(world):
-            for _, batch, n in eval_batches(split, 8, rank, world):
-                assert batch["inputs"].shape == (8 // world, 8)
-                real = batch["puzzle_identifiers"] != 0
-                assert torch.all(batch["labels"][~real] == -100) and torch.all(batch["inputs"][~real] == 0)
-                seen += batch["inputs"][real].tolist()
-        assert sorted(seen) == sorted(split.sets["all"].inputs.astype(int).tolist())
+def test_evaluation_shares_cover_every_example_once():
+    for total in (0, 1, 7, 15):
+        for world in (1, 2, 3):
+            shares = [share(total, Process(rank, world, torch.device("cpu"))) for rank in range(world)]
+            assert shares[0][0] == 0 and shares[-1][1] == total
+            assert all(a[1] == b[0] for a, b in zip(shares, shares[1:]))
 
 
 def test_ignore_label_becomes_minus_100(tmp_path):
     inputs = np.array([[1, 2, 3], [3, 2, 1]])
     write_split(tmp_path / "d" / "train", inputs, np.array([[0, 2, 3], [3, 0, 1]]), [1, 2], [1, 1], [2],
                 vocab_size=4, num_ids=3)
-    batch = PuzzleSplit([str(tmp_path / "d")], "train").collate("all", np.array([0, 1]), np.array([0, 1]), 2)
+    batch = PuzzleSplit([str(tmp_path / "d")], "train").collate("all", np.array([0, 1]), np.array([0, 1]))
     assert batch["labels"].tolist() == [[-100, 2, 3], [3, -100, 1]]
 
 
@@ -159,7 +155,7 @@ def test_tokens_outside_the_vocabulary_name_file_and_example(reverse_data):
     split = PuzzleSplit([data], "train")
     with pytest.raises(DatasetError, match=r"all__inputs.npy: example 5 holds token id 9, outside the vocabulary "
                                            r"\[0, vocab_size=6\)"):
-        split.collate("all", np.arange(8), np.arange(8), 8)
+        split.collate("all", np.arange(8))
 
 
 def test_disagreeing_directories_are_named(reverse_data):

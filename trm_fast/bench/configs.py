@@ -53,7 +53,7 @@ class BenchConfig:
 
 
 def _from_train_config(name: str, tc, shape: Dict, batch: int, changes: Dict, kind: Optional[str]):
-    from trm_fast.train.config import model_kind
+    from trm_fast.arch import model_kind
 
     kind = kind or model_kind(tc.arch["name"])
     if kind is None:
@@ -67,7 +67,7 @@ def _from_train_config(name: str, tc, shape: Dict, batch: int, changes: Dict, ki
 
 
 def _dataset_shape(tc) -> Optional[Dict]:
-    from trm_fast.train.dataset import merge_metadata
+    from trm_fast.data.dataset import merge_metadata
 
     paths = [p for p in tc.data_paths if os.path.isfile(os.path.join(p, "train", "dataset.json"))]
     if not paths or len(paths) != len(tc.data_paths):

@@ -1,4 +1,5 @@
-"""Dataset builders for Sudoku-Extreme, Maze-Hard and ARC, writing the official on-disk format.
+"""Dataset builders for Sudoku-Extreme, Maze-Hard and ARC, writing the official on-disk format, and
+its reader (`trm_fast.data.dataset`), from which training and evaluation take their batches.
 
 This docstring is the reference for that format: the one the official `dataset/build_*.py`
 write and `puzzle_dataset.py` and `evaluators/arc.py` read. `trm-fast data ...` is the command line.

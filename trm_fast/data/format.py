@@ -15,6 +15,8 @@ TOKEN_DTYPE = np.uint8  # every vocabulary has at most 12 tokens
 INDEX_DTYPE = np.int32
 PAD_ID = 0
 BLANK_IDENTIFIER = "<blank>"  # the name of puzzle identifier 0 in identifiers.json
+# The label the model and the loss skip: a reader maps the split's `ignore_label_id` to it in every batch.
+IGNORE_LABEL_ID = -100
 
 
 def metadata(*, vocab_size: int, seq_len: int, num_puzzle_identifiers: int, total_groups: int,

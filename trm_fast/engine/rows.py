@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from ..models.batch_checks import IGNORE_LABEL_ID  # TODO(layout): data.format
+from ..data.format import IGNORE_LABEL_ID
 
 
 @dataclass

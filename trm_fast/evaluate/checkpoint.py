@@ -14,16 +14,14 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint, read_file, strip_prefix
+from ..arch import ConfigError, build_model, check_arch
+from ..checkpoint import FORMAT, PUZZLE_EMB_KEY, load_checkpoint, read_file, strip_prefix
+from ..data.dataset import Metadata, PuzzleSplit
 from ..engine import Engine
-from ..train import checkpoint as train_checkpoint
-from ..train.build import build_model
-from ..train.config import ConfigError, check_arch
-from ..train.dataset import Metadata, PuzzleSplit
 from .arc import ArcVotes, read_arc_files
 from .runner import evaluate
 
-TOKENS_KEY, PUZZLE_EMB_KEY = "inner.embed_tokens.embedding_weight", "inner.puzzle_emb.weights"
+TOKENS_KEY = "inner.embed_tokens.embedding_weight"
 
 
 def _read_arch(path: str) -> dict:
@@ -43,7 +41,7 @@ def _read_arch(path: str) -> dict:
 def read_checkpoint(path: str, config_path: Optional[str] = None, use_ema: bool = True):
     """(arch dict, model state_dict with bare keys, training metadata dict or None, EMA weights used)."""
     state = read_file(path)
-    if isinstance(state, dict) and state.get("format") == train_checkpoint.FORMAT:
+    if isinstance(state, dict) and state.get("format") == FORMAT:
         weights, ema = dict(state["model"]), bool(use_ema and state.get("ema"))
         if ema:
             weights.update(state["ema"])

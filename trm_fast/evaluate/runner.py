@@ -12,15 +12,15 @@ steps it took and the accuracies are the reported ones.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.batch_checks import IGNORE_LABEL_ID
+from .. import distributed
+from ..data.format import IGNORE_LABEL_ID
 from ..models.losses import LOSS_TYPES
-from ..train import distributed
 from .arc import ArcVotes
 
 METRICS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
@@ -108,6 +108,11 @@ def _add_chunk(t: SetTotals, solution, labels: torch.Tensor, loss_type: str, max
     t.exact_by_step += ((correct == n_labels[:, None]) & valid[:, None]).sum(0).double()
 
 
+def share(total: int, proc) -> Tuple[int, int]:
+    """The examples [lo, hi) of a set of `total` that rank r of W evaluates: the r-th of W contiguous shares."""
+    return total * proc.rank // proc.world_size, total * (proc.rank + 1) // proc.world_size
+
+
 @torch.no_grad()
 def evaluate(engine, split, loss_type: str, *, halting: str = "all", proc=None,
              arc_votes: Optional[ArcVotes] = None, save_keys: Sequence[str] = (), progress=None) -> Evaluation:
@@ -123,12 +128,10 @@ def evaluate(engine, split, loss_type: str, *, halting: str = "all", proc=None,
 
     for name, data in split.sets.items():
         t = totals.setdefault(name, SetTotals.zeros(max_steps, engine.device))
-        total = data.inputs.shape[0]
-        lo, hi = total * proc.rank // proc.world_size, total * (proc.rank + 1) // proc.world_size
+        lo, hi = share(data.inputs.shape[0], proc)
         for start in range(lo, hi, chunk):
             examples = np.arange(start, min(hi, start + chunk))
-            puzzles = np.searchsorted(data.puzzle_indices, examples, side="right") - 1
-            batch = split.collate(name, examples, puzzles, examples.size)
+            batch = split.collate(name, examples)
             labels = batch["labels"].to(engine.device)
             solution = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting, labels=labels,
                                     return_logits=True)

@@ -15,7 +15,7 @@ import numpy as np
 from ..data.errors import DatasetInputError
 from ..data.sudoku import SEQ_LEN, VOCAB_SIZE, invalid_pairs, parse_puzzle
 from ..engine import Engine
-from ..train.dataset import Metadata, PuzzleSplit
+from ..data.dataset import Metadata, PuzzleSplit
 from .checkpoint import default_device, load_model
 
 # Sudoku as the builders write it: token = digit + 1 (1 is a blank), one puzzle identifier (the blank one)
@@ -96,8 +96,7 @@ def solve_dataset(checkpoint: str, data_dir: str, *, split: str = "test", haltin
     answers = []
     for name, part in data.sets.items():
         rows = np.arange(part.inputs.shape[0])
-        puzzles = np.searchsorted(part.puzzle_indices, rows, side="right") - 1
-        batch = data.collate(name, rows, puzzles, rows.size)
+        batch = data.collate(name, rows)
         solution = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting)
         digits = np.asarray(part.inputs, np.int64) - 1
         labels = np.asarray(part.labels, np.int64) - 1

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import backend
+from ..ops import resolve_backend
 from . import batch_checks
 from .layers import CastedEmbedding, CastedLinear, RotaryEmbedding, trunc_normal_init_
 from .sparse_embedding import CastedSparseEmbedding
@@ -122,7 +122,7 @@ class ACTModel(nn.Module):
     def __init__(self, config_dict: dict):
         super().__init__()
         config = self.config_class.from_dict(config_dict)
-        self.config = dataclasses.replace(config, backend=backend.resolve(config.backend))
+        self.config = dataclasses.replace(config, backend=resolve_backend(config.backend))
         self.inner = self.core_class(self.config)
         self._check_values = batch_checks.ValueChecker()
 

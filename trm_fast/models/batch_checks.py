@@ -9,7 +9,8 @@ import weakref
 
 import torch
 
-IGNORE_LABEL_ID = -100
+from ..data.format import IGNORE_LABEL_ID
+
 _INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 

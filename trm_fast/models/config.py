@@ -8,48 +8,74 @@ use (`causal`, `name`, `loss`, ...) are ignored, as the official pydantic config
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 
-from ..backend import BACKENDS
+from ..ops import BACKENDS
 
-_REQUIRED = object()
+REQUIRED = object()  # the default of a value that must be given
 
 POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("bfloat16", "float16", "float32", "float64")
 
 
-def _field(default=_REQUIRED, *, kind, lo=None, hi=None, choices=None, doc=""):
-    return field(default=default, metadata=dict(kind=kind, lo=lo, hi=hi, choices=choices, doc=doc))
+@dataclass(frozen=True)
+class Rule:
+    """What one config value may be. Numbers (int, float) lie in [lo, hi], or [lo, hi) with hi_open;
+    a str with choices is one of them; None is taken only where optional. The model configs and the
+    training config (trm_fast.train.config) both check their values with `check_value`."""
+
+    kind: type  # int, float, bool, str, dict or list
+    default: Any = REQUIRED
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    hi_open: bool = False
+    choices: Optional[Tuple[str, ...]] = None
+    optional: bool = False
 
 
-def _coerce(name: str, value: Any, meta: dict) -> Any:
-    """Check one value against its field's rule; return it in the field's type."""
-    kind = meta["kind"]
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"config field '{name}' must be true or false, got {value!r}")
-        return value
+_KIND_NAMES = {bool: "true or false", str: "a string", dict: "a mapping", list: "a list"}
+
+
+def _number(value: Any, kind: type, numeric_strings: bool) -> Optional[float]:
+    """`value` as an int or a finite float, or None where it is not one."""
+    if numeric_strings and isinstance(value, str):
+        try:
+            value = float(value) if kind is float else int(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            isinstance(value, float) and not value.is_integer()
-        ):
-            raise ValueError(f"config field '{name}' must be an integer, got {value!r}")
-        value = int(value)
-    elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"config field '{name}' must be a finite number, got {value!r}")
-        value = float(value)
-    elif kind is str:
-        if not isinstance(value, str) or value not in meta["choices"]:
-            raise ValueError(
-                f"config field '{name}' must be one of {', '.join(map(repr, meta['choices']))}, got {value!r}"
-            )
+        return None if isinstance(value, float) and not value.is_integer() else int(value)
+    return float(value) if math.isfinite(value) else None
+
+
+def check_value(label: str, value: Any, rule: Rule, error: type = ValueError, numeric_strings: bool = False) -> Any:
+    """`value` checked against `rule` and returned in its type, else `error("{label} must be ..., got ...")`.
+
+    `numeric_strings` also takes numbers written as strings (YAML 1.1 reads 1e-4 as a string)."""
+    if value is None and rule.optional:
+        return None
+    if rule.kind in (int, float):
+        number = _number(value, rule.kind, numeric_strings)
+        if number is None:
+            raise error(f"{label} must be {'an integer' if rule.kind is int else 'a finite number'}, got {value!r}")
+        lo, hi = rule.lo, rule.hi
+        if (lo is not None and number < lo) or (hi is not None and (number >= hi if rule.hi_open else number > hi)):
+            rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}{')' if rule.hi_open else ']'}"
+            raise error(f"{label} must be {rng}, got {value!r}")
+        return number
+    if rule.choices is not None:
+        if not isinstance(value, str) or value not in rule.choices:
+            raise error(f"{label} must be one of {', '.join(map(repr, rule.choices))}, got {value!r}")
         return value
-    lo, hi = meta["lo"], meta["hi"]
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"config field '{name}' must be {rng}, got {value!r}")
+    if not isinstance(value, rule.kind):
+        raise error(f"{label} must be {_KIND_NAMES[rule.kind]}, got {value!r}")
     return value
+
+
+def _field(default=REQUIRED, **rule):
+    return field(default=default, metadata={"rule": Rule(default=default, **rule)})
 
 
 @dataclass(frozen=True)
@@ -89,8 +115,8 @@ class TRMConfig:
         values = {}
         for f in dataclasses.fields(cls):
             if f.name in config:
-                values[f.name] = _coerce(f.name, config[f.name], f.metadata)
-            elif f.default is _REQUIRED:
+                values[f.name] = check_value(f"config field '{f.name}'", config[f.name], f.metadata["rule"])
+            elif f.default is REQUIRED:
                 raise ValueError(f"config field '{f.name}' is missing (required by {cls.__name__[:-6]})")
         cfg = cls(**values)
         cfg._check_consistency()

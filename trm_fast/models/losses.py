@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batch_checks import IGNORE_LABEL_ID
+from ..data.format import IGNORE_LABEL_ID
 
 
 def _stablemax_s(x: torch.Tensor, epsilon: float = 1e-30) -> torch.Tensor:

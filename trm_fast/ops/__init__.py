@@ -1,9 +1,12 @@
 """The operations of the recursion block, one module each: a plain-PyTorch reference and the
-public function the model calls (the place where a fused backend dispatches)."""
+public function the model calls (the place where a fused backend dispatches). The model reaches the
+backend switch (trm_fast.backend) only through here: its names, and resolving a config's choice."""
 
+from ..backend import BACKENDS
+from ..backend import resolve as resolve_backend
 from .attention import attention
 from .rms_norm import add_rms_norm
 from .rope import rope
 from .swiglu import swiglu
 
-__all__ = ["add_rms_norm", "attention", "rope", "swiglu"]
+__all__ = ["BACKENDS", "add_rms_norm", "attention", "resolve_backend", "rope", "swiglu"]

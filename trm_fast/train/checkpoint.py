@@ -23,10 +23,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from ..checkpoint import read_file
+from ..checkpoint import FORMAT, read_file
 from ..models.act import Carry, InnerCarry
-
-FORMAT = "trm_fast.train/1"
 
 
 def carry_to_dict(carry: Optional[Carry]) -> Optional[Dict[str, Any]]:

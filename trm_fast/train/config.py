@@ -17,8 +17,6 @@ value, and returns a `TrainConfig`. Every error names its source: `file:line` or
 """
 
 import dataclasses
-import difflib
-import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,55 +24,42 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from ..models.config import HRMConfig, TRMConfig
-from ..models.losses import LOSS_TYPES
+from ..arch import ConfigError, check_arch, unknown_key
+from ..models.config import REQUIRED, Rule, check_value
 
-# Filled in from the dataset, as the official create_model does; an arch that sets them is an error.
-DATA_FIELDS = ("batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers")
 ARC_EVALUATOR = "arc@ARC"
-
-
-class ConfigError(ValueError):
-    """A config file or override is malformed or holds a bad value; the message says where."""
-
-
-_REQUIRED = object()
-
-
-def _key(kind, default=_REQUIRED, *, lo=None, hi=None, hi_open=False, optional=False, doc=""):
-    return dict(kind=kind, default=default, lo=lo, hi=hi, hi_open=hi_open, optional=optional, doc=doc)
-
+PATH_LISTS = ("data_paths", "data_paths_test", "eval_save_outputs")  # a single path may be written bare
 
 # Top-level keys: official PretrainConfig fields, then trm_fast's own (last block).
 SCHEMA = {
-    "arch": _key(dict),
-    "data_paths": _key(list),
-    "data_paths_test": _key(list, []),
-    "evaluators": _key(list, []),
-    "global_batch_size": _key(int, lo=1),
-    "epochs": _key(int, lo=1),
-    "lr": _key(float, lo=0.0),
-    "lr_min_ratio": _key(float, lo=0.0, hi=1.0),
-    "lr_warmup_steps": _key(int, lo=0),
-    "weight_decay": _key(float, lo=0.0),
-    "beta1": _key(float, lo=0.0, hi=1.0, hi_open=True),
-    "beta2": _key(float, lo=0.0, hi=1.0, hi_open=True),
-    "puzzle_emb_lr": _key(float, lo=0.0),
-    "puzzle_emb_weight_decay": _key(float, lo=0.0),
-    "project_name": _key(str, None, optional=True),
-    "run_name": _key(str, None, optional=True),
-    "load_checkpoint": _key(str, None, optional=True),
-    "checkpoint_path": _key(str, None, optional=True),
-    "seed": _key(int, 0),
-    "checkpoint_every_eval": _key(bool, False),
-    "eval_interval": _key(int, None, lo=1, optional=True),
-    "min_eval_interval": _key(int, 0, lo=0, optional=True),
-    "eval_save_outputs": _key(list, []),
-    "ema": _key(bool, False),
-    "ema_rate": _key(float, 0.999, lo=0.0, hi=1.0),
-    "freeze_weights": _key(bool, False),
+    "arch": Rule(dict),
+    "data_paths": Rule(list),
+    "data_paths_test": Rule(list, []),
+    "evaluators": Rule(list, []),
+    "global_batch_size": Rule(int, lo=1),
+    "epochs": Rule(int, lo=1),
+    "lr": Rule(float, lo=0.0),
+    "lr_min_ratio": Rule(float, lo=0.0, hi=1.0),
+    "lr_warmup_steps": Rule(int, lo=0),
+    "weight_decay": Rule(float, lo=0.0),
+    "beta1": Rule(float, lo=0.0, hi=1.0, hi_open=True),
+    "beta2": Rule(float, lo=0.0, hi=1.0, hi_open=True),
+    "puzzle_emb_lr": Rule(float, lo=0.0),
+    "puzzle_emb_weight_decay": Rule(float, lo=0.0),
+    "project_name": Rule(str, None, optional=True),
+    "run_name": Rule(str, None, optional=True),
+    "load_checkpoint": Rule(str, None, optional=True),
+    "checkpoint_path": Rule(str, None, optional=True),
+    "seed": Rule(int, 0),
+    "checkpoint_every_eval": Rule(bool, False),
+    "eval_interval": Rule(int, None, lo=1, optional=True),
+    "min_eval_interval": Rule(int, 0, lo=0, optional=True),
+    "eval_save_outputs": Rule(list, []),
+    "ema": Rule(bool, False),
+    "ema_rate": Rule(float, 0.999, lo=0.0, hi=1.0),
+    "freeze_weights": Rule(bool, False),
     # trm_fast only
-    "checkpoint_every_steps": _key(int, None, lo=1, optional=True, doc="also checkpoint every N steps"),
+    "checkpoint_every_steps": Rule(int, None, lo=1, optional=True),  # also checkpoint every N steps
 }
 
 ARC_EVALUATOR_KEYS = {"name": str, "submission_K": int, "pass_Ks": list, "aggregated_voting": bool}
@@ -117,14 +102,6 @@ class TrainConfig:
     def test_paths(self) -> List[str]:
         """Official rule: data_paths_test when given, else data_paths."""
         return self.data_paths_test or self.data_paths
-
-
-def model_kind(arch_name: str) -> Optional[str]:
-    """'trm' for recursive_reasoning.trm@..., 'hrm' for recursive_reasoning.hrm@...; None otherwise.
-
-    Only the module part counts, so the official variants trm_hier6 / trm_singlez are not taken for TRM."""
-    module = arch_name.split("@")[0].split(".")[-1].lower()
-    return module if module in ("trm", "hrm") else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -217,54 +194,6 @@ def load_config(path_or_recipe: str, overrides: Optional[List[str]] = None) -> T
 # ---------------------------------------------------------------------------------------------------------------
 # Checking
 
-def _number(value: Any, kind):
-    """YAML 1.1 reads 1e-4 as a string (hydra reads a float): accept numeric strings for numbers."""
-    if isinstance(value, str):
-        try:
-            value = float(value) if kind is float else int(value)
-        except ValueError:
-            return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if kind is int:
-        return int(value) if float(value).is_integer() else None
-    return float(value) if math.isfinite(value) else None
-
-
-def _check_value(name: str, value: Any, rule: dict, where: str):
-    kind = rule["kind"]
-    if value is None and rule["optional"]:
-        return None
-    if kind in (int, float):
-        number = _number(value, kind)
-        if number is None:
-            what = "an integer" if kind is int else "a finite number"
-            raise ConfigError(f"{where}: config key '{name}' must be {what}, got {value!r}")
-        lo, hi = rule["lo"], rule["hi"]
-        if (lo is not None and number < lo) or (hi is not None and (number >= hi if rule["hi_open"] else number > hi)):
-            rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}{')' if rule['hi_open'] else ']'}"
-            raise ConfigError(f"{where}: config key '{name}' must be {rng}, got {value!r}")
-        return number
-    if kind is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: config key '{name}' must be true or false, got {value!r}")
-    if kind is str and not isinstance(value, str):
-        raise ConfigError(f"{where}: config key '{name}' must be a string, got {value!r}")
-    if kind is dict and not isinstance(value, dict):
-        raise ConfigError(f"{where}: config key '{name}' must be a mapping, got {value!r}")
-    if kind is list:
-        if isinstance(value, str) and name in ("data_paths", "data_paths_test", "eval_save_outputs"):
-            value = [value]  # a single path written without brackets
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: config key '{name}' must be a list, got {value!r}")
-    return value
-
-
-def _unknown(name: str, known, where: str, what: str = "config key") -> ConfigError:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return ConfigError(f"{where}: unknown {what} '{name}'{hint}; known: {', '.join(sorted(known))}")
-
-
 def validate(data: dict, where: Dict[str, str], path: str = "<config>") -> TrainConfig:
     """Check a config mapping; `where` maps dotted keys to their source for error messages."""
     def at(key):
@@ -273,16 +202,17 @@ def validate(data: dict, where: Dict[str, str], path: str = "<config>") -> Train
     values = {}
     for name in data:
         if name not in SCHEMA:
-            raise _unknown(name, SCHEMA, at(name))
+            raise unknown_key(name, SCHEMA, at(name))
     for name, rule in SCHEMA.items():
         if name not in data:
-            if rule["default"] is _REQUIRED:
+            if rule.default is REQUIRED:
                 raise ConfigError(f"{path}: config key '{name}' is missing")
-            values[name] = rule["default"]
+            values[name] = rule.default
             continue
-        values[name] = _check_value(name, data[name], rule, at(name))
+        value = [data[name]] if name in PATH_LISTS and isinstance(data[name], str) else data[name]
+        values[name] = check_value(f"{at(name)}: config key '{name}'", value, rule, ConfigError, numeric_strings=True)
 
-    for name in ("data_paths", "data_paths_test", "eval_save_outputs"):
+    for name in PATH_LISTS:
         for item in values[name]:
             if not isinstance(item, str) or not item:
                 raise ConfigError(f"{at(name)}: config key '{name}' must list non-empty strings, got {item!r}")
@@ -296,50 +226,6 @@ def validate(data: dict, where: Dict[str, str], path: str = "<config>") -> Train
     return TrainConfig(**values)
 
 
-def check_arch(arch: dict, at) -> dict:
-    if "name" not in arch or not isinstance(arch["name"], str):
-        raise ConfigError(f"{at('arch')}: config key 'arch.name' is missing or not a string "
-                          "(e.g. recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1)")
-    kind = model_kind(arch["name"])
-    if kind is None:
-        raise ConfigError(f"{at('arch.name')}: config key 'arch.name' must name TRM or HRM "
-                          f"(recursive_reasoning.trm@... or recursive_reasoning.hrm@...), got {arch['name']!r}")
-    config_class = TRMConfig if kind == "trm" else HRMConfig
-    fields = {f.name for f in dataclasses.fields(config_class)} - set(DATA_FIELDS)
-    known = fields | {"name", "loss"}
-    for name in arch:
-        if name in DATA_FIELDS:
-            raise ConfigError(f"{at('arch.' + name)}: config key 'arch.{name}' comes from the dataset (or "
-                              "global_batch_size) and cannot be set")
-        if name not in known:
-            raise _unknown("arch." + name, {"arch." + k for k in known}, at("arch." + name))
-
-    loss = arch.get("loss")
-    if not isinstance(loss, dict):
-        raise ConfigError(f"{at('arch')}: config key 'arch.loss' must be a mapping with 'name' and 'loss_type', "
-                          f"got {loss!r}")
-    for name in loss:
-        if name not in ("name", "loss_type"):
-            raise _unknown("arch.loss." + name, {"arch.loss.name", "arch.loss.loss_type"}, at("arch.loss." + name))
-    if str(loss.get("name", "")).split("@")[-1] != "ACTLossHead":
-        raise ConfigError(f"{at('arch.loss.name')}: config key 'arch.loss.name' must be losses@ACTLossHead, "
-                          f"got {loss.get('name')!r}")
-    if loss.get("loss_type") not in LOSS_TYPES:
-        raise ConfigError(f"{at('arch.loss.loss_type')}: config key 'arch.loss.loss_type' must be one of "
-                          f"{', '.join(map(repr, LOSS_TYPES))}, got {loss.get('loss_type')!r}")
-
-    # Check the model fields now, with placeholders for what the dataset gives, so a typo fails early.
-    probe = {k: v for k, v in arch.items() if k not in ("name", "loss")}
-    probe.update(batch_size=1, seq_len=1, vocab_size=2, num_puzzle_identifiers=1)
-    try:
-        config_class.from_dict(probe)
-    except ValueError as err:
-        msg = str(err).replace("config field '", "config key 'arch.")
-        bad = msg.split("config key '")[1].split("'")[0] if "config key '" in msg else "arch"
-        raise ConfigError(f"{at(bad)}: {msg}") from None
-    return arch
-
-
 def _check_evaluator(evaluator: Any, where: str) -> dict:
     if not isinstance(evaluator, dict) or "name" not in evaluator:
         raise ConfigError(f"{where}: each entry of 'evaluators' must be a mapping with a 'name', got {evaluator!r}")
@@ -348,7 +234,7 @@ def _check_evaluator(evaluator: Any, where: str) -> dict:
     out = dict(submission_K=2, pass_Ks=[1, 2, 5, 10, 100, 1000], aggregated_voting=True)  # official defaults
     for key, value in evaluator.items():
         if key not in ARC_EVALUATOR_KEYS:
-            raise _unknown(key, ARC_EVALUATOR_KEYS, where, "key of evaluator arc@ARC")
+            raise unknown_key(key, ARC_EVALUATOR_KEYS, where, "key of evaluator arc@ARC")
         kind = ARC_EVALUATOR_KEYS[key]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if kind is list:

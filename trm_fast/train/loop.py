@@ -20,14 +20,16 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
+from .. import distributed
+from ..arch import build_model
 from ..checkpoint import load_checkpoint as load_model_checkpoint
+from ..data.dataset import PuzzleSplit
 from ..engine import Engine
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
 from ..evaluate.runner import evaluate, gather_arc_votes
-from . import checkpoint, distributed
-from .build import build_model, build_optimizers
+from . import checkpoint
+from .build import build_optimizers
 from .config import TrainConfig, dump_yaml
-from .dataset import PuzzleSplit
 from .ema import EMA
 from .logger import RunLogger
 from .sampler import TrainSampler

@@ -1,5 +1,5 @@
-"""Which examples go into which batch: the official puzzle_dataset.py semantics, with a position that
-can be saved and restored for exact resume.
+"""Which examples go into which training batch: the official puzzle_dataset.py semantics, with a
+position that can be saved and restored for exact resume.
 
 Training, one *iteration* = `epochs_per_iter` epochs (the official eval_interval) over every set:
 
@@ -9,9 +9,6 @@ Training, one *iteration* = `epochs_per_iter` epochs (the official eval_interval
         puzzles uniformly (rng), and as many of that puzzle's examples as still fit, in random order
         a batch that cannot be filled ends the set (dropped, as officially)
     rank r of W keeps rows [r * B / W, (r + 1) * B / W) of each global batch
-
-Evaluation walks every example of every set in order, global_batch_size at a time, rank r taking its
-slice and padding to the local batch size.
 
 The official code draws the examples of a multi-example puzzle (ARC) from NumPy's global RNG, which
 its data-loader worker seeds from the rank's torch seed, so ranks may disagree; here they come from a
@@ -23,7 +20,7 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from .dataset import PuzzleSet, PuzzleSplit
+from ..data.dataset import PuzzleSet, PuzzleSplit
 
 
 def _philox(seed) -> np.random.Generator:
@@ -105,7 +102,7 @@ class TrainSampler:
                 self._position = dict(set_index=set_index, start=start, rng=_plain_state(rng.bit_generator.state),
                                       example_rng=_plain_state(example_rng.bit_generator.state))
                 mine = slice(self.rank * self.local_batch_size, (self.rank + 1) * self.local_batch_size)
-                batch = self.split.collate(names[set_index], examples[mine], puzzles[mine], self.local_batch_size)
+                batch = self.split.collate(names[set_index], examples[mine], puzzles[mine])
                 yield names[set_index], batch, int(puzzles.size)
         self._position = None
 
@@ -117,15 +114,3 @@ class TrainSampler:
         self._position = state["position"]
         self._resume = state["position"]
 
-
-def eval_batches(split: PuzzleSplit, global_batch_size: int, rank: int = 0, world_size: int = 1):
-    """Every example in order: yields (set name, this rank's padded batch, global number of examples)."""
-    local = global_batch_size // world_size
-    for name, data in split.sets.items():
-        total = data.inputs.shape[0]
-        for start in range(0, total, global_batch_size):
-            end = min(total, start + global_batch_size)
-            lo, hi = min(start + rank * local, end), min(start + (rank + 1) * local, end)
-            rows = np.arange(lo, hi)
-            puzzles = np.searchsorted(data.puzzle_indices, rows, side="right") - 1
-            yield name, split.collate(name, rows, puzzles, local), end - start

@@ -17,6 +17,8 @@ One dataset directory:
 A group is one original puzzle and its augmentations. Several directories merge as the official loader
 merges them: their metadata must agree, the identifier counts add up, and the k-th directory's sets are
 named `{set}{k}` (k >= 1).
+
+Training draws its batches in trm_fast.train.sampler's order; evaluation hands whole sets to the engine.
 """
 
 import json
@@ -27,7 +29,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..models.batch_checks import IGNORE_LABEL_ID
+from .format import IGNORE_LABEL_ID
 
 ARRAYS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
 
@@ -170,21 +172,18 @@ class PuzzleSplit:
     def exists(paths: Sequence[str], split: str) -> bool:
         return all(os.path.isfile(os.path.join(p, split, "dataset.json")) for p in paths)
 
-    def collate(self, set_name: str, example_rows: np.ndarray, puzzle_rows: np.ndarray, rows: int):
-        """Batch of `rows` rows as int32 tensors: labels' ignore id mapped to -100, then padding rows
-        (pad_id inputs, -100 labels, the blank identifier) after the real ones."""
+    def collate(self, set_name: str, example_rows: np.ndarray, puzzle_rows: Optional[np.ndarray] = None):
+        """These examples as int32 tensors, labels' ignore id mapped to -100; `puzzle_rows` (the puzzle of
+        each example) is looked up when not given."""
         data, meta = self.sets[set_name], self.metadata
+        if puzzle_rows is None:
+            puzzle_rows = np.searchsorted(data.puzzle_indices, example_rows, side="right") - 1
         inputs = np.asarray(data.inputs[example_rows], dtype=np.int32)
         labels = np.asarray(data.labels[example_rows], dtype=np.int32)
         ids = np.asarray(data.puzzle_identifiers[puzzle_rows], dtype=np.int32)
         self._check_tokens(data, example_rows, inputs, labels)
         if meta.ignore_label_id is not None:
             labels[labels == meta.ignore_label_id] = IGNORE_LABEL_ID
-        pad = rows - ids.size
-        if pad > 0:
-            inputs = np.concatenate([inputs, np.full((pad, meta.seq_len), meta.pad_id, np.int32)])
-            labels = np.concatenate([labels, np.full((pad, meta.seq_len), IGNORE_LABEL_ID, np.int32)])
-            ids = np.concatenate([ids, np.full(pad, meta.blank_identifier_id, np.int32)])
         return {"inputs": torch.from_numpy(inputs), "labels": torch.from_numpy(labels),
                 "puzzle_identifiers": torch.from_numpy(ids)}
 
