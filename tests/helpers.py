@@ -30,6 +30,18 @@ def make_batch(cfg, seed=0, batch_size=None):
     )
 
 
+def official_loop(model, batch):
+    """The drop-in model's evaluation loop, as the official evaluate() drives it: the outputs of each of the
+    halt_max_steps steps."""
+    outs = []
+    with torch.no_grad():
+        carry = model.initial_carry(batch)
+        for _ in range(model.config.halt_max_steps):
+            carry, out = model(carry=carry, batch=batch)
+            outs.append(out)
+    return outs
+
+
 def embedding_with_grad(ids, grads, table):
     """A sparse embedding after a backward pass that gave its batch rows the gradient `grads`."""
     emb = CastedSparseEmbedding(table.shape[0], table.shape[1], len(ids), init_std=0, cast_to=torch.float32).train()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import trm_fast
-from helpers import make_batch, tiny_config
+from helpers import make_batch, official_loop, tiny_config
 from trm_fast.engine import engine as engine_module
 
 MODELS = [
@@ -13,17 +13,6 @@ MODELS = [
     (trm_fast.HRM, dict(pos_encodings="rope")),
 ]
 IDS = ["trm-attn", "trm-mlpt", "trm-qcontinue", "hrm"]
-
-
-def reference_steps(model, batch):
-    """The drop-in model's evaluation loop on the whole batch: the outputs after each of the M steps."""
-    outs = []
-    with torch.no_grad():
-        carry = model.initial_carry(batch)
-        for _ in range(model.config.halt_max_steps):
-            carry, out = model(carry=carry, batch=batch)
-            outs.append(out)
-    return outs
 
 
 def halting_model(cls, overrides, n, seed=0):
@@ -36,7 +25,7 @@ def halting_model(cls, overrides, n, seed=0):
         model.inner.q_head.weight.normal_(0, 1)
         model.inner.q_head.bias.zero_()
         q = torch.stack([o["q_halt_logits"] - (o["q_continue_logits"] if model.learns_q_continue else 0)
-                         for o in reference_steps(model, batch)])  # (M, n): halting margin per step
+                         for o in official_loop(model, batch)])  # (M, n): halting margin per step
         first, never = q[0].sort().values, q.max(0).values.sort().values
         # shift Q-halt so that about a third halt at step 1 and a fifth never do
         model.inner.q_head.bias[0] = -float(first[2 * n // 3] + never[n // 5]) / 2
@@ -50,7 +39,7 @@ def test_halting_all_is_the_official_evaluation(cls, overrides, n, rows):
     cfg = tiny_config(backend="reference", **overrides)
     model = cls(cfg).eval()
     batch = make_batch(cfg, seed=n, batch_size=n)
-    last = reference_steps(model, batch)[-1]
+    last = official_loop(model, batch)[-1]
     sol = trm_fast.Engine(model, rows).solve(batch["inputs"], batch["puzzle_identifiers"], return_logits=True,
                                              labels=batch["labels"])
     assert torch.equal(sol.logits, last["logits"]) and torch.equal(sol.q_halt_logits, last["q_halt_logits"])
@@ -64,7 +53,7 @@ def test_halting_all_is_the_official_evaluation(cls, overrides, n, rows):
 def test_halting_q_stops_each_puzzle_at_its_first_halt_and_refills_its_row(cls, overrides):
     n, rows = 13, 4
     cfg, model, batch = halting_model(cls, overrides, n)
-    outs = reference_steps(model, batch)
+    outs = official_loop(model, batch)
     says = torch.stack([o["q_halt_logits"] > (o["q_continue_logits"] if model.learns_q_continue else 0)
                         for o in outs])  # (M, n)
     m = cfg["halt_max_steps"]
@@ -113,12 +102,12 @@ def test_engine_rereads_weights_that_changed_in_place():
     with torch.no_grad():
         model.inner.lm_head.weight.mul_(2)  # as an optimizer step would: in place
     after = engine.solve(batch["inputs"], batch["puzzle_identifiers"], return_logits=True)
-    assert torch.equal(after.logits, reference_steps(model, batch)[-1]["logits"])
+    assert torch.equal(after.logits, official_loop(model, batch)[-1]["logits"])
     assert not torch.equal(after.logits, before.logits)
     model.load_state_dict(trm_fast.TRM(cfg).state_dict())
     engine.refresh()
     assert torch.equal(engine.solve(batch["inputs"], batch["puzzle_identifiers"], return_logits=True).logits,
-                       reference_steps(model, batch)[-1]["logits"])
+                       official_loop(model, batch)[-1]["logits"])
 
 
 def test_bfloat16_model_runs_in_float32_on_the_cpu_and_never_more_rows_than_puzzles():

@@ -6,7 +6,7 @@ bfloat16 the engine's error against a float32 run may be at most a few times the
 import pytest
 import torch
 import trm_fast
-from helpers import make_batch, tiny_config
+from helpers import make_batch, official_loop, tiny_config
 
 pytestmark = pytest.mark.gpu
 
@@ -24,16 +24,6 @@ def build(cls, overrides, dtype):
             model.inner.q_head.weight.normal_(0, 0.3)
             model.inner.q_head.bias.zero_()
     return cfg, model
-
-
-def official_loop(model, batch):
-    outs = []
-    with torch.no_grad():
-        carry = model.initial_carry(batch)
-        for _ in range(model.config.halt_max_steps):
-            carry, out = model(carry=carry, batch=batch)
-            outs.append(out)
-    return outs
 
 
 @pytest.mark.parametrize("cls, overrides", MODELS, ids=IDS)
