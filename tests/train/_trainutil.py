@@ -1,13 +1,11 @@
 """Helpers of the training and evaluation tests: tiny datasets in the official on-disk format (written
-here, so that these tests do not depend on the dataset builders), ARC grid encoding, the CLI."""
+here, so that these tests do not depend on the dataset builders), ARC grid encoding."""
 
 import json
 import os
-import subprocess
-import tempfile
-import sys
 
 import numpy as np
+from helpers import run_cli  # noqa: F401  (the train and eval tests take it from here)
 from trm_fast.data.dihedral import dihedral
 
 
@@ -52,16 +50,6 @@ def write_reverse_dataset(root, *, train_groups=32, test_groups=8, puzzles_per_g
 def tiny_overrides(data, run_dir, *extra):
     """Overrides that train the shipped tiny config on `data` into `run_dir`."""
     return [f"data_paths=[{data}]", f"checkpoint_path={run_dir}", *extra]
-
-
-def run_cli(*args, env=None, timeout=300):
-    """`python -m trm_fast.cli.main ARGS` in a fresh process; the CompletedProcess."""
-    full_env = dict(os.environ, **(env or {}))
-    full_env.setdefault("OMP_NUM_THREADS", "1")
-    # cwd outside the repository: `python -m` puts the cwd first on sys.path, and the source tree lacks
-    # the built extension and trm_fast.kernels
-    return subprocess.run([sys.executable, "-m", "trm_fast.cli.main", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, cwd=tempfile.gettempdir())
 
 
 def encode(grid, top=0, left=0):

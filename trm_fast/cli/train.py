@@ -3,7 +3,8 @@
 
 import argparse
 import os
-import sys
+
+from . import BAD_INPUT, checks, usage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -22,12 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser):
 
 def run(args) -> int:
     from ..train import load_config, train
+    from ..train.loop import run_directory
 
-    try:
-        run_dir = train(load_config(args.config, args.overrides), resume=args.resume)
-    except (OSError, ValueError) as err:  # bad files, keys or values: the message names them
-        print(f"trm-fast train: error: {err}", file=sys.stderr)
-        return 2
+    with usage_errors(*BAD_INPUT):
+        config = load_config(args.config, args.overrides)
+        checks.writable(run_directory(config), "checkpoint_path", directory=True)
+        run_dir = train(config, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 reports
         print(f"run directory: {run_dir}")
     return 0
