@@ -69,6 +69,13 @@ def test_an_unwritable_out_is_refused_before_the_build(tmp_path, maze_csv_dir, w
     assert f"--out {out}: " in error_line(capsys.readouterr().err, "data maze")
 
 
+def test_a_maze_path_that_cannot_fit_is_refused_before_generating(tmp_path, capsys):
+    assert main(["data", "maze", "--out", str(tmp_path / "m"), "--generate", "5", "--size", "4"]) == 2
+    assert error_line(capsys.readouterr().err, "data maze").endswith(
+        "--min-path-length 111: no path that long fits a 4x4 maze (at most 8 moves); lower it or raise --size")
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, maze_csv_dir):
     out = tmp_path / "new" / "maze"  # 24 mazes of 49 cells: the token arrays pass the limit
     proc = run_cli("data", "maze", "--out", out, "--csv-dir", maze_csv_dir, "--aug", file_size_limit=1000)
