@@ -2,7 +2,6 @@
 `torchrun --nproc-per-node N --no-python trm-fast train ...` (or `torchrun ... -m trm_fast.cli.main train ...`)."""
 
 import argparse
-import os
 
 from . import BAD_INPUT, checks, usage_errors
 
@@ -28,7 +27,5 @@ def run(args) -> int:
     with usage_errors(*BAD_INPUT):
         config = load_config(args.config, args.overrides)
         checks.writable(run_directory(config), "checkpoint_path", directory=True)
-        run_dir = train(config, resume=args.resume)
-    if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 reports
-        print(f"run directory: {run_dir}")
+        train(config, resume=args.resume)
     return 0
