@@ -1,4 +1,4 @@
-"""`trm-fast train` failures: one line, found before the run starts where they can be,
+"""`trm-fast train` and `trm-fast eval` failures: one line, found before the run starts where they can be,
 exit status 2 for bad input and 1 for a full disk, and no run directory left behind by a run that never
 took a step."""
 
@@ -6,12 +6,14 @@ import os
 
 import pytest
 import torch
+import trm_fast
+import yaml
 from helpers import error_line
 from trm_fast.cli.main import main
 from trm_fast.train import load_config, train
 from trm_fast.train.loop import Run
 
-from _trainutil import run_cli, tiny_overrides
+from _trainutil import run_cli, tiny_overrides, write_split
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the fused backend may run here")
@@ -83,3 +85,23 @@ def test_resuming_with_another_arch_names_the_keys_that_differ(reverse_data, tmp
     assert error_line(proc.stderr, "train").endswith(
         f"config key 'arch' differs from the checkpoint {run_dir / 'step_4.pt'}: arch.L_cycles 2 there, 3 now; "
         "arch.hidden_size 64 there, 128 now")
+
+
+def test_a_wider_checkpoint_than_the_config_says_so(tmp_path):
+    arch = dict(name="recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
+                loss=dict(name="losses@ACTLossHead", loss_type="stablemax_cross_entropy"),
+                halt_exploration_prob=0.1, halt_max_steps=2, H_cycles=1, L_cycles=1, H_layers=0, L_layers=1,
+                hidden_size=32, num_heads=2, expansion=2, puzzle_emb_ndim=32, pos_encodings="rope",
+                forward_dtype="float32")
+    model = trm_fast.TRM(dict({k: v for k, v in arch.items() if k not in ("name", "loss")}, batch_size=1, seq_len=4,
+                              vocab_size=6, num_puzzle_identifiers=2))
+    torch.save({"_orig_mod.model." + k: v for k, v in model.state_dict().items()}, tmp_path / "step_1")
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump({"arch": dict(arch, hidden_size=16, puzzle_emb_ndim=16)}))
+    write_split(tmp_path / "data" / "test", [[1, 2, 3, 4]], [[1, 2, 3, 4]], [1], [1], [1], vocab_size=6, num_ids=2)
+    proc = run_cli("eval", tmp_path / "step_1", "--data", tmp_path / "data", "--config", tmp_path / "small.yaml",
+                   "--device", "cpu")
+    assert proc.returncode == 2
+    line = error_line(proc.stderr, "eval")
+    assert "checkpoint does not match TRM: the checkpoint has hidden_size 32, the model 16: build the model from " \
+           "the checkpoint's own arch config | mis-shaped keys: " in line and " more" in line
+    assert "num_puzzle_identifiers" not in line and "reset_puzzle_emb" not in line
