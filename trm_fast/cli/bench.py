@@ -4,6 +4,7 @@ the same weights and inputs, against the hardware's ceilings measured in the sam
 import argparse
 import json
 import os
+import sys
 
 from ..disk import make_dirs, reporting_full_disk
 from . import UsageError, checks, usage_errors
@@ -96,6 +97,8 @@ def run(args) -> int:
                             log=lambda line: print(line, flush=True), on_row=save, **reps)
     print()
     print(report.format_table(rows))
+    for line in report.noise_warnings(rows):
+        print(f"trm-fast bench: warning: {line}", file=sys.stderr)
     if args.json:
         print(f"\nappended {len(rows)} rows to {args.json}")
     if png:
