@@ -86,7 +86,9 @@ class BuildPyWithInfo(build_py):
     def run(self):
         super().run()
         info = {"cuda_extension": NVCC is not None, "reason": NO_CUDA_REASON, "nvcc": NVCC}
-        target = Path(self.build_lib) / "trm_fast" / "_build_info.json"
+        # an editable install (pip install -e) imports the package from the source tree: write it there
+        root = ROOT if getattr(self, "editable_mode", False) else Path(self.build_lib)
+        target = root / "trm_fast" / "_build_info.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(info) + "\n")
 

@@ -1,6 +1,8 @@
-"""Small configs, batches and the CLI runner shared by the tests."""
+"""Small configs and batches shared by the tests, and the command line run as a user runs it."""
 
 import os
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -63,11 +65,26 @@ def sign_sgd_rank_step(rank, world, port, ids, grads, table, out):
     dist.destroy_process_group()
 
 
-def run_cli(*args, env=None, timeout=300, stdin=None):
-    """`python -m trm_fast.cli.main ARGS` in a fresh process (`stdin`: text fed to it); the CompletedProcess."""
+def run_cli(*args, env=None, timeout=300, stdin=None, file_size_limit=None):
+    """`python -m trm_fast.cli.main ARGS` in a fresh process (`stdin`: text fed to it); the CompletedProcess.
+    `file_size_limit`: bytes the process may write to one file (RLIMIT_FSIZE; Python ignores SIGXFSZ, so a
+    write past it fails with EFBIG, as on a full disk)."""
     full_env = dict(os.environ, **(env or {}))
     full_env.setdefault("OMP_NUM_THREADS", "1")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
     # cwd outside the repository: `python -m` puts the cwd first on sys.path, and the source tree lacks
     # the built extension and trm_fast.kernels
     return subprocess.run([sys.executable, "-m", "trm_fast.cli.main", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, cwd=tempfile.gettempdir(), input=stdin)
+                          text=True, env=full_env, timeout=timeout, cwd=tempfile.gettempdir(), input=stdin,
+                          preexec_fn=limit if file_size_limit else None)
+
+
+def error_line(stderr: str, command: str) -> str:
+    """The one line `trm-fast COMMAND: error: ...` of `stderr` (progress bars aside), checked to be the
+    only line of the command's own and to come without a traceback."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in re.split(r"[\r\n]+", stderr) if line.startswith("trm-fast")]
+    assert len(lines) == 1 and lines[0].startswith(f"trm-fast {command}: error: "), stderr
+    return lines[0]

@@ -150,3 +150,21 @@ def test_kernel_microbenchmarks_collect_and_skip_without_a_gpu():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "8 skipped" in done.stdout and "no CUDA device is visible" in done.stdout
+
+
+def test_bench_warns_about_noisy_rows_and_draws_their_spread(tmp_path, monkeypatch, capsys):
+    from trm_fast.bench import harness
+
+    def rows(bc, modes, backends, batches, *args, **kwargs):
+        return [dict(config="tiny", mode="infer", backend=backend, batch=batch, ms=10.0, ms_min=6.0, ms_max=19.0,
+                     ms_iqr=iqr, warmup_s=0.1, tflops=0.1, puzzles_per_s=batch / 0.01)
+                for batch in batches for backend, iqr in (("reference-eager", 4.0), ("reference-compile", 1.0))]
+    monkeypatch.setattr(harness, "run", rows)
+    for batch in ("8", "1,8"):  # bars, then lines
+        png = tmp_path / f"{batch}.png"
+        assert main(["bench", "tiny", "--device", "cpu", "--mode", "infer", "--batch", batch, "--png", str(png)]) == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        assert len(warnings) == len(batch.split(","))  # reference-eager's rows; 10% is no warning
+        assert warnings[0].startswith("trm-fast bench: warning: tiny infer b") and "reference-eager: the repeats " \
+            "spread 40% of their median (IQR 4 ms of 10 ms)" in warnings[0]
+        assert png.read_bytes()[:4] == b"\x89PNG"

@@ -24,8 +24,9 @@ class FusedUnavailableError(RuntimeError):
     """The fused backend was asked for where a kernel cannot run; the message says why."""
 
 
-def resolve(config_backend: Optional[str]) -> str:
-    """Config key, then TRM_FAST_BACKEND, then 'auto'; fails early if 'fused' cannot run at all."""
+def resolve(config_backend: Optional[str], device=None) -> str:
+    """Config key, then TRM_FAST_BACKEND, then 'auto'; fails early if 'fused' cannot run at all, or not on
+    `device` when given."""
     name, source = config_backend, "config field 'backend'"
     if name is None:
         name, source = os.environ.get(ENV_VAR) or "auto", f"environment variable {ENV_VAR}"
@@ -33,8 +34,11 @@ def resolve(config_backend: Optional[str]) -> str:
         raise ValueError(f"{source} must be one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
     if name == "fused":
         reasons = [r for r in (native_status(), triton_status()) if r]
+        if device is not None and str(device).split(":")[0] != "cuda":
+            reasons.insert(0, f"its kernels need a CUDA device, this run is on {device}")
         if reasons:
-            raise FusedUnavailableError(f"backend 'fused' ({source}) cannot run: " + "; ".join(reasons))
+            raise FusedUnavailableError(f"backend 'fused' ({source}) cannot run: " + "; ".join(reasons)
+                                        + "; choose 'auto' or 'reference'")
     return name
 
 

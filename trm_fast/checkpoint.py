@@ -14,6 +14,7 @@ from torch import nn
 PREFIXES = ("_orig_mod.model.", "model.", "_orig_mod.")
 PUZZLE_EMB_KEY = "inner.puzzle_emb.weights"
 FORMAT = "trm_fast.train/1"  # the "format" entry of a trm_fast training checkpoint (trm_fast.train.checkpoint)
+TOKENS_KEY = "inner.embed_tokens.embedding_weight"
 
 
 def _target_model(model: nn.Module) -> nn.Module:
@@ -74,14 +75,11 @@ def load_checkpoint(source: Union[str, os.PathLike, Mapping], model: nn.Module, 
 
     if PUZZLE_EMB_KEY in state and PUZZLE_EMB_KEY in expected:
         found, want = state[PUZZLE_EMB_KEY].shape, expected[PUZZLE_EMB_KEY].shape
-        if found != want:
+        if found[1:] == want[1:] and found[0] != want[0]:  # as wide, for another number of puzzles
             if not reset_puzzle_emb:
                 raise ValueError(f"checkpoint key '{PUZZLE_EMB_KEY}' has shape {tuple(found)}, the model expects "
                                  f"{tuple(want)} (another num_puzzle_identifiers?); pass reset_puzzle_emb=True to "
                                  "start every puzzle from the checkpoint's mean embedding")
-            if found[1:] != want[1:]:
-                raise ValueError(f"checkpoint key '{PUZZLE_EMB_KEY}' has embedding width {found[1]}, the model "
-                                 f"expects {want[1]}: it cannot be reset from this checkpoint")
             state[PUZZLE_EMB_KEY] = state[PUZZLE_EMB_KEY].mean(0, keepdim=True).expand(want).contiguous()
 
     missing = sorted(set(expected) - set(state))
@@ -89,12 +87,16 @@ def load_checkpoint(source: Union[str, os.PathLike, Mapping], model: nn.Module, 
     misshaped = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
                  for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
     problems = []
+    if TOKENS_KEY in state and TOKENS_KEY in expected and state[TOKENS_KEY].shape[1:] != expected[TOKENS_KEY].shape[1:]:
+        problems.append(f"the checkpoint has hidden_size {state[TOKENS_KEY].shape[1]}, the model "
+                        f"{expected[TOKENS_KEY].shape[1]}: build the model from the checkpoint's own arch config")
     if missing:
         problems.append("missing keys: " + ", ".join(missing))
     if extra:
         problems.append("unexpected keys: " + ", ".join(extra))
     if misshaped:
-        problems.append("mis-shaped keys: " + "; ".join(misshaped))
+        problems.append("mis-shaped keys: " + "; ".join(misshaped[:3])
+                        + (f"; and {len(misshaped) - 3} more" if len(misshaped) > 3 else ""))
     if problems:
         raise ValueError(f"checkpoint does not match {type(target).__name__}: " + " | ".join(problems))
     target.load_state_dict(state, strict=True)

@@ -1,6 +1,8 @@
-"""`trm-fast data ...`: each builder end to end, and errors as one line with exit status 2."""
+"""`trm-fast data ...`: each builder end to end, and errors as one line: exit status 2 for bad input, 1 for
+a full disk, with nothing left behind."""
 
 import pytest
+from helpers import error_line, run_cli
 from trm_fast.cli.main import main
 
 from _datasets_util import check_dataset
@@ -57,3 +59,39 @@ def test_bad_arguments(capsys, args, message):
     with pytest.raises(SystemExit) as exit_:
         main(["data", *args])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_an_unwritable_out_is_refused_before_the_build(tmp_path, maze_csv_dir, where, capsys):
+    (tmp_path / "file").write_text("not a directory")
+    out = tmp_path / "file" / "maze" if where == "file" else "/proc/trm-fast-maze"
+    assert main(["data", "maze", "--out", str(out), "--csv-dir", str(maze_csv_dir)]) == 2
+    assert f"--out {out}: " in error_line(capsys.readouterr().err, "data maze")
+
+
+def test_a_maze_path_that_cannot_fit_is_refused_before_generating(tmp_path, capsys):
+    assert main(["data", "maze", "--out", str(tmp_path / "m"), "--generate", "5", "--size", "4"]) == 2
+    assert error_line(capsys.readouterr().err, "data maze").endswith(
+        "--min-path-length 111: no path that long fits a 4x4 maze (at most 8 moves); lower it or raise --size")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, maze_csv_dir):
+    out = tmp_path / "new" / "maze"  # 24 mazes of 49 cells: the token arrays pass the limit
+    proc = run_cli("data", "maze", "--out", out, "--csv-dir", maze_csv_dir, "--aug", file_size_limit=1000)
+    assert proc.returncode == 1
+    assert error_line(proc.stderr, "data maze") == \
+        f"trm-fast data maze: error: cannot write {out}: the file is larger than the file-size limit (ulimit -f): " \
+        "raise it or write elsewhere"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maze"]  # the CSV directory alone
+
+
+def test_too_little_free_space_is_found_before_writing(tmp_path, arc_dirs, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 4096, 4096))
+    out = tmp_path / "arc"
+    assert main(["data", "arc", "--out", str(out), "--sets", "none", "--json", str(arc_dirs["mine"]), "--json",
+                 f"hidden={arc_dirs['held']}", "--test-sets", "hidden", "--num-aug", "2"]) == 1
+    assert f"cannot write {out}: a token array needs " in error_line(capsys.readouterr().err, "data arc")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["held", "mine"]

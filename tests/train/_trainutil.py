@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+from helpers import run_cli  # noqa: F401  (the train and eval tests take it from here)
 from trm_fast.data.dihedral import dihedral
 
 

@@ -59,14 +59,6 @@ def unavailable(backend: str, device) -> str:
     return ""
 
 
-def resolve_device(name=None) -> torch.device:
-    """`name` (cuda, cuda:1, cpu), or cuda when one is visible; ValueError for a CUDA device that is not."""
-    device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}, but no CUDA device is visible (torch.cuda.is_available() is False)")
-    return device
-
-
 def default_backends(device) -> list:
     """Every backend that can run here, except reference-graphs (asked for by name)."""
     return [b for b in BACKENDS[:-1] if not unavailable(b, device)]

@@ -3,9 +3,12 @@ against batch size with the engine's (else fused's) speedups over reference-comp
 
 from collections import defaultdict
 
+from ..disk import atomic_file
+
 REFERENCE = "reference-compile"  # the yardstick of every ratio (../shared/BENCH.md)
 HEADLINE = ("engine", "fused")  # whose ratio to the yardstick the plot shows: the first measured
 TIE = 0.03
+NOISY = 0.2  # a spread (IQR) of the repeats above this fraction of their median: the timing says little
 _COLORS = {"engine": "tab:red", "fused": "tab:blue", "reference-eager": "tab:green", "reference-compile": "tab:orange",
            "reference-graphs": "tab:purple"}
 
@@ -79,6 +82,23 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
+def _noisy(row) -> bool:
+    return row.get("ms") is not None and row.get("ms_iqr") is not None and row["ms_iqr"] > NOISY * row["ms"]
+
+
+def noise_warnings(rows):
+    """A line for every row whose repeats spread more than NOISY of their median (a busy machine)."""
+    return [f"{r['config']} {r['mode']} b{r['batch']} {r['backend']}: the repeats spread {r['ms_iqr'] / r['ms']:.0%} "
+            f"of their median (IQR {r['ms_iqr']:.3g} ms of {r['ms']:.4g} ms): the machine is busy or the unit too "
+            "short; rerun on an idle machine or with more --reps" for r in rows if _noisy(r)]
+
+
+def _rate_spread(row, rate):
+    """(below, above) `rate`: the throughput at the median time minus and plus half the IQR."""
+    half = (row.get("ms_iqr") or 0.0) / 2
+    return rate - rate * row["ms"] / (row["ms"] + half), rate * row["ms"] / max(row["ms"] - half, 1e-9) - rate
+
+
 def headline(rows) -> str:
     return next((b for b in HEADLINE if any(r["backend"] == b for r in rows)), HEADLINE[-1])
 
@@ -92,8 +112,9 @@ def speedups(rows, backend=None):
 
 
 def plot(rows, path: str, title: str = ""):
-    """Throughput against batch size, one panel per (config, mode) and one line per backend; below, the
-    speedup of the headline backend (engine, else fused) over reference-compile wherever both ran."""
+    """Throughput against batch size, one panel per (config, mode) and one line per backend, with the spread
+    of the repeats (the IQR) as error bars and noisy rows (see NOISY) hatched or hollow; below, the speedup of
+    the headline backend (engine, else fused) over reference-compile wherever both ran."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,7 +124,7 @@ def plot(rows, path: str, title: str = ""):
     for r in rows:
         if "ms" in r:
             rate = r["puzzles_per_s"] if r["mode"] == "infer" else r["samples_per_s"]
-            panels[(r["config"], r["mode"])][r["backend"]].append((r["batch"], rate))
+            panels[(r["config"], r["mode"])][r["backend"]].append((r["batch"], rate, r))
     best = headline(rows)
     ratio = speedups(rows, best)
     ncols = min(4, max(1, len(panels)))
@@ -112,19 +133,26 @@ def plot(rows, path: str, title: str = ""):
     grid = fig.add_gridspec(max(1, nrows), ncols)
     for i, ((config, mode), by_backend) in enumerate(sorted(panels.items())):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
-        batches = sorted({b for points in by_backend.values() for b, _ in points})
+        batches = sorted({b for points in by_backend.values() for b, _, _ in points})
         if len(batches) == 1:  # one batch size: a bar per backend says more than one point per line
             names = sorted(by_backend)
-            values = [by_backend[n][0][1] for n in names]
-            bars = ax.bar(range(len(names)), values, color=[_color(n) for n in names])
-            ax.bar_label(bars, labels=[_per_s(v) for v in values], fontsize=7)
+            points = [by_backend[n][0] for n in names]
+            values = [v for _, v, _ in points]
+            bars = ax.bar(range(len(names)), values, color=[_color(n) for n in names], capsize=3,
+                          yerr=list(zip(*(_rate_spread(r, v) for _, v, r in points))))
+            for bar, (_, _, r) in zip(bars, points):
+                bar.set_hatch("//" if _noisy(r) else "")
+            ax.bar_label(bars, labels=[_per_s(v) + (" noisy" if _noisy(r) else "") for _, v, r in points], fontsize=7)
             ax.set_xticks(range(len(names)), [n.replace("reference-", "ref-") for n in names], fontsize=8)
             ax.set_xlabel(f"batch size {batches[0]}")
         else:
             for backend, points in sorted(by_backend.items()):
-                points.sort()
-                ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=backend,
-                        color=_color(backend))
+                points.sort(key=lambda p: p[0])
+                ax.errorbar([b for b, _, _ in points], [v for _, v, _ in points], label=backend, color=_color(backend),
+                            yerr=list(zip(*(_rate_spread(r, v) for _, v, r in points))), marker="o", capsize=3)
+                noisy = [(b, v) for b, v, r in points if _noisy(r)]
+                if noisy:  # hollow rings around the noisy points
+                    ax.scatter(*zip(*noisy), s=150, facecolors="none", edgecolors="black", zorder=3)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("batch size")
@@ -145,7 +173,10 @@ def plot(rows, path: str, title: str = ""):
         ax.set_xticks(range(len(keys)), labels, fontsize=7)
         ax.set_ylabel(f"reference-compile ms / {best} ms\n(speedup, same run)")
         ax.set_title(f"{best} against reference-compile (gray: within {TIE:.0%}, a tie)", fontsize=9)
+    if any(_noisy(r) for r in rows):
+        title = (title + "\n" if title else "") + f"hatched or ringed: repeats spread > {NOISY:.0%} of the median"
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=110)
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)

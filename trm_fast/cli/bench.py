@@ -4,8 +4,10 @@ the same weights and inputs, against the hardware's ceilings measured in the sam
 import argparse
 import json
 import os
+import sys
 
-from . import UsageError
+from ..disk import make_dirs, reporting_full_disk
+from . import UsageError, checks, usage_errors
 
 
 def _csv(text: str):
@@ -64,23 +66,28 @@ def run(args) -> int:
 
     if args.reps is not None and args.reps < 1 or args.warmup < 1:
         raise UsageError("--reps and --warmup must be >= 1")
-    try:
-        device = harness.resolve_device(args.device)
+    device = checks.device(args.device)
+    png = None if args.no_png else args.png or (os.path.splitext(args.json)[0] + ".png" if args.json else "bench.png")
+    if args.json:
+        checks.writable(args.json, "--json")
+    if png:
+        checks.writable(png, "--png")
+    with usage_errors(ValueError):  # unknown config, mode or backend, or a backend this machine cannot run
         names = args.configs or (["sudoku_attn"] if device.type == "cuda" else ["tiny"])
         backends = args.backend or harness.default_backends(device)
         shape = configs.parse_shape(args.shape) if args.shape else None
         bench_configs = [configs.load(name, shape) for name in names]
         harness.check(args.mode, backends, args.batch or [1], device)
-    except ValueError as err:  # unknown config, mode or backend, or a backend this machine cannot run
-        raise UsageError(str(err)) from None
 
     commit = args.commit or _commit()
     reps = {} if args.reps is None else dict(reps_train=args.reps, reps_infer=args.reps)
 
     def save(row):
         if args.json:
-            with open(args.json, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+            with reporting_full_disk(args.json):
+                make_dirs(os.path.dirname(os.path.abspath(args.json)))
+                with open(args.json, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
 
     print(f"trm-fast bench on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}: "
           f"{', '.join(names)} | {', '.join(args.mode)} | {', '.join(backends)} | commit {commit}", flush=True)
@@ -90,10 +97,11 @@ def run(args) -> int:
                             log=lambda line: print(line, flush=True), on_row=save, **reps)
     print()
     print(report.format_table(rows))
+    for line in report.noise_warnings(rows):
+        print(f"trm-fast bench: warning: {line}", file=sys.stderr)
     if args.json:
         print(f"\nappended {len(rows)} rows to {args.json}")
-    if not args.no_png:
-        png = args.png or (os.path.splitext(args.json)[0] + ".png" if args.json else "bench.png")
+    if png:
         report.plot(rows, png, title=f"trm-fast bench, {rows[0].get('device', device.type)}, commit {commit}")
         print(f"wrote {png}")
     return 1 if any("error" in r for r in rows) else 0

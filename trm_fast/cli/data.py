@@ -2,8 +2,9 @@
 
 import argparse
 import os
-import sys
 from pathlib import Path
+
+from . import checks, usage_errors
 
 DEFAULT_GENERATED_SUDOKU_RATING = 50  # about the hardest third of random minimal puzzles
 
@@ -23,6 +24,7 @@ def _natural(text: str) -> int:
 
 
 def _common(cmd, seed_help: str) -> None:
+    cmd.set_defaults(_prog=cmd.prog)  # errors start `trm-fast data DATASET: error:`
     cmd.add_argument("--out", type=Path, required=True, help="output directory (must not exist or be empty)")
     cmd.add_argument("--force", action="store_true", help="replace a non-empty --out")
     cmd.add_argument("--seed", type=int, default=42, help=seed_help)
@@ -148,13 +150,11 @@ def run(args) -> int:
     from trm_fast.data.output import check_output_dir
 
     build = {"sudoku": _sudoku, "maze": _maze, "arc": _arc}[args.dataset]
-    try:
+    with usage_errors(DatasetInputError):
         if args.dataset != "arc" and args.csv_dir is not None and args.test_size is not None:
             raise DatasetInputError("--test-size: only with --generate (the CSV directory has its own test.csv)")
         check_output_dir(args.out, args.force)  # before any long work
+        checks.writable(args.out, "--out", directory=True)
         build(args)
-    except DatasetInputError as err:
-        print(f"trm-fast data {args.dataset}: error: {err}", file=sys.stderr)
-        return 2
     print(f"wrote {args.out}: train {_split_summary(args.out / 'train')}; test {_split_summary(args.out / 'test')}")
     return 0

@@ -3,7 +3,9 @@
 import argparse
 import json
 import os
-import sys
+
+from ..disk import atomic_file
+from . import BAD_INPUT, UsageError, checks, usage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -27,33 +29,32 @@ def add_arguments(parser: argparse.ArgumentParser):
 
 
 def _write_json(obj, path: str):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def run(args) -> int:
     from ..evaluate import evaluate_checkpoint, format_report
 
     if args.batch_size < 1:
-        raise SystemExit(f"trm-fast eval: --batch-size must be >= 1, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if min(args.pass_k) < 1:
-        raise SystemExit(f"trm-fast eval: --pass-k values must be >= 1, got {args.pass_k}")
-    try:
+        raise UsageError(f"--pass-k values must be >= 1, got {args.pass_k}")
+    device = checks.device(args.device)
+    out = args.out or args.checkpoint + ".eval.json"
+    submission_path = args.submission or os.path.join(os.path.dirname(os.path.abspath(out)), "submission.json")
+    checks.writable(out, "--out")
+    if args.submission or os.path.isfile(os.path.join(args.data, "test_puzzles.json")):  # ARC writes a submission
+        checks.writable(submission_path, "--submission")
+    with usage_errors(*BAD_INPUT):
         result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, batch_size=args.batch_size,
-                                     device=args.device, config_path=args.config, use_ema=not args.no_ema,
+                                     device=str(device), config_path=args.config, use_ema=not args.no_ema,
                                      pass_ks=args.pass_k, halting=args.halting)
-    except (OSError, ValueError) as err:  # bad files or values: the message names them
-        print(f"trm-fast eval: error: {err}", file=sys.stderr)
-        return 2
     submission = result.pop("submission", None)
     print(format_report(result))
-    out = args.out or args.checkpoint + ".eval.json"
     _write_json(result, out)
     print(f"\nwrote {out}")
     if submission is not None:
-        path = args.submission or os.path.join(os.path.dirname(os.path.abspath(out)), "submission.json")
-        _write_json(submission, path)
-        print(f"wrote {path}")
+        _write_json(submission, submission_path)
+        print(f"wrote {submission_path}")
     return 0

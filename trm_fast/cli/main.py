@@ -5,6 +5,7 @@ import argparse
 import importlib
 import sys
 
+from ..disk import DiskFullError
 from . import UsageError
 
 # command -> (module, one-line help)
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
-        cmd.set_defaults(_module=module)
+        cmd.set_defaults(_module=module, _prog=cmd.prog)
         importlib.import_module(module).add_arguments(cmd)
     return parser
 
@@ -39,9 +40,9 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return importlib.import_module(args._module).run(args) or 0
-    except UsageError as err:
-        print(f"trm-fast {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except (UsageError, DiskFullError) as err:  # expected: one line; anything else is a bug
+        print(f"{args._prog}: error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, UsageError) else 1
     except KeyboardInterrupt:
         print("trm-fast: interrupted", file=sys.stderr)
         return 130

@@ -4,7 +4,8 @@ named; a per-kernel table by stage, a Chrome/Perfetto trace, a roofline PNG, and
 import argparse
 import os
 
-from . import UsageError
+from ..disk import reporting_full_disk
+from . import UsageError, checks, usage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -71,16 +72,14 @@ def run(args) -> int:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.batch is not None and args.batch < 1:
         raise UsageError(f"--batch must be >= 1, got {args.batch}")
-    try:
-        device = harness.resolve_device(args.device)
+    device = checks.device(args.device)
+    with usage_errors(ValueError):
         if args.ncu and device.type != "cuda":
             raise ValueError("--ncu profiles GPU kernels and needs a CUDA device")
         args.backend = args.backend or "engine"
         bc = configs.load(args.config, configs.parse_shape(args.shape) if args.shape else None)
         args.batch = args.batch or bc.batch
         harness.check([args.mode], [args.backend], [args.batch], device)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
     if args.ncu_child:
         return _run_child(bc, args, device)
 
@@ -88,22 +87,19 @@ def run(args) -> int:
     from ..profile.kernels import short_name
 
     out = args.out or f"profile_{bc.name}_{args.mode}_{args.backend}{'_compiled' if args.compile else ''}"
-    try:
+    checks.writable(out, "--out", directory=True)
+    with usage_errors(ValueError), reporting_full_disk(out):
         summary = runner.profile(bc, args.mode, args.backend, args.batch, device, out, steps=args.steps,
                                  warmup=args.warmup, compile_=args.compile, depth=args.depth, top=args.top,
                                  log=lambda line: print(line, flush=True))
-    except ValueError as err:
-        raise UsageError(str(err)) from None
     print()
     print(summary["text"])
     print(f"\nwrote {out}/profile.txt, {out}/kernels.json, {out}/roofline.png and {out}/trace.json.gz "
           "(open in https://ui.perfetto.dev or chrome://tracing)")
     if args.ncu:
-        try:
+        with usage_errors(ncu.NcuUnavailable):
             text = ncu.run(args.ncu, _child_args(args, device), args.ncu_count, out, short_name,
                            log=lambda line: print(line, flush=True))
-        except ncu.NcuUnavailable as err:
-            raise UsageError(str(err)) from None
         print("\nNsight Compute, means per kernel (percentages of the hardware's peak):\n" + text)
         print(f"wrote {os.path.join(out, 'ncu.txt')} and {os.path.join(out, 'ncu.csv')}")
     return 0

@@ -11,6 +11,8 @@ import json
 import os
 import sys
 
+from . import BAD_INPUT, UsageError, checks, usage_errors
+
 
 def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("puzzles", nargs="*", metavar="PUZZLE",
@@ -75,18 +77,16 @@ def run(args) -> int:
     from ..evaluate.solve import solve_dataset, solve_puzzles
 
     if args.batch_size < 1:
-        print(f"trm-fast solve: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
-        return 2
-    options = dict(halting=args.halting, batch_size=args.batch_size, device=args.device, config_path=args.config,
-                   use_ema=not args.no_ema, compile=args.compile)
-    try:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    options = dict(halting=args.halting, batch_size=args.batch_size, device=str(checks.device(args.device)),
+                   config_path=args.config, use_ema=not args.no_ema, compile=args.compile)
+    with usage_errors(*BAD_INPUT):  # a bad checkpoint, config, dataset or puzzle file: the message names it
         puzzles, datasets = read_sources(args.puzzles, sys.stdin)
+        if not puzzles and not datasets:
+            raise UsageError("no puzzle given (arguments, a file, or lines on stdin)")
         answers, rejected = solve_puzzles(args.checkpoint, puzzles, **options) if puzzles else ([], [])
         for directory in datasets:
             answers += solve_dataset(args.checkpoint, directory, split=args.split, **options)
-    except (OSError, ValueError) as err:  # a bad checkpoint, config or dataset: the message names it
-        print(f"trm-fast solve: error: {err}", file=sys.stderr)
-        return 2
     for source, why in rejected:
         print(f"trm-fast solve: error: {source}: {why}", file=sys.stderr)
     if args.json:
@@ -101,7 +101,4 @@ def run(args) -> int:
             mean = sum(a.steps for a in answers) / len(answers)
             print(f"{len(answers)} puzzles: {valid} valid solutions, {mean:.2f} steps on average"
                   + (f", {len(rejected)} rejected" if rejected else ""))
-    if not answers and not rejected:
-        print("trm-fast solve: error: no puzzle given (arguments, a file, or lines on stdin)", file=sys.stderr)
-        return 2
     return 1 if rejected else 0

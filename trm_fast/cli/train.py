@@ -2,8 +2,8 @@
 `torchrun --nproc-per-node N --no-python trm-fast train ...` (or `torchrun ... -m trm_fast.cli.main train ...`)."""
 
 import argparse
-import os
-import sys
+
+from . import BAD_INPUT, checks, usage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -22,12 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser):
 
 def run(args) -> int:
     from ..train import load_config, train
+    from ..train.loop import run_directory
 
-    try:
-        run_dir = train(load_config(args.config, args.overrides), resume=args.resume)
-    except (OSError, ValueError) as err:  # bad files, keys or values: the message names them
-        print(f"trm-fast train: error: {err}", file=sys.stderr)
-        return 2
-    if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 reports
-        print(f"run directory: {run_dir}")
+    with usage_errors(*BAD_INPUT):
+        config = load_config(args.config, args.overrides)
+        checks.writable(run_directory(config), "checkpoint_path", directory=True)
+        train(config, resume=args.resume)
     return 0

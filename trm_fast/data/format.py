@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..disk import check_free_space
+
 SET_NAME = "all"  # every official builder writes a single set with this name
 TOKEN_DTYPE = np.uint8  # every vocabulary has at most 12 tokens
 INDEX_DTYPE = np.int32
@@ -34,14 +36,31 @@ def array_path(split_dir: Path, field: str) -> Path:
     return Path(split_dir) / f"{SET_NAME}__{field}.npy"
 
 
+class _Stream:
+    """A file that numpy writes through Python's `write`, which raises on a full disk: numpy's own path for
+    real files (tofile) drops that error for an array small enough to sit in its buffer, leaving a
+    truncated file behind."""
+
+    def __init__(self, f):
+        self.write = f.write
+
+
+def _save(path: Path, values: np.ndarray) -> None:
+    """np.save(path, values), failing on a full disk."""
+    with open(path, "wb") as f:
+        np.save(_Stream(f), values)
+
+
 def write_json(path: Path, obj) -> None:
     with open(path, "w") as f:
         json.dump(obj, f)
 
 
 def open_token_array(split_dir: Path, field: str, rows: int, seq_len: int) -> np.memmap:
-    """A (rows, seq_len) uint8 `.npy` file for `inputs` or `labels`, mapped for writing in place."""
+    """A (rows, seq_len) uint8 `.npy` file for `inputs` or `labels`, mapped for writing in place. The free
+    space is checked first: a mapped page that finds the disk full kills the process (SIGBUS)."""
     Path(split_dir).mkdir(parents=True, exist_ok=True)
+    check_free_space(array_path(split_dir, field), rows * seq_len * np.dtype(TOKEN_DTYPE).itemsize, "a token array")
     return np.lib.format.open_memmap(array_path(split_dir, field), mode="w+", dtype=TOKEN_DTYPE,
                                      shape=(rows, seq_len))
 
@@ -51,7 +70,7 @@ def write_indices(split_dir: Path, puzzle_identifiers, puzzle_indices, group_ind
     Path(split_dir).mkdir(parents=True, exist_ok=True)
     for field, values in (("puzzle_identifiers", puzzle_identifiers), ("puzzle_indices", puzzle_indices),
                           ("group_indices", group_indices)):
-        np.save(array_path(split_dir, field), np.asarray(values, dtype=INDEX_DTYPE))
+        _save(array_path(split_dir, field), np.asarray(values, dtype=INDEX_DTYPE))
 
 
 def write_single_example_split(split_dir: Path, inputs: np.ndarray, labels: np.ndarray, group_size: int,
@@ -66,8 +85,8 @@ def write_single_example_split(split_dir: Path, inputs: np.ndarray, labels: np.n
     num_groups = num_puzzles // group_size
     split_dir = Path(split_dir)
     split_dir.mkdir(parents=True, exist_ok=True)
-    np.save(array_path(split_dir, "inputs"), inputs.astype(TOKEN_DTYPE, copy=False))
-    np.save(array_path(split_dir, "labels"), labels.astype(TOKEN_DTYPE, copy=False))
+    _save(array_path(split_dir, "inputs"), inputs.astype(TOKEN_DTYPE, copy=False))
+    _save(array_path(split_dir, "labels"), labels.astype(TOKEN_DTYPE, copy=False))
     write_indices(split_dir, np.zeros(num_puzzles), np.arange(num_puzzles + 1),
                   np.arange(0, num_puzzles + 1, group_size))
     meta = metadata(vocab_size=vocab_size, seq_len=seq_len, num_puzzle_identifiers=1, total_groups=num_groups,

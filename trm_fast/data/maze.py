@@ -80,6 +80,10 @@ def _generate_one(size: int, min_path_length: int, rng: np.random.Generator):
 def generate_mazes(count: int, *, size: int = 30, min_path_length: int = 111, seed: int, stream: int = 0,
                    workers: int = 1):
     """`(questions, answers)` token arrays (count, size * size) of generated mazes (see `maze_generator`)."""
+    longest = maze_generator.longest_path(size)
+    if min_path_length > longest:
+        raise DatasetInputError(f"--min-path-length {min_path_length}: no path that long fits a {size}x{size} maze "
+                                f"(at most {longest} moves); lower it or raise --size")
     items = draw_items(partial(_generate_one, size, min_path_length), count, seed=seed, stream=stream,
                        workers=workers, desc="generating mazes")
     return (np.stack([q for q, _ in items]).reshape(count, -1), np.stack([a for _, a in items]).reshape(count, -1))

@@ -15,6 +15,8 @@ from collections import deque
 
 import numpy as np
 
+from .errors import DatasetInputError
+
 
 def bfs(open_cells: np.ndarray, start: tuple):
     """`(distance, ways)` from `start`: moves to reach each open cell (-1: unreachable) and the number of
@@ -78,6 +80,13 @@ def carve(rng: np.random.Generator, size: int, loop_fraction: float) -> np.ndarr
     return open_cells
 
 
+def longest_path(size: int) -> int:
+    """An upper bound on the moves of a simple path in a carved maze: a path visits each lattice cell at
+    most once, with one wall cell between two of them, and may start and end on a wall cell."""
+    lattice_cells = ((size + 1) // 2) ** 2
+    return 2 * lattice_cells
+
+
 def generate(rng: np.random.Generator, size: int = 30, min_path_length: int = 111, loop_fraction: float = 0.1,
              max_tries: int = 10_000):
     """`(open_cells, start, goal, path)`: a maze and its unique shortest path (start and goal included)."""
@@ -90,5 +99,5 @@ def generate(rng: np.random.Generator, size: int = 30, min_path_length: int = 11
         if len(goals):
             goal = tuple(int(x) for x in goals[rng.integers(len(goals))])
             return open_cells, start, goal, trace_back(distance, goal)
-    raise RuntimeError(f"no {size}x{size} maze with a unique shortest path of >= {min_path_length} moves in "
-                       f"{max_tries} tries; lower the minimum path length")
+    raise DatasetInputError(f"no {size}x{size} maze with a unique shortest path of >= {min_path_length} moves in "
+                            f"{max_tries} tries; lower --min-path-length or raise --size")

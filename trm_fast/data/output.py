@@ -2,7 +2,8 @@
 
 Everything is written into a hidden sibling directory (same file system, so the final rename is
 atomic) that replaces `--out` only once the build has finished; on any error or interrupt the
-sibling is removed and `--out` is left as it was.
+sibling (and any parent directory made for it) is removed and `--out` is left as it was. A full disk
+is DiskFullError naming `--out`.
 """
 
 import os
@@ -11,6 +12,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..disk import make_dirs, remove_dirs, reporting_full_disk
 from .errors import DatasetInputError
 
 
@@ -28,14 +30,15 @@ def check_output_dir(out, force: bool) -> Path:
 def staged_output(out, force: bool = False):
     """Yield an empty directory to build into; on success it becomes `out` (replacing it if `force`)."""
     out = check_output_dir(out, force).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    made = make_dirs(out.parent)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     stage = out.with_name(f".{out.name}.partial-{tag}")
     stage.mkdir()
     try:
-        yield stage
+        with reporting_full_disk(out):
+            yield stage
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        remove_dirs(stage, made)
         raise
     if not out.exists():
         os.rename(stage, out)

@@ -15,13 +15,11 @@ import yaml
 from tqdm import tqdm
 
 from ..arch import ConfigError, build_model, check_arch
-from ..checkpoint import FORMAT, PUZZLE_EMB_KEY, load_checkpoint, read_file, strip_prefix
+from ..checkpoint import FORMAT, PUZZLE_EMB_KEY, TOKENS_KEY, load_checkpoint, read_file, strip_prefix
 from ..data.dataset import Metadata, PuzzleSplit
 from ..engine import Engine
 from .arc import ArcVotes, read_arc_files
 from .runner import evaluate
-
-TOKENS_KEY = "inner.embed_tokens.embedding_weight"
 
 
 def _read_arch(path: str) -> dict:

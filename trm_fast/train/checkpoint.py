@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import FORMAT, read_file
+from ..disk import atomic_file
 from ..models.act import Carry, InnerCarry
 
 
@@ -74,17 +75,10 @@ def latest_checkpoint(run_dir: str) -> Optional[str]:
 
 
 def save_atomic(obj: Any, path: str):
-    """torch.save to a temporary file next to `path`, fsync, then rename over `path`."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """torch.save to a temporary file next to `path`, fsync, then rename over `path`; a full disk is
+    DiskFullError naming `path`, and leaves `path` as it was."""
+    with atomic_file(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def load(path: str) -> Dict[str, Any]:

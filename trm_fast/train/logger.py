@@ -17,6 +17,8 @@ from typing import Dict, Optional
 
 from tqdm import tqdm
 
+from ..disk import reporting_full_disk
+
 TRAIN_CSV, EVAL_CSV, PLOT = "metrics.csv", "eval_metrics.csv", "metrics.png"
 
 
@@ -64,14 +66,18 @@ class RunLogger:
         from torch.utils.tensorboard import SummaryWriter  # slow import, only where a run logs
 
         self.tb = SummaryWriter(os.path.join(run_dir, "tensorboard"), purge_step=start_step + 1 if resume else None)
+        self.steps_logged = 0
+        print(f"run directory: {run_dir}", flush=True)
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
 
     def step(self, step: int, metrics: Dict[str, float]):
-        if self.columns is None:
-            self.columns = ["step"] + list(metrics)
-            csv.writer(self._train).writerow(self.columns)
-        csv.writer(self._train).writerow([step] + [repr(metrics.get(k)) for k in self.columns[1:]])
-        self._train.flush()
+        with reporting_full_disk(self._train.name):
+            if self.columns is None:
+                self.columns = ["step"] + list(metrics)
+                csv.writer(self._train).writerow(self.columns)
+            csv.writer(self._train).writerow([step] + [repr(metrics.get(k)) for k in self.columns[1:]])
+            self._train.flush()
+        self.steps_logged += 1
         for k, v in metrics.items():
             self.tb.add_scalar(f"train/{k}", v, step)
         self.bar.update(step - self.bar.n)
@@ -79,17 +85,21 @@ class RunLogger:
                              exact=f"{metrics['exact_accuracy']:.4f}", refresh=False)
 
     def evaluation(self, step: int, metrics: Dict[str, float]):
-        writer = csv.writer(self._eval)
+        with reporting_full_disk(self._eval.name):
+            csv.writer(self._eval).writerows([step, k, repr(v)] for k, v in metrics.items())
+            self._eval.flush()
         for k, v in metrics.items():
-            writer.writerow([step, k, repr(v)])
             self.tb.add_scalar(f"eval/{k}", v, step)
-        self._eval.flush()
         self.bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
     def write(self, message: str):
         self.bar.write(message)
 
-    def close(self):
+    def close(self, finished: bool = True):
+        """`finished`: the run is over, and the bar ends full (total_steps is the official estimate; each
+        iteration drops its last, partial batch, so a run may end a few steps short of it)."""
+        if finished:
+            self.bar.total = self.bar.n
         self.bar.close()
         self.tb.close()
         self._train.close()

@@ -12,18 +12,21 @@ A run stops at total_steps; the official loop keeps drawing (and skipping) batch
 iteration ends, which changes nothing but the EMA. Checkpoints also come every `checkpoint_every_steps`.
 """
 
+import contextlib
 import copy
 import os
+import sys
 import warnings
 from typing import Optional
 
 import torch
 from tqdm import tqdm
 
-from .. import distributed
+from .. import backend, distributed
 from ..arch import build_model
 from ..checkpoint import load_checkpoint as load_model_checkpoint
 from ..data.dataset import PuzzleSplit
+from ..disk import check_free_space, make_dirs, remove_dirs
 from ..engine import Engine
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
 from ..evaluate.runner import evaluate, gather_arc_votes
@@ -53,6 +56,7 @@ class Run:
         """`resume`: a checkpoint path, or "latest" for the newest one in the run directory."""
         self.config, cfg = config, config
         self.proc = proc = distributed.start()
+        backend.resolve(cfg.arch.get("backend"), proc.device)  # before any work: fused needs a GPU
         torch.random.manual_seed(cfg.seed + proc.rank)
         if cfg.global_batch_size % proc.world_size:
             raise ValueError(f"global_batch_size ({cfg.global_batch_size}) must be a multiple of the number of "
@@ -86,9 +90,12 @@ class Run:
         if resume_path is not None:
             self._restore(resume_path)  # last: it also restores the random generators
 
-        self.log = None
+        self.log, self.made_dir = None, None
         if proc.is_main:
-            os.makedirs(self.run_dir, exist_ok=True)
+            weights = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+            moments = sum(p.numel() * 4 for p in self.model.parameters())  # Adam's two, EMA's one, all fp32
+            check_free_space(self.run_dir, weights + (2 + (self.ema is not None)) * moments, "a checkpoint")
+            self.made_dir = make_dirs(self.run_dir)  # removed again if the run fails before its first step
             with open(os.path.join(self.run_dir, "config.yaml"), "w") as f:
                 f.write(dump_yaml(cfg))
             self.log = RunLogger(self.run_dir, total_steps=self.total_steps, start_step=self.step,
@@ -140,8 +147,8 @@ class Run:
         saved = state["config"]
         for key in FIXED_ON_RESUME:
             if saved.get(key) != getattr(self.config, key):
-                raise ValueError(f"--resume: config key '{key}' differs from the checkpoint {path} "
-                                 f"({saved.get(key)!r} there, {getattr(self.config, key)!r} now)")
+                raise ValueError(f"--resume: config key '{key}' differs from the checkpoint {path}: "
+                                 + _differences(key, saved.get(key), getattr(self.config, key)))
         changed = [k for k, v in self.config.to_dict().items() if k not in FIXED_ON_RESUME and saved.get(k) != v]
         if changed and self.proc.is_main:
             warnings.warn(f"--resume: config keys changed since the checkpoint: {', '.join(changed)}", stacklevel=2)
@@ -218,11 +225,25 @@ class Run:
                     self.save()
                 if last:
                     break
-        finally:
+        except BaseException:
+            self._abandon()
+            raise
+        else:
             if self.log is not None:
                 self.log.close()
+        finally:
             distributed.stop()
         return self.run_dir
+
+    def _abandon(self):
+        """After a failure: close the logs without letting a second error (say, the disk is full) hide the
+        first, and remove the run directory this run made if not one step finished."""
+        if self.log is None:
+            return
+        with contextlib.suppress(Exception):
+            self.log.close(finished=False)
+        if self.made_dir is not None and self.log.steps_logged == 0:
+            remove_dirs(self.run_dir, self.made_dir)
 
     def evaluate(self):
         cfg = self.config
@@ -236,7 +257,9 @@ class Run:
             # each evaluation votes alone (the official default, aggregated_voting: true, piles votes up)
             self.arc = ArcVotes(self.arc.identifiers, self.arc.blank)
         total = sum(s.inputs.shape[0] for s in self.test_split.sets.values())
-        with tqdm(total=total, unit="puzzle", desc="eval", leave=False, disable=not self.proc.is_main) as bar:
+        # nested under the training bar, it moves the cursor up: only where a terminal shows it
+        with tqdm(total=total, unit="puzzle", desc="eval", leave=False,
+                  disable=not (self.proc.is_main and sys.stderr.isatty())) as bar:
             result = evaluate(self.engine, self.test_split, cfg.arch["loss"]["loss_type"], proc=self.proc,
                               arc_votes=self.arc, save_keys=cfg.eval_save_outputs, progress=bar)
         if result.saved_outputs:
@@ -277,6 +300,14 @@ class Run:
         }
         os.makedirs(self.run_dir, exist_ok=True)
         checkpoint.save_atomic(state, checkpoint.checkpoint_file(self.run_dir, self.step))
+
+
+def _differences(name: str, there, now) -> str:
+    """`name.a 1 there, 2 now; ...`: the leaves that differ between two nested dicts."""
+    if not (isinstance(there, dict) and isinstance(now, dict)):
+        return f"{name} {there!r} there, {now!r} now"
+    return "; ".join(_differences(f"{name}.{k}", there.get(k), now.get(k))
+                     for k in sorted(set(there) | set(now)) if there.get(k) != now.get(k))
 
 
 def train(config: TrainConfig, resume: Optional[str] = None) -> str:
