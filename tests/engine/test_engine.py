@@ -3,7 +3,7 @@
 import pytest
 import torch
 import trm_fast
-from helpers import make_batch, official_loop, tiny_config
+from helpers import make_batch, official_loop, spread_halting, tiny_config
 from trm_fast.engine import engine as engine_module
 
 MODELS = [
@@ -21,14 +21,7 @@ def halting_model(cls, overrides, n, seed=0):
     cfg = tiny_config(halt_max_steps=5, backend="reference", **overrides)
     model = cls(cfg).eval()
     batch = make_batch(cfg, seed=seed, batch_size=n)
-    with torch.no_grad():
-        model.inner.q_head.weight.normal_(0, 1)
-        model.inner.q_head.bias.zero_()
-        q = torch.stack([o["q_halt_logits"] - (o["q_continue_logits"] if model.learns_q_continue else 0)
-                         for o in official_loop(model, batch)])  # (M, n): halting margin per step
-        first, never = q[0].sort().values, q.max(0).values.sort().values
-        # shift Q-halt so that about a third halt at step 1 and a fifth never do
-        model.inner.q_head.bias[0] = -float(first[2 * n // 3] + never[n // 5]) / 2
+    spread_halting(model, batch)
     return cfg, model, batch
 
 
