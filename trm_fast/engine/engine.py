@@ -54,11 +54,14 @@ class Engine:
     """Runs a trm_fast.TRM or trm_fast.HRM over any number of puzzles, `batch_size` rows at a time.
 
     `device`: where to run (default: the model's). On a CPU the engine computes in float32 (bfloat16
-    matmuls are several times slower there) and runs at most as many rows as it has puzzles; elsewhere
-    in the model's forward dtype. `compile`: torch.compile the model's step and, on CUDA, capture the steps
-    as CUDA graphs (default: on CUDA; off, every op runs eagerly, as a profiler or debugger wants)."""
+    matmuls are several times slower there), elsewhere in the model's forward dtype. Uncompiled (the
+    default on a CPU) it runs at most as many rows as it has puzzles; compiled, always batch_size rows.
+    `compile`: torch.compile the model's step (default: on CUDA; off, every op runs eagerly, as a debugger
+    wants). `cuda_graphs`: replay the steps from CUDA graphs (default: on CUDA when compiled; torch.profiler
+    does not see the kernels of a replayed graph, so a profile turns it off)."""
 
-    def __init__(self, model: ACTModel, batch_size: int, device=None, *, compile: Optional[bool] = None):
+    def __init__(self, model: ACTModel, batch_size: int, device=None, *, compile: Optional[bool] = None,
+                 cuda_graphs: Optional[bool] = None):
         if not isinstance(model, ACTModel):
             raise TypeError(f"Engine takes a trm_fast.TRM or trm_fast.HRM, got {type(model).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -72,8 +75,8 @@ class Engine:
         if self.dtype != model_dtype:
             warnings.warn(f"trm_fast.Engine computes in float32 on the CPU (the model's forward_dtype is "
                           f"{model.config.forward_dtype}, several times slower there)", stacklevel=2)
-        compile = self.device.type == "cuda" if compile is None else compile
-        self.graphs = compile and self.device.type == "cuda"
+        self.compiled = self.device.type == "cuda" if compile is None else compile
+        self.graphs = self.device.type == "cuda" and (self.compiled if cuda_graphs is None else cuda_graphs)
         # The ops that run fastest inside the compiled step are, today, PyTorch's own, which inductor fuses
         # across op boundaries: with trm_fast's add_rms_norm and swiglu kernels a 16-step evaluation of 768
         # Sudokus took 948 ms on an H200, with plain ops 927 ms (bench/results/2026-11-29_h200_09fe4eb_*).
@@ -82,7 +85,7 @@ class Engine:
         self._shapes = snapshot.shapes(model.inner)
         self._versions = self._weight_versions(model)
         self.step = ModelStep(self.core, model.learns_q_continue)
-        self._step = torch.compile(self.step, dynamic=False) if compile else self.step
+        self._step = torch.compile(self.step, dynamic=False) if self.compiled else self.step
         self._rows: Dict[int, Rows] = {}
         self._queue: Optional[Queue] = None
         self._captured: Dict[tuple, torch.cuda.CUDAGraph] = {}
@@ -119,7 +122,8 @@ class Engine:
         out = self._empty_solution(n, labels is not None, return_logits)
         if n == 0:
             return out
-        rows = self._rows_for(self.batch_size if self.graphs else min(self.batch_size, n))
+        # a compiled step has one shape: every call runs batch_size rows; eager steps need no more than n
+        rows = self._rows_for(self.batch_size if self.compiled else min(self.batch_size, n))
         queue = self._queue_for(n, rows)
         if self.graphs:
             self._capture(rows, queue)

@@ -17,12 +17,13 @@ from .stages import Marker, annotate
 def build_unit(bc, mode: str, backend: str, batch: int, device, compile_: bool, marker: Marker):
     """The unit of work, with the recursion's ranges named. Eager by default, so every level is attributed;
     compiled (as `trm-fast bench` runs it) the ranges inside the model are gone and the ACT step is the
-    finest stage (the engine then also replays CUDA graphs, which hide even that)."""
+    finest stage. The engine runs without its CUDA graphs here: torch.profiler does not see the kernels of
+    a replayed graph."""
     torch.manual_seed(0)
     model, head = harness.model_and_head(bc, batch, backend, bc.build(batch, "reference").state_dict(), device)
     inputs = harness.make_batch(model.config, batch, device)
     if mode == "infer" and backend == "engine":
-        engine = trm_fast.Engine(model.eval(), batch, compile=compile_)
+        engine = trm_fast.Engine(model.eval(), batch, compile=compile_, cuda_graphs=False)
         if not compile_:
             annotate(engine.step, engine.core, engine.config, marker)
 
