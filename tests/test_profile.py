@@ -180,7 +180,8 @@ def test_a_kernel_is_counted_once_on_a_gpu():
     op = NS(name="aten::mm", kernels=[kernel], cpu_parent=None, sequence_nr=-1, input_shapes=[[6, 4], [4, 5]])
     # the profiler also hangs the kernel on CUPTI's bookkeeping and on the runtime call under the op
     noise = [NS(name=n, kernels=[kernel], cpu_parent=op, sequence_nr=-1, input_shapes=[])
-             for n in ("Activity Buffer Request", "Lazy Function Loading", "cudaLaunchKernel", "cuLaunchKernelEx")]
+             for n in ("Activity Buffer Request", "Lazy Function Loading", "cudaLaunchKernel", "cuLaunchKernelEx",
+                       "Command Buffer Full")]
     records = kernels.collect([op, *noise], on_gpu=True)
     assert [(k.name, k.op, k.us, k.flops) for k in records] == [("nvjet_sm90_tst", "aten::mm", 5.0, 240.0)]
 

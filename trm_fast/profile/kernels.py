@@ -132,8 +132,9 @@ def _backward_seq(evt):
 
 
 # events the profiler also hangs a kernel on, besides the op that launched it (CUDA runtime and driver
-# calls, CUPTI's own bookkeeping): counting them would count the kernel twice
-_NOT_AN_OP = re.compile(r"^(cuda[A-Z]|cu[A-Z]|Activity Buffer Request|Lazy Function Loading)")
+# calls, CUPTI's own bookkeeping, and the stalls of a host that runs ahead of a full launch queue, as the
+# engine's does): counting them would count the kernel twice
+_NOT_AN_OP = re.compile(r"^(cuda[A-Z]|cu[A-Z]|Activity Buffer Request|Lazy Function Loading|Command Buffer Full)")
 
 
 def collect(events, on_gpu: bool, default_bytes: int = 2, heads=None):
