@@ -44,6 +44,12 @@ def official_loop(model, batch):
     return outs
 
 
+def halting_margins(model, outs) -> torch.Tensor:
+    """(M, n): after each step, how far each puzzle is from the model's halting rule (> 0: it says halt)."""
+    return torch.stack([o["q_halt_logits"] - (o["q_continue_logits"] if model.learns_q_continue else 0)
+                        for o in outs])
+
+
 def spread_halting(model, batch):
     """Give `model` a Q head that makes the puzzles of `batch` halt at different steps: about a third at
     step 1, about a fifth never."""
@@ -51,8 +57,7 @@ def spread_halting(model, batch):
     with torch.no_grad():
         model.inner.q_head.weight.normal_(0, 1)
         model.inner.q_head.bias.zero_()
-        margin = torch.stack([o["q_halt_logits"] - (o["q_continue_logits"] if model.learns_q_continue else 0)
-                              for o in official_loop(model, batch)]).cpu()  # (M, n): halting margin per step
+        margin = halting_margins(model, official_loop(model, batch)).cpu()
         first, never = margin[0].sort().values, margin.max(0).values.sort().values
         model.inner.q_head.bias[0] = -float(first[2 * n // 3] + never[n // 5]) / 2  # shifts every margin
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import trm_fast
-from helpers import make_batch, official_loop, spread_halting, tiny_config
+from helpers import halting_margins, make_batch, official_loop, spread_halting, tiny_config
 from trm_fast.engine import engine as engine_module
 
 MODELS = [
@@ -47,8 +47,7 @@ def test_halting_q_stops_each_puzzle_at_its_first_halt_and_refills_its_row(cls, 
     n, rows = 13, 4
     cfg, model, batch = halting_model(cls, overrides, n)
     outs = official_loop(model, batch)
-    says = torch.stack([o["q_halt_logits"] > (o["q_continue_logits"] if model.learns_q_continue else 0)
-                        for o in outs])  # (M, n)
+    says = halting_margins(model, outs) > 0  # (M, n)
     m = cfg["halt_max_steps"]
     first = torch.where(says.any(0), says.int().argmax(0) + 1, 0)  # first halting step, 0 for never
     expected_steps = torch.where(first > 0, first, m)

@@ -8,7 +8,7 @@ run may be at most a few times the drop-in model's own."""
 import pytest
 import torch
 import trm_fast
-from helpers import make_batch, official_loop, spread_halting, tiny_config
+from helpers import halting_margins, make_batch, official_loop, spread_halting, tiny_config
 
 pytestmark = pytest.mark.gpu
 
@@ -39,8 +39,7 @@ def test_captured_loop_replays_the_official_evaluation(cls, overrides):
         sol = engine.solve(batch["inputs"], batch["puzzle_identifiers"], return_logits=True)
         torch.testing.assert_close(sol.logits, outs[-1]["logits"], atol=1e-2, rtol=1e-2)
         torch.testing.assert_close(sol.q_halt_logits, outs[-1]["q_halt_logits"], atol=1e-2, rtol=1e-2)
-    margin = torch.stack([o["q_halt_logits"] - (o["q_continue_logits"] if model.learns_q_continue else 0)
-                          for o in outs])  # (M, n): halting margin of each puzzle after each step
+    margin = halting_margins(model, outs)  # (M, n)
     says = margin > 0
     first = torch.where(says.any(0), says.int().argmax(0) + 1, cfg["halt_max_steps"])
     clear = (margin.abs() > 0.05).all(0)  # the same decisions wherever the margin is clear of zero

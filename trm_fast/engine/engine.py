@@ -100,7 +100,7 @@ class Engine:
     def refresh(self):
         """Read the model's weights again. solve() does this by itself when they changed in place (an
         optimizer step, load_state_dict, copy_) since the last read."""
-        snapshot.check_same_shapes(self._shapes, self.model, "Engine.refresh")
+        snapshot.check_same_shapes(self._shapes, self.model)
         snapshot.read_weights(self.core, self.model.inner)
         self._versions = self._weight_versions(self.model)
 
@@ -197,7 +197,7 @@ class Engine:
     def _queue_for(self, n: int, rows: Rows) -> Queue:
         """The queue, grown when it holds fewer than min(n, what QUEUE_BYTES allows) puzzles."""
         cfg = self.config
-        per_puzzle = 12 * cfg.seq_len + cfg.seq_len * cfg.vocab_size * self.dtype.itemsize + 4 * cfg.halt_max_steps + 24
+        per_puzzle = Queue.bytes_per_puzzle(cfg.seq_len, cfg.vocab_size, cfg.halt_max_steps, self.dtype)
         wanted = max(rows.halted.shape[0], min(n, QUEUE_BYTES // per_puzzle))
         if self._queue is None or self._queue.capacity < wanted:
             self._queue = None

@@ -15,7 +15,7 @@ One ACT step is `refill`, then the model's step (engine/step.py), then `settle`:
              puzzle write their answer to its result row
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -75,6 +75,12 @@ class Queue:
                    new(dtype=torch.int64), new(dtype=torch.bool), new(c1, seq_len), new(c1, seq_len, vocab,
                    dtype=logits_dtype), new(c1, dtype=torch.float32), new(c1), new(c1), new(c1, max_steps))
 
+    @staticmethod
+    def bytes_per_puzzle(seq_len: int, vocab: int, max_steps: int, logits_dtype) -> int:
+        """Device bytes `allocate` takes per puzzle of capacity: inputs, labels, preds (int32), logits,
+        the Q-halt logit, steps, first halt, the ids, and the per-step counts."""
+        return 3 * 4 * seq_len + seq_len * vocab * logits_dtype.itemsize + 4 * 4 + 4 * max_steps
+
     @property
     def capacity(self) -> int:
         return self.inputs.shape[0]
@@ -92,9 +98,6 @@ class Queue:
         self.size.fill_(n)
         self.next.zero_()
         self.halt_q.fill_(halt_q)
-
-    def nbytes(self) -> int:
-        return sum(getattr(self, f.name).nbytes for f in fields(self))
 
 
 def refill(rows: Rows, queue: Queue):

@@ -29,14 +29,14 @@ def shapes(core: nn.Module) -> Dict[str, Tuple[int, ...]]:
     return {name: tuple(t.shape) for name, t in _tensors(core)}
 
 
-def check_same_shapes(expected: Dict[str, Tuple[int, ...]], source: nn.Module, what: str):
+def check_same_shapes(expected: Dict[str, Tuple[int, ...]], source: nn.Module):
     """ValueError naming the first tensor whose shape differs between the snapshot and `source`'s core."""
     found = shapes(source.inner)
     for name in sorted(set(expected) | set(found)):
         if expected.get(name) != found.get(name):
             got, want = found.get(name, "missing"), expected.get(name, "absent from the engine")
-            raise ValueError(f"{what}: inner.{name} is {got}, but the engine was built for {want}; the model "
-                             "changed shape since: build a new trm_fast.Engine")
+            raise ValueError(f"trm_fast.Engine: the model's inner.{name} is {got}, but the engine was built for "
+                             f"{want}; the model changed shape since: build a new trm_fast.Engine")
 
 
 def inference_core(model: nn.Module, device: torch.device, dtype: torch.dtype, backend: str) -> nn.Module:
