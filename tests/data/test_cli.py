@@ -17,6 +17,16 @@ def test_sudoku_generated(tmp_path, capsys):
     assert (len(splits["train"]["inputs"]), len(splits["test"]["inputs"])) == (6, 1)
 
 
+def test_sudoku_generated_with_givens(tmp_path, capsys):
+    out = tmp_path / "easy"
+    assert main(["data", "sudoku", "--out", str(out), "--generate", "3", "--test-size", "2", "--givens", "40",
+                 "--workers", "1"]) == 0
+    assert "rated >= 0" in capsys.readouterr().out  # easier puzzles: no minimum rating unless asked
+    splits = check_dataset(out, vocab_size=11, seq_len=81)
+    for split in ("train", "test"):
+        assert ((splits[split]["inputs"] > 1).sum(axis=1) == 40).all()  # token 1 is a blank
+
+
 def test_maze_csv(tmp_path, maze_csv_dir, capsys):
     out = tmp_path / "built"
     assert main(["data", "maze", "--out", str(out), "--csv-dir", str(maze_csv_dir), "--aug"]) == 0
@@ -36,6 +46,7 @@ def test_arc_json_dirs(tmp_path, arc_dirs):
 @pytest.mark.parametrize("args, message", [
     (["sudoku", "--csv-dir", "{tmp}/nothing"], "nothing/train.csv: no such file"),
     (["sudoku", "--csv-dir", "{tmp}", "--test-size", "3"], "--test-size: only with --generate"),
+    (["sudoku", "--csv-dir", "{tmp}", "--givens", "30"], "--givens: only with --generate"),
     (["maze", "--generate", "1", "--out", "{tmp}"], "--out {tmp}: directory exists and is not empty"),
     (["arc", "--sets", "none"], "no tasks: choose --sets"),
     (["arc", "--sets", "arc-agi-9"], "--sets: unknown ARC set 'arc-agi-9'"),
@@ -53,6 +64,7 @@ def test_errors_are_one_line(tmp_path, arc_dirs, capsys, args, message):
 @pytest.mark.parametrize("args, message", [
     (["sudoku", "--out", "x", "--generate", "0"], "--generate: must be a positive integer, got 0"),
     (["sudoku", "--out", "x"], "one of the arguments --csv-dir --generate is required"),
+    (["sudoku", "--out", "x", "--generate", "1", "--givens", "16"], "--givens: must be between 17 and 81"),
     (["arc", "--out", "x", "--num-aug", "-1"], "--num-aug: must be >= 0, got -1"),
 ])
 def test_bad_arguments(capsys, args, message):

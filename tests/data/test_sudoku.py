@@ -52,6 +52,15 @@ def test_generated_puzzles_are_minimal_unique_and_hard_enough():
     assert not np.array_equal(generate_sudokus(2, min_rating=10, seed=1)[0], questions)
 
 
+def test_generation_stops_at_the_givens_asked_for():
+    questions, answers, _ = generate_sudokus(3, min_rating=0, seed=1, givens=35)
+    assert ((questions > 0).sum(axis=1) == 35).all() and invalid_pairs(questions, answers).size == 0
+    for question, answer in zip(questions, answers):
+        assert solve(question.tolist(), limit=2)[0] == [answer.tolist()]  # still a single solution
+    with pytest.raises(ValueError, match="givens must be between 17 and 81"):
+        generate_sudokus(1, min_rating=0, seed=1, givens=16)
+
+
 def test_generation_does_not_depend_on_workers():
     one = generate_sudokus(3, min_rating=0, seed=4, stream=1, workers=1)
     two = generate_sudokus(3, min_rating=0, seed=4, stream=1, workers=2)

@@ -187,3 +187,14 @@ def test_bad_training_inputs_fail_early_and_say_what(reverse_data, tmp_path):
     proc = run_cli("train", "--resume-from", tmp_path / "gone.pt", "tiny", f"data_paths=[{data}]",
                    f"checkpoint_path={tmp_path / 'run'}")
     assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
+
+
+def test_a_compiled_training_step_trains_like_the_eager_one(reverse_data, tmp_path):
+    # On a GPU the trainer compiles its step by default; here it is asked for, to check it changes nothing.
+    data, losses = reverse_data(train_groups=16), {}
+    for compiled in (False, True):
+        run_dir = tmp_path / f"compile_{compiled}"
+        train(load_config("tiny", tiny_overrides(data, run_dir, "epochs=2", "eval_interval=null",
+                                                 f"compile={str(compiled).lower()}")))
+        losses[compiled] = [float(r[5]) for r in _rows(run_dir / "metrics.csv")[1:]]
+    assert len(losses[True]) == 2 and losses[True] == pytest.approx(losses[False], rel=1e-5)

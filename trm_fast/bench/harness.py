@@ -30,7 +30,7 @@ BACKENDS = ("engine", "fused", "reference-eager", "reference-compile", "referenc
 GRAPHS_MAX_BATCH = 64
 _FUSED_OPS = "trm_fast kernels (add_rms_norm, swiglu) where they run"
 NOTES = {
-    "engine": dict(train=f"the trainer's step as trm-fast train runs it (eager, {_FUSED_OPS})",
+    "engine": dict(train=f"the trainer's step as trm-fast train runs it ({_FUSED_OPS}, compiled on a GPU)",
                    infer="trm_fast.Engine, halting all: compiled step (PyTorch ops fused by inductor), CUDA graphs "
                          "of 4 ACT steps"),
     "fused": dict(train=f"{_FUSED_OPS}, inside torch.compile of the rest",
@@ -82,10 +82,12 @@ def _clone_carry(c: Carry) -> Carry:
 
 
 def callable_for(head, backend: str):
-    """The loss head as `backend` runs it: eager (as the trainer runs it today), torch.compile, or
-    compiled into CUDA graphs."""
-    if backend in ("reference-eager", "engine"):
+    """The loss head as `backend` runs it: eager, as the trainer runs it (compiled on a GPU), torch.compile,
+    or compiled into CUDA graphs."""
+    if backend == "reference-eager":
         return head
+    if backend == "engine":
+        return trm_fast.engine.training_forward(head, next(head.parameters()).device)
     if backend == "reference-graphs":
         compiled = torch.compile(head, mode="reduce-overhead", dynamic=False)
 

@@ -23,6 +23,14 @@ def _natural(text: str) -> int:
     return value
 
 
+def _givens(text: str) -> int:
+    value = int(text)
+    if not 17 <= value <= 81:
+        raise argparse.ArgumentTypeError(f"must be between 17 and 81 (no Sudoku with fewer givens has a single "
+                                         f"solution), got {text}")
+    return value
+
+
 def _common(cmd, seed_help: str) -> None:
     cmd.set_defaults(_prog=cmd.prog)  # errors start `trm-fast data DATASET: error:`
     cmd.add_argument("--out", type=Path, required=True, help="output directory (must not exist or be empty)")
@@ -52,7 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sudoku.add_argument("--min-difficulty", type=int, metavar="R",
                         help="keep puzzles rated >= R: the CSV's rating column (default: all), or for --generate "
                              "the guesses of a plain backtracking solver (default: "
-                             f"{DEFAULT_GENERATED_SUDOKU_RATING})")
+                             f"{DEFAULT_GENERATED_SUDOKU_RATING}, or 0 with --givens)")
+    sudoku.add_argument("--givens", type=_givens, default=0, metavar="G",
+                        help="with --generate: stop emptying cells at G givens, 17-81 (default: minimal puzzles, "
+                             "about 24 givens); easier puzzles, so the minimum rating defaults to 0")
     sudoku.add_argument("--num-aug", type=_natural, default=0, metavar="K",
                         help="augmented copies of each training puzzle (paper: 1000)")
 
@@ -99,12 +110,15 @@ def _sudoku(args):
         train = read_sudoku_csv(args.csv_dir / "train.csv", args.min_difficulty)
         test = read_sudoku_csv(args.csv_dir / "test.csv", args.min_difficulty)
     else:
-        rating = DEFAULT_GENERATED_SUDOKU_RATING if args.min_difficulty is None else args.min_difficulty
+        rating = args.min_difficulty
+        if rating is None:
+            rating = 0 if args.givens else DEFAULT_GENERATED_SUDOKU_RATING
         sets = []
         for stream, count in enumerate((args.generate, args.test_size or args.generate)):
             q, a, ratings = generate_sudokus(count, min_rating=rating, seed=args.seed, stream=stream,
-                                             workers=args.workers)
-            print(f"generated {count} sudokus rated >= {rating} (mean {ratings.mean():.1f} guesses)")
+                                             workers=args.workers, givens=args.givens)
+            print(f"generated {count} sudokus rated >= {rating} (mean {ratings.mean():.1f} guesses, "
+                  f"{(q > 0).sum(axis=1).mean():.1f} givens)")
             sets.append((q, a))
         train, test = sets
     write_sudoku_dataset(args.out, train, test, num_aug=args.num_aug, subsample=args.subsample, seed=args.seed,
@@ -153,6 +167,8 @@ def run(args) -> int:
     with usage_errors(DatasetInputError):
         if args.dataset != "arc" and args.csv_dir is not None and args.test_size is not None:
             raise DatasetInputError("--test-size: only with --generate (the CSV directory has its own test.csv)")
+        if args.dataset == "sudoku" and args.csv_dir is not None and args.givens:
+            raise DatasetInputError("--givens: only with --generate (the CSV's puzzles have their own givens)")
         check_output_dir(args.out, args.force)  # before any long work
         checks.writable(args.out, "--out", directory=True)
         build(args)

@@ -117,15 +117,17 @@ def read_sudoku_csv(path, min_difficulty=None):
     return q, a
 
 
-def _generate_one(min_rating: int, rng: np.random.Generator):
-    puzzle, solution, rating = sudoku_solver.generate(rng, min_rating)
+def _generate_one(min_rating: int, givens: int, rng: np.random.Generator):
+    puzzle, solution, rating = sudoku_solver.generate(rng, min_rating, givens=givens)
     return np.array(puzzle, np.uint8), np.array(solution, np.uint8), rating
 
 
-def generate_sudokus(count: int, *, min_rating: int, seed: int, stream: int = 0, workers: int = 1):
+def generate_sudokus(count: int, *, min_rating: int, seed: int, stream: int = 0, workers: int = 1,
+                     givens: int = 0):
     """`(questions, answers, ratings)` of `count` generated puzzles with one solution each, rated
-    >= `min_rating` (see `sudoku_solver`). `stream` separates independent sets of one seed."""
-    items = draw_items(partial(_generate_one, min_rating), count, seed=seed, stream=stream, workers=workers,
+    >= `min_rating`, minimal or with `givens` givens (see `sudoku_solver`). `stream` separates
+    independent sets of one seed."""
+    items = draw_items(partial(_generate_one, min_rating, givens), count, seed=seed, stream=stream, workers=workers,
                        desc="generating sudokus")
     questions = np.stack([q for q, _, _ in items]).reshape(-1, SEQ_LEN)
     answers = np.stack([a for _, a, _ in items]).reshape(-1, SEQ_LEN)

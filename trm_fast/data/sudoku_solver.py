@@ -12,7 +12,9 @@ Sudoku-Extreme CSV's `rating` column comes from another, stronger solver; the tw
 
 The generator draws a random full grid, then empties its cells in random order, keeping each
 removal only if the puzzle still has a single solution; the result is a minimal puzzle (no given
-can be removed). Puzzles rated below `min_rating` are dropped and another one is drawn.
+can be removed, about 24 givens), or, with `givens=G`, the puzzle at the moment only G givens are
+left (easier: at 32 givens about half need no guess). Puzzles rated below `min_rating` are dropped
+and another one is drawn.
 """
 
 import numpy as np
@@ -117,23 +119,31 @@ def _random_full_grid(rng: np.random.Generator):
     return [int(d) for d in digits[g[rows][:, cols]].reshape(-1)]
 
 
-def _minimal_puzzle(full, rng: np.random.Generator):
-    """Empty cells of `full` in random order while the puzzle keeps a single solution."""
-    puzzle = list(full)
+def _emptied_puzzle(full, rng: np.random.Generator, givens: int):
+    """Empty cells of `full` in random order while the puzzle keeps a single solution, down to a
+    minimal puzzle or until `givens` givens are left."""
+    puzzle, left = list(full), 81
     for c in rng.permutation(81):
+        if left <= givens:
+            break
         digit, puzzle[c] = puzzle[c], 0
         allowed = [_ALL] * 81
         allowed[c] ^= 1 << (digit - 1)  # is there a solution with another digit here?
         if _Search(puzzle, allowed).run(limit=1):
             puzzle[c] = digit
+        else:
+            left -= 1
     return puzzle
 
 
-def generate(rng: np.random.Generator, min_rating: int = 0, max_tries: int = 100_000):
-    """`(puzzle, solution, rating)`: a minimal puzzle with a single solution, rated >= min_rating."""
+def generate(rng: np.random.Generator, min_rating: int = 0, max_tries: int = 100_000, givens: int = 0):
+    """`(puzzle, solution, rating)`: a puzzle with a single solution, rated >= min_rating; minimal, or
+    emptied no further than `givens` givens (17..81; a puzzle that turns minimal first keeps more)."""
+    if givens and not 17 <= givens <= 81:
+        raise ValueError(f"givens must be between 17 and 81 (0: minimal puzzles), got {givens}")
     for _ in range(max_tries):
         full = _random_full_grid(rng)
-        puzzle = _minimal_puzzle(full, rng)
+        puzzle = _emptied_puzzle(full, rng, givens)
         solution, rating = rate(puzzle)
         if solution == full and rating >= min_rating:
             return puzzle, solution, rating

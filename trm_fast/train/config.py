@@ -60,6 +60,7 @@ SCHEMA = {
     "freeze_weights": Rule(bool, False),
     # trm_fast only
     "checkpoint_every_steps": Rule(int, None, lo=1, optional=True),  # also checkpoint every N steps
+    "compile": Rule(bool, None, optional=True),  # torch.compile the training step; default: on a GPU only
 }
 
 ARC_EVALUATOR_KEYS = {"name": str, "submission_K": int, "pass_Ks": list, "aggregated_voting": bool}
@@ -94,6 +95,7 @@ class TrainConfig:
     ema_rate: float = 0.999
     freeze_weights: bool = False
     checkpoint_every_steps: Optional[int] = None
+    compile: Optional[bool] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

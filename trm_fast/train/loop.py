@@ -27,7 +27,7 @@ from ..arch import build_model
 from ..checkpoint import load_checkpoint as load_model_checkpoint
 from ..data.dataset import PuzzleSplit
 from ..disk import check_free_space, make_dirs, remove_dirs
-from ..engine import Engine
+from ..engine import Engine, training_forward
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
 from ..evaluate.runner import evaluate, gather_arc_votes
 from . import checkpoint
@@ -80,6 +80,7 @@ class Run:
             self._load_weights(cfg.load_checkpoint)
         if proc.world_size > 1:
             distributed.broadcast_module(self.model)
+        self.forward = training_forward(self.head, proc.device, cfg.compile)
         self.optimizers, self.base_lrs = build_optimizers(cfg, self.model)
         self.ema = EMA(self.model, cfg.ema_rate) if cfg.ema else None
         self.sampler = TrainSampler(self.train_split, seed=cfg.seed, global_batch_size=cfg.global_batch_size,
@@ -179,7 +180,7 @@ class Run:
         if self.carry is None:
             self.carry = self.head.initial_carry(batch)
         self.step += 1
-        self.carry, loss, metrics, _, _ = self.head(return_keys=(), carry=self.carry, batch=batch)
+        self.carry, loss, metrics, _, _ = self.forward(return_keys=(), carry=self.carry, batch=batch)
         ((1 / cfg.global_batch_size) * loss).backward()
         if self.proc.world_size > 1:
             distributed.sum_gradients(self.model)
