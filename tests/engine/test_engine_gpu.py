@@ -63,3 +63,12 @@ def test_bfloat16_engine_is_as_accurate_as_the_bfloat16_model(cls, overrides):
     def error(x):
         return ((x.float() - truth).norm() / truth.norm()).item()
     assert error(sol.logits) <= 3 * error(eager) + 2e-2, (error(sol.logits), error(eager))
+
+
+def test_inputs_on_the_cpu_and_labels_on_the_gpu_are_taken_as_they_come():
+    # the evaluator hands over its batch from the host and its labels already on the device
+    cfg, model, batch = build(trm_fast.TRM, dict(), "float32", 5)
+    engine = trm_fast.Engine(model, 4)
+    on_gpu = engine.solve(batch["inputs"], batch["puzzle_identifiers"], labels=batch["labels"])
+    mixed = engine.solve(batch["inputs"].cpu(), batch["puzzle_identifiers"].cpu(), labels=batch["labels"])
+    assert torch.equal(on_gpu.preds, mixed.preds) and torch.equal(on_gpu.correct_tokens, mixed.correct_tokens)

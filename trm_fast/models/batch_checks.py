@@ -79,8 +79,8 @@ def check_ranges(config, batch, what: str = "batch['{}']"):
     labels_valid = labels[labels != IGNORE_LABEL_ID] if labels is not None else inputs[:0]
     zero = torch.zeros((), dtype=torch.int64, device=inputs.device)
 
-    def lo_hi(t):
-        return (t.min().long(), t.max().long()) if t.numel() else (zero, zero)
+    def lo_hi(t):  # on inputs' device: the engine takes each tensor from any device
+        return (t.min().long().to(zero.device), t.max().long().to(zero.device)) if t.numel() else (zero, zero)
 
     # one host sync for all six numbers
     stats = torch.stack([*lo_hi(inputs), *lo_hi(ids), *lo_hi(labels_valid)]).tolist()
