@@ -28,7 +28,8 @@ fi
 echo "data: $(( $(date +%s) - start )) s" | tee -a "$log"
 
 start=$(date +%s)
-resume=(); [ -d run ] && resume=(--resume)
+resume=()  # a warm machine still holds the last call's run: continue it, or drop one without a checkpoint
+if compgen -G "run/step_*.pt" > /dev/null; then resume=(--resume); else rm -rf run; fi
 timeout -s INT "$seconds" trm-fast train sudoku_solver checkpoint_path=run "${resume[@]}" >> "$log" 2>&1 || true
 echo "train: $(( $(date +%s) - start )) s (limit $seconds)" | tee -a "$log"
 
