@@ -69,6 +69,23 @@ def test_halting_q_stops_each_puzzle_at_its_first_halt_and_refills_its_row(cls, 
     assert everything.halt_step.tolist() == first.tolist() and everything.steps.tolist() == [m] * n
 
 
+@pytest.mark.parametrize("cls, overrides", MODELS, ids=IDS)
+def test_a_halt_threshold_moves_each_puzzles_decision(cls, overrides):
+    n = 13
+    cfg, model, batch = halting_model(cls, overrides, n)
+    margin = halting_margins(model, official_loop(model, batch))  # (M, n)
+    threshold = float(margin.median())
+    says = margin > threshold
+    first = torch.where(says.any(0), says.int().argmax(0) + 1, 0)
+    assert len(set(first.tolist())) > 2
+    engine = trm_fast.Engine(model, 4)
+    sol = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting="q", halt_threshold=threshold)
+    assert sol.halt_step.tolist() == first.tolist()
+    assert sol.steps.tolist() == torch.where(first > 0, first, cfg["halt_max_steps"]).tolist()
+    never = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting="q", halt_threshold=1e30)
+    assert never.steps.tolist() == [cfg["halt_max_steps"]] * n and not never.halted_by_model.any()
+
+
 def test_queue_segments_and_repeated_calls_give_the_same_answers(monkeypatch):
     n = 11
     cfg, model, batch = halting_model(trm_fast.TRM, {}, n, seed=3)
@@ -127,6 +144,8 @@ def test_bad_input_is_named():
     engine = trm_fast.Engine(model, 2)
     cases = [
         (dict(halting="maybe"), ValueError, "halting must be one of 'all', 'q', got 'maybe'"),
+        (dict(halt_threshold=float("nan")), ValueError, "halt_threshold must be a finite number, got nan"),
+        (dict(halt_threshold="1"), ValueError, "halt_threshold must be a finite number, got '1'"),
         (dict(inputs=ins[:, :-1]), ValueError, r"inputs must have shape \(N, seq_len=7\), got \(3, 6\)"),
         (dict(inputs=ins[0]), ValueError, r"inputs must have shape \(N, seq_len=7\), got \(7,\)"),
         (dict(puzzle_identifiers=ids[:2]), ValueError, r"puzzle_identifiers must have shape \(3,\)"),

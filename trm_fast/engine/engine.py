@@ -108,12 +108,17 @@ class Engine:
 
     @torch.no_grad()
     def solve(self, inputs, puzzle_identifiers, halting: str = "all", *, labels=None,
-              return_logits: bool = False) -> Solution:
+              return_logits: bool = False, halt_threshold: float = 0.0) -> Solution:
         """Solve N puzzles: `inputs` (N, seq_len) token ids, `puzzle_identifiers` (N,); `labels` (N, seq_len)
         adds `correct_tokens`. `halting`: "all" (every puzzle runs halt_max_steps steps, the official
-        evaluation) or "q" (each stops when the model says so and its row takes the next puzzle)."""
+        evaluation) or "q" (each stops when the model says so and its row takes the next puzzle).
+        `halt_threshold`: the model says halt where Q-halt (minus Q-continue, for a model that learns
+        it) exceeds this, 0 as in training; a higher one makes it think longer (halt_step follows it)."""
         if halting not in HALTING:
             raise ValueError(f"halting must be one of {', '.join(map(repr, HALTING))}, got {halting!r}")
+        if isinstance(halt_threshold, bool) or not isinstance(halt_threshold, (int, float)) or \
+                not math.isfinite(halt_threshold):
+            raise ValueError(f"halt_threshold must be a finite number, got {halt_threshold!r}")
         inputs, puzzle_identifiers, labels = self._checked(inputs, puzzle_identifiers, labels)
         if self._weight_versions(self.model) != self._versions:
             self.refresh()
@@ -130,7 +135,8 @@ class Engine:
         rows.clear()
         for start in range(0, n, queue.capacity):
             part = slice(start, min(n, start + queue.capacity))
-            queue.load(inputs[part], puzzle_identifiers[part], None if labels is None else labels[part], halting == "q")
+            queue.load(inputs[part], puzzle_identifiers[part], None if labels is None else labels[part], halting == "q",
+                       halt_threshold)
             count = part.stop - part.start
             if halting == "all":  # rows move in lockstep: every halt_max_steps steps, a full batch is done
                 self._run(rows, queue, cfg.halt_max_steps * math.ceil(count / rows.halted.shape[0]))
@@ -210,9 +216,9 @@ class Engine:
 
     def _step_once(self, rows: Rows, queue: Queue):
         refill(rows, queue)
-        logits, q_halt, says_halt = self._step(rows.z_H, rows.z_L, rows.inputs, rows.puzzle_identifiers, rows.steps,
-                                               rows.halted)
-        settle(rows, queue, logits, q_halt, says_halt, self.config.halt_max_steps)
+        logits, q_halt, margin = self._step(rows.z_H, rows.z_L, rows.inputs, rows.puzzle_identifiers, rows.steps,
+                                            rows.halted)
+        settle(rows, queue, logits, q_halt, margin, self.config.halt_max_steps)
 
     def _run(self, rows: Rows, queue: Queue, steps: int):
         if not self.graphs:

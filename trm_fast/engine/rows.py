@@ -11,8 +11,8 @@ One ACT step is `refill`, then the model's step (engine/step.py), then `settle`:
              a halted row finds none once the queue is used up and idles without a puzzle
     step     halted rows restart from the initial latents; the core runs once on every row
     settle   count each row's correct tokens at this step; a row halts at halt_max_steps, or where the
-             policy is 'q' and the model says so, or when it has no puzzle; rows that halt with a
-             puzzle write their answer to its result row
+             policy is 'q' and the model says so (its halt margin above the queue's threshold), or when
+             it has no puzzle; rows that halt with a puzzle write their answer to its result row
 """
 
 from dataclasses import dataclass
@@ -58,6 +58,7 @@ class Queue:
     size: torch.Tensor  # () int64: puzzles loaded
     next: torch.Tensor  # () int64: position of the next puzzle to hand out
     halt_q: torch.Tensor  # () bool: the policy, 'q' (True) or 'all'
+    halt_threshold: torch.Tensor  # () float32: the model says halt where its halt margin exceeds it
     # results, C + 1 rows (the last one is the spare)
     preds: torch.Tensor  # (C + 1, S) int32: argmax of the logits at the puzzle's last step
     logits: torch.Tensor  # (C + 1, S, V) at that step
@@ -72,7 +73,7 @@ class Queue:
             return torch.zeros(shape, dtype=dtype, device=device)
         c1 = capacity + 1
         return cls(new(capacity, seq_len), new(capacity), new(capacity, seq_len), new(dtype=torch.int64),
-                   new(dtype=torch.int64), new(dtype=torch.bool), new(c1, seq_len), new(c1, seq_len, vocab,
+                   new(dtype=torch.int64), new(dtype=torch.bool), new(dtype=torch.float32), new(c1, seq_len), new(c1, seq_len, vocab,
                    dtype=logits_dtype), new(c1, dtype=torch.float32), new(c1), new(c1), new(c1, max_steps))
 
     @staticmethod
@@ -85,7 +86,8 @@ class Queue:
     def capacity(self) -> int:
         return self.inputs.shape[0]
 
-    def load(self, inputs, puzzle_identifiers, labels: Optional[torch.Tensor], halt_q: bool):
+    def load(self, inputs, puzzle_identifiers, labels: Optional[torch.Tensor], halt_q: bool,
+             halt_threshold: float = 0.0):
         """Queue these puzzles (n <= capacity; any integer dtype, any device) and rewind."""
         n = inputs.shape[0]
         self.inputs[:n].copy_(inputs, non_blocking=True)
@@ -98,6 +100,7 @@ class Queue:
         self.size.fill_(n)
         self.next.zero_()
         self.halt_q.fill_(halt_q)
+        self.halt_threshold.fill_(halt_threshold)
 
 
 def refill(rows: Rows, queue: Queue):
@@ -114,10 +117,11 @@ def refill(rows: Rows, queue: Queue):
     rows.first_halt.masked_fill_(halted, 0)
 
 
-def settle(rows: Rows, queue: Queue, logits: torch.Tensor, q_halt: torch.Tensor, says_halt: torch.Tensor,
+def settle(rows: Rows, queue: Queue, logits: torch.Tensor, q_halt: torch.Tensor, margin: torch.Tensor,
            max_steps: int):
     """After the model's step: record, decide which rows halt, write the answers of those that do."""
     spare = queue.capacity
+    says_halt = margin > queue.halt_threshold
     has_puzzle = rows.puzzle >= 0
     preds = logits.argmax(-1).to(torch.int32)
     labelled = rows.labels != IGNORE_LABEL_ID

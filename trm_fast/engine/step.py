@@ -8,12 +8,12 @@ nothing of the queue, so one compilation serves every call of `Engine.solve`.
 import torch
 from torch import nn
 
-from ..models.act import InnerCarry, restart_steps, wants_to_halt
+from ..models.act import InnerCarry, halt_margin, restart_steps
 
 
 class ModelStep(nn.Module):
-    """forward(rows' tensors) -> (logits, Q-halt logits, the model's own halting decision); the
-    latents and step counters are updated in place."""
+    """forward(rows' tensors) -> (logits, Q-halt logits, halt margin: the model says halt where it is > 0);
+    the latents and step counters are updated in place."""
 
     def __init__(self, core: nn.Module, learns_q_continue: bool):
         super().__init__()
@@ -27,4 +27,4 @@ class ModelStep(nn.Module):
         z_H.copy_(carry.z_H)
         z_L.copy_(carry.z_L)
         steps.copy_(restart_steps(halted, steps) + 1)
-        return logits, q_halt, wants_to_halt(q_halt, q_continue, self.learns_q_continue)
+        return logits, q_halt, halt_margin(q_halt, q_continue, self.learns_q_continue)

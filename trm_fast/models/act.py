@@ -41,10 +41,15 @@ def restart_steps(halted: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     return torch.where(halted, 0, steps)
 
 
+def halt_margin(q_halt: torch.Tensor, q_continue: torch.Tensor, learns_q_continue: bool) -> torch.Tensor:
+    """(B,) how far the Q head is past its halting point: Q-halt, or Q-halt - Q-continue for a model that
+    learns Q-continue. The model says halt where it is > 0 (> halt_threshold in trm_fast.Engine)."""
+    return q_halt - q_continue if learns_q_continue else q_halt
+
+
 def wants_to_halt(q_halt: torch.Tensor, q_continue: torch.Tensor, learns_q_continue: bool) -> torch.Tensor:
-    """The model's own halting decision (B,) bool: Q-halt > 0, or Q-halt > Q-continue for a model
-    that learns Q-continue."""
-    return q_halt > (q_continue if learns_q_continue else 0)
+    """The model's own halting decision (B,) bool, as training and the official code take it."""
+    return halt_margin(q_halt, q_continue, learns_q_continue) > 0
 
 
 def q_continue_target(is_last_step: torch.Tensor, next_q_halt: torch.Tensor, next_q_continue: torch.Tensor):
