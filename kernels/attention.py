@@ -47,17 +47,15 @@ def _configs():
 
 
 def _prune(configs, named_args, **kwargs):
-    """Drop tiles that cannot help this S: a query or key block beyond the smallest power of two covering
-    the sequence only computes padding, and with a single key block there is no loop to pipeline."""
-    seq = triton.next_power_of_2(named_args["S"])
-    kept = []
-    for c in configs:
-        block_m, block_n = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]
-        if block_m > max(32, seq) or block_n > max(32, seq):
-            continue
-        if block_n >= seq and c.num_stages > 1:
-            continue
-        kept.append(c)
+    """The configs worth timing at this S, so that a first call tunes in seconds. Up to 128 positions, one
+    key block covering the sequence (several smaller ones pad no less, 97 rounds to 128 with any tile, and
+    add the rescaling; with no loop there is nothing to pipeline) and query blocks no longer than it. Past
+    128, the key loop is pipelined (2 or 3 stages) and query blocks of 64 or 128 rows share each K/V load."""
+    seq = max(32, triton.next_power_of_2(named_args["S"]))
+    if seq <= 128:
+        kept = [c for c in configs if c.kwargs["BLOCK_N"] == seq and c.kwargs["BLOCK_M"] <= seq and c.num_stages == 1]
+    else:
+        kept = [c for c in configs if c.kwargs["BLOCK_M"] >= 64 and c.num_stages > 1]
     return kept or configs[:1]
 
 

@@ -95,7 +95,8 @@ def rope_attention(qkv: torch.Tensor, cos_sin, num_heads: int, backend: str = "r
     """Non-causal attention of RoPE(q), RoPE(k), v split from ``qkv`` (B, S, 3H, D); ``cos_sin`` is None or
     the model's (cos, sin) tables (S, D). Returns (B, S, H * D)."""
     cos, sin = cos_sin if cos_sin is not None else (None, None)
-    recording = torch.is_grad_enabled() and qkv.requires_grad  # no fused backward yet: autograd needs the reference
-    if not recording and _backend.use_fused(backend, "attention", lambda: unsupported(qkv, cos, sin, num_heads, backend)):
+    recording = torch.is_grad_enabled() and qkv.requires_grad  # no fused backward yet: the reference's autograd
+    why_not = lambda: unsupported(qkv, cos, sin, num_heads, backend)  # noqa: E731
+    if not recording and _backend.use_fused(backend, "attention", why_not):
         return rope_attention_fused(qkv, cos, sin, num_heads)
     return rope_attention_reference(qkv, cos, sin, num_heads)
