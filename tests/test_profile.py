@@ -208,6 +208,8 @@ def test_fused_rope_attention_counts_its_one_qkv_input():
     assert kernels.op_cost(Evt, heads=8) == (4 * 2 * 8 * 97 * 97 * 64, qkv + tables + out, True)
     Evt.input_shapes, Evt.input_dtypes = Evt.input_shapes[:1], Evt.input_dtypes[:1]  # no RoPE: no tables
     assert kernels.op_cost(Evt) == (4 * 2 * 8 * 97 * 97 * 64, qkv + out, True)
+    # its Triton kernel is one of trm_fast's, not the library attention, even where its op is not seen
+    assert kernels.category(kernels.Kernel("_rope_attention_fwd_kernel", "", (), 1.0)) == "trm_fast kernels"
 
 
 def test_matmul_with_an_out_argument():

@@ -93,7 +93,8 @@ def unsupported(qkv: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[to
 
 def rope_attention(qkv: torch.Tensor, cos_sin, num_heads: int, backend: str = "reference") -> torch.Tensor:
     """Non-causal attention of RoPE(q), RoPE(k), v split from ``qkv`` (B, S, 3H, D); ``cos_sin`` is None or
-    the model's (cos, sin) tables (S, D). Returns (B, S, H * D)."""
+    the model's (cos, sin) tables (S, D). Returns (B, S, H * D). The kernel is forward only: where autograd
+    records, the reference runs on every backend (the fused backward is the training issue's)."""
     cos, sin = cos_sin if cos_sin is not None else (None, None)
     recording = torch.is_grad_enabled() and qkv.requires_grad  # no fused backward yet: the reference's autograd
     why_not = lambda: unsupported(qkv, cos, sin, num_heads, backend)  # noqa: E731

@@ -192,7 +192,8 @@ def short_name(name: str, width: int = 58) -> str:
 
 
 CATEGORIES = [  # (category, pattern on kernel or op name), first match wins
-    ("trm_fast kernels", re.compile(r"trm_fast::|add_rms_norm|swiglu_(fwd|bwd)|rows_(fwd|bwd)|strided_(fwd|bwd)")),
+    ("trm_fast kernels",
+     re.compile(r"trm_fast::|add_rms_norm|swiglu_(fwd|bwd)|rope_attention_fwd|rows_(fwd|bwd)|strided_(fwd|bwd)")),
     ("attention", re.compile(r"flash|fmha|attention|cudnn", re.I)),
     ("GEMM", re.compile(r"gemm|cutlass|xmma|nvjet|cublas|sm90_|aten::(add|b)?mm$|aten::baddbmm$", re.I)),
     ("inductor (Triton)", re.compile(r"^triton")),
