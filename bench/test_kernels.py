@@ -1,5 +1,6 @@
 """Micro-benchmarks: each fused kernel against its plain-PyTorch reference, forward and backward, in bf16
-at sudoku_attn's shape (batch 768 x 97 positions, hidden 512, SwiGLU width 1536). Times are GPU times.
+at sudoku_attn's shape (batch 768 x 97 positions, hidden 512, SwiGLU width 1536; attention also at ARC's
+916 positions, batch 64). Times are GPU times.
 Run on a GPU machine from the repository root, trm_fast installed: `pytest bench/ --benchmark-only`.
 extra_info's `bytes` is the least a call must move: divide it by a row's mean time for GB/s."""
 
@@ -8,13 +9,16 @@ import functools
 import pytest
 import torch
 
+from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops import add_rms_norm, swiglu
+from trm_fast.ops.attention import rope_attention_fused, rope_attention_reference
 from trm_fast.ops.rms_norm import add_rms_norm_fused, add_rms_norm_reference
 
 M = 768 * 97  # rows: every position of every sequence in the batch
 D = 512
 INNER = 1536
 EPS = 1e-5
+HEADS, HEAD_DIM = 8, 64
 BF16 = 2  # bytes per element
 IMPLS = ("fused", "reference")
 
@@ -61,11 +65,27 @@ def _swiglu_backward():
     return {impl: grads(impl) for impl in IMPLS}, 5 * M * INNER * BF16, (M, 2 * INNER)
 
 
+def _rope_attention_forward(batch, seq):
+    """The model's attention: qkv (B, S, 3H, D) from the projection and the RoPE tables in, (B, S, H*D) out.
+    The reference is what the compiled model ran before the kernel: inductor's RoPE pass, then SDPA (so it
+    is compiled here, unlike the other references; it compiles in the comparison, before any timing)."""
+    qkv = _randn(batch, seq, 3 * HEADS, HEAD_DIM)
+    cos, sin = (t.cuda() for t in RotaryEmbedding(HEAD_DIM, seq, 10000.0)())
+    reference = torch.compile(rope_attention_reference, dynamic=False)
+    calls = {"fused": lambda: rope_attention_fused(qkv, cos, sin, HEADS),
+             "reference": lambda: reference(qkv, cos, sin, HEADS)}
+    # the floor: qkv read and the output written once, plus the two fp32 tables
+    nbytes = 4 * batch * seq * HEADS * HEAD_DIM * BF16 + 2 * seq * HEAD_DIM * 4
+    return calls, nbytes, (batch, seq, 3 * HEADS, HEAD_DIM)
+
+
 CASES = {
     "add_rms_norm forward": _add_rms_norm_forward,
     "add_rms_norm backward": _add_rms_norm_backward,
     "swiglu forward": _swiglu_forward,
     "swiglu backward": _swiglu_backward,
+    "rope_attention forward": functools.partial(_rope_attention_forward, 768, 97),  # sudoku_attn
+    "rope_attention forward arc": functools.partial(_rope_attention_forward, 64, 916),  # arc_attn, batch 64
 }
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from trm_fast import ops
-from trm_fast.ops.attention import attention_reference
+from trm_fast.ops.attention import attention_reference, rope_attention_reference
 from trm_fast.ops.rms_norm import add_rms_norm_reference
 from trm_fast.ops.rope import rope_reference
 from trm_fast.ops.swiglu import swiglu_reference
@@ -47,7 +47,10 @@ def test_rope_rotates_pairs_and_leaves_position_zero():
     th = ang[None, :, None, :]
     torch.testing.assert_close(q2[..., : d // 2], a * th.cos() - c * th.sin())
     torch.testing.assert_close(q2[..., d // 2:], c * th.cos() + a * th.sin())
-    torch.testing.assert_close(ops.rope(q, k, cos, sin)[1], k2)
+    # the model's op: RoPE on q and k of one (B, S, 3H, D) projection, then attention
+    v = torch.randn_like(q)
+    qkv = torch.cat((q, k, v), dim=2)
+    torch.testing.assert_close(ops.rope_attention(qkv, (cos, sin), h), attention_reference(q2, k2, v))
 
 
 def test_attention_matches_softmax_by_hand():
@@ -57,4 +60,6 @@ def test_attention_matches_softmax_by_hand():
     scores = torch.einsum("bshd,bthd->bhst", q, k) / math.sqrt(d)
     expected = torch.einsum("bhst,bthd->bshd", scores.softmax(-1), v).reshape(b, s, h * d)
     torch.testing.assert_close(attention_reference(q, k, v), expected)
-    torch.testing.assert_close(ops.attention(q, k, v), expected)
+    qkv = torch.cat((q, k, v), dim=2)  # (B, S, 3H, D): heads of q, then k, then v
+    torch.testing.assert_close(rope_attention_reference(qkv, None, None, h), expected)
+    torch.testing.assert_close(ops.rope_attention(qkv, None, h), expected)

@@ -200,6 +200,18 @@ def test_attention_flops_in_either_layout(name, q, k):
     assert kernels.op_cost(Evt, heads=8)[0] == 4 * 2 * 8 * 97 * 97 * 64
 
 
+def test_fused_rope_attention_counts_its_one_qkv_input():
+    class Evt:  # qkv (B, S, 3H, D) and the two RoPE tables (S, D) fp32
+        name, input_shapes = "trm_fast::rope_attention", [[2, 97, 24, 64], [97, 64], [97, 64]]
+        input_dtypes = ["c10::BFloat16", "float", "float"]
+    qkv, out, tables = 2 * 97 * 24 * 64 * 2, 2 * 97 * 8 * 64 * 2, 2 * 97 * 64 * 4
+    assert kernels.op_cost(Evt, heads=8) == (4 * 2 * 8 * 97 * 97 * 64, qkv + tables + out, True)
+    Evt.input_shapes, Evt.input_dtypes = Evt.input_shapes[:1], Evt.input_dtypes[:1]  # no RoPE: no tables
+    assert kernels.op_cost(Evt) == (4 * 2 * 8 * 97 * 97 * 64, qkv + out, True)
+    # its Triton kernel is one of trm_fast's, not the library attention, even where its op is not seen
+    assert kernels.category(kernels.Kernel("_rope_attention_fwd_kernel", "", (), 1.0)) == "trm_fast kernels"
+
+
 def test_matmul_with_an_out_argument():
     class Evt:  # inductor's extern mm: mm(a, b, out=c)
         name, input_shapes = "aten::mm", [[6, 4], [4, 5], [6, 5]]

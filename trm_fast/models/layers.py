@@ -84,11 +84,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos_sin) -> torch.Tensor:
         b, s, _ = x.shape
-        qkv = self.qkv_proj(x).view(b, s, 3 * self.num_heads, self.head_dim)
-        q, k, v = qkv.split(self.num_heads, dim=2)  # each (B, S, H, D)
-        if cos_sin is not None:
-            q, k = ops.rope(q, k, *cos_sin, backend=self.backend)
-        return self.o_proj(ops.attention(q, k, v, backend=self.backend))
+        qkv = self.qkv_proj(x).view(b, s, 3 * self.num_heads, self.head_dim)  # heads: q, then k, then v
+        return self.o_proj(ops.rope_attention(qkv, cos_sin, self.num_heads, backend=self.backend))
 
 
 class SwiGLU(nn.Module):

@@ -4,9 +4,8 @@ backend switch (trm_fast.backend) only through here: its names, and resolving a 
 
 from ..backend import BACKENDS
 from ..backend import resolve as resolve_backend
-from .attention import attention
+from .attention import rope_attention
 from .rms_norm import add_rms_norm
-from .rope import rope
 from .swiglu import swiglu
 
-__all__ = ["BACKENDS", "add_rms_norm", "attention", "resolve_backend", "rope", "swiglu"]
+__all__ = ["BACKENDS", "add_rms_norm", "resolve_backend", "rope_attention", "swiglu"]

@@ -1,12 +1,26 @@
-"""Bidirectional multi-head attention: softmax(q k^T / sqrt(D)) v per head.
+"""Bidirectional multi-head attention with rotary embeddings, from the fused QKV projection's output.
 
-Shapes: q, k, v (B, S, H, D) -> (B, S, H * D).
-FLOPs per call: 4 * B * H * S^2 * D (two matmuls); bytes: q, k, v in and the output out
-when the score matrix stays on chip.
+    q, k, v = split(qkv);  q, k = rope(q, k, cos, sin)  (when tables are given)
+    out = softmax(q k^T / sqrt(D)) v   per head, non-causal
+
+Shapes: qkv (B, S, 3H, D) -> out (B, S, H * D); cos, sin (S, D) fp32 or None.
+FLOPs per call: 4 * B * H * S^2 * D (two matmuls); bytes: qkv in and the output out (plus the tables)
+when the score matrix stays on chip, as in the fused kernel (trm_fast.kernels.attention), which also
+rotates q and k as it loads them. The reference rotates in its own pass and transposes q, k, v for SDPA.
+
+The fused path is forward only: while autograd records (grad mode on and qkv requiring grad) the
+reference runs, whatever the backend; the fused backward is the training issue's.
 """
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
+
+from .. import backend as _backend
+from .rope import rope_reference
+
+_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
 def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -16,6 +30,74 @@ def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> to
     return out.transpose(1, 2).reshape(b, s, h * d)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "reference") -> torch.Tensor:
-    """Non-causal attention over (B, S, H, D) inputs; returns (B, S, H * D)."""
+def rope_attention_reference(qkv: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[torch.Tensor],
+                             num_heads: int) -> torch.Tensor:
+    """What the official model computes: split, RoPE in fp32 rounded back to the input dtype, SDPA."""
+    q, k, v = qkv.split(num_heads, dim=2)  # each (B, S, H, D)
+    if cos is not None:
+        q, k = rope_reference(q, k, cos, sin)
     return attention_reference(q, k, v)
+
+
+@torch.library.custom_op("trm_fast::rope_attention", mutates_args=())
+def rope_attention_fused(qkv: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[torch.Tensor],
+                         num_heads: int) -> torch.Tensor:
+    """The Triton kernel: (B, S, H * D) contiguous from qkv (B, S, 3H, D); forward only."""
+    from ..kernels.attention import rope_attention_fwd
+
+    return rope_attention_fwd(qkv, cos, sin, num_heads)
+
+
+@rope_attention_fused.register_fake
+def _(qkv, cos, sin, num_heads):
+    b, s, _, d = qkv.shape
+    return qkv.new_empty((b, s, num_heads * d))
+
+
+def unsupported(qkv: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[torch.Tensor], num_heads: int,
+                backend: str) -> Optional[str]:
+    """Why the Triton kernel cannot take this call, or None."""
+    status = _backend.triton_status()
+    if status is not None:
+        return status
+    if qkv.device.type != "cuda":
+        # The CPU interpreter is a test facility: only an explicit 'fused' backend uses it.
+        if not (qkv.device.type == "cpu" and _backend.interpreting() and backend == "fused"):
+            return f"qkv is on {qkv.device}, the kernel needs a CUDA device"
+    if qkv.dtype not in _DTYPES:
+        return f"qkv must be bfloat16, float16 or float32, got {qkv.dtype}"
+    if num_heads < 1:
+        return f"num_heads must be positive, got {num_heads}"
+    if qkv.ndim != 4 or qkv.shape[2] != 3 * num_heads:
+        return f"qkv must have shape (B, S, 3 * num_heads = {3 * num_heads}, D), got {tuple(qkv.shape)}"
+    d = qkv.shape[3]
+    if d < 16 or d > 128 or d & (d - 1):
+        return f"qkv's head dim D must be a power of two from 16 to 128, got {d}"
+    if qkv.numel() == 0:
+        return f"qkv is empty (shape {tuple(qkv.shape)})"
+    if qkv.stride(-1) != 1:
+        return f"qkv's last axis must have unit stride, got strides {qkv.stride()}"
+    if (cos is None) != (sin is None):
+        return "cos and sin must be given both or neither"
+    for name, table in (("cos", cos), ("sin", sin)):
+        if table is None:
+            continue
+        if table.dtype != torch.float32:
+            return f"{name} must be float32, got {table.dtype}"
+        if tuple(table.shape) != (qkv.shape[1], d):
+            return f"{name} must have shape (S, D) = {(qkv.shape[1], d)}, got {tuple(table.shape)}"
+        if table.device != qkv.device:
+            return f"{name} is on {table.device}, qkv on {qkv.device}"
+    return None
+
+
+def rope_attention(qkv: torch.Tensor, cos_sin, num_heads: int, backend: str = "reference") -> torch.Tensor:
+    """Non-causal attention of RoPE(q), RoPE(k), v split from ``qkv`` (B, S, 3H, D); ``cos_sin`` is None or
+    the model's (cos, sin) tables (S, D). Returns (B, S, H * D). The kernel is forward only: where autograd
+    records, the reference runs on every backend (the fused backward is the training issue's)."""
+    cos, sin = cos_sin if cos_sin is not None else (None, None)
+    recording = torch.is_grad_enabled() and qkv.requires_grad  # no fused backward yet: the reference's autograd
+    why_not = lambda: unsupported(qkv, cos, sin, num_heads, backend)  # noqa: E731
+    if not recording and _backend.use_fused(backend, "attention", why_not):
+        return rope_attention_fused(qkv, cos, sin, num_heads)
+    return rope_attention_reference(qkv, cos, sin, num_heads)

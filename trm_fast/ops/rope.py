@@ -24,7 +24,3 @@ def rope_reference(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: tor
     k_out = k32 * cos + _rotate_half(k32) * sin
     return q_out.to(dtype), k_out.to(dtype)
 
-
-def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, backend: str = "reference"):
-    """Apply rotary embeddings to ``q`` and ``k`` of shape (B, S, H, D) with tables (S, D)."""
-    return rope_reference(q, k, cos, sin)

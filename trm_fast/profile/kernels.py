@@ -96,6 +96,11 @@ def op_cost(evt, default_bytes: int = 2, heads=None):
         m, k, n = _numel(a[:-1]), a[-1], b[-1]
         moved = _numel(a) * sa + _numel(b) * sb + m * n * elt + (_numel(tensors[0][0]) * elt if name in _BIAS else 0)
         return 2.0 * m * k * n, float(moved), True
+    if name == "trm_fast::rope_attention" and len(tensors[0][0]) == 4:
+        # one qkv (B, S, 3H, D) in (and the RoPE tables, when given), (B, S, H * D) out
+        b, s, three_h, d = tensors[0][0]
+        out_elements = b * s * (three_h // 3) * d
+        return 4.0 * out_elements * s, float(read + out_elements * elt), True
     if "attention" in name and len(tensors) >= 3:
         q, k = tensors[0][0], tensors[1][0]
         # (B, H, S, D) or (B, S, H, D) depending on the op: the head axis is the one of `heads`
@@ -187,7 +192,8 @@ def short_name(name: str, width: int = 58) -> str:
 
 
 CATEGORIES = [  # (category, pattern on kernel or op name), first match wins
-    ("trm_fast kernels", re.compile(r"trm_fast::|add_rms_norm|swiglu_(fwd|bwd)|rows_(fwd|bwd)|strided_(fwd|bwd)")),
+    ("trm_fast kernels",
+     re.compile(r"trm_fast::|add_rms_norm|swiglu_(fwd|bwd)|rope_attention_fwd|rows_(fwd|bwd)|strided_(fwd|bwd)")),
     ("attention", re.compile(r"flash|fmha|attention|cudnn", re.I)),
     ("GEMM", re.compile(r"gemm|cutlass|xmma|nvjet|cublas|sm90_|aten::(add|b)?mm$|aten::baddbmm$", re.I)),
     ("inductor (Triton)", re.compile(r"^triton")),
