@@ -103,7 +103,7 @@ setup(
     # Triton kernels live at the top of the repository but install inside the package, so
     # nothing named `kernels` lands at the top of site-packages.
     package_dir={"trm_fast.kernels": "kernels"},
-    package_data={"trm_fast": ["configs/*.yaml"]},
+    package_data={"trm_fast": ["configs/*.yaml", "pretrained/*.safetensors"]},
     ext_modules=[CMakeExtension("trm_fast._C")] if NVCC else [],
     cmdclass={"build_ext": CMakeBuild, "build_py": BuildPyWithInfo},
 )

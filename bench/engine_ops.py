@@ -1,6 +1,7 @@
 """Which ops should trm_fast.Engine run on this GPU? Times one 16-step evaluation through the engine with
-the model built on each backend (`auto`: trm_fast's kernels where they run; `reference`: plain PyTorch ops,
-which torch.compile fuses on its own), same weights and inputs, and prints a JSON line per measurement.
+its step on each backend (`Engine(ops=...)`; `auto`: trm_fast's kernels where they run; `reference`: plain
+PyTorch ops, which torch.compile fuses on its own), same weights and inputs, and prints a JSON line per
+measurement.
 
     python bench/engine_ops.py sudoku_attn 1,768 [--out rows.json]
 """
@@ -31,9 +32,9 @@ def main():
         inputs = harness.make_batch(bc.build(1, "reference").config, batch, device)
         for ops in args.ops.split(","):
             with torch.device(device):
-                model = bc.build(batch, ops)
+                model = bc.build(batch, "reference")
             model.load_state_dict(state)
-            engine = trm_fast.Engine(model.eval(), batch)
+            engine = trm_fast.Engine(model.eval(), batch, ops=ops)
             t0 = time.perf_counter()
             for _ in range(3):
                 engine.solve(inputs["inputs"], inputs["puzzle_identifiers"])

@@ -141,6 +141,8 @@ def test_bad_input_is_named():
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
             trm_fast.Engine(model, bad)
+    with pytest.raises(ValueError, match="must be one of 'auto', 'reference', 'fused', got 'fast'"):
+        trm_fast.Engine(model, 2, ops="fast")
     engine = trm_fast.Engine(model, 2)
     cases = [
         (dict(halting="maybe"), ValueError, "halting must be one of 'all', 'q', got 'maybe'"),

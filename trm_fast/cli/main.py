@@ -13,6 +13,7 @@ COMMANDS = {
     "data": ("trm_fast.cli.data", "build Sudoku-Extreme, Maze-Hard or ARC datasets in the official format"),
     "train": ("trm_fast.cli.train", "train a TRM/HRM from a config: the official recipe, resumable, multi-GPU"),
     "eval": ("trm_fast.cli.eval", "evaluate a checkpoint: accuracies, halting statistics, ARC pass@K and submission"),
+    "export": ("trm_fast.cli.export", "write a checkpoint's model as one small .safetensors file, its config inside"),
     "solve": ("trm_fast.cli.solve", "solve Sudoku puzzles with a trained model, stopping each when the model is sure"),
     "bench": ("trm_fast.cli.bench", "time train steps and evaluations per backend, side by side, against the ceilings"),
     "profile": ("trm_fast.cli.profile", "per-kernel time by recursion stage, a trace, a roofline; Nsight Compute"),

@@ -1,4 +1,5 @@
-"""`trm-fast solve PUZZLE... --checkpoint CKPT`: solve Sudoku puzzles and print each grid.
+"""`trm-fast solve PUZZLE... [--checkpoint CKPT]`: solve Sudoku puzzles and print each grid, with the
+Sudoku solver shipped in the package unless a checkpoint is given.
 
 A PUZZLE is an 81-character string (row by row, '0' or '.' for a blank), a text file with one such puzzle
 per line (blank lines and lines starting with '#' are skipped), '-' for the same on standard input, or a
@@ -18,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("puzzles", nargs="*", metavar="PUZZLE",
                         help="81 characters (digits, '0' or '.' for a blank), a text file of them, '-' for stdin, "
                              "or a Sudoku dataset directory (default: stdin)")
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
-                        help="a trm_fast step_N.pt, or an official checkpoint (with --config or all_config.yaml)")
+    parser.add_argument("--checkpoint", metavar="CKPT",
+                        help="a trm_fast step_N.pt, a model file (.safetensors), or an official checkpoint (with "
+                             "--config or all_config.yaml); default: the solver shipped with trm_fast")
     parser.add_argument("--config", metavar="YAML", help="config with the arch of an official checkpoint")
     parser.add_argument("--halting", choices=("q", "all"), default="q",
                         help="q: stop each puzzle when the model says it is done (default); all: always run "
@@ -74,8 +76,10 @@ def _report(answer) -> str:
 
 
 def run(args) -> int:
+    from ..evaluate.model_file import SUDOKU_SOLVER
     from ..evaluate.solve import solve_dataset, solve_puzzles
 
+    checkpoint = args.checkpoint or SUDOKU_SOLVER
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     options = dict(halting=args.halting, batch_size=args.batch_size, device=str(checks.device(args.device)),
@@ -84,13 +88,13 @@ def run(args) -> int:
         puzzles, datasets = read_sources(args.puzzles, sys.stdin)
         if not puzzles and not datasets:
             raise UsageError("no puzzle given (arguments, a file, or lines on stdin)")
-        answers, rejected = solve_puzzles(args.checkpoint, puzzles, **options) if puzzles else ([], [])
+        answers, rejected = solve_puzzles(checkpoint, puzzles, **options) if puzzles else ([], [])
         for directory in datasets:
-            answers += solve_dataset(args.checkpoint, directory, split=args.split, **options)
+            answers += solve_dataset(checkpoint, directory, split=args.split, **options)
     for source, why in rejected:
         print(f"trm-fast solve: error: {source}: {why}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"checkpoint": os.path.abspath(args.checkpoint), "halting": args.halting,
+        print(json.dumps({"checkpoint": os.path.abspath(checkpoint), "halting": args.halting,
                           "answers": [a.to_dict() for a in answers],
                           "rejected": [{"source": s, "error": why} for s, why in rejected]}, indent=1))
     else:

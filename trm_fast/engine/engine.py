@@ -24,6 +24,7 @@ from torch import nn
 
 from ..models.act import ACTModel
 from ..models.batch_checks import check_ranges, tensor_version
+from ..ops import resolve_backend
 from . import snapshot
 from .rows import Queue, Rows, refill, settle
 from .step import ModelStep
@@ -31,6 +32,11 @@ from .step import ModelStep
 HALTING = ("all", "q")
 STEPS_PER_REPLAY = 4  # ACT steps per CUDA-graph replay: how often `halting="q"` asks whether all is done
 QUEUE_BYTES = 256 * 2**20  # waiting puzzles and their results held on the device at once, at most
+# The ops that run fastest inside the compiled step are, today, PyTorch's own, which inductor fuses across
+# op boundaries: with trm_fast's add_rms_norm and swiglu kernels a 16-step evaluation of 768 Sudokus took
+# 948 ms on an H200, with plain ops 927 ms (bench/results/2026-11-29_h200_09fe4eb_*). On a CPU no fused
+# kernel runs at all.
+ENGINE_OPS = "reference"
 
 
 @dataclass
@@ -58,10 +64,11 @@ class Engine:
     default on a CPU) it runs at most as many rows as it has puzzles; compiled, always batch_size rows.
     `compile`: torch.compile the model's step (default: on CUDA; off, every op runs eagerly, as a debugger
     wants). `cuda_graphs`: replay the steps from CUDA graphs (default: on CUDA when compiled; torch.profiler
-    does not see the kernels of a replayed graph, so a profile turns it off)."""
+    does not see the kernels of a replayed graph, so a profile turns it off). `ops`: the backend of the
+    step's ops (trm_fast.backend; default ENGINE_OPS, the fastest measured), for experiments."""
 
     def __init__(self, model: ACTModel, batch_size: int, device=None, *, compile: Optional[bool] = None,
-                 cuda_graphs: Optional[bool] = None):
+                 cuda_graphs: Optional[bool] = None, ops: Optional[str] = None):
         if not isinstance(model, ACTModel):
             raise TypeError(f"Engine takes a trm_fast.TRM or trm_fast.HRM, got {type(model).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -77,11 +84,8 @@ class Engine:
                           f"{model.config.forward_dtype}, several times slower there)", stacklevel=2)
         self.compiled = self.device.type == "cuda" if compile is None else compile
         self.graphs = self.device.type == "cuda" and (self.compiled if cuda_graphs is None else cuda_graphs)
-        # The ops that run fastest inside the compiled step are, today, PyTorch's own, which inductor fuses
-        # across op boundaries: with trm_fast's add_rms_norm and swiglu kernels a 16-step evaluation of 768
-        # Sudokus took 948 ms on an H200, with plain ops 927 ms (bench/results/2026-11-29_h200_09fe4eb_*).
-        # On a CPU no fused kernel runs at all.
-        self.core = snapshot.inference_core(model, self.device, self.dtype, "reference")
+        self.ops = resolve_backend(ENGINE_OPS if ops is None else ops, self.device)
+        self.core = snapshot.inference_core(model, self.device, self.dtype, self.ops)
         self._shapes = snapshot.shapes(model.inner)
         self._versions = self._weight_versions(model)
         self.step = ModelStep(self.core, model.learns_q_continue)

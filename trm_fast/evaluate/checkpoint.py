@@ -1,10 +1,11 @@
 """Evaluate one checkpoint on one dataset split: `trm-fast eval CHECKPOINT --data DIR`.
 
-The checkpoint is either a trm_fast training checkpoint (it carries its config, the training metadata
-and the EMA weights, which are used unless `use_ema=False`), or an official one (a state_dict with
-`_orig_mod.model.` or `model.` keys); an official checkpoint needs its config: the `all_config.yaml`
-the official run saved next to it, or any file with the same `arch:` block. vocab_size and
-num_puzzle_identifiers are then read off the checkpoint's weights, seq_len off the dataset.
+The checkpoint is a trm_fast training checkpoint (it carries its config, the training metadata and the
+EMA weights, which are used unless `use_ema=False`), a model file written by `trm-fast export`
+(.safetensors, its config inside), or an official checkpoint (a state_dict with `_orig_mod.model.` or
+`model.` keys), which needs its config: the `all_config.yaml` the official run saved next to it, or any
+file with the same `arch:` block. vocab_size and num_puzzle_identifiers are then read off the
+checkpoint's weights, seq_len off the dataset.
 """
 
 import os
@@ -19,6 +20,7 @@ from ..checkpoint import FORMAT, PUZZLE_EMB_KEY, TOKENS_KEY, load_checkpoint, re
 from ..data.dataset import Metadata, PuzzleSplit
 from ..engine import Engine
 from .arc import ArcVotes, read_arc_files
+from .model_file import is_model_file, read_model_file
 from .runner import evaluate
 
 
@@ -37,7 +39,12 @@ def _read_arch(path: str) -> dict:
 
 
 def read_checkpoint(path: str, config_path: Optional[str] = None, use_ema: bool = True):
-    """(arch dict, model state_dict with bare keys, training metadata dict or None, EMA weights used)."""
+    """(arch dict, model state_dict with bare keys, training metadata dict or None, EMA weights used).
+    `path`: a training checkpoint, an official one, or a model file (`trm-fast export`, .safetensors)."""
+    if is_model_file(path):
+        arch, weights, metadata, ema, _ = read_model_file(path)
+        arch = _read_arch(config_path) if config_path else check_arch(arch, lambda key: path)
+        return arch, weights, metadata, ema
     state = read_file(path)
     if isinstance(state, dict) and state.get("format") == FORMAT:
         weights, ema = dict(state["model"]), bool(use_ema and state.get("ema"))

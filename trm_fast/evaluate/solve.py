@@ -7,6 +7,7 @@ keeps the clues; a dataset's answers are also checked against its labels.
 """
 
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -59,7 +60,9 @@ def _engine(checkpoint: str, data: Metadata, data_name: str, count: int, *, batc
                              config_path=config_path, use_ema=use_ema)
     if compile is None:
         compile = device.type == "cuda" and count >= COMPILE_FROM
-    return Engine(model, batch_size, compile=compile)
+    with warnings.catch_warnings():  # that a CPU computes in float32 is no news to someone solving Sudokus
+        warnings.filterwarnings("ignore", message="trm_fast.Engine computes in float32 on the CPU")
+        return Engine(model, batch_size, compile=compile)
 
 
 def solve_puzzles(checkpoint: str, puzzles: Sequence[Tuple[str, str]], *, halting: str = "q", batch_size: int = 256,

@@ -1,0 +1,58 @@
+"""A trained model in one file: its weights in safetensors, with what builds the model (the arch and the
+data's shape) as the file's metadata. `trm-fast export` writes one from a checkpoint; every command that
+takes a checkpoint reads one. The Sudoku solver shipped in the package is one (SUDOKU_SOLVER).
+
+Metadata (all strings, as safetensors stores them): "format" (FORMAT), "arch" and "metadata" (JSON: the
+arch dict of the training config, and the dataset metadata the model was trained with, or null), "ema"
+("true" when the weights are the EMA ones) and "description" (free text: what it was trained on, and how
+well it does).
+"""
+
+import json
+import os
+from importlib import resources
+from typing import Optional, Tuple
+
+import torch
+
+SUFFIX = ".safetensors"
+FORMAT = "trm_fast.model/1"
+SUDOKU_SOLVER = str(resources.files("trm_fast").joinpath("pretrained", "sudoku.safetensors"))
+
+
+def is_model_file(path) -> bool:
+    return os.fspath(path).endswith(SUFFIX)
+
+
+def write_model_file(path, arch: dict, weights: dict, metadata: Optional[dict], *, ema: bool,
+                     dtype: torch.dtype = torch.bfloat16, description: str = "") -> int:
+    """Write the weights (floating ones cast to `dtype`) and their metadata to `path`; returns its bytes."""
+    from safetensors.torch import save_file
+
+    tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in weights.items()}
+    save_file(tensors, os.fspath(path), metadata={
+        "format": FORMAT, "arch": json.dumps(arch), "metadata": json.dumps(metadata), "ema": json.dumps(ema),
+        "description": description})
+    return os.path.getsize(path)
+
+
+def read_model_file(path) -> Tuple[dict, dict, Optional[dict], bool, str]:
+    """(arch, weights, dataset metadata or None, EMA weights, description), with one error naming the file
+    when it is missing or is not a trm_fast model file."""
+    from safetensors import SafetensorError, safe_open
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            weights = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a safetensors file ({err})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is a safetensors file but not a trm_fast model (its metadata has format "
+                         f"{meta.get('format')!r}, expected {FORMAT!r}); write one with `trm-fast export`")
+    return (json.loads(meta["arch"]), weights, json.loads(meta["metadata"]), json.loads(meta["ema"]),
+            meta.get("description", ""))
