@@ -72,3 +72,11 @@ def test_inputs_on_the_cpu_and_labels_on_the_gpu_are_taken_as_they_come():
     on_gpu = engine.solve(batch["inputs"], batch["puzzle_identifiers"], labels=batch["labels"])
     mixed = engine.solve(batch["inputs"].cpu(), batch["puzzle_identifiers"].cpu(), labels=batch["labels"])
     assert torch.equal(on_gpu.preds, mixed.preds) and torch.equal(on_gpu.correct_tokens, mixed.correct_tokens)
+
+
+def test_a_queue_that_grows_after_capture_is_captured_again():
+    cfg, model, batch = build(trm_fast.TRM, dict(), "float32", 37)
+    engine = trm_fast.Engine(model, 4)
+    few = engine.solve(batch["inputs"][:4], batch["puzzle_identifiers"][:4])  # captures with a 4-puzzle queue
+    many = engine.solve(batch["inputs"], batch["puzzle_identifiers"])  # a larger queue: new graphs, new pool
+    assert torch.equal(many.preds[:4], few.preds)

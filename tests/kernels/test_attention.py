@@ -168,13 +168,11 @@ def test_model_attention_fused_matches_reference_and_trains_on_the_reference(mon
 def test_dispatch_and_bad_input(monkeypatch):
     monkeypatch.setattr(trm_fast.backend, "_warned", set())  # the warning comes once per process: reset it
     qkv = _qkv(2, 5, 2, 48, torch.float32, DEVICE)  # D = 48: no kernel takes it, on any device
-    # auto falls back to the reference after one warning naming the reason
+    # auto runs the reference, which is faster on the GPUs measured, without a word
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = ops.rope_attention(qkv, None, 2, backend="auto")
-        ops.rope_attention(qkv, None, 2, backend="auto")
-    fallbacks = [w for w in caught if "attention falls back to the reference" in str(w.message)]
-    assert len(fallbacks) == 1
+    assert not [w for w in caught if "attention" in str(w.message)]
     assert torch.equal(out, rope_attention_reference(qkv, None, None, 2))
     assert torch.equal(ops.rope_attention(qkv, None, 2, backend="reference"), out)
 

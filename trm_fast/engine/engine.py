@@ -211,7 +211,10 @@ class Engine:
         wanted = max(rows.halted.shape[0], min(n, QUEUE_BYTES // per_puzzle))
         if self._queue is None or self._queue.capacity < wanted:
             self._queue = None
-            self._captured.clear()  # the graphs read the old queue's addresses
+            # the graphs read the old queue's addresses; their memory pool goes with them (capturing into
+            # a pool whose graphs are all gone trips an internal assert of PyTorch's allocator)
+            self._captured.clear()
+            self._pool = None
             self._queue = Queue.allocate(wanted, cfg.seq_len, cfg.vocab_size, cfg.halt_max_steps, self.dtype,
                                          self.device)
         return self._queue

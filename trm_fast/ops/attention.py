@@ -94,10 +94,13 @@ def unsupported(qkv: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[to
 def rope_attention(qkv: torch.Tensor, cos_sin, num_heads: int, backend: str = "reference") -> torch.Tensor:
     """Non-causal attention of RoPE(q), RoPE(k), v split from ``qkv`` (B, S, 3H, D); ``cos_sin`` is None or
     the model's (cos, sin) tables (S, D). Returns (B, S, H * D). The kernel is forward only: where autograd
-    records, the reference runs on every backend (the fused backward is the training issue's)."""
+    records, the reference runs on every backend (the fused backward is the training issue's). It runs on
+    the 'fused' backend alone: on an H200 it takes 425 us at sudoku_attn's batch 768 where the reference
+    under torch.compile (inductor's RoPE kernel, then cuDNN's SDPA) takes 240 us, so 'auto' keeps the
+    reference (bench/results/2026-11-29_h200_5a8386e_microbench.json)."""
     cos, sin = cos_sin if cos_sin is not None else (None, None)
     recording = torch.is_grad_enabled() and qkv.requires_grad  # no fused backward yet: the reference's autograd
     why_not = lambda: unsupported(qkv, cos, sin, num_heads, backend)  # noqa: E731
-    if not recording and _backend.use_fused(backend, "attention", why_not):
+    if backend == "fused" and not recording and _backend.use_fused(backend, "attention", why_not):
         return rope_attention_fused(qkv, cos, sin, num_heads)
     return rope_attention_reference(qkv, cos, sin, num_heads)
