@@ -11,7 +11,7 @@ halting="all" there (the held-out puzzles never choose it), and adds rows with i
 Each row: config, halting, halt_threshold, batch, puzzles, exact_accuracy, token_accuracy, mean_steps,
 steps_histogram, exact_by_step (halting "all": after each step; "q": of the puzzles that stopped there),
 puzzles_per_s, ms_per_puzzle (wall time of one solve of all the puzzles over their number, after a warm-up
-solve, so compile and capture are not in it), device, commit.
+solve of the same puzzles, so compile, capture and the queue's allocation are not in it), device, commit.
 """
 
 import argparse
@@ -39,7 +39,8 @@ def _puzzles(data_dir: str, split: str, count: int):
 def _solve(engine, batch, halting, threshold):
     device = engine.device
     inputs, ids, labels = (batch[k].to(device) for k in ("inputs", "puzzle_identifiers", "labels"))
-    engine.solve(inputs[:engine.batch_size], ids[:engine.batch_size], halting, halt_threshold=threshold)  # warm-up
+    # warm-up on the same puzzles: compiles, sizes the queue for them and captures the graphs for it
+    engine.solve(inputs, ids, halting, labels=labels, halt_threshold=threshold)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
@@ -119,6 +120,7 @@ def main():
     parser.add_argument("--puzzles", type=int, default=100_000, help="held-out puzzles, at most (default: all)")
     parser.add_argument("--batch1-puzzles", type=int, default=200, help="puzzles for the batch-1 rows (default 200)")
     parser.add_argument("--tune", action="store_true", help="also choose a threshold on training puzzles")
+    parser.add_argument("--threshold", type=float, help="also rows with this threshold (one tuned before)")
     parser.add_argument("--tune-puzzles", type=int, default=4000)
     parser.add_argument("--tune-tolerance", type=float, default=0.002)
     parser.add_argument("--commit", default="")
@@ -130,7 +132,7 @@ def main():
     meta, held_out = _puzzles(args.data, "test", args.puzzles)
     name = os.path.join(args.data, "test", "dataset.json")
     batches = [int(b) for b in args.batch.split(",")]
-    rows, thresholds, tuned = [], [0.0], not args.tune
+    rows, thresholds, tuned = [], [0.0] + ([args.threshold] if args.threshold else []), not args.tune
     common = dict(config=args.config_name, device=torch.cuda.get_device_name(device) if device.type == "cuda"
                   else "cpu", commit=args.commit)
     for batch_size in batches:
