@@ -3,6 +3,7 @@ the official evaluation) against halting="q" (each stops at its Q head's decisio
 next puzzle), on the same held-out puzzles, at the same batch size, in one process.
 
     python bench/early_exit.py MODEL DATA_DIR --batch 768,1 --json rows.jsonl --png early_exit.png
+    python bench/early_exit.py - - --json rows.jsonl --png early_exit.png --replot   # draw committed rows again
 
 MODEL: any checkpoint `trm-fast eval` takes (the shipped solver: trm_fast/pretrained/sudoku.safetensors).
 A halt threshold above 0 makes the model think longer; `--tune` picks the smallest of THRESHOLDS whose
@@ -101,7 +102,8 @@ def plot(rows, path):
         by_step = [np.nan if v is None else v for v in r["exact_by_step"]]
         what = "exact after each step" if r["halting"] == "all" else "exact, puzzles that stopped at the step"
         ax_acc.plot(steps, by_step, marker="o", label=f"{label}: {what} (overall {r['exact_accuracy']:.2%})")
-    ax_hist.set(xlabel="ACT steps taken", ylabel="share of puzzles", xticks=steps,
+    ax_hist.set(xlabel="ACT steps taken", ylabel="share of puzzles (log scale: the few late ones show)", xticks=steps,
+                yscale="log",
                 title=f"steps taken, batch {batch}, {shown[0]['puzzles']} held-out puzzles")
     ax_acc.set(xlabel="ACT step", ylabel="exact accuracy", xticks=steps, ylim=(0, 1.02), title="accuracy by step")
     for ax in (ax_hist, ax_acc):
@@ -126,7 +128,12 @@ def main():
     parser.add_argument("--commit", default="")
     parser.add_argument("--json", required=True)
     parser.add_argument("--png")
+    parser.add_argument("--replot", action="store_true", help="only draw --png from the rows in --json")
     args = parser.parse_args()
+    if args.replot:
+        with open(args.json) as f:
+            plot([json.loads(line) for line in f], args.png)
+        return
 
     device = default_device()
     meta, held_out = _puzzles(args.data, "test", args.puzzles)

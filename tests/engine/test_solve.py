@@ -8,6 +8,8 @@ import trm_fast
 import yaml
 from helpers import run_cli
 from trm_fast.data import generate_sudokus, write_sudoku_dataset
+from trm_fast.evaluate import evaluate_checkpoint
+from trm_fast.evaluate.model_file import read_model_file
 from trm_fast.train import load_config, train
 
 PUZZLE = "000000010400000000020000000000050407008000300001090000300400200050100000000806000"
@@ -90,3 +92,54 @@ def test_a_model_of_other_data_is_not_taken_for_a_sudoku_solver(tmp_path):
     proc = run_solve(PUZZLE, "--checkpoint", tmp_path / "step_1")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "has vocab_size 6: this checkpoint was trained on another kind of data" in proc.stderr
+
+
+def test_the_shipped_solver_solves_without_a_checkpoint():
+    # Whether each answer is right is what the measured accuracy reports (README); here: every answer is a
+    # full grid of digits 1-9 that keeps the puzzle's clues.
+    questions, _, _ = generate_sudokus(3, min_rating=0, seed=7, stream=5, givens=32)
+    puzzles = [PUZZLE] + ["".join(map(str, q)) for q in questions]
+    proc = run_solve(*puzzles, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["checkpoint"].endswith("sudoku.safetensors") and len(data["answers"]) == 4
+    for puzzle, answer in zip(puzzles, data["answers"]):
+        assert len(answer["solution"]) == 81 and all(c in "123456789" for c in answer["solution"]), answer
+        assert all(p in "0." or p == s for p, s in zip(puzzle, answer["solution"])), answer
+        assert 1 <= answer["steps"] <= 16
+
+
+def test_export_writes_a_model_file_every_command_reads(trained, tmp_path):
+    ckpt, data = trained
+    model_file = tmp_path / "model.safetensors"
+    proc = run_cli("export", ckpt, model_file, "--dtype", "float32", "--halt-threshold", "2.5",
+                   "--description", "tiny test model")
+    assert proc.returncode == 0 and "(the EMA weights)" in proc.stdout, proc.stderr
+    read = read_model_file(model_file)
+    assert read.ema and read.halt_threshold == 2.5 and read.description == "tiny test model"
+    from_ckpt = evaluate_checkpoint(ckpt, str(data), device="cpu", halting="q", halt_threshold=2.5)
+    from_file = evaluate_checkpoint(str(model_file), str(data), device="cpu", halting="q")
+    assert from_file["halt_threshold"] == 2.5  # the file's own threshold, unless told another
+    assert from_file["sets"] == from_ckpt["sets"]  # float32 weights: the same model
+    both = [json.loads(run_solve(data, "--checkpoint", c, "--json", "--halt-threshold", "2.5").stdout)["answers"]
+            for c in (ckpt, model_file)]
+    assert both[0] == both[1]
+    assert run_cli("export", ckpt, tmp_path / "small.safetensors").returncode == 0  # bfloat16 by default
+    assert (tmp_path / "small.safetensors").stat().st_size < 0.6 * model_file.stat().st_size
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{ckpt}", "{tmp}/model.pt"], "OUT must end with .safetensors, got"),
+    (["{ckpt}", "{tmp}/m.safetensors", "--halt-threshold", "nan"], "--halt-threshold: must be a finite number"),
+    (["{tmp}/nope.pt", "{tmp}/m.safetensors"], "checkpoint not found"),
+    (["{tmp}/plain.safetensors", "{tmp}/m.safetensors"], "is a safetensors file but not a trm_fast model"),
+    (["{tmp}/junk.safetensors", "{tmp}/m.safetensors"], "is not a safetensors file"),
+])
+def test_bad_exports_are_named(trained, tmp_path, args, message):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "plain.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file at all")
+    proc = run_cli("export", *[a.format(ckpt=trained[0], tmp=tmp_path) for a in args])
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m.safetensors").exists()

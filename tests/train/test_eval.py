@@ -84,6 +84,16 @@ def test_halting_q_stops_each_example_at_the_models_decision(tmp_path):
     assert m["steps"] == pytest.approx((1 + 4 + 4 + 1 + 4) / 5)  # rows starting with token 1 halt at once
     assert m["halting"]["histogram"] == [2, 0, 0, 3] and m["halting"]["policy"] == "q"
     assert m["exact_accuracy"] == pytest.approx(3 / 5) and "exact_accuracy_by_step" not in m["halting"]
+    assert "5 examples in " in proc.stdout and " per s" in proc.stdout
+
+    # Q-halt is +5 where the model halts: above a threshold of 5.5 it never does
+    proc = run_cli("eval", ckpt, "--data", tmp_path / "data", "--device", "cpu", "--halting", "q", "--out", out,
+                   "--halt-threshold", "5.5")
+    assert proc.returncode == 0 and "exceeds 5.5 (the halt threshold)" in proc.stdout, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["halt_threshold"] == 5.5 and result["sets"]["all"]["halting"]["histogram"] == [0, 0, 0, 5]
+    proc = run_cli("eval", ckpt, "--data", tmp_path / "data", "--halt-threshold", "inf")
+    assert proc.returncode == 2 and "--halt-threshold: must be a finite number, got inf" in proc.stderr
 
 
 def test_arc_votes_undo_augmentations_and_write_a_submission(tmp_path):

@@ -9,6 +9,20 @@ from ..disk import existing_ancestor
 from . import UsageError
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
 def device(name=None):
     """`--device NAME` as a torch.device (default: cuda when one is visible, else cpu)."""
     import torch

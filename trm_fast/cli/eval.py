@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="all: every example runs halt_max_steps steps, the official evaluation (default); "
                              "q: each stops at the first step at which the model says halt, and its row takes the "
                              "next example")
+    parser.add_argument("--halt-threshold", type=checks.finite_float, metavar="T",
+                        help="the model says halt where Q-halt exceeds T (default: the model file's, tuned on "
+                             "training puzzles; 0, as in training, for other checkpoints)")
     parser.add_argument("--out", metavar="FILE.json", help="metrics JSON (default: CHECKPOINT.eval.json)")
     parser.add_argument("--submission", metavar="FILE.json",
                         help="ARC: Kaggle submission (default: submission.json next to --out)")
@@ -49,7 +52,7 @@ def run(args) -> int:
     with usage_errors(*BAD_INPUT):
         result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, batch_size=args.batch_size,
                                      device=str(device), config_path=args.config, use_ema=not args.no_ema,
-                                     pass_ks=args.pass_k, halting=args.halting)
+                                     pass_ks=args.pass_k, halting=args.halting, halt_threshold=args.halt_threshold)
     submission = result.pop("submission", None)
     print(format_report(result))
     _write_json(result, out)

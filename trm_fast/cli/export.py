@@ -13,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser):
                              "(with --config or all_config.yaml beside it), or a model file")
     parser.add_argument("out", metavar="OUT.safetensors", help="the model file to write")
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="of the weights (default bfloat16)")
+    parser.add_argument("--halt-threshold", type=checks.finite_float, default=0.0, metavar="T",
+                        help="the threshold to stop at with halting q, tuned on training puzzles (default 0)")
     parser.add_argument("--description", default="", metavar="TEXT",
                         help="stored with the weights: what the model was trained on, how well it does")
     parser.add_argument("--config", metavar="YAML", help="config with the arch of an official checkpoint")
@@ -31,7 +33,7 @@ def run(args) -> int:
     with usage_errors(*BAD_INPUT):
         arch, weights, metadata, ema = read_checkpoint(args.checkpoint, args.config, not args.no_ema)
     size = write_model_file(args.out, arch, weights, metadata, ema=ema, dtype=getattr(torch, args.dtype),
-                            description=args.description)
+                            halt_threshold=args.halt_threshold, description=args.description)
     params = sum(v.numel() for v in weights.values() if v.is_floating_point())
     print(f"wrote {args.out}: {params:,} weights in {args.dtype}, {size / 2**20:.1f} MiB"
           + (" (the EMA weights)" if ema else ""))

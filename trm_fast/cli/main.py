@@ -3,6 +3,7 @@
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..disk import DiskFullError
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("trm-fast: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left early (`trm-fast solve ... | head`): nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush finds no pipe
+        return 0
 
 
 if __name__ == "__main__":

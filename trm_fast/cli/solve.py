@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--halting", choices=("q", "all"), default="q",
                         help="q: stop each puzzle when the model says it is done (default); all: always run "
                              "halt_max_steps steps, as the official evaluation does")
+    parser.add_argument("--halt-threshold", type=checks.finite_float, metavar="T",
+                        help="the model says halt where Q-halt exceeds T (default: the model file's, tuned on "
+                             "training puzzles; 0, as in training, for other checkpoints)")
     parser.add_argument("--split", default="test", help="split of a dataset directory (default: test)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="puzzles solved at once (default 256)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of grids")
@@ -83,7 +86,8 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     options = dict(halting=args.halting, batch_size=args.batch_size, device=str(checks.device(args.device)),
-                   config_path=args.config, use_ema=not args.no_ema, compile=args.compile)
+                   config_path=args.config, use_ema=not args.no_ema, compile=args.compile,
+                   halt_threshold=args.halt_threshold)
     with usage_errors(*BAD_INPUT):  # a bad checkpoint, config, dataset or puzzle file: the message names it
         puzzles, datasets = read_sources(args.puzzles, sys.stdin)
         if not puzzles and not datasets:

@@ -9,6 +9,7 @@ checkpoint's weights, seq_len off the dataset.
 """
 
 import os
+import time
 from typing import Optional
 
 import torch
@@ -20,7 +21,7 @@ from ..checkpoint import FORMAT, PUZZLE_EMB_KEY, TOKENS_KEY, load_checkpoint, re
 from ..data.dataset import Metadata, PuzzleSplit
 from ..engine import Engine
 from .arc import ArcVotes, read_arc_files
-from .model_file import is_model_file, read_model_file
+from .model_file import halt_threshold_of, is_model_file, read_model_file
 from .runner import evaluate
 
 
@@ -42,9 +43,9 @@ def read_checkpoint(path: str, config_path: Optional[str] = None, use_ema: bool 
     """(arch dict, model state_dict with bare keys, training metadata dict or None, EMA weights used).
     `path`: a training checkpoint, an official one, or a model file (`trm-fast export`, .safetensors)."""
     if is_model_file(path):
-        arch, weights, metadata, ema, _ = read_model_file(path)
-        arch = _read_arch(config_path) if config_path else check_arch(arch, lambda key: path)
-        return arch, weights, metadata, ema
+        model = read_model_file(path)
+        arch = _read_arch(config_path) if config_path else check_arch(model.arch, lambda key: path)
+        return arch, model.weights, model.metadata, model.ema
     state = read_file(path)
     if isinstance(state, dict) and state.get("format") == FORMAT:
         weights, ema = dict(state["model"]), bool(use_ema and state.get("ema"))
@@ -93,10 +94,14 @@ def default_device(name: Optional[str] = None) -> torch.device:
 
 def evaluate_checkpoint(path: str, data_dir: str, *, split: str = "test", batch_size: int = 256,
                         device: Optional[str] = None, config_path: Optional[str] = None, use_ema: bool = True,
-                        pass_ks=(1, 2), submission_k: int = 2, halting: str = "all") -> dict:
+                        pass_ks=(1, 2), submission_k: int = 2, halting: str = "all",
+                        halt_threshold: Optional[float] = None) -> dict:
     """Metrics per set, halting statistics and, for ARC datasets (with test_puzzles.json), pass@K, through
-    trm_fast.Engine with `halting` "all" (the official evaluation) or "q" (stop at the model's decision).
-    Returns a JSON-able dict; its "submission" entry is the Kaggle submission for ARC, else absent."""
+    trm_fast.Engine with `halting` "all" (the official evaluation) or "q" (stop at the model's decision,
+    where its halt margin exceeds `halt_threshold`: default, the model file's, else 0). Returns a JSON-able
+    dict with the wall time; its "submission" entry is the Kaggle submission for ARC, else absent."""
+    if halt_threshold is None:
+        halt_threshold = halt_threshold_of(path)
     data = PuzzleSplit([data_dir], split)
     model, arch, ema = load_model(path, data.metadata, os.path.join(data_dir, split, "dataset.json"),
                                   batch_size=batch_size, device=default_device(device), config_path=config_path,
@@ -108,11 +113,16 @@ def evaluate_checkpoint(path: str, data_dir: str, *, split: str = "test", batch_
         identifiers, test_puzzles = read_arc_files(data_dir)
         arc = ArcVotes(identifiers, data.metadata.blank_identifier_id)
     total = sum(s.inputs.shape[0] for s in data.sets.values())
+    start = time.perf_counter()
     with tqdm(total=total, unit="puzzle", desc=f"eval (halting {halting})", dynamic_ncols=True) as bar:
-        result = evaluate(engine, data, arch["loss"]["loss_type"], halting=halting, arc_votes=arc, progress=bar)
+        result = evaluate(engine, data, arch["loss"]["loss_type"], halting=halting, halt_threshold=halt_threshold,
+                          arc_votes=arc, progress=bar)
+    seconds = time.perf_counter() - start  # evaluate() ends reading its sums back: the device is done
     out = {"checkpoint": os.path.abspath(path), "data": os.path.abspath(data_dir), "split": split,
            "ema_weights": ema, "halt_max_steps": model.config.halt_max_steps, "halting": halting,
-           "compute_dtype": str(engine.dtype).removeprefix("torch."), "sets": result.sets}
+           "halt_threshold": halt_threshold, "compute_dtype": str(engine.dtype).removeprefix("torch."),
+           "device": str(engine.device), "compiled": engine.compiled, "seconds": seconds,
+           "examples_per_s": total / seconds, "sets": result.sets}
     if arc is not None:
         out["ARC"], out["submission"] = arc.score(test_puzzles, pass_ks, submission_k)
     return out

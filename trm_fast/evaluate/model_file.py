@@ -4,14 +4,16 @@ takes a checkpoint reads one. The Sudoku solver shipped in the package is one (S
 
 Metadata (all strings, as safetensors stores them): "format" (FORMAT), "arch" and "metadata" (JSON: the
 arch dict of the training config, and the dataset metadata the model was trained with, or null), "ema"
-("true" when the weights are the EMA ones) and "description" (free text: what it was trained on, and how
-well it does).
+("true" when the weights are the EMA ones), "halt_threshold" (the one to stop at with halting "q", tuned
+on training puzzles; commands use it unless told another) and "description" (free text: what it was
+trained on, and how well it does).
 """
 
 import json
 import os
+from dataclasses import dataclass
 from importlib import resources
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 
@@ -24,8 +26,18 @@ def is_model_file(path) -> bool:
     return os.fspath(path).endswith(SUFFIX)
 
 
+@dataclass
+class ModelFile:
+    arch: dict
+    weights: dict
+    metadata: Optional[dict]  # of the dataset the model was trained on
+    ema: bool
+    halt_threshold: float
+    description: str
+
+
 def write_model_file(path, arch: dict, weights: dict, metadata: Optional[dict], *, ema: bool,
-                     dtype: torch.dtype = torch.bfloat16, description: str = "") -> int:
+                     dtype: torch.dtype = torch.bfloat16, halt_threshold: float = 0.0, description: str = "") -> int:
     """Write the weights (floating ones cast to `dtype`) and their metadata to `path`; returns its bytes."""
     from safetensors.torch import save_file
 
@@ -33,13 +45,12 @@ def write_model_file(path, arch: dict, weights: dict, metadata: Optional[dict], 
                for k, v in weights.items()}
     save_file(tensors, os.fspath(path), metadata={
         "format": FORMAT, "arch": json.dumps(arch), "metadata": json.dumps(metadata), "ema": json.dumps(ema),
-        "description": description})
+        "halt_threshold": json.dumps(halt_threshold), "description": description})
     return os.path.getsize(path)
 
 
-def read_model_file(path) -> Tuple[dict, dict, Optional[dict], bool, str]:
-    """(arch, weights, dataset metadata or None, EMA weights, description), with one error naming the file
-    when it is missing or is not a trm_fast model file."""
+def read_model_file(path) -> ModelFile:
+    """The file's model, with one error naming the file when it is missing or is not a trm_fast model file."""
     from safetensors import SafetensorError, safe_open
 
     path = os.fspath(path)
@@ -54,5 +65,15 @@ def read_model_file(path) -> Tuple[dict, dict, Optional[dict], bool, str]:
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is a safetensors file but not a trm_fast model (its metadata has format "
                          f"{meta.get('format')!r}, expected {FORMAT!r}); write one with `trm-fast export`")
-    return (json.loads(meta["arch"]), weights, json.loads(meta["metadata"]), json.loads(meta["ema"]),
-            meta.get("description", ""))
+    return ModelFile(json.loads(meta["arch"]), weights, json.loads(meta["metadata"]), json.loads(meta["ema"]),
+                     float(json.loads(meta.get("halt_threshold", "0"))), meta.get("description", ""))
+
+
+def halt_threshold_of(path) -> float:
+    """The halt threshold a model file recommends; 0, as in training, for any other checkpoint."""
+    if not is_model_file(path):
+        return 0.0
+    from safetensors import safe_open
+
+    with safe_open(os.fspath(path), framework="pt") as f:
+        return float(json.loads((f.metadata() or {}).get("halt_threshold", "0")))

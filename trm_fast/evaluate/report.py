@@ -20,6 +20,13 @@ def format_report(result: dict) -> str:
     else:
         lines += [f"halting q: each example stopped at the first step at which the model said halt (at most "
                   f"{steps}); exact, token, q_halt: accuracies there; halt step: mean steps taken"]
+    if result.get("halt_threshold"):
+        lines += [f"the model says halt where Q-halt exceeds {result['halt_threshold']:g} (the halt threshold)"]
+    if "seconds" in result:
+        total = sum(m["count"] for m in result["sets"].values())
+        lines += [f"{total} examples in {result['seconds']:.2f} s on {result['device']}: "
+                  f"{result['examples_per_s']:,.1f} per s" + (" (compiling the step included)" if result["compiled"]
+                                                              else "")]
     for name, m in result["sets"].items():
         h, count = m["halting"], max(m["count"], 1)
         by_step = h.get("exact_accuracy_by_step")

@@ -114,9 +114,10 @@ def share(total: int, proc) -> Tuple[int, int]:
 
 
 @torch.no_grad()
-def evaluate(engine, split, loss_type: str, *, halting: str = "all", proc=None,
+def evaluate(engine, split, loss_type: str, *, halting: str = "all", halt_threshold: float = 0.0, proc=None,
              arc_votes: Optional[ArcVotes] = None, save_keys: Sequence[str] = (), progress=None) -> Evaluation:
     """Solve every example of `split` (a PuzzleSplit) with `engine`; metrics summed over ranks to rank 0.
+    `halt_threshold`: where the model says halt (Engine.solve), for both policies' halting statistics.
 
     Rank r of W takes the r-th of W contiguous shares of each set. `arc_votes` collects this rank's ARC
     votes (merge and score them with `gather_arc_votes`); `save_keys` names inputs and outputs to keep."""
@@ -134,7 +135,7 @@ def evaluate(engine, split, loss_type: str, *, halting: str = "all", proc=None,
             batch = split.collate(name, examples)
             labels = batch["labels"].to(engine.device)
             solution = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting, labels=labels,
-                                    return_logits=True)
+                                    return_logits=True, halt_threshold=halt_threshold)
             _add_chunk(t, solution, labels, loss_type, max_steps)
             if arc_votes is not None:
                 arc_votes.add(batch["puzzle_identifiers"].numpy(), batch["inputs"].numpy(),

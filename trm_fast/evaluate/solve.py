@@ -18,6 +18,7 @@ from ..data.sudoku import SEQ_LEN, VOCAB_SIZE, invalid_pairs, parse_puzzle
 from ..engine import Engine
 from ..data.dataset import Metadata, PuzzleSplit
 from .checkpoint import default_device, load_model
+from .model_file import halt_threshold_of
 
 # Sudoku as the builders write it: token = digit + 1 (1 is a blank), one puzzle identifier (the blank one)
 SUDOKU = Metadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=VOCAB_SIZE, seq_len=SEQ_LEN,
@@ -65,9 +66,15 @@ def _engine(checkpoint: str, data: Metadata, data_name: str, count: int, *, batc
         return Engine(model, batch_size, compile=compile)
 
 
+def _threshold(given: Optional[float], checkpoint: str) -> float:
+    return halt_threshold_of(checkpoint) if given is None else given
+
+
 def solve_puzzles(checkpoint: str, puzzles: Sequence[Tuple[str, str]], *, halting: str = "q", batch_size: int = 256,
-                  device=None, config_path=None, use_ema: bool = True, compile: Optional[bool] = None):
-    """Solve (source, 81-character text) puzzles; returns (answers, [(source, why) of each rejected one])."""
+                  device=None, config_path=None, use_ema: bool = True, compile: Optional[bool] = None,
+                  halt_threshold: Optional[float] = None):
+    """Solve (source, 81-character text) puzzles; returns (answers, [(source, why) of each rejected one]).
+    `halt_threshold`: default, the model file's (0 for other checkpoints)."""
     kept, rejected = [], []
     for source, text in puzzles:
         try:
@@ -80,12 +87,14 @@ def solve_puzzles(checkpoint: str, puzzles: Sequence[Tuple[str, str]], *, haltin
     engine = _engine(checkpoint, SUDOKU, "Sudoku puzzles (81 cells, vocab 11)", len(kept), batch_size=batch_size,
                      device=device, config_path=config_path, use_ema=use_ema, compile=compile)
     tokens = digits.astype(np.int32) + 1
-    solution = engine.solve(tokens, np.zeros(len(kept), np.int32), halting)
+    solution = engine.solve(tokens, np.zeros(len(kept), np.int32), halting, halt_threshold=_threshold(
+        halt_threshold, checkpoint))
     return _answers([s for s, _ in kept], digits, solution), rejected
 
 
 def solve_dataset(checkpoint: str, data_dir: str, *, split: str = "test", halting: str = "q", batch_size: int = 256,
-                  device=None, config_path=None, use_ema: bool = True, compile: Optional[bool] = None) -> List[Answer]:
+                  device=None, config_path=None, use_ema: bool = True, compile: Optional[bool] = None,
+                  halt_threshold: Optional[float] = None) -> List[Answer]:
     """Solve every example of a Sudoku dataset's split (official format), each checked against its label."""
     data = PuzzleSplit([data_dir], split)
     meta_file = os.path.join(data_dir, split, "dataset.json")
@@ -100,7 +109,8 @@ def solve_dataset(checkpoint: str, data_dir: str, *, split: str = "test", haltin
     for name, part in data.sets.items():
         rows = np.arange(part.inputs.shape[0])
         batch = data.collate(name, rows)
-        solution = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting)
+        solution = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting,
+                                halt_threshold=_threshold(halt_threshold, checkpoint))
         digits = np.asarray(part.inputs, np.int64) - 1
         labels = np.asarray(part.labels, np.int64) - 1
         where = os.path.join(data_dir, split) + (f" set {name}" if len(data.sets) > 1 else "")
