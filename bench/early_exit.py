@@ -125,6 +125,8 @@ def main():
     parser.add_argument("--threshold", type=float, help="also rows with this threshold (one tuned before)")
     parser.add_argument("--tune-puzzles", type=int, default=4000)
     parser.add_argument("--tune-tolerance", type=float, default=0.002)
+    parser.add_argument("--narrow-tail", action="store_true",
+                        help="finish the last puzzles of halting q on fewer rows (Engine(narrow_tail=True))")
     parser.add_argument("--commit", default="")
     parser.add_argument("--json", required=True)
     parser.add_argument("--png")
@@ -140,11 +142,11 @@ def main():
     name = os.path.join(args.data, "test", "dataset.json")
     batches = [int(b) for b in args.batch.split(",")]
     rows, thresholds, tuned = [], [0.0] + ([args.threshold] if args.threshold else []), not args.tune
-    common = dict(config=args.config_name, device=torch.cuda.get_device_name(device) if device.type == "cuda"
+    common = dict(config=args.config_name, narrow_tail=args.narrow_tail, device=torch.cuda.get_device_name(device) if device.type == "cuda"
                   else "cpu", commit=args.commit)
     for batch_size in batches:
         model, _, _ = load_model(args.model, meta, name, batch_size=batch_size, device=device)
-        engine = trm_fast.Engine(model, batch_size)
+        engine = trm_fast.Engine(model, batch_size, narrow_tail=args.narrow_tail)
         max_steps = model.config.halt_max_steps
         if not tuned:
             tuned = True

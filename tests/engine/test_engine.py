@@ -86,6 +86,31 @@ def test_a_halt_threshold_moves_each_puzzles_decision(cls, overrides):
     assert never.steps.tolist() == [cfg["halt_max_steps"]] * n and not never.halted_by_model.any()
 
 
+@pytest.mark.parametrize("cls, overrides", [MODELS[0], MODELS[3]], ids=[IDS[0], IDS[3]])
+def test_the_last_puzzles_finish_on_fewer_rows_with_the_same_answers(cls, overrides, monkeypatch):
+    n, rows = 30, 8
+    cfg, model, batch = halting_model(cls, overrides, n)
+    args = (batch["inputs"], batch["puzzle_identifiers"], "q")
+    wide = trm_fast.Engine(model, rows, narrow_tail=False).solve(*args, return_logits=True, labels=batch["labels"])
+    moves, move = [], engine_module.Rows.move_working_to
+
+    def spy(self, narrow):
+        moves.append((self.halted.shape[0], narrow.halted.shape[0], int((~self.halted).sum())))
+        move(self, narrow)
+    monkeypatch.setattr(engine_module.Rows, "move_working_to", spy)
+    monkeypatch.setattr(engine_module, "TAIL_DIVISOR", 4)
+    engine = trm_fast.Engine(model, rows)  # uncompiled: narrow_tail by default
+    for _ in range(2):  # the second call starts again on all the rows
+        tail = engine.solve(*args, return_logits=True, labels=batch["labels"])
+        for name in ("preds", "steps", "halt_step", "correct_tokens"):
+            assert torch.equal(getattr(tail, name), getattr(wide, name)), name
+        for name in ("logits", "q_halt_logits"):  # a CPU GEMM may round the last bit by the rows' count
+            torch.testing.assert_close(getattr(tail, name), getattr(wide, name), atol=1e-5, rtol=1e-5)
+    assert len(moves) == 2 and all(r == rows and w == rows // 4 and 0 < k <= w for r, w, k in moves)
+    assert trm_fast.Engine(model, rows).solve(*args[:2], "all").steps.tolist() == [cfg["halt_max_steps"]] * n
+    assert len(moves) == 2  # halting="all" moves in lockstep: nothing to narrow
+
+
 def test_queue_segments_and_repeated_calls_give_the_same_answers(monkeypatch):
     n = 11
     cfg, model, batch = halting_model(trm_fast.TRM, {}, n, seed=3)

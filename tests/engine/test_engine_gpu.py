@@ -8,6 +8,7 @@ run may be at most a few times the drop-in model's own."""
 import pytest
 import torch
 import trm_fast
+from trm_fast.engine import engine as engine_module
 from helpers import halting_margins, make_batch, official_loop, spread_halting, tiny_config
 
 pytestmark = pytest.mark.gpu
@@ -80,3 +81,17 @@ def test_a_queue_that_grows_after_capture_is_captured_again():
     few = engine.solve(batch["inputs"][:4], batch["puzzle_identifiers"][:4])  # captures with a 4-puzzle queue
     many = engine.solve(batch["inputs"], batch["puzzle_identifiers"])  # a larger queue: new graphs, new pool
     assert torch.equal(many.preds[:4], few.preds)
+
+
+@pytest.mark.parametrize("cls, overrides", MODELS, ids=IDS)
+def test_a_narrow_tail_replays_its_own_graphs_with_the_same_decisions(cls, overrides):
+    cfg, model, batch = build(cls, overrides, "float32", 150)
+    margin = halting_margins(model, official_loop(model, batch))  # (M, n)
+    says = margin > 0
+    first = torch.where(says.any(0), says.int().argmax(0) + 1, cfg["halt_max_steps"])
+    clear = (margin.abs() > 0.05).all(0)  # where no rounding can flip the decision
+    engine = trm_fast.Engine(model, 32, narrow_tail=True)  # 2 rows for the tail: captured on the first call
+    for _ in range(2):
+        tail = engine.solve(batch["inputs"], batch["puzzle_identifiers"], "q")
+        assert (2, engine_module.STEPS_PER_REPLAY) in engine._captured
+        assert clear.sum() > 75 and torch.equal(tail.steps[clear].long(), first[clear])

@@ -31,6 +31,9 @@ from .step import ModelStep
 
 HALTING = ("all", "q")
 STEPS_PER_REPLAY = 4  # ACT steps per CUDA-graph replay: how often `halting="q"` asks whether all is done
+# halting="q": once no puzzle waits and at most 1/TAIL_DIVISOR of the rows still work, they move to that many
+# rows, so the last puzzles (those that never halt run halt_max_steps steps) do not step the whole batch
+TAIL_DIVISOR = 16
 QUEUE_BYTES = 256 * 2**20  # waiting puzzles and their results held on the device at once, at most
 # The ops that run fastest inside the compiled step are, today, PyTorch's own, which inductor fuses across
 # op boundaries: with trm_fast's add_rms_norm and swiglu kernels a 16-step evaluation of 768 Sudokus took
@@ -65,10 +68,12 @@ class Engine:
     `compile`: torch.compile the model's step (default: on CUDA; off, every op runs eagerly, as a debugger
     wants). `cuda_graphs`: replay the steps from CUDA graphs (default: on CUDA when compiled; torch.profiler
     does not see the kernels of a replayed graph, so a profile turns it off). `ops`: the backend of the
-    step's ops (trm_fast.backend; default ENGINE_OPS, the fastest measured), for experiments."""
+    step's ops (trm_fast.backend; default ENGINE_OPS, the fastest measured), for experiments.
+    `narrow_tail`: with halting="q", finish the last puzzles on 1/TAIL_DIVISOR of the rows (default: when
+    not compiled; compiled, the narrow rows cost one more compilation)."""
 
     def __init__(self, model: ACTModel, batch_size: int, device=None, *, compile: Optional[bool] = None,
-                 cuda_graphs: Optional[bool] = None, ops: Optional[str] = None):
+                 cuda_graphs: Optional[bool] = None, ops: Optional[str] = None, narrow_tail: Optional[bool] = None):
         if not isinstance(model, ACTModel):
             raise TypeError(f"Engine takes a trm_fast.TRM or trm_fast.HRM, got {type(model).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -84,6 +89,7 @@ class Engine:
                           f"{model.config.forward_dtype}, several times slower there)", stacklevel=2)
         self.compiled = self.device.type == "cuda" if compile is None else compile
         self.graphs = self.device.type == "cuda" and (self.compiled if cuda_graphs is None else cuda_graphs)
+        self.narrow_tail = not self.compiled if narrow_tail is None else narrow_tail
         self.ops = resolve_backend(ENGINE_OPS if ops is None else ops, self.device)
         self.core = snapshot.inference_core(model, self.device, self.dtype, self.ops)
         self._shapes = snapshot.shapes(model.inner)
@@ -133,19 +139,22 @@ class Engine:
             return out
         # a compiled step has one shape: every call runs batch_size rows; eager steps need no more than n
         rows = self._rows_for(self.batch_size if self.compiled else min(self.batch_size, n))
+        width = rows.halted.shape[0] // TAIL_DIVISOR
+        narrow = self._rows_for(width) if halting == "q" and self.narrow_tail and width >= 1 else None
         queue = self._queue_for(n, rows)
-        if self.graphs:
-            self._capture(rows, queue)
-        rows.clear()
+        for captured in (rows, narrow) if self.graphs else ():
+            if captured is not None:
+                self._capture(captured, queue)
         for start in range(0, n, queue.capacity):
             part = slice(start, min(n, start + queue.capacity))
+            rows.clear()
             queue.load(inputs[part], puzzle_identifiers[part], None if labels is None else labels[part], halting == "q",
                        halt_threshold)
             count = part.stop - part.start
             if halting == "all":  # rows move in lockstep: every halt_max_steps steps, a full batch is done
                 self._run(rows, queue, cfg.halt_max_steps * math.ceil(count / rows.halted.shape[0]))
             else:
-                self._run_until_done(rows, queue, count)
+                self._run_until_done(rows, queue, count, narrow)
             self._collect(queue, out, part)
         return out
 
@@ -238,14 +247,19 @@ class Engine:
         for _ in range(steps % STEPS_PER_REPLAY):
             self._captured[(count, 1)].replay()
 
-    def _run_until_done(self, rows: Rows, queue: Queue, count: int):
-        """halting="q": steps until every queued puzzle has halted; one host read per replay."""
+    def _run_until_done(self, rows: Rows, queue: Queue, count: int, narrow: Optional[Rows]):
+        """halting="q": steps until every queued puzzle has halted, the last ones on the `narrow` rows when
+        given; one host read per replay."""
         every = STEPS_PER_REPLAY if self.graphs else 1
         limit = self.config.halt_max_steps * count + every  # each puzzle takes at most halt_max_steps steps
         for _ in range(0, limit, every):
             self._run(rows, queue, every)
-            if bool((queue.next >= queue.size) & rows.halted.all()):
+            waiting, working = torch.stack([queue.size - queue.next, (~rows.halted).sum()]).tolist()
+            if waiting == 0 and working == 0:
                 return
+            if narrow is not None and waiting == 0 and working <= narrow.halted.shape[0]:
+                rows.move_working_to(narrow)
+                rows, narrow = narrow, None
         raise RuntimeError(f"Engine: {count} puzzles did not all halt within {limit} steps")
 
     def _capture(self, rows: Rows, queue: Queue):

@@ -15,7 +15,7 @@ One ACT step is `refill`, then the model's step (engine/step.py), then `settle`:
              it has no puzzle; rows that halt with a puzzle write their answer to its result row
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 import torch
@@ -48,6 +48,14 @@ class Rows:
         """Every row halted and without a puzzle: the next step takes puzzles from the queue."""
         self.halted.fill_(True)
         self.puzzle.fill_(-1)
+
+    def move_working_to(self, narrow: "Rows"):
+        """Give `narrow` (fewer rows) the rows still working on a puzzle, first, then halted ones to fill
+        it; the caller knows they fit. Halted rows have written their answers already, and with no puzzle
+        waiting they take none, so `narrow` carries on where these rows stood."""
+        order = torch.argsort(self.halted.int(), stable=True)[:narrow.halted.shape[0]]
+        for f in fields(self):
+            getattr(narrow, f.name).copy_(getattr(self, f.name)[order])
 
 
 @dataclass
