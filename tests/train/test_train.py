@@ -118,6 +118,7 @@ def test_a_run_killed_mid_training_resumes_to_the_same_metrics(reverse_data, tmp
     whole = run_cli(*args, f"checkpoint_path={tmp_path / 'whole'}")
     assert whole.returncode == 0, whole.stderr
     assert "step/s" in whole.stderr and "loss=" in whole.stderr  # the progress bar
+    assert "training speed: " in whole.stdout and "steps of this process after its first 10" in whole.stdout
 
     run_dir = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "trm_fast.cli.main", *args, f"checkpoint_path={run_dir}"],

@@ -1,5 +1,6 @@
 """What a run reports (rank 0 only): a progress bar, per-step metrics in a CSV file and TensorBoard,
-evaluation metrics, and a loss/accuracy plot at the end.
+evaluation metrics, and at the end a loss/accuracy plot and the training speed (steps per second of
+wall time, without the first WARMUP_STEPS steps, which compile; evaluations excluded).
 
 Files in the run directory:
     metrics.csv        one row per training step: step, lr, then the loss head's metrics (sorted by name)
@@ -13,6 +14,7 @@ what the checkpoint had seen, and TensorBoard drops the events after the checkpo
 
 import csv
 import os
+import time
 from typing import Dict, Optional
 
 from tqdm import tqdm
@@ -20,6 +22,7 @@ from tqdm import tqdm
 from ..disk import reporting_full_disk
 
 TRAIN_CSV, EVAL_CSV, PLOT = "metrics.csv", "eval_metrics.csv", "metrics.png"
+WARMUP_STEPS = 10
 
 
 def _rewrite_rows(path: str, keep) -> Optional[list]:
@@ -67,10 +70,17 @@ class RunLogger:
 
         self.tb = SummaryWriter(os.path.join(run_dir, "tensorboard"), purge_step=start_step + 1 if resume else None)
         self.steps_logged = 0
+        # steps timed (each from the previous step's end) after the warm-up, their wall time, and the clock
+        self.timed_steps, self.train_seconds, self._last = 0, 0.0, None
         print(f"run directory: {run_dir}", flush=True)
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
 
     def step(self, step: int, metrics: Dict[str, float]):
+        now = time.perf_counter()  # the metrics came back to the host: the step is done on the device
+        if self._last is not None and self.steps_logged >= WARMUP_STEPS:
+            self.timed_steps += 1
+            self.train_seconds += now - self._last
+        self._last = now
         with reporting_full_disk(self._train.name):
             if self.columns is None:
                 self.columns = ["step"] + list(metrics)
@@ -85,6 +95,7 @@ class RunLogger:
                              exact=f"{metrics['exact_accuracy']:.4f}", refresh=False)
 
     def evaluation(self, step: int, metrics: Dict[str, float]):
+        self._last = None  # the evaluation's time is not a training step's
         with reporting_full_disk(self._eval.name):
             csv.writer(self._eval).writerows([step, k, repr(v)] for k, v in metrics.items())
             self._eval.flush()
@@ -101,6 +112,9 @@ class RunLogger:
         if finished:
             self.bar.total = self.bar.n
         self.bar.close()
+        if self.timed_steps and self.train_seconds > 0:
+            print(f"training speed: {self.timed_steps / self.train_seconds:.2f} steps/s ({self.timed_steps} steps "
+                  f"of this process after its first {WARMUP_STEPS}, evaluations excluded)", flush=True)
         self.tb.close()
         self._train.close()
         self._eval.close()
