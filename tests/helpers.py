@@ -106,3 +106,12 @@ def error_line(stderr: str, command: str) -> str:
     lines = [line for line in re.split(r"[\r\n]+", stderr) if line.startswith("trm-fast")]
     assert len(lines) == 1 and lines[0].startswith(f"trm-fast {command}: error: "), stderr
     return lines[0]
+
+
+def assert_close_at_worst(actual, expected, atol, rtol, what):
+    """allclose, and on failure where the worst element is, what it is and what it should be."""
+    err = (actual.double() - expected.double()).abs()
+    worst = err.argmax()
+    idx = tuple(int(i) for i in torch.unravel_index(worst, err.shape))
+    assert torch.allclose(actual.double(), expected.double(), atol=atol, rtol=rtol), (
+        f"{what}: max error {err.max().item():.3e} at {idx}: got {actual[idx].item()}, want {expected[idx].item()}")

@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 import trm_fast
+from helpers import assert_close_at_worst
 from trm_fast import ops
 from trm_fast.backend import FusedUnavailableError
 from trm_fast.models.layers import Attention, RotaryEmbedding
@@ -36,19 +37,11 @@ def _fp64_truth(qkv, cos, sin, h):
     return rope_attention_reference(qkv.double(), *tables, h)
 
 
-def _assert_close(actual, expected, atol, rtol, what):
-    err = (actual.double() - expected.double()).abs()
-    worst = err.argmax()
-    idx = tuple(int(i) for i in torch.unravel_index(worst, err.shape))
-    assert torch.allclose(actual.double(), expected.double(), atol=atol, rtol=rtol), (
-        f"{what}: max error {err.max().item():.3e} at {idx}: got {actual[idx].item()}, want {expected[idx].item()}")
-
-
 def _assert_matches_truth(out, qkv, cos, sin, h, what):
     truth = _fp64_truth(qkv, cos, sin, h)
     # tolerance: twice PyTorch's own error in this dtype against fp64, plus a small atol
     torch_err = (rope_attention_reference(qkv, cos, sin, h).double() - truth).abs().max().item()
-    _assert_close(out, truth, atol=2 * torch_err + 1e-5, rtol=0, what=what)
+    assert_close_at_worst(out, truth, atol=2 * torch_err + 1e-5, rtol=0, what=what)
 
 
 def _check(shape, dtype, rope, seed, device):
@@ -154,7 +147,7 @@ def test_model_attention_fused_matches_reference_and_trains_on_the_reference(mon
         for tables in (cos_sin, None):
             truth = exact(x.double(), tables and tuple(t.double() for t in tables))
             torch_err = (ref(x, tables).double() - truth).abs().max().item()
-            _assert_close(fused(x, tables), truth, atol=2 * torch_err + 1e-5, rtol=0, what=f"model rope={bool(tables)}")
+            assert_close_at_worst(fused(x, tables), truth, atol=2 * torch_err + 1e-5, rtol=0, what=f"model rope={bool(tables)}")
     assert len(calls) == 2
     # with autograd recording, the reference runs (no fused backward yet): same result, gradients flow
     out = fused(x, cos_sin)

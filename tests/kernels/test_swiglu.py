@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 import trm_fast
+from helpers import assert_close_at_worst
 from trm_fast import ops
 from trm_fast.backend import FusedUnavailableError
 from trm_fast.ops.swiglu import swiglu_fused, swiglu_reference, unsupported
@@ -20,14 +21,6 @@ def _fp64_truth(gate_up):
     return swiglu_reference(gate_up.double())
 
 
-def _assert_close(actual, expected, atol, rtol, what):
-    err = (actual.double() - expected.double()).abs()
-    worst = err.argmax()
-    idx = tuple(int(i) for i in torch.unravel_index(worst, err.shape))
-    assert torch.allclose(actual.double(), expected.double(), atol=atol, rtol=rtol), (
-        f"{what}: max error {err.max().item():.3e} at {idx}: got {actual[idx].item()}, want {expected[idx].item()}")
-
-
 def _check(shape, dtype, seed, device):
     torch.manual_seed(seed)
     gu = (torch.randn(shape, dtype=torch.float32, device=device) * 3).to(dtype).requires_grad_(True)
@@ -35,7 +28,7 @@ def _check(shape, dtype, seed, device):
     truth = _fp64_truth(gu.detach())
     # tolerance: twice PyTorch's own error in this dtype against fp64, plus a small atol
     torch_err = (swiglu_reference(gu.detach()).double() - truth).abs().max().item()
-    _assert_close(h, truth, atol=2 * torch_err + 1e-5, rtol=0, what=f"forward {shape} {dtype}")
+    assert_close_at_worst(h, truth, atol=2 * torch_err + 1e-5, rtol=0, what=f"forward {shape} {dtype}")
     dh = torch.randn_like(h)
     (dgu,) = torch.autograd.grad(h, gu, dh)
     g64 = gu.detach().double().requires_grad_(True)
@@ -43,7 +36,7 @@ def _check(shape, dtype, seed, device):
     g_ref = gu.detach().clone().requires_grad_(True)
     (torch_grad,) = torch.autograd.grad(swiglu_reference(g_ref), g_ref, dh)
     torch_gerr = (torch_grad.double() - truth_grad).abs().max().item()
-    _assert_close(dgu, truth_grad, atol=2 * torch_gerr + 1e-5, rtol=0, what=f"backward {shape} {dtype}")
+    assert_close_at_worst(dgu, truth_grad, atol=2 * torch_gerr + 1e-5, rtol=0, what=f"backward {shape} {dtype}")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
