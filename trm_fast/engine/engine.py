@@ -36,9 +36,9 @@ STEPS_PER_REPLAY = 4  # ACT steps per CUDA-graph replay: how often `halting="q"`
 TAIL_DIVISOR = 16
 QUEUE_BYTES = 256 * 2**20  # waiting puzzles and their results held on the device at once, at most
 # The ops that run fastest inside the compiled step are, today, PyTorch's own, which inductor fuses across
-# op boundaries: with trm_fast's add_rms_norm and swiglu kernels a 16-step evaluation of 768 Sudokus took
-# 948 ms on an H200, with plain ops 927 ms (bench/results/2026-11-29_h200_09fe4eb_*). On a CPU no fused
-# kernel runs at all.
+# op boundaries: a 16-step evaluation of 768 Sudokus on an H200 took 948 ms with trm_fast's add_rms_norm and
+# swiglu kernels against 927 ms with plain ops (bench/results/2026-11-29_h200_09fe4eb_*), and 954 against
+# 919 ms with its attention kernel added (..._5a8386e_engine_ops.jsonl). On a CPU no fused kernel runs.
 ENGINE_OPS = "reference"
 
 

@@ -81,8 +81,9 @@ class Queue:
             return torch.zeros(shape, dtype=dtype, device=device)
         c1 = capacity + 1
         return cls(new(capacity, seq_len), new(capacity), new(capacity, seq_len), new(dtype=torch.int64),
-                   new(dtype=torch.int64), new(dtype=torch.bool), new(dtype=torch.float32), new(c1, seq_len), new(c1, seq_len, vocab,
-                   dtype=logits_dtype), new(c1, dtype=torch.float32), new(c1), new(c1), new(c1, max_steps))
+                   new(dtype=torch.int64), new(dtype=torch.bool), new(dtype=torch.float32), new(c1, seq_len),
+                   new(c1, seq_len, vocab, dtype=logits_dtype), new(c1, dtype=torch.float32), new(c1), new(c1),
+                   new(c1, max_steps))
 
     @staticmethod
     def bytes_per_puzzle(seq_len: int, vocab: int, max_steps: int, logits_dtype) -> int:

@@ -100,12 +100,12 @@ def evaluate_checkpoint(path: str, data_dir: str, *, split: str = "test", batch_
     trm_fast.Engine with `halting` "all" (the official evaluation) or "q" (stop at the model's decision,
     where its halt margin exceeds `halt_threshold`: default, the model file's, else 0). Returns a JSON-able
     dict with the wall time; its "submission" entry is the Kaggle submission for ARC, else absent."""
-    if halt_threshold is None:
-        halt_threshold = halt_threshold_of(path)
     data = PuzzleSplit([data_dir], split)
     model, arch, ema = load_model(path, data.metadata, os.path.join(data_dir, split, "dataset.json"),
                                   batch_size=batch_size, device=default_device(device), config_path=config_path,
                                   use_ema=use_ema)
+    if halt_threshold is None:
+        halt_threshold = halt_threshold_of(path)
     engine = Engine(model, batch_size)
 
     arc = None

@@ -70,7 +70,8 @@ def read_model_file(path) -> ModelFile:
 
 
 def halt_threshold_of(path) -> float:
-    """The halt threshold a model file recommends; 0, as in training, for any other checkpoint."""
+    """The halt threshold a model file recommends; 0, as in training, for any other checkpoint. (Read
+    after the model: a file that is missing or no model file has failed there, naming itself.)"""
     if not is_model_file(path):
         return 0.0
     from safetensors import safe_open
