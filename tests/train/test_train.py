@@ -199,3 +199,28 @@ def test_a_compiled_training_step_trains_like_the_eager_one(reverse_data, tmp_pa
                                                  f"compile={str(compiled).lower()}")))
         losses[compiled] = [float(r[5]) for r in _rows(run_dir / "metrics.csv")[1:]]
     assert len(losses[True]) == 2 and losses[True] == pytest.approx(losses[False], rel=1e-5)
+
+
+def test_sigterm_stops_after_a_step_with_a_checkpoint_and_resume_loses_nothing(reverse_data, tmp_path):
+    data = reverse_data(train_groups=64)
+    args = ["train", "tiny", f"data_paths=[{data}]", "epochs=30", "eval_interval=10"]
+    whole = run_cli(*args, f"checkpoint_path={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr
+
+    run_dir = tmp_path / "stopped"
+    proc = subprocess.Popen([sys.executable, "-m", "trm_fast.cli.main", *args, f"checkpoint_path={run_dir}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=tempfile.gettempdir())
+    deadline = time.time() + 120
+    while not ((run_dir / "metrics.csv").exists() and (run_dir / "metrics.csv").read_text().count("\n") > 8):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before the signal"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    stopped_at = int(_rows(run_dir / "metrics.csv")[-1][0])
+    assert f"interrupted: SIGTERM after step {stopped_at}, checkpoint saved" in err
+    assert (run_dir / f"step_{stopped_at}.pt").exists() and (run_dir / "metrics.png").exists()
+    resumed = run_cli(*args, f"checkpoint_path={run_dir}", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert _rows(run_dir / "metrics.csv") == _rows(tmp_path / "whole" / "metrics.csv")

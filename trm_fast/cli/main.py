@@ -4,6 +4,7 @@
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 from ..disk import DiskFullError
@@ -45,9 +46,9 @@ def main(argv=None) -> int:
     except (UsageError, DiskFullError) as err:  # expected: one line; anything else is a bug
         print(f"{args._prog}: error: {err}", file=sys.stderr)
         return 2 if isinstance(err, UsageError) else 1
-    except KeyboardInterrupt:
-        print("trm-fast: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # the shell's convention: 128 + the signal's number
+        print("trm-fast: interrupted" + (f": {err}" if str(err) else ""), file=sys.stderr)
+        return 128 + getattr(err, "signum", signal.SIGINT)
     except BrokenPipeError:  # the reader left early (`trm-fast solve ... | head`): nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush finds no pipe
         return 0

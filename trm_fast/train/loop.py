@@ -10,12 +10,17 @@
 
 A run stops at total_steps; the official loop keeps drawing (and skipping) batches past it until the
 iteration ends, which changes nothing but the EMA. Checkpoints also come every `checkpoint_every_steps`.
+SIGTERM or SIGINT (a scheduler's preemption, Ctrl-C) stops a one-process run after its current step with
+a checkpoint of that step, so `--resume` loses nothing; the exception says which signal it was. (With
+several processes the signals act as before: the ranks would first have to agree on a step.)
 """
 
 import contextlib
 import copy
 import os
+import signal
 import sys
+import threading
 import warnings
 from typing import Optional
 
@@ -40,6 +45,36 @@ from .schedule import cosine_with_warmup
 
 # Changing these makes the saved state meaningless; anything else may change on --resume.
 FIXED_ON_RESUME = ("arch", "data_paths", "global_batch_size", "seed")
+
+
+class Stopped(KeyboardInterrupt):
+    """The run stopped on a signal, after a step; `signum` is the signal."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"{signal.Signals(signum).name} after step {step}, checkpoint saved: --resume continues "
+                         "from it")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_noted(enabled: bool, signums=(signal.SIGTERM, signal.SIGINT)):
+    """Within: the first of those signals is noted in the yielded list instead of stopping the process; a
+    second one interrupts at once (only the main thread takes signals; elsewhere nothing changes)."""
+    noted = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def note(signum, frame):
+        if noted:
+            raise KeyboardInterrupt(f"{signal.Signals(signum).name} again: stopped at once")
+        noted.append(signum)
+    previous = {s: signal.signal(s, note) for s in signums}
+    try:
+        yield noted
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def run_directory(config: TrainConfig) -> str:
@@ -206,26 +241,9 @@ class Run:
         return out
 
     def run(self) -> str:
-        cfg = self.config
         try:
-            for it in range(self.iteration, self.total_iters):
-                self.head.train()
-                for _, batch, _ in self.sampler.iteration():
-                    if self.step >= self.total_steps:
-                        break
-                    metrics = self.train_step(batch)
-                    if self.log is not None:
-                        self.log.step(self.step, metrics)
-                    if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
-                        self.save()
-                last = it == self.total_iters - 1 or self.step >= self.total_steps
-                if it >= (cfg.min_eval_interval or 0) and self.test_split is not None:
-                    self.evaluate()
-                self.iteration = it + 1
-                if last or (cfg.checkpoint_every_eval and it >= (cfg.min_eval_interval or 0)):
-                    self.save()
-                if last:
-                    break
+            with _signals_noted(self.proc.world_size == 1) as signals:
+                self._iterations(signals)
         except BaseException:
             self._abandon()
             raise
@@ -235,6 +253,34 @@ class Run:
         finally:
             distributed.stop()
         return self.run_dir
+
+    def _iterations(self, signals: list):
+        cfg = self.config
+        for it in range(self.iteration, self.total_iters):
+            self.head.train()
+            for _, batch, _ in self.sampler.iteration():
+                if self.step >= self.total_steps:
+                    break
+                metrics = self.train_step(batch)
+                if self.log is not None:
+                    self.log.step(self.step, metrics)
+                if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
+                    self.save()
+                if signals:
+                    self._stop(signals[0])
+            last = it == self.total_iters - 1 or self.step >= self.total_steps
+            if it >= (cfg.min_eval_interval or 0) and self.test_split is not None:
+                self.evaluate()
+            self.iteration = it + 1
+            if last or (cfg.checkpoint_every_eval and it >= (cfg.min_eval_interval or 0)):
+                self.save()
+            if last:
+                break
+
+    def _stop(self, signum: int):
+        """After a step, on a signal: checkpoint it and stop."""
+        self.save()
+        raise Stopped(signum, self.step)
 
     def _abandon(self):
         """After a failure: close the logs without letting a second error (say, the disk is full) hide the
