@@ -7,6 +7,10 @@ then on those rows only:  w <- w * (1 - lr * wd) - lr * sign(grad).
 Takes the embedding's three buffers (`model.puzzle_emb.buffers()`: the table `weights`, the
 batch rows `local_weights` with their gradient, the ids `local_ids`), as the official
 CastedSparseEmbeddingSignSGD_Distributed does, or the embedding module itself.
+
+step() never reads device memory from the host (no torch.unique: see step), so a CUDA graph can replay
+it, the all-gather too where the process group's backend (NCCL) allows capture. `lr` may be a 0-dim
+tensor; for a replayed graph to read each step's value, keep it on the table's device and write it in place.
 """
 
 import torch
@@ -63,10 +67,18 @@ class SignSGD(Optimizer):
                 dist.all_gather_into_tensor(all_grads, grads.contiguous())
                 dist.all_gather_into_tensor(all_ids, ids.contiguous())
                 grads, ids = all_grads, all_ids
-            unique_ids, slot = ids.unique(return_inverse=True)
-            summed = grads.new_zeros((unique_ids.shape[0], grads.shape[1]))
-            summed.index_add_(0, slot, grads)
-            rows = weights[unique_ids]
-            rows.mul_(1.0 - group["lr"] * group["weight_decay"]).add_(torch.sign(summed), alpha=-group["lr"])
-            weights[unique_ids] = rows
+            # Sum the gradients of repeated ids without ids.unique(), whose output size depends on the data
+            # (a device-to-host sync, and no CUDA graph): number the runs of equal ids in sorted order, give each
+            # row its run's number, and let every row read its id's total. Each row of a repeated id then writes
+            # the same new value, so the order of those writes does not matter.
+            sorted_ids, order = ids.sort()
+            run_start = torch.ones_like(sorted_ids, dtype=torch.bool)
+            run_start[1:] = sorted_ids[1:] != sorted_ids[:-1]
+            slot = torch.empty_like(order).scatter_(0, order, run_start.cumsum(0) - 1)
+            summed = torch.zeros_like(grads).index_add_(0, slot, grads)
+            lr, wd = group["lr"], group["weight_decay"]
+            rows = weights[ids]
+            # sign * lr is exact, so subtracting it rounds as add_(sign, alpha=-lr) does, and lr may be a tensor
+            rows.mul_(1.0 - lr * wd).sub_(torch.sign(summed[slot]).mul_(lr))
+            weights[ids] = rows
         return loss
