@@ -17,6 +17,8 @@ from typing import Optional
 
 import torch
 
+from ..disk import atomic_file
+
 SUFFIX = ".safetensors"
 FORMAT = "trm_fast.model/1"
 SUDOKU_SOLVER = str(resources.files("trm_fast").joinpath("pretrained", "sudoku.safetensors"))
@@ -39,14 +41,16 @@ class ModelFile:
 def write_model_file(path, arch: dict, weights: dict, metadata: Optional[dict], *, ema: bool,
                      dtype: torch.dtype = torch.bfloat16, halt_threshold: float = 0.0, description: str = "") -> int:
     """Write the weights (floating ones cast to `dtype`) and their metadata to `path`; returns its bytes."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in weights.items()}
-    save_file(tensors, os.fspath(path), metadata={
+    data = save(tensors, metadata={
         "format": FORMAT, "arch": json.dumps(arch), "metadata": json.dumps(metadata), "ema": json.dumps(ema),
         "halt_threshold": json.dumps(halt_threshold), "description": description})
-    return os.path.getsize(path)
+    with atomic_file(path, "wb") as f:  # the old file or the whole new one, never half of it
+        f.write(data)
+    return len(data)
 
 
 def read_model_file(path) -> ModelFile:
