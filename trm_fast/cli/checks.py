@@ -2,6 +2,8 @@
 (its directory exists or can be created, and a file can be made in it). A failed check is a UsageError
 naming the option and what to do."""
 
+import argparse
+import math
 import os
 import tempfile
 
@@ -11,9 +13,6 @@ from . import UsageError
 
 def finite_float(text: str) -> float:
     """An argparse type: a finite number."""
-    import argparse
-    import math
-
     try:
         value = float(text)
     except ValueError:

@@ -21,7 +21,7 @@ from ..checkpoint import FORMAT, PUZZLE_EMB_KEY, TOKENS_KEY, load_checkpoint, re
 from ..data.dataset import Metadata, PuzzleSplit
 from ..engine import Engine
 from .arc import ArcVotes, read_arc_files
-from .model_file import halt_threshold_of, is_model_file, read_model_file
+from .model_file import halt_threshold_for, is_model_file, read_model_file
 from .runner import evaluate
 
 
@@ -104,8 +104,7 @@ def evaluate_checkpoint(path: str, data_dir: str, *, split: str = "test", batch_
     model, arch, ema = load_model(path, data.metadata, os.path.join(data_dir, split, "dataset.json"),
                                   batch_size=batch_size, device=default_device(device), config_path=config_path,
                                   use_ema=use_ema)
-    if halt_threshold is None:
-        halt_threshold = halt_threshold_of(path)
+    halt_threshold = halt_threshold_for(path, halt_threshold)
     engine = Engine(model, batch_size)
 
     arc = None

@@ -70,15 +70,19 @@ def read_model_file(path) -> ModelFile:
         raise ValueError(f"{path} is a safetensors file but not a trm_fast model (its metadata has format "
                          f"{meta.get('format')!r}, expected {FORMAT!r}); write one with `trm-fast export`")
     return ModelFile(json.loads(meta["arch"]), weights, json.loads(meta["metadata"]), json.loads(meta["ema"]),
-                     float(json.loads(meta.get("halt_threshold", "0"))), meta.get("description", ""))
+                     _halt_threshold(meta), meta.get("description", ""))
 
 
-def halt_threshold_of(path) -> float:
-    """The halt threshold a model file recommends; 0, as in training, for any other checkpoint. (Read
-    after the model: a file that is missing or no model file has failed there, naming itself.)"""
-    if not is_model_file(path):
-        return 0.0
+def _halt_threshold(meta: dict) -> float:
+    return float(json.loads(meta.get("halt_threshold", "0")))
+
+
+def halt_threshold_for(path, given: Optional[float] = None) -> float:
+    """`given`, else the halt threshold a model file recommends, else 0 as in training. (Read after the
+    model: a file that is missing or is no model file has failed there, naming itself.)"""
+    if given is not None or not is_model_file(path):
+        return 0.0 if given is None else given
     from safetensors import safe_open
 
     with safe_open(os.fspath(path), framework="pt") as f:
-        return float(json.loads((f.metadata() or {}).get("halt_threshold", "0")))
+        return _halt_threshold(f.metadata() or {})

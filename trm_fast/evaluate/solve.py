@@ -18,7 +18,7 @@ from ..data.sudoku import SEQ_LEN, VOCAB_SIZE, invalid_pairs, parse_puzzle
 from ..engine import Engine
 from ..data.dataset import Metadata, PuzzleSplit
 from .checkpoint import default_device, load_model
-from .model_file import halt_threshold_of
+from .model_file import halt_threshold_for
 
 # Sudoku as the builders write it: token = digit + 1 (1 is a blank), one puzzle identifier (the blank one)
 SUDOKU = Metadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=VOCAB_SIZE, seq_len=SEQ_LEN,
@@ -66,10 +66,6 @@ def _engine(checkpoint: str, data: Metadata, data_name: str, count: int, *, batc
         return Engine(model, batch_size, compile=compile)
 
 
-def _threshold(given: Optional[float], checkpoint: str) -> float:
-    return halt_threshold_of(checkpoint) if given is None else given
-
-
 def solve_puzzles(checkpoint: str, puzzles: Sequence[Tuple[str, str]], *, halting: str = "q", batch_size: int = 256,
                   device=None, config_path=None, use_ema: bool = True, compile: Optional[bool] = None,
                   halt_threshold: Optional[float] = None):
@@ -87,8 +83,8 @@ def solve_puzzles(checkpoint: str, puzzles: Sequence[Tuple[str, str]], *, haltin
     engine = _engine(checkpoint, SUDOKU, "Sudoku puzzles (81 cells, vocab 11)", len(kept), batch_size=batch_size,
                      device=device, config_path=config_path, use_ema=use_ema, compile=compile)
     tokens = digits.astype(np.int32) + 1
-    solution = engine.solve(tokens, np.zeros(len(kept), np.int32), halting, halt_threshold=_threshold(
-        halt_threshold, checkpoint))
+    solution = engine.solve(tokens, np.zeros(len(kept), np.int32), halting,
+                            halt_threshold=halt_threshold_for(checkpoint, halt_threshold))
     return _answers([s for s, _ in kept], digits, solution), rejected
 
 
@@ -105,12 +101,12 @@ def solve_dataset(checkpoint: str, data_dir: str, *, split: str = "test", haltin
     count = sum(s.inputs.shape[0] for s in data.sets.values())
     engine = _engine(checkpoint, data.metadata, meta_file, count, batch_size=batch_size, device=device,
                      config_path=config_path, use_ema=use_ema, compile=compile)
+    halt_threshold = halt_threshold_for(checkpoint, halt_threshold)
     answers = []
     for name, part in data.sets.items():
         rows = np.arange(part.inputs.shape[0])
         batch = data.collate(name, rows)
-        solution = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting,
-                                halt_threshold=_threshold(halt_threshold, checkpoint))
+        solution = engine.solve(batch["inputs"], batch["puzzle_identifiers"], halting, halt_threshold=halt_threshold)
         digits = np.asarray(part.inputs, np.int64) - 1
         labels = np.asarray(part.labels, np.int64) - 1
         where = os.path.join(data_dir, split) + (f" set {name}" if len(data.sets) > 1 else "")
