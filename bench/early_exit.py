@@ -11,8 +11,9 @@ exact accuracy on `--tune-puzzles` puzzles of the *training* split is within `--
 halting="all" there (the held-out puzzles never choose it), and adds rows with it.
 Each row: config, halting, halt_threshold, batch, puzzles, exact_accuracy, token_accuracy, mean_steps,
 steps_histogram, exact_by_step (halting "all": after each step; "q": of the puzzles that stopped there),
-puzzles_per_s, ms_per_puzzle (wall time of one solve of all the puzzles over their number, after a warm-up
-solve of the same puzzles, so compile, capture and the queue's allocation are not in it), device, commit.
+narrow_tail (the last puzzles of halting "q" finished on 1/16 of the rows), puzzles_per_s, ms_per_puzzle
+(wall time of one solve of all the puzzles over their number, after a warm-up solve of the same puzzles, so
+compile, capture and the queue's allocation are not in it), device, commit.
 """
 
 import argparse
@@ -95,7 +96,8 @@ def plot(rows, path):
     steps = np.arange(1, len(shown[0]["steps_histogram"]) + 1)
     width = 0.8 / len(shown)
     for k, r in enumerate(shown):
-        label = f"halting {r['halting']}" + (f" (threshold {r['halt_threshold']:g})" if r["halting"] == "q" else "")
+        label = f"halting {r['halting']}" + (f" (threshold {r['halt_threshold']:g})" if r["halting"] == "q" else "") \
+            + (", narrow tail" if r.get("narrow_tail") else "")
         share = np.array(r["steps_histogram"]) / r["puzzles"]
         ax_hist.bar(steps + (k - (len(shown) - 1) / 2) * width, share, width,
                     label=f"{label}: mean {r['mean_steps']:.2f} steps, {r['puzzles_per_s']:,.0f} puzzles/s")
@@ -126,7 +128,8 @@ def main():
     parser.add_argument("--tune-puzzles", type=int, default=4000)
     parser.add_argument("--tune-tolerance", type=float, default=0.002)
     parser.add_argument("--narrow-tail", action="store_true",
-                        help="finish the last puzzles of halting q on fewer rows (Engine(narrow_tail=True))")
+                        help="also the halting q rows with the last puzzles finished on fewer rows "
+                             "(Engine(narrow_tail=True)), in the same process")
     parser.add_argument("--commit", default="")
     parser.add_argument("--json", required=True)
     parser.add_argument("--png")
@@ -142,11 +145,11 @@ def main():
     name = os.path.join(args.data, "test", "dataset.json")
     batches = [int(b) for b in args.batch.split(",")]
     rows, thresholds, tuned = [], [0.0] + ([args.threshold] if args.threshold else []), not args.tune
-    common = dict(config=args.config_name, narrow_tail=args.narrow_tail, device=torch.cuda.get_device_name(device) if device.type == "cuda"
+    common = dict(config=args.config_name, device=torch.cuda.get_device_name(device) if device.type == "cuda"
                   else "cpu", commit=args.commit)
     for batch_size in batches:
         model, _, _ = load_model(args.model, meta, name, batch_size=batch_size, device=device)
-        engine = trm_fast.Engine(model, batch_size, narrow_tail=args.narrow_tail)
+        engine = trm_fast.Engine(model, batch_size, narrow_tail=False)
         max_steps = model.config.halt_max_steps
         if not tuned:
             tuned = True
@@ -157,8 +160,13 @@ def main():
             if chosen != 0.0:
                 thresholds.append(chosen)
         part = held_out if batch_size > 1 else {k: v[:args.batch1_puzzles] for k, v in held_out.items()}
-        for halting, threshold in [("all", 0.0)] + [("q", t) for t in thresholds]:
-            row = {**common, **measure(engine, part, halting, threshold, max_steps)}
+        runs = [(engine, "all", 0.0)] + [(engine, "q", t) for t in thresholds]
+        if args.narrow_tail:
+            narrow = trm_fast.Engine(model, batch_size, narrow_tail=True)
+            runs += [(narrow, "q", t) for t in thresholds]
+        for run_engine, halting, threshold in runs:
+            row = {**common, "narrow_tail": run_engine.narrow_tail,
+                   **measure(run_engine, part, halting, threshold, max_steps)}
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k not in ("steps_histogram", "exact_by_step")}))
             with open(args.json, "a") as f:
