@@ -99,7 +99,7 @@ def test_the_last_puzzles_finish_on_fewer_rows_with_the_same_answers(cls, overri
         move(self, narrow)
     monkeypatch.setattr(engine_module.Rows, "move_working_to", spy)
     monkeypatch.setattr(engine_module, "TAIL_DIVISOR", 4)
-    engine = trm_fast.Engine(model, rows)  # uncompiled: narrow_tail by default
+    engine = trm_fast.Engine(model, rows)  # narrow_tail by default
     for _ in range(2):  # the second call starts again on all the rows
         tail = engine.solve(*args, return_logits=True, labels=batch["labels"])
         for name in ("preds", "steps", "halt_step", "correct_tokens"):

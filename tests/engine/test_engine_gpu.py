@@ -90,7 +90,7 @@ def test_a_narrow_tail_replays_its_own_graphs_with_the_same_decisions(cls, overr
     says = margin > 0
     first = torch.where(says.any(0), says.int().argmax(0) + 1, cfg["halt_max_steps"])
     clear = (margin.abs() > 0.05).all(0)  # where no rounding can flip the decision
-    engine = trm_fast.Engine(model, 32, narrow_tail=True)  # 2 rows for the tail: captured on the first call
+    engine = trm_fast.Engine(model, 32)  # narrow tail by default: 2 rows, captured on the first call
     for _ in range(2):
         tail = engine.solve(batch["inputs"], batch["puzzle_identifiers"], "q")
         assert (2, engine_module.STEPS_PER_REPLAY) in engine._captured

@@ -69,11 +69,12 @@ class Engine:
     wants). `cuda_graphs`: replay the steps from CUDA graphs (default: on CUDA when compiled; torch.profiler
     does not see the kernels of a replayed graph, so a profile turns it off). `ops`: the backend of the
     step's ops (trm_fast.backend; default ENGINE_OPS, the fastest measured), for experiments.
-    `narrow_tail`: with halting="q", finish the last puzzles on 1/TAIL_DIVISOR of the rows (default: when
-    not compiled; compiled, the narrow rows cost one more compilation)."""
+    `narrow_tail`: with halting="q", finish the last puzzles on 1/TAIL_DIVISOR of the rows (default on;
+    compiled, the narrow rows cost one more compilation and capture at the first such solve, and on an
+    H200 made the shipped solver 2.6x faster on 2,000 puzzles, 1.4x on 20,000)."""
 
     def __init__(self, model: ACTModel, batch_size: int, device=None, *, compile: Optional[bool] = None,
-                 cuda_graphs: Optional[bool] = None, ops: Optional[str] = None, narrow_tail: Optional[bool] = None):
+                 cuda_graphs: Optional[bool] = None, ops: Optional[str] = None, narrow_tail: bool = True):
         if not isinstance(model, ACTModel):
             raise TypeError(f"Engine takes a trm_fast.TRM or trm_fast.HRM, got {type(model).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -89,7 +90,7 @@ class Engine:
                           f"{model.config.forward_dtype}, several times slower there)", stacklevel=2)
         self.compiled = self.device.type == "cuda" if compile is None else compile
         self.graphs = self.device.type == "cuda" and (self.compiled if cuda_graphs is None else cuda_graphs)
-        self.narrow_tail = not self.compiled if narrow_tail is None else narrow_tail
+        self.narrow_tail = narrow_tail
         self.ops = resolve_backend(ENGINE_OPS if ops is None else ops, self.device)
         self.core = snapshot.inference_core(model, self.device, self.dtype, self.ops)
         self._shapes = snapshot.shapes(model.inner)
