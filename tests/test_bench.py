@@ -71,6 +71,20 @@ def test_engine_rows_beside_the_reference(tmp_path):
     assert rows[2]["puzzles_per_s"] > 0 and rows[2]["steps"] == 4
 
 
+def test_recompute_applies_to_the_engines_training_step_only(tmp_path, capsys, monkeypatch):
+    built = []
+    original = configs.BenchConfig.build
+
+    def spy(self, batch, backend, recompute=False):
+        built.append(recompute)
+        return original(self, batch, backend, recompute)
+    monkeypatch.setattr(configs.BenchConfig, "build", spy)
+    code, rows = _bench(tmp_path, "--backend", "engine,reference-eager", "--recompute", "--mode", "train")
+    assert code == 0 and [(r["backend"], r.get("recompute")) for r in rows] == [("engine", True), ("reference-eager", None)]
+    assert built == [False, True, False]  # the shared weights, the engine's model, the reference's
+    assert "tiny train b8 engine+recompute:" in capsys.readouterr().out
+
+
 def test_speedup_and_table_from_rows():
     row = dict(config="c", mode="infer", batch=4, seq=97, steps=16, ms_min=1.0, ms_max=3.0, ms_iqr=0.5, warmup_s=1.0,
                peak_gib=1.0, tflops=1.0, puzzles_per_s=1.0, samples_per_s=None, compute_frac=0.5,

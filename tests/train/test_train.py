@@ -201,6 +201,16 @@ def test_a_compiled_training_step_trains_like_the_eager_one(reverse_data, tmp_pa
     assert len(losses[True]) == 2 and losses[True] == pytest.approx(losses[False], rel=1e-5)
 
 
+def test_recompute_trains_like_storing_everything(reverse_data, tmp_path):
+    data, losses = reverse_data(train_groups=16), {}
+    for recompute in (False, True):
+        run_dir = tmp_path / f"recompute_{recompute}"
+        train(load_config("tiny", tiny_overrides(data, run_dir, "epochs=2", "eval_interval=null",
+                                                 f"arch.recompute={str(recompute).lower()}")))
+        losses[recompute] = [float(r[5]) for r in _rows(run_dir / "metrics.csv")[1:]]
+    assert len(losses[True]) == 2 and losses[True] == pytest.approx(losses[False], rel=1e-6)
+
+
 def test_sigterm_stops_after_a_step_with_a_checkpoint_and_resume_loses_nothing(reverse_data, tmp_path):
     data = reverse_data(train_groups=64)
     args = ["train", "tiny", f"data_paths=[{data}]", "epochs=30", "eval_interval=10"]

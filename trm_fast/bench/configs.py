@@ -6,6 +6,7 @@ For a yaml of your own the shape comes from its dataset's metadata, or from `sha
 is not built on this machine.
 """
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Dict, Optional
@@ -37,19 +38,23 @@ class BenchConfig:
     arch: Dict = field(repr=False)  # model fields, without batch_size and backend
     loss_type: str
     batch: int  # default batch size
+    recompute: bool = False  # the trainer's step (backend engine) recomputes the gradient cycle's layers
+
+    def with_recompute(self, on: bool = True) -> "BenchConfig":
+        return dataclasses.replace(self, recompute=on)
 
     @property
     def model_class(self):
         return trm_fast.TRM if self.kind == "trm" else trm_fast.HRM
 
-    def model_config(self, batch: int, backend: str) -> dict:
+    def model_config(self, batch: int, backend: str, recompute: bool = False) -> dict:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
-        return dict(self.arch, batch_size=batch, backend=backend)
+        return dict(self.arch, batch_size=batch, backend=backend, recompute=recompute)
 
-    def build(self, batch: int, backend: str):
-        """The model at this batch size and backend: `TRM(...)` or `HRM(...)`."""
-        return self.model_class(self.model_config(batch, backend))
+    def build(self, batch: int, backend: str, recompute: bool = False):
+        """The model at this batch size, ops backend and recompute setting: `TRM(...)` or `HRM(...)`."""
+        return self.model_class(self.model_config(batch, backend, recompute))
 
 
 def _from_train_config(name: str, tc, shape: Dict, batch: int, changes: Dict, kind: Optional[str]):
@@ -58,12 +63,12 @@ def _from_train_config(name: str, tc, shape: Dict, batch: int, changes: Dict, ki
     kind = kind or model_kind(tc.arch["name"])
     if kind is None:
         raise ValueError(f"config {name!r}: arch name {tc.arch['name']!r} is neither a TRM nor an HRM")
-    arch = {k: v for k, v in tc.arch.items() if k not in ("name", "loss", "backend")}
+    arch = {k: v for k, v in tc.arch.items() if k not in ("name", "loss", "backend", "recompute")}
     arch.update(changes)
     if kind == "hrm":
         arch = {k: v for k, v in arch.items() if k not in _TRM_ONLY}
     arch.update(shape)
-    return BenchConfig(name, kind, arch, tc.arch["loss"]["loss_type"], batch)
+    return BenchConfig(name, kind, arch, tc.arch["loss"]["loss_type"], batch, bool(tc.arch.get("recompute", False)))
 
 
 def _dataset_shape(tc) -> Optional[Dict]:

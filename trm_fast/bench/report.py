@@ -10,11 +10,16 @@ HEADLINE = ("engine", "fused")  # whose ratio to the yardstick the plot shows: t
 TIE = 0.03
 NOISY = 0.2  # a spread (IQR) of the repeats above this fraction of their median: the timing says little
 _COLORS = {"engine": "tab:red", "fused": "tab:blue", "reference-eager": "tab:green", "reference-compile": "tab:orange",
-           "reference-graphs": "tab:purple"}
+           "reference-graphs": "tab:purple", "engine+recompute": "tab:pink"}
 
 
 def _color(backend: str) -> str:
     return _COLORS.get(backend, "tab:gray")
+
+
+def label(row) -> str:
+    """The row's backend, and how its training step differs from that backend's default."""
+    return row["backend"] + ("+recompute" if row.get("recompute") else "")
 
 
 def _num(value, fmt: str, missing: str = "-") -> str:
@@ -32,7 +37,7 @@ def _rate(row) -> str:
 
 def row_line(row) -> str:
     """`sudoku_attn train b768 fused: 105.3 ms [104.9-106.0], 348 TFLOP/s, 7,293 samples/s, 18.1 GiB`."""
-    head = f"{row['config']} {row['mode']} b{row['batch']} {row['backend']}"
+    head = f"{row['config']} {row['mode']} b{row['batch']} {label(row)}"
     if "error" in row:
         return f"{head}: FAILED {row['error']}"
     text = (f"{head}: {row['ms']:.4g} ms [{row['ms_min']:.4g}-{row['ms_max']:.4g}], {row['tflops']:.3g} TFLOP/s, "
@@ -46,7 +51,7 @@ COLUMNS = [  # header, width, cell
     ("config", 12, lambda r, ref: r["config"]),
     ("mode", 5, lambda r, ref: r["mode"]),
     ("batch", 5, lambda r, ref: str(r["batch"])),
-    ("backend", 17, lambda r, ref: r["backend"]),
+    ("backend", 17, lambda r, ref: label(r)),
     ("ms", 8, lambda r, ref: _num(r.get("ms"), ".4g", "FAILED")),
     ("IQR", 6, lambda r, ref: _num(r.get("ms_iqr"), ".3g")),
     ("warm-up s", 9, lambda r, ref: _num(r.get("warmup_s"), ".1f")),
@@ -108,7 +113,7 @@ def speedups(rows, backend=None):
     pair measured in these rows."""
     backend, ref = backend or headline(rows), _reference_ms(rows)
     return {(r["config"], r["mode"], r["batch"]): ref[(r["config"], r["mode"], r["batch"])] / r["ms"]
-            for r in rows if r["backend"] == backend and "ms" in r and (r["config"], r["mode"], r["batch"]) in ref}
+            for r in rows if label(r) == backend and "ms" in r and (r["config"], r["mode"], r["batch"]) in ref}
 
 
 def plot(rows, path: str, title: str = ""):
@@ -124,7 +129,7 @@ def plot(rows, path: str, title: str = ""):
     for r in rows:
         if "ms" in r:
             rate = r["puzzles_per_s"] if r["mode"] == "infer" else r["samples_per_s"]
-            panels[(r["config"], r["mode"])][r["backend"]].append((r["batch"], rate, r))
+            panels[(r["config"], r["mode"])][label(r)].append((r["batch"], rate, r))
     best = headline(rows)
     ratio = speedups(rows, best)
     ncols = min(4, max(1, len(panels)))

@@ -9,6 +9,7 @@ Module and parameter names match the official ones: state_dicts load strictly bo
 import math
 
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 from torch import nn
 
@@ -125,13 +126,20 @@ class Block(nn.Module):
 
 
 class ReasoningModule(nn.Module):
-    """f(h, injection): add the injection once, then apply the layers."""
+    """f(h, injection): add the injection once, then apply the layers. With config.recompute, a call that
+    carries gradients stores only h and injection and runs its layers again in the backward."""
 
     def __init__(self, config, num_layers: int):
         super().__init__()
         self.layers = nn.ModuleList(Block(config) for _ in range(num_layers))
+        self.recompute = config.recompute
 
     def forward(self, h: torch.Tensor, injection: torch.Tensor, cos_sin=None) -> torch.Tensor:
+        if self.recompute and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(self._apply, h, injection, cos_sin, use_reentrant=False)
+        return self._apply(h, injection, cos_sin)
+
+    def _apply(self, h: torch.Tensor, injection: torch.Tensor, cos_sin) -> torch.Tensor:
         h = h + injection
         for layer in self.layers:
             h = layer(h, cos_sin)

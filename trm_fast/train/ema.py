@@ -19,9 +19,12 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module):
-        for name, p in model.named_parameters():
-            if name in self.shadow:
-                self.shadow[name] = (1.0 - self.rate) * p.detach() + self.rate * self.shadow[name]
+        names = [name for name, _ in model.named_parameters() if name in self.shadow]
+        params = [model.get_parameter(name).detach() for name in names]
+        # multi-tensor: a few launches for all weights, each op rounding as the per-tensor formula does
+        new = torch._foreach_mul(params, 1.0 - self.rate)
+        torch._foreach_add_(new, torch._foreach_mul([self.shadow[name] for name in names], self.rate))
+        self.shadow.update(zip(names, new))
 
     @torch.no_grad()
     def write_to(self, target: nn.Module, model: nn.Module) -> nn.Module:

@@ -1,6 +1,7 @@
 """What a run reports (rank 0 only): a progress bar, per-step metrics in a CSV file and TensorBoard,
 evaluation metrics, and at the end a loss/accuracy plot and the training speed (steps per second of
-wall time, without the first WARMUP_STEPS steps, which compile; evaluations excluded).
+wall time, without the first WARMUP_STEPS steps, which compile; evaluations excluded) with, on a GPU,
+the peak device memory.
 
 Files in the run directory:
     metrics.csv        one row per training step: step, lr, then the loss head's metrics (sorted by name)
@@ -106,15 +107,17 @@ class RunLogger:
     def write(self, message: str):
         self.bar.write(message)
 
-    def close(self, finished: bool = True):
+    def close(self, finished: bool = True, peak_gib: Optional[float] = None):
         """`finished`: the run is over, and the bar ends full (total_steps is the official estimate; each
-        iteration drops its last, partial batch, so a run may end a few steps short of it)."""
+        iteration drops its last, partial batch, so a run may end a few steps short of it). `peak_gib`: the
+        device's peak memory, printed with the speed."""
         if finished:
             self.bar.total = self.bar.n
         self.bar.close()
         if self.timed_steps and self.train_seconds > 0:
             print(f"training speed: {self.timed_steps / self.train_seconds:.2f} steps/s ({self.timed_steps} steps "
-                  f"of this process after its first {WARMUP_STEPS}, evaluations excluded)", flush=True)
+                  f"of this process after its first {WARMUP_STEPS}, evaluations excluded)"
+                  + (f", peak device memory {peak_gib:.2f} GiB" if peak_gib is not None else ""), flush=True)
         self.tb.close()
         self._train.close()
         self._eval.close()

@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import warnings
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -45,6 +46,15 @@ from .schedule import cosine_with_warmup
 
 # Changing these makes the saved state meaningless; anything else may change on --resume.
 FIXED_ON_RESUME = ("arch", "data_paths", "global_batch_size", "seed")
+
+
+@dataclass
+class Pending:
+    """A queued step's metrics: summed over ranks on the device, not yet read by the host."""
+    step: int
+    lr: float
+    keys: list
+    values: torch.Tensor
 
 
 class Stopped(KeyboardInterrupt):
@@ -208,8 +218,9 @@ class Run:
 
     # -- the loop --------------------------------------------------------------------------------------------
 
-    def train_step(self, batch: dict) -> Optional[dict]:
-        """One optimisation step; the metrics (rank 0, else None), as the official train_batch reports them."""
+    def train_step(self, batch: dict) -> Optional["Pending"]:
+        """One optimisation step, queued on the device; its metrics (rank 0, else None) are read later, by
+        `metrics()`, so that the host queues the next step while this one runs."""
         cfg, device = self.config, self.proc.device
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         if self.carry is None:
@@ -231,14 +242,20 @@ class Run:
 
         keys = sorted(metrics)
         values = distributed.sum_to_main(torch.stack([metrics[k].double() for k in keys]), self.proc)
-        if not self.proc.is_main:
-            return None
-        values = dict(zip(keys, values.tolist()))
+        return Pending(self.step, lr, keys, values) if self.proc.is_main else None
+
+    def metrics(self, pending: "Pending") -> dict:
+        """A step's metrics as the official train_batch reports them (waits for the step to finish)."""
+        values = dict(zip(pending.keys, pending.values.tolist()))
         count = max(values["count"], 1)
-        out = {"lr": lr, "count": int(values["count"])}
-        out.update({k: v / (cfg.global_batch_size if k.endswith("loss") else count)
+        out = {"lr": pending.lr, "count": int(values["count"])}
+        out.update({k: v / (self.config.global_batch_size if k.endswith("loss") else count)
                     for k, v in values.items() if k != "count"})
         return out
+
+    def _log_step(self, pending: Optional["Pending"]):
+        if pending is not None and self.log is not None:
+            self.log.step(pending.step, self.metrics(pending))
 
     def run(self) -> str:
         try:
@@ -249,7 +266,9 @@ class Run:
             raise
         else:
             if self.log is not None:
-                self.log.close()
+                device = self.proc.device
+                self.log.close(peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda"
+                               else None)
         finally:
             distributed.stop()
         return self.run_dir
@@ -258,16 +277,26 @@ class Run:
         cfg = self.config
         for it in range(self.iteration, self.total_iters):
             self.head.train()
+            pending = None  # the last step queued, whose metrics are read once the next one is queued
             for _, batch, _ in self.sampler.iteration():
                 if self.step >= self.total_steps:
                     break
-                metrics = self.train_step(batch)
-                if self.log is not None:
-                    self.log.step(self.step, metrics)
-                if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
+                try:
+                    queued = self.train_step(batch)
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the step before the failing one finished: keep it
+                        self._log_step(pending)
+                    raise
+                done, pending = pending, queued
+                self._log_step(done)
+                if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0 or signals:
+                    # a checkpoint's step is in metrics.csv before the checkpoint (resume cuts the file to it)
+                    self._log_step(pending)
+                    pending = None
+                    if signals:
+                        self._stop(signals[0])
                     self.save()
-                if signals:
-                    self._stop(signals[0])
+            self._log_step(pending)
             last = it == self.total_iters - 1 or self.step >= self.total_steps
             if it >= (cfg.min_eval_interval or 0) and self.test_split is not None:
                 self.evaluate()

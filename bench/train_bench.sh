@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Training on the GPU machine: the bench's train rows and the trainer itself, from the same checkout.
+# Usage (repository root, on the device): bash bench/train_bench.sh COMMIT PHASE
+#   speed   `trm-fast bench sudoku_attn --mode train` (engine, reference-compile,
+#           reference-eager, then engine with --recompute); `trm-fast train sudoku_att` on generated Sudoku
+#           at the same batch (768), with and without arch.recompute: its own steps/s and peak memory
+#   curves  GPU tests of training; `trm-fast train sudoku_solver` for ~300 steps twice from the same seed
+#           and data: the trainer's default (compiled, auto ops) and the reference (eager, reference ops),
+#           overlaid by bench/train_curves.py
+#   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn
+# Writes logs, JSON and PNGs under $OUT.
+set -euo pipefail
+commit=${1:?usage: bench/train_bench.sh COMMIT speed|curves|configs}
+phase=${2:?usage: bench/train_bench.sh COMMIT speed|curves|configs}
+out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+repo=$PWD
+log="$out/train_$phase.log"
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  echo "commit $commit"; } | tee "$log"
+python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | grep -v "as the 'root'" | tee -a "$log" || true
+
+bench() {  # from outside the repository: `python -m` there would import the source tree
+    (cd /tmp && python3 -m trm_fast.cli.main bench "$@" --commit "$commit") 2>&1 | grep -v "it/s\]$" | tee -a "$log"
+}
+data() {  # $1: directory, $2: puzzles (with 7 augmentations each)
+    [ -f "$1/train/dataset.json" ] || trm-fast data sudoku --out "$1" --generate "$2" --test-size 100 --givens 32 \
+        --num-aug 7 --seed 0 --force 2>&1 | tail -1 | tee -a "$log"
+}
+train() {  # $1: run directory, then overrides; keeps the summary lines
+    rm -rf "$1"
+    trm-fast train "${@:2}" checkpoint_path="$1" eval_interval=null 2>&1 | grep -v "step/s\|s/step" | tail -4 | tee -a "$log"
+}
+
+cd /tmp
+if [ "$phase" = speed ]; then
+    bench sudoku_attn --mode train --backend engine,reference-compile,reference-eager --json "$out/bench.json" \
+        --png "$out/bench.png"
+    bench sudoku_attn --mode train --backend engine --recompute --json "$out/bench.json" --no-png
+    data /tmp/gen20k 20000  # 26 steps per epoch at batch 768
+    echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
+    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
+    echo "== trainer, the same with arch.recompute=true" | tee -a "$log"
+    train /tmp/run_att_rc sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true
+elif [ "$phase" = curves ]; then
+    (cd "$repo" && python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_recompute.py tests/test_optim.py \
+        tests/engine/test_engine_gpu.py 2>&1 | tail -4) | tee -a "$log" || true
+    data /tmp/gen20k 20000
+    echo "== sudoku_solver, 312 steps: the trainer's default, then eager reference ops" | tee -a "$log"
+    train /tmp/curve_engine sudoku_solver "data_paths=[/tmp/gen20k]" epochs=12
+    train /tmp/curve_reference sudoku_solver "data_paths=[/tmp/gen20k]" epochs=12 compile=false arch.backend=reference
+    python3 "$repo/bench/train_curves.py" "trainer default (compiled, auto ops)=/tmp/curve_engine" \
+        "reference (eager, reference ops)=/tmp/curve_reference" --png "$out/curves.png" --json "$out/curves.json" \
+        --title "sudoku_solver recipe, generated Sudoku (32 givens), seed 0, commit $commit" | tee -a "$log"
+    cp /tmp/curve_engine/metrics.csv "$out/curve_engine_metrics.csv"
+    cp /tmp/curve_reference/metrics.csv "$out/curve_reference_metrics.csv"
+elif [ "$phase" = configs ]; then
+    bench sudoku_mlpt sudoku_hrm arc_attn --mode train --backend engine,reference-compile,reference-eager \
+        --json "$out/bench_configs.json" --png "$out/bench_configs.png"
+else
+    echo "unknown phase $phase: speed, curves or configs" >&2; exit 2
+fi

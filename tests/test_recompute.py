@@ -1,0 +1,74 @@
+"""config.recompute: the gradient-carrying cycle stores each reasoning-module call's inputs only and runs its
+layers again in the backward. The same gradients, far fewer bytes kept for the backward."""
+
+import pytest
+import torch
+import trm_fast
+from helpers import make_batch, tiny_config
+
+VARIANTS = [(trm_fast.TRM, dict()), (trm_fast.TRM, dict(pos_encodings="none", mlp_t=True)),
+            (trm_fast.HRM, dict(H_layers=2))]
+IDS = ["trm-attn", "trm-mlpt", "hrm"]
+
+
+def grads_and_saved_bytes(cls, overrides, recompute: bool, device="cpu", compile=False, steps=2):
+    """Gradients after `steps` ACT training steps from seed 0 (a step with halted rows included), and the
+    bytes autograd kept for the last backward."""
+    cfg = tiny_config(hidden_size=32, num_heads=4, seq_len=9, batch_size=6, L_cycles=3, recompute=recompute,
+                      **overrides)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = cls(cfg).train()
+    head = trm_fast.ACTLossHead(model, "stablemax_cross_entropy")
+    forward = trm_fast.engine.training_forward(head, device, compile)
+    batch = {k: v.to(device) for k, v in make_batch(cfg).items()}
+    carry, saved = head.initial_carry(batch), []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+    for _ in range(steps):
+        model.zero_grad(set_to_none=True)
+        saved.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            carry, loss, *_ = forward(return_keys=[], carry=carry, batch=batch)
+        loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    grads["puzzle_emb.local_weights"] = model.puzzle_emb.local_weights.grad.clone()
+    return grads, sum(saved)
+
+
+@pytest.mark.parametrize("cls, overrides", VARIANTS, ids=IDS)
+def test_recompute_gives_the_same_gradients_and_keeps_less(cls, overrides):
+    plain, plain_bytes = grads_and_saved_bytes(cls, overrides, False)
+    again, again_bytes = grads_and_saved_bytes(cls, overrides, True)
+    assert plain.keys() == again.keys()
+    for name in plain:
+        torch.testing.assert_close(again[name], plain[name], atol=1e-6, rtol=1e-6, msg=name)
+    # kept: two inputs per module call instead of every layer's activations
+    assert again_bytes < plain_bytes / 3, (again_bytes, plain_bytes)
+
+
+def test_recompute_is_off_by_default_and_checked():
+    assert trm_fast.TRM(tiny_config()).inner.L_level.recompute is False
+    with pytest.raises(ValueError, match="recompute"):
+        trm_fast.TRM(tiny_config(recompute="yes"))
+
+
+def test_evaluation_does_not_recompute(monkeypatch):
+    model = trm_fast.TRM(tiny_config(recompute=True)).eval()
+    calls = []
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda *a, **k: calls.append(1))
+    batch = make_batch(tiny_config())
+    with torch.no_grad():
+        model(carry=model.initial_carry(batch), batch=batch)
+    assert not calls
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cls, overrides", VARIANTS, ids=IDS)
+def test_compiled_recompute_on_the_gpu_matches_eager(cls, overrides):
+    plain, _ = grads_and_saved_bytes(cls, overrides, False, device="cuda")
+    again, _ = grads_and_saved_bytes(cls, overrides, True, device="cuda", compile=True)
+    for name in plain:  # inductor's fused kernels sum in another order
+        torch.testing.assert_close(again[name], plain[name], atol=1e-4, rtol=1e-3, msg=name)
