@@ -7,11 +7,13 @@
 #   curves  GPU tests of training; `trm-fast train sudoku_solver` for ~300 steps twice from the same seed
 #           and data: the trainer's default (compiled, auto ops) and the reference (eager, reference ops),
 #           overlaid by bench/train_curves.py
+#   trainer GPU tests of training; the bench's engine train row of sudoku_attn and the trainer's steps/s at
+#           the same batch; bench/train_memory.py (what a step holds, eager and compiled, +-recompute)
 #   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/train_bench.sh COMMIT speed|curves|configs}
-phase=${2:?usage: bench/train_bench.sh COMMIT speed|curves|configs}
+commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|curves|configs}
+phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|curves|configs}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 repo=$PWD
@@ -44,9 +46,15 @@ if [ "$phase" = speed ]; then
     train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
     echo "== trainer, the same with arch.recompute=true" | tee -a "$log"
     train /tmp/run_att_rc sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true
-elif [ "$phase" = curves ]; then
+elif [ "$phase" = trainer ]; then
     (cd "$repo" && python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_recompute.py tests/test_optim.py \
         tests/engine/test_engine_gpu.py 2>&1 | tail -4) | tee -a "$log" || true
+    bench sudoku_attn --mode train --backend engine --json "$out/bench_trainer.json" --no-png
+    data /tmp/gen20k 20000
+    echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
+    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
+    python3 "$repo/bench/train_memory.py" sudoku_attn --commit "$commit" --json "$out/memory.jsonl" 2>&1 | tee -a "$log"
+elif [ "$phase" = curves ]; then
     data /tmp/gen20k 20000
     echo "== sudoku_solver, 312 steps: the trainer's default, then eager reference ops" | tee -a "$log"
     train /tmp/curve_engine sudoku_solver "data_paths=[/tmp/gen20k]" epochs=12
@@ -60,5 +68,5 @@ elif [ "$phase" = configs ]; then
     bench sudoku_mlpt sudoku_hrm arc_attn --mode train --backend engine,reference-compile,reference-eager \
         --json "$out/bench_configs.json" --png "$out/bench_configs.png"
 else
-    echo "unknown phase $phase: speed, curves or configs" >&2; exit 2
+    echo "unknown phase $phase: speed, trainer, curves or configs" >&2; exit 2
 fi

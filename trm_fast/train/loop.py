@@ -222,6 +222,8 @@ class Run:
         """One optimisation step, queued on the device; its metrics (rank 0, else None) are read later, by
         `metrics()`, so that the host queues the next step while this one runs."""
         cfg, device = self.config, self.proc.device
+        if device.type == "cuda":  # from pageable memory the copy would wait for the previous step to finish
+            batch = {k: v.pin_memory() for k, v in batch.items()}
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         if self.carry is None:
             self.carry = self.head.initial_carry(batch)
