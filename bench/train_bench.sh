@@ -6,7 +6,7 @@
 #           at the same batch (768), with and without arch.recompute: its own steps/s and peak memory
 #   curves  GPU tests of training; `trm-fast train sudoku_solver` for ~300 steps twice from the same seed
 #           and data: the trainer's default (compiled, auto ops) and the reference (eager, reference ops),
-#           overlaid by bench/train_curves.py
+#           overlaid by bench/train_curves.py; then recompute's memory and bench row
 #   trainer GPU tests of training; the bench's engine train row of sudoku_attn and the trainer's steps/s at
 #           the same batch; bench/train_memory.py (what a step holds, eager and compiled, +-recompute)
 #   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn
@@ -64,6 +64,10 @@ elif [ "$phase" = curves ]; then
         --title "sudoku_solver recipe, generated Sudoku (32 givens), seed 0, commit $commit" | tee -a "$log"
     cp /tmp/curve_engine/metrics.csv "$out/curve_engine_metrics.csv"
     cp /tmp/curve_reference/metrics.csv "$out/curve_reference_metrics.csv"
+    # recompute compiled block by block (engine/training.py): what a step holds, then its bench row
+    python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile+recompute --commit "$commit" \
+        --json "$out/memory.jsonl" 2>&1 | tee -a "$log"
+    bench sudoku_attn --mode train --backend engine --recompute --json "$out/bench_recompute.json" --no-png
 elif [ "$phase" = configs ]; then
     bench sudoku_mlpt sudoku_hrm arc_attn --mode train --backend engine,reference-compile,reference-eager \
         --json "$out/bench_configs.json" --png "$out/bench_configs.png"

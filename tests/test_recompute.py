@@ -1,6 +1,8 @@
 """config.recompute: the gradient-carrying cycle stores each reasoning-module call's inputs only and runs its
 layers again in the backward. The same gradients, far fewer bytes kept for the backward."""
 
+import copy
+
 import pytest
 import torch
 import trm_fast
@@ -72,3 +74,22 @@ def test_compiled_recompute_on_the_gpu_matches_eager(cls, overrides):
     again, _ = grads_and_saved_bytes(cls, overrides, True, device="cuda", compile=True)
     for name in plain:  # inductor's fused kernels sum in another order
         torch.testing.assert_close(again[name], plain[name], atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize("cls, overrides", VARIANTS[:1] + VARIANTS[2:], ids=[IDS[0], IDS[2]])
+def test_compiled_recompute_compiles_block_by_block_with_the_same_gradients(cls, overrides):
+    # compiled whole, the backward would recompute every call at once (the module docstring of
+    # engine/training.py); block by block, each checkpoint recomputes its own call
+    plain, _ = grads_and_saved_bytes(cls, overrides, False)
+    again, saved = grads_and_saved_bytes(cls, overrides, True, compile=True)
+    for name in plain:
+        torch.testing.assert_close(again[name], plain[name], atol=1e-5, rtol=1e-4, msg=name)
+    assert 0 < saved < grads_and_saved_bytes(cls, overrides, False)[1] / 3
+
+
+def test_a_block_compiled_model_still_copies_for_evaluation():
+    model = trm_fast.TRM(tiny_config(recompute=True)).train()
+    head = trm_fast.ACTLossHead(model, "stablemax_cross_entropy")
+    assert trm_fast.engine.training_forward(head, "cpu", True) is head
+    twin = copy.deepcopy(model)  # the trainer's EMA evaluation copy
+    assert twin.state_dict().keys() == model.state_dict().keys()

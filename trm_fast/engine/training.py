@@ -1,15 +1,31 @@
 """How a training step's forward runs: the loss head compiled on a GPU, as the official pretrain.py does
 (torch.compile, default mode, static shapes), eager on a CPU, where compiling costs more than it saves on
-the short runs made there. One place for this rule: the trainer and `trm-fast bench` both take it."""
+the short runs made there. One place for this rule: the trainer and `trm-fast bench` both take it.
+
+A model built with `recompute: true` is compiled block by block instead: compiled whole, the backward is
+one graph that recomputes every checkpointed call before its first gradient, which holds all their
+activations at once (17.9 of 18.0 GiB for sudoku_attn at batch 768 on an H200,
+bench/results/2026-11-29_h200_3b3855d_memory.jsonl); eager checkpoints around compiled blocks recompute
+one module call at a time."""
 
 from typing import Optional
 
 import torch
 
+from ..models.layers import Block, ReasoningModule
+
 
 def training_forward(head, device, compile: Optional[bool] = None):
     """`head` (a trm_fast.ACTLossHead), or its compiled twin sharing the same parameters, to call as
-    `fn(return_keys=..., carry=..., batch=...)`. `compile`: None chooses by device."""
+    `fn(return_keys=..., carry=..., batch=...)`. `compile`: None chooses by device. With recompute, the
+    model's blocks are compiled in place and `head` itself is returned."""
     if compile is None:
         compile = torch.device(device).type == "cuda"
-    return torch.compile(head, dynamic=False) if compile else head
+    if not compile:
+        return head
+    if any(isinstance(m, ReasoningModule) and m.recompute for m in head.modules()):
+        for module in head.modules():
+            if isinstance(module, Block):
+                module.compile(dynamic=False)
+        return head
+    return torch.compile(head, dynamic=False)
