@@ -7,6 +7,7 @@ import pytest
 import torch
 import trm_fast
 from helpers import make_batch, tiny_config
+from trm_fast.models.layers import Block
 
 VARIANTS = [(trm_fast.TRM, dict()), (trm_fast.TRM, dict(pos_encodings="none", mlp_t=True)),
             (trm_fast.HRM, dict(H_layers=2))]
@@ -87,9 +88,21 @@ def test_compiled_recompute_compiles_block_by_block_with_the_same_gradients(cls,
     assert 0 < saved < grads_and_saved_bytes(cls, overrides, False)[1] / 3
 
 
-def test_a_block_compiled_model_still_copies_for_evaluation():
+def test_the_evaluation_copy_of_a_block_compiled_model_computes_with_its_own_weights():
+    # the trainer deep-copies its model for the EMA evaluation; the copy's compiled blocks must not call
+    # the original's
     model = trm_fast.TRM(tiny_config(recompute=True)).train()
     head = trm_fast.ACTLossHead(model, "stablemax_cross_entropy")
     assert trm_fast.engine.training_forward(head, "cpu", True) is head
-    twin = copy.deepcopy(model)  # the trainer's EMA evaluation copy
-    assert twin.state_dict().keys() == model.state_dict().keys()
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for block in (m for m in twin.modules() if isinstance(m, Block)):
+            for p in block.parameters():
+                p.mul_(0.5)
+    plain = trm_fast.TRM(tiny_config()).train()
+    plain.load_state_dict(twin.state_dict())
+    batch = make_batch(tiny_config())
+    with torch.no_grad():
+        ours = twin(carry=twin.initial_carry(batch), batch=batch)[1]["logits"]
+        expected = plain(carry=plain.initial_carry(batch), batch=batch)[1]["logits"]
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
