@@ -234,3 +234,16 @@ def test_sigterm_stops_after_a_step_with_a_checkpoint_and_resume_loses_nothing(r
     resumed = run_cli(*args, f"checkpoint_path={run_dir}", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert _rows(run_dir / "metrics.csv") == _rows(tmp_path / "whole" / "metrics.csv")
+
+
+def test_profile_steps_writes_a_trace_and_a_table(reverse_data, tmp_path):
+    data, run_dir = reverse_data(train_groups=64), tmp_path / "run"
+    proc = run_cli("train", "tiny", *tiny_overrides(data, run_dir, "epochs=4", "eval_interval=null"),  # 16 steps
+                   "--profile-steps", "3")
+    assert proc.returncode == 0, proc.stderr
+    summary = (run_dir / "profile" / "steps.txt").read_text().splitlines()[0]
+    assert summary.startswith("3 steps profiled:") and "ms wall per step" in summary
+    assert (run_dir / "profile" / "trace.json.gz").stat().st_size > 100
+    assert "profile: 3 steps profiled" in proc.stdout + proc.stderr
+    bad = run_cli("train", "tiny", *tiny_overrides(data, tmp_path / "bad"), "--profile-steps", "-1")
+    assert bad.returncode == 2 and "--profile-steps: must be an integer >= 0, got -1" in bad.stderr

@@ -22,6 +22,17 @@ def finite_float(text: str) -> float:
     return value
 
 
+def count(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
 def device(name=None):
     """`--device NAME` as a torch.device (default: cuda when one is visible, else cpu)."""
     import torch

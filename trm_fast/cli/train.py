@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="continue the run exactly from the newest step_N.pt of its run directory")
     resume.add_argument("--resume-from", dest="resume", metavar="CHECKPOINT",
                         help="continue the run exactly from CHECKPOINT")
+    parser.add_argument("--profile-steps", type=checks.count, default=0, metavar="N",
+                        help="profile N steps after the first 10 (torch.profiler, the whole trainer): "
+                             "RUN_DIR/profile/steps.txt and trace.json.gz")
 
 
 def run(args) -> int:
@@ -27,5 +30,5 @@ def run(args) -> int:
     with usage_errors(*BAD_INPUT):
         config = load_config(args.config, args.overrides)
         checks.writable(run_directory(config), "checkpoint_path", directory=True)
-        train(config, resume=args.resume)
+        train(config, resume=args.resume, profile_steps=args.profile_steps)
     return 0

@@ -41,6 +41,7 @@ from .build import build_optimizers
 from .config import TrainConfig, dump_yaml
 from .ema import EMA
 from .logger import RunLogger
+from .profiling import StepProfiler
 from .sampler import TrainSampler
 from .schedule import cosine_with_warmup
 
@@ -97,8 +98,9 @@ def run_directory(config: TrainConfig) -> str:
 
 
 class Run:
-    def __init__(self, config: TrainConfig, resume: Optional[str] = None):
-        """`resume`: a checkpoint path, or "latest" for the newest one in the run directory."""
+    def __init__(self, config: TrainConfig, resume: Optional[str] = None, profile_steps: int = 0):
+        """`resume`: a checkpoint path, or "latest" for the newest one in the run directory. `profile_steps`:
+        profile that many steps after the warm-up (train/profiling.py; rank 0)."""
         self.config, cfg = config, config
         self.proc = proc = distributed.start()
         backend.resolve(cfg.arch.get("backend"), proc.device)  # before any work: fused needs a GPU
@@ -148,6 +150,8 @@ class Run:
                                  evals_done=self.evals_done, resume=resume_path is not None)
             if self.test_split is None:
                 self.log.write(f"no test split in {', '.join(cfg.test_paths)}: training without evaluation")
+        self.profiler = StepProfiler(self.run_dir, profile_steps if proc.is_main else 0, proc.device,
+                                     log=self.log.write if self.log is not None else print)
 
     # -- setup helpers ---------------------------------------------------------------------------------------
 
@@ -290,6 +294,7 @@ class Run:
                         self._log_step(pending)
                     raise
                 done, pending = pending, queued
+                self.profiler.step_done()
                 self._log_step(done)
                 if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0 or signals:
                     # a checkpoint's step is in metrics.csv before the checkpoint (resume cuts the file to it)
@@ -299,6 +304,7 @@ class Run:
                         self._stop(signals[0])
                     self.save()
             self._log_step(pending)
+            self.profiler.finish()  # before an evaluation: a window the run outlives ends with its steps
             last = it == self.total_iters - 1 or self.step >= self.total_steps
             if it >= (cfg.min_eval_interval or 0) and self.test_split is not None:
                 self.evaluate()
@@ -388,6 +394,6 @@ def _differences(name: str, there, now) -> str:
                      for k in sorted(set(there) | set(now)) if there.get(k) != now.get(k))
 
 
-def train(config: TrainConfig, resume: Optional[str] = None) -> str:
-    """Train per `config` (optionally resuming); returns the run directory."""
-    return Run(config, resume).run()
+def train(config: TrainConfig, resume: Optional[str] = None, profile_steps: int = 0) -> str:
+    """Train per `config` (optionally resuming, optionally profiling steps); returns the run directory."""
+    return Run(config, resume, profile_steps).run()
