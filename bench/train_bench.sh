@@ -8,7 +8,8 @@
 #           and data: the trainer's default (compiled, auto ops) and the reference (eager, reference ops),
 #           overlaid by bench/train_curves.py; then recompute's memory and bench row
 #   trainer GPU tests of training; the bench's engine train row of sudoku_attn and the trainer's steps/s at
-#           the same batch; bench/train_memory.py (what a step holds, eager and compiled, +-recompute)
+#           the same batch (20 steps profiled), then with cuda_graph=true; bench/train_memory.py (what a
+#           step holds, eager and compiled, +-recompute)
 #   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
@@ -31,9 +32,9 @@ data() {  # $1: directory, $2: puzzles (with 7 augmentations each)
     [ -f "$1/train/dataset.json" ] || trm-fast data sudoku --out "$1" --generate "$2" --test-size 100 --givens 32 \
         --num-aug 7 --seed 0 --force 2>&1 | tail -1 | tee -a "$log"
 }
-train() {  # $1: run directory, then overrides; keeps the summary lines
+train() {  # $1: run directory, $2: config, then overrides and options; keeps the summary lines
     rm -rf "$1"
-    trm-fast train "${@:2}" checkpoint_path="$1" eval_interval=null 2>&1 | grep -v "step/s\|s/step" | tail -4 | tee -a "$log"
+    trm-fast train "$2" checkpoint_path="$1" eval_interval=null "${@:3}" 2>&1 | grep -v "step/s\|s/step" | tail -4 | tee -a "$log"
 }
 
 cd /tmp
@@ -48,11 +49,14 @@ if [ "$phase" = speed ]; then
     train /tmp/run_att_rc sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true
 elif [ "$phase" = trainer ]; then
     (cd "$repo" && python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_recompute.py tests/test_optim.py \
-        tests/engine/test_engine_gpu.py 2>&1 | tail -4) | tee -a "$log" || true
+        tests/engine/test_engine_gpu.py tests/train/test_graphed_step.py 2>&1 | tail -4) | tee -a "$log" || true
     bench sudoku_attn --mode train --backend engine --json "$out/bench_trainer.json" --no-png
     data /tmp/gen20k 20000
-    echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
-    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
+    echo "== trainer, sudoku_att at batch 768 (the bench's engine row), 20 steps profiled" | tee -a "$log"
+    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 --profile-steps 20
+    cp /tmp/run_att/profile/steps.txt "$out/trainer_profile.txt" || true
+    echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
+    train /tmp/run_att_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 cuda_graph=true
     python3 "$repo/bench/train_memory.py" sudoku_attn --commit "$commit" --json "$out/memory.jsonl" 2>&1 | tee -a "$log"
 elif [ "$phase" = curves ]; then
     data /tmp/gen20k 20000

@@ -14,9 +14,9 @@ from .config import TrainConfig
 
 
 def build_optimizers(config: TrainConfig, model: nn.Module) -> Tuple[List[torch.optim.Optimizer], List[float]]:
-    """(optimizers, their base learning rates), in the official order."""
+    """(optimizers, their base learning rates), in the official order; capturable with `cuda_graph`."""
     adam = (lambda: AdamATan2(model.parameters(), lr=0, weight_decay=config.weight_decay,
-                              betas=(config.beta1, config.beta2)))
+                              betas=(config.beta1, config.beta2), capturable=config.cuda_graph))
     if model.config.puzzle_emb_ndim == 0:
         return [adam()], [config.lr]
     sign_sgd = SignSGD(model.puzzle_emb.buffers(), lr=0, weight_decay=config.puzzle_emb_weight_decay)

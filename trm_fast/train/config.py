@@ -61,6 +61,7 @@ SCHEMA = {
     # trm_fast only
     "checkpoint_every_steps": Rule(int, None, lo=1, optional=True),  # also checkpoint every N steps
     "compile": Rule(bool, None, optional=True),  # torch.compile the training step; default: on a GPU only
+    "cuda_graph": Rule(bool, False),  # replay the whole step from one CUDA graph (train/graphed_step.py)
 }
 
 ARC_EVALUATOR_KEYS = {"name": str, "submission_K": int, "pass_Ks": list, "aggregated_voting": bool}
@@ -96,6 +97,7 @@ class TrainConfig:
     freeze_weights: bool = False
     checkpoint_every_steps: Optional[int] = None
     compile: Optional[bool] = None
+    cuda_graph: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -21,10 +21,12 @@ class EMA:
     def update(self, model: nn.Module):
         names = [name for name, _ in model.named_parameters() if name in self.shadow]
         params = [model.get_parameter(name).detach() for name in names]
-        # multi-tensor: a few launches for all weights, each op rounding as the per-tensor formula does
+        shadows = [self.shadow[name] for name in names]
+        # multi-tensor and in place (a replayed CUDA graph reads the same buffers), each op rounding as the
+        # per-tensor formula does: rate * shadow + (1 - rate) * param, the sum being commutative
         new = torch._foreach_mul(params, 1.0 - self.rate)
-        torch._foreach_add_(new, torch._foreach_mul([self.shadow[name] for name in names], self.rate))
-        self.shadow.update(zip(names, new))
+        torch._foreach_mul_(shadows, self.rate)
+        torch._foreach_add_(shadows, new)
 
     @torch.no_grad()
     def write_to(self, target: nn.Module, model: nn.Module) -> nn.Module:

@@ -40,6 +40,7 @@ from . import checkpoint
 from .build import build_optimizers
 from .config import TrainConfig, dump_yaml
 from .ema import EMA
+from .graphed_step import GraphedStep
 from .logger import RunLogger
 from .profiling import StepProfiler
 from .sampler import TrainSampler
@@ -129,6 +130,9 @@ class Run:
             distributed.broadcast_module(self.model)
         self.forward = training_forward(self.head, proc.device, cfg.compile)
         self.optimizers, self.base_lrs = build_optimizers(cfg, self.model)
+        self.graphed = None  # built at the first step, after a resume has loaded the optimizers' groups
+        if cfg.cuda_graph:
+            GraphedStep.check(proc.device, proc.world_size)
         self.ema = EMA(self.model, cfg.ema_rate) if cfg.ema else None
         self.sampler = TrainSampler(self.train_split, seed=cfg.seed, global_batch_size=cfg.global_batch_size,
                                     epochs_per_iter=self.epochs_per_iter, rank=proc.rank, world_size=proc.world_size)
@@ -232,23 +236,34 @@ class Run:
         if self.carry is None:
             self.carry = self.head.initial_carry(batch)
         self.step += 1
-        self.carry, loss, metrics, _, _ = self.forward(return_keys=(), carry=self.carry, batch=batch)
-        ((1 / cfg.global_batch_size) * loss).backward()
+        lrs = [cosine_with_warmup(self.step, base_lr, round(cfg.lr_warmup_steps), self.total_steps, cfg.lr_min_ratio)
+               for base_lr in self.base_lrs]
+        if cfg.cuda_graph:
+            if self.graphed is None:
+                self.graphed = GraphedStep(self._device_step, self.optimizers, device)
+            self.carry, keys, values = self.graphed(batch, self.carry, lrs)
+        else:
+            for opt, lr in zip(self.optimizers, lrs):
+                for group in opt.param_groups:
+                    group["lr"] = lr
+            self.carry, keys, values = self._device_step(batch, self.carry)
+        values = distributed.sum_to_main(values, self.proc)
+        return Pending(self.step, lrs[-1], keys, values) if self.proc.is_main else None
+
+    def _device_step(self, batch: dict, carry):
+        """Everything a step does on the device: forward, backward, the gradients' sum over ranks, the
+        optimizers, the EMA; returns the next carry and this rank's metric sums (names, float64 tensor)."""
+        carry, loss, metrics, _, _ = self.forward(return_keys=(), carry=carry, batch=batch)
+        ((1 / self.config.global_batch_size) * loss).backward()
         if self.proc.world_size > 1:
             distributed.sum_gradients(self.model)
-        lr = None
-        for opt, base_lr in zip(self.optimizers, self.base_lrs):
-            lr = cosine_with_warmup(self.step, base_lr, round(cfg.lr_warmup_steps), self.total_steps, cfg.lr_min_ratio)
-            for group in opt.param_groups:
-                group["lr"] = lr
+        for opt in self.optimizers:
             opt.step()
             opt.zero_grad()
         if self.ema is not None:
             self.ema.update(self.model)
-
         keys = sorted(metrics)
-        values = distributed.sum_to_main(torch.stack([metrics[k].double() for k in keys]), self.proc)
-        return Pending(self.step, lr, keys, values) if self.proc.is_main else None
+        return carry, keys, torch.stack([metrics[k].double() for k in keys])
 
     def metrics(self, pending: "Pending") -> dict:
         """A step's metrics as the official train_batch reports them (waits for the step to finish)."""
@@ -336,7 +351,10 @@ class Run:
             self.eval_model = copy.deepcopy(self.model) if self.ema is not None else self.model
             self.engine = Engine(self.eval_model, cfg.global_batch_size // self.proc.world_size)
         if self.ema is not None:
-            self.ema.write_to(self.eval_model, self.model)  # in place: the engine re-reads the weights
+            self.ema.write_to(self.eval_model, self.model)
+        # the engine re-reads weights it sees changed through their version counters, which the kernels of a
+        # replayed graph (cuda_graph) do not bump: read them always
+        self.engine.refresh()
         if self.arc is not None and not self.arc_spec["aggregated_voting"]:
             # each evaluation votes alone (the official default, aggregated_voting: true, piles votes up)
             self.arc = ArcVotes(self.arc.identifiers, self.arc.blank)

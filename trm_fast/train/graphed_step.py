@@ -1,0 +1,106 @@
+"""Config key `cuda_graph: true`: the whole training step replayed from one CUDA graph. One step is the
+forward through the loss head, the backward, both optimizers, the EMA, the metric sums and the ACT carry
+handed to the next step. The host then only copies the batch in, writes the learning rates and replays.
+
+How: the first WARMUP steps run eagerly on a side stream, which compiles, autotunes and lets the allocator
+settle. The next step is captured, then every step replays that capture. The graph reads fixed buffers: the
+batch and the carry are copied into them, and the carry it computes is copied back into them inside the
+graph. The optimizers are built capturable, with their learning rates as device tensors written in place
+(optim/), and the EMA updates its averages in place.
+
+Not with several processes: the gradient all-reduce is not captured. Random numbers (halt exploration)
+come from the same generator, but a replayed graph advances it differently from eager steps, so a run
+resumed with cuda_graph on draws other exploration numbers than the uninterrupted run (with it off, a
+resumed run is step-for-step identical).
+"""
+
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..models import Carry, InnerCarry
+
+WARMUP = 3  # eager steps before the capture
+
+# step(batch, carry) -> (next carry, metric names, (len(names),) float64 metric sums), all on the device
+StepFn = Callable[[dict, Carry], Tuple[Carry, List[str], torch.Tensor]]
+
+
+def _copy_carry(dst: Carry, src: Carry):
+    dst.inner_carry.z_H.copy_(src.inner_carry.z_H)
+    dst.inner_carry.z_L.copy_(src.inner_carry.z_L)
+    dst.steps.copy_(src.steps)
+    dst.halted.copy_(src.halted)
+    for k, v in src.current_data.items():
+        dst.current_data[k].copy_(v)
+
+
+def _clone_carry(c: Carry) -> Carry:
+    return Carry(InnerCarry(c.inner_carry.z_H.clone(), c.inner_carry.z_L.clone()), c.steps.clone(), c.halted.clone(),
+                 {k: v.clone() for k, v in c.current_data.items()})
+
+
+class GraphedStep:
+    """Runs `step` eagerly WARMUP times, then from a CUDA graph. `optimizers` must take their lr as a 0-dim
+    tensor on `device` (GraphedStep puts one in each param group)."""
+
+    def __init__(self, step: StepFn, optimizers: Sequence[torch.optim.Optimizer], device: torch.device):
+        self.check(device, 1)
+        self.step, self.optimizers, self.device = step, list(optimizers), device
+        self.lrs = [torch.zeros((), dtype=torch.float32, device=device) for _ in self.optimizers]
+        for opt, lr in zip(self.optimizers, self.lrs):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        self.eager_left = WARMUP
+        self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self.batch: Optional[dict] = None
+        self.carry: Optional[Carry] = None
+        self.keys: List[str] = []
+        self.values: Optional[torch.Tensor] = None
+
+    @staticmethod
+    def check(device: torch.device, world_size: int):
+        """Fail before any work where a graphed step cannot run."""
+        if device.type != "cuda":
+            raise ValueError(f"config key 'cuda_graph' needs a CUDA device; this run is on {device.type}")
+        if world_size > 1:
+            raise ValueError(f"config key 'cuda_graph' takes one process (the gradient all-reduce is not captured); "
+                             f"this run has {world_size}")
+
+    @property
+    def captured(self) -> bool:
+        return self.graph is not None
+
+    def __call__(self, batch: dict, carry: Carry, lrs: Sequence[float]) -> Tuple[Carry, List[str], torch.Tensor]:
+        """One step with these learning rates (one per optimizer): (next carry, metric names, metric sums).
+        The sums are the caller's to keep; the carry, once captured, is the graph's own buffer."""
+        for tensor, lr in zip(self.lrs, lrs):
+            tensor.fill_(lr)
+        if self.eager_left > 0:
+            self.eager_left -= 1
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                out = self.step(batch, carry)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return out
+        if self.graph is None:
+            self._capture(batch, carry)
+        for k, v in batch.items():
+            self.batch[k].copy_(v, non_blocking=True)
+        if carry is not self.carry:  # the carry of an eager step, or one restored from a checkpoint
+            _copy_carry(self.carry, carry)
+        self.graph.replay()
+        return self.carry, self.keys, self.values.clone()  # the next replay overwrites the graph's own
+
+    def _capture(self, batch: dict, carry: Carry):
+        self.batch = {k: v.clone() for k, v in batch.items()}
+        self.carry = _clone_carry(carry)
+        for opt in self.optimizers:  # the backward inside the graph allocates the gradients from its pool
+            opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize(self.device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            next_carry, self.keys, self.values = self.step(self.batch, self.carry)
+            _copy_carry(self.carry, next_carry)
+        self.graph = graph  # capturing ran nothing: the caller's replay makes this step
