@@ -51,7 +51,7 @@ class GraphedStep:
         for opt, lr in zip(self.optimizers, self.lrs):
             for group in opt.param_groups:
                 group["lr"] = lr
-        self.eager_left = WARMUP
+        self.eager_left, self._side = WARMUP, None
         self.graph: Optional[torch.cuda.CUDAGraph] = None
         self.batch: Optional[dict] = None
         self.carry: Optional[Carry] = None
@@ -78,7 +78,7 @@ class GraphedStep:
             tensor.fill_(lr)
         if self.eager_left > 0:
             self.eager_left -= 1
-            side = torch.cuda.Stream(self.device)
+            side = self._side = self._side or torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 out = self.step(batch, carry)
@@ -99,6 +99,7 @@ class GraphedStep:
         for opt in self.optimizers:  # the backward inside the graph allocates the gradients from its pool
             opt.zero_grad(set_to_none=True)
         torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()  # what the eager steps left cached: the graph keeps a pool of its own
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             next_carry, self.keys, self.values = self.step(self.batch, self.carry)
