@@ -18,7 +18,7 @@ import glob
 import os
 import random
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -40,6 +40,24 @@ def carry_from_dict(state: Optional[Dict[str, Any]], device) -> Optional[Carry]:
         return None
     return Carry(InnerCarry(state["z_H"].to(device), state["z_L"].to(device)), state["steps"].to(device),
                  state["halted"].to(device), {k: v.to(device) for k, v in state["current_data"].items()})
+
+
+def regroup_carries(carries: List[Optional[Dict[str, Any]]], world_size: int) -> List[Optional[Dict[str, Any]]]:
+    """Per-rank carries (as carry_to_dict writes them) for `world_size` ranks. Rank r of W holds rows
+    [r * B / W, (r + 1) * B / W) of every global batch (train/sampler.py), so the carries of one process
+    count, stacked in rank order, are the global batch's rows, split again in that order for another."""
+    if not carries or any(c is None for c in carries):
+        return [None] * world_size
+
+    def split(parts):
+        whole = torch.cat(parts)
+        if whole.shape[0] % world_size:
+            raise ValueError(f"a carry of {whole.shape[0]} rows cannot be split over {world_size} processes")
+        return whole.chunk(world_size)
+    fields = {k: split([c[k] for c in carries]) for k in ("z_H", "z_L", "steps", "halted")}
+    data = {k: split([c["current_data"][k] for c in carries]) for k in carries[0]["current_data"]}
+    return [{**{k: v[r] for k, v in fields.items()}, "current_data": {k: v[r] for k, v in data.items()}}
+            for r in range(world_size)]
 
 
 def rng_state() -> Dict[str, Any]:

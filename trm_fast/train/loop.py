@@ -206,9 +206,12 @@ class Run:
         changed = [k for k, v in self.config.to_dict().items() if k not in FIXED_ON_RESUME and saved.get(k) != v]
         if changed and self.proc.is_main:
             warnings.warn(f"--resume: config keys changed since the checkpoint: {', '.join(changed)}", stacklevel=2)
-        if state["world_size"] != self.proc.world_size:
-            raise ValueError(f"--resume: {path} was written by {state['world_size']} processes, this run has "
-                             f"{self.proc.world_size}: exact resume needs the same number")
+        rank, world, saved_world = self.proc.rank, self.proc.world_size, state["world_size"]
+        if saved_world != world and self.proc.is_main:
+            warnings.warn(f"--resume: {path} was written by {saved_world} processes, this run has {world}: the "
+                          "weights, optimizers, EMA, step, data order and ACT carry continue, but each process's "
+                          "random numbers (halt exploration) differ, so the run is not step-for-step the one it "
+                          "would have been", stacklevel=2)
         self.model.load_state_dict(state["model"], strict=True)
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(opt_state)
@@ -216,13 +219,22 @@ class Run:
             if state["ema"] is None:
                 raise ValueError(f"--resume: ema is on, but {path} was written without EMA")
             self.ema.load_state_dict(state["ema"])
-        rank = self.proc.rank
-        self.carry = checkpoint.carry_from_dict(state["carry"][rank] if state["carry"] else None, self.proc.device)
-        self.sampler.load_state_dict(state["data_position"])
+        carries = state["carry"]
+        if carries and saved_world != world:
+            carries = checkpoint.regroup_carries(carries, world)
+        self.carry = checkpoint.carry_from_dict(carries[rank] if carries else None, self.proc.device)
+        self.sampler.load_state_dict(state["data_position"])  # one global position, whatever the ranks
         if self.arc is not None and state.get("arc_votes"):
-            self.arc.load_state_dict(state["arc_votes"][rank])
+            if saved_world == world:
+                self.arc.load_state_dict(state["arc_votes"][rank])
+            elif rank == 0:  # votes are summed over ranks at each evaluation: rank 0 takes them all
+                for votes in state["arc_votes"]:
+                    saved = ArcVotes(self.arc.identifiers, self.arc.blank)
+                    saved.load_state_dict(votes)
+                    self.arc.merge(saved)
         self.step, self.iteration, self.evals_done = state["step"], state["iteration"], state["evals_done"]
-        checkpoint.set_rng_state(state["rng"][rank])
+        if rank < saved_world:  # a process the checkpoint did not have keeps its seed's generators
+            checkpoint.set_rng_state(state["rng"][rank])
 
     # -- the loop --------------------------------------------------------------------------------------------
 
