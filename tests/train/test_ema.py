@@ -20,3 +20,16 @@ def test_update_gives_the_per_tensor_formulas_bits():
     assert expected.keys() == ema.state_dict().keys()
     for name, value in ema.state_dict().items():
         assert torch.equal(value, expected[name]), name
+
+
+def test_a_loaded_state_is_copied_not_updated_in_place():
+    model = trm_fast.TRM(tiny_config())
+    ema = EMA(model, 0.5)
+    state = {k: v.clone() for k, v in ema.state_dict().items()}
+    before = {k: v.clone() for k, v in state.items()}
+    ema.load_state_dict(state)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model)
+    assert all(torch.equal(state[k], before[k]) for k in state)

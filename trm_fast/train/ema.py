@@ -44,4 +44,5 @@ class EMA:
         missing = sorted(set(self.shadow) - set(state))
         if missing:
             raise ValueError(f"EMA state lacks the parameters {', '.join(missing)}")
-        self.shadow = {name: state[name].to(device=p.device, dtype=p.dtype) for name, p in self.shadow.items()}
+        # copies: the averages are updated in place, which must not reach the caller's tensors
+        self.shadow = {name: state[name].to(device=p.device, dtype=p.dtype, copy=True) for name, p in self.shadow.items()}
