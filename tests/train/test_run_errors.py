@@ -105,3 +105,36 @@ def test_a_wider_checkpoint_than_the_config_says_so(tmp_path):
     assert "checkpoint does not match TRM: the checkpoint has hidden_size 32, the model 16: build the model from " \
            "the checkpoint's own arch config | mis-shaped keys: " in line and " more" in line
     assert "num_puzzle_identifiers" not in line and "reset_puzzle_emb" not in line
+
+
+def test_running_out_of_device_memory_says_what_needs_less(reverse_data, tmp_path, monkeypatch, capsys):
+    step = Run.train_step
+
+    def failing(self, batch):
+        if self.step + 1 == 3:
+            self.step += 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore lines")
+        return step(self, batch)
+    monkeypatch.setattr(Run, "train_step", failing)
+    run_dir = tmp_path / "run"
+    assert main(["train", "tiny", *tiny_overrides(reverse_data(), run_dir)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == ("trm-fast train: error: out of device memory in training step 3: CUDA out of memory. Tried to "
+                   "allocate 2.00 GiB. To need less: arch.recompute=true (the gradient cycle's activations "
+                   "recomputed: about a quarter of the memory); a smaller global_batch_size (now 16); no "
+                   "checkpoint was written yet")
+    assert (run_dir / "metrics.csv").read_text().count("\n") == 3  # the header and the two steps done
+
+
+def test_an_evaluation_out_of_device_memory_names_the_batch_size(monkeypatch, capsys, tmp_path):
+    import trm_fast.evaluate
+
+    def failing(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+    monkeypatch.setattr(trm_fast.evaluate, "evaluate_checkpoint", failing)
+    (tmp_path / "data").mkdir()
+    code = main(["eval", str(tmp_path / "step_1.pt"), "--data", str(tmp_path / "data"), "--device", "cpu"])
+    assert code == 1
+    assert capsys.readouterr().err.strip().endswith(
+        "out of device memory evaluating " + str(tmp_path / "step_1.pt") + ": CUDA out of memory. To need less: "
+        "a smaller --batch-size (now 256)")

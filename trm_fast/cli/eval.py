@@ -5,6 +5,7 @@ import json
 import os
 
 from ..disk import atomic_file
+from ..resources import out_of_memory
 from . import BAD_INPUT, UsageError, checks, usage_errors
 
 
@@ -49,10 +50,17 @@ def run(args) -> int:
     checks.writable(out, "--out")
     if args.submission or os.path.isfile(os.path.join(args.data, "test_puzzles.json")):  # ARC writes a submission
         checks.writable(submission_path, "--submission")
+    import torch
+
     with usage_errors(*BAD_INPUT):
-        result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, batch_size=args.batch_size,
-                                     device=str(device), config_path=args.config, use_ema=not args.no_ema,
-                                     pass_ks=args.pass_k, halting=args.halting, halt_threshold=args.halt_threshold)
+        try:
+            result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, batch_size=args.batch_size,
+                                         device=str(device), config_path=args.config, use_ema=not args.no_ema,
+                                         pass_ks=args.pass_k, halting=args.halting,
+                                         halt_threshold=args.halt_threshold)
+        except torch.OutOfMemoryError as err:
+            raise out_of_memory(err, f"evaluating {args.checkpoint}",
+                                [f"a smaller --batch-size (now {args.batch_size})"], device) from err
     submission = result.pop("submission", None)
     print(format_report(result))
     _write_json(result, out)

@@ -8,6 +8,7 @@ import signal
 import sys
 
 from ..disk import DiskFullError
+from ..resources import DeviceOutOfMemory
 from . import UsageError
 
 # command -> (module, one-line help)
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return importlib.import_module(args._module).run(args) or 0
-    except (UsageError, DiskFullError) as err:  # expected: one line; anything else is a bug
+    except (UsageError, DiskFullError, DeviceOutOfMemory) as err:  # expected: one line; anything else is a bug
         print(f"{args._prog}: error: {err}", file=sys.stderr)
         return 2 if isinstance(err, UsageError) else 1
     except KeyboardInterrupt as err:  # the shell's convention: 128 + the signal's number

@@ -34,6 +34,7 @@ from ..checkpoint import load_checkpoint as load_model_checkpoint
 from ..data.dataset import PuzzleSplit
 from ..disk import check_free_space, make_dirs, remove_dirs
 from ..engine import Engine, training_forward
+from ..resources import DeviceOutOfMemory, out_of_memory
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
 from ..evaluate.runner import evaluate, gather_arc_votes
 from . import checkpoint
@@ -139,6 +140,7 @@ class Run:
         self.arc = self._arc_evaluator()
         self.step, self.iteration, self.evals_done, self.carry = 0, 0, 0, None
         self.engine = self.eval_model = None  # built at the first evaluation
+        self.evaluating = False
         if resume_path is not None:
             self._restore(resume_path)  # last: it also restores the random generators
 
@@ -294,8 +296,10 @@ class Run:
         try:
             with _signals_noted(self.proc.world_size == 1) as signals:
                 self._iterations(signals)
-        except BaseException:
+        except BaseException as err:
             self._abandon()
+            if isinstance(err, torch.OutOfMemoryError):
+                raise self._out_of_memory(err) from err
             raise
         else:
             if self.log is not None:
@@ -341,6 +345,17 @@ class Run:
             if last:
                 break
 
+    def _out_of_memory(self, err: BaseException) -> DeviceOutOfMemory:
+        cfg, world = self.config, self.proc.world_size
+        tries = [] if cfg.arch.get("recompute") else [
+            "arch.recompute=true (the gradient cycle's activations recomputed: about a quarter of the memory)"]
+        tries.append(f"a smaller global_batch_size (now {cfg.global_batch_size}"
+                     + (f", {cfg.global_batch_size // world} per process" if world > 1 else "") + ")")
+        latest = checkpoint.latest_checkpoint(self.run_dir) if os.path.isdir(self.run_dir) else None
+        tries.append(f"--resume continues from {latest}" if latest else "no checkpoint was written yet")
+        where = f"in the evaluation after step {self.step}" if self.evaluating else f"in training step {self.step}"
+        return out_of_memory(err, where, tries, self.proc.device)
+
     def _stop(self, signum: int):
         """After a step, on a signal: checkpoint it and stop."""
         self.save()
@@ -357,6 +372,11 @@ class Run:
             remove_dirs(self.run_dir, self.made_dir)
 
     def evaluate(self):
+        self.evaluating = True  # stays set if it fails: the error says where
+        self._evaluate()
+        self.evaluating = False
+
+    def _evaluate(self):
         cfg = self.config
         if self.engine is None:
             # With EMA, evaluation reads its own copy of the model, which takes the averaged weights.
