@@ -34,9 +34,9 @@ from ..checkpoint import load_checkpoint as load_model_checkpoint
 from ..data.dataset import PuzzleSplit
 from ..disk import check_free_space, make_dirs, remove_dirs
 from ..engine import Engine, training_forward
-from ..resources import DeviceOutOfMemory, out_of_memory
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
 from ..evaluate.runner import evaluate, gather_arc_votes
+from ..resources import DeviceOutOfMemory, out_of_memory
 from . import checkpoint
 from .build import build_optimizers
 from .config import TrainConfig, dump_yaml
