@@ -11,6 +11,7 @@ import torch
 import trm_fast
 import yaml
 from trm_fast.evaluate import evaluate_checkpoint
+from trm_fast.evaluate.report import plot_report
 
 from helpers import run_cli
 from _trainutil import write_arc_dataset, write_split
@@ -71,15 +72,28 @@ def test_metrics_count_real_examples_only_whatever_the_batch_size(tmp_path):
         assert other["all"]["halting"] == results[0]["all"]["halting"]
 
 
+def test_the_plot_of_an_official_evaluation_shows_halting_and_accuracy_by_step(tmp_path):
+    inputs = [[1, 2, 2, 1], [2, 3, 4, 5], [3, 1, 1, 1]]
+    write_split(tmp_path / "data" / "test", inputs, inputs, [0] * 3, [1] * 3, [1] * 3, vocab_size=6, num_ids=1)
+    ckpt = hand_made_checkpoint(tmp_path / "run", vocab_size=6, seq_len=4, halt_token=1)
+    result = evaluate_checkpoint(ckpt, str(tmp_path / "data"), device="cpu")
+    assert "exact_accuracy_by_step" in result["sets"]["all"]["halting"]
+    plot_report(result, str(tmp_path / "all.png"))
+    assert (tmp_path / "all.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_halting_q_stops_each_example_at_the_models_decision(tmp_path):
     inputs = [[1, 2, 2, 1], [2, 3, 4, 5], [3, 1, 1, 1], [1, 4, 4, 4], [2, 2, 2, 2]]
     labels = [[1, 2, 2, 1], [2, 3, 4, 5], [3, 1, 1, 2], [0, 4, 4, 4], [5, 5, 5, 5]]
     write_split(tmp_path / "data" / "test", inputs, labels, [0] * 5, [1] * 5, [1] * 5, vocab_size=6, num_ids=1)
     ckpt = hand_made_checkpoint(tmp_path / "run", vocab_size=6, seq_len=4, halt_token=1)
     out = tmp_path / "q.json"
-    proc = run_cli("eval", ckpt, "--data", tmp_path / "data", "--device", "cpu", "--halting", "q", "--out", out)
+    png = tmp_path / "q.png"
+    proc = run_cli("eval", ckpt, "--data", tmp_path / "data", "--device", "cpu", "--halting", "q", "--out", out,
+                   "--png", png)
     assert proc.returncode == 0, proc.stderr
     assert "halting q: each example stopped" in proc.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {png}" in proc.stdout
     m = json.loads(out.read_text())["sets"]["all"]
     assert m["steps"] == pytest.approx((1 + 4 + 4 + 1 + 4) / 5)  # rows starting with token 1 halt at once
     assert m["halting"]["histogram"] == [2, 0, 0, 3] and m["halting"]["policy"] == "q"
@@ -94,6 +108,9 @@ def test_halting_q_stops_each_example_at_the_models_decision(tmp_path):
     assert result["halt_threshold"] == 5.5 and result["sets"]["all"]["halting"]["histogram"] == [0, 0, 0, 5]
     proc = run_cli("eval", ckpt, "--data", tmp_path / "data", "--halt-threshold", "inf")
     assert proc.returncode == 2 and "--halt-threshold: must be a finite number, got inf" in proc.stderr
+    (tmp_path / "ro").write_text("a file, not a directory")
+    proc = run_cli("eval", ckpt, "--data", tmp_path / "data", "--device", "cpu", "--png", tmp_path / "ro" / "x.png")
+    assert proc.returncode == 2 and "--png" in proc.stderr and not (tmp_path / "q.json.tmp").exists()
 
 
 def test_arc_votes_undo_augmentations_and_write_a_submission(tmp_path):

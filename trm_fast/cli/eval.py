@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="the model says halt where Q-halt exceeds T (default: the model file's, tuned on "
                              "training puzzles; 0, as in training, for other checkpoints)")
     parser.add_argument("--out", metavar="FILE.json", help="metrics JSON (default: CHECKPOINT.eval.json)")
+    parser.add_argument("--png", metavar="FILE.png",
+                        help="also plot, per set, the steps at which examples halt and the accuracy by step")
     parser.add_argument("--submission", metavar="FILE.json",
                         help="ARC: Kaggle submission (default: submission.json next to --out)")
     parser.add_argument("--config", metavar="YAML", help="config with the arch of an official checkpoint "
@@ -39,6 +41,7 @@ def _write_json(obj, path: str):
 
 def run(args) -> int:
     from ..evaluate import evaluate_checkpoint, format_report
+    from ..evaluate.report import plot_report
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -48,6 +51,8 @@ def run(args) -> int:
     out = args.out or args.checkpoint + ".eval.json"
     submission_path = args.submission or os.path.join(os.path.dirname(os.path.abspath(out)), "submission.json")
     checks.writable(out, "--out")
+    if args.png:
+        checks.writable(args.png, "--png")
     if args.submission or os.path.isfile(os.path.join(args.data, "test_puzzles.json")):  # ARC writes a submission
         checks.writable(submission_path, "--submission")
     import torch
@@ -65,6 +70,9 @@ def run(args) -> int:
     print(format_report(result))
     _write_json(result, out)
     print(f"\nwrote {out}")
+    if args.png:
+        plot_report(result, args.png)
+        print(f"wrote {args.png}")
     if submission is not None:
         _write_json(submission, submission_path)
         print(f"wrote {submission_path}")
