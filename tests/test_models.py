@@ -55,6 +55,14 @@ def test_shapes_dtypes_and_gradients(cls, overrides, dtype, training):
             assert model.puzzle_emb.local_weights.grad is not None
 
 
+@pytest.mark.parametrize("cls", [trm_fast.TRM, trm_fast.HRM])
+def test_the_usual_module_conversions_work(cls):
+    # nn.Module.to/float/double walk the submodules through their _apply: no module may shadow it
+    model = cls(tiny_config(recompute=True))
+    assert model.double().inner.lm_head.weight.dtype == torch.float64
+    assert model.float().to("cpu").inner.lm_head.weight.dtype == torch.float32
+
+
 def test_state_dict_keys_match_the_contract():
     trm = trm_fast.TRM(tiny_config(pos_encodings="learned", L_layers=1))
     assert sorted(trm.state_dict()) == sorted([

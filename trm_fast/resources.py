@@ -2,7 +2,7 @@
 model and batch that did not fit, the peak reached, the settings that need less). The disk's counterpart
 is disk.DiskFullError."""
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 
 class DeviceOutOfMemory(RuntimeError):
@@ -20,3 +20,17 @@ def out_of_memory(err: BaseException, where: str, tries: Sequence[str], device=N
         text += f" (peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} of {total:.1f} GiB)"
     first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
     return DeviceOutOfMemory(f"{text}: {first}. To need less: " + "; ".join(tries))
+
+
+def out_of_memory_in(err: BaseException) -> Optional[BaseException]:
+    """The torch.OutOfMemoryError that `err` is or was raised from or while handling (a failed CUDA-graph
+    capture reports its own error, with the out-of-memory one as its context); None if there is none."""
+    import torch
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, torch.OutOfMemoryError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

@@ -121,8 +121,8 @@ def test_running_out_of_device_memory_says_what_needs_less(reverse_data, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == ("trm-fast train: error: out of device memory in training step 3: CUDA out of memory. Tried to "
                    "allocate 2.00 GiB. To need less: arch.recompute=true (the gradient cycle's activations "
-                   "recomputed: about a quarter of the memory); a smaller global_batch_size (now 16); no "
-                   "checkpoint was written yet")
+                   "recomputed: about a quarter of the memory; --resume takes it); a smaller global_batch_size "
+                   "(now 16; a new run); no checkpoint was written yet")
     assert (run_dir / "metrics.csv").read_text().count("\n") == 3  # the header and the two steps done
 
 
@@ -138,3 +138,30 @@ def test_an_evaluation_out_of_device_memory_names_the_batch_size(monkeypatch, ca
     assert capsys.readouterr().err.strip().endswith(
         "out of device memory evaluating " + str(tmp_path / "step_1.pt") + ": CUDA out of memory. To need less: "
         "a smaller --batch-size (now 256)")
+
+
+def test_out_of_memory_in_an_evaluation_or_behind_another_error_is_named(reverse_data, tmp_path, monkeypatch,
+                                                                         capsys):
+    def failing(self):
+        try:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        except torch.OutOfMemoryError:
+            raise RuntimeError("graph capture failed")  # what a failed CUDA-graph capture raises
+    monkeypatch.setattr(Run, "_evaluate", failing)
+    assert main(["train", "tiny", *tiny_overrides(reverse_data(), tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("trm-fast train: error: out of device memory in the evaluation after step ")
+    assert "a smaller global_batch_size, which is also the evaluation's rows (now 16; a new run)" in err
+    assert "recompute" not in err
+
+
+def test_a_run_resumes_with_recompute_turned_on(reverse_data, tmp_path):
+    data, run_dir = reverse_data(), tmp_path / "run"
+    args = ["epochs=4", "eval_interval=2", "checkpoint_every_eval=true"]
+    train(load_config("tiny", tiny_overrides(data, run_dir, *args)))
+    os.remove(run_dir / "step_8.pt")  # as if it had run out of memory after step 4
+    train(load_config("tiny", tiny_overrides(data, run_dir, *args, "arch.recompute=true")), resume="latest")
+    assert sorted(p.name for p in run_dir.glob("step_*.pt")) == ["step_4.pt", "step_8.pt"]
+    proc = run_cli("train", "tiny", *tiny_overrides(data, run_dir, *args, "cuda_graph=true", "arch.recompute=true"),
+                   "--resume")
+    assert proc.returncode == 2 and "config key 'cuda_graph' does not take arch.recompute yet" in proc.stderr

@@ -2,7 +2,8 @@
 
 Shape, dtype and device checks cost nothing and run on every call. Checks that read tensor values
 (token ids inside the vocabulary, puzzle ids below num_puzzle_identifiers) sync with the host, so
-they run once per new batch on the eager path and never while torch.compile traces.
+they run once per new batch on the eager path and never while torch.compile traces or a CUDA graph is
+captured.
 """
 
 import weakref
@@ -60,8 +61,8 @@ class ValueChecker:
         self._seen = None  # (weak refs to the batch's tensors, their versions)
 
     def __call__(self, config, batch):
-        if torch.compiler.is_compiling():
-            return
+        if torch.compiler.is_compiling() or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()):
+            return  # tracing, or capturing a CUDA graph (train/graphed_step.py checks the batch before)
         tensors = tuple(batch.values())
         if self._seen is not None:
             refs, versions = self._seen

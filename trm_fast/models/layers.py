@@ -136,10 +136,13 @@ class ReasoningModule(nn.Module):
 
     def forward(self, h: torch.Tensor, injection: torch.Tensor, cos_sin=None) -> torch.Tensor:
         if self.recompute and torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(self._apply, h, injection, cos_sin, use_reentrant=False)
-        return self._apply(h, injection, cos_sin)
+            # the layers draw no random numbers: no generator state to save (nor to read while a CUDA graph
+            # is being captured, which that would forbid)
+            return torch.utils.checkpoint.checkpoint(self._run_layers, h, injection, cos_sin, use_reentrant=False,
+                                                     preserve_rng_state=False)
+        return self._run_layers(h, injection, cos_sin)
 
-    def _apply(self, h: torch.Tensor, injection: torch.Tensor, cos_sin) -> torch.Tensor:
+    def _run_layers(self, h: torch.Tensor, injection: torch.Tensor, cos_sin) -> torch.Tensor:
         h = h + injection
         for layer in self.layers:
             h = layer(h, cos_sin)

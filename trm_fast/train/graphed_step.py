@@ -8,7 +8,10 @@ batch and the carry are copied into them, and the carry it computes is copied ba
 graph. The optimizers are built capturable, with their learning rates as device tensors written in place
 (optim/), and the EMA updates its averages in place.
 
-Not with several processes: the gradient all-reduce is not captured. Random numbers (halt exploration)
+The ids of each batch are checked as the dataset reader collates it (data/dataset.py); the model's own
+value checks, which read the device, do not run in a replay, nor while capturing.
+
+Not with several processes: the gradient all-reduce is not captured. Not with arch.recompute yet. Random numbers (halt exploration)
 come from the same generator, but a replayed graph advances it differently from eager steps, so a run
 resumed with cuda_graph on draws other exploration numbers than the uninterrupted run (with it off, a
 resumed run is step-for-step identical).
@@ -59,8 +62,11 @@ class GraphedStep:
         self.values: Optional[torch.Tensor] = None
 
     @staticmethod
-    def check(device: torch.device, world_size: int):
+    def check(device: torch.device, world_size: int, recompute: bool = False):
         """Fail before any work where a graphed step cannot run."""
+        if recompute:
+            raise ValueError("config key 'cuda_graph' does not take arch.recompute yet (the checkpointed backward "
+                             "inside a captured graph has not run on a GPU)")
         if device.type != "cuda":
             raise ValueError(f"config key 'cuda_graph' needs a CUDA device; this run is on {device.type}")
         if world_size > 1:

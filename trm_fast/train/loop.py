@@ -36,7 +36,7 @@ from ..disk import check_free_space, make_dirs, remove_dirs
 from ..engine import Engine, training_forward
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
 from ..evaluate.runner import evaluate, gather_arc_votes
-from ..resources import DeviceOutOfMemory, out_of_memory
+from ..resources import DeviceOutOfMemory, out_of_memory, out_of_memory_in
 from . import checkpoint
 from .build import build_optimizers
 from .config import TrainConfig, dump_yaml
@@ -49,6 +49,8 @@ from .schedule import cosine_with_warmup
 
 # Changing these makes the saved state meaningless; anything else may change on --resume.
 FIXED_ON_RESUME = ("arch", "data_paths", "global_batch_size", "seed")
+# ...except these arch keys, which say how the same model runs (so a run out of memory can resume with recompute)
+RUNTIME_ARCH_KEYS = ("backend", "recompute")
 
 
 @dataclass
@@ -133,7 +135,7 @@ class Run:
         self.optimizers, self.base_lrs = build_optimizers(cfg, self.model)
         self.graphed = None  # built at the first step, after a resume has loaded the optimizers' groups
         if cfg.cuda_graph:
-            GraphedStep.check(proc.device, proc.world_size)
+            GraphedStep.check(proc.device, proc.world_size, bool(cfg.arch.get("recompute")))
         self.ema = EMA(self.model, cfg.ema_rate) if cfg.ema else None
         self.sampler = TrainSampler(self.train_split, seed=cfg.seed, global_batch_size=cfg.global_batch_size,
                                     epochs_per_iter=self.epochs_per_iter, rank=proc.rank, world_size=proc.world_size)
@@ -202,9 +204,12 @@ class Run:
         state = checkpoint.load(path)
         saved = state["config"]
         for key in FIXED_ON_RESUME:
-            if saved.get(key) != getattr(self.config, key):
+            there, now = saved.get(key), getattr(self.config, key)
+            if key == "arch" and isinstance(there, dict):
+                there, now = ({k: v for k, v in a.items() if k not in RUNTIME_ARCH_KEYS} for a in (there, now))
+            if there != now:
                 raise ValueError(f"--resume: config key '{key}' differs from the checkpoint {path}: "
-                                 + _differences(key, saved.get(key), getattr(self.config, key)))
+                                 + _differences(key, there, now))
         changed = [k for k, v in self.config.to_dict().items() if k not in FIXED_ON_RESUME and saved.get(k) != v]
         if changed and self.proc.is_main:
             warnings.warn(f"--resume: config keys changed since the checkpoint: {', '.join(changed)}", stacklevel=2)
@@ -298,8 +303,9 @@ class Run:
                 self._iterations(signals)
         except BaseException as err:
             self._abandon()
-            if isinstance(err, torch.OutOfMemoryError):
-                raise self._out_of_memory(err) from err
+            oom = out_of_memory_in(err)
+            if oom is not None:
+                raise self._out_of_memory(oom) from err
             raise
         else:
             if self.log is not None:
@@ -325,8 +331,8 @@ class Run:
                         self._log_step(pending)
                     raise
                 done, pending = pending, queued
-                self.profiler.step_done()
                 self._log_step(done)
+                self.profiler.step_done()
                 if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0 or signals:
                     # a checkpoint's step is in metrics.csv before the checkpoint (resume cuts the file to it)
                     self._log_step(pending)
@@ -347,14 +353,18 @@ class Run:
 
     def _out_of_memory(self, err: BaseException) -> DeviceOutOfMemory:
         cfg, world = self.config, self.proc.world_size
+        per_process = f", {cfg.global_batch_size // world} per process" if world > 1 else ""
+        if self.evaluating:  # no gradients there: only the rows at once matter
+            return out_of_memory(err, f"in the evaluation after step {self.step}", [
+                f"a smaller global_batch_size, which is also the evaluation's rows (now {cfg.global_batch_size}"
+                f"{per_process}; a new run)"], self.proc.device)
         tries = [] if cfg.arch.get("recompute") else [
-            "arch.recompute=true (the gradient cycle's activations recomputed: about a quarter of the memory)"]
-        tries.append(f"a smaller global_batch_size (now {cfg.global_batch_size}"
-                     + (f", {cfg.global_batch_size // world} per process" if world > 1 else "") + ")")
+            "arch.recompute=true (the gradient cycle's activations recomputed: about a quarter of the memory; "
+            "--resume takes it)"]
+        tries.append(f"a smaller global_batch_size (now {cfg.global_batch_size}{per_process}; a new run)")
         latest = checkpoint.latest_checkpoint(self.run_dir) if os.path.isdir(self.run_dir) else None
-        tries.append(f"--resume continues from {latest}" if latest else "no checkpoint was written yet")
-        where = f"in the evaluation after step {self.step}" if self.evaluating else f"in training step {self.step}"
-        return out_of_memory(err, where, tries, self.proc.device)
+        tries.append(f"the last checkpoint is {latest}" if latest else "no checkpoint was written yet")
+        return out_of_memory(err, f"in training step {self.step}", tries, self.proc.device)
 
     def _stop(self, signum: int):
         """After a step, on a signal: checkpoint it and stop."""
@@ -446,4 +456,12 @@ def _differences(name: str, there, now) -> str:
 
 def train(config: TrainConfig, resume: Optional[str] = None, profile_steps: int = 0) -> str:
     """Train per `config` (optionally resuming, optionally profiling steps); returns the run directory."""
-    return Run(config, resume, profile_steps).run()
+    try:
+        run = Run(config, resume, profile_steps)
+    except BaseException as err:  # building the model, or loading a checkpoint onto the device
+        oom = out_of_memory_in(err)
+        if oom is None:
+            raise
+        tries = [f"a smaller global_batch_size (now {config.global_batch_size})"]
+        raise out_of_memory(oom, "setting up the run", tries) from err
+    return run.run()
