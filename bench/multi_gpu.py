@@ -9,15 +9,14 @@ differ only by rounding: the JSON holds the largest relative difference over the
 """
 
 import argparse
-import csv
 import json
-import os
 import re
+
+from trm_fast.train.logger import read_train_rows
 
 
 def losses(run_dir: str):
-    with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
-        return [(int(r["step"]), float(r["lm_loss"])) for r in csv.DictReader(f)]
+    return [(int(r["step"]), float(r["lm_loss"])) for r in read_train_rows(run_dir)]
 
 
 def steps_per_s(log_path: str):

@@ -47,8 +47,9 @@ python3 "$repo/bench/multi_gpu.py" --one /tmp/mg_one --many /tmp/mg_many --proce
     --json "$out/multi_gpu.json" | tee -a "$log"
 python3 - "$out/multi_gpu.json" <<'PY' | tee -a "$log"
 # the resumed run against the torchrun run it continues, steps 51 on
-import csv, json, sys
-rows = lambda d: {int(r["step"]): float(r["lm_loss"]) for r in csv.DictReader(open(f"/tmp/{d}/metrics.csv"))}
+import json, sys
+from trm_fast.train.logger import read_train_rows
+rows = lambda d: {int(r["step"]): float(r["lm_loss"]) for r in read_train_rows(f"/tmp/{d}")}
 many, resumed = rows("mg_many"), rows("mg_resumed")
 common = sorted(set(many) & set(resumed))
 worst = max(abs(many[s] - resumed[s]) / abs(many[s]) for s in common)

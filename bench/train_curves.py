@@ -8,16 +8,15 @@ against the step, one line per run; the JSON holds each run's final loss (the me
 """
 
 import argparse
-import csv
 import json
-import os
 
 import numpy as np
 
+from trm_fast.train.logger import read_train_rows
+
 
 def read(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_train_rows(run_dir)
     if not rows:
         raise SystemExit(f"{run_dir}/metrics.csv has no steps")
     halted = [r for r in rows if int(r["count"]) > 0]  # a step where no puzzle halted has no accuracy

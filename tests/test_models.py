@@ -246,3 +246,19 @@ def test_forward_by_keyword_and_all_halted_flag():
     assert not all_halted and set(outputs) == {"logits", "preds"}
     carry, *_, all_halted = head(return_keys=[], carry=carry, batch=batch)
     assert all_halted
+
+
+def test_a_carry_clones_into_new_memory_and_copies_in_place():
+    cfg = tiny_config()
+    model = trm_fast.TRM(cfg)
+    carry = model.initial_carry(make_batch(cfg))
+    twin = carry.clone()
+    assert twin.inner_carry.z_H.data_ptr() != carry.inner_carry.z_H.data_ptr()
+    assert torch.equal(twin.inner_carry.z_L, carry.inner_carry.z_L) and torch.equal(twin.halted, carry.halted)
+    other = model.initial_carry(make_batch(cfg, seed=1))
+    other.inner_carry.z_H.fill_(3.0)
+    other.steps.fill_(2)
+    pointer = twin.inner_carry.z_H.data_ptr()
+    assert twin.copy_(other) is twin and twin.inner_carry.z_H.data_ptr() == pointer
+    assert torch.equal(twin.inner_carry.z_H, other.inner_carry.z_H) and torch.equal(twin.steps, other.steps)
+    assert torch.equal(twin.current_data["inputs"], other.current_data["inputs"])

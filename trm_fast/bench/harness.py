@@ -18,7 +18,6 @@ import time
 import torch
 
 import trm_fast
-from trm_fast.models import Carry, InnerCarry
 
 from . import ceilings
 from .configs import BenchConfig
@@ -75,12 +74,6 @@ def make_batch(cfg, batch: int, device, seed: int = 0):
     return {k: v.to(device) for k, v in data.items()}
 
 
-def _clone_carry(c: Carry) -> Carry:
-    # CUDA-graph outputs live in the graph's pool and are overwritten by the next replay.
-    return Carry(InnerCarry(c.inner_carry.z_H.clone(), c.inner_carry.z_L.clone()), c.steps.clone(),
-                 c.halted.clone(), {k: v.clone() for k, v in c.current_data.items()})
-
-
 def callable_for(head, backend: str):
     """The loss head as `backend` runs it: eager, as the trainer runs it (compiled on a GPU), torch.compile,
     or compiled into CUDA graphs."""
@@ -94,7 +87,7 @@ def callable_for(head, backend: str):
         def call(**kwargs):
             torch.compiler.cudagraph_mark_step_begin()
             carry, *rest = compiled(**kwargs)
-            return (_clone_carry(carry), *rest)
+            return (carry.clone(), *rest)  # the graph's pool is overwritten by the next replay
         return call
     return torch.compile(head, dynamic=False)
 

@@ -33,6 +33,21 @@ class Carry:
     halted: torch.Tensor  # (B,) bool: the row takes a new puzzle at the next step
     current_data: Dict[str, torch.Tensor]
 
+    def clone(self) -> "Carry":
+        """A copy in new memory (a carry in a CUDA graph's pool is overwritten by its next replay)."""
+        return Carry(InnerCarry(self.inner_carry.z_H.clone(), self.inner_carry.z_L.clone()), self.steps.clone(),
+                     self.halted.clone(), {k: v.clone() for k, v in self.current_data.items()})
+
+    def copy_(self, other: "Carry") -> "Carry":
+        """`other`'s values into this carry's tensors, in place (a captured graph reads fixed memory)."""
+        self.inner_carry.z_H.copy_(other.inner_carry.z_H)
+        self.inner_carry.z_L.copy_(other.inner_carry.z_L)
+        self.steps.copy_(other.steps)
+        self.halted.copy_(other.halted)
+        for k, v in other.current_data.items():
+            self.current_data[k].copy_(v)
+        return self
+
 
 # The ACT rules, shared by ACTModel.forward and trm_fast.Engine: one place each.
 

@@ -21,26 +21,12 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..models import Carry, InnerCarry
+from ..models import Carry
 
 WARMUP = 3  # eager steps before the capture
 
 # step(batch, carry) -> (next carry, metric names, (len(names),) float64 metric sums), all on the device
 StepFn = Callable[[dict, Carry], Tuple[Carry, List[str], torch.Tensor]]
-
-
-def _copy_carry(dst: Carry, src: Carry):
-    dst.inner_carry.z_H.copy_(src.inner_carry.z_H)
-    dst.inner_carry.z_L.copy_(src.inner_carry.z_L)
-    dst.steps.copy_(src.steps)
-    dst.halted.copy_(src.halted)
-    for k, v in src.current_data.items():
-        dst.current_data[k].copy_(v)
-
-
-def _clone_carry(c: Carry) -> Carry:
-    return Carry(InnerCarry(c.inner_carry.z_H.clone(), c.inner_carry.z_L.clone()), c.steps.clone(), c.halted.clone(),
-                 {k: v.clone() for k, v in c.current_data.items()})
 
 
 class GraphedStep:
@@ -95,13 +81,13 @@ class GraphedStep:
         for k, v in batch.items():
             self.batch[k].copy_(v, non_blocking=True)
         if carry is not self.carry:  # the carry of an eager step, or one restored from a checkpoint
-            _copy_carry(self.carry, carry)
+            self.carry.copy_(carry)
         self.graph.replay()
         return self.carry, self.keys, self.values.clone()  # the next replay overwrites the graph's own
 
     def _capture(self, batch: dict, carry: Carry):
         self.batch = {k: v.clone() for k, v in batch.items()}
-        self.carry = _clone_carry(carry)
+        self.carry = carry.clone()
         for opt in self.optimizers:  # the backward inside the graph allocates the gradients from its pool
             opt.zero_grad(set_to_none=True)
         torch.cuda.synchronize(self.device)
@@ -109,5 +95,5 @@ class GraphedStep:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             next_carry, self.keys, self.values = self.step(self.batch, self.carry)
-            _copy_carry(self.carry, next_carry)
+            self.carry.copy_(next_carry)
         self.graph = graph  # capturing ran nothing: the caller's replay makes this step

@@ -124,6 +124,12 @@ class RunLogger:
         plot(self.run_dir)
 
 
+def read_train_rows(run_dir: str) -> list:
+    """metrics.csv's rows, one dict of strings per step (as written: repr of each value)."""
+    with open(os.path.join(run_dir, TRAIN_CSV), newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def plot(run_dir: str):
     """metrics.png: training LM loss (left), training and evaluation accuracies (right)."""
     import matplotlib
@@ -131,8 +137,7 @@ def plot(run_dir: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(os.path.join(run_dir, TRAIN_CSV), newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_train_rows(run_dir)
     if not rows:
         return  # nothing trained yet
     evals = {}
