@@ -5,14 +5,13 @@ import csv
 import pytest
 import torch
 from trm_fast.train import load_config, train
+from trm_fast.train.logger import read_train_rows
 
 from _trainutil import run_cli, tiny_overrides
 
 
 def _losses(run_dir):
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [float(r["lm_loss"]) for r in rows]
+    return [float(r["lm_loss"]) for r in read_train_rows(run_dir)]
 
 
 def test_cuda_graph_on_a_cpu_is_refused_before_any_work(reverse_data, tmp_path):

@@ -190,24 +190,25 @@ def test_bad_training_inputs_fail_early_and_say_what(reverse_data, tmp_path):
     assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
 
 
+def _losses_by(data, run_dir, key, values):
+    """{value: the LM loss of each step} of a 2-epoch tiny run per value of config key `key`."""
+    losses = {}
+    for value in values:
+        out = run_dir / f"{key}_{value}"
+        train(load_config("tiny", tiny_overrides(data, out, "epochs=2", "eval_interval=null",
+                                                 f"{key}={str(value).lower()}")))
+        losses[value] = [float(r[5]) for r in _rows(out / "metrics.csv")[1:]]
+    return losses
+
+
 def test_a_compiled_training_step_trains_like_the_eager_one(reverse_data, tmp_path):
     # On a GPU the trainer compiles its step by default; here it is asked for, to check it changes nothing.
-    data, losses = reverse_data(train_groups=16), {}
-    for compiled in (False, True):
-        run_dir = tmp_path / f"compile_{compiled}"
-        train(load_config("tiny", tiny_overrides(data, run_dir, "epochs=2", "eval_interval=null",
-                                                 f"compile={str(compiled).lower()}")))
-        losses[compiled] = [float(r[5]) for r in _rows(run_dir / "metrics.csv")[1:]]
+    losses = _losses_by(reverse_data(train_groups=16), tmp_path, "compile", (False, True))
     assert len(losses[True]) == 2 and losses[True] == pytest.approx(losses[False], rel=1e-5)
 
 
 def test_recompute_trains_like_storing_everything(reverse_data, tmp_path):
-    data, losses = reverse_data(train_groups=16), {}
-    for recompute in (False, True):
-        run_dir = tmp_path / f"recompute_{recompute}"
-        train(load_config("tiny", tiny_overrides(data, run_dir, "epochs=2", "eval_interval=null",
-                                                 f"arch.recompute={str(recompute).lower()}")))
-        losses[recompute] = [float(r[5]) for r in _rows(run_dir / "metrics.csv")[1:]]
+    losses = _losses_by(reverse_data(train_groups=16), tmp_path, "arch.recompute", (False, True))
     assert len(losses[True]) == 2 and losses[True] == pytest.approx(losses[False], rel=1e-6)
 
 

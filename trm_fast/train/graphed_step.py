@@ -59,10 +59,6 @@ class GraphedStep:
             raise ValueError(f"config key 'cuda_graph' takes one process (the gradient all-reduce is not captured); "
                              f"this run has {world_size}")
 
-    @property
-    def captured(self) -> bool:
-        return self.graph is not None
-
     def __call__(self, batch: dict, carry: Carry, lrs: Sequence[float]) -> Tuple[Carry, List[str], torch.Tensor]:
         """One step with these learning rates (one per optimizer): (next carry, metric names, metric sums).
         The sums are the caller's to keep; the carry, once captured, is the graph's own buffer."""
