@@ -10,11 +10,13 @@
 #   trainer GPU tests of training; the bench's engine train row of sudoku_attn and the trainer's steps/s at
 #           the same batch (20 steps profiled), then with cuda_graph=true; bench/train_memory.py (what a
 #           step holds, eager and compiled, +-recompute)
+#   gap     the bench's engine train row of sudoku_attn, then the trainer's steps/s at the same batch, plain
+#           and with cuda_graph=true (no tests, no profile: the trainer against the bench, quickly)
 #   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|curves|configs}
-phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|curves|configs}
+commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|curves|configs}
+phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|curves|configs}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 repo=$PWD
@@ -58,6 +60,13 @@ elif [ "$phase" = trainer ]; then
     echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
     train /tmp/run_att_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 cuda_graph=true
     python3 "$repo/bench/train_memory.py" sudoku_attn --commit "$commit" --json "$out/memory.jsonl" 2>&1 | tee -a "$log"
+elif [ "$phase" = gap ]; then
+    bench sudoku_attn --mode train --backend engine --json "$out/bench_gap.json" --no-png
+    data /tmp/gen20k 20000
+    echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
+    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
+    echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
+    train /tmp/run_att_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 cuda_graph=true
 elif [ "$phase" = curves ]; then
     data /tmp/gen20k 20000
     echo "== sudoku_solver, 312 steps: the trainer's default, then eager reference ops" | tee -a "$log"
@@ -76,5 +85,5 @@ elif [ "$phase" = configs ]; then
     bench sudoku_mlpt sudoku_hrm arc_attn --mode train --backend engine,reference-compile,reference-eager \
         --json "$out/bench_configs.json" --png "$out/bench_configs.png"
 else
-    echo "unknown phase $phase: speed, trainer, curves or configs" >&2; exit 2
+    echo "unknown phase $phase: speed, trainer, gap, curves or configs" >&2; exit 2
 fi

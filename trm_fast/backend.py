@@ -3,7 +3,8 @@
 - ``reference``: plain PyTorch, on any device (bit-identical to the official model).
 - ``fused``: trm_fast's kernels; an error naming the reason where one cannot run.
 - ``auto`` (default): fused where the device, dtype and shape are supported, otherwise the reference
-  with one warning per op and reason.
+  with one warning per op and reason; except the elementwise ops in a compiled forward that autograd does
+  not record, which it leaves to torch.compile (`leave_to_inductor`).
 
 Chosen, in this order, by the config key ``backend``, the environment variable ``TRM_FAST_BACKEND``,
 then ``auto``; resolved once when the model is built. The model file never changes with the backend:
@@ -15,6 +16,8 @@ import os
 import warnings
 from importlib import resources
 from typing import Callable, Optional
+
+import torch
 
 BACKENDS = ("auto", "reference", "fused")
 ENV_VAR = "TRM_FAST_BACKEND"
@@ -99,3 +102,12 @@ def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bo
         _warned.add((op, unsupported))
         warnings.warn(f"trm_fast: {op} falls back to the reference: {unsupported}", stacklevel=3)
     return False
+
+
+def leave_to_inductor(backend: str, recording: bool) -> bool:
+    """Whether 'auto' leaves an elementwise op (add + RMSNorm, SwiGLU) to torch.compile here. Inductor fuses
+    those into the kernels around them; in a compiled forward that autograd does not record, that beat the
+    standalone kernels on an H200 (the engine's 16-step sudoku_attn evaluation at batch 768: 919 ms against
+    954 ms, bench/results/2026-11-29_h200_5a8386e_engine_ops.jsonl). Where autograd records, the kernels
+    keep their fused backward (the trainer's compiled step was faster with them)."""
+    return backend == "auto" and not recording and torch.compiler.is_compiling()

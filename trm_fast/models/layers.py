@@ -100,7 +100,8 @@ class SwiGLU(nn.Module):
         self.down_proj = CastedLinear(inner, width, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(ops.swiglu(self.gate_up_proj(x), backend=self.backend))
+        gate_up_weight = self.gate_up_proj.weight.to(x.dtype)
+        return self.down_proj(ops.linear_swiglu(x, gate_up_weight, backend=self.backend))
 
 
 class Block(nn.Module):

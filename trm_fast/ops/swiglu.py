@@ -99,6 +99,8 @@ def unsupported(gate_up: torch.Tensor, backend: str) -> Optional[str]:
 
 def swiglu(gate_up: torch.Tensor, backend: str = "reference") -> torch.Tensor:
     """``silu(gate) * up`` with ``gate, up = gate_up.chunk(2, -1)``."""
+    if _backend.leave_to_inductor(backend, torch.is_grad_enabled() and gate_up.requires_grad):
+        return swiglu_reference(gate_up)
     if _backend.use_fused(backend, "swiglu", lambda: unsupported(gate_up, backend)):
         return swiglu_fused(gate_up)
     return swiglu_reference(gate_up)

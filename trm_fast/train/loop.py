@@ -55,11 +55,30 @@ RUNTIME_ARCH_KEYS = ("backend", "recompute")
 
 @dataclass
 class Pending:
-    """A queued step's metrics: summed over ranks on the device, not yet read by the host."""
+    """A queued step's metrics, summed over ranks, on their way to the host. On a GPU the copy is queued
+    right behind the step, into pinned memory, with an event after it: reading waits for that event only.
+    (A plain .tolist() issued once the next step is queued would wait for that step too, the stream being
+    in order: the host would then fetch each batch while the GPU idles, 8-10% of an H200 step.)"""
     step: int
     lr: float
     keys: list
     values: torch.Tensor
+    done: Optional[torch.cuda.Event] = None
+
+    @classmethod
+    def queue(cls, step: int, lr: float, keys: list, values: torch.Tensor) -> "Pending":
+        if values.device.type != "cuda":
+            return cls(step, lr, keys, values)
+        host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+        host.copy_(values, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return cls(step, lr, keys, host, done)
+
+    def read(self) -> list:
+        if self.done is not None:
+            self.done.synchronize()
+        return self.values.tolist()
 
 
 class Stopped(KeyboardInterrupt):
@@ -267,7 +286,7 @@ class Run:
                     group["lr"] = lr
             self.carry, keys, values = self._device_step(batch, self.carry)
         values = distributed.sum_to_main(values, self.proc)
-        return Pending(self.step, lrs[-1], keys, values) if self.proc.is_main else None
+        return Pending.queue(self.step, lrs[-1], keys, values) if self.proc.is_main else None
 
     def _device_step(self, batch: dict, carry):
         """Everything a step does on the device: forward, backward, the gradients' sum over ranks, the
@@ -286,7 +305,7 @@ class Run:
 
     def metrics(self, pending: "Pending") -> dict:
         """A step's metrics as the official train_batch reports them (waits for the step to finish)."""
-        values = dict(zip(pending.keys, pending.values.tolist()))
+        values = dict(zip(pending.keys, pending.read()))
         count = max(values["count"], 1)
         out = {"lr": pending.lr, "count": int(values["count"])}
         out.update({k: v / (self.config.global_batch_size if k.endswith("loss") else count)

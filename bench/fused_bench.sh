@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The fused kernels on the GPU machine (issue 16), one device call per phase, from the same checkout.
+# Usage (repository root, on the device): bash bench/fused_bench.sh COMMIT PHASE
+#   kernels  GPU tests of the newest kernel, the engine and the models; its micro-benchmarks
+#            (bench/test_kernels.py -k "$KERNELS", default linear_swiglu, JSON); the engine's 16-step sudoku_attn evaluation at batch 768 with its
+#            step on each backend (bench/engine_ops.py)
+#   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of the four paper
+#            configs at their batch, then sudoku_attn and arc_attn at batch 1 (engine, reference-graphs)
+# Writes logs, JSON and PNGs under $OUT.
+set -euo pipefail
+commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|infer}
+phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|infer}
+out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+repo=$PWD
+log="$out/fused_$phase.log"
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  echo "commit $commit"; } | tee "$log"
+python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | grep -v "as the 'root'" | tee -a "$log" || true
+
+bench() {  # from outside the repository: `python -m` there would import the source tree
+    (cd /tmp && python3 -m trm_fast.cli.main bench "$@" --commit "$commit") 2>&1 | grep -v "it/s\]$" | tee -a "$log"
+}
+
+if [ "$phase" = kernels ]; then
+    python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_linear_swiglu.py tests/engine tests/test_models.py \
+        2>&1 | tee "$out/gpu_tests.log" | tail -6 | tee -a "$log" || true
+    python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "${KERNELS:-linear_swiglu}" --benchmark-only \
+        --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 | tail -30 | tee -a "$log" || true
+    (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops auto,reference --out "$out/engine_ops.jsonl") \
+        2>&1 | tee -a "$log"
+elif [ "$phase" = infer ]; then
+    bench sudoku_attn sudoku_hrm sudoku_mlpt arc_attn --mode infer --backend engine,reference-compile,reference-eager --warmup 1 --reps 3 \
+        --json "$out/bench_infer.json" --png "$out/bench_infer.png"
+    bench sudoku_attn arc_attn --mode infer --batch 1 --backend engine,reference-graphs --warmup 2 --reps 5 \
+        --json "$out/bench_infer_b1.json" --no-png
+else
+    echo "unknown phase $phase: kernels or infer" >&2; exit 2
+fi

@@ -1,0 +1,124 @@
+"""The MLP's input projection with SwiGLU in its epilogue, in Triton: h = silu(x W_gate^T) * (x W_up^T).
+
+Math, per output element (m, n), n < N (fp32 accumulation, then as the model rounds):
+    g = round(sum_k x[m, k] w[n, k]),  u = round(sum_k x[m, k] w[N + n, k])   (round: to x's dtype)
+    h[m, n] = round(g * sigmoid(g) * u)                                        (fp32 math)
+w is the gate_up projection's weight as the model stores it, (2N, K): rows 0..N-1 make the gate, rows
+N..2N-1 the up half, the order of `gate, up = gate_up.chunk(2, -1)`. Each program owns a BLOCK_M x BLOCK_N
+tile of h and accumulates the gate and the up tile side by side (two dots per K step on one x tile), so
+the (M, 2N) gate_up activation never reaches memory: the unfused model writes it and reads it back in a
+separate SwiGLU pass.
+
+Shapes: x (B, R, K) with any strides, its M = B * R rows flattened in order; w (2N, K) with unit stride
+on K; h (B, R, N) contiguous, all in one dtype. TRM's MLP: x (B, S, 512), N = 1536; MLP-t mixes positions
+on the transposed view x (B, 512, S) (stride 1 along its rows, S along K), N = 512.
+
+Floor per call: 4 M N K FLOPs; bytes: x read and h written once (the weights, 3 MB in bf16, stay in L2):
+2 (M K + M N) in bf16. At sudoku_attn's batch 768 (M 74,496): 234 GFLOP and 305 MB: 0.30 ms at 790
+TFLOP/s, 0.38 ms at the 619 TFLOP/s cuBLAS reaches at this shape, against 73 us of traffic: compute-bound.
+The unfused pair moves another 2 M (2N) + 3 M N elements (the gate_up write, SwiGLU's read and write).
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from ..backend import interpreting
+
+
+def _configs():
+    """Tiles to try, keyed on (M, N, K). Under the CPU interpreter, autotuning would run every config
+    through numpy: one small config instead (blocks of 32, so the tests cross several tiles and K steps)."""
+    if interpreting():
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4}, num_warps=4,
+                              num_stages=1)]
+    tiles = [  # (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages); each program holds two BLOCK_M x BLOCK_N fp32 tiles
+        (128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 8, 4),
+        (64, 128, 64, 4, 4), (256, 64, 64, 8, 3), (128, 128, 32, 8, 4), (64, 64, 64, 4, 4),
+        (32, 64, 64, 4, 3), (16, 64, 128, 4, 3),  # the last two: batch 1 to 8, where M is a few hundred rows
+    ]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s)
+            for bm, bn, bk, w, s in tiles]
+
+
+def _prune(configs, named_args, **kwargs):
+    """Tiles no taller than the rows there are (a 256-row tile on 97 rows computes 159 rows of padding)."""
+    rows = max(16, triton.next_power_of_2(named_args["M"]))
+    return [c for c in configs if c.kwargs["BLOCK_M"] <= rows] or configs[-1:]
+
+
+def _bench(kernel_call, quantiles):
+    """Triton's timer with shorter windows than its default (25 ms warm-up, 100 ms of repeats per config):
+    every new row count (the engine's narrow tail, each batch size) tunes again, inside a first solve."""
+    return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
+
+
+@triton.autotune(configs=_configs(), key=["M", "N", "K"], prune_configs_by={"early_config_prune": _prune},
+                 do_bench=_bench)
+@triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})
+@triton.jit
+def _linear_swiglu_kernel(x_ptr, w_ptr, h_ptr, M, N, K, R, stride_xb, stride_xr, stride_xk, stride_wn, stride_hm,
+                          INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                          BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, EVEN_K: tl.constexpr):
+    # grouped order: GROUP_M row tiles sweep the columns together, so their x tiles stay in L2
+    pid = tl.program_id(0)
+    tiles_m, tiles_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
+    group = pid // (GROUP_M * tiles_n)
+    first_m = group * GROUP_M
+    group_rows = min(tiles_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % (GROUP_M * tiles_n)) % group_rows
+    pid_n = (pid % (GROUP_M * tiles_n)) // group_rows
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    # rows and columns past the end read row/column 0 instead of being masked (their results are not
+    # stored): the K loop then loads without masks where K is a multiple of BLOCK_K (EVEN_K)
+    rows = tl.where(offs_m < M, offs_m, 0).to(tl.int64)
+    cols = tl.where(offs_n < N, offs_n, 0).to(tl.int64)
+    x_rows = (rows // R) * stride_xb + (rows % R) * stride_xr
+    x_ptrs = x_ptr + x_rows[:, None] + offs_k[None, :] * stride_xk
+    g_ptrs = w_ptr + cols[None, :] * stride_wn + offs_k[:, None]  # (BLOCK_K, BLOCK_N): W_gate^T's tile
+    u_ptrs = g_ptrs + N * stride_wn
+
+    acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_u = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        if EVEN_K:
+            x = tl.load(x_ptrs)
+            wg = tl.load(g_ptrs)
+            wu = tl.load(u_ptrs)
+        else:
+            k_left = K - k * BLOCK_K
+            x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+            wg = tl.load(g_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+            wu = tl.load(u_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        acc_g = tl.dot(x, wg, acc_g, input_precision=INPUT_PRECISION)
+        acc_u = tl.dot(x, wu, acc_u, input_precision=INPUT_PRECISION)
+        x_ptrs += BLOCK_K * stride_xk
+        g_ptrs += BLOCK_K
+        u_ptrs += BLOCK_K
+
+    out_ty = h_ptr.dtype.element_ty
+    g = acc_g.to(out_ty).to(tl.float32)  # the unfused model rounds gate_up to its dtype before SwiGLU
+    u = acc_u.to(out_ty).to(tl.float32)
+    h = g * tl.sigmoid(g) * u
+    h_ptrs = h_ptr + offs_m.to(tl.int64)[:, None] * stride_hm + offs_n[None, :]
+    tl.store(h_ptrs, h.to(out_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+
+
+def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """h (B, R, N) = silu(x @ weight[:N].T) * (x @ weight[N:].T) for x (B, R, K) with any strides (MLP-t's
+    transposed activations included), weight (2N, K) with unit stride on K; `out`, if given, must be a
+    contiguous (B, R, N) tensor of x's dtype."""
+    b, r, k = x.shape
+    n = weight.shape[0] // 2
+    if out is None:
+        out = torch.empty((b, r, n), dtype=x.dtype, device=x.device)
+    m = b * r
+    # fp32 operands: true fp32 products, as F.linear gives by default (tl.dot would take TF32 on a GPU)
+    precision = "ieee" if x.dtype == torch.float32 else "tf32"
+    grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+    _linear_swiglu_kernel[grid](x, weight, out, m, n, k, r, x.stride(0), x.stride(1), x.stride(2), weight.stride(0),
+                                n, INPUT_PRECISION=precision)
+    return out

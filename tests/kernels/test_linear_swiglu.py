@@ -1,0 +1,114 @@
+"""The gate/up projection with SwiGLU in its epilogue (Triton) against the unfused reference: on the GPU, and
+on the CPU under Triton's interpreter (fp32/fp16 only: the interpreter is not trusted with bf16 dots)."""
+
+import warnings
+
+import pytest
+import torch
+from helpers import assert_close_at_worst
+from trm_fast import ops
+from trm_fast.backend import FusedUnavailableError
+from trm_fast.ops.linear_swiglu import linear_swiglu_fused, linear_swiglu_reference, unsupported
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# (B, R, K, N): TRM's MLP at batch 768 and 1 (K 512, N 1536), MLP-t's (K 97, N 512, on a transposed view),
+# and odd sizes: rows and columns that are not multiples of a tile, K not a multiple of BLOCK_K
+SHAPES_GPU = [(768, 97, 512, 1536), (1, 97, 512, 1536), (3, 82, 512, 1536), (2, 5, 40, 24), (1, 1, 16, 16)]
+SHAPES_CPU = [(1, 97, 64, 48), (2, 5, 40, 24), (1, 1, 16, 16), (3, 33, 70, 40)]
+
+
+def _inputs(shape, dtype, device, seed, transposed=False):
+    b, r, k, n = shape
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    if transposed:  # MLP-t: x is the (B, K, R) activation seen as (B, R, K)
+        x = torch.randn(b, k, r, generator=gen).transpose(1, 2)
+    else:
+        x = torch.randn(b, r, k, generator=gen)
+    w = torch.randn(2 * n, k, generator=gen) * k**-0.5
+    return x.to(device=device, dtype=dtype), w.to(device=device, dtype=dtype)
+
+
+def _check(shape, dtype, seed, device, transposed=False):
+    x, w = _inputs(shape, dtype, device, seed, transposed)
+    h = linear_swiglu_fused(x, w)
+    assert h.shape == (*x.shape[:-1], w.shape[0] // 2) and h.dtype == dtype and h.is_contiguous()
+    truth = linear_swiglu_reference(x.double(), w.double())
+    # tolerance: a few times PyTorch's own error in this dtype against fp64 (the kernel rounds the
+    # projection where the reference does, so it inherits the same rounding steps), plus a small atol
+    torch_err = (linear_swiglu_reference(x, w).double() - truth).abs().max().item()
+    assert_close_at_worst(h, truth, atol=3 * torch_err + 1e-4, rtol=0, what=f"{shape} {dtype} transposed={transposed}")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+@pytest.mark.parametrize("shape", SHAPES_CPU)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_interpreter_matches_reference(shape, dtype):
+    _check(shape, dtype, seed=hash((shape, str(dtype))) % 2**31, device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+def test_interpreter_transposed_input():
+    _check((2, 33, 40, 24), torch.float32, seed=3, device="cpu", transposed=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", SHAPES_GPU)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_gpu_matches_reference(shape, dtype):
+    _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_gpu_mlp_t_transposed_input(dtype):
+    _check((768, 512, 97, 512), dtype, seed=torch.seed() % 2**31, device="cuda", transposed=True)
+
+
+def test_poisoned_output_is_fully_written():
+    from trm_fast.kernels.linear_swiglu import linear_swiglu
+
+    x, w = _inputs((2, 7, 40, 24), torch.float32, DEVICE, seed=1)
+    out = torch.full((2, 7, 24), float("nan"), device=DEVICE)
+    linear_swiglu(x, w, out=out)
+    torch.testing.assert_close(out, linear_swiglu_reference(x, w), atol=1e-4, rtol=1e-4)
+
+
+def test_op_shapes_and_opcheck():
+    x, w = _inputs((2, 5, 16, 8), torch.float32, DEVICE, seed=2)
+    for xs in (x, x[0], x.reshape(1, 2, 5, 16), x[0, 0]):  # 3-D, 2-D, 4-D, one row
+        torch.testing.assert_close(linear_swiglu_fused(xs, w), linear_swiglu_reference(xs, w), atol=1e-4, rtol=1e-4)
+    torch.library.opcheck(linear_swiglu_fused, (x, w))
+
+
+def test_bad_inputs_name_the_problem():
+    x, w = _inputs((2, 5, 16, 8), torch.float32, DEVICE, seed=4)
+    assert "must have one dtype" in unsupported(x, w.double(), "fused")
+    assert "weight must be (2N, K)" in unsupported(x, w[:, :8], "fused")
+    assert "weight must be (2N, K)" in unsupported(x, w[:15], "fused")
+    assert "bfloat16, float16 or float32" in unsupported(x.double(), w.double(), "fused")
+    assert "empty" in unsupported(x[:, :0], w, "fused")
+    assert "unit stride" in unsupported(x, torch.randn(16, 16, device=DEVICE).t(), "fused")
+    leading = torch.randn(3, 4, 5, 16, device=DEVICE).transpose(0, 1)  # leading axes that do not flatten
+    assert "leading axes" in unsupported(leading, w, "fused")
+    with pytest.raises(FusedUnavailableError, match="linear_swiglu cannot run here"):
+        ops.linear_swiglu(x.double(), w.double(), backend="fused")
+
+
+def test_recording_autograd_runs_the_reference_with_gradients():
+    x, w = _inputs((2, 5, 16, 8), torch.float32, DEVICE, seed=5)
+    w.requires_grad_(True)
+    ops.linear_swiglu(x, w, backend="fused").sum().backward()  # the kernel has no backward: the reference ran
+    want = w.detach().clone().requires_grad_(True)
+    linear_swiglu_reference(x, want).sum().backward()
+    torch.testing.assert_close(w.grad, want.grad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU's fallback")
+def test_auto_on_the_cpu_falls_back_with_one_warning():
+    x, w = _inputs((2, 5, 16, 8), torch.float32, "cpu", seed=6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            h = ops.linear_swiglu(x, w, backend="auto")
+    torch.testing.assert_close(h, linear_swiglu_reference(x, w))
+    assert sum("linear_swiglu falls back" in str(c.message) for c in caught) <= 1
