@@ -1,8 +1,6 @@
 """The gate/up projection with SwiGLU in its epilogue (Triton) against the unfused reference: on the GPU, and
 on the CPU under Triton's interpreter (fp32/fp16 only: the interpreter is not trusted with bf16 dots)."""
 
-import warnings
-
 import pytest
 import torch
 from helpers import assert_close_at_worst
@@ -103,12 +101,8 @@ def test_recording_autograd_runs_the_reference_with_gradients():
     torch.testing.assert_close(w.grad, want.grad)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU's fallback")
-def test_auto_on_the_cpu_falls_back_with_one_warning():
-    x, w = _inputs((2, 5, 16, 8), torch.float32, "cpu", seed=6)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for _ in range(2):
-            h = ops.linear_swiglu(x, w, backend="auto")
-    torch.testing.assert_close(h, linear_swiglu_reference(x, w))
-    assert sum("linear_swiglu falls back" in str(c.message) for c in caught) <= 1
+def test_auto_and_reference_run_the_unfused_pair():
+    # 'auto' keeps cuBLAS + SwiGLU: the kernel lost on an H200 (ops/linear_swiglu.py says by how much)
+    x, w = _inputs((2, 5, 16, 8), torch.float32, DEVICE, seed=6)
+    for backend in ("auto", "reference"):
+        torch.testing.assert_close(ops.linear_swiglu(x, w, backend=backend), linear_swiglu_reference(x, w))
