@@ -109,6 +109,26 @@ def test_flop_count_matches_the_official_flop_counter():
         assert math.isclose(step_flops(cfg, hrm, 1, True, hrm) / 1e9, per_train, rel_tol=2e-3), name
 
 
+def test_train_floor_times_the_backward_at_its_own_rates():
+    # the backward's FLOPs at the backward GEMMs' rates: MLP-t's forward reduces over 97 positions and ran
+    # slower than its backward, so timing every FLOP at the forward's rate put its floor above both rows
+    from trm_fast.bench import ceilings, harness
+    from trm_fast.bench.flops import layer_flops, step_flops_split
+
+    cfg = configs.load("sudoku_mlpt").build(1, "reference").config
+    forward, backward = step_flops_split(cfg, False, 768, True, False)
+    assert math.isclose(forward + backward, step_flops(cfg, False, 768, True, False))
+    assert step_flops_split(cfg, False, 768, False, False)[1] == 0
+    assert len(ceilings.backward_gemm_shapes(cfg, 768)) == 2 * len(ceilings.gemm_shapes(cfg, 768))
+    assert (768 * 512, 97, 1024) in ceilings.gemm_shapes(cfg, 768)  # MLP-t's gate/up, K = positions
+    assert (97, 768 * 512, 1024) in ceilings.backward_gemm_shapes(cfg, 768)  # its weight gradient
+    ceil = dict(layer_floor_ms=1.0, layer_backward_floor_ms=1.0)
+    fwd_units, bwd_units = forward / (768 * layer_flops(cfg)), backward / (768 * layer_flops(cfg, backward=True))
+    assert math.isclose(harness._floor_ms(cfg, 768, forward, backward, ceil), fwd_units + bwd_units)
+    ceil["layer_backward_floor_ms"] = 0.5
+    assert math.isclose(harness._floor_ms(cfg, 768, forward, backward, ceil), fwd_units + bwd_units / 2)
+
+
 def test_byte_count_of_sudoku_attn():
     # bench/NOTES.md: 42 block applications per ACT step, each 18 S D + 6 S I bf16 elements at S 97, D 512, I 1536
     cfg = configs.load("sudoku_attn").build(1, "reference").config

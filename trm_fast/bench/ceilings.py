@@ -12,7 +12,7 @@ BACK_TO_BACK = 50  # calls per timed unit, captured in one CUDA graph: no launch
 
 
 def gemm_shapes(cfg, batch: int):
-    """(M, K, N) of every matmul in one block application, with how often it occurs."""
+    """(M, K, N) of every matmul in one block application (each occurs once)."""
     s, d = cfg.full_seq_len, cfg.hidden_size
     inner = _swiglu_inner(d, cfg.expansion)
     m = batch * s
@@ -25,11 +25,32 @@ def gemm_shapes(cfg, batch: int):
     return shapes
 
 
+def backward_gemm_shapes(cfg, batch: int):
+    """(M, K, N) of the matmuls of one block application's backward: per forward (M, K, N), the input's
+    gradient (M, N) x (N, K) and the weight's (K, M) x (M, N). Their rates differ from the forward's: MLP-t's
+    forward reduces over 97 positions, its weight gradient over every row of the batch."""
+    return [shape for m, k, n in gemm_shapes(cfg, batch) for shape in ((m, n, k), (k, m, n))]
+
+
 def measure_gemm(m: int, k: int, n: int, device, reps: int = 5) -> float:
-    """TFLOP/s of a bf16 (M, K) x (K, N) matmul through cuBLAS."""
-    a = torch.randn(m, k, device=device, dtype=torch.bfloat16)
-    b = torch.randn(k, n, device=device, dtype=torch.bfloat16)
-    return 2 * m * n * k / (_per_call_ms(lambda: a @ b, device, reps) * 1e-3) / 1e12
+    """TFLOP/s of a bf16 (M, K) x (K, N) matmul through cuBLAS, in the fastest of the four layouts of its
+    operands (row- or column-major each): the model's activations may come in either (MLP-t mixes positions
+    on a transposed view), and torch.compile picks the layout of what it materialises. With K or N odd (97)
+    one layout's rows are misaligned and several times slower: a floor timed there alone is no floor."""
+    def operand(rows, cols, column_major):
+        if column_major:
+            return torch.randn(cols, rows, device=device, dtype=torch.bfloat16).t()
+        return torch.randn(rows, cols, device=device, dtype=torch.bfloat16)
+
+    best_ms = float("inf")
+    for a_col in (False, True):
+        a = operand(m, k, a_col)
+        for b_col in (False, True):
+            b = operand(k, n, b_col)
+            best_ms = min(best_ms, _per_call_ms(lambda: a @ b, device, reps))
+            del b
+        del a
+    return 2 * m * n * k / (best_ms * 1e-3) / 1e12
 
 
 def _per_call_ms(fn, device, reps):
@@ -66,19 +87,31 @@ def measure_copy(device, gbytes: float = 2.0, reps: int = 10) -> float:
     return 2 * n * 2 / (ms * 1e-3) / 1e12
 
 
-def measure(cfg, batch: int, device):
-    """Ceilings for this config and batch, and the floor time of one block application."""
+def measure(cfg, batch: int, device, backward: bool = False):
+    """Ceilings for this config and batch, and the floor time of one block application; with `backward`,
+    that of its backward too (its GEMMs at their own shapes' rates; attention's 2.5x forward FLOPs at the
+    forward kernel's rate)."""
+    def gemm_floor_s(shapes, kind):
+        seconds = 0.0
+        for m, k, n in shapes:
+            tflops = measure_gemm(m, k, n, device)
+            gemms.append(dict(kind=kind, M=m, K=k, N=n, tflops=tflops))
+            seconds += 2 * m * n * k / (tflops * 1e12)
+        return seconds
+
     gemms = []
-    layer_s = 0.0
-    for m, k, n in gemm_shapes(cfg, batch):
-        tflops = measure_gemm(m, k, n, device)
-        gemms.append(dict(kind="gemm", M=m, K=k, N=n, tflops=tflops))
-        layer_s += 2 * m * n * k / (tflops * 1e12)
+    layer_s = gemm_floor_s(gemm_shapes(cfg, batch), "gemm")
+    backward_s = gemm_floor_s(backward_gemm_shapes(cfg, batch), "gemm backward") if backward else None
     result = dict(gemm=gemms, copy_tb_per_s=measure_copy(device))
     if not cfg.mlp_t:
         heads, s = cfg.num_heads, cfg.full_seq_len
         attn = measure_attention(batch, heads, s, cfg.hidden_size // heads, device)
         result["attention_tflops"] = attn
-        layer_s += 4 * batch * s * s * cfg.hidden_size / (attn * 1e12)
+        attn_s = 4 * batch * s * s * cfg.hidden_size / (attn * 1e12)
+        layer_s += attn_s
+        if backward:
+            backward_s += 2.5 * attn_s
     result["layer_floor_ms"] = layer_s * 1e3
+    if backward:
+        result["layer_backward_floor_ms"] = backward_s * 1e3
     return result

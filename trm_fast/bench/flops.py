@@ -42,15 +42,18 @@ def _applications(cfg, is_hrm: bool):
 def step_flops(cfg, is_hrm: bool, batch: int, train: bool, learns_q_continue: bool) -> float:
     """FLOPs of one ACT step for the whole batch; `train` adds the backward (2x forward) of the
     gradient-carrying applications and, where Q-continue is learned, the target's extra forward."""
+    return sum(step_flops_split(cfg, is_hrm, batch, train, learns_q_continue))
+
+
+def step_flops_split(cfg, is_hrm: bool, batch: int, train: bool, learns_q_continue: bool):
+    """step_flops as (forward FLOPs, backward FLOPs): the floor times each part at its own GEMMs' rates."""
     apps, grad_apps = _applications(cfg, is_hrm)
     heads = 2 * cfg.full_seq_len * cfg.hidden_size * cfg.vocab_size + 2 * cfg.hidden_size * 2
     fwd = apps * layer_flops(cfg) + heads
     if not train:
-        return batch * fwd
-    total = fwd + grad_apps * layer_flops(cfg, backward=True) + 2 * heads
-    if learns_q_continue:
-        total += fwd
-    return batch * total
+        return batch * fwd, 0.0
+    forward = 2 * fwd if learns_q_continue else fwd
+    return batch * forward, batch * (grad_apps * layer_flops(cfg, backward=True) + 2 * heads)
 
 
 def layer_bytes(cfg) -> float:

@@ -21,7 +21,7 @@ import trm_fast
 
 from . import ceilings
 from .configs import BenchConfig
-from .flops import layer_flops, step_bytes, step_flops
+from .flops import layer_flops, step_bytes, step_flops_split
 from .report import row_line
 from .timing import iqr, summary, time_unit
 
@@ -185,12 +185,14 @@ def run(bc: BenchConfig, modes, backends, batches, device, commit: str = "unknow
         inputs = make_batch(cfg, batch, device)
         if device.type == "cuda":
             log(f"{bc.name} batch {batch}: measuring the ceilings (cuBLAS at the model's GEMM shapes, copy bandwidth)")
-        ceil = ceilings.measure(cfg, batch, device) if device.type == "cuda" else None
+        ceil = ceilings.measure(cfg, batch, device, backward="train" in modes) if device.type == "cuda" else None
         for mode in modes:
             train = mode == "train"
             steps = 1 if train else cfg.halt_max_steps
             learns_q = ref_learns_q(cfg, is_hrm)
-            flops = steps * step_flops(cfg, is_hrm, batch, train, learns_q)
+            forward_flops, backward_flops = (steps * f for f in step_flops_split(cfg, is_hrm, batch, train, learns_q))
+            flops = forward_flops + backward_flops
+            floor_ms = _floor_ms(cfg, batch, forward_flops, backward_flops, ceil) if ceil else None
             nbytes = steps * step_bytes(cfg, is_hrm, batch, train, learns_q, n_params)
             for backend in backends:
                 if backend == "reference-graphs" and (train or batch > GRAPHS_MAX_BATCH):
@@ -205,8 +207,7 @@ def run(bc: BenchConfig, modes, backends, batches, device, commit: str = "unknow
                                         reps_train if train else reps_infer))
                 except Exception as err:  # a failing backend is reported, not hidden
                     row["error"] = f"{type(err).__name__}: {str(err)[:500]}"
-                row.update(_rates(row, flops, nbytes, batch, train,
-                                  flops / (batch * layer_flops(cfg)) * ceil["layer_floor_ms"] if ceil else None, ceil))
+                row.update(_rates(row, flops, nbytes, batch, train, floor_ms, ceil))
                 row.update(_provenance(device, commit))
                 if ceil:
                     row["ceilings"] = ceil
@@ -220,6 +221,14 @@ def run(bc: BenchConfig, modes, backends, batches, device, commit: str = "unknow
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     return rows
+
+
+def _floor_ms(cfg, batch, forward_flops, backward_flops, ceil) -> float:
+    """The row's FLOPs at the rates of one block application's forward and backward measured in this run."""
+    ms = forward_flops / (batch * layer_flops(cfg)) * ceil["layer_floor_ms"]
+    if backward_flops:
+        ms += backward_flops / (batch * layer_flops(cfg, backward=True)) * ceil["layer_backward_floor_ms"]
+    return ms
 
 
 def _rates(row, flops, nbytes, batch, train, floor_ms, ceil):
