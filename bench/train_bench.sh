@@ -12,11 +12,13 @@
 #           step holds, eager and compiled, +-recompute)
 #   gap     the bench's engine train row of sudoku_attn, then the trainer's steps/s at the same batch, plain
 #           and with cuda_graph=true (no tests, no profile: the trainer against the bench, quickly)
+#   fit     bench/train_fit.py: the largest sudoku_attn and arc_attn batch whose training step fits 24 and
+#           80 GiB, reference ops against the trainer's, with and without recompute
 #   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|curves|configs}
-phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|curves|configs}
+commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs}
+phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 repo=$PWD
@@ -81,9 +83,12 @@ elif [ "$phase" = curves ]; then
     python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile+recompute --commit "$commit" \
         --json "$out/memory.jsonl" 2>&1 | tee -a "$log"
     bench sudoku_attn --mode train --backend engine --recompute --json "$out/bench_recompute.json" --no-png
+elif [ "$phase" = fit ]; then
+    python3 "$repo/bench/train_fit.py" sudoku_attn arc_attn --gib 24,80 --commit "$commit" --json "$out/fit.jsonl" \
+        2>&1 | tee -a "$log"
 elif [ "$phase" = configs ]; then
     bench sudoku_mlpt sudoku_hrm arc_attn --mode train --backend engine,reference-compile,reference-eager \
         --json "$out/bench_configs.json" --png "$out/bench_configs.png"
 else
-    echo "unknown phase $phase: speed, trainer, gap, curves or configs" >&2; exit 2
+    echo "unknown phase $phase: speed, trainer, gap, fit, curves or configs" >&2; exit 2
 fi

@@ -202,3 +202,19 @@ def test_bench_warns_about_noisy_rows_and_draws_their_spread(tmp_path, monkeypat
         assert warnings[0].startswith("trm-fast bench: warning: tiny infer b") and "reference-eager: the repeats " \
             "spread 40% of their median (IQR 4 ms of 10 ms)" in warnings[0]
         assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_fit_finds_the_largest_batch_within_one_percent(monkeypatch):
+    # bench/train_fit.py's search, on a stand-in for the GPU: batches up to 1,234 rows fit
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "train_fit.py"
+    spec = importlib.util.spec_from_file_location("train_fit", path)
+    fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit)
+    tried = []
+    monkeypatch.setattr(fit, "fits", lambda bc, batch, *rest: tried.append(batch) or batch <= 1234)
+    lo, hi, trials = fit.largest(None, "auto", False, None, start=192)
+    assert lo <= 1234 < hi and hi - lo <= max(1, lo // 100) and trials == len(tried)
+    lo, hi, _ = fit.largest(None, "auto", False, None, start=2000)  # the first batch tried already fails
+    assert 0.99 * 1234 <= lo <= 1234 < hi
