@@ -11,12 +11,12 @@ separate SwiGLU pass.
 
 Shapes: x (B, R, K) with any strides, its M = B * R rows flattened in order; w (2N, K) with unit stride
 on K; h (B, R, N) contiguous, all in one dtype. TRM's MLP: x (B, S, 512), N = 1536; MLP-t mixes positions
-on the transposed view x (B, 512, S) (stride 1 along its rows, S along K), N = 512.
+on the transposed view x (B, 512, S) (stride 1 along its rows, 512 along K), N = 512.
 
 Floor per call: 4 M N K FLOPs; bytes: x read and h written once (the weights, 3 MB in bf16, stay in L2):
 2 (M K + M N) in bf16. At sudoku_attn's batch 768 (M 74,496): 234 GFLOP and 305 MB: 0.30 ms at 790
 TFLOP/s, 0.38 ms at the 619 TFLOP/s cuBLAS reaches at this shape, against 73 us of traffic: compute-bound.
-The unfused pair moves another 2 M (2N) + 3 M N elements (the gate_up write, SwiGLU's read and write).
+The unfused pair moves 4 M N elements more: the gate_up activation written, then read back.
 """
 
 import torch
@@ -53,7 +53,8 @@ def _bench(kernel_call, quantiles):
     return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
 
 
-@triton.autotune(configs=_configs(), key=["M", "N", "K"], prune_configs_by={"early_config_prune": _prune},
+# stride_xk in the key: MLP-t's transposed x (stride 1 along the rows) tunes apart from a row-major x
+@triton.autotune(configs=_configs(), key=["M", "N", "K", "stride_xk"], prune_configs_by={"early_config_prune": _prune},
                  do_bench=_bench)
 @triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})
 @triton.jit
@@ -115,7 +116,12 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | Non
     n = weight.shape[0] // 2
     if out is None:
         out = torch.empty((b, r, n), dtype=x.dtype, device=x.device)
+    elif out.shape != (b, r, n) or out.dtype != x.dtype or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous {(b, r, n)} tensor of {x.dtype}, got {tuple(out.shape)} "
+                         f"{out.dtype}{'' if out.is_contiguous() else ', not contiguous'}")
     m = b * r
+    if m == 0 or n == 0:
+        return out
     # fp32 operands: true fp32 products, as F.linear gives by default (tl.dot would take TF32 on a GPU)
     precision = "ieee" if x.dtype == torch.float32 else "tf32"
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731

@@ -3,6 +3,7 @@
 import warnings
 
 import pytest
+import torch
 import trm_fast
 from helpers import tiny_config
 from trm_fast import backend
@@ -53,3 +54,24 @@ def test_use_fused():
 def test_importing_trm_fast_never_needs_the_extension():
     status = backend.native_status()
     assert status is None or "trm_fast._C" in status
+
+
+def test_auto_leaves_elementwise_ops_to_inductor_in_compiled_no_grad_forwards(monkeypatch):
+    # inside torch.compile, with autograd not recording, 'auto' must not even ask whether a kernel can run
+    from trm_fast import backend, ops
+
+    asked = []
+    monkeypatch.setattr(backend, "use_fused", lambda *args: asked.append(args[1]) or False)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    x, delta, gate_up = torch.randn(3, 8), torch.randn(3, 8), torch.randn(3, 8)
+    with torch.no_grad():
+        ops.add_rms_norm(x, delta, 1e-5, backend="auto")
+        ops.swiglu(gate_up, backend="auto")
+    assert asked == []
+    ops.add_rms_norm(x.requires_grad_(), delta, 1e-5, backend="auto")  # recording: the kernels keep their backward
+    ops.swiglu(gate_up.requires_grad_(), backend="auto")
+    assert asked == ["add_rms_norm", "swiglu"]
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: False)
+    with torch.no_grad():
+        ops.swiglu(gate_up, backend="auto")  # eager: the kernels run where they can
+    assert asked[-1] == "swiglu"

@@ -104,10 +104,25 @@ def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bo
     return False
 
 
+def records(*tensors) -> bool:
+    """Whether autograd records an op on these tensors: grad mode on and one of them requiring grad. The
+    forward-only kernels (attention, linear_swiglu) step aside then."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def leading_axes_flatten(t, trailing: int) -> bool:
+    """Whether t's axes before its last `trailing` ones flatten into one stride (a view, no copy). Computed
+    from the strides: torch.compile cannot trace a try/except around view() without a graph break."""
+    for i in range(t.ndim - trailing - 1):
+        if t.shape[i + 1] > 1 and t.shape[i] > 1 and t.stride(i) != t.stride(i + 1) * t.shape[i + 1]:
+            return False
+    return True
+
+
 def leave_to_inductor(backend: str, recording: bool) -> bool:
     """Whether 'auto' leaves an elementwise op (add + RMSNorm, SwiGLU) to torch.compile here. Inductor fuses
     those into the kernels around them; in a compiled forward that autograd does not record, that beat the
-    standalone kernels on an H200 (the engine's 16-step sudoku_attn evaluation at batch 768: 919 ms against
-    954 ms, bench/results/2026-11-29_h200_5a8386e_engine_ops.jsonl). Where autograd records, the kernels
-    keep their fused backward (the trainer's compiled step was faster with them)."""
+    standalone kernels on an H200 (the engine's 16-step sudoku_attn evaluation at batch 768 with its step on
+    'auto': 948 ms against 927 ms with PyTorch's ops, bench/results/2026-11-29_h200_09fe4eb_*). Where autograd
+    records, the kernels keep their fused backward (the trainer's compiled step was faster with them)."""
     return backend == "auto" and not recording and torch.compiler.is_compiling()

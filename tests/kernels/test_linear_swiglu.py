@@ -71,6 +71,17 @@ def test_poisoned_output_is_fully_written():
     torch.testing.assert_close(out, linear_swiglu_reference(x, w), atol=1e-4, rtol=1e-4)
 
 
+def test_kernel_checks_its_out_and_takes_empty_inputs():
+    from trm_fast.kernels.linear_swiglu import linear_swiglu
+
+    x, w = _inputs((2, 7, 40, 24), torch.float32, DEVICE, seed=7)
+    for bad in (torch.empty(2, 7, 23, device=DEVICE), torch.empty(2, 24, 7, device=DEVICE).transpose(1, 2),
+                torch.empty(2, 7, 24, device=DEVICE, dtype=torch.float16)):
+        with pytest.raises(ValueError, match="out must be a contiguous"):
+            linear_swiglu(x, w, out=bad)
+    assert linear_swiglu(x[:, :0], w).shape == (2, 0, 24)
+
+
 def test_op_shapes_and_opcheck():
     x, w = _inputs((2, 5, 16, 8), torch.float32, DEVICE, seed=2)
     for xs in (x, x[0], x.reshape(1, 2, 5, 16), x[0, 0]):  # 3-D, 2-D, 4-D, one row

@@ -100,6 +100,8 @@ class SwiGLU(nn.Module):
         self.down_proj = CastedLinear(inner, width, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the projection's weight goes to the op with SwiGLU, which may fuse the two (gate_up_proj's own
+        # forward, and so its hooks, are not called)
         gate_up_weight = self.gate_up_proj.weight.to(x.dtype)
         return self.down_proj(ops.linear_swiglu(x, gate_up_weight, backend=self.backend))
 

@@ -99,7 +99,7 @@ def rope_attention(qkv: torch.Tensor, cos_sin, num_heads: int, backend: str = "r
     under torch.compile (inductor's RoPE kernel, then cuDNN's SDPA) takes 240 us, so 'auto' keeps the
     reference (bench/results/2026-11-29_h200_5a8386e_microbench.json)."""
     cos, sin = cos_sin if cos_sin is not None else (None, None)
-    recording = torch.is_grad_enabled() and qkv.requires_grad  # no fused backward yet: the reference's autograd
+    recording = _backend.records(qkv)  # no fused backward yet: the reference's autograd
     why_not = lambda: unsupported(qkv, cos, sin, num_heads, backend)  # noqa: E731
     if backend == "fused" and not recording and _backend.use_fused(backend, "attention", why_not):
         return rope_attention_fused(qkv, cos, sin, num_heads)

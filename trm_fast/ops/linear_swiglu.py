@@ -4,7 +4,7 @@ Shapes: x (..., R, K) with any strides on its last two axes (MLP-t's transposed 
 (the gate_up projection's, gate rows first) -> h (..., R, N) contiguous.
 FLOPs per call: 4 M N K for M rows of x. The fused path (trm_fast.kernels.linear_swiglu) applies SwiGLU to
 the GEMM's tiles before they leave the chip, so the (M, 2N) gate_up activation is never written nor read
-back: per sudoku_attn layer at batch 768 that is 687 MB less traffic and one kernel fewer.
+back: per sudoku_attn layer at batch 768 that is 915 MB less traffic and one kernel fewer.
 
 The fused path is forward only: while autograd records (grad mode on and x or the weight requiring grad)
 the reference runs, with its own SwiGLU op (trm_fast.ops.swiglu) on the backend asked for.
@@ -66,21 +66,18 @@ def unsupported(x: torch.Tensor, weight: torch.Tensor, backend: str) -> Optional
         return "x is empty"
     if weight.stride(-1) != 1:
         return f"weight needs unit stride on its last axis, got strides {weight.stride()}"
-    # any strides on the last two axes; those before them must flatten to one (computed from the strides:
-    # torch.compile cannot trace a try/except around view())
-    for i in range(x.ndim - 3):
-        if x.shape[i + 1] > 1 and x.shape[i] > 1 and x.stride(i) != x.stride(i + 1) * x.shape[i + 1]:
-            return f"x's leading axes do not flatten to one stride (shape {tuple(x.shape)}, strides {x.stride()})"
+    if not _backend.leading_axes_flatten(x, trailing=2):  # the last two axes may have any strides
+        return f"x's leading axes do not flatten to one stride (shape {tuple(x.shape)}, strides {x.stride()})"
     return None
 
 
 def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, backend: str = "reference") -> torch.Tensor:
     """``swiglu(F.linear(x, weight))``: x (..., K), weight (2N, K) in x's dtype -> (..., N). The kernel runs on
-    the 'fused' backend alone: on an H200 it takes 698 us at sudoku_attn's batch 768 where cuBLAS's GEMM and
-    inductor's SwiGLU take 586 us together (its tiles reach 336 TFLOP/s, cuBLAS's 619), and the engine's
+    the 'fused' backend alone: on an H200 it takes 698 us (fastest of the repeats) at sudoku_attn's batch 768
+    where cuBLAS's GEMM and inductor's SwiGLU take 586 us together (its tiles reach 336 TFLOP/s, cuBLAS's 619), and the engine's
     16-step evaluation took 929 ms with it against 898 ms without (bench/results/2026-11-29_h200_ad11dff_*);
     'auto' keeps the unfused pair."""
-    recording = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    recording = _backend.records(x, weight)
     why_not = lambda: unsupported(x, weight, backend)  # noqa: E731
     if backend == "fused" and not recording and _backend.use_fused(backend, "linear_swiglu", why_not):
         return linear_swiglu_fused(x, weight)

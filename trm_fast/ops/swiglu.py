@@ -88,18 +88,14 @@ def unsupported(gate_up: torch.Tensor, backend: str) -> Optional[str]:
         return "gate_up is empty"
     if gate_up.stride(-1) != 1:
         return f"gate_up's last axis must have unit stride, got strides {gate_up.stride()}"
-    # the leading axes must flatten to one row stride (a view, no copy); computed from the strides,
-    # without try/except around view(), which torch.compile cannot trace without a graph break
-    for i in range(gate_up.ndim - 2):
-        if gate_up.shape[i + 1] > 1 and gate_up.shape[i] > 1 and \
-                gate_up.stride(i) != gate_up.stride(i + 1) * gate_up.shape[i + 1]:
-            return f"gate_up's leading axes do not flatten to one row stride (strides {gate_up.stride()})"
+    if not _backend.leading_axes_flatten(gate_up, trailing=1):
+        return f"gate_up's leading axes do not flatten to one row stride (strides {gate_up.stride()})"
     return None
 
 
 def swiglu(gate_up: torch.Tensor, backend: str = "reference") -> torch.Tensor:
     """``silu(gate) * up`` with ``gate, up = gate_up.chunk(2, -1)``."""
-    if _backend.leave_to_inductor(backend, torch.is_grad_enabled() and gate_up.requires_grad):
+    if _backend.leave_to_inductor(backend, _backend.records(gate_up)):
         return swiglu_reference(gate_up)
     if _backend.use_fused(backend, "swiglu", lambda: unsupported(gate_up, backend)):
         return swiglu_fused(gate_up)

@@ -72,7 +72,7 @@ class Pending:
         host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
         host.copy_(values, non_blocking=True)
         done = torch.cuda.Event()
-        done.record()
+        done.record(torch.cuda.current_stream(values.device))
         return cls(step, lr, keys, host, done)
 
     def read(self) -> list:
