@@ -12,7 +12,7 @@ import torch
 from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops import add_rms_norm, swiglu
 from trm_fast.ops.attention import rope_attention_fused, rope_attention_reference
-from trm_fast.ops.linear_swiglu import linear_swiglu_fused, linear_swiglu_reference
+from trm_fast.ops.linear_swiglu import linear_swiglu_reference
 from trm_fast.ops.rms_norm import add_rms_norm_fused, add_rms_norm_reference
 
 M = 768 * 97  # rows: every position of every sequence in the batch
@@ -80,14 +80,16 @@ def _rope_attention_forward(batch, seq):
     return calls, nbytes, (batch, seq, 3 * HEADS, HEAD_DIM)
 
 
-def _linear_swiglu_forward(batch, seq, k, n, transposed=False):
+def _linear_swiglu_forward(batch, seq, k, n, transposed=False, tma=None):
     """The MLP's gate/up projection and SwiGLU (MLP-t's on the transposed activation). The reference is what
     the compiled model runs without the kernel: cuBLAS's GEMM, then inductor's SwiGLU kernel (compiled here,
-    before any timing)."""
+    before any timing). `tma`: which kernel (None: the persistent TMA one where it runs, as the op does)."""
+    from trm_fast.kernels.linear_swiglu import linear_swiglu
+
     x = _randn(batch, k, seq).transpose(1, 2) if transposed else _randn(batch, seq, k)
     w = _randn(2 * n, k) * k**-0.5
     reference = torch.compile(linear_swiglu_reference, dynamic=False)
-    calls = {"fused": lambda: linear_swiglu_fused(x, w), "reference": lambda: reference(x, w)}
+    calls = {"fused": lambda: linear_swiglu(x, w, tma=tma), "reference": lambda: reference(x, w)}
     return calls, (batch * seq * (k + n) + 2 * n * k) * BF16, (batch, seq, k, n)
 
 
@@ -99,6 +101,7 @@ CASES = {
     "rope_attention forward": functools.partial(_rope_attention_forward, 768, 97),  # sudoku_attn
     "rope_attention forward arc": functools.partial(_rope_attention_forward, 64, 916),  # arc_attn, batch 64
     "linear_swiglu forward": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER),  # sudoku_attn's MLP
+    "linear_swiglu forward pointer": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER, tma=False),
     "linear_swiglu forward b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER),
     "linear_swiglu forward arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER),
     "linear_swiglu forward mlp_t": functools.partial(_linear_swiglu_forward, 768, D, 97, 512, transposed=True),

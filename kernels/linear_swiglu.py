@@ -9,6 +9,13 @@ tile of h and accumulates the gate and the up tile side by side (two dots per K 
 the (M, 2N) gate_up activation never reaches memory: the unfused model writes it and reads it back in a
 separate SwiGLU pass.
 
+Two kernels compute it. The persistent one loads through the tensor memory accelerator (TMA descriptors,
+Hopper and newer): one program per SM walks the tiles, so a tile's epilogue overlaps the next tile's loads;
+it takes row-major x with 16-byte aligned rows (TRM's MLP). The pointer kernel takes any strides (MLP-t's
+transposed x) and any GPU. On an H200 the pointer kernel's tiles ran at 336 TFLOP/s against cuBLAS's 619
+at sudoku_attn's shape, too slow to pay for the SwiGLU pass it saves (bench/NOTES.md); the TMA kernel is
+how Triton's own persistent matmul approaches cuBLAS on Hopper.
+
 Shapes: x (B, R, K) with any strides, its M = B * R rows flattened in order; w (2N, K) with unit stride
 on K; h (B, R, N) contiguous, all in one dtype. TRM's MLP: x (B, S, 512), N = 1536; MLP-t mixes positions
 on the transposed view x (B, 512, S) (stride 1 along its rows, 512 along K), N = 512.
@@ -19,9 +26,12 @@ TFLOP/s, 0.38 ms at the 619 TFLOP/s cuBLAS reaches at this shape, against 73 us 
 The unfused pair moves 4 M N elements more: the gate_up activation written, then read back.
 """
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..backend import interpreting
 
@@ -53,6 +63,26 @@ def _bench(kernel_call, quantiles):
     return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
 
 
+@triton.jit
+def _tile_coords(tile, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """(row tile, column tile) of tile number `tile` in grouped order: GROUP_M row tiles sweep the columns
+    together, so their x tiles stay in L2 while the weight tiles stream past."""
+    tiles_m, tiles_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
+    group = tile // (GROUP_M * tiles_n)
+    first_m = group * GROUP_M
+    group_rows = min(tiles_m - first_m, GROUP_M)
+    return first_m + (tile % (GROUP_M * tiles_n)) % group_rows, (tile % (GROUP_M * tiles_n)) // group_rows
+
+
+@triton.jit
+def _swiglu(acc_g, acc_u, out_ty: tl.constexpr):
+    """h from the fp32 gate and up tiles, rounded as the unfused model rounds: gate_up to its dtype, then
+    SwiGLU in fp32, rounded once."""
+    g = acc_g.to(out_ty).to(tl.float32)
+    u = acc_u.to(out_ty).to(tl.float32)
+    return (g * tl.sigmoid(g) * u).to(out_ty)
+
+
 # stride_xk in the key: MLP-t's transposed x (stride 1 along the rows) tunes apart from a row-major x
 @triton.autotune(configs=_configs(), key=["M", "N", "K", "stride_xk"], prune_configs_by={"early_config_prune": _prune},
                  do_bench=_bench)
@@ -61,14 +91,7 @@ def _bench(kernel_call, quantiles):
 def _linear_swiglu_kernel(x_ptr, w_ptr, h_ptr, M, N, K, R, stride_xb, stride_xr, stride_xk, stride_wn, stride_hm,
                           INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, EVEN_K: tl.constexpr):
-    # grouped order: GROUP_M row tiles sweep the columns together, so their x tiles stay in L2
-    pid = tl.program_id(0)
-    tiles_m, tiles_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
-    group = pid // (GROUP_M * tiles_n)
-    first_m = group * GROUP_M
-    group_rows = min(tiles_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % (GROUP_M * tiles_n)) % group_rows
-    pid_n = (pid % (GROUP_M * tiles_n)) // group_rows
+    pid_m, pid_n = _tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -100,18 +123,80 @@ def _linear_swiglu_kernel(x_ptr, w_ptr, h_ptr, M, N, K, R, stride_xb, stride_xr,
         g_ptrs += BLOCK_K
         u_ptrs += BLOCK_K
 
-    out_ty = h_ptr.dtype.element_ty
-    g = acc_g.to(out_ty).to(tl.float32)  # the unfused model rounds gate_up to its dtype before SwiGLU
-    u = acc_u.to(out_ty).to(tl.float32)
-    h = g * tl.sigmoid(g) * u
+    h = _swiglu(acc_g, acc_u, h_ptr.dtype.element_ty)
     h_ptrs = h_ptr + offs_m.to(tl.int64)[:, None] * stride_hm + offs_n[None, :]
-    tl.store(h_ptrs, h.to(out_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+    tl.store(h_ptrs, h, mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
 
 
-def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def _tma_configs():
+    """Tiles for the persistent TMA kernel (the block shapes reach its descriptors through the pre-hook)."""
+    if interpreting():
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4}, num_warps=4,
+                              num_stages=1, pre_hook=_set_block_shapes)]
+    tiles = [(128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 8, 4),
+             (64, 128, 64, 4, 4), (64, 64, 64, 4, 4)]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=st,
+                          pre_hook=_set_block_shapes) for bm, bn, bk, w, st in tiles]
+
+
+def _set_block_shapes(nargs):
+    bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
+    nargs["x_desc"].block_shape = [bm, bk]
+    nargs["w_desc"].block_shape = [bn, bk]
+    nargs["h_desc"].block_shape = [bm, bn]
+
+
+@triton.autotune(configs=_tma_configs(), key=["M", "N", "K"], prune_configs_by={"early_config_prune": _prune},
+                 do_bench=_bench)
+@triton.jit
+def _linear_swiglu_tma_kernel(x_desc, w_desc, h_desc, M, N, K, PROGRAMS, INPUT_PRECISION: tl.constexpr,
+                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                              GROUP_M: tl.constexpr):
+    # Persistent: PROGRAMS programs (one per SM) walk the tiles, so one tile's epilogue overlaps the next
+    # tile's first loads. The tensor memory accelerator loads each block (zero past K and M) and stores h
+    # (clipped at M and N); a gate tile reaching past column N reads up rows, whose results are clipped.
+    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N), PROGRAMS):
+        pid_m, pid_n = _tile_coords(tile, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
+        acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc_u = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k in range(0, tl.cdiv(K, BLOCK_K)):
+            x = x_desc.load([off_m, k * BLOCK_K])
+            acc_g = tl.dot(x, w_desc.load([off_n, k * BLOCK_K]).T, acc_g, input_precision=INPUT_PRECISION)
+            acc_u = tl.dot(x, w_desc.load([N + off_n, k * BLOCK_K]).T, acc_u, input_precision=INPUT_PRECISION)
+        h_desc.store([off_m, off_n], _swiglu(acc_g, acc_u, h_desc.dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _programs(device: torch.device) -> int:
+    """Persistent programs: one per SM (three under the CPU interpreter, so that each walks several tiles)."""
+    if device.type != "cuda":
+        return 3
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _tma_rows(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor | None:
+    """x (B, R, K) as the (M, K) matrix the TMA kernel loads, or None where it cannot: its rows must
+    flatten to one stride with unit stride along K, and every row and base address be 16-byte aligned (the
+    accelerator's rule); on a GPU, Hopper or newer."""
+    b, r, k = x.shape
+    if x.device.type == "cuda" and torch.cuda.get_device_capability(x.device)[0] < 9:
+        return None
+    if x.stride(2) != 1 or (b > 1 and r > 1 and x.stride(0) != r * x.stride(1)):
+        return None
+    rows = x.as_strided((b * r, k), (x.stride(1) if r > 1 else x.stride(0), 1))
+    size = x.element_size()
+    aligned = all(v % 16 == 0 for v in (rows.stride(0) * size, weight.stride(0) * size, rows.data_ptr(),
+                                       weight.data_ptr(), (weight.shape[0] // 2) * size))
+    return rows if aligned else None
+
+
+def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = None,
+                  tma: bool | None = None) -> torch.Tensor:
     """h (B, R, N) = silu(x @ weight[:N].T) * (x @ weight[N:].T) for x (B, R, K) with any strides (MLP-t's
     transposed activations included), weight (2N, K) with unit stride on K; `out`, if given, must be a
-    contiguous (B, R, N) tensor of x's dtype."""
+    contiguous (B, R, N) tensor of x's dtype. `tma`: the persistent TMA kernel (row-major, 16-byte aligned
+    x on Hopper or newer) or the pointer kernel (any strides); None takes TMA where it can run."""
     b, r, k = x.shape
     n = weight.shape[0] // 2
     if out is None:
@@ -124,6 +209,19 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | Non
         return out
     # fp32 operands: true fp32 products, as F.linear gives by default (tl.dot would take TF32 on a GPU)
     precision = "ieee" if x.dtype == torch.float32 else "tf32"
+    rows = _tma_rows(x, weight) if tma is not False else None
+    if tma and rows is None:
+        raise ValueError("tma=True needs x's rows to flatten with unit stride along K, 16-byte aligned rows and "
+                         "addresses, and a Hopper or newer GPU")
+    if rows is not None:
+        unset = [1, 1]  # the pre-hook sets each descriptor's block shape from the tile config
+        x_desc = TensorDescriptor.from_tensor(rows, unset)
+        w_desc = TensorDescriptor.from_tensor(weight, unset)
+        h_desc = TensorDescriptor.from_tensor(out.view(m, n), unset)
+        programs = _programs(x.device)
+        grid = lambda meta: (min(programs, triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"])),)  # noqa: E731
+        _linear_swiglu_tma_kernel[grid](x_desc, w_desc, h_desc, m, n, k, programs, INPUT_PRECISION=precision)
+        return out
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
     _linear_swiglu_kernel[grid](x, weight, out, m, n, k, r, x.stride(0), x.stride(1), x.stride(2), weight.stride(0),
                                 n, INPUT_PRECISION=precision)

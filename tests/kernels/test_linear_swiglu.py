@@ -49,6 +49,49 @@ def test_interpreter_transposed_input():
     _check((2, 33, 40, 24), torch.float32, seed=3, device="cpu", transposed=True)
 
 
+def _check_path(shape, dtype, device, tma, seed):
+    """The kernel on one path (the persistent TMA kernel, or the pointer kernel) against the reference."""
+    from trm_fast.kernels.linear_swiglu import linear_swiglu
+
+    x, w = _inputs(shape, dtype, device, seed)
+    truth = linear_swiglu_reference(x.double(), w.double())
+    torch_err = (linear_swiglu_reference(x, w).double() - truth).abs().max().item()
+    out = torch.full((*x.shape[:-1], w.shape[0] // 2), float("nan"), dtype=dtype, device=device)
+    linear_swiglu(x, w, out=out, tma=tma)
+    assert_close_at_worst(out, truth, atol=3 * torch_err + 1e-4, rtol=0, what=f"{shape} {dtype} tma={tma}")
+
+
+# shapes both kernels take (K and N multiples of 8: 16-byte rows in fp16 and fp32)
+SHAPES_BOTH_CPU = [(1, 97, 64, 48), (2, 5, 40, 24), (3, 33, 72, 40)]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+@pytest.mark.parametrize("shape", SHAPES_BOTH_CPU)
+@pytest.mark.parametrize("tma", [True, False])
+def test_interpreter_both_kernels_match_reference(shape, tma):
+    _check_path(shape, torch.float32, "cpu", tma, seed=sum(shape))
+
+
+def test_tma_refuses_what_it_cannot_load():
+    from trm_fast.kernels.linear_swiglu import linear_swiglu
+
+    x, w = _inputs((2, 5, 40, 24), torch.float32, DEVICE, seed=8, transposed=True)  # MLP-t's layout
+    with pytest.raises(ValueError, match="tma=True needs"):
+        linear_swiglu(x, w, tma=True)
+    x, w = _inputs((2, 5, 42, 24), torch.float32, DEVICE, seed=8)  # rows of 168 bytes
+    with pytest.raises(ValueError, match="tma=True needs"):
+        linear_swiglu(x, w, tma=True)
+    torch.testing.assert_close(linear_swiglu(x, w), linear_swiglu_reference(x, w), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(768, 97, 512, 1536), (1, 97, 512, 1536), (3, 82, 512, 1536), (2, 5, 40, 24)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("tma", [True, False])
+def test_gpu_both_kernels_match_reference(shape, dtype, tma):
+    _check_path(shape, dtype, "cuda", tma, seed=torch.seed() % 2**31)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", SHAPES_GPU)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
