@@ -3,7 +3,10 @@ its step on each backend (`Engine(ops=...)`; `auto`: trm_fast's kernels where th
 PyTorch ops, which torch.compile fuses on its own), same weights and inputs, and prints a JSON line per
 measurement.
 
-    python bench/engine_ops.py sudoku_attn 1,768 [--out rows.json]
+    python bench/engine_ops.py sudoku_attn 1,768 [--out rows.json] [--auto-ops add_rms_norm,swiglu,linear_swiglu]
+
+`--auto-ops` sets the kernels `auto` may run (trm_fast.backend.AUTO_OPS) for this run: the way to time a
+kernel inside the engine before `auto` takes it.
 """
 
 import argparse
@@ -13,6 +16,7 @@ import time
 import torch
 
 import trm_fast
+from trm_fast import backend
 from trm_fast.bench import configs, harness
 from trm_fast.bench.timing import summary, time_unit
 
@@ -22,9 +26,12 @@ def main():
     parser.add_argument("config")
     parser.add_argument("batches")
     parser.add_argument("--ops", default="auto,reference", help="comma list of backends to build the model on")
+    parser.add_argument("--auto-ops", help="comma list replacing trm_fast.backend.AUTO_OPS for this run")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args()
+    if args.auto_ops is not None:
+        backend.AUTO_OPS = set(filter(None, args.auto_ops.split(",")))
     bc, device = configs.load(args.config), torch.device("cuda")
     for batch in map(int, args.batches.split(",")):
         torch.manual_seed(0)
@@ -42,7 +49,7 @@ def main():
             warm = time.perf_counter() - t0
             torch.cuda.reset_peak_memory_stats()
             times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
-            row = dict(config=bc.name, batch=batch, ops=ops, warmup_s=warm, **summary(times),
+            row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(backend.AUTO_OPS), warmup_s=warm, **summary(times),
                        peak_gib=torch.cuda.max_memory_allocated() / 2**30, device=torch.cuda.get_device_name())
             print(json.dumps(row), flush=True)
             if args.out:

@@ -2,8 +2,9 @@
 # The fused kernels on the GPU machine (issue 16), one device call per phase, from the same checkout.
 # Usage (repository root, on the device): bash bench/fused_bench.sh COMMIT PHASE
 #   kernels  GPU tests of the newest kernel, the engine and the models; its micro-benchmarks
-#            (bench/test_kernels.py -k "$KERNELS", default linear_swiglu, JSON); the engine's 16-step sudoku_attn evaluation at batch 768 with its
-#            step on each backend (bench/engine_ops.py)
+#            (bench/test_kernels.py -k "$KERNELS", default linear_swiglu, JSON); the engine's 16-step
+#            sudoku_attn evaluation at batch 768 with its step on `auto`, running the kernels in $AUTO_OPS
+#            (default add_rms_norm,swiglu,linear_swiglu), and on PyTorch's ops (bench/engine_ops.py)
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of the four paper
 #            configs at their batch, then sudoku_attn and arc_attn at batch 1 (engine, reference-graphs)
 # Writes logs, JSON and PNGs under $OUT.
@@ -29,8 +30,8 @@ if [ "$phase" = kernels ]; then
         2>&1 | tee "$out/gpu_tests.log" | tail -6 | tee -a "$log" || true
     python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "${KERNELS:-linear_swiglu}" --benchmark-only \
         --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 | tail -30 | tee -a "$log" || true
-    (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops auto,reference --out "$out/engine_ops.jsonl") \
-        2>&1 | tee -a "$log"
+    (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops auto,reference \
+        --auto-ops "${AUTO_OPS:-add_rms_norm,swiglu,linear_swiglu}" --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
 elif [ "$phase" = infer ]; then
     bench sudoku_attn sudoku_hrm sudoku_mlpt arc_attn --mode infer --backend engine,reference-compile,reference-eager --warmup 1 --reps 3 \
         --json "$out/bench_infer.json" --png "$out/bench_infer.png"

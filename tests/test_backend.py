@@ -33,7 +33,8 @@ def test_fused_without_the_extension_says_why(monkeypatch):
     assert trm_fast.TRM(tiny_config(backend="auto")).config.backend == "auto"  # auto still builds
 
 
-def test_use_fused():
+def test_use_fused(monkeypatch):
+    monkeypatch.setattr(backend, "AUTO_OPS", {"op", "op_once"})
     asked = []
 
     def why_not():
@@ -49,6 +50,9 @@ def test_use_fused():
         assert backend.use_fused("auto", "op_once", why_not) is False
         assert backend.use_fused("auto", "op_once", why_not) is False
     assert [str(w.message) for w in caught] == ["trm_fast: op_once falls back to the reference: a reason"]
+    asked.clear()
+    assert backend.use_fused("auto", "slower_op", why_not) is False and not asked  # outside AUTO_OPS: never asks
+    assert backend.use_fused("fused", "slower_op", lambda: None) is True
 
 
 def test_importing_trm_fast_never_needs_the_extension():

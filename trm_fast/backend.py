@@ -2,9 +2,10 @@
 
 - ``reference``: plain PyTorch, on any device (bit-identical to the official model).
 - ``fused``: trm_fast's kernels; an error naming the reason where one cannot run.
-- ``auto`` (default): fused where the device, dtype and shape are supported, otherwise the reference
-  with one warning per op and reason; except the elementwise ops in a compiled forward that autograd does
-  not record, which it leaves to torch.compile (`leave_to_inductor`).
+- ``auto`` (default): the kernels measured faster than what they replace (`AUTO_OPS`), where the device,
+  dtype and shape are supported, otherwise the reference with one warning per op and reason; except the
+  elementwise ops in a compiled forward that autograd does not record, which it leaves to torch.compile
+  (`leave_to_inductor`).
 
 Chosen, in this order, by the config key ``backend``, the environment variable ``TRM_FAST_BACKEND``,
 then ``auto``; resolved once when the model is built. The model file never changes with the backend:
@@ -87,11 +88,17 @@ def interpreting() -> bool:
 
 _warned = set()
 
+# The kernels 'auto' runs. The others (attention, linear_swiglu) run on 'fused' alone: they were slower than
+# what they replace where measured on an H200 (their ops' docstrings say by how much). An experiment may
+# change the set before it builds a model (bench/engine_ops.py --auto-ops).
+AUTO_OPS = {"add_rms_norm", "swiglu"}
+
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:
     """Whether `op` runs its fused kernel. `why_not()` returns None where the kernel can take this
-    call, else the reason; it is not even asked on the reference backend."""
-    if backend == "reference":
+    call, else the reason; it is not even asked on the reference backend, nor by 'auto' for an op outside
+    AUTO_OPS."""
+    if backend == "reference" or (backend == "auto" and op not in AUTO_OPS):
         return False
     unsupported = why_not()
     if unsupported is None:

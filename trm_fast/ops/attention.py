@@ -101,6 +101,6 @@ def rope_attention(qkv: torch.Tensor, cos_sin, num_heads: int, backend: str = "r
     cos, sin = cos_sin if cos_sin is not None else (None, None)
     recording = _backend.records(qkv)  # no fused backward yet: the reference's autograd
     why_not = lambda: unsupported(qkv, cos, sin, num_heads, backend)  # noqa: E731
-    if backend == "fused" and not recording and _backend.use_fused(backend, "attention", why_not):
+    if not recording and _backend.use_fused(backend, "attention", why_not):
         return rope_attention_fused(qkv, cos, sin, num_heads)
     return rope_attention_reference(qkv, cos, sin, num_heads)

@@ -79,6 +79,6 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, backend: str = "referen
     'auto' keeps the unfused pair until the persistent TMA kernel that now takes the MLP measures faster."""
     recording = _backend.records(x, weight)
     why_not = lambda: unsupported(x, weight, backend)  # noqa: E731
-    if backend == "fused" and not recording and _backend.use_fused(backend, "linear_swiglu", why_not):
+    if not recording and _backend.use_fused(backend, "linear_swiglu", why_not):
         return linear_swiglu_fused(x, weight)
     return linear_swiglu_reference(x, weight, backend)
