@@ -53,7 +53,7 @@ if [ "$phase" = speed ]; then
     train /tmp/run_att_rc sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true
 elif [ "$phase" = trainer ]; then
     (cd "$repo" && python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_recompute.py tests/test_optim.py \
-        tests/engine/test_engine_gpu.py tests/train/test_graphed_step.py 2>&1 | tail -4) | tee -a "$log" || true
+        tests/engine/test_engine_gpu.py tests/train/test_graphed_step.py tests/train/test_trainer_gradients.py 2>&1 | tail -4) | tee -a "$log" || true
     bench sudoku_attn --mode train --backend engine --json "$out/bench_trainer.json" --no-png
     data /tmp/gen20k 20000
     echo "== trainer, sudoku_att at batch 768 (the bench's engine row), 20 steps profiled" | tee -a "$log"

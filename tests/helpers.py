@@ -115,3 +115,37 @@ def assert_close_at_worst(actual, expected, atol, rtol, what):
     idx = tuple(int(i) for i in torch.unravel_index(worst, err.shape))
     assert torch.allclose(actual.double(), expected.double(), atol=atol, rtol=rtol), (
         f"{what}: max error {err.max().item():.3e} at {idx}: got {actual[idx].item()}, want {expected[idx].item()}")
+
+
+# TRM with attention, TRM with MLP-t, HRM: the three model kinds, small enough for a CPU
+TRAINING_VARIANTS = [(trm_fast.TRM, dict()), (trm_fast.TRM, dict(pos_encodings="none", mlp_t=True)),
+                     (trm_fast.HRM, dict(H_layers=2))]
+TRAINING_VARIANT_IDS = ["trm-attn", "trm-mlpt", "hrm"]
+
+
+def training_grads(cls, overrides, recompute: bool, device="cpu", compile=False, steps=2, backend=None):
+    """Gradients after `steps` ACT training steps from seed 0 (the first resets every row, a later one has
+    halted rows too), and the bytes autograd kept for the last backward. `backend`: the model's ops (None:
+    the config's default)."""
+    cfg = tiny_config(hidden_size=32, num_heads=4, seq_len=9, batch_size=6, L_cycles=3, recompute=recompute,
+                      **overrides, **({"backend": backend} if backend else {}))
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = cls(cfg).train()
+    head = trm_fast.ACTLossHead(model, "stablemax_cross_entropy")
+    forward = trm_fast.engine.training_forward(head, device, compile)
+    batch = {k: v.to(device) for k, v in make_batch(cfg).items()}
+    carry, saved = head.initial_carry(batch), []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+    for _ in range(steps):
+        model.zero_grad(set_to_none=True)
+        saved.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            carry, loss, *_ = forward(return_keys=[], carry=carry, batch=batch)
+        loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    grads["puzzle_emb.local_weights"] = model.puzzle_emb.local_weights.grad.clone()
+    return grads, sum(saved)

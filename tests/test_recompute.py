@@ -6,45 +6,13 @@ import copy
 import pytest
 import torch
 import trm_fast
-from helpers import make_batch, tiny_config
+from helpers import TRAINING_VARIANT_IDS, TRAINING_VARIANTS, make_batch, tiny_config, training_grads
 from trm_fast.models.layers import Block
 
-VARIANTS = [(trm_fast.TRM, dict()), (trm_fast.TRM, dict(pos_encodings="none", mlp_t=True)),
-            (trm_fast.HRM, dict(H_layers=2))]
-IDS = ["trm-attn", "trm-mlpt", "hrm"]
-
-
-def grads_and_saved_bytes(cls, overrides, recompute: bool, device="cpu", compile=False, steps=2):
-    """Gradients after `steps` ACT training steps from seed 0 (a step with halted rows included), and the
-    bytes autograd kept for the last backward."""
-    cfg = tiny_config(hidden_size=32, num_heads=4, seq_len=9, batch_size=6, L_cycles=3, recompute=recompute,
-                      **overrides)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = cls(cfg).train()
-    head = trm_fast.ACTLossHead(model, "stablemax_cross_entropy")
-    forward = trm_fast.engine.training_forward(head, device, compile)
-    batch = {k: v.to(device) for k, v in make_batch(cfg).items()}
-    carry, saved = head.initial_carry(batch), []
-
-    def pack(t):
-        saved.append(t.numel() * t.element_size())
-        return t
-    for _ in range(steps):
-        model.zero_grad(set_to_none=True)
-        saved.clear()
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            carry, loss, *_ = forward(return_keys=[], carry=carry, batch=batch)
-        loss.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    grads["puzzle_emb.local_weights"] = model.puzzle_emb.local_weights.grad.clone()
-    return grads, sum(saved)
-
-
-@pytest.mark.parametrize("cls, overrides", VARIANTS, ids=IDS)
+@pytest.mark.parametrize("cls, overrides", TRAINING_VARIANTS, ids=TRAINING_VARIANT_IDS)
 def test_recompute_gives_the_same_gradients_and_keeps_less(cls, overrides):
-    plain, plain_bytes = grads_and_saved_bytes(cls, overrides, False)
-    again, again_bytes = grads_and_saved_bytes(cls, overrides, True)
+    plain, plain_bytes = training_grads(cls, overrides, False)
+    again, again_bytes = training_grads(cls, overrides, True)
     assert plain.keys() == again.keys()
     for name in plain:
         torch.testing.assert_close(again[name], plain[name], atol=1e-6, rtol=1e-6, msg=name)
@@ -69,23 +37,23 @@ def test_evaluation_does_not_recompute(monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cls, overrides", VARIANTS, ids=IDS)
+@pytest.mark.parametrize("cls, overrides", TRAINING_VARIANTS, ids=TRAINING_VARIANT_IDS)
 def test_compiled_recompute_on_the_gpu_matches_eager(cls, overrides):
-    plain, _ = grads_and_saved_bytes(cls, overrides, False, device="cuda")
-    again, _ = grads_and_saved_bytes(cls, overrides, True, device="cuda", compile=True)
+    plain, _ = training_grads(cls, overrides, False, device="cuda")
+    again, _ = training_grads(cls, overrides, True, device="cuda", compile=True)
     for name in plain:  # inductor's fused kernels sum in another order
         torch.testing.assert_close(again[name], plain[name], atol=1e-4, rtol=1e-3, msg=name)
 
 
-@pytest.mark.parametrize("cls, overrides", VARIANTS[:1] + VARIANTS[2:], ids=[IDS[0], IDS[2]])
+@pytest.mark.parametrize("cls, overrides", TRAINING_VARIANTS[:1] + TRAINING_VARIANTS[2:], ids=[TRAINING_VARIANT_IDS[0], TRAINING_VARIANT_IDS[2]])
 def test_compiled_recompute_compiles_block_by_block_with_the_same_gradients(cls, overrides):
     # compiled whole, the backward would recompute every call at once (the module docstring of
     # engine/training.py); block by block, each checkpoint recomputes its own call
-    plain, _ = grads_and_saved_bytes(cls, overrides, False)
-    again, saved = grads_and_saved_bytes(cls, overrides, True, compile=True)
+    plain, _ = training_grads(cls, overrides, False)
+    again, saved = training_grads(cls, overrides, True, compile=True)
     for name in plain:
         torch.testing.assert_close(again[name], plain[name], atol=1e-5, rtol=1e-4, msg=name)
-    assert 0 < saved < grads_and_saved_bytes(cls, overrides, False)[1] / 3
+    assert 0 < saved < training_grads(cls, overrides, False)[1] / 3
 
 
 def test_the_evaluation_copy_of_a_block_compiled_model_computes_with_its_own_weights():
