@@ -49,8 +49,8 @@ def main():
             warm = time.perf_counter() - t0
             torch.cuda.reset_peak_memory_stats()
             times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
-            row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(backend.AUTO_OPS), warmup_s=warm, **summary(times),
-                       peak_gib=torch.cuda.max_memory_allocated() / 2**30, device=torch.cuda.get_device_name())
+            row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(backend.AUTO_OPS), warmup_s=warm,
+                       **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30, device=torch.cuda.get_device_name())
             print(json.dumps(row), flush=True)
             if args.out:
                 with open(args.out, "a") as f:

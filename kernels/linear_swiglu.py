@@ -219,7 +219,8 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | Non
         w_desc = TensorDescriptor.from_tensor(weight, unset)
         h_desc = TensorDescriptor.from_tensor(out.view(m, n), unset)
         programs = _programs(x.device)
-        grid = lambda meta: (min(programs, triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"])),)  # noqa: E731
+        tiles = lambda meta: triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"])  # noqa: E731
+        grid = lambda meta: (min(programs, tiles(meta)),)  # noqa: E731
         _linear_swiglu_tma_kernel[grid](x_desc, w_desc, h_desc, m, n, k, programs, INPUT_PRECISION=precision)
         return out
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731

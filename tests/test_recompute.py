@@ -45,7 +45,8 @@ def test_compiled_recompute_on_the_gpu_matches_eager(cls, overrides):
         torch.testing.assert_close(again[name], plain[name], atol=1e-4, rtol=1e-3, msg=name)
 
 
-@pytest.mark.parametrize("cls, overrides", TRAINING_VARIANTS[:1] + TRAINING_VARIANTS[2:], ids=[TRAINING_VARIANT_IDS[0], TRAINING_VARIANT_IDS[2]])
+@pytest.mark.parametrize("cls, overrides", TRAINING_VARIANTS[:1] + TRAINING_VARIANTS[2:],
+                         ids=[TRAINING_VARIANT_IDS[0], TRAINING_VARIANT_IDS[2]])
 def test_compiled_recompute_compiles_block_by_block_with_the_same_gradients(cls, overrides):
     # compiled whole, the backward would recompute every call at once (the module docstring of
     # engine/training.py); block by block, each checkpoint recomputes its own call

@@ -74,9 +74,10 @@ def unsupported(x: torch.Tensor, weight: torch.Tensor, backend: str) -> Optional
 def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, backend: str = "reference") -> torch.Tensor:
     """``swiglu(F.linear(x, weight))``: x (..., K), weight (2N, K) in x's dtype -> (..., N). The kernel runs on
     the 'fused' backend alone: on an H200 its first (pointer) kernel took 698 us (fastest of the repeats) at
-    sudoku_attn's batch 768 where cuBLAS's GEMM and inductor's SwiGLU take 586 us together (its tiles reach 336 TFLOP/s, cuBLAS's 619), and the engine's
-    16-step evaluation took 929 ms with it against 898 ms without (bench/results/2026-11-29_h200_ad11dff_*);
-    'auto' keeps the unfused pair until the persistent TMA kernel that now takes the MLP measures faster."""
+    sudoku_attn's batch 768 where cuBLAS's GEMM and inductor's SwiGLU take 586 us together (its tiles reach
+    336 TFLOP/s, cuBLAS's 619), and the engine's 16-step evaluation took 929 ms with it against 898 ms
+    without (bench/results/2026-11-29_h200_ad11dff_*). 'auto' keeps the unfused pair until the persistent TMA
+    kernel that now takes the MLP measures faster."""
     recording = _backend.records(x, weight)
     why_not = lambda: unsupported(x, weight, backend)  # noqa: E731
     if not recording and _backend.use_fused(backend, "linear_swiglu", why_not):
