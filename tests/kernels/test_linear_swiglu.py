@@ -85,8 +85,8 @@ def test_tma_refuses_what_it_cannot_load():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("shape", [(768, 97, 512, 1536), (1, 97, 512, 1536), (3, 82, 512, 1536), (2, 5, 40, 24)])
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("shape, dtype", [((768, 97, 512, 1536), torch.bfloat16), ((1, 97, 512, 1536), torch.bfloat16),
+                                          ((3, 82, 512, 1536), torch.float32), ((2, 5, 40, 24), torch.float32)])
 @pytest.mark.parametrize("tma", [True, False])
 def test_gpu_both_kernels_match_reference(shape, dtype, tma):
     _check_path(shape, dtype, "cuda", tma, seed=torch.seed() % 2**31)
