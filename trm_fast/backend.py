@@ -86,6 +86,21 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def triton_unsupported(t, name: str, backend: str) -> Optional[str]:
+    """Why no Triton kernel can take tensor `t` (called `name` in the reason), or None: Triton missing, `t`
+    off a CUDA device, or of a dtype the kernels do not compute in. Each op then checks its own shapes."""
+    status = triton_status()
+    if status is not None:
+        return status
+    if t.device.type != "cuda":
+        # The CPU interpreter is a test facility: only an explicit 'fused' backend uses it.
+        if not (t.device.type == "cpu" and interpreting() and backend == "fused"):
+            return f"{name} is on {t.device}, the kernel needs a CUDA device"
+    if t.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        return f"{name} must be bfloat16, float16 or float32, got {t.dtype}"
+    return None
+
+
 _warned = set()
 
 # The kernels 'auto' runs. The others (attention, linear_swiglu) run on 'fused' alone: they were slower than
@@ -126,10 +141,11 @@ def leading_axes_flatten(t, trailing: int) -> bool:
     return True
 
 
-def leave_to_inductor(backend: str, recording: bool) -> bool:
+def leave_to_inductor(backend: str, *tensors) -> bool:
     """Whether 'auto' leaves an elementwise op (add + RMSNorm, SwiGLU) to torch.compile here. Inductor fuses
     those into the kernels around them; in a compiled forward that autograd does not record, that beat the
     standalone kernels on an H200 (the engine's 16-step sudoku_attn evaluation at batch 768 with its step on
     'auto': 948 ms against 927 ms with PyTorch's ops, bench/results/2026-11-29_h200_09fe4eb_*). Where autograd
-    records, the kernels keep their fused backward (the trainer's compiled step was faster with them)."""
-    return backend == "auto" and not recording and torch.compiler.is_compiling()
+    records on `tensors`, the kernels keep their fused backward (the trainer's compiled step was faster with
+    them)."""
+    return backend == "auto" and torch.compiler.is_compiling() and not records(*tensors)

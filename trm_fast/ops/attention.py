@@ -20,8 +20,6 @@ import torch.nn.functional as F
 from .. import backend as _backend
 from .rope import rope_reference
 
-_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
-
 
 def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """PyTorch's scaled_dot_product_attention on the head-major views, as the official model calls it."""
@@ -57,15 +55,9 @@ def _(qkv, cos, sin, num_heads):
 def unsupported(qkv: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[torch.Tensor], num_heads: int,
                 backend: str) -> Optional[str]:
     """Why the Triton kernel cannot take this call, or None."""
-    status = _backend.triton_status()
-    if status is not None:
-        return status
-    if qkv.device.type != "cuda":
-        # The CPU interpreter is a test facility: only an explicit 'fused' backend uses it.
-        if not (qkv.device.type == "cpu" and _backend.interpreting() and backend == "fused"):
-            return f"qkv is on {qkv.device}, the kernel needs a CUDA device"
-    if qkv.dtype not in _DTYPES:
-        return f"qkv must be bfloat16, float16 or float32, got {qkv.dtype}"
+    why = _backend.triton_unsupported(qkv, "qkv", backend)
+    if why is not None:
+        return why
     if num_heads < 1:
         return f"num_heads must be positive, got {num_heads}"
     if qkv.ndim != 4 or qkv.shape[2] != 3 * num_heads:

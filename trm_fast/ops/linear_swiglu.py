@@ -18,8 +18,6 @@ import torch.nn.functional as F
 from .. import backend as _backend
 from .swiglu import swiglu
 
-_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
-
 
 def linear_swiglu_reference(x: torch.Tensor, weight: torch.Tensor, backend: str = "reference") -> torch.Tensor:
     """The model's unfused path: the projection (M, 2N) in x's dtype, then SwiGLU on it."""
@@ -46,17 +44,11 @@ def _(x, weight):
 
 def unsupported(x: torch.Tensor, weight: torch.Tensor, backend: str) -> Optional[str]:
     """Why the Triton kernel cannot take this call, or None."""
-    status = _backend.triton_status()
-    if status is not None:
-        return status
-    if x.device.type != "cuda":
-        # The CPU interpreter is a test facility: only an explicit 'fused' backend uses it.
-        if not (x.device.type == "cpu" and _backend.interpreting() and backend == "fused"):
-            return f"x is on {x.device}, the kernel needs a CUDA device"
+    why = _backend.triton_unsupported(x, "x", backend)
+    if why is not None:
+        return why
     if weight.device != x.device:
         return f"weight is on {weight.device}, x on {x.device}"
-    if x.dtype not in _DTYPES:
-        return f"x must be bfloat16, float16 or float32, got {x.dtype}"
     if weight.dtype != x.dtype:
         return f"weight ({weight.dtype}) and x ({x.dtype}) must have one dtype"
     if weight.ndim != 2 or weight.shape[0] % 2 or x.ndim == 0 or weight.shape[1] != x.shape[-1]:

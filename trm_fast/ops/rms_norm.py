@@ -200,8 +200,7 @@ def add_rms_norm(x: torch.Tensor, delta: torch.Tensor, eps: float, backend: str 
     """Post-norm residual: ``rms_norm(x + delta)`` over the last axis (x and delta of one shape, dtype and
     device; eps > 0). ``backend`` is "reference", "fused" or "auto" (see trm_fast.backend)."""
     _check(x, delta, eps)
-    recording = backends.records(x, delta)
-    if backends.leave_to_inductor(backend, recording):
+    if backends.leave_to_inductor(backend, x, delta):
         return add_rms_norm_reference(x, delta, eps)
     if backends.use_fused(backend, "add_rms_norm", lambda: _unsupported(x, delta)):
         return add_rms_norm_fused(x, delta, eps)[0]

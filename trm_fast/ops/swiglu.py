@@ -73,15 +73,9 @@ swiglu_fused.register_autograd(_backward, setup_context=_setup_context)
 
 def unsupported(gate_up: torch.Tensor, backend: str) -> Optional[str]:
     """Why the Triton kernel cannot take this call, or None."""
-    status = _backend.triton_status()
-    if status is not None:
-        return status
-    if gate_up.device.type != "cuda":
-        # The CPU interpreter is a test facility: only an explicit 'fused' backend uses it.
-        if not (gate_up.device.type == "cpu" and _backend.interpreting() and backend == "fused"):
-            return f"gate_up is on {gate_up.device}, the kernel needs a CUDA device"
-    if gate_up.dtype not in (torch.bfloat16, torch.float16, torch.float32):
-        return f"gate_up must be bfloat16, float16 or float32, got {gate_up.dtype}"
+    why = _backend.triton_unsupported(gate_up, "gate_up", backend)
+    if why is not None:
+        return why
     if gate_up.ndim == 0 or gate_up.shape[-1] % 2:
         return f"gate_up's last axis must have even length, got shape {tuple(gate_up.shape)}"
     if gate_up.numel() == 0:
@@ -95,7 +89,7 @@ def unsupported(gate_up: torch.Tensor, backend: str) -> Optional[str]:
 
 def swiglu(gate_up: torch.Tensor, backend: str = "reference") -> torch.Tensor:
     """``silu(gate) * up`` with ``gate, up = gate_up.chunk(2, -1)``."""
-    if _backend.leave_to_inductor(backend, _backend.records(gate_up)):
+    if _backend.leave_to_inductor(backend, gate_up):
         return swiglu_reference(gate_up)
     if _backend.use_fused(backend, "swiglu", lambda: unsupported(gate_up, backend)):
         return swiglu_fused(gate_up)
