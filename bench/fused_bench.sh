@@ -12,18 +12,8 @@ set -euo pipefail
 commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|infer}
 phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|infer}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
-export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
-repo=$PWD
 log="$out/fused_$phase.log"
-
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-  echo "commit $commit"; } | tee "$log"
-python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | grep -v "as the 'root'" | tee -a "$log" || true
-
-bench() {  # from outside the repository: `python -m` there would import the source tree
-    (cd /tmp && python3 -m trm_fast.cli.main bench "$@" --commit "$commit") 2>&1 | grep -v "it/s\]$" | tee -a "$log"
-}
+source "$(dirname "$0")/device_common.sh"
 
 if [ "$phase" = kernels ]; then
     python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_linear_swiglu.py tests/engine tests/test_models.py \

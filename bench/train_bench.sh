@@ -20,18 +20,8 @@ set -euo pipefail
 commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs}
 phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
-export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
-repo=$PWD
 log="$out/train_$phase.log"
-
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-  echo "commit $commit"; } | tee "$log"
-python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | grep -v "as the 'root'" | tee -a "$log" || true
-
-bench() {  # from outside the repository: `python -m` there would import the source tree
-    (cd /tmp && python3 -m trm_fast.cli.main bench "$@" --commit "$commit") 2>&1 | grep -v "it/s\]$" | tee -a "$log"
-}
+source "$(dirname "$0")/device_common.sh"
 data() {  # $1: directory, $2: puzzles (with 7 augmentations each)
     [ -f "$1/train/dataset.json" ] || trm-fast data sudoku --out "$1" --generate "$2" --test-size 100 --givens 32 \
         --num-aug 7 --seed 0 --force 2>&1 | tail -1 | tee -a "$log"

@@ -26,15 +26,24 @@ def _inputs(shape, dtype, device, seed, transposed=False):
     return x.to(device=device, dtype=dtype), w.to(device=device, dtype=dtype)
 
 
-def _check(shape, dtype, seed, device, transposed=False):
+def _check(shape, dtype, seed, device, transposed=False, tma=None):
+    """The op (tma None) or one kernel (tma True: the persistent TMA one, False: the pointer one, writing into
+    a poisoned output) against the fp64 reference."""
+    from trm_fast.kernels.linear_swiglu import linear_swiglu
+
     x, w = _inputs(shape, dtype, device, seed, transposed)
-    h = linear_swiglu_fused(x, w)
-    assert h.shape == (*x.shape[:-1], w.shape[0] // 2) and h.dtype == dtype and h.is_contiguous()
+    if tma is None:
+        h = linear_swiglu_fused(x, w)
+        assert h.shape == (*x.shape[:-1], w.shape[0] // 2) and h.dtype == dtype and h.is_contiguous()
+    else:
+        h = torch.full((*x.shape[:-1], w.shape[0] // 2), float("nan"), dtype=dtype, device=device)
+        linear_swiglu(x, w, out=h, tma=tma)
     truth = linear_swiglu_reference(x.double(), w.double())
     # tolerance: a few times PyTorch's own error in this dtype against fp64 (the kernel rounds the
     # projection where the reference does, so it inherits the same rounding steps), plus a small atol
     torch_err = (linear_swiglu_reference(x, w).double() - truth).abs().max().item()
-    assert_close_at_worst(h, truth, atol=3 * torch_err + 1e-4, rtol=0, what=f"{shape} {dtype} transposed={transposed}")
+    assert_close_at_worst(h, truth, atol=3 * torch_err + 1e-4, rtol=0,
+                          what=f"{shape} {dtype} transposed={transposed} tma={tma}")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
@@ -49,18 +58,6 @@ def test_interpreter_transposed_input():
     _check((2, 33, 40, 24), torch.float32, seed=3, device="cpu", transposed=True)
 
 
-def _check_path(shape, dtype, device, tma, seed):
-    """The kernel on one path (the persistent TMA kernel, or the pointer kernel) against the reference."""
-    from trm_fast.kernels.linear_swiglu import linear_swiglu
-
-    x, w = _inputs(shape, dtype, device, seed)
-    truth = linear_swiglu_reference(x.double(), w.double())
-    torch_err = (linear_swiglu_reference(x, w).double() - truth).abs().max().item()
-    out = torch.full((*x.shape[:-1], w.shape[0] // 2), float("nan"), dtype=dtype, device=device)
-    linear_swiglu(x, w, out=out, tma=tma)
-    assert_close_at_worst(out, truth, atol=3 * torch_err + 1e-4, rtol=0, what=f"{shape} {dtype} tma={tma}")
-
-
 # shapes both kernels take (K and N multiples of 8: 16-byte rows in fp16 and fp32)
 SHAPES_BOTH_CPU = [(1, 97, 64, 48), (2, 5, 40, 24), (3, 33, 72, 40)]
 
@@ -69,7 +66,7 @@ SHAPES_BOTH_CPU = [(1, 97, 64, 48), (2, 5, 40, 24), (3, 33, 72, 40)]
 @pytest.mark.parametrize("shape", SHAPES_BOTH_CPU)
 @pytest.mark.parametrize("tma", [True, False])
 def test_interpreter_both_kernels_match_reference(shape, tma):
-    _check_path(shape, torch.float32, "cpu", tma, seed=sum(shape))
+    _check(shape, torch.float32, seed=sum(shape), device="cpu", tma=tma)
 
 
 def test_tma_refuses_what_it_cannot_load():
@@ -89,7 +86,7 @@ def test_tma_refuses_what_it_cannot_load():
                                           ((3, 82, 512, 1536), torch.float32), ((2, 5, 40, 24), torch.float32)])
 @pytest.mark.parametrize("tma", [True, False])
 def test_gpu_both_kernels_match_reference(shape, dtype, tma):
-    _check_path(shape, dtype, "cuda", tma, seed=torch.seed() % 2**31)
+    _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda", tma=tma)
 
 
 @pytest.mark.gpu

@@ -1,0 +1,14 @@
+# Sourced by the device scripts (bench/fused_bench.sh, bench/train_bench.sh) after they set `commit` and
+# `log`: the machine and versions at the head of the log, trm_fast installed from this checkout, and
+# `bench ARGS` for `trm-fast bench` rows of this commit. Logs, JSON and PNGs go under $OUT.
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+repo=$PWD
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  echo "commit $commit"; } | tee "$log"
+python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | grep -v "as the 'root'" | tee -a "$log" || true
+
+bench() {  # from outside the repository: `python -m` there would import the source tree
+    (cd /tmp && python3 -m trm_fast.cli.main bench "$@" --commit "$commit") 2>&1 | grep -v "it/s\]$" | tee -a "$log"
+}
