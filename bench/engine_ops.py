@@ -3,10 +3,10 @@ its step on each backend (`Engine(ops=...)`; `auto`: trm_fast's kernels where th
 PyTorch ops, which torch.compile fuses on its own), same weights and inputs, and prints a JSON line per
 measurement.
 
-    python bench/engine_ops.py sudoku_attn 1,768 [--out rows.json] [--auto-ops add_rms_norm,swiglu,linear_swiglu]
+    python bench/engine_ops.py sudoku_attn 1,768 [--out rows.json] [--auto-ops add_rms_norm,swiglu,linear_swiglu]...
 
-`--auto-ops` sets the kernels `auto` may run (trm_fast.backend.AUTO_OPS) for this run: the way to time a
-kernel inside the engine before `auto` takes it.
+`--auto-ops` sets the kernels `auto` may run (trm_fast.backend.AUTO_OPS): the way to time a kernel inside the
+engine before `auto` takes it. Given more than once, `auto` is timed with each set in turn.
 """
 
 import argparse
@@ -26,18 +26,21 @@ def main():
     parser.add_argument("config")
     parser.add_argument("batches")
     parser.add_argument("--ops", default="auto,reference", help="comma list of backends to build the model on")
-    parser.add_argument("--auto-ops", help="comma list replacing trm_fast.backend.AUTO_OPS for this run")
+    parser.add_argument("--auto-ops", action="append",
+                        help="comma list replacing trm_fast.backend.AUTO_OPS; repeat it to time auto with each set")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args()
-    if args.auto_ops is not None:
-        backend.AUTO_OPS = set(filter(None, args.auto_ops.split(",")))
+    auto_sets = [set(filter(None, ops.split(","))) for ops in args.auto_ops or [",".join(backend.AUTO_OPS)]]
+    runs = [(ops, auto) for ops in args.ops.split(",") for auto in (auto_sets if ops == "auto" else [None])]
     bc, device = configs.load(args.config), torch.device("cuda")
     for batch in map(int, args.batches.split(",")):
         torch.manual_seed(0)
         state = bc.build(batch, "reference").state_dict()
         inputs = harness.make_batch(bc.build(1, "reference").config, batch, device)
-        for ops in args.ops.split(","):
+        for ops, auto_ops in runs:
+            if auto_ops is not None:
+                backend.AUTO_OPS = auto_ops
             with torch.device(device):
                 model = bc.build(batch, "reference")
             model.load_state_dict(state)
@@ -49,7 +52,7 @@ def main():
             warm = time.perf_counter() - t0
             torch.cuda.reset_peak_memory_stats()
             times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
-            row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(backend.AUTO_OPS), warmup_s=warm,
+            row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(auto_ops or ()), warmup_s=warm,
                        **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30, device=torch.cuda.get_device_name())
             print(json.dumps(row), flush=True)
             if args.out:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The fused kernels on the GPU machine (issue 16), one device call per phase, from the same checkout.
 # Usage (repository root, on the device): bash bench/fused_bench.sh COMMIT PHASE
-#   kernels  GPU tests of the newest kernel, the engine and the models; its micro-benchmarks
-#            (bench/test_kernels.py -k "$KERNELS", default linear_swiglu, JSON); the engine's 16-step
-#            sudoku_attn evaluation at batch 768 with its step on `auto`, running the kernels in $AUTO_OPS
-#            (default add_rms_norm,swiglu,linear_swiglu), and on PyTorch's ops (bench/engine_ops.py)
+#   kernels  GPU tests of the GEMM-epilogue kernels, the engine and the models; their micro-benchmarks
+#            (bench/test_kernels.py -k "$KERNELS", default linear_, JSON); the engine's 16-step evaluation at
+#            batch 768 of $CONFIGS (default sudoku_attn) with its step on `auto`, once with each kernel set in
+#            $AUTO_OPS (';'-separated, default: trm_fast.backend.AUTO_OPS, then it with linear_rope), and on
+#            PyTorch's ops (bench/engine_ops.py)
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of the four paper
 #            configs at their batch, then sudoku_attn and arc_attn at batch 1 (engine, reference-graphs)
 # Writes logs, JSON and PNGs under $OUT.
@@ -16,12 +17,17 @@ log="$out/fused_$phase.log"
 source "$(dirname "$0")/device_common.sh"
 
 if [ "$phase" = kernels ]; then
-    python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_linear_swiglu.py tests/engine tests/test_models.py \
-        2>&1 | tee "$out/gpu_tests.log" | tail -6 | tee -a "$log" || true
-    python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "${KERNELS:-linear_swiglu}" --benchmark-only \
-        --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 | tail -30 | tee -a "$log" || true
-    (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops auto,reference \
-        --auto-ops "${AUTO_OPS:-add_rms_norm,swiglu,linear_swiglu}" --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
+    python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_linear_swiglu.py tests/kernels/test_linear_rope.py \
+        tests/engine tests/test_models.py 2>&1 | tee "$out/gpu_tests.log" | tail -6 | tee -a "$log" || true
+    python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "${KERNELS:-linear_}" --benchmark-only \
+        --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 | tail -40 | tee -a "$log" || true
+    auto_args=()
+    IFS=';' read -ra sets <<< "${AUTO_OPS:-add_rms_norm,swiglu,linear_swiglu;add_rms_norm,swiglu,linear_swiglu,linear_rope}"
+    for set in "${sets[@]}"; do auto_args+=(--auto-ops "$set"); done
+    for config in ${CONFIGS:-sudoku_attn}; do
+        (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 768 --ops auto,reference "${auto_args[@]}" \
+            --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
+    done
 elif [ "$phase" = infer ]; then
     bench sudoku_attn sudoku_hrm sudoku_mlpt arc_attn --mode infer --backend engine,reference-compile,reference-eager --warmup 1 --reps 3 \
         --json "$out/bench_infer.json" --png "$out/bench_infer.png"

@@ -93,6 +93,26 @@ def _linear_swiglu_forward(batch, seq, k, n, transposed=False, tma=None):
     return calls, (batch * seq * (k + n) + 2 * n * k) * BF16, (batch, seq, k, n)
 
 
+def _linear_rope_forward(batch, seq):
+    """The attention's QKV projection with RoPE: x (B, S, 512) in, q and k rotated and v out. The reference is
+    what the compiled model runs without the kernel: cuBLAS's GEMM, then inductor's RoPE kernel writing q and
+    k (v stays a view), compiled here before any timing."""
+    from trm_fast.kernels.linear_rope import linear_rope
+    from trm_fast.ops.rope import rope_reference
+
+    x, w = _randn(batch, seq, D), _randn(3 * HEADS * HEAD_DIM, D) * D**-0.5
+    cos, sin = (t.cuda() for t in RotaryEmbedding(HEAD_DIM, seq, 10000.0)())
+
+    def unfused(x, w, cos, sin):
+        q, k, v = torch.nn.functional.linear(x, w).view(batch, seq, 3 * HEADS, HEAD_DIM).split(HEADS, dim=2)
+        return (*rope_reference(q, k, cos, sin), v)
+
+    reference = torch.compile(unfused, dynamic=False)
+    calls = {"fused": lambda: linear_rope(x, w, cos, sin, HEADS).split(HEADS, dim=2),
+             "reference": lambda: reference(x, w, cos, sin)}
+    return calls, (batch * seq * (D + 3 * HEADS * HEAD_DIM) + 3 * HEADS * HEAD_DIM * D) * BF16, (batch, seq, D)
+
+
 CASES = {
     "add_rms_norm forward": _add_rms_norm_forward,
     "add_rms_norm backward": _add_rms_norm_backward,
@@ -105,6 +125,9 @@ CASES = {
     "linear_swiglu forward b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER),
     "linear_swiglu forward arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER),
     "linear_swiglu forward mlp_t": functools.partial(_linear_swiglu_forward, 768, D, 97, 512, transposed=True),
+    "linear_rope forward": functools.partial(_linear_rope_forward, 768, 97),  # sudoku_attn's QKV
+    "linear_rope forward b1": functools.partial(_linear_rope_forward, 1, 97),
+    "linear_rope forward arc": functools.partial(_linear_rope_forward, 192, 916),
 }
 
 

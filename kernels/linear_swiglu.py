@@ -26,52 +26,27 @@ TFLOP/s, 0.38 ms at the 619 TFLOP/s cuBLAS reaches at this shape, against 73 us 
 The unfused pair moves 4 M N elements more: the gate_up activation written, then read back.
 """
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from ..backend import interpreting
+from . import tma_gemm
 
 
-def _configs():
-    """Tiles to try, keyed on (M, N, K). Under the CPU interpreter, autotuning would run every config
-    through numpy: one small config instead (blocks of 32, so the tests cross several tiles and K steps)."""
-    if interpreting():
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4}, num_warps=4,
-                              num_stages=1)]
-    tiles = [  # (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages); each program holds two BLOCK_M x BLOCK_N fp32 tiles
+def _pointer_configs():
+    """Tiles for the pointer kernel; each program holds two BLOCK_M x BLOCK_N fp32 tiles (gate and up)."""
+    return tma_gemm.configs([  # (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages)
         (128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 8, 4),
         (64, 128, 64, 4, 4), (256, 64, 64, 8, 3), (128, 128, 32, 8, 4), (64, 64, 64, 4, 4),
         (32, 64, 64, 4, 3), (16, 64, 128, 4, 3),  # the last two: batch 1 to 8, where M is a few hundred rows
-    ]
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s)
-            for bm, bn, bk, w, s in tiles]
+    ], pre_hook=None)
 
 
-def _prune(configs, named_args, **kwargs):
-    """Tiles no taller than the rows there are (a 256-row tile on 97 rows computes 159 rows of padding)."""
-    rows = max(16, triton.next_power_of_2(named_args["M"]))
-    return [c for c in configs if c.kwargs["BLOCK_M"] <= rows] or configs[-1:]
-
-
-def _bench(kernel_call, quantiles):
-    """Triton's timer with shorter windows than its default (25 ms warm-up, 100 ms of repeats per config):
-    every new row count (the engine's narrow tail, each batch size) tunes again, inside a first solve."""
-    return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
-
-
-@triton.jit
-def _tile_coords(tile, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-    """(row tile, column tile) of tile number `tile` in grouped order: GROUP_M row tiles sweep the columns
-    together, so their x tiles stay in L2 while the weight tiles stream past."""
-    tiles_m, tiles_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
-    group = tile // (GROUP_M * tiles_n)
-    first_m = group * GROUP_M
-    group_rows = min(tiles_m - first_m, GROUP_M)
-    return first_m + (tile % (GROUP_M * tiles_n)) % group_rows, (tile % (GROUP_M * tiles_n)) // group_rows
+def _prune_pointer(configs, named_args, **kwargs):
+    size = named_args["x_ptr"].element_size()
+    fit = [c for c in configs if tma_gemm.fits_shared_memory(c, size, b_blocks=2)]
+    return tma_gemm.prune_rows(fit, named_args["M"])
 
 
 @triton.jit
@@ -84,14 +59,14 @@ def _swiglu(acc_g, acc_u, out_ty: tl.constexpr):
 
 
 # stride_xk in the key: MLP-t's transposed x (stride 1 along the rows) tunes apart from a row-major x
-@triton.autotune(configs=_configs(), key=["M", "N", "K", "stride_xk"], prune_configs_by={"early_config_prune": _prune},
-                 do_bench=_bench)
+@triton.autotune(configs=_pointer_configs(), key=["M", "N", "K", "stride_xk"],
+                 prune_configs_by={"early_config_prune": _prune_pointer}, do_bench=tma_gemm.bench)
 @triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})
 @triton.jit
 def _linear_swiglu_kernel(x_ptr, w_ptr, h_ptr, M, N, K, R, stride_xb, stride_xr, stride_xk, stride_wn, stride_hm,
                           INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, EVEN_K: tl.constexpr):
-    pid_m, pid_n = _tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    pid_m, pid_n = tma_gemm.tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -128,17 +103,6 @@ def _linear_swiglu_kernel(x_ptr, w_ptr, h_ptr, M, N, K, R, stride_xb, stride_xr,
     tl.store(h_ptrs, h, mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
 
 
-def _tma_configs():
-    """Tiles for the persistent TMA kernel (the block shapes reach its descriptors through the pre-hook)."""
-    if interpreting():
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4}, num_warps=4,
-                              num_stages=1, pre_hook=_set_block_shapes)]
-    tiles = [(128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 8, 4),
-             (64, 128, 64, 4, 4), (64, 64, 64, 4, 4)]
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=st,
-                          pre_hook=_set_block_shapes) for bm, bn, bk, w, st in tiles]
-
-
 def _set_block_shapes(nargs):
     bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
     nargs["x_desc"].block_shape = [bm, bk]
@@ -146,17 +110,30 @@ def _set_block_shapes(nargs):
     nargs["h_desc"].block_shape = [bm, bn]
 
 
-@triton.autotune(configs=_tma_configs(), key=["M", "N", "K"], prune_configs_by={"early_config_prune": _prune},
-                 do_bench=_bench)
+def _tma_configs():
+    return tma_gemm.configs([(128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 8, 4),
+                             (64, 128, 64, 4, 4), (64, 64, 64, 4, 4), (64, 64, 32, 4, 3)], pre_hook=_set_block_shapes)
+
+
+def _prune_tma(configs, named_args, **kwargs):
+    size = named_args["x_desc"].base.element_size()
+    fit = [c for c in configs if tma_gemm.fits_shared_memory(c, size, b_blocks=2)]
+    return tma_gemm.prune_rows(fit, named_args["M"])
+
+
+@triton.autotune(configs=_tma_configs(), key=["M", "N", "K"], prune_configs_by={"early_config_prune": _prune_tma},
+                 do_bench=tma_gemm.bench)
 @triton.jit
-def _linear_swiglu_tma_kernel(x_desc, w_desc, h_desc, M, N, K, PROGRAMS, INPUT_PRECISION: tl.constexpr,
+def _linear_swiglu_tma_kernel(x_desc, w_desc, h_desc, M, N, K, PROGRAMS: tl.constexpr, INPUT_PRECISION: tl.constexpr,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                               GROUP_M: tl.constexpr):
-    # Persistent: PROGRAMS programs (one per SM) walk the tiles, so one tile's epilogue overlaps the next
-    # tile's first loads. The tensor memory accelerator loads each block (zero past K and M) and stores h
-    # (clipped at M and N); a gate tile reaching past column N reads up rows, whose results are clipped.
-    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N), PROGRAMS):
-        pid_m, pid_n = _tile_coords(tile, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    # Persistent, the tile loop flattened with the K loop (kernels/tma_gemm.py). The tensor memory accelerator
+    # loads each block (zero past K and M) and stores h (clipped at M and N); a gate tile reaching past
+    # column N reads up rows, whose results are clipped. The store finds its tile from its own counter, so
+    # that the flattened loop's loads of the next tile do not wait on the epilogue's index arithmetic.
+    stored = tl.program_id(0) - PROGRAMS
+    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N), PROGRAMS, flatten=True):
+        pid_m, pid_n = tma_gemm.tile_coords(tile, M, N, BLOCK_M, BLOCK_N, GROUP_M)
         off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
         acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         acc_u = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -164,31 +141,9 @@ def _linear_swiglu_tma_kernel(x_desc, w_desc, h_desc, M, N, K, PROGRAMS, INPUT_P
             x = x_desc.load([off_m, k * BLOCK_K])
             acc_g = tl.dot(x, w_desc.load([off_n, k * BLOCK_K]).T, acc_g, input_precision=INPUT_PRECISION)
             acc_u = tl.dot(x, w_desc.load([N + off_n, k * BLOCK_K]).T, acc_u, input_precision=INPUT_PRECISION)
-        h_desc.store([off_m, off_n], _swiglu(acc_g, acc_u, h_desc.dtype))
-
-
-@functools.lru_cache(maxsize=None)
-def _programs(device: torch.device) -> int:
-    """Persistent programs: one per SM (three under the CPU interpreter, so that each walks several tiles)."""
-    if device.type != "cuda":
-        return 3
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
-def _tma_rows(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor | None:
-    """x (B, R, K) as the (M, K) matrix the TMA kernel loads, or None where it cannot: its rows must
-    flatten to one stride with unit stride along K, and every row and base address be 16-byte aligned (the
-    accelerator's rule); on a GPU, Hopper or newer."""
-    b, r, k = x.shape
-    if x.device.type == "cuda" and torch.cuda.get_device_capability(x.device)[0] < 9:
-        return None
-    if x.stride(2) != 1 or (b > 1 and r > 1 and x.stride(0) != r * x.stride(1)):
-        return None
-    rows = x.as_strided((b * r, k), (x.stride(1) if r > 1 else x.stride(0), 1))
-    size = x.element_size()
-    aligned = all(v % 16 == 0 for v in (rows.stride(0) * size, weight.stride(0) * size, rows.data_ptr(),
-                                       weight.data_ptr(), (weight.shape[0] // 2) * size))
-    return rows if aligned else None
+        stored += PROGRAMS
+        pid_m, pid_n = tma_gemm.tile_coords(stored, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        h_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], _swiglu(acc_g, acc_u, h_desc.dtype))
 
 
 def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = None,
@@ -209,7 +164,7 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | Non
         return out
     # fp32 operands: true fp32 products, as F.linear gives by default (tl.dot would take TF32 on a GPU)
     precision = "ieee" if x.dtype == torch.float32 else "tf32"
-    rows = _tma_rows(x, weight) if tma is not False else None
+    rows = tma_gemm.tma_rows(x, weight, out.view(m, n)) if tma is not False else None
     if tma and rows is None:
         raise ValueError("tma=True needs x's rows to flatten with unit stride along K, 16-byte aligned rows and "
                          "addresses, and a Hopper or newer GPU")
@@ -218,7 +173,7 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | Non
         x_desc = TensorDescriptor.from_tensor(rows, unset)
         w_desc = TensorDescriptor.from_tensor(weight, unset)
         h_desc = TensorDescriptor.from_tensor(out.view(m, n), unset)
-        programs = _programs(x.device)
+        programs = tma_gemm.programs(x.device)
         tiles = lambda meta: triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"])  # noqa: E731
         grid = lambda meta: (min(programs, tiles(meta)),)  # noqa: E731
         _linear_swiglu_tma_kernel[grid](x_desc, w_desc, h_desc, m, n, k, programs, INPUT_PRECISION=precision)

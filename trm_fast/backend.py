@@ -103,10 +103,10 @@ def triton_unsupported(t, name: str, backend: str) -> Optional[str]:
 
 _warned = set()
 
-# The kernels 'auto' runs. The others (attention, linear_swiglu) run on 'fused' alone: they were slower than
-# what they replace where measured on an H200 (their ops' docstrings say by how much). An experiment may
-# change the set before it builds a model (bench/engine_ops.py --auto-ops).
-AUTO_OPS = {"add_rms_norm", "swiglu"}
+# The kernels 'auto' runs: those measured faster than what they replace on an H200, each op's docstring says by
+# how much. The others (attention, linear_rope) run on 'fused' alone. An experiment may change the set before
+# it builds a model (bench/engine_ops.py --auto-ops).
+AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu"}
 
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:

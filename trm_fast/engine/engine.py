@@ -35,12 +35,14 @@ STEPS_PER_REPLAY = 4  # ACT steps per CUDA-graph replay: how often `halting="q"`
 # rows, so the last puzzles (those that never halt run halt_max_steps steps) do not step the whole batch
 TAIL_DIVISOR = 16
 QUEUE_BYTES = 256 * 2**20  # waiting puzzles and their results held on the device at once, at most
-# The ops that run fastest inside the compiled step are, today, PyTorch's own, which inductor fuses across
-# op boundaries: a 16-step evaluation of 768 Sudokus on an H200 took 948 ms with trm_fast's add_rms_norm and
-# swiglu kernels against 927 ms with plain ops (bench/results/2026-11-29_h200_09fe4eb_*), 954 against 919 ms
-# with its attention kernel added (..._5a8386e_engine_ops.jsonl), and 929 against 898 ms with its GEMM +
-# SwiGLU kernel (..._ad11dff_engine_ops.jsonl). On a CPU no fused kernel runs.
-ENGINE_OPS = "reference"
+# The ops of the compiled step on a GPU: 'auto' (trm_fast.backend.AUTO_OPS), which there leaves the
+# elementwise ops to inductor, which fuses them across op boundaries, and runs the GEMM-epilogue kernels
+# measured faster: a 16-step evaluation of 768 Sudokus on an H200 took 870 ms with the gate/up + SwiGLU TMA
+# kernel against 920 ms with PyTorch's ops (bench/results/2026-11-29_h200_4fd08a9_engine_ops.jsonl). Earlier
+# kernels lost there: 948 against 927 ms with trm_fast's standalone add_rms_norm and swiglu kernels
+# (..._09fe4eb_*), 954 against 919 ms with its attention kernel (..._5a8386e_engine_ops.jsonl). On a CPU no
+# fused kernel runs: the reference.
+ENGINE_OPS = "auto"
 
 
 @dataclass
@@ -92,7 +94,9 @@ class Engine:
         self.compiled = self.device.type == "cuda" if compile is None else compile
         self.graphs = self.device.type == "cuda" and (self.compiled if cuda_graphs is None else cuda_graphs)
         self.narrow_tail = narrow_tail
-        self.ops = resolve_backend(ENGINE_OPS if ops is None else ops, self.device)
+        if ops is None:
+            ops = ENGINE_OPS if self.device.type == "cuda" else "reference"
+        self.ops = resolve_backend(ops, self.device)
         self.core = snapshot.inference_core(model, self.device, self.dtype, self.ops)
         self._shapes = snapshot.shapes(model.inner)
         self._versions = self._weight_versions(model)

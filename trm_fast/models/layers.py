@@ -84,9 +84,10 @@ class Attention(nn.Module):
         self.o_proj = CastedLinear(hidden_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor, cos_sin) -> torch.Tensor:
-        b, s, _ = x.shape
-        qkv = self.qkv_proj(x).view(b, s, 3 * self.num_heads, self.head_dim)  # heads: q, then k, then v
-        return self.o_proj(ops.rope_attention(qkv, cos_sin, self.num_heads, backend=self.backend))
+        # the projection's weight goes to the op with RoPE and attention, which may fuse the projection and
+        # RoPE (qkv_proj's own forward, and so its hooks, are not called); heads: q, then k, then v
+        qkv_weight = self.qkv_proj.weight.to(x.dtype)
+        return self.o_proj(ops.self_attention(x, qkv_weight, cos_sin, self.num_heads, backend=self.backend))
 
 
 class SwiGLU(nn.Module):

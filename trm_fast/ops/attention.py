@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import backend as _backend
+from .linear_rope import linear_rope_fused
+from .linear_rope import unsupported as linear_rope_unsupported
 from .rope import rope_reference
 
 
@@ -96,3 +98,21 @@ def rope_attention(qkv: torch.Tensor, cos_sin, num_heads: int, backend: str = "r
     if not recording and _backend.use_fused(backend, "attention", why_not):
         return rope_attention_fused(qkv, cos, sin, num_heads)
     return rope_attention_reference(qkv, cos, sin, num_heads)
+
+
+def self_attention(x: torch.Tensor, qkv_weight: torch.Tensor, cos_sin, num_heads: int,
+                   backend: str = "reference") -> torch.Tensor:
+    """The attention sublayer up to its output projection: x (B, S, K) through the qkv projection (weight
+    (3 H D, K), in x's dtype), RoPE when ``cos_sin`` is given, then `rope_attention`; (B, S, H * D).
+
+    Where the fused QKV + RoPE kernel runs (trm_fast.ops.linear_rope: forward only, a Hopper GPU), the
+    projection arrives rotated and the attention op gets no tables; otherwise the official steps run,
+    F.linear and then RoPE inside the attention op, which the reference backend keeps bit-identical."""
+    b, s, _ = x.shape
+    if cos_sin is not None and not _backend.records(x, qkv_weight):
+        cos, sin = cos_sin
+        why_not = lambda: linear_rope_unsupported(x, qkv_weight, cos, sin, num_heads, backend)  # noqa: E731
+        if _backend.use_fused(backend, "linear_rope", why_not):
+            return rope_attention(linear_rope_fused(x, qkv_weight, cos, sin, num_heads), None, num_heads, backend)
+    qkv = F.linear(x, qkv_weight).view(b, s, 3 * num_heads, qkv_weight.shape[0] // (3 * num_heads))
+    return rope_attention(qkv, cos_sin, num_heads, backend)

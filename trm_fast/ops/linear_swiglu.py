@@ -63,15 +63,24 @@ def unsupported(x: torch.Tensor, weight: torch.Tensor, backend: str) -> Optional
     return None
 
 
+def _pointer_kernel_only(x: torch.Tensor) -> bool:
+    """Whether only the pointer kernel would take x: MLP-t's transposed activation (not unit stride along K),
+    or a GPU older than Hopper (no TMA). Strides and the device's properties only: torch.compile traces it."""
+    return x.device.type == "cuda" and (x.stride(-1) != 1 or torch.cuda.get_device_properties(x.device).major < 9)
+
+
 def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, backend: str = "reference") -> torch.Tensor:
-    """``swiglu(F.linear(x, weight))``: x (..., K), weight (2N, K) in x's dtype -> (..., N). The kernel runs on
-    the 'fused' backend alone: on an H200 its first (pointer) kernel took 698 us (fastest of the repeats) at
-    sudoku_attn's batch 768 where cuBLAS's GEMM and inductor's SwiGLU take 586 us together (its tiles reach
-    336 TFLOP/s, cuBLAS's 619), and the engine's 16-step evaluation took 929 ms with it against 898 ms
-    without (bench/results/2026-11-29_h200_ad11dff_*). 'auto' keeps the unfused pair until the persistent TMA
-    kernel that now takes the MLP measures faster."""
+    """``swiglu(F.linear(x, weight))``: x (..., K), weight (2N, K) in x's dtype -> (..., N).
+
+    'auto' runs the persistent TMA kernel (row-major x on Hopper): on an H200 it took 543 us (fastest of the
+    repeats) at sudoku_attn's batch 768 where cuBLAS's GEMM and inductor's SwiGLU take 557 us together, 1.15
+    against 1.24 ms at arc_attn's batch 192, and the engine's 16-step evaluation took 870 ms with it against
+    920 ms without (bench/results/2026-11-29_h200_4fd08a9_*). The pointer kernel, the only one for MLP-t's
+    transposed x, lost (918 against 699 us at sudoku_mlpt's token MLP): there 'auto' keeps the unfused pair,
+    and only 'fused' runs it. The kernels are forward only: while autograd records, the reference runs."""
     recording = _backend.records(x, weight)
     why_not = lambda: unsupported(x, weight, backend)  # noqa: E731
-    if not recording and _backend.use_fused(backend, "linear_swiglu", why_not):
+    slower = backend == "auto" and _pointer_kernel_only(x)
+    if not recording and not slower and _backend.use_fused(backend, "linear_swiglu", why_not):
         return linear_swiglu_fused(x, weight)
     return linear_swiglu_reference(x, weight, backend)

@@ -96,6 +96,12 @@ def op_cost(evt, default_bytes: int = 2, heads=None):
         m, k, n = _numel(a[:-1]), a[-1], b[-1]
         moved = _numel(a) * sa + _numel(b) * sb + m * n * elt + (_numel(tensors[0][0]) * elt if name in _BIAS else 0)
         return 2.0 * m * k * n, float(moved), True
+    if name in ("trm_fast::linear_swiglu", "trm_fast::linear_rope") and len(tensors) >= 2:
+        # x (..., K) times the weight (N, K) as stored; SwiGLU writes N / 2 columns, RoPE all N
+        (x, _), (w, _) = tensors[0], tensors[1]
+        m, k, n = _numel(x[:-1]), x[-1], w[0]
+        out_elements = m * (n // 2 if name.endswith("swiglu") else n)
+        return 2.0 * m * k * n, float(read + out_elements * elt), True
     if name == "trm_fast::rope_attention" and len(tensors[0][0]) == 4:
         # one qkv (B, S, 3H, D) in (and the RoPE tables, when given), (B, S, H * D) out
         b, s, three_h, d = tensors[0][0]
@@ -193,7 +199,8 @@ def short_name(name: str, width: int = 58) -> str:
 
 CATEGORIES = [  # (category, pattern on kernel or op name), first match wins
     ("trm_fast kernels",
-     re.compile(r"trm_fast::|add_rms_norm|swiglu_(fwd|bwd)|rope_attention_fwd|rows_(fwd|bwd)|strided_(fwd|bwd)")),
+     re.compile(r"trm_fast::|add_rms_norm|swiglu_(fwd|bwd)|rope_attention_fwd|rows_(fwd|bwd)|strided_(fwd|bwd)"
+                r"|_linear_(swiglu|rope)")),
     ("attention", re.compile(r"flash|fmha|attention|cudnn", re.I)),
     ("GEMM", re.compile(r"gemm|cutlass|xmma|nvjet|cublas|sm90_|aten::(add|b)?mm$|aten::baddbmm$", re.I)),
     ("inductor (Triton)", re.compile(r"^triton")),

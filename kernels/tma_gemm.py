@@ -1,0 +1,99 @@
+"""What the persistent TMA GEMM-epilogue kernels share (linear_swiglu, linear_rope): y = epilogue(x W^T) for a
+row-major x (M, K) and a weight (N_total, K) as nn.Linear stores it.
+
+One program per SM walks the output tiles in grouped order. The tile loop is flattened with the K loop
+(`tl.range(..., flatten=True)`), so the compiler pipelines the next tile's first loads under this tile's
+epilogue: at TRM's K = 512 a tile has only 8 K steps of 64, and an unflattened loop drains and refills the
+pipeline at every tile. The tensor memory accelerator (Hopper and newer) loads every block and stores the
+result; the tile sizes reach the descriptors through the autotuner's pre-hook.
+"""
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from ..backend import interpreting
+
+
+@triton.jit
+def tile_coords(tile, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """(row tile, column tile) of tile number `tile` in grouped order: GROUP_M row tiles sweep the columns
+    together, so their x tiles stay in L2 while the weight tiles stream past."""
+    tiles_m, tiles_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
+    group = tile // (GROUP_M * tiles_n)
+    first_m = group * GROUP_M
+    group_rows = min(tiles_m - first_m, GROUP_M)
+    return first_m + (tile % (GROUP_M * tiles_n)) % group_rows, (tile % (GROUP_M * tiles_n)) // group_rows
+
+
+def configs(tiles, pre_hook):
+    """Autotuner configs from (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) tiles; one small config under the CPU
+    interpreter (blocks of 32, so that the tests cross several tiles and K steps; autotuning would run every
+    config through numpy)."""
+    if interpreting():
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4}, num_warps=4,
+                              num_stages=1, pre_hook=pre_hook)]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s,
+                          pre_hook=pre_hook) for bm, bn, bk, w, s in tiles]
+
+
+@functools.lru_cache(maxsize=None)
+def _shared_memory(device: int) -> int:
+    return triton.runtime.driver.active.utils.get_device_properties(device)["max_shared_mem"]
+
+
+def fits_shared_memory(config, element_size: int, b_blocks: int) -> bool:
+    """Whether a config's pipeline fits the SM's shared memory: `num_stages` copies of the x block and of
+    `b_blocks` weight blocks, and the output block staged for its TMA store. (Triton's autotuner skips a
+    config that fails to compile, but one that compiles and then cannot launch would be chosen and fail: at
+    fp32, 128 x 128 tiles in 3 stages need 288 KiB where an H200 SM has 227.)"""
+    if interpreting():
+        return True
+    bm, bn, bk = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.kwargs["BLOCK_K"]
+    need = (config.num_stages * (bm * bk + b_blocks * bn * bk) + bm * bn) * element_size
+    return need <= _shared_memory(torch.cuda.current_device())
+
+
+def prune_rows(configs, rows: int):
+    """Tiles no taller than the rows there are (a 256-row tile on 97 rows computes 159 rows of padding)."""
+    cap = max(16, triton.next_power_of_2(rows))
+    return [c for c in configs if c.kwargs["BLOCK_M"] <= cap] or configs[-1:]
+
+
+def bench(kernel_call, quantiles):
+    """Triton's timer with shorter windows than its default (25 ms warm-up, 100 ms of repeats per config):
+    every new row count (the engine's narrow tail, each batch size) tunes again, inside a first solve."""
+    return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
+
+
+@functools.lru_cache(maxsize=None)
+def programs(device: torch.device) -> int:
+    """Persistent programs: one per SM (three under the CPU interpreter, so that each walks several tiles)."""
+    if device.type != "cuda":
+        return 3
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def row_major(x: torch.Tensor) -> bool:
+    """Whether x (B, R, K) is the row-major matrix (B R, K) the TMA kernels load, strides alone: unit stride
+    along K and rows that flatten to one stride; and, on a GPU, whether it is Hopper or newer. No data
+    pointer is read, so torch.compile traces it (`tma_rows` adds the alignment check at run time)."""
+    b, r, _ = x.shape
+    if x.stride(2) != 1 or (b > 1 and r > 1 and x.stride(0) != r * x.stride(1)):
+        return False
+    return x.device.type != "cuda" or torch.cuda.get_device_properties(x.device).major >= 9
+
+
+def tma_rows(x: torch.Tensor, *others: torch.Tensor) -> torch.Tensor | None:
+    """x (B, R, K) as the (M, K) matrix the TMA kernels load, or None where they cannot: `row_major`, and
+    every row stride and base address 16-byte aligned (the accelerator's rule), x's and the `others'`
+    (2-D, unit stride on their last axis)."""
+    if not row_major(x):
+        return None
+    b, r, k = x.shape
+    rows = x.as_strided((b * r, k), (x.stride(1) if r > 1 else x.stride(0), 1))
+    size = x.element_size()
+    aligned = all(t.stride(0) * size % 16 == 0 and t.data_ptr() % 16 == 0 for t in (rows, *others))
+    return rows if aligned else None

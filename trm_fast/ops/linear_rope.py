@@ -1,0 +1,89 @@
+"""The attention's input projection with rotary embeddings: qkv = x W^T as (B, S, 3H, D), q and k heads rotated.
+
+Shapes: x (B, S, K), weight (3 H D, K) (the qkv projection's: q heads, then k, then v), cos and sin (S, D)
+fp32 -> (B, S, 3H, D). FLOPs per call: 2 M (3 H D) K for M = B S rows. The fused path
+(trm_fast.kernels.linear_rope) rotates the tile in the GEMM's epilogue, so the projection is written once
+and the separate RoPE pass over q and k (and, compiled, the layout copy around it) is gone.
+
+The model reaches it through `trm_fast.ops.attention.self_attention`, which runs it where the backend and
+the call allow (forward only: while autograd records, the official two steps run) and otherwise the
+official steps themselves: F.linear, then RoPE inside the attention op.
+"""
+
+import warnings
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .. import backend as _backend
+from .rope import rope_reference
+
+
+def linear_rope_reference(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                          num_heads: int) -> torch.Tensor:
+    """F.linear, then RoPE in fp32 on the q and k views, as one (B, S, 3H, D) tensor."""
+    b, s, _ = x.shape
+    qkv = F.linear(x, weight).view(b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads))
+    q, k, v = qkv.split(num_heads, dim=2)
+    return torch.cat((*rope_reference(q, k, cos, sin), v), dim=2)
+
+
+@torch.library.custom_op("trm_fast::linear_rope", mutates_args=())
+def linear_rope_fused(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                      num_heads: int) -> torch.Tensor:
+    """The Triton kernel: (B, S, 3H, D) contiguous, q and k heads rotated; forward only. Where the tensors
+    are not what the TMA kernel loads (a view whose base address is not 16-byte aligned: only a run-time
+    check, so not in `unsupported`), the reference computes it, with one warning."""
+    from ..kernels.linear_rope import linear_rope as kernel, loadable
+
+    b, s, _ = x.shape
+    out = x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
+    if loadable(x, weight, out):
+        return kernel(x, weight, cos, sin, num_heads, out=out)
+    if "unaligned" not in _warned:
+        _warned.add("unaligned")
+        warnings.warn("trm_fast: linear_rope falls back to the reference: x, weight or the output is not 16-byte "
+                      "aligned", stacklevel=2)
+    return linear_rope_reference(x, weight, cos, sin, num_heads)
+
+
+_warned = set()
+
+
+@linear_rope_fused.register_fake
+def _(x, weight, cos, sin, num_heads):
+    b, s, _ = x.shape
+    return x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
+
+
+def unsupported(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_heads: int,
+                backend: str) -> Optional[str]:
+    """Why the Triton kernel cannot take this call, or None. Strides and shapes only (torch.compile traces
+    this): the base addresses' alignment is checked at run time (`linear_rope_fused`)."""
+    from ..kernels.tma_gemm import row_major
+
+    why = _backend.triton_unsupported(x, "x", backend)
+    if why is not None:
+        return why
+    if x.ndim != 3 or x.numel() == 0:
+        return f"x must be a non-empty (B, S, K) tensor, got shape {tuple(x.shape)}"
+    if weight.device != x.device or weight.dtype != x.dtype:
+        return f"weight ({weight.dtype} on {weight.device}) must have x's dtype and device ({x.dtype} on {x.device})"
+    if num_heads < 1 or weight.ndim != 2 or weight.shape[1] != x.shape[2] or weight.shape[0] % (3 * num_heads):
+        return (f"weight must be (3 * num_heads * D, K) with K = x's last axis; got weight {tuple(weight.shape)}, "
+                f"x {tuple(x.shape)}, num_heads {num_heads}")
+    d = weight.shape[0] // (3 * num_heads)
+    if d < 2 or d % 2:
+        return f"the head dim D must be even (rotate-half), got {d}"
+    for name, table in (("cos", cos), ("sin", sin)):
+        if table.dtype != torch.float32 or tuple(table.shape) != (x.shape[1], d) or not table.is_contiguous():
+            return (f"{name} must be a contiguous float32 (S, D) = {(x.shape[1], d)} table, got {table.dtype} "
+                    f"{tuple(table.shape)}")
+        if table.device != x.device:
+            return f"{name} is on {table.device}, x on {x.device}"
+    size = x.element_size()
+    if not row_major(x) or weight.stride(1) != 1 or (x.shape[2] * size) % 16 or (weight.shape[0] * size) % 16:
+        return ("the TMA kernel needs row-major x and weight with 16-byte rows on a Hopper or newer GPU; got x "
+                f"{tuple(x.shape)} strides {x.stride()}, weight strides {weight.stride()}")
+    return None
