@@ -2,7 +2,7 @@
 
 Math, per row m (position s = m mod S) and output column c (head c // D, place d = c mod D in the head):
     y[m, c] = round(sum_k x[m, k] w[c, k])                               (fp32 accumulation; round: to x's dtype)
-    for the q and k heads (c < ROPE_COLS = 2 H D), in fp32, rounded once:
+    for the q and k heads (c < 2 H D), in fp32, rounded once:
     y[m, c] = y[m, c] cos[s, d] + rotate_half(y[m, :])[c] sin[s, d],     rotate_half([a | b]) = [-b | a] per head
 The v heads keep the projection. This is what the model computes in two passes, F.linear and then RoPE on the
 q and k views (trm_fast.ops.rope); fused, the projection's output is written once, rotated, and the RoPE
@@ -10,9 +10,10 @@ pass (read q and k, write them back, and in the compiled model a head-major layo
 
 Shapes: x (B, S, K) row-major with 16-byte aligned rows; w (3 H D, K) as nn.Linear stores it; cos, sin (S, D)
 fp32; y (B, S, 3 H, D) contiguous, in x's dtype: the layout the attention takes (q, then k, then v heads).
-One persistent TMA kernel (kernels/tma_gemm.py, Hopper and newer). A tile spans whole heads (BLOCK_N a
-multiple of D), so that the rotation's partner columns are in the tile: the epilogue splits each head of
-the accumulator into its two halves and joins them back swapped, in registers.
+One persistent TMA kernel (kernels/tma_gemm.py, Hopper and newer), built like the gate/up kernel: the weight's
+rows are reordered once per call (`halves`) into every head's first half, then every head's second half, so
+that a tile accumulates a block of first-half columns and the block of their partners side by side (two
+dots on one x tile). The rotation is then elementwise on the two accumulators: no shuffle in registers.
 
 Floor per call: 2 M N K FLOPs (N = 3 H D); bytes: x read and y written once, 2 M (K + N) in bf16, the weight
 (1.5 MB) and the tables (S D 8 B) from L2. sudoku_attn, batch 768 (M 74,496, K 512, N 1536): 117 GFLOP,
@@ -32,62 +33,65 @@ def _set_block_shapes(nargs):
     bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
     nargs["x_desc"].block_shape = [bm, bk]
     nargs["w_desc"].block_shape = [bn, bk]
-    nargs["y_desc"].block_shape = [bm, bn]
 
 
 def _configs():
-    return tma_gemm.configs([(128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 256, 64, 8, 3), (128, 64, 64, 4, 4),
+    return tma_gemm.configs([(128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 8, 4),
                              (64, 128, 64, 4, 4), (64, 64, 64, 4, 4), (64, 64, 32, 4, 3)], pre_hook=_set_block_shapes)
 
 
 def _prune(configs, named_args, **kwargs):
-    """Tiles of whole heads that do not straddle the q/k and v columns, that fit shared memory, and no taller
-    than the rows."""
-    d, rope_cols = named_args["HEAD_DIM"], named_args["ROPE_COLS"]
-    size = named_args["x_desc"].base.element_size()
-    fit = [c for c in configs if c.kwargs["BLOCK_N"] % d == 0 and rope_cols % c.kwargs["BLOCK_N"] == 0
-           and tma_gemm.fits_shared_memory(c, size, b_blocks=1)]
+    fit = [c for c in configs if tma_gemm.fits_shared_memory(c, named_args["ELEMENT_SIZE"], b_blocks=2)]
     return tma_gemm.prune_rows(fit, named_args["M"])
 
 
-@triton.jit
-def _rope(acc, cos_ptr, sin_ptr, off_m, off_n, S, ROPE_COLS, out_ty: tl.constexpr, HEAD_DIM: tl.constexpr,
-          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """The tile of y from its fp32 accumulator: rounded as F.linear rounds, then (q and k columns) rotated in
-    fp32 and rounded once, as the reference's RoPE does."""
-    y = acc.to(out_ty).to(tl.float32)
-    heads = tl.reshape(y, (BLOCK_M, BLOCK_N // HEAD_DIM, 2, HEAD_DIM // 2))
-    first, second = tl.split(tl.permute(heads, (0, 1, 3, 2)))  # each head's halves [a | b]
-    partner = tl.reshape(tl.permute(tl.join(-second, first), (0, 1, 3, 2)), (BLOCK_M, BLOCK_N))  # [-b | a]
-    rows = off_m + tl.arange(0, BLOCK_M)
-    cols = off_n + tl.arange(0, BLOCK_N)
-    rotated = (cols < ROPE_COLS)[None, :]  # v tiles load no table entries
-    table = (rows % S)[:, None] * HEAD_DIM + (cols % HEAD_DIM)[None, :]
-    cos = tl.load(cos_ptr + table, mask=rotated, other=1.0)
-    sin = tl.load(sin_ptr + table, mask=rotated, other=0.0)
-    return tl.where(rotated, y * cos + partner * sin, y).to(out_ty)
+def halves(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """The weight's rows reordered: each head's first D/2 rows (heads in order), then each head's second D/2
+    rows, so that rows n and HALF + n (HALF = 3 H D / 2) make a column and its rotation partner."""
+    n, k = weight.shape
+    d = n // (3 * num_heads)
+    return weight.reshape(3 * num_heads, 2, d // 2, k).transpose(0, 1).reshape(n, k)
 
 
-@triton.autotune(configs=_configs(), key=["M", "N", "K", "S", "ROPE_COLS", "HEAD_DIM"],
+# ELEMENT_SIZE in the key: the autotuner keys on the dtype of tensor arguments, and descriptors are not tensors
+@triton.autotune(configs=_configs(), key=["M", "HALF", "K", "S", "ROPE_HALF", "ELEMENT_SIZE"],
                  prune_configs_by={"early_config_prune": _prune}, do_bench=tma_gemm.bench)
 @triton.jit
-def _linear_rope_kernel(x_desc, w_desc, y_desc, cos_ptr, sin_ptr, M, N, K, S, ROPE_COLS, PROGRAMS: tl.constexpr,
-                        INPUT_PRECISION: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+def _linear_rope_kernel(x_desc, w_desc, y_ptr, cos_ptr, sin_ptr, M, HALF, K, S, ROPE_HALF, ELEMENT_SIZE, PROGRAMS,
+                        INPUT_PRECISION: tl.constexpr, HALF_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
-    # Persistent, the tile loop flattened with the K loop (kernels/tma_gemm.py); the store finds its tile
-    # from its own counter, so the next tile's loads do not wait on the epilogue's index arithmetic.
-    stored = tl.program_id(0) - PROGRAMS
-    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N), PROGRAMS, flatten=True):
-        pid_m, pid_n = tma_gemm.tile_coords(tile, M, N, BLOCK_M, BLOCK_N, GROUP_M)
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for k in range(0, tl.cdiv(K, BLOCK_K)):
-            x = x_desc.load([pid_m * BLOCK_M, k * BLOCK_K])
-            acc = tl.dot(x, w_desc.load([pid_n * BLOCK_N, k * BLOCK_K]).T, acc, input_precision=INPUT_PRECISION)
-        stored += PROGRAMS
-        pid_m, pid_n = tma_gemm.tile_coords(stored, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    # Persistent (kernels/tma_gemm.py) over (row, half-column) tiles: half-column n (head n // HALF_DIM, place
+    # i = n mod HALF_DIM) is output column n // HALF_DIM * D + i, its partner the one HALF_DIM further on.
+    # Half-columns below ROPE_HALF (H D: the q and k heads) rotate; the v heads pass through.
+    out_ty = y_ptr.dtype.element_ty
+    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(HALF, BLOCK_N), PROGRAMS):
+        pid_m, pid_n = tma_gemm.tile_coords(tile, M, HALF, BLOCK_M, BLOCK_N, GROUP_M)
         off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
-        y_desc.store([off_m, off_n], _rope(acc, cos_ptr, sin_ptr, off_m, off_n, S, ROPE_COLS, y_desc.dtype,
-                                           HEAD_DIM, BLOCK_M, BLOCK_N))
+        acc_a = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc_b = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k in range(0, tl.cdiv(K, BLOCK_K)):
+            x = x_desc.load([off_m, k * BLOCK_K])
+            acc_a = tl.dot(x, w_desc.load([off_n, k * BLOCK_K]).T, acc_a, input_precision=INPUT_PRECISION)
+            acc_b = tl.dot(x, w_desc.load([HALF + off_n, k * BLOCK_K]).T, acc_b, input_precision=INPUT_PRECISION)
+        # the projection rounded as F.linear rounds it, then RoPE in fp32 rounded once, as the reference does
+        a = acc_a.to(out_ty).to(tl.float32)
+        b = acc_b.to(out_ty).to(tl.float32)
+        rows = off_m + tl.arange(0, BLOCK_M)
+        n = off_n + tl.arange(0, BLOCK_N)
+        place = n % HALF_DIM
+        rotated = (n < ROPE_HALF)[None, :]  # v columns load no table entries
+        table = ((rows % S) * (2 * HALF_DIM))[:, None] + place[None, :]
+        cos_a = tl.load(cos_ptr + table, mask=rotated, other=1.0)
+        sin_a = tl.load(sin_ptr + table, mask=rotated, other=0.0)
+        cos_b = tl.load(cos_ptr + table + HALF_DIM, mask=rotated, other=1.0)
+        sin_b = tl.load(sin_ptr + table + HALF_DIM, mask=rotated, other=0.0)
+        y_a = tl.where(rotated, a * cos_a - b * sin_a, a).to(out_ty)
+        y_b = tl.where(rotated, b * cos_b + a * sin_b, b).to(out_ty)
+        col = (n // HALF_DIM) * (2 * HALF_DIM) + place
+        out = y_ptr + rows.to(tl.int64)[:, None] * (2 * HALF) + col[None, :]
+        mask = (rows < M)[:, None] & (n < HALF)[None, :]
+        tl.store(out, y_a, mask=mask)
+        tl.store(out + HALF_DIM, y_b, mask=mask)
 
 
 def loadable(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> bool:
@@ -117,11 +121,12 @@ def linear_rope(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: t
                          "and addresses, and a Hopper or newer GPU")
     unset = [1, 1]  # the pre-hook sets each descriptor's block shape from the tile config
     x_desc = TensorDescriptor.from_tensor(rows, unset)
-    w_desc = TensorDescriptor.from_tensor(weight, unset)
-    y_desc = TensorDescriptor.from_tensor(out.view(m, n), unset)
+    w_desc = TensorDescriptor.from_tensor(halves(weight, num_heads), unset)
     programs = tma_gemm.programs(x.device)
-    grid = lambda meta: (min(programs, triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"])),)  # noqa: E731
+    half = n // 2
+    grid = lambda meta: (min(programs, triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(half, meta["BLOCK_N"])),)  # noqa: E731
     # fp32 operands: true fp32 products, as F.linear gives by default (tl.dot would take TF32 on a GPU)
     precision = "ieee" if x.dtype == torch.float32 else "tf32"
-    _linear_rope_kernel[grid](x_desc, w_desc, y_desc, cos, sin, m, n, k, s, 2 * num_heads * d, programs, precision, d)
+    _linear_rope_kernel[grid](x_desc, w_desc, out, cos, sin, m, half, k, s, num_heads * d, x.element_size(),
+                              programs, precision, d // 2)
     return out

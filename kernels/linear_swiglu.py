@@ -116,23 +116,20 @@ def _tma_configs():
 
 
 def _prune_tma(configs, named_args, **kwargs):
-    size = named_args["x_desc"].base.element_size()
-    fit = [c for c in configs if tma_gemm.fits_shared_memory(c, size, b_blocks=2)]
+    fit = [c for c in configs if tma_gemm.fits_shared_memory(c, named_args["ELEMENT_SIZE"], b_blocks=2)]
     return tma_gemm.prune_rows(fit, named_args["M"])
 
 
-@triton.autotune(configs=_tma_configs(), key=["M", "N", "K"], prune_configs_by={"early_config_prune": _prune_tma},
-                 do_bench=tma_gemm.bench)
+# ELEMENT_SIZE in the key: the autotuner keys on the dtype of tensor arguments, and descriptors are not tensors
+@triton.autotune(configs=_tma_configs(), key=["M", "N", "K", "ELEMENT_SIZE"],
+                 prune_configs_by={"early_config_prune": _prune_tma}, do_bench=tma_gemm.bench)
 @triton.jit
-def _linear_swiglu_tma_kernel(x_desc, w_desc, h_desc, M, N, K, PROGRAMS: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                              GROUP_M: tl.constexpr):
-    # Persistent, the tile loop flattened with the K loop (kernels/tma_gemm.py). The tensor memory accelerator
-    # loads each block (zero past K and M) and stores h (clipped at M and N); a gate tile reaching past
-    # column N reads up rows, whose results are clipped. The store finds its tile from its own counter, so
-    # that the flattened loop's loads of the next tile do not wait on the epilogue's index arithmetic.
-    stored = tl.program_id(0) - PROGRAMS
-    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N), PROGRAMS, flatten=True):
+def _linear_swiglu_tma_kernel(x_desc, w_desc, h_desc, M, N, K, ELEMENT_SIZE, PROGRAMS,
+                              INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                              BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    # Persistent (kernels/tma_gemm.py). The tensor memory accelerator loads each block (zero past K and M) and
+    # stores h (clipped at M and N); a gate tile reaching past column N reads up rows, whose results are clipped.
+    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N), PROGRAMS):
         pid_m, pid_n = tma_gemm.tile_coords(tile, M, N, BLOCK_M, BLOCK_N, GROUP_M)
         off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
         acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -141,9 +138,7 @@ def _linear_swiglu_tma_kernel(x_desc, w_desc, h_desc, M, N, K, PROGRAMS: tl.cons
             x = x_desc.load([off_m, k * BLOCK_K])
             acc_g = tl.dot(x, w_desc.load([off_n, k * BLOCK_K]).T, acc_g, input_precision=INPUT_PRECISION)
             acc_u = tl.dot(x, w_desc.load([N + off_n, k * BLOCK_K]).T, acc_u, input_precision=INPUT_PRECISION)
-        stored += PROGRAMS
-        pid_m, pid_n = tma_gemm.tile_coords(stored, M, N, BLOCK_M, BLOCK_N, GROUP_M)
-        h_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], _swiglu(acc_g, acc_u, h_desc.dtype))
+        h_desc.store([off_m, off_n], _swiglu(acc_g, acc_u, h_desc.dtype))
 
 
 def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = None,
@@ -176,7 +171,8 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | Non
         programs = tma_gemm.programs(x.device)
         tiles = lambda meta: triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"])  # noqa: E731
         grid = lambda meta: (min(programs, tiles(meta)),)  # noqa: E731
-        _linear_swiglu_tma_kernel[grid](x_desc, w_desc, h_desc, m, n, k, programs, INPUT_PRECISION=precision)
+        _linear_swiglu_tma_kernel[grid](x_desc, w_desc, h_desc, m, n, k, x.element_size(), programs,
+                                        INPUT_PRECISION=precision)
         return out
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
     _linear_swiglu_kernel[grid](x, weight, out, m, n, k, r, x.stride(0), x.stride(1), x.stride(2), weight.stride(0),

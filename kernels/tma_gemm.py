@@ -1,11 +1,12 @@
 """What the persistent TMA GEMM-epilogue kernels share (linear_swiglu, linear_rope): y = epilogue(x W^T) for a
 row-major x (M, K) and a weight (N_total, K) as nn.Linear stores it.
 
-One program per SM walks the output tiles in grouped order. The tile loop is flattened with the K loop
-(`tl.range(..., flatten=True)`), so the compiler pipelines the next tile's first loads under this tile's
-epilogue: at TRM's K = 512 a tile has only 8 K steps of 64, and an unflattened loop drains and refills the
-pipeline at every tile. The tensor memory accelerator (Hopper and newer) loads every block and stores the
-result; the tile sizes reach the descriptors through the autotuner's pre-hook.
+One program per SM walks the output tiles in grouped order; the tensor memory accelerator (Hopper and newer)
+loads every block, the tile sizes reaching the descriptors through the autotuner's pre-hook. Flattening the
+tile loop into the K loop (`tl.range(..., flatten=True)`, as Triton's persistent matmul tutorial does, so
+that the next tile's loads overlap this tile's epilogue) made the gate/up kernel slower on an H200: 602 us
+against 543 us at sudoku_attn's batch 768 (bench/results/2026-11-29_h200_8e8edbf_microbench.json against
+..._4fd08a9_microbench.json); the loops stay nested.
 """
 
 import functools

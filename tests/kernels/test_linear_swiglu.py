@@ -162,11 +162,13 @@ def test_reference_and_auto_off_gpu_run_the_unfused_pair():
 
 @pytest.mark.gpu
 def test_auto_runs_the_tma_kernel_alone():
-    """'auto' takes the kernel for row-major x on Hopper (the TMA kernel, measured faster) and keeps the
-    unfused pair for MLP-t's transposed x (the pointer kernel, measured slower); bit for bit."""
+    """'auto' takes the kernel for row-major 16-bit x on Hopper (the TMA kernel, measured faster) and keeps
+    the unfused pair for MLP-t's transposed x (the pointer kernel, measured slower) and fp32; bit for bit."""
     x, w = _inputs((4, 97, 512, 1536), torch.bfloat16, "cuda", seed=9)
     hopper = torch.cuda.get_device_capability()[0] >= 9
     want = linear_swiglu_fused(x, w) if hopper else linear_swiglu_reference(x, w, "auto")
     assert torch.equal(ops.linear_swiglu(x, w, backend="auto"), want)
     x_t, w_t = _inputs((4, 97, 512, 512), torch.bfloat16, "cuda", seed=10, transposed=True)
     assert torch.equal(ops.linear_swiglu(x_t, w_t, backend="auto"), linear_swiglu_reference(x_t, w_t, "auto"))
+    x32, w32 = x.float(), w.float()  # fp32: the kernel's exact dots were not measured against cuBLAS
+    assert torch.equal(ops.linear_swiglu(x32, w32, backend="auto"), linear_swiglu_reference(x32, w32, "auto"))

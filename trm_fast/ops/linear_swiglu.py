@@ -63,10 +63,12 @@ def unsupported(x: torch.Tensor, weight: torch.Tensor, backend: str) -> Optional
     return None
 
 
-def _pointer_kernel_only(x: torch.Tensor) -> bool:
-    """Whether only the pointer kernel would take x: MLP-t's transposed activation (not unit stride along K),
-    or a GPU older than Hopper (no TMA). Strides and the device's properties only: torch.compile traces it."""
-    return x.device.type == "cuda" and (x.stride(-1) != 1 or torch.cuda.get_device_properties(x.device).major < 9)
+def _not_measured_faster(x: torch.Tensor) -> bool:
+    """Where 'auto' keeps the unfused pair on a GPU: fp32 (the kernel's exact fp32 dots were not measured
+    against cuBLAS), MLP-t's transposed x (not unit stride along K: only the pointer kernel takes it), or a
+    GPU older than Hopper (no TMA). Dtype, strides and the device's properties only: torch.compile traces it."""
+    return x.device.type == "cuda" and (x.dtype == torch.float32 or x.stride(-1) != 1
+                                        or torch.cuda.get_device_properties(x.device).major < 9)
 
 
 def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, backend: str = "reference") -> torch.Tensor:
@@ -76,11 +78,11 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, backend: str = "referen
     repeats) at sudoku_attn's batch 768 where cuBLAS's GEMM and inductor's SwiGLU take 557 us together, 1.15
     against 1.24 ms at arc_attn's batch 192, and the engine's 16-step evaluation took 870 ms with it against
     920 ms without (bench/results/2026-11-29_h200_4fd08a9_*). The pointer kernel, the only one for MLP-t's
-    transposed x, lost (918 against 699 us at sudoku_mlpt's token MLP): there 'auto' keeps the unfused pair,
-    and only 'fused' runs it. The kernels are forward only: while autograd records, the reference runs."""
+    transposed x, lost (918 against 699 us at sudoku_mlpt's token MLP): there, in fp32 and before Hopper
+    'auto' keeps the unfused pair, and only 'fused' runs a kernel. The kernels are forward only: while autograd records, the reference runs."""
     recording = _backend.records(x, weight)
     why_not = lambda: unsupported(x, weight, backend)  # noqa: E731
-    slower = backend == "auto" and _pointer_kernel_only(x)
+    slower = backend == "auto" and _not_measured_faster(x)
     if not recording and not slower and _backend.use_fused(backend, "linear_swiglu", why_not):
         return linear_swiglu_fused(x, weight)
     return linear_swiglu_reference(x, weight, backend)
