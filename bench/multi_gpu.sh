@@ -6,7 +6,8 @@
 #   1. one process on one GPU;  2. torchrun with PROCESSES processes (a checkpoint every 50 steps);
 #   3. the torchrun run's step-50 checkpoint resumed by one process (it must continue the same run).
 # Then bench/multi_gpu.py compares the first 50 losses and the steps/s (the trainer's own summary lines).
-# Writes multi_gpu.json, multi_gpu.log and the three runs' metrics.csv under $OUT.
+# Writes multi_gpu.json, multi_gpu.log and the three runs' metrics.csv under $OUT. Environment: DATA_PUZZLES
+# (generated puzzles, default 20000), TRAIN_ARGS (more config overrides for the three runs).
 set -euo pipefail
 commit=${1:?usage: bench/multi_gpu.sh COMMIT [PROCESSES] [CONFIG] [EPOCHS]}
 processes=${2:-2}; config=${3:-sudoku_att}; epochs=${4:-4}
@@ -30,6 +31,8 @@ puzzles=${DATA_PUZZLES:-20000}  # fewer for a smoke test on a CPU (bench/multi_g
     --givens 32 --num-aug 7 --seed 0 --force 2>&1 | tail -1 | tee -a "$log"
 common=("data_paths=[/tmp/gen$puzzles]" "epochs=$epochs" eval_interval=null arch.halt_exploration_prob=0
         checkpoint_every_steps=50)
+read -ra extra <<< "${TRAIN_ARGS:-}"  # more config overrides for all three runs, e.g. TRAIN_ARGS=compile=false
+common+=("${extra[@]}")
 run() {  # $1: name, then the launcher; the trainer's summary lines go to the log and to $1.log
     local name=$1; shift
     rm -rf "/tmp/mg_$name"
