@@ -15,10 +15,13 @@ rows are reordered once per call (`halves`) into every head's first half, then e
 that a tile accumulates a block of first-half columns and the block of their partners side by side (two
 dots on one x tile). The rotation is then elementwise on the two accumulators: no shuffle in registers.
 
+On an H200 it loses to cuBLAS plus inductor's RoPE pass (551 against 314 us at sudoku_attn's batch 768,
+bench/NOTES.md): only the 'fused' backend runs it.
+
 Floor per call: 2 M N K FLOPs (N = 3 H D); bytes: x read and y written once, 2 M (K + N) in bf16, the weight
 (1.5 MB) and the tables (S D 8 B) from L2. sudoku_attn, batch 768 (M 74,496, K 512, N 1536): 117 GFLOP,
 305 MB: 0.15 ms at 790 TFLOP/s, 73 us of traffic at 4.2 TB/s. The unfused RoPE pass moves 4 M H D elements
-more (q and k read and written): 153 MB.
+more (q and k read and written): 305 MB.
 """
 
 import torch

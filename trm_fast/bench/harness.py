@@ -18,6 +18,7 @@ import time
 import torch
 
 import trm_fast
+from trm_fast import backend
 
 from . import ceilings
 from .configs import BenchConfig
@@ -27,11 +28,11 @@ from .timing import iqr, summary, time_unit
 
 BACKENDS = ("engine", "fused", "reference-eager", "reference-compile", "reference-graphs")
 GRAPHS_MAX_BATCH = 64
-_FUSED_OPS = "trm_fast kernels (add_rms_norm, swiglu) where they run"
+_FUSED_OPS = f"trm_fast kernels ({', '.join(sorted(backend.AUTO_OPS))}) where they run"
 NOTES = {
     "engine": dict(train=f"the trainer's step as trm-fast train runs it ({_FUSED_OPS}, compiled on a GPU)",
-                   infer="trm_fast.Engine, halting all: compiled step (PyTorch ops fused by inductor), CUDA graphs "
-                         "of 4 ACT steps"),
+                   infer="trm_fast.Engine, halting all: compiled step ('auto' ops: elementwise work fused by "
+                         "inductor, the gate/up + SwiGLU TMA kernel), CUDA graphs of 4 ACT steps"),
     "fused": dict(train=f"{_FUSED_OPS}, inside torch.compile of the rest",
                   infer=f"{_FUSED_OPS}, inside torch.compile of the rest"),
 }
