@@ -7,7 +7,8 @@
 #   3. the torchrun run's step-50 checkpoint resumed by one process (it must continue the same run).
 # Then bench/multi_gpu.py compares the first 50 losses and the steps/s (the trainer's own summary lines).
 # Writes multi_gpu.json, multi_gpu.log and the three runs' metrics.csv under $OUT. Environment: DATA_PUZZLES
-# (generated puzzles, default 20000), TRAIN_ARGS (more config overrides for the three runs).
+# (generated puzzles, default 20000), TRAIN_ARGS (more config overrides for the three runs). An epoch is
+# DATA_PUZZLES / 768 steps (the recipe counts puzzle groups): EPOCHS must make more than 50 steps.
 set -euo pipefail
 commit=${1:?usage: bench/multi_gpu.sh COMMIT [PROCESSES] [CONFIG] [EPOCHS]}
 processes=${2:-2}; config=${3:-sudoku_att}; epochs=${4:-4}
