@@ -6,12 +6,14 @@
 #            batch 768 of $CONFIGS (default sudoku_attn) with its step on `auto`, once with each kernel set in
 #            $AUTO_OPS (';'-separated, default: trm_fast.backend.AUTO_OPS, then it with linear_rope), and on
 #            PyTorch's ops (bench/engine_ops.py)
+#   ncu      Nsight Compute on one call of each case in $NCU_CASES (';'-separated, default the two GEMM-epilogue
+#            kernels at sudoku_attn's batch 768), trm_fast's kernel and the reference (bench/ncu_kernels.py)
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of the four paper
 #            configs at their batch, then sudoku_attn and arc_attn at batch 1 (engine, reference-graphs)
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|infer}
-phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|infer}
+commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|ncu|infer}
+phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|ncu|infer}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 log="$out/fused_$phase.log"
 source "$(dirname "$0")/device_common.sh"
@@ -28,11 +30,18 @@ if [ "$phase" = kernels ]; then
         (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 768 --ops auto,reference "${auto_args[@]}" \
             --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
     done
+elif [ "$phase" = ncu ]; then
+    IFS=';' read -ra cases <<< "${NCU_CASES:-linear_rope forward;linear_swiglu forward}"
+    for impl in fused reference; do
+        (cd /tmp && ncu --profile-from-start off --section SpeedOfLight --section MemoryWorkloadAnalysis \
+            --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats --section WarpStateStats \
+            python3 "$repo/bench/ncu_kernels.py" "$impl" "${cases[@]}") 2>&1 | tee -a "$out/ncu_$impl.txt" | tail -3
+    done
 elif [ "$phase" = infer ]; then
     bench sudoku_attn sudoku_hrm sudoku_mlpt arc_attn --mode infer --backend engine,reference-compile,reference-eager --warmup 1 --reps 3 \
         --json "$out/bench_infer.json" --png "$out/bench_infer.png"
     bench sudoku_attn arc_attn --mode infer --batch 1 --backend engine,reference-graphs --warmup 2 --reps 5 \
         --json "$out/bench_infer_b1.json" --no-png
 else
-    echo "unknown phase $phase: kernels or infer" >&2; exit 2
+    echo "unknown phase $phase: kernels, ncu or infer" >&2; exit 2
 fi

@@ -28,6 +28,12 @@ fi
 
 cd /tmp
 puzzles=${DATA_PUZZLES:-20000}  # fewer for a smoke test on a CPU (bench/multi_gpu.py runs there too)
+steps=$(( puzzles * epochs / ${GLOBAL_BATCH:-768} ))  # the recipe's epoch: one pass over the puzzle groups
+if [ "$steps" -le 50 ] && [ "${ALLOW_SHORT:-0}" != 1 ]; then
+    echo "multi_gpu.sh: $puzzles puzzles x $epochs epochs make $steps steps at batch ${GLOBAL_BATCH:-768}; the" \
+         "comparison and the step-50 resume need more than 50 (ALLOW_SHORT=1 for a smoke test)" | tee -a "$log" >&2
+    exit 2
+fi
 [ -f "gen$puzzles/train/dataset.json" ] || trm-fast data sudoku --out "gen$puzzles" --generate "$puzzles" --test-size 100 \
     --givens 32 --num-aug 7 --seed 0 --force 2>&1 | tail -1 | tee -a "$log"
 common=("data_paths=[/tmp/gen$puzzles]" "epochs=$epochs" eval_interval=null arch.halt_exploration_prob=0
