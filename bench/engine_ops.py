@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args()
-    auto_sets = [set(filter(None, ops.split(","))) for ops in args.auto_ops or [",".join(backend.AUTO_OPS)]]
+    auto_sets = [set(filter(None, ops.split(","))) for ops in args.auto_ops] if args.auto_ops else [backend.AUTO_OPS]
     runs = [(ops, auto) for ops in args.ops.split(",") for auto in (auto_sets if ops == "auto" else [None])]
     bc, device = configs.load(args.config), torch.device("cuda")
     for batch in map(int, args.batches.split(",")):
@@ -53,7 +53,8 @@ def main():
             torch.cuda.reset_peak_memory_stats()
             times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
             row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(auto_ops or ()), warmup_s=warm,
-                       **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30, device=torch.cuda.get_device_name())
+                       **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30,
+                       device=torch.cuda.get_device_name())
             print(json.dumps(row), flush=True)
             if args.out:
                 with open(args.out, "a") as f:

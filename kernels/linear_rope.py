@@ -32,22 +32,6 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 from . import tma_gemm
 
 
-def _set_block_shapes(nargs):
-    bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
-    nargs["x_desc"].block_shape = [bm, bk]
-    nargs["w_desc"].block_shape = [bn, bk]
-
-
-def _configs():
-    return tma_gemm.configs([(128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 8, 4),
-                             (64, 128, 64, 4, 4), (64, 64, 64, 4, 4), (64, 64, 32, 4, 3)], pre_hook=_set_block_shapes)
-
-
-def _prune(configs, named_args, **kwargs):
-    fit = [c for c in configs if tma_gemm.fits_shared_memory(c, named_args["ELEMENT_SIZE"], b_blocks=2)]
-    return tma_gemm.prune_rows(fit, named_args["M"])
-
-
 def halves(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
     """The weight's rows reordered: each head's first D/2 rows (heads in order), then each head's second D/2
     rows, so that rows n and HALF + n (HALF = 3 H D / 2) make a column and its rotation partner."""
@@ -56,9 +40,8 @@ def halves(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
     return weight.reshape(3 * num_heads, 2, d // 2, k).transpose(0, 1).reshape(n, k)
 
 
-# ELEMENT_SIZE in the key: the autotuner keys on the dtype of tensor arguments, and descriptors are not tensors
-@triton.autotune(configs=_configs(), key=["M", "HALF", "K", "S", "ROPE_HALF", "ELEMENT_SIZE"],
-                 prune_configs_by={"early_config_prune": _prune}, do_bench=tma_gemm.bench)
+@triton.autotune(configs=tma_gemm.persistent_configs(), key=["M", "HALF", "K", "S", "ROPE_HALF", "ELEMENT_SIZE"],
+                 prune_configs_by={"early_config_prune": tma_gemm.prune_persistent}, do_bench=tma_gemm.bench)
 @triton.jit
 def _linear_rope_kernel(x_desc, w_desc, y_ptr, cos_ptr, sin_ptr, M, HALF, K, S, ROPE_HALF, ELEMENT_SIZE, PROGRAMS,
                         INPUT_PRECISION: tl.constexpr, HALF_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
@@ -127,7 +110,8 @@ def linear_rope(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: t
     w_desc = TensorDescriptor.from_tensor(halves(weight, num_heads), unset)
     programs = tma_gemm.programs(x.device)
     half = n // 2
-    grid = lambda meta: (min(programs, triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(half, meta["BLOCK_N"])),)  # noqa: E731
+    tiles = lambda meta: triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(half, meta["BLOCK_N"])  # noqa: E731
+    grid = lambda meta: (min(programs, tiles(meta)),)  # noqa: E731
     # fp32 operands: true fp32 products, as F.linear gives by default (tl.dot would take TF32 on a GPU)
     precision = "ieee" if x.dtype == torch.float32 else "tf32"
     _linear_rope_kernel[grid](x_desc, w_desc, out, cos, sin, m, half, k, s, num_heads * d, x.element_size(),

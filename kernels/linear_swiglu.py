@@ -103,28 +103,10 @@ def _linear_swiglu_kernel(x_ptr, w_ptr, h_ptr, M, N, K, R, stride_xb, stride_xr,
     tl.store(h_ptrs, h, mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
 
 
-def _set_block_shapes(nargs):
-    bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
-    nargs["x_desc"].block_shape = [bm, bk]
-    nargs["w_desc"].block_shape = [bn, bk]
-    nargs["h_desc"].block_shape = [bm, bn]
-
-
-def _tma_configs():
-    return tma_gemm.configs([(128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 8, 4),
-                             (64, 128, 64, 4, 4), (64, 64, 64, 4, 4), (64, 64, 32, 4, 3)], pre_hook=_set_block_shapes)
-
-
-def _prune_tma(configs, named_args, **kwargs):
-    fit = [c for c in configs if tma_gemm.fits_shared_memory(c, named_args["ELEMENT_SIZE"], b_blocks=2)]
-    return tma_gemm.prune_rows(fit, named_args["M"])
-
-
-# ELEMENT_SIZE in the key: the autotuner keys on the dtype of tensor arguments, and descriptors are not tensors
-@triton.autotune(configs=_tma_configs(), key=["M", "N", "K", "ELEMENT_SIZE"],
-                 prune_configs_by={"early_config_prune": _prune_tma}, do_bench=tma_gemm.bench)
+@triton.autotune(configs=tma_gemm.persistent_configs(), key=["M", "N", "K", "ELEMENT_SIZE"],
+                 prune_configs_by={"early_config_prune": tma_gemm.prune_persistent}, do_bench=tma_gemm.bench)
 @triton.jit
-def _linear_swiglu_tma_kernel(x_desc, w_desc, h_desc, M, N, K, ELEMENT_SIZE, PROGRAMS,
+def _linear_swiglu_tma_kernel(x_desc, w_desc, y_desc, M, N, K, ELEMENT_SIZE, PROGRAMS,
                               INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                               BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     # Persistent (kernels/tma_gemm.py). The tensor memory accelerator loads each block (zero past K and M) and
@@ -138,7 +120,7 @@ def _linear_swiglu_tma_kernel(x_desc, w_desc, h_desc, M, N, K, ELEMENT_SIZE, PRO
             x = x_desc.load([off_m, k * BLOCK_K])
             acc_g = tl.dot(x, w_desc.load([off_n, k * BLOCK_K]).T, acc_g, input_precision=INPUT_PRECISION)
             acc_u = tl.dot(x, w_desc.load([N + off_n, k * BLOCK_K]).T, acc_u, input_precision=INPUT_PRECISION)
-        h_desc.store([off_m, off_n], _swiglu(acc_g, acc_u, h_desc.dtype))
+        y_desc.store([off_m, off_n], _swiglu(acc_g, acc_u, y_desc.dtype))
 
 
 def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = None,
@@ -167,11 +149,11 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | Non
         unset = [1, 1]  # the pre-hook sets each descriptor's block shape from the tile config
         x_desc = TensorDescriptor.from_tensor(rows, unset)
         w_desc = TensorDescriptor.from_tensor(weight, unset)
-        h_desc = TensorDescriptor.from_tensor(out.view(m, n), unset)
+        y_desc = TensorDescriptor.from_tensor(out.view(m, n), unset)
         programs = tma_gemm.programs(x.device)
         tiles = lambda meta: triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"])  # noqa: E731
         grid = lambda meta: (min(programs, tiles(meta)),)  # noqa: E731
-        _linear_swiglu_tma_kernel[grid](x_desc, w_desc, h_desc, m, n, k, x.element_size(), programs,
+        _linear_swiglu_tma_kernel[grid](x_desc, w_desc, y_desc, m, n, k, x.element_size(), programs,
                                         INPUT_PRECISION=precision)
         return out
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731

@@ -40,6 +40,31 @@ def configs(tiles, pre_hook):
                           pre_hook=pre_hook) for bm, bn, bk, w, s in tiles]
 
 
+def set_block_shapes(nargs):
+    """The persistent kernels' pre-hook: each descriptor's block from the config's tile (x_desc: BLOCK_M x
+    BLOCK_K; w_desc: BLOCK_N x BLOCK_K; y_desc, where the kernel stores through one: BLOCK_M x BLOCK_N)."""
+    bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
+    nargs["x_desc"].block_shape = [bm, bk]
+    nargs["w_desc"].block_shape = [bn, bk]
+    if "y_desc" in nargs:
+        nargs["y_desc"].block_shape = [bm, bn]
+
+
+def persistent_configs():
+    """The tiles the persistent kernels tune over; each program holds two BLOCK_M x BLOCK_N fp32 accumulators
+    (gate and up; a column block and its rotation partners)."""
+    return configs([(128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 8, 4),
+                    (64, 128, 64, 4, 4), (64, 64, 64, 4, 4), (64, 64, 32, 4, 3)], pre_hook=set_block_shapes)
+
+
+def prune_persistent(configs, named_args, **kwargs):
+    """The persistent kernels' tiles that fit shared memory (two weight blocks per K step; the element size
+    comes as the kernel argument ELEMENT_SIZE, which is also in their tuning key: the autotuner keys on the
+    dtypes of tensor arguments only, and descriptors are not tensors), no taller than the rows."""
+    fit = [c for c in configs if fits_shared_memory(c, named_args["ELEMENT_SIZE"], b_blocks=2)]
+    return prune_rows(fit, named_args["M"])
+
+
 @functools.lru_cache(maxsize=None)
 def _shared_memory(device: int) -> int:
     return triton.runtime.driver.active.utils.get_device_properties(device)["max_shared_mem"]

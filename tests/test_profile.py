@@ -212,6 +212,19 @@ def test_fused_rope_attention_counts_its_one_qkv_input():
     assert kernels.category(kernels.Kernel("_rope_attention_fwd_kernel", "", (), 1.0)) == "trm_fast kernels"
 
 
+def test_gemm_epilogue_ops_count_their_gemm():
+    class Evt:  # x (B, S, K) and the weight as stored: gate/up (2N, K) writes N columns, qkv (3HD, K) all
+        name, input_shapes, input_dtypes = "trm_fast::linear_swiglu", [[2, 97, 512], [3072, 512]], ["c10::BFloat16"] * 2
+    rows, read = 2 * 97, (2 * 97 * 512 + 3072 * 512) * 2
+    assert kernels.op_cost(Evt) == (2.0 * rows * 512 * 3072, read + rows * 1536 * 2, True)
+    Evt.name, Evt.input_shapes = "trm_fast::linear_rope", [[2, 97, 512], [1536, 512], [97, 64], [97, 64]]
+    Evt.input_dtypes = ["c10::BFloat16"] * 2 + ["float"] * 2
+    read = (2 * 97 * 512 + 1536 * 512) * 2 + 2 * 97 * 64 * 4
+    assert kernels.op_cost(Evt) == (2.0 * rows * 512 * 1536, read + rows * 1536 * 2, True)
+    for kernel in ("_linear_swiglu_tma_kernel", "_linear_rope_kernel"):
+        assert kernels.category(kernels.Kernel(kernel, "", (), 1.0)) == "trm_fast kernels"
+
+
 def test_matmul_with_an_out_argument():
     class Evt:  # inductor's extern mm: mm(a, b, out=c)
         name, input_shapes = "aten::mm", [[6, 4], [4, 5], [6, 5]]
