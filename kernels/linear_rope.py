@@ -53,12 +53,8 @@ def _linear_rope_kernel(x_desc, w_desc, y_ptr, cos_ptr, sin_ptr, M, HALF, K, S, 
     for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(HALF, BLOCK_N), PROGRAMS):
         pid_m, pid_n = tma_gemm.tile_coords(tile, M, HALF, BLOCK_M, BLOCK_N, GROUP_M)
         off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
-        acc_a = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        acc_b = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for k in range(0, tl.cdiv(K, BLOCK_K)):
-            x = x_desc.load([off_m, k * BLOCK_K])
-            acc_a = tl.dot(x, w_desc.load([off_n, k * BLOCK_K]).T, acc_a, input_precision=INPUT_PRECISION)
-            acc_b = tl.dot(x, w_desc.load([HALF + off_n, k * BLOCK_K]).T, acc_b, input_precision=INPUT_PRECISION)
+        acc_a, acc_b = tma_gemm.two_blocks(x_desc, w_desc, off_m, off_n, HALF, K, INPUT_PRECISION, BLOCK_M, BLOCK_N,
+                                           BLOCK_K)
         # the projection rounded as F.linear rounds it, then RoPE in fp32 rounded once, as the reference does
         a = acc_a.to(out_ty).to(tl.float32)
         b = acc_b.to(out_ty).to(tl.float32)

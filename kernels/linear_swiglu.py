@@ -114,12 +114,8 @@ def _linear_swiglu_tma_kernel(x_desc, w_desc, y_desc, M, N, K, ELEMENT_SIZE, PRO
     for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N), PROGRAMS):
         pid_m, pid_n = tma_gemm.tile_coords(tile, M, N, BLOCK_M, BLOCK_N, GROUP_M)
         off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
-        acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        acc_u = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for k in range(0, tl.cdiv(K, BLOCK_K)):
-            x = x_desc.load([off_m, k * BLOCK_K])
-            acc_g = tl.dot(x, w_desc.load([off_n, k * BLOCK_K]).T, acc_g, input_precision=INPUT_PRECISION)
-            acc_u = tl.dot(x, w_desc.load([N + off_n, k * BLOCK_K]).T, acc_u, input_precision=INPUT_PRECISION)
+        acc_g, acc_u = tma_gemm.two_blocks(x_desc, w_desc, off_m, off_n, N, K, INPUT_PRECISION, BLOCK_M, BLOCK_N,
+                                           BLOCK_K)
         y_desc.store([off_m, off_n], _swiglu(acc_g, acc_u, y_desc.dtype))
 
 

@@ -29,6 +29,21 @@ def tile_coords(tile, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_
     return first_m + (tile % (GROUP_M * tiles_n)) % group_rows, (tile % (GROUP_M * tiles_n)) // group_rows
 
 
+@triton.jit
+def two_blocks(x_desc, w_desc, off_m, off_n, second, K, INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+               BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The persistent kernels' main loop: the fp32 accumulators of x's BLOCK_M rows from off_m times two
+    BLOCK_N blocks of weight rows, from off_n and from second + off_n (gate and up; a column block and its
+    rotation partners), both dots on one x tile per K step."""
+    acc_a = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_b = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        x = x_desc.load([off_m, k * BLOCK_K])
+        acc_a = tl.dot(x, w_desc.load([off_n, k * BLOCK_K]).T, acc_a, input_precision=INPUT_PRECISION)
+        acc_b = tl.dot(x, w_desc.load([second + off_n, k * BLOCK_K]).T, acc_b, input_precision=INPUT_PRECISION)
+    return acc_a, acc_b
+
+
 def configs(tiles, pre_hook):
     """Autotuner configs from (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) tiles; one small config under the CPU
     interpreter (blocks of 32, so that the tests cross several tiles and K steps; autotuning would run every
