@@ -11,7 +11,7 @@ the chip, so any S works with the same registers.
 
 Shapes: qkv (B, S, 3H, D) as the model's QKV projection makes it (heads 0..H-1 are q, H..2H-1 k,
 2H..3H-1 v), unit stride on D and any other strides; cos, sin (S, D) fp32 or None; out (B, S, H*D)
-contiguous in qkv's dtype, the layout the output projection reads. D is a power of two, 16..128.
+contiguous in qkv's dtype, the layout the output projection reads. D is a power of two, 32..128 (each half of it is a dot product's K, 16 at least).
 
 Floor per call: 4 * B*H*S^2*D FLOPs (QK^T and PV); bytes: read qkv (3 * B*S*H*D elements), write out
 (B*S*H*D), plus the two tables (2 * S*D fp32). At sudoku_attn (B 768, S 97, H 8, D 64, bf16):
@@ -28,60 +28,68 @@ from ..backend import interpreting
 
 
 def _configs():
-    """Tile sizes to try, keyed on (S, D). Under the CPU interpreter, autotuning would run every config
-    through numpy: one small config instead (key blocks of 32, so the tests cross several blocks)."""
+    """Tile sizes to try, keyed on (S, D, H). Under the CPU interpreter, autotuning would run every config
+    through numpy: one small config instead (key blocks of 32, so the tests cross several blocks; two heads
+    per program, so they cover the head loop)."""
     if interpreting():
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "HEADS": 2}, num_warps=4, num_stages=1)]
     configs = []
     for block_m in (32, 64, 128):
         for block_n in (32, 64, 128):  # 128 holds a whole Sudoku sequence (S 97, 82) in one key block
-            for warps in (4, 8):
-                # 8 warps on 32 query rows split the key axis too, repeating the softmax's row reductions;
-                # 4 warps on a 128 x 128 score tile hold 128 fp32 scores per thread and spill
-                if (block_m == 32 and warps == 8) or (block_m * block_n == 128 * 128 and warps == 4):
-                    continue
-                for stages in (1, 2, 3):
-                    configs.append(triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n},
-                                                 num_warps=warps, num_stages=stages))
+            for heads in (1, 2, 4):
+                for warps in (4, 8):
+                    # 8 warps on 32 query rows split the key axis too, repeating the softmax's row reductions;
+                    # 4 warps on a 128 x 128 score tile hold 128 fp32 scores per thread and spill
+                    if (block_m == 32 and warps == 8) or (block_m * block_n == 128 * 128 and warps == 4):
+                        continue
+                    for stages in (1, 2, 3):
+                        configs.append(triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, "HEADS": heads},
+                                                     num_warps=warps, num_stages=stages))
     return configs
 
 
 def _prune(configs, named_args, **kwargs):
-    """The configs worth timing at this S, so that a first call tunes in seconds. Up to 128 positions, one
-    key block covering the sequence (several smaller ones pad no less, 97 rounds to 128 with any tile, and
-    add the rescaling; with no loop there is nothing to pipeline) and query blocks no longer than it. Past
-    128, the key loop is pipelined (2 or 3 stages) and query blocks of 64 or 128 rows share each K/V load."""
+    """The configs worth timing at this S and H, so that a first call tunes in seconds. Up to 128 positions,
+    one key block covering the sequence (several smaller ones pad no less, 97 rounds to 128 with any tile,
+    and add the rescaling), query blocks of 64 rows or the whole sequence, and up to 4 heads per program:
+    the head loop is then the innermost loop, and 2 stages prefetch the next head's q, k and v while this
+    one computes. Past 128, one head per
+    program (the key loop is pipelined, 2 or 3 stages) and query blocks of 64 or 128 rows share each K/V
+    load. No more heads per program than H."""
     seq = max(32, triton.next_power_of_2(named_args["S"]))
+    heads = named_args["H"]
+    configs = [c for c in configs if c.kwargs["HEADS"] <= heads] or configs[:1]
     if seq <= 128:
-        kept = [c for c in configs if c.kwargs["BLOCK_N"] == seq and c.kwargs["BLOCK_M"] <= seq and c.num_stages == 1]
+        kept = [c for c in configs if c.kwargs["BLOCK_N"] == seq and c.kwargs["BLOCK_M"] in (min(64, seq), seq)
+                and c.num_stages <= 2 and c.kwargs["HEADS"] <= 4]
     else:
-        kept = [c for c in configs if c.kwargs["BLOCK_M"] >= 64 and c.num_stages > 1]
+        kept = [c for c in configs if c.kwargs["BLOCK_M"] >= 64 and c.num_stages > 1 and c.kwargs["HEADS"] == 1]
     return kept or configs[:1]
 
 
 @triton.jit
-def _rope_load(base, rows, stride_row, cols, row_mask, cos_ptr, stride_cos_s, stride_cos_d,
-               sin_ptr, stride_sin_s, stride_sin_d, HEAD_DIM: tl.constexpr, USE_ROPE: tl.constexpr):
-    """A (rows, HEAD_DIM) tile of q or k, rotated by position when USE_ROPE, in the input dtype."""
+def _rope_halves(base, rows, stride_row, cols, row_mask, cos_ptr, stride_cos_s, stride_cos_d,
+                 sin_ptr, stride_sin_s, stride_sin_d, HALF: tl.constexpr, USE_ROPE: tl.constexpr):
+    """The two halves (rows, HALF) of a q or k tile, rotated by position when USE_ROPE, in the input dtype:
+    rotate_half([a | b]) = [-b | a] makes them a' = a cos1 - b sin1, b' = b cos2 + a sin2, so each half is
+    loaded once and the score is the sum of two dots over the halves."""
     ptrs = base + rows[:, None] * stride_row + cols[None, :]
-    x = tl.load(ptrs, mask=row_mask[:, None], other=0.0)
+    a = tl.load(ptrs, mask=row_mask[:, None], other=0.0)
+    b = tl.load(ptrs + HALF, mask=row_mask[:, None], other=0.0)
     if USE_ROPE:
-        # rotate_half reads column d + D/2 (mod D), negated in the first half; a second load of the
-        # same rows (from L1) is cheaper than splitting the tile and the dot products into halves
-        partner = (cols + HEAD_DIM // 2) % HEAD_DIM
-        sign = tl.where(cols < HEAD_DIM // 2, -1.0, 1.0)
-        x_partner = tl.load(base + rows[:, None] * stride_row + partner[None, :], mask=row_mask[:, None], other=0.0)
-        cos = tl.load(cos_ptr + rows[:, None] * stride_cos_s + cols[None, :] * stride_cos_d,
-                      mask=row_mask[:, None], other=0.0)
-        sin = tl.load(sin_ptr + rows[:, None] * stride_sin_s + cols[None, :] * stride_sin_d,
-                      mask=row_mask[:, None], other=0.0)
-        rotated = x.to(tl.float32) * cos + sign[None, :] * x_partner.to(tl.float32) * sin
+        cos = cos_ptr + rows[:, None] * stride_cos_s + cols[None, :] * stride_cos_d
+        sin = sin_ptr + rows[:, None] * stride_sin_s + cols[None, :] * stride_sin_d
+        cos1 = tl.load(cos, mask=row_mask[:, None], other=0.0)
+        cos2 = tl.load(cos + HALF * stride_cos_d, mask=row_mask[:, None], other=0.0)
+        sin1 = tl.load(sin, mask=row_mask[:, None], other=0.0)
+        sin2 = tl.load(sin + HALF * stride_sin_d, mask=row_mask[:, None], other=0.0)
+        a32, b32 = a.to(tl.float32), b.to(tl.float32)
         # the reference rounds q', k' to the input dtype before attention: so does this
-        x = rotated.to(x.dtype)
-    return x
+        return (a32 * cos1 - b32 * sin1).to(a.dtype), (b32 * cos2 + a32 * sin2).to(a.dtype)
+    return a, b
 
 
-@triton.autotune(configs=_configs(), key=["S", "HEAD_DIM"], prune_configs_by={"early_config_prune": _prune})
+@triton.autotune(configs=_configs(), key=["S", "H", "HEAD_DIM"], prune_configs_by={"early_config_prune": _prune})
 @triton.jit
 def _rope_attention_fwd_kernel(
     qkv_ptr, stride_qkv_b, stride_qkv_s, stride_qkv_h,
@@ -90,53 +98,57 @@ def _rope_attention_fwd_kernel(
     out_ptr, stride_out_b, stride_out_s,
     H, S, qk_scale,
     HEAD_DIM: tl.constexpr, USE_ROPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEADS: tl.constexpr,
 ):
-    # map the program id: the query blocks of one (batch, head) are neighbours, so they run together
-    # and find that head's keys and values in L2
+    # map the program id: (query block, batch row, group of HEADS heads), query blocks fastest, so the
+    # blocks of one head run together and find its keys and values in L2
     pid = tl.program_id(0)
     num_m = tl.cdiv(S, BLOCK_M)
     m_block = pid % num_m
-    bh = pid // num_m
-    b = (bh // H).to(tl.int64)
-    h = bh % H
+    rest = pid // num_m
+    groups = tl.cdiv(H, HEADS)  # the last group may be short
+    b = (rest // groups).to(tl.int64)
+    first_head = (rest % groups) * HEADS
     batch = qkv_ptr + b * stride_qkv_b
-    q_base = batch + h * stride_qkv_h
-    k_base = batch + (H + h) * stride_qkv_h
-    v_base = batch + (2 * H + h) * stride_qkv_h
+    HALF: tl.constexpr = HEAD_DIM // 2
+    half_cols = tl.arange(0, HALF)
     cols = tl.arange(0, HEAD_DIM)
-
-    # load the query block once, rotated; rows past S are zeros and are not stored
     rows_m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = rows_m < S
-    q = _rope_load(q_base, rows_m, stride_qkv_s, cols, mask_m, cos_ptr, stride_cos_s, stride_cos_d,
-                   sin_ptr, stride_sin_s, stride_sin_d, HEAD_DIM, USE_ROPE)
 
-    # online softmax over key blocks, in base 2: qk_scale = log2(e) / sqrt(D)
-    m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    acc = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
-    for start_n in range(0, S, BLOCK_N):
-        rows_n = start_n + tl.arange(0, BLOCK_N)
-        mask_n = rows_n < S
-        k = _rope_load(k_base, rows_n, stride_qkv_s, cols, mask_n, cos_ptr, stride_cos_s, stride_cos_d,
-                       sin_ptr, stride_sin_s, stride_sin_d, HEAD_DIM, USE_ROPE)
-        v = tl.load(v_base + rows_n[:, None] * stride_qkv_s + cols[None, :], mask=mask_n[:, None], other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
-        # keys past S take no weight; every block has at least one real key, so m_new stays finite
-        s = tl.where(mask_n[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)  # 0 on the first block, where m_i is -inf
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        # P in v's dtype for the second dot, as flash attention does; the sum above stays fp32
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-        m_i = m_new
+    for h in tl.range(first_head, tl.minimum(first_head + HEADS, H)):
+        q_base = batch + h * stride_qkv_h
+        k_base = batch + (H + h) * stride_qkv_h
+        v_base = batch + (2 * H + h) * stride_qkv_h
+        # the query block, rotated; rows past S are zeros and are not stored
+        q_a, q_b = _rope_halves(q_base, rows_m, stride_qkv_s, half_cols, mask_m, cos_ptr, stride_cos_s, stride_cos_d,
+                                sin_ptr, stride_sin_s, stride_sin_d, HALF, USE_ROPE)
+        # online softmax over key blocks, in base 2: qk_scale = log2(e) / sqrt(D)
+        m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
+        for start_n in range(0, S, BLOCK_N):
+            rows_n = start_n + tl.arange(0, BLOCK_N)
+            mask_n = rows_n < S
+            k_a, k_b = _rope_halves(k_base, rows_n, stride_qkv_s, half_cols, mask_n, cos_ptr, stride_cos_s,
+                                    stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d, HALF, USE_ROPE)
+            v = tl.load(v_base + rows_n[:, None] * stride_qkv_s + cols[None, :], mask=mask_n[:, None], other=0.0)
+            s = tl.dot(q_a, tl.trans(k_a), input_precision=DOT_PRECISION)
+            s = tl.dot(q_b, tl.trans(k_b), s, input_precision=DOT_PRECISION) * qk_scale
+            # keys past S take no weight; every block has at least one real key, so m_new stays finite
+            s = tl.where(mask_n[None, :], s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            alpha = tl.exp2(m_i - m_new)  # 0 on the first block, where m_i is -inf
+            p = tl.exp2(s - m_new[:, None])
+            l_i = l_i * alpha + tl.sum(p, 1)
+            # P in v's dtype for the second dot, as flash attention does; the sum above stays fp32
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+            m_i = m_new
 
-    # normalise and store (B, S, H*D): head h fills columns h*D .. h*D + D - 1
-    out = acc / l_i[:, None]
-    out_ptrs = out_ptr + b * stride_out_b + rows_m[:, None] * stride_out_s + h * HEAD_DIM + cols[None, :]
-    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask_m[:, None])
+        # normalise and store (B, S, H*D): head h fills columns h*D .. h*D + D - 1
+        out = acc / l_i[:, None]
+        out_ptrs = out_ptr + b * stride_out_b + rows_m[:, None] * stride_out_s + h * HEAD_DIM + cols[None, :]
+        tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask_m[:, None])
 
 
 def rope_attention_fwd(qkv: torch.Tensor, cos, sin, num_heads: int, out=None) -> torch.Tensor:
@@ -149,7 +161,7 @@ def rope_attention_fwd(qkv: torch.Tensor, cos, sin, num_heads: int, out=None) ->
     use_rope = cos is not None
     if not use_rope:
         cos = sin = qkv  # never read: USE_ROPE=False compiles the loads away
-    grid = lambda meta: (triton.cdiv(s, meta["BLOCK_M"]) * b * num_heads,)  # noqa: E731
+    grid = lambda meta: (triton.cdiv(s, meta["BLOCK_M"]) * b * triton.cdiv(num_heads, meta["HEADS"]),)  # noqa: E731
     _rope_attention_fwd_kernel[grid](
         qkv, qkv.stride(0), qkv.stride(1), qkv.stride(2),
         cos, cos.stride(0), cos.stride(-1),

@@ -43,14 +43,14 @@ def halves(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
 @triton.autotune(configs=tma_gemm.persistent_configs(), key=["M", "HALF", "K", "S", "ROPE_HALF", "ELEMENT_SIZE"],
                  prune_configs_by={"early_config_prune": tma_gemm.prune_persistent}, do_bench=tma_gemm.bench)
 @triton.jit
-def _linear_rope_kernel(x_desc, w_desc, y_ptr, cos_ptr, sin_ptr, M, HALF, K, S, ROPE_HALF, ELEMENT_SIZE, PROGRAMS,
+def _linear_rope_kernel(x_desc, w_desc, y_ptr, cos_ptr, sin_ptr, M, HALF, K, S, ROPE_HALF, ELEMENT_SIZE,
                         INPUT_PRECISION: tl.constexpr, HALF_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, CTAS: tl.constexpr):
     # Persistent (kernels/tma_gemm.py) over (row, half-column) tiles: half-column n (head n // HALF_DIM, place
     # i = n mod HALF_DIM) is output column n // HALF_DIM * D + i, its partner the one HALF_DIM further on.
     # Half-columns below ROPE_HALF (H D: the q and k heads) rotate; the v heads pass through.
     out_ty = y_ptr.dtype.element_ty
-    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(HALF, BLOCK_N), PROGRAMS):
+    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(HALF, BLOCK_N), tl.num_programs(0)):
         pid_m, pid_n = tma_gemm.tile_coords(tile, M, HALF, BLOCK_M, BLOCK_N, GROUP_M)
         off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
         acc_a, acc_b = tma_gemm.two_blocks(x_desc, w_desc, off_m, off_n, HALF, K, INPUT_PRECISION, BLOCK_M, BLOCK_N,
@@ -104,12 +104,9 @@ def linear_rope(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: t
     unset = [1, 1]  # the pre-hook sets each descriptor's block shape from the tile config
     x_desc = TensorDescriptor.from_tensor(rows, unset)
     w_desc = TensorDescriptor.from_tensor(halves(weight, num_heads), unset)
-    programs = tma_gemm.programs(x.device)
     half = n // 2
-    tiles = lambda meta: triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(half, meta["BLOCK_N"])  # noqa: E731
-    grid = lambda meta: (min(programs, tiles(meta)),)  # noqa: E731
     # fp32 operands: true fp32 products, as F.linear gives by default (tl.dot would take TF32 on a GPU)
     precision = "ieee" if x.dtype == torch.float32 else "tf32"
-    _linear_rope_kernel[grid](x_desc, w_desc, out, cos, sin, m, half, k, s, num_heads * d, x.element_size(),
-                              programs, precision, d // 2)
+    _linear_rope_kernel[tma_gemm.grid(x.device, m, half)](x_desc, w_desc, out, cos, sin, m, half, k, s,
+                                                          num_heads * d, x.element_size(), precision, d // 2)
     return out

@@ -106,12 +106,12 @@ def _linear_swiglu_kernel(x_ptr, w_ptr, h_ptr, M, N, K, R, stride_xb, stride_xr,
 @triton.autotune(configs=tma_gemm.persistent_configs(), key=["M", "N", "K", "ELEMENT_SIZE"],
                  prune_configs_by={"early_config_prune": tma_gemm.prune_persistent}, do_bench=tma_gemm.bench)
 @triton.jit
-def _linear_swiglu_tma_kernel(x_desc, w_desc, y_desc, M, N, K, ELEMENT_SIZE, PROGRAMS,
+def _linear_swiglu_tma_kernel(x_desc, w_desc, y_desc, M, N, K, ELEMENT_SIZE,
                               INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                              BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+                              BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, CTAS: tl.constexpr):
     # Persistent (kernels/tma_gemm.py). The tensor memory accelerator loads each block (zero past K and M) and
     # stores h (clipped at M and N); a gate tile reaching past column N reads up rows, whose results are clipped.
-    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N), PROGRAMS):
+    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N), tl.num_programs(0)):
         pid_m, pid_n = tma_gemm.tile_coords(tile, M, N, BLOCK_M, BLOCK_N, GROUP_M)
         off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
         acc_g, acc_u = tma_gemm.two_blocks(x_desc, w_desc, off_m, off_n, N, K, INPUT_PRECISION, BLOCK_M, BLOCK_N,
@@ -146,11 +146,8 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | Non
         x_desc = TensorDescriptor.from_tensor(rows, unset)
         w_desc = TensorDescriptor.from_tensor(weight, unset)
         y_desc = TensorDescriptor.from_tensor(out.view(m, n), unset)
-        programs = tma_gemm.programs(x.device)
-        tiles = lambda meta: triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"])  # noqa: E731
-        grid = lambda meta: (min(programs, tiles(meta)),)  # noqa: E731
-        _linear_swiglu_tma_kernel[grid](x_desc, w_desc, y_desc, m, n, k, x.element_size(), programs,
-                                        INPUT_PRECISION=precision)
+        _linear_swiglu_tma_kernel[tma_gemm.grid(x.device, m, n)](x_desc, w_desc, y_desc, m, n, k, x.element_size(),
+                                                                 INPUT_PRECISION=precision)
         return out
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
     _linear_swiglu_kernel[grid](x, weight, out, m, n, k, r, x.stride(0), x.stride(1), x.stride(2), weight.stride(0),

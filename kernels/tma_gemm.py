@@ -1,8 +1,11 @@
 """What the persistent TMA GEMM-epilogue kernels share (linear_swiglu, linear_rope): y = epilogue(x W^T) for a
 row-major x (M, K) and a weight (N_total, K) as nn.Linear stores it.
 
-One program per SM walks the output tiles in grouped order; the tensor memory accelerator (Hopper and newer)
-loads every block, the tile sizes reaching the descriptors through the autotuner's pre-hook. Flattening the
+CTAS programs per SM (a tile parameter) walk the output tiles in grouped order; the tensor memory accelerator
+(Hopper and newer) loads every block, the tile sizes reaching the descriptors through the autotuner's pre-hook.
+Two programs of one warpgroup each on an SM stand in for the warp-specialised ping-pong of cuBLAS's Hopper
+kernels, which Triton's `warp_specialize` does not generate on Hopper: while one program runs its epilogue
+and refills its pipeline (K = 512 is 8 steps of 64, so both recur every few steps) the other's dots run. Flattening the
 tile loop into the K loop (`tl.range(..., flatten=True)`, as Triton's persistent matmul tutorial does, so
 that the next tile's loads overlap this tile's epilogue) made the gate/up kernel slower on an H200: 602 us
 against 543 us at sudoku_attn's batch 768 (bench/results/2026-11-29_h200_8e8edbf_microbench.json against
@@ -45,14 +48,17 @@ def two_blocks(x_desc, w_desc, off_m, off_n, second, K, INPUT_PRECISION: tl.cons
 
 
 def configs(tiles, pre_hook):
-    """Autotuner configs from (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) tiles; one small config under the CPU
-    interpreter (blocks of 32, so that the tests cross several tiles and K steps; autotuning would run every
-    config through numpy)."""
+    """Autotuner configs from (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) tiles, or with programs per SM as a
+    sixth entry (CTAS, for the persistent kernels); one small config under the CPU interpreter (blocks of 32,
+    so that the tests cross several tiles and K steps; autotuning would run every config through numpy)."""
     if interpreting():
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4}, num_warps=4,
-                              num_stages=1, pre_hook=pre_hook)]
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s,
-                          pre_hook=pre_hook) for bm, bn, bk, w, s in tiles]
+        tiles = [(32, 32, 32, 4, 1, 1)[:len(tiles[0])]]
+    made = []
+    for bm, bn, bk, w, s, *ctas in tiles:
+        meta = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 4 if interpreting() else 8}
+        made.append(triton.Config(meta | ({"CTAS": ctas[0]} if ctas else {}), num_warps=w, num_stages=s,
+                                  pre_hook=pre_hook))
+    return made
 
 
 def set_block_shapes(nargs):
@@ -66,10 +72,14 @@ def set_block_shapes(nargs):
 
 
 def persistent_configs():
-    """The tiles the persistent kernels tune over; each program holds two BLOCK_M x BLOCK_N fp32 accumulators
-    (gate and up; a column block and its rotation partners)."""
-    return configs([(128, 128, 64, 8, 3), (128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (128, 64, 64, 8, 4),
-                    (64, 128, 64, 4, 4), (64, 64, 64, 4, 4), (64, 64, 32, 4, 3)], pre_hook=set_block_shapes)
+    """The tiles the persistent kernels tune over, (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, programs per SM);
+    each program holds two BLOCK_M x BLOCK_N fp32 accumulators (gate and up; a column block and its rotation
+    partners). Two programs per SM only with one warpgroup each: two of 8 warps would leave 128 registers a
+    thread, all of them taken by two 128 x 128 accumulators."""
+    return configs([(128, 128, 64, 8, 3, 1), (128, 128, 64, 8, 4, 1), (128, 64, 64, 4, 4, 1), (128, 64, 64, 8, 4, 1),
+                    (64, 128, 64, 4, 4, 1), (64, 64, 64, 4, 4, 1), (64, 64, 32, 4, 3, 1),
+                    (128, 64, 64, 4, 3, 2), (128, 64, 64, 4, 2, 2), (128, 64, 32, 4, 4, 2), (64, 128, 64, 4, 2, 2),
+                    (64, 64, 64, 4, 3, 2)], pre_hook=set_block_shapes)
 
 
 def prune_persistent(configs, named_args, **kwargs):
@@ -86,15 +96,16 @@ def _shared_memory(device: int) -> int:
 
 
 def fits_shared_memory(config, element_size: int, b_blocks: int) -> bool:
-    """Whether a config's pipeline fits the SM's shared memory: `num_stages` copies of the x block and of
-    `b_blocks` weight blocks, and the output block staged for its TMA store. (Triton's autotuner skips a
-    config that fails to compile, but one that compiles and then cannot launch would be chosen and fail: at
-    fp32, 128 x 128 tiles in 3 stages need 288 KiB where an H200 SM has 227.)"""
+    """Whether a config's pipeline fits the SM's shared memory, CTAS programs of it where the config says so:
+    `num_stages` copies of the x block and of `b_blocks` weight blocks, and the output block staged for its
+    TMA store. (Triton's autotuner skips a config that fails to compile, but one that compiles and then cannot
+    launch would be chosen and fail: at fp32, 128 x 128 tiles in 3 stages need 288 KiB where an H200 SM has
+    227.) The SM keeps 1 KiB per resident program on top of the 227 KiB one program may have."""
     if interpreting():
         return True
     bm, bn, bk = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.kwargs["BLOCK_K"]
     need = (config.num_stages * (bm * bk + b_blocks * bn * bk) + bm * bn) * element_size
-    return need <= _shared_memory(torch.cuda.current_device())
+    return config.kwargs.get("CTAS", 1) * (need + 1024) <= _shared_memory(torch.cuda.current_device()) + 1024
 
 
 def prune_rows(configs, rows: int):
@@ -110,11 +121,20 @@ def bench(kernel_call, quantiles):
 
 
 @functools.lru_cache(maxsize=None)
-def programs(device: torch.device) -> int:
-    """Persistent programs: one per SM (three under the CPU interpreter, so that each walks several tiles)."""
+def _sms(device: torch.device) -> int:
+    """The SMs to fill (three under the CPU interpreter, so that each program walks several tiles)."""
     if device.type != "cuda":
         return 3
     return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def grid(device: torch.device, rows: int, cols: int):
+    """The persistent launch over a (rows, cols) output: the config's CTAS programs per SM, no more programs
+    than tiles; each kernel strides its tile loop by tl.num_programs(0)."""
+    def launch(meta):
+        tiles = triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(cols, meta["BLOCK_N"])
+        return (min(_sms(device) * meta["CTAS"], tiles),)
+    return launch
 
 
 def row_major(x: torch.Tensor) -> bool:

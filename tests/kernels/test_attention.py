@@ -18,7 +18,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (B, S, H, D): sudoku_attn at a test-sized and the real batch, batch 1, HRM's Sudoku (S 82), ARC (S 916)
 SHAPES_GPU = [(64, 97, 8, 64), (768, 97, 8, 64), (1, 97, 8, 64), (5, 82, 8, 64), (2, 916, 8, 64)]
 # the interpreter runs key blocks of 32: 97 and 33 end in a partial block, 5 and 1 are a single one
-SHAPES_CPU = [(1, 97, 2, 64), (3, 5, 1, 32), (2, 33, 2, 16), (1, 1, 1, 64)]
+SHAPES_CPU = [(1, 97, 2, 64), (3, 5, 1, 32), (2, 33, 3, 32), (1, 1, 1, 64)]
 
 
 def _tables(s, d, device):
@@ -91,7 +91,7 @@ def test_poisoned_output_is_fully_written():
     from trm_fast.kernels.attention import rope_attention_fwd
 
     # S = 71 and 45 are multiples of no tile (32, 64, 128): the last query and key blocks have tails
-    for b, s, h, d in [(3, 71, 3, 16), (1, 45, 1, 32)]:
+    for b, s, h, d in [(3, 71, 3, 32), (1, 45, 1, 32)]:
         qkv = _qkv(b, s, h, d, torch.float32, DEVICE)
         cos, sin = _tables(s, d, DEVICE)
         out = torch.full((b, s, h * d), float("nan"), device=DEVICE)
@@ -102,8 +102,8 @@ def test_poisoned_output_is_fully_written():
 
 def test_opcheck():
     # small, fp32: under the interpreter opcheck's several calls stay quick
-    qkv = _qkv(2, 9, 2, 16, torch.float32, DEVICE)
-    cos, sin = _tables(9, 16, DEVICE)
+    qkv = _qkv(2, 9, 2, 32, torch.float32, DEVICE)
+    cos, sin = _tables(9, 32, DEVICE)
     torch.library.opcheck(rope_attention_fused, (qkv, cos, sin, 2))
     torch.library.opcheck(rope_attention_fused, (qkv, None, None, 2))
 
@@ -169,20 +169,21 @@ def test_dispatch_and_bad_input(monkeypatch):
     assert torch.equal(out, rope_attention_reference(qkv, None, None, 2))
     assert torch.equal(ops.rope_attention(qkv, None, 2, backend="reference"), out)
 
-    good = _qkv(2, 5, 2, 16, torch.float32, DEVICE)
-    cos, sin = _tables(5, 16, DEVICE)
+    good = _qkv(2, 5, 2, 32, torch.float32, DEVICE)
+    cos, sin = _tables(5, 32, DEVICE)
     bad = [  # (qkv, cos_sin, num_heads, what the message says)
         (good.double(), None, 2, "qkv must be bfloat16, float16 or float32, got torch.float64"),
         (good, None, 0, "num_heads must be positive"),
         (good, None, 3, r"qkv must have shape \(B, S, 3 \* num_heads = 9, D\)"),
         (good[0], None, 2, "qkv must have shape"),
-        (qkv, None, 2, "qkv's head dim D must be a power of two from 16 to 128, got 48"),
+        (qkv, None, 2, "qkv's head dim D must be a power of two from 32 to 128 .* got 48"),
+        (_qkv(1, 5, 1, 16, torch.float32, DEVICE), None, 1, "qkv's head dim D must be a power of two"),
         (_qkv(1, 5, 1, 256, torch.float32, DEVICE), None, 1, "qkv's head dim D must be a power of two"),
-        (_qkv(0, 5, 2, 16, torch.float32, DEVICE), None, 2, "qkv is empty"),
-        (torch.randn(2, 5, 16, 6, device=DEVICE).transpose(2, 3), None, 2, "qkv's last axis must have unit stride"),
+        (_qkv(0, 5, 2, 32, torch.float32, DEVICE), None, 2, "qkv is empty"),
+        (torch.randn(2, 5, 32, 6, device=DEVICE).transpose(2, 3), None, 2, "qkv's last axis must have unit stride"),
         (good, (cos, None), 2, "cos and sin must be given both or neither"),
         (good, (cos.double(), sin), 2, "cos must be float32, got torch.float64"),
-        (good, (cos, sin[:4]), 2, r"sin must have shape \(S, D\) = \(5, 16\), got \(4, 16\)"),
+        (good, (cos, sin[:4]), 2, r"sin must have shape \(S, D\) = \(5, 32\), got \(4, 32\)"),
         (good, (cos.to("meta"), sin), 2, "cos is on meta"),
     ]
     for x, cos_sin, heads, message in bad:

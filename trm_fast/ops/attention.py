@@ -65,8 +65,9 @@ def unsupported(qkv: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[to
     if qkv.ndim != 4 or qkv.shape[2] != 3 * num_heads:
         return f"qkv must have shape (B, S, 3 * num_heads = {3 * num_heads}, D), got {tuple(qkv.shape)}"
     d = qkv.shape[3]
-    if d < 16 or d > 128 or d & (d - 1):
-        return f"qkv's head dim D must be a power of two from 16 to 128, got {d}"
+    if d < 32 or d > 128 or d & (d - 1):
+        # the kernel rotates and multiplies each half of a head on its own: a dot over K = D / 2 >= 16
+        return f"qkv's head dim D must be a power of two from 32 to 128 (a half is a dot's K, 16 at least), got {d}"
     if qkv.numel() == 0:
         return f"qkv is empty (shape {tuple(qkv.shape)})"
     if qkv.stride(-1) != 1:

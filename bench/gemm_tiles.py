@@ -1,0 +1,93 @@
+"""Every tile of the persistent gate/up + SwiGLU kernel (kernels/linear_swiglu.py) timed alone at one shape,
+against cuBLAS's GEMM alone and cuBLAS + inductor's SwiGLU: what the autotuner chooses from, and how far the
+best tile is from cuBLAS. One line per config, and JSON lines with --json:
+
+    python bench/gemm_tiles.py --batch 768 --seq 97            # sudoku_attn's MLP
+    python bench/gemm_tiles.py --batch 192 --seq 916 --json out.jsonl
+
+Each config's output is checked against the unfused reference before it is timed (a fast wrong tile is no
+result). Times are Triton's do_bench medians (ms), converted to TFLOP/s over the GEMM's 4 M N K FLOPs.
+"""
+
+import argparse
+import json
+import sys
+
+import torch
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=768)
+    parser.add_argument("--seq", type=int, default=97)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--inner", type=int, default=1536)
+    parser.add_argument("--commit", default="unknown")
+    parser.add_argument("--json", help="append one JSON line per row to this file")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        parser.error("needs a CUDA device; none is visible")
+    import triton
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    from trm_fast.kernels import linear_swiglu as ls
+    from trm_fast.kernels import tma_gemm
+    from trm_fast.ops.swiglu import swiglu_reference
+
+    torch.manual_seed(0)
+    m, k, n = args.batch * args.seq, args.hidden, args.inner
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(2 * n, k, device="cuda", dtype=torch.bfloat16) * k**-0.5
+    out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+    flops = 4 * m * n * k
+    gate_up = torch.nn.functional.linear(x, w)
+    expected = swiglu_reference(gate_up)
+    unfused = torch.compile(lambda x, w: swiglu_reference(torch.nn.functional.linear(x, w)), dynamic=False)
+
+    rows = []
+
+    def report(name, ms, **extra):
+        row = {"commit": args.commit, "shape": [m, k, n], "name": name, "ms": ms, "tflops": flops / ms / 1e9,
+               **extra}
+        rows.append(row)
+        print(f"{name:<42} {ms * 1e3:9.1f} us {row['tflops']:7.1f} TFLOP/s", flush=True)
+
+    report("cuBLAS GEMM alone (no SwiGLU)", triton.testing.do_bench(lambda: torch.nn.functional.linear(x, w)))
+    report("cuBLAS + inductor SwiGLU", triton.testing.do_bench(lambda: unfused(x, w)))
+    kernel = ls._linear_swiglu_tma_kernel
+    unset = [1, 1]
+    descs = {"x_desc": TensorDescriptor.from_tensor(x, unset), "w_desc": TensorDescriptor.from_tensor(w, unset),
+             "y_desc": TensorDescriptor.from_tensor(out, unset)}
+    for config in kernel.configs:
+        meta = config.kwargs
+        tile = (f"{meta['BLOCK_M']}x{meta['BLOCK_N']}x{meta['BLOCK_K']} w{config.num_warps} s{config.num_stages} "
+                f"ctas{meta['CTAS']}")
+        if not tma_gemm.fits_shared_memory(config, x.element_size(), b_blocks=2):
+            print(f"{tile:<42} does not fit shared memory", flush=True)
+            continue
+        config.pre_hook({**descs, **meta})
+
+        def call():
+            kernel.fn[tma_gemm.grid(x.device, m, n)](*descs.values(), m, n, k, x.element_size(),
+                                                     INPUT_PRECISION="tf32", **meta, num_warps=config.num_warps,
+                                                     num_stages=config.num_stages)
+
+        try:
+            out.fill_(float("nan"))
+            call()
+            torch.cuda.synchronize()
+        except Exception as error:  # a tile the compiler or the launch refuses: say so, try the next
+            print(f"{tile:<42} failed: {type(error).__name__}: {str(error).splitlines()[0][:80]}", flush=True)
+            continue
+        if not torch.allclose(out.float(), expected.float(), atol=2e-2, rtol=2e-2):
+            print(f"{tile:<42} WRONG: max error {(out.float() - expected.float()).abs().max().item():.3g}")
+            continue
+        report(tile, triton.testing.do_bench(call))
+    if args.json:
+        with open(args.json, "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
