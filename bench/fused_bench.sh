@@ -2,8 +2,9 @@
 # The fused kernels on the GPU machine (issue 16), one device call per phase, from the same checkout.
 # Usage (repository root, on the device): bash bench/fused_bench.sh COMMIT PHASE
 #   kernels  GPU tests of the GEMM-epilogue kernels, the engine and the models; their micro-benchmarks
-#            (bench/test_kernels.py -k "$KERNELS", default linear_, JSON); the engine's 16-step evaluation at
-#            batch 768 of $CONFIGS (default sudoku_attn) with its step on `auto`, once with each kernel set in
+#            (bench/test_kernels.py -k "$KERNELS", default linear_, JSON); every tile of the gate/up +
+#            SwiGLU kernel against cuBLAS at sudoku_attn's and arc_attn's MLP (bench/gemm_tiles.py); the engine's
+#            16-step evaluation at batch 768 of $CONFIGS (default sudoku_attn) with its step on `auto`, once with each kernel set in
 #            $AUTO_OPS (';'-separated, default: trm_fast.backend.AUTO_OPS, then it with linear_rope), and on
 #            PyTorch's ops (bench/engine_ops.py)
 #   ncu      Nsight Compute on one call of each case in $NCU_CASES (';'-separated, default the two GEMM-epilogue
@@ -23,6 +24,11 @@ if [ "$phase" = kernels ]; then
         tests/engine tests/test_models.py 2>&1 | tee "$out/gpu_tests.log" | tail -6 | tee -a "$log" || true
     python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "${KERNELS:-linear_}" --benchmark-only \
         --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 | tail -40 | tee -a "$log" || true
+    for shape in "768 97" "192 916"; do
+        set -- $shape
+        (cd /tmp && python3 "$repo/bench/gemm_tiles.py" --batch "$1" --seq "$2" --commit "$commit" \
+            --json "$out/gemm_tiles.jsonl") 2>&1 | tee -a "$log" || true
+    done
     auto_args=()
     IFS=';' read -ra sets <<< "${AUTO_OPS:-add_rms_norm,swiglu,linear_swiglu;add_rms_norm,swiglu,linear_swiglu,linear_rope}"
     for set in "${sets[@]}"; do auto_args+=(--auto-ops "$set"); done

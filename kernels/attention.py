@@ -11,7 +11,8 @@ the chip, so any S works with the same registers.
 
 Shapes: qkv (B, S, 3H, D) as the model's QKV projection makes it (heads 0..H-1 are q, H..2H-1 k,
 2H..3H-1 v), unit stride on D and any other strides; cos, sin (S, D) fp32 or None; out (B, S, H*D)
-contiguous in qkv's dtype, the layout the output projection reads. D is a power of two, 32..128 (each half of it is a dot product's K, 16 at least).
+contiguous in qkv's dtype, the layout the output projection reads. D is a power of two, 32..128 (each half
+of it is a dot product's K, 16 at least).
 
 Floor per call: 4 * B*H*S^2*D FLOPs (QK^T and PV); bytes: read qkv (3 * B*S*H*D elements), write out
 (B*S*H*D), plus the two tables (2 * S*D fp32). At sudoku_attn (B 768, S 97, H 8, D 64, bf16):

@@ -10,11 +10,11 @@ the (M, 2N) gate_up activation never reaches memory: the unfused model writes it
 separate SwiGLU pass.
 
 Two kernels compute it. The persistent one loads through the tensor memory accelerator (TMA descriptors,
-Hopper and newer): one program per SM walks the tiles, so a tile's epilogue overlaps the next tile's loads;
-it takes row-major x with 16-byte aligned rows (TRM's MLP). The pointer kernel takes any strides (MLP-t's
-transposed x) and any GPU. On an H200 the pointer kernel's tiles ran at 336 TFLOP/s against cuBLAS's 619
-at sudoku_attn's shape, too slow to pay for the SwiGLU pass it saves (bench/NOTES.md); the TMA kernel is
-how Triton's own persistent matmul approaches cuBLAS on Hopper.
+Hopper and newer): one or two programs per SM walk the tiles (kernels/tma_gemm.py: with two, one program's
+epilogue overlaps the other's dots); it takes row-major x with 16-byte aligned rows (TRM's MLP). The pointer
+kernel takes any strides (MLP-t's transposed x) and any GPU. On an H200 the pointer kernel's tiles ran at
+336 TFLOP/s against cuBLAS's 619 at sudoku_attn's shape, too slow to pay for the SwiGLU pass it saves
+(bench/NOTES.md); the TMA kernel is how Triton's own persistent matmul approaches cuBLAS on Hopper.
 
 Shapes: x (B, R, K) with any strides, its M = B * R rows flattened in order; w (2N, K) with unit stride
 on K; h (B, R, N) contiguous, all in one dtype. TRM's MLP: x (B, S, 512), N = 1536; MLP-t mixes positions

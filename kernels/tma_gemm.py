@@ -5,7 +5,10 @@ CTAS programs per SM (a tile parameter) walk the output tiles in grouped order; 
 (Hopper and newer) loads every block, the tile sizes reaching the descriptors through the autotuner's pre-hook.
 Two programs of one warpgroup each on an SM stand in for the warp-specialised ping-pong of cuBLAS's Hopper
 kernels, which Triton's `warp_specialize` does not generate on Hopper: while one program runs its epilogue
-and refills its pipeline (K = 512 is 8 steps of 64, so both recur every few steps) the other's dots run. Flattening the
+and refills its pipeline (K = 512 is 8 steps of 64, so both recur every 8 steps) the other's dots run. On
+an H200 that took the gate/up kernel from 474 us (128 x 128 tiles, 8 warps, alone on the SM) to 427 us
+(128 x 64, 4 warps, two per SM) at sudoku_attn's batch 768, where cuBLAS's GEMM alone takes 342 us
+(bench/gemm_tiles.py; bench/results/2026-11-29_h200_7ef693d_gemm_tiles.jsonl). Flattening the
 tile loop into the K loop (`tl.range(..., flatten=True)`, as Triton's persistent matmul tutorial does, so
 that the next tile's loads overlap this tile's epilogue) made the gate/up kernel slower on an H200: 602 us
 against 543 us at sudoku_attn's batch 768 (bench/results/2026-11-29_h200_8e8edbf_microbench.json against

@@ -220,3 +220,13 @@ def test_train_fit_finds_the_largest_batch_within_one_percent(monkeypatch):
     assert lo <= 1234 < hi and hi - lo <= max(1, lo // 100) and trials == len(tried)
     lo, hi, _ = fit.largest(None, "auto", False, None, start=2000)  # the first batch tried already fails
     assert 0.99 * 1234 <= lo <= 1234 < hi
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the script runs: bench/fused_bench.sh")
+@pytest.mark.parametrize("script", ["gemm_tiles.py", "ncu_kernels.py", "sanitize_triton.py"])
+def test_kernel_probes_say_they_need_a_gpu(script):
+    repo = Path(__file__).resolve().parents[1]
+    args = [] if script == "gemm_tiles.py" else ["fused", "linear_swiglu forward"]
+    done = subprocess.run([sys.executable, str(repo / "bench" / script), *args], cwd=repo, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode in (1, 2) and "needs a CUDA device; none is visible" in done.stderr, done.stderr

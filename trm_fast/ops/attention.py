@@ -90,9 +90,9 @@ def rope_attention(qkv: torch.Tensor, cos_sin, num_heads: int, backend: str = "r
     """Non-causal attention of RoPE(q), RoPE(k), v split from ``qkv`` (B, S, 3H, D); ``cos_sin`` is None or
     the model's (cos, sin) tables (S, D). Returns (B, S, H * D). The kernel is forward only: where autograd
     records, the reference runs on every backend (the fused backward is the training issue's). It runs on
-    the 'fused' backend alone: on an H200 it takes 425 us at sudoku_attn's batch 768 where the reference
-    under torch.compile (inductor's RoPE kernel, then cuDNN's SDPA) takes 240 us, so 'auto' keeps the
-    reference (bench/results/2026-11-29_h200_5a8386e_microbench.json)."""
+    the 'fused' backend alone: on an H200 it takes 306 us at sudoku_attn's batch 768 where the reference
+    under torch.compile (inductor's RoPE kernel, then cuDNN's SDPA) takes 227 us, so 'auto' keeps the
+    reference (bench/results/2026-11-29_h200_7ef693d_microbench.json)."""
     cos, sin = cos_sin if cos_sin is not None else (None, None)
     recording = _backend.records(qkv)  # no fused backward yet: the reference's autograd
     why_not = lambda: unsupported(qkv, cos, sin, num_heads, backend)  # noqa: E731

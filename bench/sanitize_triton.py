@@ -1,0 +1,98 @@
+"""Run every Triton kernel of trm_fast once per tile shape at a small odd size, for compute-sanitizer:
+
+    compute-sanitizer --tool memcheck  python bench/sanitize_triton.py
+    compute-sanitizer --tool racecheck python bench/sanitize_triton.py
+
+The autotuned kernels get each of a few representative configs in turn (their tile list cut to that one
+config, so the autotuner launches it once and times nothing: under the tools a timing loop would take
+minutes), among them the two-programs-per-SM tile of the persistent GEMMs. Shapes are small and not
+multiples of any tile (M = 3 x 37 rows, S 37 and 130), so every masked and clipped edge runs. PyTorch's
+caching allocator is off, so that memcheck sees each tensor's own bounds. Exits 1 if a result is off from
+the reference (bf16 rounding apart).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("PYTORCH_NO_CUDA_MEMORY_CACHING", "1")  # before torch allocates anything
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+
+
+def _pinned(kernel, pick, limit=3):
+    """Launch `kernel` (an autotuner) with each of the first `limit` configs that `pick` accepts, one at a time."""
+    every = list(kernel.configs)
+    try:
+        for config in [c for c in every if pick(c)][:limit]:
+            kernel.configs = [config]
+            kernel.cache.clear()
+            yield config
+    finally:
+        kernel.configs = every
+        kernel.cache.clear()
+
+
+def _close(name, got, want) -> bool:
+    ok = torch.allclose(got.float(), want.float(), atol=3e-2, rtol=3e-2)
+    print(f"{name}: {'ok' if ok else 'WRONG, max error %.3g' % (got.float() - want.float()).abs().max().item()}",
+          flush=True)
+    return ok
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        raise SystemExit("bench/sanitize_triton.py needs a CUDA device; none is visible")
+    from trm_fast.kernels import attention, linear_rope, linear_swiglu, swiglu
+    from trm_fast.models.layers import RotaryEmbedding
+    from trm_fast.ops.attention import rope_attention_reference
+    from trm_fast.ops.linear_swiglu import linear_swiglu_reference
+    from trm_fast.ops.rope import rope_reference
+    from trm_fast.ops.swiglu import swiglu_reference
+
+    torch.manual_seed(0)
+    dt, dev = torch.bfloat16, "cuda"
+    ok = True
+    b, s, k, n = 3, 37, 512, 1536
+    x = torch.randn(b, s, k, dtype=dt, device=dev)
+    w = torch.randn(2 * n, k, dtype=dt, device=dev) * k**-0.5
+    want = linear_swiglu_reference(x, w)
+    # (BLOCK_M, BLOCK_N, BLOCK_K, stages, programs per SM): the two best tiles on an H200, and a small one
+    tiles = {(128, 128, 64, 3, 1), (128, 64, 64, 3, 2), (64, 64, 32, 3, 1)}
+    persistent = lambda c: (*(c.kwargs[key] for key in ("BLOCK_M", "BLOCK_N", "BLOCK_K")), c.num_stages,  # noqa: E731
+                            c.kwargs["CTAS"]) in tiles
+    for c in _pinned(linear_swiglu._linear_swiglu_tma_kernel, persistent):
+        ok &= _close(f"linear_swiglu TMA {c}", linear_swiglu.linear_swiglu(x, w, tma=True), want)
+    for c in _pinned(linear_swiglu._linear_swiglu_kernel, lambda c: c.kwargs["BLOCK_M"] in (128, 16), limit=2):
+        ok &= _close(f"linear_swiglu pointer {c}", linear_swiglu.linear_swiglu(x, w, tma=False), want)
+
+    heads, d = 8, 64
+    wq = torch.randn(3 * heads * d, k, dtype=dt, device=dev) * k**-0.5
+    cos, sin = (t.to(dev) for t in RotaryEmbedding(d, s, 10000.0)())
+    q, kk, v = torch.nn.functional.linear(x, wq).view(b, s, 3 * heads, d).split(heads, dim=2)
+    want = torch.cat((*rope_reference(q, kk, cos, sin), v), dim=2)
+    for c in _pinned(linear_rope._linear_rope_kernel, persistent):
+        ok &= _close(f"linear_rope {c}", linear_rope.linear_rope(x, wq, cos, sin, heads), want)
+
+    for seq in (37, 130):  # one key block; several, the last one partial
+        qkv = torch.randn(2, seq, 3 * heads, d, dtype=dt, device=dev)
+        cs, sn = (t.to(dev) for t in RotaryEmbedding(d, seq, 10000.0)())
+        want = rope_attention_reference(qkv, cs, sn, heads)
+        pick = (lambda c: c.kwargs["BLOCK_N"] == 64 and c.kwargs["HEADS"] in (1, 4)) if seq == 37 else \
+            (lambda c: c.kwargs["BLOCK_M"] == 64 and c.kwargs["BLOCK_N"] == 64 and c.num_stages == 2)
+        for c in _pinned(attention._rope_attention_fwd_kernel, pick):
+            ok &= _close(f"rope_attention S {seq} {c}", attention.rope_attention_fwd(qkv, cs, sn, heads), want)
+
+    gate_up = torch.randn(b * s, 2 * n, dtype=dt, device=dev)
+    ok &= _close("swiglu forward", swiglu.swiglu_fwd(gate_up), swiglu_reference(gate_up))
+    dh = torch.randn(b * s, n, dtype=dt, device=dev)
+    g = gate_up.detach().float().requires_grad_(True)
+    (want,) = torch.autograd.grad(swiglu_reference(g), g, dh.float())
+    ok &= _close("swiglu backward", swiglu.swiglu_bwd(dh, gate_up), want)
+    torch.cuda.synchronize()
+    print("triton", triton.__version__, "all results match" if ok else "SOME RESULTS ARE WRONG", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
