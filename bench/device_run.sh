@@ -31,9 +31,12 @@ $py -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$out/gpu_tests.log
 
 echo "== compute-sanitizer" | tee -a "$out/device.log"
 : > "$out/sanitizer.log"
-for tool in memcheck racecheck; do
-    compute-sanitizer --tool "$tool" --error-exitcode 9 $py bench/sanitize_add_rms_norm.py >> "$out/sanitizer.log" 2>&1 \
-        && echo "$tool: clean" | tee -a "$out/device.log" || echo "$tool: FAILED (see sanitizer.log)" | tee -a "$out/device.log"
+for script in sanitize_add_rms_norm sanitize_triton; do  # the CUDA kernel, then every Triton kernel
+    for tool in memcheck racecheck; do
+        compute-sanitizer --tool "$tool" --error-exitcode 9 $py "bench/$script.py" >> "$out/sanitizer.log" 2>&1 \
+            && echo "$script $tool: clean" | tee -a "$out/device.log" \
+            || echo "$script $tool: FAILED (see sanitizer.log)" | tee -a "$out/device.log"
+    done
 done
 tail -3 "$out/sanitizer.log"
 fi
