@@ -85,6 +85,10 @@ def main() -> int:
             (lambda c: c.kwargs["BLOCK_M"] == 64 and c.kwargs["BLOCK_N"] == 64 and c.num_stages == 2)
         for c in _pinned(attention._rope_attention_fwd_kernel, pick):
             ok &= _close(f"rope_attention S {seq} {c}", attention.rope_attention_fwd(qkv, cs, sn, heads), want)
+        if seq <= 128:  # the persistent TMA kernel takes up to one block of 128 positions
+            for c in _pinned(attention._rope_attention_tma_kernel, lambda c: c.num_warps == 8):
+                ok &= _close(f"rope_attention TMA S {seq} {c}",
+                             attention.rope_attention_fwd(qkv, cs, sn, heads, tma=True), want)
 
     gate_up = torch.randn(b * s, 2 * n, dtype=dt, device=dev)
     ok &= _close("swiglu forward", swiglu.swiglu_fwd(gate_up), swiglu_reference(gate_up))

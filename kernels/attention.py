@@ -24,8 +24,10 @@ import math
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..backend import interpreting
+from . import tma_gemm
 
 
 def _configs():
@@ -69,24 +71,40 @@ def _prune(configs, named_args, **kwargs):
 
 
 @triton.jit
+def _tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d, rows, cols, row_mask,
+            HALF: tl.constexpr):
+    """cos and sin at these positions, each half of the head apart: (rows, HALF) fp32 tiles cos1, cos2, sin1,
+    sin2 (zeros past row_mask)."""
+    cos = cos_ptr + rows[:, None] * stride_cos_s + cols[None, :] * stride_cos_d
+    sin = sin_ptr + rows[:, None] * stride_sin_s + cols[None, :] * stride_sin_d
+    cos1 = tl.load(cos, mask=row_mask[:, None], other=0.0)
+    cos2 = tl.load(cos + HALF * stride_cos_d, mask=row_mask[:, None], other=0.0)
+    sin1 = tl.load(sin, mask=row_mask[:, None], other=0.0)
+    sin2 = tl.load(sin + HALF * stride_sin_d, mask=row_mask[:, None], other=0.0)
+    return cos1, cos2, sin1, sin2
+
+
+@triton.jit
+def _rotate(a, b, cos1, cos2, sin1, sin2):
+    """The halves a, b of q or k rotated by position: rotate_half([a | b]) = [-b | a] makes them
+    a' = a cos1 - b sin1 and b' = b cos2 + a sin2, in fp32, rounded to the input dtype as the reference
+    rounds q' and k' before attention. Each half is loaded once; the score is the sum of two dots over the
+    halves."""
+    a32, b32 = a.to(tl.float32), b.to(tl.float32)
+    return (a32 * cos1 - b32 * sin1).to(a.dtype), (b32 * cos2 + a32 * sin2).to(a.dtype)
+
+
+@triton.jit
 def _rope_halves(base, rows, stride_row, cols, row_mask, cos_ptr, stride_cos_s, stride_cos_d,
                  sin_ptr, stride_sin_s, stride_sin_d, HALF: tl.constexpr, USE_ROPE: tl.constexpr):
-    """The two halves (rows, HALF) of a q or k tile, rotated by position when USE_ROPE, in the input dtype:
-    rotate_half([a | b]) = [-b | a] makes them a' = a cos1 - b sin1, b' = b cos2 + a sin2, so each half is
-    loaded once and the score is the sum of two dots over the halves."""
+    """The two halves (rows, HALF) of a q or k tile by pointers, rotated by position when USE_ROPE."""
     ptrs = base + rows[:, None] * stride_row + cols[None, :]
     a = tl.load(ptrs, mask=row_mask[:, None], other=0.0)
     b = tl.load(ptrs + HALF, mask=row_mask[:, None], other=0.0)
     if USE_ROPE:
-        cos = cos_ptr + rows[:, None] * stride_cos_s + cols[None, :] * stride_cos_d
-        sin = sin_ptr + rows[:, None] * stride_sin_s + cols[None, :] * stride_sin_d
-        cos1 = tl.load(cos, mask=row_mask[:, None], other=0.0)
-        cos2 = tl.load(cos + HALF * stride_cos_d, mask=row_mask[:, None], other=0.0)
-        sin1 = tl.load(sin, mask=row_mask[:, None], other=0.0)
-        sin2 = tl.load(sin + HALF * stride_sin_d, mask=row_mask[:, None], other=0.0)
-        a32, b32 = a.to(tl.float32), b.to(tl.float32)
-        # the reference rounds q', k' to the input dtype before attention: so does this
-        return (a32 * cos1 - b32 * sin1).to(a.dtype), (b32 * cos2 + a32 * sin2).to(a.dtype)
+        cos1, cos2, sin1, sin2 = _tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d,
+                                         rows, cols, row_mask, HALF)
+        a, b = _rotate(a, b, cos1, cos2, sin1, sin2)
     return a, b
 
 
@@ -152,16 +170,102 @@ def _rope_attention_fwd_kernel(
         tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask_m[:, None])
 
 
-def rope_attention_fwd(qkv: torch.Tensor, cos, sin, num_heads: int, out=None) -> torch.Tensor:
+def _tma_configs():
+    """Configs of the persistent kernel: warps, and pipeline stages over the (batch, head) units; one program
+    per SM (CTAS 1). Compiled for sm_90a (bench/kernel_resources.py), 4 warps spill 1.3-1.8 KB a thread,
+    8 use all 255 registers, 3 stages need 256 KiB of shared memory: no two programs fit an SM, and no third
+    stage. Under the CPU interpreter one config, three programs (tma_gemm's), so each walks several units."""
+    if interpreting():
+        return [triton.Config({"CTAS": 1}, num_warps=4, num_stages=1)]
+    return [triton.Config({"CTAS": 1}, num_warps=warps, num_stages=stages) for warps in (8, 16) for stages in (1, 2)]
+
+
+@triton.autotune(configs=_tma_configs(), key=["S", "H", "HEAD_DIM", "ELEMENT_SIZE"])
+@triton.jit
+def _rope_attention_tma_kernel(
+    half_desc, v_desc,
+    cos_ptr, stride_cos_s, stride_cos_d,
+    sin_ptr, stride_sin_s, stride_sin_d,
+    out_ptr, stride_out_b, stride_out_s,
+    B, H, S, ELEMENT_SIZE, qk_scale,
+    HEAD_DIM: tl.constexpr, USE_ROPE: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK: tl.constexpr,
+    CTAS: tl.constexpr,
+):
+    # Persistent over the B * H (batch row, head) units of a sequence no longer than BLOCK (one query and one
+    # key block each): the tensor memory accelerator loads a unit's q and k halves and v (BLOCK rows from the
+    # unit's first position; rows past S belong to the next batch row, or read as zeros past the end), and the
+    # loop's stages load the next units while this one computes. Keys past S are masked, queries past S not
+    # stored.
+    HALF: tl.constexpr = HEAD_DIM // 2
+    rows = tl.arange(0, BLOCK)
+    real = rows < S
+    half_cols = tl.arange(0, HALF)
+    cols = tl.arange(0, HEAD_DIM)
+    for unit in tl.range(tl.program_id(0), B * H, tl.num_programs(0)):
+        b = unit // H
+        h = unit % H
+        first = b * S
+        q_a = half_desc.load([first, h * HEAD_DIM])
+        q_b = half_desc.load([first, h * HEAD_DIM + HALF])
+        k_a = half_desc.load([first, (H + h) * HEAD_DIM])
+        k_b = half_desc.load([first, (H + h) * HEAD_DIM + HALF])
+        v = v_desc.load([first, (2 * H + h) * HEAD_DIM])
+        if USE_ROPE:
+            # positions 0..S-1 for q and k alike; the tables stay in L1 from one unit to the next
+            cos1, cos2, sin1, sin2 = _tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s,
+                                             stride_sin_d, rows, half_cols, real, HALF)
+            q_a, q_b = _rotate(q_a, q_b, cos1, cos2, sin1, sin2)
+            k_a, k_b = _rotate(k_a, k_b, cos1, cos2, sin1, sin2)
+        s = tl.dot(q_a, tl.trans(k_a), input_precision=DOT_PRECISION)
+        s = tl.dot(q_b, tl.trans(k_b), s, input_precision=DOT_PRECISION) * qk_scale
+        s = tl.where(real[None, :], s, float("-inf"))  # keys past S: another row's positions, or zeros
+        p = tl.exp2(s - tl.max(s, 1)[:, None])  # base 2: qk_scale = log2(e) / sqrt(D)
+        l_i = tl.sum(p, 1)
+        # P in v's dtype for the second dot, as flash attention does; the sum above stays fp32
+        out = tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION) / l_i[:, None]
+        out_ptrs = out_ptr + b.to(tl.int64) * stride_out_b + rows[:, None] * stride_out_s + h * HEAD_DIM + cols[None, :]
+        tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=real[:, None])
+
+
+def _tma_rows(qkv: torch.Tensor):
+    """qkv (B, S, 3H, D) as the (B S, 3H D) matrix the persistent kernel loads, or None where it cannot: S
+    within one block of 128, each position's heads packed (the projection's own layout), and what
+    tma_gemm.tma_rows asks (positions that flatten to one row stride, 16-byte aligned, Hopper or newer)."""
+    b, s, heads, d = qkv.shape
+    if s > 128 or qkv.stride(3) != 1 or qkv.stride(2) != d:
+        return None
+    return tma_gemm.tma_rows(qkv.as_strided((b, s, heads * d), (qkv.stride(0), qkv.stride(1), 1)))
+
+
+def rope_attention_fwd(qkv: torch.Tensor, cos, sin, num_heads: int, out=None, tma: bool | None = None) -> torch.Tensor:
     """out (B, S, H*D) = attention of RoPE(q), RoPE(k), v split from qkv (B, S, 3H, D); cos, sin (S, D)
     fp32, or both None for no RoPE. Inputs are those trm_fast.ops.attention.unsupported accepts;
-    `out`, if given, must be a (B, S, H*D) tensor of qkv's dtype with unit stride on its last axis."""
+    `out`, if given, must be a (B, S, H*D) tensor of qkv's dtype with unit stride on its last axis. `tma`:
+    True runs the persistent TMA kernel (S <= 128, packed heads, Hopper or newer: `_tma_rows`), False or
+    None the pointer kernel (any S and strides). None will take TMA where it runs once a GPU run shows it
+    faster: it is written and checked under the interpreter, not yet timed (bench/NOTES.md)."""
     b, s, _, d = qkv.shape
     if out is None:
         out = torch.empty((b, s, num_heads * d), dtype=qkv.dtype, device=qkv.device)
     use_rope = cos is not None
     if not use_rope:
         cos = sin = qkv  # never read: USE_ROPE=False compiles the loads away
+    # fp32 stays fp32 on the tensor cores' inputs (no TF32); 16-bit inputs are exact in any mode
+    precision = "ieee" if qkv.dtype == torch.float32 else "tf32"
+    rows = _tma_rows(qkv) if tma else None
+    if tma and rows is None:
+        raise ValueError("tma=True needs S <= 128, qkv's heads and positions packed with 16-byte aligned rows and "
+                         "address, and a Hopper or newer GPU")
+    if rows is not None:
+        block = max(16, triton.next_power_of_2(s))
+        half_desc = TensorDescriptor.from_tensor(rows, [block, d // 2])
+        v_desc = TensorDescriptor.from_tensor(rows, [block, d])
+        units = b * num_heads
+        _rope_attention_tma_kernel[tma_gemm.grid(qkv.device, lambda meta: units)](
+            half_desc, v_desc, cos, cos.stride(0), cos.stride(-1), sin, sin.stride(0), sin.stride(-1),
+            out, out.stride(0), out.stride(1), b, num_heads, s, qkv.element_size(), math.log2(math.e) / math.sqrt(d),
+            HEAD_DIM=d, USE_ROPE=use_rope, DOT_PRECISION=precision, BLOCK=block)
+        return out
     grid = lambda meta: (triton.cdiv(s, meta["BLOCK_M"]) * b * triton.cdiv(num_heads, meta["HEADS"]),)  # noqa: E731
     _rope_attention_fwd_kernel[grid](
         qkv, qkv.stride(0), qkv.stride(1), qkv.stride(2),
@@ -169,8 +273,6 @@ def rope_attention_fwd(qkv: torch.Tensor, cos, sin, num_heads: int, out=None) ->
         sin, sin.stride(0), sin.stride(-1),
         out, out.stride(0), out.stride(1),
         num_heads, s, math.log2(math.e) / math.sqrt(d),
-        HEAD_DIM=d, USE_ROPE=use_rope,
-        # fp32 stays fp32 on the tensor cores' inputs (no TF32); 16-bit inputs are exact in any mode
-        DOT_PRECISION="ieee" if qkv.dtype == torch.float32 else "tf32",
+        HEAD_DIM=d, USE_ROPE=use_rope, DOT_PRECISION=precision,
     )
     return out

@@ -13,10 +13,15 @@ fp32; y (B, S, 3 H, D) contiguous, in x's dtype: the layout the attention takes 
 One persistent TMA kernel (kernels/tma_gemm.py, Hopper and newer), built like the gate/up kernel: the weight's
 rows are reordered once per call (`halves`) into every head's first half, then every head's second half, so
 that a tile accumulates a block of first-half columns and the block of their partners side by side (two
-dots on one x tile). The rotation is then elementwise on the two accumulators: no shuffle in registers.
+dots on one x tile). A column block holds whole half-heads: the rotation is elementwise on the two
+accumulators viewed as (rows, heads, place), with each table entry read once per (row, place) and broadcast
+over the tile's heads, and the two halves are interleaved back per head and stored through a TMA descriptor.
 
-On an H200 it loses to cuBLAS plus inductor's RoPE pass (551 against 314 us at sudoku_attn's batch 768,
-bench/NOTES.md): only the 'fused' backend runs it.
+The version before this one, which gathered a table entry per output element and stored through pointers,
+lost on an H200 to cuBLAS plus inductor's RoPE pass (551 against 314 us at sudoku_attn's batch 768,
+bench/NOTES.md). Compiled for sm_90a it used 255 registers and spilled about 2.2 KB a thread at every tile;
+this one spills nothing at most tiles, and two programs fit an SM (bench/kernel_resources.py). It has not
+run on a GPU yet: only the 'fused' backend runs it.
 
 Floor per call: 2 M N K FLOPs (N = 3 H D); bytes: x read and y written once, 2 M (K + N) in bf16, the weight
 (1.5 MB) and the tables (S D 8 B) from L2. sudoku_attn, batch 768 (M 74,496, K 512, N 1536): 117 GFLOP,
@@ -40,40 +45,56 @@ def halves(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
     return weight.reshape(3 * num_heads, 2, d // 2, k).transpose(0, 1).reshape(n, k)
 
 
-@triton.autotune(configs=tma_gemm.persistent_configs(), key=["M", "HALF", "K", "S", "ROPE_HALF", "ELEMENT_SIZE"],
-                 prune_configs_by={"early_config_prune": tma_gemm.prune_persistent}, do_bench=tma_gemm.bench)
+def _set_block_shapes(nargs):
+    """Pre-hook: x and w as tma_gemm sets them; y's block is a tile's columns and their rotation partners,
+    BLOCK_M x 2 BLOCK_N, stored together (each head's first half, then its second half)."""
+    tma_gemm.set_block_shapes(nargs)
+    nargs["y_desc"].block_shape = [nargs["BLOCK_M"], 2 * nargs["BLOCK_N"]]
+
+
+def _prune(configs, named_args, **kwargs):
+    """tma_gemm's prune, with a BLOCK_M x 2 BLOCK_N output block and column blocks of whole half-heads (a tile's
+    heads are reshaped apart)."""
+    whole = [c for c in configs if c.kwargs["BLOCK_N"] % named_args["HALF_DIM"] == 0]
+    return tma_gemm.prune_persistent(whole, named_args, out_blocks=2, **kwargs)
+
+
+@triton.autotune(configs=tma_gemm.configs(tma_gemm.persistent_tiles(), _set_block_shapes),
+                 key=["M", "HALF", "K", "S", "ROPE_HALF", "ELEMENT_SIZE", "HALF_DIM"],
+                 prune_configs_by={"early_config_prune": _prune}, do_bench=tma_gemm.bench)
 @triton.jit
-def _linear_rope_kernel(x_desc, w_desc, y_ptr, cos_ptr, sin_ptr, M, HALF, K, S, ROPE_HALF, ELEMENT_SIZE,
+def _linear_rope_kernel(x_desc, w_desc, y_desc, cos_ptr, sin_ptr, M, HALF, K, S, ROPE_HALF, ELEMENT_SIZE,
                         INPUT_PRECISION: tl.constexpr, HALF_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, CTAS: tl.constexpr):
     # Persistent (kernels/tma_gemm.py) over (row, half-column) tiles: half-column n (head n // HALF_DIM, place
-    # i = n mod HALF_DIM) is output column n // HALF_DIM * D + i, its partner the one HALF_DIM further on.
-    # Half-columns below ROPE_HALF (H D: the q and k heads) rotate; the v heads pass through.
-    out_ty = y_ptr.dtype.element_ty
+    # i = n mod HALF_DIM) is output column n // HALF_DIM * D + i, its partner the one HALF_DIM further on. A
+    # tile's BLOCK_N half-columns are HEADS whole half-heads, so its output is the 2 BLOCK_N contiguous columns
+    # from 2 off_n, stored through y_desc; the tables are read once per (row, place) and broadcast over the
+    # tile's heads. Heads below ROPE_HALF (H D half-columns: the q and k heads) rotate; the v heads do not.
+    HEADS: tl.constexpr = BLOCK_N // HALF_DIM
+    out_ty: tl.constexpr = y_desc.dtype
+    places = tl.arange(0, HALF_DIM)
     for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(HALF, BLOCK_N), tl.num_programs(0)):
         pid_m, pid_n = tma_gemm.tile_coords(tile, M, HALF, BLOCK_M, BLOCK_N, GROUP_M)
         off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
         acc_a, acc_b = tma_gemm.two_blocks(x_desc, w_desc, off_m, off_n, HALF, K, INPUT_PRECISION, BLOCK_M, BLOCK_N,
                                            BLOCK_K)
         # the projection rounded as F.linear rounds it, then RoPE in fp32 rounded once, as the reference does
-        a = acc_a.to(out_ty).to(tl.float32)
-        b = acc_b.to(out_ty).to(tl.float32)
-        rows = off_m + tl.arange(0, BLOCK_M)
-        n = off_n + tl.arange(0, BLOCK_N)
-        place = n % HALF_DIM
-        rotated = (n < ROPE_HALF)[None, :]  # v columns load no table entries
-        table = ((rows % S) * (2 * HALF_DIM))[:, None] + place[None, :]
-        cos_a = tl.load(cos_ptr + table, mask=rotated, other=1.0)
-        sin_a = tl.load(sin_ptr + table, mask=rotated, other=0.0)
-        cos_b = tl.load(cos_ptr + table + HALF_DIM, mask=rotated, other=1.0)
-        sin_b = tl.load(sin_ptr + table + HALF_DIM, mask=rotated, other=0.0)
-        y_a = tl.where(rotated, a * cos_a - b * sin_a, a).to(out_ty)
-        y_b = tl.where(rotated, b * cos_b + a * sin_b, b).to(out_ty)
-        col = (n // HALF_DIM) * (2 * HALF_DIM) + place
-        out = y_ptr + rows.to(tl.int64)[:, None] * (2 * HALF) + col[None, :]
-        mask = (rows < M)[:, None] & (n < HALF)[None, :]
-        tl.store(out, y_a, mask=mask)
-        tl.store(out + HALF_DIM, y_b, mask=mask)
+        a = tl.reshape(acc_a.to(out_ty).to(tl.float32), (BLOCK_M, HEADS, HALF_DIM))
+        b = tl.reshape(acc_b.to(out_ty).to(tl.float32), (BLOCK_M, HEADS, HALF_DIM))
+        # the q and k heads rotate, the v heads pass through; a tile of v heads alone loads no table entries
+        rotates = ((off_n + tl.arange(0, HEADS) * HALF_DIM) < ROPE_HALF)[None, :, None]
+        table = ((off_m + tl.arange(0, BLOCK_M)) % S * (2 * HALF_DIM))[:, None] + places[None, :]
+        load = table < S * (2 * HALF_DIM) * (off_n < ROPE_HALF).to(tl.int32)  # all or none
+        cos_a = tl.load(cos_ptr + table, mask=load, other=1.0)[:, None, :]
+        sin_a = tl.load(sin_ptr + table, mask=load, other=0.0)[:, None, :]
+        cos_b = tl.load(cos_ptr + table + HALF_DIM, mask=load, other=1.0)[:, None, :]
+        sin_b = tl.load(sin_ptr + table + HALF_DIM, mask=load, other=0.0)[:, None, :]
+        y_a = tl.where(rotates, a * cos_a - b * sin_a, a).to(out_ty)
+        y_b = tl.where(rotates, b * cos_b + a * sin_b, b).to(out_ty)
+        # (rows, heads, place, half) -> (rows, heads, half, place): each head's two halves side by side
+        y = tl.reshape(tl.permute(tl.join(y_a, y_b), (0, 1, 3, 2)), (BLOCK_M, 2 * BLOCK_N))
+        y_desc.store([off_m, 2 * off_n], y)
 
 
 def loadable(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> bool:
@@ -104,9 +125,11 @@ def linear_rope(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: t
     unset = [1, 1]  # the pre-hook sets each descriptor's block shape from the tile config
     x_desc = TensorDescriptor.from_tensor(rows, unset)
     w_desc = TensorDescriptor.from_tensor(halves(weight, num_heads), unset)
+    y_desc = TensorDescriptor.from_tensor(out.view(m, n), unset)
     half = n // 2
     # fp32 operands: true fp32 products, as F.linear gives by default (tl.dot would take TF32 on a GPU)
     precision = "ieee" if x.dtype == torch.float32 else "tf32"
-    _linear_rope_kernel[tma_gemm.grid(x.device, m, half)](x_desc, w_desc, out, cos, sin, m, half, k, s,
-                                                          num_heads * d, x.element_size(), precision, d // 2)
+    launch = tma_gemm.grid(x.device, tma_gemm.tiles(m, half))
+    _linear_rope_kernel[launch](x_desc, w_desc, y_desc, cos, sin, m, half, k, s, num_heads * d, x.element_size(),
+                                precision, d // 2)
     return out

@@ -146,8 +146,8 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | Non
         x_desc = TensorDescriptor.from_tensor(rows, unset)
         w_desc = TensorDescriptor.from_tensor(weight, unset)
         y_desc = TensorDescriptor.from_tensor(out.view(m, n), unset)
-        _linear_swiglu_tma_kernel[tma_gemm.grid(x.device, m, n)](x_desc, w_desc, y_desc, m, n, k, x.element_size(),
-                                                                 INPUT_PRECISION=precision)
+        launch = tma_gemm.grid(x.device, tma_gemm.tiles(m, n))
+        _linear_swiglu_tma_kernel[launch](x_desc, w_desc, y_desc, m, n, k, x.element_size(), INPUT_PRECISION=precision)
         return out
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
     _linear_swiglu_kernel[grid](x, weight, out, m, n, k, r, x.stride(0), x.stride(1), x.stride(2), weight.stride(0),

@@ -74,22 +74,28 @@ def set_block_shapes(nargs):
         nargs["y_desc"].block_shape = [bm, bn]
 
 
-def persistent_configs():
+def persistent_tiles():
     """The tiles the persistent kernels tune over, (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, programs per SM);
     each program holds two BLOCK_M x BLOCK_N fp32 accumulators (gate and up; a column block and its rotation
     partners). Two programs per SM only with one warpgroup each: two of 8 warps would leave 128 registers a
     thread, all of them taken by two 128 x 128 accumulators."""
-    return configs([(128, 128, 64, 8, 3, 1), (128, 128, 64, 8, 4, 1), (128, 64, 64, 4, 4, 1), (128, 64, 64, 8, 4, 1),
-                    (64, 128, 64, 4, 4, 1), (64, 64, 64, 4, 4, 1), (64, 64, 32, 4, 3, 1),
-                    (128, 64, 64, 4, 3, 2), (128, 64, 64, 4, 2, 2), (128, 64, 32, 4, 4, 2), (64, 128, 64, 4, 2, 2),
-                    (64, 64, 64, 4, 3, 2)], pre_hook=set_block_shapes)
+    return [(128, 128, 64, 8, 3, 1), (128, 128, 64, 8, 4, 1), (128, 64, 64, 4, 4, 1), (128, 64, 64, 8, 4, 1),
+            (64, 128, 64, 4, 4, 1), (64, 64, 64, 4, 4, 1), (64, 64, 32, 4, 3, 1),
+            (128, 64, 64, 4, 3, 2), (128, 64, 64, 4, 2, 2), (128, 64, 32, 4, 4, 2), (64, 128, 64, 4, 2, 2),
+            (64, 64, 64, 4, 3, 2)]
 
 
-def prune_persistent(configs, named_args, **kwargs):
-    """The persistent kernels' tiles that fit shared memory (two weight blocks per K step; the element size
-    comes as the kernel argument ELEMENT_SIZE, which is also in their tuning key: the autotuner keys on the
-    dtypes of tensor arguments only, and descriptors are not tensors), no taller than the rows."""
-    fit = [c for c in configs if fits_shared_memory(c, named_args["ELEMENT_SIZE"], b_blocks=2)]
+def persistent_configs():
+    """`persistent_tiles` as autotuner configs, with the pre-hook that sizes x_desc, w_desc and y_desc."""
+    return configs(persistent_tiles(), pre_hook=set_block_shapes)
+
+
+def prune_persistent(configs, named_args, out_blocks: int = 1, **kwargs):
+    """The persistent kernels' tiles that fit shared memory (two weight blocks per K step, `out_blocks` output
+    blocks staged for the store; the element size comes as the kernel argument ELEMENT_SIZE, which is also in
+    their tuning key: the autotuner keys on the dtypes of tensor arguments only, and descriptors are not
+    tensors), no taller than the rows."""
+    fit = [c for c in configs if fits_shared_memory(c, named_args["ELEMENT_SIZE"], b_blocks=2, out_blocks=out_blocks)]
     return prune_rows(fit, named_args["M"])
 
 
@@ -98,16 +104,16 @@ def _shared_memory(device: int) -> int:
     return triton.runtime.driver.active.utils.get_device_properties(device)["max_shared_mem"]
 
 
-def fits_shared_memory(config, element_size: int, b_blocks: int) -> bool:
+def fits_shared_memory(config, element_size: int, b_blocks: int, out_blocks: int = 1) -> bool:
     """Whether a config's pipeline fits the SM's shared memory, CTAS programs of it where the config says so:
-    `num_stages` copies of the x block and of `b_blocks` weight blocks, and the output block staged for its
-    TMA store. (Triton's autotuner skips a config that fails to compile, but one that compiles and then cannot
+    `num_stages` copies of the x block and of `b_blocks` weight blocks, and `out_blocks` output blocks staged
+    for the TMA store. (Triton's autotuner skips a config that fails to compile, but one that compiles and then cannot
     launch would be chosen and fail: at fp32, 128 x 128 tiles in 3 stages need 288 KiB where an H200 SM has
     227.) The SM keeps 1 KiB per resident program on top of the 227 KiB one program may have."""
     if interpreting():
         return True
     bm, bn, bk = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.kwargs["BLOCK_K"]
-    need = (config.num_stages * (bm * bk + b_blocks * bn * bk) + bm * bn) * element_size
+    need = (config.num_stages * (bm * bk + b_blocks * bn * bk) + out_blocks * bm * bn) * element_size
     return config.kwargs.get("CTAS", 1) * (need + 1024) <= _shared_memory(torch.cuda.current_device()) + 1024
 
 
@@ -131,13 +137,15 @@ def _sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def grid(device: torch.device, rows: int, cols: int):
-    """The persistent launch over a (rows, cols) output: the config's CTAS programs per SM, no more programs
-    than tiles; each kernel strides its tile loop by tl.num_programs(0)."""
-    def launch(meta):
-        tiles = triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(cols, meta["BLOCK_N"])
-        return (min(_sms(device) * meta["CTAS"], tiles),)
-    return launch
+def grid(device: torch.device, work):
+    """The persistent launch: the config's CTAS programs per SM, no more programs than the units of work its
+    loop walks (`work(meta)`: `tiles` for a GEMM's output); each kernel strides that loop by tl.num_programs(0)."""
+    return lambda meta: (min(_sms(device) * meta["CTAS"], work(meta)),)
+
+
+def tiles(rows: int, cols: int):
+    """The output tiles of a (rows, cols) GEMM output under a config's BLOCK_M x BLOCK_N, as `grid` takes them."""
+    return lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(cols, meta["BLOCK_N"])
 
 
 def row_major(x: torch.Tensor) -> bool:

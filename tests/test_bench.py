@@ -3,6 +3,7 @@ them, the table and the PNG; bad arguments give one clear error."""
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -230,3 +231,18 @@ def test_kernel_probes_say_they_need_a_gpu(script):
     done = subprocess.run([sys.executable, str(repo / "bench" / script), *args], cwd=repo, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode in (1, 2) and "needs a CUDA device; none is visible" in done.stderr, done.stderr
+
+
+def test_kernel_resources_compiles_every_kernel_for_hopper_without_a_gpu():
+    # Triton compiles for sm_90a on any machine: each kernel's first config, its signature built from the
+    # argument names, so a kernel whose arguments change without the script is caught here
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # the tile lists of a real GPU
+    done = subprocess.run([sys.executable, str(repo / "bench" / "kernel_resources.py"), "--first", "1"], cwd=repo,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert {line.split()[0] for line in lines} >= {"linear_swiglu_tma", "linear_swiglu_pointer", "linear_rope",
+                                                    "rope_attention", "rope_attention_tma"}, done.stdout
+    for line in lines:
+        assert "failed" not in line and re.search(r" \d+ regs +\d+ B spill +[\d.]+ KiB shared +\d+ per SM$", line), line

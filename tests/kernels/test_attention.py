@@ -44,22 +44,46 @@ def _assert_matches_truth(out, qkv, cos, sin, h, what):
     assert_close_at_worst(out, truth, atol=2 * torch_err + 1e-5, rtol=0, what=what)
 
 
-def _check(shape, dtype, rope, seed, device):
+def _check(shape, dtype, rope, seed, device, tma=None):
+    """The op (tma None: the pointer kernel) or one kernel (True: the persistent TMA one, False: pointers)."""
+    from trm_fast.kernels.attention import rope_attention_fwd
+
     b, s, h, d = shape
     torch.manual_seed(seed)
     qkv = _qkv(b, s, h, d, dtype, device)
     cos, sin = _tables(s, d, device) if rope else (None, None)
-    out = rope_attention_fused(qkv, cos, sin, h)
+    out = rope_attention_fused(qkv, cos, sin, h) if tma is None else rope_attention_fwd(qkv, cos, sin, h, tma=tma)
     assert out.shape == (b, s, h * d) and out.dtype == dtype and out.is_contiguous()
-    _assert_matches_truth(out, qkv, cos, sin, h, what=f"forward {shape} {dtype} rope={rope} seed={seed}")
+    _assert_matches_truth(out, qkv, cos, sin, h, what=f"forward {shape} {dtype} rope={rope} tma={tma} seed={seed}")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+@pytest.mark.parametrize("tma", [True, False], ids=["tma", "pointer"])
 @pytest.mark.parametrize("rope", [True, False], ids=["rope", "no_rope"])
 @pytest.mark.parametrize("shape", SHAPES_CPU)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_interpreter_matches_reference(shape, dtype, rope):
-    _check(shape, dtype, rope, seed=hash((shape, str(dtype), rope)) % 2**31, device="cpu")
+def test_interpreter_matches_reference(shape, dtype, rope, tma):
+    _check(shape, dtype, rope, seed=hash((shape, str(dtype), rope)) % 2**31, device="cpu", tma=tma)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rope", [True, False], ids=["rope", "no_rope"])
+@pytest.mark.parametrize("shape", [s for s in SHAPES_GPU if s[1] <= 128])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_gpu_tma_kernel_matches_reference(shape, dtype, rope):
+    _check(shape, dtype, rope, seed=torch.seed() % 2**31, device="cuda", tma=True)
+
+
+def test_tma_refuses_what_it_cannot_load():
+    from trm_fast.kernels.attention import rope_attention_fwd
+
+    long = _qkv(1, 129, 1, 32, torch.float32, DEVICE)  # past one block of 128 positions
+    unpacked = torch.randn(2, 9, 6, 40, device=DEVICE)[..., :32]  # gaps between the heads of a position
+    spread = _qkv(2, 9, 2, 32, torch.float32, DEVICE, spare_heads=5)  # heads of a wider projection: loadable
+    for qkv in (long, unpacked):
+        with pytest.raises(ValueError, match="tma=True needs S <= 128"):
+            rope_attention_fwd(qkv, None, None, qkv.shape[2] // 3, tma=True)
+    _assert_matches_truth(rope_attention_fwd(spread, None, None, 2, tma=True), spread, None, None, 2, "wider")
 
 
 @pytest.mark.gpu

@@ -113,7 +113,7 @@ def test_bad_inputs_name_the_problem():
     assert "(3 * num_heads * D, K)" in unsupported(x, w[:, :16], cos, sin, 2, "fused")
     assert "(3 * num_heads * D, K)" in unsupported(x, w[:95], cos, sin, 2, "fused")
     assert "(3 * num_heads * D, K)" in unsupported(x, w, cos, sin, 0, "fused")
-    assert "must be even" in unsupported(x, w[:90], cos, sin, 6, "fused")
+    assert "must be a power of two from 4 to 128" in unsupported(x, w[:90], cos, sin, 6, "fused")
     assert "float32 (S, D)" in unsupported(x, w, cos[:4], sin, 2, "fused")
     assert "float32 (S, D)" in unsupported(x, w, cos, sin.double(), 2, "fused")
     assert "non-empty" in unsupported(x[:, :0], w, cos[:0], sin[:0], 2, "fused")

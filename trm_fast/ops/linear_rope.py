@@ -5,9 +5,10 @@ fp32 -> (B, S, 3H, D). FLOPs per call: 2 M (3 H D) K for M = B S rows. The fused
 (trm_fast.kernels.linear_rope) rotates the tile in the GEMM's epilogue, so the projection is written once
 and the separate RoPE pass over q and k (and, compiled, the layout copy around it) is gone.
 
-On an H200 the kernel took 551 us at sudoku_attn's batch 768 where cuBLAS and inductor's RoPE pass take
-314 us, and the engine's 16-step evaluation 949 ms with it against 850 without
-(bench/results/2026-11-29_h200_0ff1982_*): 'auto' does not run it (trm_fast.backend.AUTO_OPS), 'fused' does.
+On an H200 its previous version took 551 us at sudoku_attn's batch 768 where cuBLAS and inductor's RoPE pass
+take 314 us, and the engine's 16-step evaluation 949 ms with it against 850 without
+(bench/results/2026-11-29_h200_0ff1982_*). The current one (tables broadcast over a tile's heads, a TMA store)
+is not yet timed. 'auto' does not run it (trm_fast.backend.AUTO_OPS), 'fused' does.
 
 The model reaches it through `trm_fast.ops.attention.self_attention`, which runs it where the backend and
 the call allow (forward only: while autograd records, the official two steps run) and otherwise the
@@ -78,8 +79,9 @@ def unsupported(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: t
         return (f"weight must be (3 * num_heads * D, K) with K = x's last axis; got weight {tuple(weight.shape)}, "
                 f"x {tuple(x.shape)}, num_heads {num_heads}")
     d = weight.shape[0] // (3 * num_heads)
-    if d < 2 or d % 2:
-        return f"the head dim D must be even (rotate-half), got {d}"
+    if d < 4 or d > 128 or d & (d - 1):
+        # the kernel's column blocks hold whole half-heads (rotate-half pairs each head's two halves)
+        return f"the head dim D must be a power of two from 4 to 128, got {d}"
     for name, table in (("cos", cos), ("sin", sin)):
         if table.dtype != torch.float32 or tuple(table.shape) != (x.shape[1], d) or not table.is_contiguous():
             return (f"{name} must be a contiguous float32 (S, D) = {(x.shape[1], d)} table, got {table.dtype} "

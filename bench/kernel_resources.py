@@ -1,0 +1,114 @@
+"""Registers, spills and shared memory of every tile config of trm_fast's autotuned Triton kernels, compiled for
+a GPU that need not be here (default sm_90a, the H200's): which configs overflow shared memory, which
+spill, and how many programs of each an SM can hold, before any device time is spent.
+
+    python bench/kernel_resources.py                      # every kernel, bf16, all configs
+    python bench/kernel_resources.py rope_attention_tma --dtype fp32 --first 2
+
+The compile is Triton's own for that target (no GPU, no driver: the CPU machine and CI can run it); the
+resources are read from the cubin with the cuobjdump that Triton's wheel ships. Registers are per thread;
+"spill" is the local memory (stack) a thread uses; programs per SM are what the registers (64 K per SM) and
+the shared memory (228 KiB per SM, 1 KiB kept per program) allow together, capped at 32. The Triton
+version here may differ from the device's (its compiler allocates differently): figures to compare configs
+with, not the device's exact numbers.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+# name: (kernel module, kernel, constexprs besides the config's, descriptor blocks from the config's meta)
+KERNELS = {
+    "linear_swiglu_tma": ("linear_swiglu", "_linear_swiglu_tma_kernel", {"INPUT_PRECISION": "tf32"},
+                          lambda m: {"x_desc": (m["BLOCK_M"], m["BLOCK_K"]), "w_desc": (m["BLOCK_N"], m["BLOCK_K"]),
+                                     "y_desc": (m["BLOCK_M"], m["BLOCK_N"])}),
+    "linear_swiglu_pointer": ("linear_swiglu", "_linear_swiglu_kernel", {"INPUT_PRECISION": "tf32", "EVEN_K": True},
+                              None),
+    "linear_rope": ("linear_rope", "_linear_rope_kernel", {"INPUT_PRECISION": "tf32", "HALF_DIM": 32},
+                    lambda m: {"x_desc": (m["BLOCK_M"], m["BLOCK_K"]), "w_desc": (m["BLOCK_N"], m["BLOCK_K"]),
+                               "y_desc": (m["BLOCK_M"], 2 * m["BLOCK_N"])}),
+    "rope_attention": ("attention", "_rope_attention_fwd_kernel",
+                       {"HEAD_DIM": 64, "USE_ROPE": True, "DOT_PRECISION": "tf32"}, None),
+    "rope_attention_tma": ("attention", "_rope_attention_tma_kernel",
+                           {"HEAD_DIM": 64, "USE_ROPE": True, "DOT_PRECISION": "tf32", "BLOCK": 128},
+                           lambda m: {"half_desc": (128, 32), "v_desc": (128, 64)}),
+}
+SM_REGISTERS, SM_SHARED, PROGRAM_RESERVE = 65536, 233472, 1024
+
+
+def signature(fn, dtype: str, constexprs: dict, blocks: dict) -> dict:
+    """Triton's signature for a compile: by argument name, as trm_fast's kernels name them (`*_desc` a tensor
+    descriptor, `cos_ptr`/`sin_ptr` fp32 tables, other `*_ptr` activations, `qk_scale` a float, the rest ints)."""
+    sig = {}
+    for name in fn.arg_names:
+        if name in constexprs:
+            sig[name] = "constexpr"
+        elif name.endswith("_desc"):
+            sig[name] = f"tensordesc<{dtype}[{','.join(map(str, blocks[name]))}]>"
+        elif name.endswith("_ptr"):
+            sig[name] = "*fp32" if name in ("cos_ptr", "sin_ptr") else f"*{dtype}"
+        else:
+            sig[name] = "fp32" if name == "qk_scale" else "i32"
+    return sig
+
+
+def resources(kernel, config, dtype: str, fixed: dict, blocks, arch: int) -> dict:
+    """Compile one config for sm_<arch> and read what it takes."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    fn = kernel.fn
+    while not isinstance(fn, triton.runtime.jit.JITFunction):  # under @triton.heuristics
+        fn = fn.fn
+    constexprs = {**fixed, **config.kwargs}
+    sig = signature(fn, dtype, constexprs, blocks(config.kwargs) if blocks else {})
+    compiled = triton.compile(ASTSource(fn, sig, constexprs=constexprs), target=GPUTarget("cuda", arch, 32),
+                              options={"num_warps": config.num_warps, "num_stages": config.num_stages})
+    cuobjdump = os.path.join(os.path.dirname(triton.knobs.nvidia.ptxas.path), "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(compiled.asm["cubin"])
+        f.flush()
+        usage = subprocess.run([cuobjdump, "--dump-resource-usage", f.name], capture_output=True, text=True,
+                               check=True).stdout
+    regs, stack = (int(re.search(rf"{key}:(\d+)", usage).group(1)) for key in ("REG", "STACK"))
+    shared = compiled.metadata.shared
+    threads = 32 * config.num_warps
+    programs = min(SM_REGISTERS // max(1, regs * threads), SM_SHARED // (shared + PROGRAM_RESERVE), 32)
+    return {"registers": regs, "spill_bytes": stack, "shared_bytes": shared, "programs_per_sm": programs}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("kernels", nargs="*", help=f"any of {', '.join(KERNELS)} (default: all)")
+    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"))
+    parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: Hopper)")
+    parser.add_argument("--first", type=int, help="only the first N configs of each kernel")
+    args = parser.parse_args(argv)
+    os.environ.pop("TRITON_INTERPRET", None)  # before the kernels load: a real compile and the real tile lists
+    unknown = [k for k in args.kernels if k not in KERNELS]
+    if unknown:
+        parser.error(f"unknown kernel(s) {', '.join(unknown)}: choose from {', '.join(KERNELS)}")
+    import importlib
+
+    for name in args.kernels or KERNELS:
+        module, attr, fixed, blocks = KERNELS[name]
+        kernel = getattr(importlib.import_module(f"trm_fast.kernels.{module}"), attr)
+        for config in kernel.configs[:args.first]:
+            tile = " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + f" warps={config.num_warps} " \
+                f"stages={config.num_stages}"
+            try:
+                r = resources(kernel, config, args.dtype, fixed, blocks, args.arch)
+            except Exception as error:  # a config the compiler refuses: say so, go on
+                print(f"{name:<22} {tile:<62} failed: {type(error).__name__}: {str(error).splitlines()[0][:60]}")
+                continue
+            print(f"{name:<22} {tile:<62} {r['registers']:>3} regs {r['spill_bytes']:>5} B spill "
+                  f"{r['shared_bytes'] / 1024:>6.1f} KiB shared {r['programs_per_sm']:>2} per SM", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
