@@ -66,21 +66,22 @@ def _swiglu_backward():
     return {impl: grads(impl) for impl in IMPLS}, 5 * M * INNER * BF16, (M, 2 * INNER)
 
 
-def _rope_attention_forward(batch, seq, tma=None):
+def _rope_attention_forward(batch, seq, tma=None, rope=True):
     """The model's attention: qkv (B, S, 3H, D) from the projection and the RoPE tables in, (B, S, H*D) out.
     The reference is what the compiled model ran before the kernel: inductor's RoPE pass, then SDPA (so it
     is compiled here, unlike the other references; it compiles in the comparison, before any timing).
-    `tma`: one kernel (True: the persistent TMA one), None: the op's choice."""
+    `tma`: one kernel (True: the persistent TMA one), None: the op's choice. `rope=False`: no tables (q and k
+    arrive rotated, as from the QKV + RoPE GEMM), against SDPA alone."""
     from trm_fast.kernels.attention import rope_attention_fwd
 
     qkv = _randn(batch, seq, 3 * HEADS, HEAD_DIM)
-    cos, sin = (t.cuda() for t in RotaryEmbedding(HEAD_DIM, seq, 10000.0)())
+    cos, sin = (t.cuda() for t in RotaryEmbedding(HEAD_DIM, seq, 10000.0)()) if rope else (None, None)
     reference = torch.compile(rope_attention_reference, dynamic=False)
     calls = {"fused": (lambda: rope_attention_fused(qkv, cos, sin, HEADS)) if tma is None else
              (lambda: rope_attention_fwd(qkv, cos, sin, HEADS, tma=tma)),
              "reference": lambda: reference(qkv, cos, sin, HEADS)}
     # the floor: qkv read and the output written once, plus the two fp32 tables
-    nbytes = 4 * batch * seq * HEADS * HEAD_DIM * BF16 + 2 * seq * HEAD_DIM * 4
+    nbytes = 4 * batch * seq * HEADS * HEAD_DIM * BF16 + (2 * seq * HEAD_DIM * 4 if rope else 0)
     return calls, nbytes, (batch, seq, 3 * HEADS, HEAD_DIM)
 
 
@@ -124,6 +125,7 @@ CASES = {
     "swiglu backward": _swiglu_backward,
     "rope_attention forward": functools.partial(_rope_attention_forward, 768, 97),  # sudoku_attn
     "rope_attention forward tma": functools.partial(_rope_attention_forward, 768, 97, tma=True),  # persistent
+    "rope_attention forward tma no rope": functools.partial(_rope_attention_forward, 768, 97, tma=True, rope=False),
     "rope_attention forward arc": functools.partial(_rope_attention_forward, 64, 916),  # arc_attn, batch 64
     "linear_swiglu forward": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER),  # sudoku_attn's MLP
     "linear_swiglu forward pointer": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER, tma=False),
