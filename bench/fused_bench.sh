@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The fused kernels on the GPU machine (issue 16), one device call per phase, from the same checkout.
 # Usage (repository root, on the device): bash bench/fused_bench.sh COMMIT PHASE
-#   kernels  GPU tests of the GEMM-epilogue kernels, the engine and the models; their micro-benchmarks
-#            (bench/test_kernels.py -k "$KERNELS", default linear_, JSON); every tile of the gate/up +
-#            SwiGLU kernel against cuBLAS at sudoku_attn's and arc_attn's MLP (bench/gemm_tiles.py); the engine's
-#            16-step evaluation at batch 768 of $CONFIGS (default sudoku_attn) with its step on `auto`, once with each kernel set in
-#            $AUTO_OPS (';'-separated, default: trm_fast.backend.AUTO_OPS, then it with linear_rope), and on
-#            PyTorch's ops (bench/engine_ops.py)
+#   kernels  GPU tests of the GEMM-epilogue and attention kernels, the engine and the models; their
+#            micro-benchmarks (bench/test_kernels.py -k "$KERNELS", default "linear_ or rope_attention",
+#            JSON); every tile of the gate/up + SwiGLU kernel against cuBLAS at sudoku_attn's and arc_attn's
+#            MLP (bench/gemm_tiles.py); the engine's 16-step evaluation at batch 768 of $CONFIGS (default
+#            sudoku_attn) with its step on `auto`, once with each kernel set in $AUTO_OPS (';'-separated,
+#            default: trm_fast.backend.AUTO_OPS, then it with linear_rope), and on PyTorch's ops
+#            (bench/engine_ops.py)
 #   ncu      Nsight Compute on one call of each case in $NCU_CASES (';'-separated, default the two GEMM-epilogue
 #            kernels at sudoku_attn's batch 768), trm_fast's kernel and the reference (bench/ncu_kernels.py)
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of the four paper
@@ -20,10 +21,12 @@ log="$out/fused_$phase.log"
 source "$(dirname "$0")/device_common.sh"
 
 if [ "$phase" = kernels ]; then
-    python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_linear_swiglu.py tests/kernels/test_linear_rope.py \
-        tests/engine tests/test_models.py 2>&1 | tee "$out/gpu_tests.log" | tail -6 | tee -a "$log" || true
-    python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "${KERNELS:-linear_}" --benchmark-only \
-        --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 | tail -40 | tee -a "$log" || true
+    python3 -m pytest -q -m gpu -p no:cacheprovider --durations=10 tests/kernels/test_linear_swiglu.py \
+        tests/kernels/test_linear_rope.py tests/kernels/test_attention.py tests/engine tests/test_models.py 2>&1 \
+        | tee "$out/gpu_tests.log" | tail -16 | tee -a "$log" || true
+    python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "${KERNELS:-linear_ or rope_attention}" \
+        --benchmark-only --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 \
+        | tail -40 | tee -a "$log" || true
     for shape in "768 97" "192 916"; do
         set -- $shape
         (cd /tmp && python3 "$repo/bench/gemm_tiles.py" --batch "$1" --seq "$2" --commit "$commit" \
