@@ -6,7 +6,8 @@ spill, and how many programs of each an SM can hold, before any device time is s
     python bench/kernel_resources.py rope_attention_tma --dtype fp32 --first 2
 
 The compile is Triton's own for that target (no GPU, no driver: the CPU machine and CI can run it); the
-resources are read from the cubin with the cuobjdump that Triton's wheel ships. Registers are per thread;
+resources are read from the cubin with the cuobjdump that Triton's wheel ships. Run it with the device's
+Triton (a wheel unpacked on PYTHONPATH does) to see what the device will compile. Registers are per thread;
 "spill" is the local memory (stack) a thread uses; programs per SM are what the registers (64 K per SM) and
 the shared memory (228 KiB per SM, 1 KiB kept per program) allow together, capped at 32. The Triton
 version here may differ from the device's (its compiler allocates differently): figures to compare configs
@@ -93,6 +94,10 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown kernel(s) {', '.join(unknown)}: choose from {', '.join(KERNELS)}")
     import importlib
+
+    import triton
+
+    print(f"# Triton {triton.__version__}, sm_{args.arch}, {args.dtype}", flush=True)
 
     for name in args.kernels or KERNELS:
         module, attr, fixed, blocks = KERNELS[name]
