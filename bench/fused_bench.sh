@@ -22,7 +22,8 @@ source "$(dirname "$0")/device_common.sh"
 
 if [ "$phase" = kernels ]; then
     python3 -m pytest -q -m gpu -p no:cacheprovider --durations=10 tests/kernels/test_linear_swiglu.py \
-        tests/kernels/test_linear_rope.py tests/kernels/test_attention.py tests/engine tests/test_models.py 2>&1 \
+        tests/kernels/test_linear_rope.py tests/kernels/test_attention.py tests/kernels/test_linear_add_rms_norm.py \
+        tests/engine tests/test_models.py 2>&1 \
         | tee "$out/gpu_tests.log" | tail -16 | tee -a "$log" || true
     python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "${KERNELS:-linear_ or rope_attention}" \
         --benchmark-only --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 \

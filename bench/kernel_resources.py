@@ -36,13 +36,18 @@ KERNELS = {
     "rope_attention_tma": ("attention", "_rope_attention_tma_kernel",
                            {"HEAD_DIM": 64, "USE_ROPE": True, "DOT_PRECISION": "tf32", "BLOCK": 128},
                            lambda m: {"half_desc": (128, 32), "v_desc": (128, 64)}),
+    "linear_add_rms_norm": ("linear_add_rms_norm", "_linear_add_rms_norm_kernel",
+                            {"INPUT_PRECISION": "tf32", "BLOCK_N": 256, "BLOCK_K": 64},
+                            lambda m: {"x_desc": (m["BLOCK_M"], 64), "w_desc": (256, 64),
+                                       "r_desc": (m["BLOCK_M"], 256), "y_desc": (m["BLOCK_M"], 256)}),
 }
 SM_REGISTERS, SM_SHARED, PROGRAM_RESERVE = 65536, 233472, 1024
 
 
 def signature(fn, dtype: str, constexprs: dict, blocks: dict) -> dict:
     """Triton's signature for a compile: by argument name, as trm_fast's kernels name them (`*_desc` a tensor
-    descriptor, `cos_ptr`/`sin_ptr` fp32 tables, other `*_ptr` activations, `qk_scale` a float, the rest ints)."""
+    descriptor, `cos_ptr`/`sin_ptr` fp32 tables, other `*_ptr` activations, `qk_scale` and `eps` floats, the
+    rest ints)."""
     sig = {}
     for name in fn.arg_names:
         if name in constexprs:
@@ -52,7 +57,7 @@ def signature(fn, dtype: str, constexprs: dict, blocks: dict) -> dict:
         elif name.endswith("_ptr"):
             sig[name] = "*fp32" if name in ("cos_ptr", "sin_ptr") else f"*{dtype}"
         else:
-            sig[name] = "fp32" if name == "qk_scale" else "i32"
+            sig[name] = "fp32" if name in ("qk_scale", "eps") else "i32"
     return sig
 
 

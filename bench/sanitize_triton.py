@@ -67,6 +67,17 @@ def main() -> int:
     for c in _pinned(linear_swiglu._linear_swiglu_kernel, lambda c: c.kwargs["BLOCK_M"] in (128, 16), limit=2):
         ok &= _close(f"linear_swiglu pointer {c}", linear_swiglu.linear_swiglu(x, w, tma=False), want)
 
+    from trm_fast.kernels.linear_add_rms_norm import _linear_add_rms_norm_kernel, linear_add_rms_norm
+    from trm_fast.ops.linear_add_rms_norm import linear_add_rms_norm_reference
+
+    for down in (x.new_empty(b, s, n).normal_(), x):  # the down projection (K 1536), the o projection (K 512)
+        wd = torch.randn(k, down.shape[-1], dtype=dt, device=dev) * down.shape[-1] ** -0.5
+        residual = torch.randn(b, s, k, dtype=dt, device=dev)
+        want = linear_add_rms_norm_reference(down, wd, residual, 1e-5)
+        for c in _pinned(_linear_add_rms_norm_kernel, lambda c: True, limit=4):
+            ok &= _close(f"linear_add_rms_norm K {down.shape[-1]} {c}", linear_add_rms_norm(down, wd, residual, 1e-5),
+                         want)
+
     heads, d = 8, 64
     wq = torch.randn(3 * heads * d, k, dtype=dt, device=dev) * k**-0.5
     cos, sin = (t.to(dev) for t in RotaryEmbedding(d, s, 10000.0)())

@@ -118,6 +118,20 @@ def _linear_rope_forward(batch, seq):
     return calls, (batch * seq * (D + 3 * HEADS * HEAD_DIM) + 3 * HEADS * HEAD_DIM * D) * BF16, (batch, seq, D)
 
 
+def _linear_add_rms_norm_forward(batch, seq, k):
+    """A sublayer's closing projection with the residual add and RMSNorm: x (B, S, K), the weight (512, K), the
+    residual (B, S, 512). The reference is what the compiled model runs: cuBLAS's GEMM, then inductor's add +
+    RMSNorm (compiled here, before any timing)."""
+    from trm_fast.kernels.linear_add_rms_norm import linear_add_rms_norm
+    from trm_fast.ops.linear_add_rms_norm import linear_add_rms_norm_reference
+
+    x, w, residual = _randn(batch, seq, k), _randn(D, k) * k**-0.5, _randn(batch, seq, D)
+    reference = torch.compile(linear_add_rms_norm_reference, dynamic=False)
+    calls = {"fused": lambda: linear_add_rms_norm(x, w, residual, 1e-5),
+             "reference": lambda: reference(x, w, residual, 1e-5)}
+    return calls, (batch * seq * (k + 2 * D) + D * k) * BF16, (batch, seq, k, D)
+
+
 CASES = {
     "add_rms_norm forward": _add_rms_norm_forward,
     "add_rms_norm backward": _add_rms_norm_backward,
@@ -132,6 +146,9 @@ CASES = {
     "linear_swiglu forward b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER),
     "linear_swiglu forward arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER),
     "linear_swiglu forward mlp_t": functools.partial(_linear_swiglu_forward, 768, D, 97, 512, transposed=True),
+    "linear_add_rms_norm forward": functools.partial(_linear_add_rms_norm_forward, 768, 97, D),  # o projection
+    "linear_add_rms_norm forward down": functools.partial(_linear_add_rms_norm_forward, 768, 97, INNER),
+    "linear_add_rms_norm forward b1": functools.partial(_linear_add_rms_norm_forward, 1, 97, INNER),
     "linear_rope forward": functools.partial(_linear_rope_forward, 768, 97),  # sudoku_attn's QKV
     "linear_rope forward b1": functools.partial(_linear_rope_forward, 1, 97),
     "linear_rope forward arc": functools.partial(_linear_rope_forward, 192, 916),

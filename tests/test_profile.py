@@ -221,7 +221,13 @@ def test_gemm_epilogue_ops_count_their_gemm():
     Evt.input_dtypes = ["c10::BFloat16"] * 2 + ["float"] * 2
     read = (2 * 97 * 512 + 1536 * 512) * 2 + 2 * 97 * 64 * 4
     assert kernels.op_cost(Evt) == (2.0 * rows * 512 * 1536, read + rows * 1536 * 2, True)
-    for kernel in ("_linear_swiglu_tma_kernel", "_linear_rope_kernel"):
+    # the projection with the residual add and the norm: x, the weight (N, K) and the residual in, N columns out
+    Evt.name, Evt.input_shapes = "trm_fast::linear_add_rms_norm", [[2, 97, 1536], [512, 1536], [2, 97, 512]]
+    Evt.input_dtypes = ["c10::BFloat16"] * 3
+    read = (2 * 97 * 1536 + 512 * 1536 + 2 * 97 * 512) * 2
+    assert kernels.op_cost(Evt) == (2.0 * rows * 1536 * 512, read + rows * 512 * 2, True)
+    for kernel in ("_linear_swiglu_tma_kernel", "_linear_rope_kernel", "_linear_add_rms_norm_kernel",
+                   "_rope_attention_tma_kernel"):
         assert kernels.category(kernels.Kernel(kernel, "", (), 1.0)) == "trm_fast kernels"
 
 

@@ -5,8 +5,10 @@ backend switch (trm_fast.backend) only through here: its names, and resolving a 
 from ..backend import BACKENDS
 from ..backend import resolve as resolve_backend
 from .attention import rope_attention, self_attention
+from .linear_add_rms_norm import linear_add_rms_norm
 from .linear_swiglu import linear_swiglu
 from .rms_norm import add_rms_norm
 from .swiglu import swiglu
 
-__all__ = ["BACKENDS", "add_rms_norm", "linear_swiglu", "resolve_backend", "rope_attention", "self_attention", "swiglu"]
+__all__ = ["BACKENDS", "add_rms_norm", "linear_add_rms_norm", "linear_swiglu", "resolve_backend", "rope_attention",
+           "self_attention", "swiglu"]

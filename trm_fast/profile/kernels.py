@@ -96,8 +96,10 @@ def op_cost(evt, default_bytes: int = 2, heads=None):
         m, k, n = _numel(a[:-1]), a[-1], b[-1]
         moved = _numel(a) * sa + _numel(b) * sb + m * n * elt + (_numel(tensors[0][0]) * elt if name in _BIAS else 0)
         return 2.0 * m * k * n, float(moved), True
-    if name in ("trm_fast::linear_swiglu", "trm_fast::linear_rope") and len(tensors) >= 2:
-        # x (..., K) times the weight (N, K) as stored; SwiGLU writes N / 2 columns, RoPE all N
+    if name in ("trm_fast::linear_swiglu", "trm_fast::linear_rope", "trm_fast::linear_add_rms_norm") \
+            and len(tensors) >= 2:
+        # x (..., K) times the weight (N, K) as stored; SwiGLU writes N / 2 columns, RoPE and the add + norm
+        # (which also reads the residual, counted in `read`) all N
         (x, _), (w, _) = tensors[0], tensors[1]
         m, k, n = _numel(x[:-1]), x[-1], w[0]
         out_elements = m * (n // 2 if name.endswith("swiglu") else n)
@@ -199,8 +201,8 @@ def short_name(name: str, width: int = 58) -> str:
 
 CATEGORIES = [  # (category, pattern on kernel or op name), first match wins
     ("trm_fast kernels",
-     re.compile(r"trm_fast::|add_rms_norm|swiglu_(fwd|bwd)|rope_attention_fwd|rows_(fwd|bwd)|strided_(fwd|bwd)"
-                r"|_linear_(swiglu|rope)")),
+     re.compile(r"trm_fast::|add_rms_norm|swiglu_(fwd|bwd)|rope_attention_(fwd|tma)|rows_(fwd|bwd)"
+                r"|strided_(fwd|bwd)|_linear_(swiglu|rope|add_rms_norm)")),
     ("attention", re.compile(r"flash|fmha|attention|cudnn", re.I)),
     ("GEMM", re.compile(r"gemm|cutlass|xmma|nvjet|cublas|sm90_|aten::(add|b)?mm$|aten::baddbmm$", re.I)),
     ("inductor (Triton)", re.compile(r"^triton")),
