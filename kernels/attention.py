@@ -56,9 +56,8 @@ def _prune(configs, named_args, **kwargs):
     one key block covering the sequence (several smaller ones pad no less, 97 rounds to 128 with any tile,
     and add the rescaling), query blocks of 64 rows or the whole sequence, and up to 4 heads per program:
     the head loop is then the innermost loop, and 2 stages prefetch the next head's q, k and v while this
-    one computes. Past 128, one head per
-    program (the key loop is pipelined, 2 or 3 stages) and query blocks of 64 or 128 rows share each K/V
-    load. No more heads per program than H."""
+    one computes. Past 128, one head per program (the key loop is pipelined, 2 or 3 stages) and query blocks
+    of 64 or 128 rows share each K/V load. No more heads per program than H."""
     seq = max(32, triton.next_power_of_2(named_args["S"]))
     heads = named_args["H"]
     configs = [c for c in configs if c.kwargs["HEADS"] <= heads] or configs[:1]

@@ -59,10 +59,10 @@ def _prune(configs, named_args, **kwargs):
 
     def fits(c):
         bm = c.kwargs["BLOCK_M"]
-        return (c.num_stages * (bm * bk + 2 * bn * bk) + bm * bn) * size <= 227 * 1024
+        return tma_gemm.fits_shared_bytes((c.num_stages * (bm * bk + 2 * bn * bk) + bm * bn) * size, c.kwargs["CTAS"])
 
     # the last tile, the smallest, runs where none fits (fp32 at N 512: it then holds one program per SM)
-    return tma_gemm.prune_rows([c for c in configs if interpreting() or fits(c)] or configs[-1:], named_args["M"])
+    return tma_gemm.prune_rows([c for c in configs if fits(c)] or configs[-1:], named_args["M"])
 
 
 @triton.autotune(configs=_configs(), key=["M", "N", "K", "ELEMENT_SIZE"],

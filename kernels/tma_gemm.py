@@ -107,14 +107,20 @@ def _shared_memory(device: int) -> int:
 def fits_shared_memory(config, element_size: int, b_blocks: int, out_blocks: int = 1) -> bool:
     """Whether a config's pipeline fits the SM's shared memory, CTAS programs of it where the config says so:
     `num_stages` copies of the x block and of `b_blocks` weight blocks, and `out_blocks` output blocks staged
-    for the TMA store. (Triton's autotuner skips a config that fails to compile, but one that compiles and then cannot
-    launch would be chosen and fail: at fp32, 128 x 128 tiles in 3 stages need 288 KiB where an H200 SM has
-    227.) The SM keeps 1 KiB per resident program on top of the 227 KiB one program may have."""
-    if interpreting():
-        return True
+    for the TMA store. (Triton's autotuner skips a config that fails to compile, but one that compiles and
+    then cannot launch would be chosen and fail: at fp32, 128 x 128 tiles in 3 stages need 288 KiB where an
+    H200 SM has 227.)"""
     bm, bn, bk = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.kwargs["BLOCK_K"]
     need = (config.num_stages * (bm * bk + b_blocks * bn * bk) + out_blocks * bm * bn) * element_size
-    return config.kwargs.get("CTAS", 1) * (need + 1024) <= _shared_memory(torch.cuda.current_device()) + 1024
+    return fits_shared_bytes(need, config.kwargs.get("CTAS", 1))
+
+
+def fits_shared_bytes(need: int, programs: int = 1) -> bool:
+    """Whether `programs` programs of `need` bytes of shared memory each fit one SM of this GPU: one may have
+    227 KiB on Hopper, and the SM keeps 1 KiB per resident program on top. Always under the interpreter."""
+    if interpreting():
+        return True
+    return programs * (need + 1024) <= _shared_memory(torch.cuda.current_device()) + 1024
 
 
 def prune_rows(configs, rows: int):
