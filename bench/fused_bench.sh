@@ -1,30 +1,27 @@
 #!/usr/bin/env bash
 # The fused kernels on the GPU machine (issue 16), one device call per phase, from the same checkout.
 # Usage (repository root, on the device): bash bench/fused_bench.sh COMMIT PHASE
-#   kernels  GPU tests of the GEMM-epilogue and attention kernels, the engine and the models; their
-#            micro-benchmarks (bench/test_kernels.py -k "$KERNELS", default "linear_ or rope_attention",
-#            JSON); every tile of the gate/up + SwiGLU kernel against cuBLAS at sudoku_attn's and arc_attn's
-#            MLP (bench/gemm_tiles.py); the engine's 16-step evaluation at batch 768 of $CONFIGS (default
-#            sudoku_attn) with its step on `auto`, once with each kernel set in $AUTO_OPS (';'-separated,
-#            default: trm_fast.backend.AUTO_OPS, then it with linear_rope), and on PyTorch's ops
-#            (bench/engine_ops.py)
+#   kernels  the micro-benchmarks of the fused kernels (bench/test_kernels.py -k "$KERNELS", default
+#            "linear_ or rope_attention", JSON); every tile of the gate/up + SwiGLU kernel against cuBLAS at
+#            sudoku_attn's and arc_attn's MLP (bench/gemm_tiles.py); the engine's 16-step evaluation at batch
+#            768 of $CONFIGS (default sudoku_attn) with its step on `auto`, once with each kernel set in
+#            $AUTO_OPS (';'-separated, default: trm_fast.backend.AUTO_OPS, then it with linear_rope), and on
+#            PyTorch's ops (bench/engine_ops.py). Numbers first: about 5 minutes
+#   tests    GPU tests of the fused kernels, the engine and the models (the ten slowest listed), then
+#            compute-sanitizer's memcheck and racecheck on every Triton kernel (bench/sanitize_triton.py)
 #   ncu      Nsight Compute on one call of each case in $NCU_CASES (';'-separated, default the two GEMM-epilogue
 #            kernels at sudoku_attn's batch 768), trm_fast's kernel and the reference (bench/ncu_kernels.py)
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of the four paper
 #            configs at their batch, then sudoku_attn and arc_attn at batch 1 (engine, reference-graphs)
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|ncu|infer}
-phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|ncu|infer}
+commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|infer}
+phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|infer}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 log="$out/fused_$phase.log"
 source "$(dirname "$0")/device_common.sh"
 
 if [ "$phase" = kernels ]; then
-    python3 -m pytest -q -m gpu -p no:cacheprovider --durations=10 tests/kernels/test_linear_swiglu.py \
-        tests/kernels/test_linear_rope.py tests/kernels/test_attention.py tests/kernels/test_linear_add_rms_norm.py \
-        tests/engine tests/test_models.py 2>&1 \
-        | tee "$out/gpu_tests.log" | tail -16 | tee -a "$log" || true
     python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "${KERNELS:-linear_ or rope_attention}" \
         --benchmark-only --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 \
         | tail -40 | tee -a "$log" || true
@@ -40,6 +37,15 @@ if [ "$phase" = kernels ]; then
         (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 768 --ops auto,reference "${auto_args[@]}" \
             --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
     done
+elif [ "$phase" = tests ]; then
+    python3 -m pytest -q -m gpu -p no:cacheprovider --durations=10 tests/kernels/test_linear_swiglu.py \
+        tests/kernels/test_linear_rope.py tests/kernels/test_attention.py tests/kernels/test_linear_add_rms_norm.py \
+        tests/engine tests/test_models.py 2>&1 | tee "$out/gpu_tests.log" | tail -16 | tee -a "$log" || true
+    for tool in memcheck racecheck; do
+        compute-sanitizer --tool "$tool" --error-exitcode 9 python3 bench/sanitize_triton.py \
+            >> "$out/sanitizer_triton.log" 2>&1 && echo "$tool: clean" | tee -a "$log" \
+            || echo "$tool: FAILED (see sanitizer_triton.log)" | tee -a "$log"
+    done
 elif [ "$phase" = ncu ]; then
     IFS=';' read -ra cases <<< "${NCU_CASES:-linear_rope forward;linear_swiglu forward}"
     for impl in fused reference; do
@@ -53,5 +59,5 @@ elif [ "$phase" = infer ]; then
     bench sudoku_attn arc_attn --mode infer --batch 1 --backend engine,reference-graphs --warmup 2 --reps 5 \
         --json "$out/bench_infer_b1.json" --no-png
 else
-    echo "unknown phase $phase: kernels, ncu or infer" >&2; exit 2
+    echo "unknown phase $phase: kernels, tests, ncu or infer" >&2; exit 2
 fi
