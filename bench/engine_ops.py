@@ -28,10 +28,17 @@ def main():
     parser.add_argument("--ops", default="auto,reference", help="comma list of backends to build the model on")
     parser.add_argument("--auto-ops", action="append",
                         help="comma list replacing trm_fast.backend.AUTO_OPS; repeat it to time auto with each set")
+    parser.add_argument("--attention-tma", action="store_true",
+                        help="the attention op runs the persistent TMA kernel up to S 128 (where `attention` is "
+                             "in the auto set; trm_fast.kernels.attention.TMA_BY_DEFAULT)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args()
     auto_sets = [set(filter(None, ops.split(","))) for ops in args.auto_ops] if args.auto_ops else [backend.AUTO_OPS]
+    if args.attention_tma:
+        from trm_fast.kernels import attention
+
+        attention.TMA_BY_DEFAULT = True
     runs = [(ops, auto) for ops in args.ops.split(",") for auto in (auto_sets if ops == "auto" else [None])]
     bc, device = configs.load(args.config), torch.device("cuda")
     for batch in map(int, args.batches.split(",")):
@@ -53,6 +60,7 @@ def main():
             torch.cuda.reset_peak_memory_stats()
             times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
             row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(auto_ops or ()), warmup_s=warm,
+                       attention_tma=args.attention_tma,
                        **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                        device=torch.cuda.get_device_name())
             print(json.dumps(row), flush=True)

@@ -5,8 +5,9 @@
 #            "linear_ or rope_attention", JSON); every tile of the gate/up + SwiGLU kernel against cuBLAS at
 #            sudoku_attn's and arc_attn's MLP (bench/gemm_tiles.py); the engine's 16-step evaluation at batch
 #            768 of $CONFIGS (default sudoku_attn) with its step on `auto`, once with each kernel set in
-#            $AUTO_OPS (';'-separated, default: trm_fast.backend.AUTO_OPS, then it with linear_rope), and on
-#            PyTorch's ops (bench/engine_ops.py). Numbers first: about 5 minutes
+#            $AUTO_OPS (';'-separated; default: trm_fast.backend.AUTO_OPS, then it with linear_rope, with
+#            linear_add_rms_norm, and with linear_rope and the persistent TMA attention), and on PyTorch's
+#            ops (bench/engine_ops.py). Numbers first: about 8 minutes
 #   tests    GPU tests of the fused kernels, the engine and the models (the ten slowest listed), then
 #            compute-sanitizer's memcheck and racecheck on every Triton kernel (bench/sanitize_triton.py)
 #   ncu      Nsight Compute on one call of each case in $NCU_CASES (';'-separated, default the two GEMM-epilogue
@@ -31,11 +32,13 @@ if [ "$phase" = kernels ]; then
             --json "$out/gemm_tiles.jsonl") 2>&1 | tee -a "$log" || true
     done
     auto_args=()
-    IFS=';' read -ra sets <<< "${AUTO_OPS:-add_rms_norm,swiglu,linear_swiglu;add_rms_norm,swiglu,linear_swiglu,linear_rope}"
+    base=add_rms_norm,swiglu,linear_swiglu
+    defaults="$base;$base,linear_rope;$base,linear_add_rms_norm;$base,linear_rope,attention"
+    IFS=';' read -ra sets <<< "${AUTO_OPS:-$defaults}"
     for set in "${sets[@]}"; do auto_args+=(--auto-ops "$set"); done
-    for config in ${CONFIGS:-sudoku_attn}; do
+    for config in ${CONFIGS:-sudoku_attn}; do  # --attention-tma: only the sets with `attention` run it
         (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 768 --ops auto,reference "${auto_args[@]}" \
-            --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
+            --attention-tma --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
     done
 elif [ "$phase" = tests ]; then
     python3 -m pytest -q -m gpu -p no:cacheprovider --durations=10 tests/kernels/test_linear_swiglu.py \

@@ -236,13 +236,19 @@ def _tma_rows(qkv: torch.Tensor):
     return tma_gemm.tma_rows(qkv.as_strided((b, s, heads * d), (qkv.stride(0), qkv.stride(1), 1)))
 
 
+# Which kernel rope_attention_fwd(tma=None) runs up to S 128: the pointer one, the one measured
+# (bench/NOTES.md), until a GPU run shows the persistent TMA one faster. An experiment may set it first
+# (bench/engine_ops.py --attention-tma).
+TMA_BY_DEFAULT = False
+
+
 def rope_attention_fwd(qkv: torch.Tensor, cos, sin, num_heads: int, out=None, tma: bool | None = None) -> torch.Tensor:
     """out (B, S, H*D) = attention of RoPE(q), RoPE(k), v split from qkv (B, S, 3H, D); cos, sin (S, D)
     fp32, or both None for no RoPE. Inputs are those trm_fast.ops.attention.unsupported accepts;
     `out`, if given, must be a (B, S, H*D) tensor of qkv's dtype with unit stride on its last axis. `tma`:
-    True runs the persistent TMA kernel (S <= 128, packed heads, Hopper or newer: `_tma_rows`), False or
-    None the pointer kernel (any S and strides). None will take TMA where it runs once a GPU run shows it
-    faster: it is written and checked under the interpreter, not yet timed (bench/NOTES.md)."""
+    True runs the persistent TMA kernel (S <= 128, packed heads, Hopper or newer: `_tma_rows`), False the
+    pointer kernel (any S and strides), None the TMA one where it runs if TMA_BY_DEFAULT, else the pointer
+    one."""
     b, s, _, d = qkv.shape
     if out is None:
         out = torch.empty((b, s, num_heads * d), dtype=qkv.dtype, device=qkv.device)
@@ -251,7 +257,7 @@ def rope_attention_fwd(qkv: torch.Tensor, cos, sin, num_heads: int, out=None, tm
         cos = sin = qkv  # never read: USE_ROPE=False compiles the loads away
     # fp32 stays fp32 on the tensor cores' inputs (no TF32); 16-bit inputs are exact in any mode
     precision = "ieee" if qkv.dtype == torch.float32 else "tf32"
-    rows = _tma_rows(qkv) if tma else None
+    rows = _tma_rows(qkv) if tma or (tma is None and TMA_BY_DEFAULT) else None
     if tma and rows is None:
         raise ValueError("tma=True needs S <= 128, qkv's heads and positions packed with 16-byte aligned rows and "
                          "address, and a Hopper or newer GPU")

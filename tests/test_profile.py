@@ -41,7 +41,7 @@ def test_train_step_stages_follow_the_recursion():
     }
     stages = {k.stage for k in records}
     for expected in [("forward", "embedding"), ("forward", "heads"), ("optimizer",),
-                     ("forward", "grad cycle", "y update", "add + RMSNorm"),
+                     ("forward", "grad cycle", "y update", "projection + add + RMSNorm"),
                      ("forward", "grad cycle", "y update", "mlp")]:
         assert expected in stages, expected
     mm = [k for k in records if k.op == "aten::mm" and k.stage[-1] == "mlp"]
@@ -76,7 +76,7 @@ def test_hrm_stages_follow_its_two_levels():
 
 def test_stage_names():
     assert stage(["unit 0", "forward", "act_step", "core", "H_cycle 1/3", "L_cycle 2 no_grad", "layer 0"]) == (
-        "forward", "no-grad cycles", "z updates (L cycles)", "add + RMSNorm")
+        "forward", "no-grad cycles", "z updates (L cycles)", "projection + add + RMSNorm")
     assert stage(["act_step", "q_target", "H_cycle 2/2", "H_level no_grad"]) == (
         "Q-continue target", "no-grad cycles", "H level", "input injection")
 

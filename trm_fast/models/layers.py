@@ -83,11 +83,14 @@ class Attention(nn.Module):
         self.qkv_proj = CastedLinear(hidden_size, 3 * hidden_size, bias=False)
         self.o_proj = CastedLinear(hidden_size, hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, cos_sin) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos_sin, project: bool = True) -> torch.Tensor:
+        """project=False stops before the output projection (B, S, H D): the post-norm block hands o_proj's
+        weight to one op with the residual add and the norm after it."""
         # the projection's weight goes to the op with RoPE and attention, which may fuse the projection and
         # RoPE (qkv_proj's own forward, and so its hooks, are not called); heads: q, then k, then v
         qkv_weight = self.qkv_proj.weight.to(x.dtype)
-        return self.o_proj(ops.self_attention(x, qkv_weight, cos_sin, self.num_heads, backend=self.backend))
+        mixed = ops.self_attention(x, qkv_weight, cos_sin, self.num_heads, backend=self.backend)
+        return self.o_proj(mixed) if project else mixed
 
 
 class SwiGLU(nn.Module):
@@ -100,11 +103,14 @@ class SwiGLU(nn.Module):
         self.gate_up_proj = CastedLinear(width, 2 * inner, bias=False)
         self.down_proj = CastedLinear(inner, width, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
+        """project=False stops before the down projection: the post-norm block hands down_proj's weight to
+        one op with the residual add and the norm after it."""
         # the projection's weight goes to the op with SwiGLU, which may fuse the two (gate_up_proj's own
         # forward, and so its hooks, are not called)
         gate_up_weight = self.gate_up_proj.weight.to(x.dtype)
-        return self.down_proj(ops.linear_swiglu(x, gate_up_weight, backend=self.backend))
+        hidden = ops.linear_swiglu(x, gate_up_weight, backend=self.backend)
+        return self.down_proj(hidden) if project else hidden
 
 
 class Block(nn.Module):
@@ -121,12 +127,19 @@ class Block(nn.Module):
         self.mlp = SwiGLU(config.hidden_size, config.expansion, config.backend)
 
     def forward(self, h: torch.Tensor, cos_sin) -> torch.Tensor:
+        # a sublayer's closing projection goes to one op with the residual add and the norm, which may fuse the
+        # three (o_proj's and down_proj's own forwards, and so their hooks, are not called); MLP-t's token
+        # mix, normalised across positions in the transposed layout, keeps its own projection
         if self.use_mlp_t:
             h_t = h.transpose(1, 2)  # (B, D, S): mix along the sequence, normalise over it
             h = ops.add_rms_norm(h_t, self.mlp_t(h_t), self.eps, backend=self.backend).transpose(1, 2)
         else:
-            h = ops.add_rms_norm(h, self.self_attn(h, cos_sin), self.eps, backend=self.backend)
-        return ops.add_rms_norm(h, self.mlp(h), self.eps, backend=self.backend)
+            mixed = self.self_attn(h, cos_sin, project=False)
+            h = ops.linear_add_rms_norm(mixed, self.self_attn.o_proj.weight.to(mixed.dtype), h, self.eps,
+                                        backend=self.backend)
+        hidden = self.mlp(h, project=False)
+        return ops.linear_add_rms_norm(hidden, self.mlp.down_proj.weight.to(hidden.dtype), h, self.eps,
+                                       backend=self.backend)
 
 
 class ReasoningModule(nn.Module):

@@ -6,12 +6,13 @@ rows. The fused path (trm_fast.kernels.linear_add_rms_norm) keeps each row's N <
 program, so the projection's output and the pre-norm sum never reach memory: 2 M N elements less traffic
 and one kernel fewer per call.
 
-Not yet timed on a GPU, and not yet called by the model: the post-norm block (models/layers.Block) will
-hand it o_proj's and down_proj's weights once a GPU run shows the kernel faster than cuBLAS plus the add +
-RMSNorm pass (the micro-benchmark cases `linear_add_rms_norm forward`, bench/test_kernels.py). 'auto' will
-not run it before then (trm_fast.backend.AUTO_OPS). The fused path is forward only: while autograd records,
-the reference runs, with its own add + RMSNorm op on the backend asked for. The reference is the model's
-unfused path, op for op.
+The post-norm block (models/layers.Block) hands it o_proj's and down_proj's weights. The kernel is not yet
+timed on a GPU (the micro-benchmark cases `linear_add_rms_norm forward`, bench/test_kernels.py, and
+`bench/engine_ops.py --auto-ops ...,linear_add_rms_norm` will say): 'auto' does not run it
+(trm_fast.backend.AUTO_OPS), 'fused' does. The fused path is forward only: while autograd records, the
+reference runs, with its own add + RMSNorm op on the backend asked for. The reference is the model's unfused
+path op for op (F.linear, then add + RMSNorm), so the reference backend stays bit-identical to the official
+model.
 """
 
 import warnings

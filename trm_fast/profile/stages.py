@@ -15,7 +15,8 @@ record_function (so kernels can be attributed to it) and, on a GPU, an NVTX rang
 
 A stage is that path without indices (`forward > no-grad cycles > z updates (L cycles) > attention`), so the
 same work in every cycle and layer adds up in one line; kernels of a layer outside its attention and MLP
-are its residual add + RMSNorm.
+are the sublayers' closing projections (o and down, which one op takes with what follows them) and the
+residual add + RMSNorm.
 """
 
 import contextlib
@@ -132,7 +133,7 @@ def stage(path):
             parts.append(word)
     leaf = path[-1].split(" ")[0] if path else ""
     if leaf == "layer":
-        parts.append("add + RMSNorm")
+        parts.append("projection + add + RMSNorm")
     elif leaf in ("L_cycle", "y_update", "L_level", "H_level"):
         parts.append("input injection")
     return tuple(parts)
