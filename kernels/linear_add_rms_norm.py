@@ -31,13 +31,10 @@ from . import tma_gemm
 
 
 def _set_block_shapes(nargs):
-    """Pre-hook: x's block BLOCK_M x BLOCK_K, the weight's BLOCK_N x BLOCK_K, residual's and y's BLOCK_M x
-    BLOCK_N (BLOCK_N and BLOCK_K come from the launch, BLOCK_M from the config)."""
-    bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
-    nargs["x_desc"].block_shape = [bm, bk]
-    nargs["w_desc"].block_shape = [bn, bk]
-    nargs["r_desc"].block_shape = [bm, bn]
-    nargs["y_desc"].block_shape = [bm, bn]
+    """Pre-hook: x, w and y as tma_gemm sets them, and the residual's block as y's (BLOCK_N and BLOCK_K come
+    from the launch, BLOCK_M from the config)."""
+    tma_gemm.set_block_shapes(nargs)
+    nargs["r_desc"].block_shape = [nargs["BLOCK_M"], nargs["BLOCK_N"]]
 
 
 def _configs():
@@ -82,6 +79,12 @@ def _linear_add_rms_norm_kernel(x_desc, w_desc, r_desc, y_desc, M, N, K, ELEMENT
         rstd = tl.rsqrt((tl.sum(s_a * s_a, 1) + tl.sum(s_b * s_b, 1)) / N + eps)
         y_desc.store([off_m, 0], (s_a * rstd[:, None]).to(y_desc.dtype))
         y_desc.store([off_m, BLOCK_N], (s_b * rstd[:, None]).to(y_desc.dtype))
+
+
+def loadable(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor, out: torch.Tensor) -> bool:
+    """Whether the kernel can load these (tma_gemm.tma_rows: row-major, 16-byte aligned, Hopper or newer)."""
+    m, n = residual.shape[0] * residual.shape[1], residual.shape[2]
+    return tma_gemm.tma_rows(x, weight, residual.view(m, n), out.view(m, n)) is not None
 
 
 def linear_add_rms_norm(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor, eps: float,

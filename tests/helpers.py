@@ -117,6 +117,14 @@ def assert_close_at_worst(actual, expected, atol, rtol, what):
         f"{what}: max error {err.max().item():.3e} at {idx}: got {actual[idx].item()}, want {expected[idx].item()}")
 
 
+def assert_kernel_and_op_match(out, op, truth, torch_err, what):
+    """A kernel's output (written into a poisoned tensor) and its custom op's, each within three times PyTorch's
+    own error in that dtype against the fp64 truth, plus 1e-4; the op's output contiguous, as `out` is shaped."""
+    assert_close_at_worst(out, truth, atol=3 * torch_err + 1e-4, rtol=0, what=what)
+    assert op.shape == out.shape and op.dtype == out.dtype and op.is_contiguous()
+    assert_close_at_worst(op, truth, atol=3 * torch_err + 1e-4, rtol=0, what=f"op {what}")
+
+
 # TRM with attention, TRM with MLP-t, HRM: the three model kinds, small enough for a CPU
 TRAINING_VARIANTS = [(trm_fast.TRM, dict()), (trm_fast.TRM, dict(pos_encodings="none", mlp_t=True)),
                      (trm_fast.HRM, dict(H_layers=2))]

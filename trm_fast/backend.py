@@ -120,10 +120,15 @@ def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bo
         return True
     if backend == "fused":
         raise FusedUnavailableError(f"backend 'fused': {op} cannot run here: {unsupported}")
-    if (op, unsupported) not in _warned:
-        _warned.add((op, unsupported))
-        warnings.warn(f"trm_fast: {op} falls back to the reference: {unsupported}", stacklevel=3)
+    warn_fallback(op, unsupported, stacklevel=4)
     return False
+
+
+def warn_fallback(op: str, reason: str, stacklevel: int = 3):
+    """Say once per process and reason that `op` runs its reference instead of its kernel, and why."""
+    if (op, reason) not in _warned:
+        _warned.add((op, reason))
+        warnings.warn(f"trm_fast: {op} falls back to the reference: {reason}", stacklevel=stacklevel)
 
 
 def records(*tensors) -> bool:

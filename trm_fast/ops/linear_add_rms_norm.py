@@ -15,7 +15,6 @@ path op for op (F.linear, then add + RMSNorm), so the reference backend stays bi
 model.
 """
 
-import warnings
 from typing import Optional
 
 import torch
@@ -36,22 +35,14 @@ def linear_add_rms_norm_fused(x: torch.Tensor, weight: torch.Tensor, residual: t
                               eps: float) -> torch.Tensor:
     """The Triton kernel; forward only. Where the tensors are not 16-byte aligned (a run-time check, so not in
     `unsupported`), the reference computes it, with one warning."""
-    from ..kernels import tma_gemm
-    from ..kernels.linear_add_rms_norm import linear_add_rms_norm as kernel
+    from ..kernels.linear_add_rms_norm import linear_add_rms_norm as kernel, loadable
 
     residual = residual.contiguous()  # MLP-t's channel MLP may get a transposed-back view on some paths
     out = torch.empty_like(residual)
-    m, n = residual.shape[0] * residual.shape[1], residual.shape[2]
-    if tma_gemm.tma_rows(x, weight, residual.view(m, n), out.view(m, n)) is not None:
+    if loadable(x, weight, residual, out):
         return kernel(x, weight, residual, eps, out=out)
-    if "unaligned" not in _warned:
-        _warned.add("unaligned")
-        warnings.warn("trm_fast: linear_add_rms_norm falls back to the reference: x, weight, the residual or the "
-                      "output is not 16-byte aligned", stacklevel=2)
+    _backend.warn_fallback("linear_add_rms_norm", "x, weight, the residual or the output is not 16-byte aligned")
     return linear_add_rms_norm_reference(x, weight, residual, eps)
-
-
-_warned = set()
 
 
 @linear_add_rms_norm_fused.register_fake

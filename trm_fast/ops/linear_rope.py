@@ -15,7 +15,6 @@ the call allow (forward only: while autograd records, the official two steps run
 official steps themselves: F.linear, then RoPE inside the attention op.
 """
 
-import warnings
 from typing import Optional
 
 import torch
@@ -46,14 +45,8 @@ def linear_rope_fused(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, 
     out = x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
     if loadable(x, weight, out):
         return kernel(x, weight, cos, sin, num_heads, out=out)
-    if "unaligned" not in _warned:
-        _warned.add("unaligned")
-        warnings.warn("trm_fast: linear_rope falls back to the reference: x, weight or the output is not 16-byte "
-                      "aligned", stacklevel=2)
+    _backend.warn_fallback("linear_rope", "x, weight or the output is not 16-byte aligned")
     return linear_rope_reference(x, weight, cos, sin, num_heads)
-
-
-_warned = set()
 
 
 @linear_rope_fused.register_fake

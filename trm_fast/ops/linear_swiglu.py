@@ -79,8 +79,8 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, backend: str = "referen
     1.04 against 1.23 ms at arc_attn's batch 192 (Triton's do_bench medians), and the engine's 16-step
     evaluation took 850 ms with it against 916 ms without (bench/results/2026-11-29_h200_7ef693d_*). The
     pointer kernel, the only one for MLP-t's transposed x, lost (918 against 699 us at sudoku_mlpt's token
-    MLP): there, in fp32 and before Hopper 'auto' keeps the unfused pair, and only 'fused' runs a kernel. The kernels are forward only: while
-    autograd records, the reference runs."""
+    MLP): there, in fp32 and before Hopper 'auto' keeps the unfused pair, and only 'fused' runs a kernel. The
+    kernels are forward only: while autograd records, the reference runs."""
     recording = _backend.records(x, weight)
     why_not = lambda: unsupported(x, weight, backend)  # noqa: E731
     slower = backend == "auto" and _not_measured_faster(x)
