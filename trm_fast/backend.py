@@ -104,8 +104,8 @@ def triton_unsupported(t, name: str, backend: str) -> Optional[str]:
 _warned = set()
 
 # The kernels 'auto' runs: those measured faster than what they replace on an H200, each op's docstring says by
-# how much. The others (attention, linear_rope) run on 'fused' alone. An experiment may change the set before
-# it builds a model (bench/engine_ops.py --auto-ops).
+# how much. The others (attention, linear_rope, linear_add_rms_norm) run on 'fused' alone. An experiment may
+# change the set before it builds a model (bench/engine_ops.py --auto-ops).
 AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu"}
 
 
