@@ -52,7 +52,8 @@ def _prune(configs, named_args, **kwargs):
     """Tiles that fit shared memory (x and two weight blocks per stage, and one BLOCK_M x BLOCK_N block staged
     for the residual's loads and y's stores: 176 KiB at 64 rows and 2 stages, as the compiler counts), no
     taller than the rows."""
-    size, bn, bk = named_args["ELEMENT_SIZE"], named_args["BLOCK_N"], named_args["BLOCK_K"]
+    # the autotuner hands the launch's keyword arguments (BLOCK_N, BLOCK_K) apart from the positional ones
+    size, bn, bk = named_args["ELEMENT_SIZE"], kwargs["BLOCK_N"], kwargs["BLOCK_K"]
 
     def fits(c):
         bm = c.kwargs["BLOCK_M"]

@@ -87,3 +87,17 @@ def test_bad_inputs_name_the_problem():
 
     with pytest.raises(ValueError, match="N <= 512"):
         linear_add_rms_norm(x, big, torch.zeros(2, 5, 520, device=DEVICE), EPS)
+
+
+def test_prune_keeps_a_gpu_tile_as_the_autotuner_calls_it(monkeypatch):
+    """The GPU's tile list pruned the way Triton's autotuner calls the hook: the launch's keyword arguments
+    (BLOCK_N, BLOCK_K) apart from the positional ones. The interpreter's single tile skips pruning, so this is
+    the CPU's only run of it."""
+    from trm_fast.kernels import linear_add_rms_norm as module
+
+    monkeypatch.setattr(module, "interpreting", lambda: False)
+    configs = module._configs()
+    assert len(configs) > 1
+    for size, m in [(2, 768 * 97), (2, 97), (4, 768 * 97)]:
+        kept = module._prune(configs, {"ELEMENT_SIZE": size, "M": m}, BLOCK_N=256, BLOCK_K=64 if size == 2 else 32)
+        assert kept and all(c in configs for c in kept)
