@@ -4,7 +4,8 @@
 # Defaults: 2 processes, the paper's sudoku_att recipe at its global batch of 768, 4 epochs of 20,000
 # generated Sudoku (104 steps). Runs, on the same data, seed and global batch, exploration off:
 #   1. one process on one GPU;  2. torchrun with PROCESSES processes (a checkpoint every 50 steps);
-#   3. the torchrun run's step-50 checkpoint resumed by one process (it must continue the same run).
+#   3. the torchrun run's step-50 checkpoint resumed by one process (it must continue the same run);
+#   4. one process at one rank's share of the global batch, one epoch (the ideal the scaling is read against).
 # Then bench/multi_gpu.py compares the first 50 losses and the steps/s (the trainer's own summary lines).
 # Writes multi_gpu.json, multi_gpu.log and the three runs' metrics.csv under $OUT. Environment: DATA_PUZZLES
 # (generated puzzles, default 20000), TRAIN_ARGS (more config overrides for the three runs). An epoch is
@@ -69,3 +70,19 @@ json.dump(report, open(sys.argv[1], "w"), indent=1)
 print(f"resumed on one process from step 50: {len(common)} steps, largest relative loss difference {worst:.2e}")
 PY
 for name in one many resumed; do cp "/tmp/mg_$name/metrics.csv" "$out/${name}_metrics.csv"; done
+
+# 4. one process at one rank's share of the batch (global / PROCESSES), one epoch: what a rank's work costs
+# alone, so that the scaling's loss splits into the share's own time and what running together adds
+run share trm-fast train "$config" checkpoint_path=/tmp/mg_share "${common[@]}" epochs=1 \
+    global_batch_size=$(( ${GLOBAL_BATCH:-768} / processes ))
+python3 - "$out/multi_gpu.json" /tmp/mg_share.log "$repo/bench" <<'PY' | tee -a "$log"
+import json, sys
+sys.path.insert(0, sys.argv[3])
+from multi_gpu import steps_per_s
+report = json.load(open(sys.argv[1]))
+speed, _ = steps_per_s(sys.argv[2])
+report.update(ms_per_step_share_alone=1e3 / speed, share_alone_over_many=1e3 / speed / report["ms_per_step_many"])
+json.dump(report, open(sys.argv[1], "w"), indent=1)
+print(f"one rank's share alone: {1e3 / speed:.1f} ms per step, {report['share_alone_over_many']:.2f} of the "
+      f"{report['ms_per_step_many']:.1f} ms torchrun step")
+PY

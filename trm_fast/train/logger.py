@@ -1,7 +1,7 @@
 """What a run reports (rank 0 only): a progress bar, per-step metrics in a CSV file and TensorBoard,
 evaluation metrics, and at the end a loss/accuracy plot and the training speed (steps per second of
-wall time, without the first WARMUP_STEPS steps, which compile; evaluations excluded) with, on a GPU,
-the peak device memory.
+wall time, without the first WARMUP_STEPS steps, which compile; evaluations and checkpoint writes excluded)
+with, on a GPU, the peak device memory.
 
 Files in the run directory:
     metrics.csv        one row per training step: step, lr, then the loss head's metrics (sorted by name)
@@ -95,8 +95,12 @@ class RunLogger:
         self.bar.set_postfix(loss=f"{metrics['lm_loss']:.4f}", acc=f"{metrics['accuracy']:.4f}",
                              exact=f"{metrics['exact_accuracy']:.4f}", refresh=False)
 
+    def untimed(self):
+        """The time since the last step (an evaluation, a checkpoint write) is not a training step's."""
+        self._last = None
+
     def evaluation(self, step: int, metrics: Dict[str, float]):
-        self._last = None  # the evaluation's time is not a training step's
+        self.untimed()
         with reporting_full_disk(self._eval.name):
             csv.writer(self._eval).writerows([step, k, repr(v)] for k, v in metrics.items())
             self._eval.flush()
@@ -116,7 +120,7 @@ class RunLogger:
         self.bar.close()
         if self.timed_steps and self.train_seconds > 0:
             print(f"training speed: {self.timed_steps / self.train_seconds:.2f} steps/s ({self.timed_steps} steps "
-                  f"of this process after its first {WARMUP_STEPS}, evaluations excluded)"
+                  f"of this process after its first {WARMUP_STEPS}, evaluations and checkpoints excluded)"
                   + (f", peak device memory {peak_gib:.2f} GiB" if peak_gib is not None else ""), flush=True)
         self.tb.close()
         self._train.close()

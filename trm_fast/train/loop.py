@@ -463,6 +463,8 @@ class Run:
         }
         os.makedirs(self.run_dir, exist_ok=True)
         checkpoint.save_atomic(state, checkpoint.checkpoint_file(self.run_dir, self.step))
+        if self.log is not None:
+            self.log.untimed()  # the write is not a training step's time (multi-GPU: the gather neither)
 
 
 def _differences(name: str, there, now) -> str:
