@@ -236,9 +236,9 @@ def _tma_rows(qkv: torch.Tensor):
     return tma_gemm.tma_rows(qkv.as_strided((b, s, heads * d), (qkv.stride(0), qkv.stride(1), 1)))
 
 
-# Which kernel rope_attention_fwd(tma=None) runs up to S 128: the pointer one, the one measured
-# (bench/NOTES.md), until a GPU run shows the persistent TMA one faster. An experiment may set it first
-# (bench/engine_ops.py --attention-tma).
+# Which kernel rope_attention_fwd(tma=None) runs up to S 128: the pointer one. On an H200 the persistent
+# TMA one took 345 us against the pointer one's 331 at sudoku_attn's batch 768 (both lose to RoPE + cuDNN's
+# SDPA, 234 us; bench/NOTES.md). An experiment may set it (bench/engine_ops.py --attention-tma).
 TMA_BY_DEFAULT = False
 
 

@@ -8,7 +8,8 @@ and the separate RoPE pass over q and k (and, compiled, the layout copy around i
 On an H200 its previous version took 551 us at sudoku_attn's batch 768 where cuBLAS and inductor's RoPE pass
 take 314 us, and the engine's 16-step evaluation 949 ms with it against 850 without
 (bench/results/2026-11-29_h200_0ff1982_*). The current one (tables broadcast over a tile's heads, a TMA store)
-is not yet timed. 'auto' does not run it (trm_fast.backend.AUTO_OPS), 'fused' does.
+takes 408 against 314 us, and the evaluation 866 against 855 ms (..._f3678c6_*): closer, still a loss. 'auto'
+does not run it (trm_fast.backend.AUTO_OPS), 'fused' does.
 
 The model reaches it through `trm_fast.ops.attention.self_attention`, which runs it where the backend and
 the call allow (forward only: while autograd records, the official two steps run) and otherwise the
