@@ -21,13 +21,19 @@ The version before this one, which gathered a table entry per output element and
 lost on an H200 to cuBLAS plus inductor's RoPE pass (551 against 314 us at sudoku_attn's batch 768,
 bench/NOTES.md). Compiled for sm_90a it used 255 registers and spilled about 2.2 KB a thread at every tile;
 this one spills nothing at most tiles, and two programs fit an SM (bench/kernel_resources.py). On an H200
-it takes 408 us against 314 (287 TFLOP/s): still a loss, so only the 'fused' backend runs it.
+it took 408 us against 314 (287 TFLOP/s): still a loss, so only the 'fused' backend runs it. At that time
+the two-per-SM tile that runs the gate/up kernel at 549 TFLOP/s spilled ~660 bytes here: the four fp32
+table tiles (cos and sin of each half). RoPE's tables have equal halves, so the kernel now reads one half
+where `equal_halves` says so (any other tables take the four-tile path): under the device's Triton no tile
+spills, and the 128 x 128 tile drops from 255 registers to 212. Not yet timed on a GPU.
 
 Floor per call: 2 M N K FLOPs (N = 3 H D); bytes: x read and y written once, 2 M (K + N) in bf16, the weight
 (1.5 MB) and the tables (S D 8 B) from L2. sudoku_attn, batch 768 (M 74,496, K 512, N 1536): 117 GFLOP,
 305 MB: 0.15 ms at 790 TFLOP/s, 73 us of traffic at 4.2 TB/s. The unfused RoPE pass moves 4 M H D elements
 more (q and k read and written): 305 MB.
 """
+
+import weakref
 
 import torch
 import triton
@@ -43,6 +49,35 @@ def halves(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
     n, k = weight.shape
     d = n // (3 * num_heads)
     return weight.reshape(3 * num_heads, 2, d // 2, k).transpose(0, 1).reshape(n, k)
+
+
+# (address, shape and version of cos and sin) -> (weak references to them, whether each has equal halves)
+_HALVES_SEEN: dict = {}
+
+
+def _version(t: torch.Tensor) -> int:
+    """The tensor's in-place write counter (inference tensors keep none: they count as never written)."""
+    return -1 if t.is_inference() else t._version
+
+
+def equal_halves(cos: torch.Tensor, sin: torch.Tensor) -> bool:
+    """Whether both tables have equal halves (cos[:, :D/2] == cos[:, D/2:]), as every rotate-half RoPE table
+    has (cat(f, f): trm_fast's RotaryEmbedding, the official code's). The kernel then reads one half and
+    holds two fp32 table tiles instead of four. The answer is kept per table while it lives and is not
+    written to; during a CUDA graph capture a table never seen before is taken as unequal (the comparison
+    would wait on the device), which is slower, never wrong."""
+    key = (cos.data_ptr(), sin.data_ptr(), tuple(cos.shape), tuple(sin.shape), _version(cos), _version(sin))
+    seen = _HALVES_SEEN.get(key)
+    if seen is not None and seen[0]() is not None and seen[1]() is not None:
+        return seen[2]
+    if cos.is_cuda and torch.cuda.is_current_stream_capturing():
+        return False
+    half = cos.shape[-1] // 2
+    equal = bool(torch.equal(cos[:, :half], cos[:, half:]) and torch.equal(sin[:, :half], sin[:, half:]))
+    if len(_HALVES_SEEN) > 64:  # tables are few and long-lived; anything else is test churn
+        _HALVES_SEEN.clear()
+    _HALVES_SEEN[key] = (weakref.ref(cos), weakref.ref(sin), equal)
+    return equal
 
 
 def _set_block_shapes(nargs):
@@ -64,13 +99,16 @@ def _prune(configs, named_args, **kwargs):
                  prune_configs_by={"early_config_prune": _prune}, do_bench=tma_gemm.bench)
 @triton.jit
 def _linear_rope_kernel(x_desc, w_desc, y_desc, cos_ptr, sin_ptr, M, HALF, K, S, ROPE_HALF, ELEMENT_SIZE,
-                        INPUT_PRECISION: tl.constexpr, HALF_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                        INPUT_PRECISION: tl.constexpr, HALF_DIM: tl.constexpr, EQUAL_HALVES: tl.constexpr,
+                        BLOCK_M: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, CTAS: tl.constexpr):
     # Persistent (kernels/tma_gemm.py) over (row, half-column) tiles: half-column n (head n // HALF_DIM, place
     # i = n mod HALF_DIM) is output column n // HALF_DIM * D + i, its partner the one HALF_DIM further on. A
     # tile's BLOCK_N half-columns are HEADS whole half-heads, so its output is the 2 BLOCK_N contiguous columns
     # from 2 off_n, stored through y_desc; the tables are read once per (row, place) and broadcast over the
     # tile's heads. Heads below ROPE_HALF (H D half-columns: the q and k heads) rotate; the v heads do not.
+    # EQUAL_HALVES: the tables' second halves equal their first (`equal_halves`), so they are not loaded: two
+    # (BLOCK_M, HALF_DIM) fp32 tiles fewer, which takes every tile out of spilling on sm_90a.
     HEADS: tl.constexpr = BLOCK_N // HALF_DIM
     out_ty: tl.constexpr = y_desc.dtype
     places = tl.arange(0, HALF_DIM)
@@ -88,8 +126,11 @@ def _linear_rope_kernel(x_desc, w_desc, y_desc, cos_ptr, sin_ptr, M, HALF, K, S,
         load = table < S * (2 * HALF_DIM) * (off_n < ROPE_HALF).to(tl.int32)  # all or none
         cos_a = tl.load(cos_ptr + table, mask=load, other=1.0)[:, None, :]
         sin_a = tl.load(sin_ptr + table, mask=load, other=0.0)[:, None, :]
-        cos_b = tl.load(cos_ptr + table + HALF_DIM, mask=load, other=1.0)[:, None, :]
-        sin_b = tl.load(sin_ptr + table + HALF_DIM, mask=load, other=0.0)[:, None, :]
+        if EQUAL_HALVES:
+            cos_b, sin_b = cos_a, sin_a
+        else:
+            cos_b = tl.load(cos_ptr + table + HALF_DIM, mask=load, other=1.0)[:, None, :]
+            sin_b = tl.load(sin_ptr + table + HALF_DIM, mask=load, other=0.0)[:, None, :]
         y_a = tl.where(rotates, a * cos_a - b * sin_a, a).to(out_ty)
         y_b = tl.where(rotates, b * cos_b + a * sin_b, b).to(out_ty)
         # (rows, heads, place, half) -> (rows, heads, half, place): each head's two halves side by side
@@ -131,5 +172,5 @@ def linear_rope(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: t
     precision = "ieee" if x.dtype == torch.float32 else "tf32"
     launch = tma_gemm.grid(x.device, tma_gemm.tiles(m, half))
     _linear_rope_kernel[launch](x_desc, w_desc, y_desc, cos, sin, m, half, k, s, num_heads * d, x.element_size(),
-                                precision, d // 2)
+                                precision, d // 2, equal_halves(cos, sin))
     return out

@@ -18,20 +18,24 @@ SHAPES_GPU = [(768, 97, 512, 8, 64), (1, 97, 512, 8, 64), (3, 82, 512, 8, 64), (
 SHAPES_CPU = [(1, 97, 64, 2, 16), (2, 5, 40, 1, 32), (3, 33, 32, 3, 16)]
 
 
-def _inputs(shape, dtype, device, seed):
+def _inputs(shape, dtype, device, seed, any_tables=False):
+    """x, w and RoPE's tables (equal halves), or with `any_tables` tables whose halves differ."""
     b, s, k, h, d = shape
     gen = torch.Generator(device="cpu").manual_seed(seed)
     x = torch.randn(b, s, k, generator=gen)
     w = torch.randn(3 * h * d, k, generator=gen) * k**-0.5
     cos, sin = RotaryEmbedding(d, s, 10000.0)()
+    if any_tables:
+        cos, sin = torch.rand(s, d, generator=gen), torch.rand(s, d, generator=gen)
     return x.to(device, dtype), w.to(device, dtype), cos.to(device), sin.to(device)
 
 
-def _check(shape, dtype, seed, device):
+def _check(shape, dtype, seed, device, any_tables=False):
     """The kernel, writing into a poisoned output, against the fp64 reference; the op's output too."""
-    from trm_fast.kernels.linear_rope import linear_rope
+    from trm_fast.kernels.linear_rope import equal_halves, linear_rope
 
-    x, w, cos, sin = _inputs(shape, dtype, device, seed)
+    x, w, cos, sin = _inputs(shape, dtype, device, seed, any_tables)
+    assert equal_halves(cos, sin) is not any_tables  # the path under test
     b, s, _, h, d = shape
     out = torch.full((b, s, 3 * h, d), float("nan"), dtype=dtype, device=device)
     linear_rope(x, w, cos, sin, h, out=out)
@@ -54,6 +58,28 @@ def test_interpreter_matches_reference(shape, dtype):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_gpu_matches_reference(shape, dtype):
     _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda")
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 32, 1, 32), (1, 37, 64, 2, 16)])
+def test_tables_with_unequal_halves_take_the_general_path(shape):
+    """Tables that are not RoPE's rotate-half form: the kernel loads both halves and still matches."""
+    if torch.cuda.is_available():
+        _check((3, 7, 64, 3, 64), torch.float32, seed=torch.seed() % 2**31, device="cuda", any_tables=True)
+    else:
+        _check(shape, torch.float32, seed=hash(shape) % 2**31, device="cpu", any_tables=True)
+
+
+def test_equal_halves_is_kept_per_table_until_it_is_written():
+    from trm_fast.kernels.linear_rope import equal_halves
+
+    cos, sin = RotaryEmbedding(16, 5, 10000.0)()
+    cos, sin = cos.clone(), sin.clone()
+    assert equal_halves(cos, sin) and equal_halves(cos, sin)
+    cos[0, 0] += 1  # written in place: asked again
+    assert not equal_halves(cos, sin)
+    with torch.inference_mode():  # tables that keep no write counter
+        frozen = RotaryEmbedding(16, 5, 10000.0)()
+    assert equal_halves(*frozen)
 
 
 def test_reference_is_the_official_two_steps():
