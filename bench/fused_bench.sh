@@ -12,8 +12,9 @@
 #            compute-sanitizer's memcheck and racecheck on every Triton kernel (bench/sanitize_triton.py)
 #   ncu      Nsight Compute on one call of each case in $NCU_CASES (';'-separated, default the two GEMM-epilogue
 #            kernels at sudoku_attn's batch 768), trm_fast's kernel and the reference (bench/ncu_kernels.py)
-#   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of the four paper
-#            configs at their batch, then sudoku_attn and arc_attn at batch 1 (engine, reference-graphs)
+#   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
+#            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
+#            batch 1 (engine, reference-graphs); either set empty to skip it
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
 commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|infer}
@@ -57,10 +58,16 @@ elif [ "$phase" = ncu ]; then
             python3 "$repo/bench/ncu_kernels.py" "$impl" "${cases[@]}") 2>&1 | tee -a "$out/ncu_$impl.txt" | tail -3
     done
 elif [ "$phase" = infer ]; then
-    bench sudoku_attn sudoku_hrm sudoku_mlpt arc_attn --mode infer --backend engine,reference-compile,reference-eager --warmup 1 --reps 3 \
-        --json "$out/bench_infer.json" --png "$out/bench_infer.png"
-    bench sudoku_attn arc_attn --mode infer --batch 1 --backend engine,reference-graphs --warmup 2 --reps 5 \
-        --json "$out/bench_infer_b1.json" --no-png
+    # one call may not hold them all (10 minutes): CONFIGS and B1_CONFIGS pick, an empty one skips
+    configs=${CONFIGS-sudoku_attn sudoku_hrm sudoku_mlpt arc_attn}; b1_configs=${B1_CONFIGS-sudoku_attn arc_attn}
+    if [ -n "$configs" ]; then
+        bench $configs --mode infer --backend engine,reference-compile,reference-eager --warmup 1 --reps 3 \
+            --json "$out/bench_infer.json" --png "$out/bench_infer.png"
+    fi
+    if [ -n "$b1_configs" ]; then
+        bench $b1_configs --mode infer --batch 1 --backend engine,reference-graphs --warmup 2 --reps 5 \
+            --json "$out/bench_infer_b1.json" --no-png
+    fi
 else
     echo "unknown phase $phase: kernels, tests, ncu or infer" >&2; exit 2
 fi
