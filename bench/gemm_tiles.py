@@ -68,9 +68,9 @@ def main():
         config.pre_hook({**descs, **meta})
 
         def call():
-            kernel.fn[tma_gemm.grid(x.device, tma_gemm.tiles(m, n))](*descs.values(), m, n, k, x.element_size(),
-                                                     INPUT_PRECISION="tf32", **meta, num_warps=config.num_warps,
-                                                     num_stages=config.num_stages)
+            launch = tma_gemm.grid(x.device, tma_gemm.tiles(m, n))
+            kernel.fn[launch](*descs.values(), m, n, k, x.element_size(), INPUT_PRECISION="tf32", **meta,
+                              num_warps=config.num_warps, num_stages=config.num_stages)
 
         try:
             out.fill_(float("nan"))

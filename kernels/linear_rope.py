@@ -51,8 +51,15 @@ def halves(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
     return weight.reshape(3 * num_heads, 2, d // 2, k).transpose(0, 1).reshape(n, k)
 
 
-# (address, shape and version of cos and sin) -> (weak references to them, whether each has equal halves)
+# (address, shape and version of cos and sin) -> (weak references to the tensors that own their memory,
+# whether both have equal halves)
 _HALVES_SEEN: dict = {}
+
+
+def _owner(t: torch.Tensor) -> torch.Tensor:
+    """The tensor whose memory t views (itself if none): a module's table buffer, where a compiled graph hands
+    the op a fresh view of it on every call."""
+    return t if t._base is None else t._base
 
 
 def _version(t: torch.Tensor) -> int:
@@ -68,7 +75,7 @@ def equal_halves(cos: torch.Tensor, sin: torch.Tensor) -> bool:
     would wait on the device), which is slower, never wrong."""
     key = (cos.data_ptr(), sin.data_ptr(), tuple(cos.shape), tuple(sin.shape), _version(cos), _version(sin))
     seen = _HALVES_SEEN.get(key)
-    if seen is not None and seen[0]() is not None and seen[1]() is not None:
+    if seen is not None and seen[0]() is _owner(cos) and seen[1]() is _owner(sin):
         return seen[2]
     if cos.is_cuda and torch.cuda.is_current_stream_capturing():
         return False
@@ -76,7 +83,7 @@ def equal_halves(cos: torch.Tensor, sin: torch.Tensor) -> bool:
     equal = bool(torch.equal(cos[:, :half], cos[:, half:]) and torch.equal(sin[:, :half], sin[:, half:]))
     if len(_HALVES_SEEN) > 64:  # tables are few and long-lived; anything else is test churn
         _HALVES_SEEN.clear()
-    _HALVES_SEEN[key] = (weakref.ref(cos), weakref.ref(sin), equal)
+    _HALVES_SEEN[key] = (weakref.ref(_owner(cos)), weakref.ref(_owner(sin)), equal)
     return equal
 
 
@@ -100,8 +107,8 @@ def _prune(configs, named_args, **kwargs):
 @triton.jit
 def _linear_rope_kernel(x_desc, w_desc, y_desc, cos_ptr, sin_ptr, M, HALF, K, S, ROPE_HALF, ELEMENT_SIZE,
                         INPUT_PRECISION: tl.constexpr, HALF_DIM: tl.constexpr, EQUAL_HALVES: tl.constexpr,
-                        BLOCK_M: tl.constexpr,
-                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, CTAS: tl.constexpr):
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+                        CTAS: tl.constexpr):
     # Persistent (kernels/tma_gemm.py) over (row, half-column) tiles: half-column n (head n // HALF_DIM, place
     # i = n mod HALF_DIM) is output column n // HALF_DIM * D + i, its partner the one HALF_DIM further on. A
     # tile's BLOCK_N half-columns are HEADS whole half-heads, so its output is the 2 BLOCK_N contiguous columns
