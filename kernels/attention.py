@@ -28,6 +28,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..backend import interpreting
 from . import tma_gemm
+from .rope_tables import equal_halves
 
 
 def _configs():
@@ -71,15 +72,18 @@ def _prune(configs, named_args, **kwargs):
 
 @triton.jit
 def _tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d, rows, cols, row_mask,
-            HALF: tl.constexpr):
+            HALF: tl.constexpr, EQUAL_HALVES: tl.constexpr):
     """cos and sin at these positions, each half of the head apart: (rows, HALF) fp32 tiles cos1, cos2, sin1,
-    sin2 (zeros past row_mask)."""
+    sin2 (zeros past row_mask); with EQUAL_HALVES (kernels/rope_tables.py) the second halves are the first."""
     cos = cos_ptr + rows[:, None] * stride_cos_s + cols[None, :] * stride_cos_d
     sin = sin_ptr + rows[:, None] * stride_sin_s + cols[None, :] * stride_sin_d
     cos1 = tl.load(cos, mask=row_mask[:, None], other=0.0)
-    cos2 = tl.load(cos + HALF * stride_cos_d, mask=row_mask[:, None], other=0.0)
     sin1 = tl.load(sin, mask=row_mask[:, None], other=0.0)
-    sin2 = tl.load(sin + HALF * stride_sin_d, mask=row_mask[:, None], other=0.0)
+    if EQUAL_HALVES:
+        cos2, sin2 = cos1, sin1
+    else:
+        cos2 = tl.load(cos + HALF * stride_cos_d, mask=row_mask[:, None], other=0.0)
+        sin2 = tl.load(sin + HALF * stride_sin_d, mask=row_mask[:, None], other=0.0)
     return cos1, cos2, sin1, sin2
 
 
@@ -95,14 +99,15 @@ def _rotate(a, b, cos1, cos2, sin1, sin2):
 
 @triton.jit
 def _rope_halves(base, rows, stride_row, cols, row_mask, cos_ptr, stride_cos_s, stride_cos_d,
-                 sin_ptr, stride_sin_s, stride_sin_d, HALF: tl.constexpr, USE_ROPE: tl.constexpr):
+                 sin_ptr, stride_sin_s, stride_sin_d, HALF: tl.constexpr, USE_ROPE: tl.constexpr,
+                 EQUAL_HALVES: tl.constexpr):
     """The two halves (rows, HALF) of a q or k tile by pointers, rotated by position when USE_ROPE."""
     ptrs = base + rows[:, None] * stride_row + cols[None, :]
     a = tl.load(ptrs, mask=row_mask[:, None], other=0.0)
     b = tl.load(ptrs + HALF, mask=row_mask[:, None], other=0.0)
     if USE_ROPE:
         cos1, cos2, sin1, sin2 = _tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d,
-                                         rows, cols, row_mask, HALF)
+                                         rows, cols, row_mask, HALF, EQUAL_HALVES)
         a, b = _rotate(a, b, cos1, cos2, sin1, sin2)
     return a, b
 
@@ -115,7 +120,7 @@ def _rope_attention_fwd_kernel(
     sin_ptr, stride_sin_s, stride_sin_d,
     out_ptr, stride_out_b, stride_out_s,
     H, S, qk_scale,
-    HEAD_DIM: tl.constexpr, USE_ROPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    HEAD_DIM: tl.constexpr, USE_ROPE: tl.constexpr, EQUAL_HALVES: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEADS: tl.constexpr,
 ):
     # map the program id: (query block, batch row, group of HEADS heads), query blocks fastest, so the
@@ -140,7 +145,7 @@ def _rope_attention_fwd_kernel(
         v_base = batch + (2 * H + h) * stride_qkv_h
         # the query block, rotated; rows past S are zeros and are not stored
         q_a, q_b = _rope_halves(q_base, rows_m, stride_qkv_s, half_cols, mask_m, cos_ptr, stride_cos_s, stride_cos_d,
-                                sin_ptr, stride_sin_s, stride_sin_d, HALF, USE_ROPE)
+                                sin_ptr, stride_sin_s, stride_sin_d, HALF, USE_ROPE, EQUAL_HALVES)
         # online softmax over key blocks, in base 2: qk_scale = log2(e) / sqrt(D)
         m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
         l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
@@ -149,7 +154,8 @@ def _rope_attention_fwd_kernel(
             rows_n = start_n + tl.arange(0, BLOCK_N)
             mask_n = rows_n < S
             k_a, k_b = _rope_halves(k_base, rows_n, stride_qkv_s, half_cols, mask_n, cos_ptr, stride_cos_s,
-                                    stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d, HALF, USE_ROPE)
+                                    stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d, HALF, USE_ROPE,
+                                    EQUAL_HALVES)
             v = tl.load(v_base + rows_n[:, None] * stride_qkv_s + cols[None, :], mask=mask_n[:, None], other=0.0)
             s = tl.dot(q_a, tl.trans(k_a), input_precision=DOT_PRECISION)
             s = tl.dot(q_b, tl.trans(k_b), s, input_precision=DOT_PRECISION) * qk_scale
@@ -187,7 +193,8 @@ def _rope_attention_tma_kernel(
     sin_ptr, stride_sin_s, stride_sin_d,
     out_ptr, stride_out_b, stride_out_s,
     B, H, S, ELEMENT_SIZE, qk_scale,
-    HEAD_DIM: tl.constexpr, USE_ROPE: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK: tl.constexpr,
+    HEAD_DIM: tl.constexpr, USE_ROPE: tl.constexpr, EQUAL_HALVES: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK: tl.constexpr,
     CTAS: tl.constexpr,
 ):
     # Persistent over the B * H (batch row, head) units of a sequence no longer than BLOCK (one query and one
@@ -212,7 +219,7 @@ def _rope_attention_tma_kernel(
         if USE_ROPE:
             # positions 0..S-1 for q and k alike; the tables stay in L1 from one unit to the next
             cos1, cos2, sin1, sin2 = _tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s,
-                                             stride_sin_d, rows, half_cols, real, HALF)
+                                             stride_sin_d, rows, half_cols, real, HALF, EQUAL_HALVES)
             q_a, q_b = _rotate(q_a, q_b, cos1, cos2, sin1, sin2)
             k_a, k_b = _rotate(k_a, k_b, cos1, cos2, sin1, sin2)
         s = tl.dot(q_a, tl.trans(k_a), input_precision=DOT_PRECISION)
@@ -253,6 +260,7 @@ def rope_attention_fwd(qkv: torch.Tensor, cos, sin, num_heads: int, out=None, tm
     if out is None:
         out = torch.empty((b, s, num_heads * d), dtype=qkv.dtype, device=qkv.device)
     use_rope = cos is not None
+    one_half = use_rope and equal_halves(cos, sin)  # RoPE's tables: one half of each is read
     if not use_rope:
         cos = sin = qkv  # never read: USE_ROPE=False compiles the loads away
     # fp32 stays fp32 on the tensor cores' inputs (no TF32); 16-bit inputs are exact in any mode
@@ -269,7 +277,7 @@ def rope_attention_fwd(qkv: torch.Tensor, cos, sin, num_heads: int, out=None, tm
         _rope_attention_tma_kernel[tma_gemm.grid(qkv.device, lambda meta: units)](
             half_desc, v_desc, cos, cos.stride(0), cos.stride(-1), sin, sin.stride(0), sin.stride(-1),
             out, out.stride(0), out.stride(1), b, num_heads, s, qkv.element_size(), math.log2(math.e) / math.sqrt(d),
-            HEAD_DIM=d, USE_ROPE=use_rope, DOT_PRECISION=precision, BLOCK=block)
+            HEAD_DIM=d, USE_ROPE=use_rope, EQUAL_HALVES=one_half, DOT_PRECISION=precision, BLOCK=block)
         return out
     grid = lambda meta: (triton.cdiv(s, meta["BLOCK_M"]) * b * triton.cdiv(num_heads, meta["HEADS"]),)  # noqa: E731
     _rope_attention_fwd_kernel[grid](
@@ -278,6 +286,6 @@ def rope_attention_fwd(qkv: torch.Tensor, cos, sin, num_heads: int, out=None, tm
         sin, sin.stride(0), sin.stride(-1),
         out, out.stride(0), out.stride(1),
         num_heads, s, math.log2(math.e) / math.sqrt(d),
-        HEAD_DIM=d, USE_ROPE=use_rope, DOT_PRECISION=precision,
+        HEAD_DIM=d, USE_ROPE=use_rope, EQUAL_HALVES=one_half, DOT_PRECISION=precision,
     )
     return out

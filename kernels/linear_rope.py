@@ -33,14 +33,13 @@ Floor per call: 2 M N K FLOPs (N = 3 H D); bytes: x read and y written once, 2 M
 more (q and k read and written): 305 MB.
 """
 
-import weakref
-
 import torch
 import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from . import tma_gemm
+from .rope_tables import equal_halves
 
 
 def halves(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -49,42 +48,6 @@ def halves(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
     n, k = weight.shape
     d = n // (3 * num_heads)
     return weight.reshape(3 * num_heads, 2, d // 2, k).transpose(0, 1).reshape(n, k)
-
-
-# (address, shape and version of cos and sin) -> (weak references to the tensors that own their memory,
-# whether both have equal halves)
-_HALVES_SEEN: dict = {}
-
-
-def _owner(t: torch.Tensor) -> torch.Tensor:
-    """The tensor whose memory t views (itself if none): a module's table buffer, where a compiled graph hands
-    the op a fresh view of it on every call."""
-    return t if t._base is None else t._base
-
-
-def _version(t: torch.Tensor) -> int:
-    """The tensor's in-place write counter (inference tensors keep none: they count as never written)."""
-    return -1 if t.is_inference() else t._version
-
-
-def equal_halves(cos: torch.Tensor, sin: torch.Tensor) -> bool:
-    """Whether both tables have equal halves (cos[:, :D/2] == cos[:, D/2:]), as every rotate-half RoPE table
-    has (cat(f, f): trm_fast's RotaryEmbedding, the official code's). The kernel then reads one half and
-    holds two fp32 table tiles instead of four. The answer is kept per table while it lives and is not
-    written to; during a CUDA graph capture a table never seen before is taken as unequal (the comparison
-    would wait on the device), which is slower, never wrong."""
-    key = (cos.data_ptr(), sin.data_ptr(), tuple(cos.shape), tuple(sin.shape), _version(cos), _version(sin))
-    seen = _HALVES_SEEN.get(key)
-    if seen is not None and seen[0]() is _owner(cos) and seen[1]() is _owner(sin):
-        return seen[2]
-    if cos.is_cuda and torch.cuda.is_current_stream_capturing():
-        return False
-    half = cos.shape[-1] // 2
-    equal = bool(torch.equal(cos[:, :half], cos[:, half:]) and torch.equal(sin[:, :half], sin[:, half:]))
-    if len(_HALVES_SEEN) > 64:  # tables are few and long-lived; anything else is test churn
-        _HALVES_SEEN.clear()
-    _HALVES_SEEN[key] = (weakref.ref(_owner(cos)), weakref.ref(_owner(sin)), equal)
-    return equal
 
 
 def _set_block_shapes(nargs):

@@ -44,14 +44,17 @@ def _assert_matches_truth(out, qkv, cos, sin, h, what):
     assert_close_at_worst(out, truth, atol=2 * torch_err + 1e-5, rtol=0, what=what)
 
 
-def _check(shape, dtype, rope, seed, device, tma=None):
-    """The op (tma None: the pointer kernel) or one kernel (True: the persistent TMA one, False: pointers)."""
+def _check(shape, dtype, rope, seed, device, tma=None, any_tables=False):
+    """The op (tma None: the pointer kernel) or one kernel (True: the persistent TMA one, False: pointers);
+    `any_tables`: tables whose halves differ, unlike RoPE's (the kernels then read both halves)."""
     from trm_fast.kernels.attention import rope_attention_fwd
 
     b, s, h, d = shape
     torch.manual_seed(seed)
     qkv = _qkv(b, s, h, d, dtype, device)
     cos, sin = _tables(s, d, device) if rope else (None, None)
+    if any_tables:
+        cos, sin = torch.rand(s, d, device=device), torch.rand(s, d, device=device)
     out = rope_attention_fused(qkv, cos, sin, h) if tma is None else rope_attention_fwd(qkv, cos, sin, h, tma=tma)
     assert out.shape == (b, s, h * d) and out.dtype == dtype and out.is_contiguous()
     _assert_matches_truth(out, qkv, cos, sin, h, what=f"forward {shape} {dtype} rope={rope} tma={tma} seed={seed}")
@@ -72,6 +75,15 @@ def test_interpreter_matches_reference(shape, dtype, rope, tma):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_gpu_tma_kernel_matches_reference(shape, dtype, rope):
     _check(shape, dtype, rope, seed=torch.seed() % 2**31, device="cuda", tma=True)
+
+
+@pytest.mark.parametrize("tma", [True, False], ids=["tma", "pointer"])
+def test_tables_with_unequal_halves_take_the_general_path(tma):
+    from trm_fast.kernels.rope_tables import equal_halves
+
+    assert equal_halves(*_tables(33, 32, DEVICE))
+    shape = (3, 97, 2, 64) if DEVICE == "cuda" else (2, 33, 3, 32)
+    _check(shape, torch.float32, True, seed=hash(tma) % 2**31, device=DEVICE, tma=tma, any_tables=True)
 
 
 def test_tma_refuses_what_it_cannot_load():

@@ -32,7 +32,8 @@ def _inputs(shape, dtype, device, seed, any_tables=False):
 
 def _check(shape, dtype, seed, device, any_tables=False):
     """The kernel, writing into a poisoned output, against the fp64 reference; the op's output too."""
-    from trm_fast.kernels.linear_rope import equal_halves, linear_rope
+    from trm_fast.kernels.linear_rope import linear_rope
+    from trm_fast.kernels.rope_tables import equal_halves
 
     x, w, cos, sin = _inputs(shape, dtype, device, seed, any_tables)
     assert equal_halves(cos, sin) is not any_tables  # the path under test
@@ -67,25 +68,6 @@ def test_tables_with_unequal_halves_take_the_general_path(shape):
         _check((3, 7, 64, 3, 64), torch.float32, seed=torch.seed() % 2**31, device="cuda", any_tables=True)
     else:
         _check(shape, torch.float32, seed=hash(shape) % 2**31, device="cpu", any_tables=True)
-
-
-def test_equal_halves_is_kept_per_table_until_it_is_written(monkeypatch):
-    from trm_fast.kernels.linear_rope import equal_halves
-
-    compared = []
-    equal = torch.equal
-    monkeypatch.setattr(torch, "equal", lambda a, b: compared.append(1) or equal(a, b))
-    cos, sin = RotaryEmbedding(16, 5, 10000.0)()
-    cos, sin = cos.clone(), sin.clone()
-    assert equal_halves(cos, sin) and equal_halves(cos[:], sin[:])  # a fresh view of the same tables: kept
-    assert len(compared) == 2
-    cos[0, 0] += 1  # written in place: compared again
-    assert not equal_halves(cos, sin)
-    other = torch.rand(5, 16)  # another table, wherever it lies: compared
-    assert not equal_halves(other, sin)
-    with torch.inference_mode():  # tables that keep no write counter
-        frozen = RotaryEmbedding(16, 5, 10000.0)()
-    assert equal_halves(*frozen)
 
 
 def test_reference_is_the_official_two_steps():
