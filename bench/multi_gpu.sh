@@ -7,8 +7,8 @@
 #   3. the torchrun run's step-50 checkpoint resumed by one process (it must continue the same run);
 #   4. one process at one rank's share of the global batch, one epoch (the ideal the scaling is read against).
 # Then bench/multi_gpu.py compares the first 50 losses and the steps/s (the trainer's own summary lines).
-# Writes multi_gpu.json, multi_gpu.log and the three runs' metrics.csv under $OUT. Environment: DATA_PUZZLES
-# (generated puzzles, default 20000), TRAIN_ARGS (more config overrides for the three runs). An epoch is
+# Writes multi_gpu.json, multi_gpu.log and the first three runs' metrics.csv under $OUT. Environment: DATA_PUZZLES
+# (generated puzzles, default 20000), TRAIN_ARGS (more config overrides for every run). An epoch is
 # DATA_PUZZLES / 768 steps (the recipe counts puzzle groups): EPOCHS must make more than 50 steps.
 set -euo pipefail
 commit=${1:?usage: bench/multi_gpu.sh COMMIT [PROCESSES] [CONFIG] [EPOCHS]}
@@ -39,7 +39,7 @@ fi
     --givens 32 --num-aug 7 --seed 0 --force 2>&1 | tail -1 | tee -a "$log"
 common=("data_paths=[/tmp/gen$puzzles]" "epochs=$epochs" eval_interval=null arch.halt_exploration_prob=0
         checkpoint_every_steps=50)
-read -ra extra <<< "${TRAIN_ARGS:-}"  # more config overrides for all three runs, e.g. TRAIN_ARGS=compile=false
+read -ra extra <<< "${TRAIN_ARGS:-}"  # more config overrides for every run, e.g. TRAIN_ARGS=compile=false
 common+=("${extra[@]}")
 run() {  # $1: name, then the launcher; the trainer's summary lines go to the log and to $1.log
     local name=$1; shift
