@@ -3,7 +3,7 @@
 # Usage (repository root, on the device): bash bench/fused_bench.sh COMMIT PHASE
 #   kernels  the micro-benchmarks of the fused kernels (bench/test_kernels.py -k "$KERNELS", default
 #            "linear_ or rope_attention", JSON); every tile of the gate/up + SwiGLU kernel against cuBLAS at
-#            sudoku_attn's and arc_attn's MLP (bench/gemm_tiles.py); the engine's 16-step evaluation at batch
+#            sudoku_attn's and arc_attn's MLP (bench/gemm_tiles.py; GEMM_TILES=0 skips it); the engine's 16-step evaluation at batch
 #            768 of $CONFIGS (default sudoku_attn) with its step on `auto`, once with each kernel set in
 #            $AUTO_OPS (';'-separated; default: trm_fast.backend.AUTO_OPS, then it with linear_rope, with
 #            linear_add_rms_norm, and with linear_rope and the persistent TMA attention), and on PyTorch's
@@ -27,7 +27,8 @@ if [ "$phase" = kernels ]; then
     python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "${KERNELS:-linear_ or rope_attention}" \
         --benchmark-only --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 \
         | tail -40 | tee -a "$log" || true
-    for shape in "768 97" "192 916"; do
+    for shape in $([ "${GEMM_TILES:-1}" = 0 ] || echo "768,97 192,916"); do
+        shape=${shape/,/ }
         set -- $shape
         (cd /tmp && python3 "$repo/bench/gemm_tiles.py" --batch "$1" --seq "$2" --commit "$commit" \
             --json "$out/gemm_tiles.jsonl") 2>&1 | tee -a "$log" || true
