@@ -103,14 +103,12 @@ class SwiGLU(nn.Module):
         self.gate_up_proj = CastedLinear(width, 2 * inner, bias=False)
         self.down_proj = CastedLinear(inner, width, bias=False)
 
-    def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
-        """project=False stops before the down projection: the post-norm block hands down_proj's weight to
-        one op with the residual add and the norm after it."""
-        # the projection's weight goes to the op with SwiGLU, which may fuse the two (gate_up_proj's own
-        # forward, and so its hooks, are not called)
-        gate_up_weight = self.gate_up_proj.weight.to(x.dtype)
-        hidden = ops.linear_swiglu(x, gate_up_weight, backend=self.backend)
-        return self.down_proj(hidden) if project else hidden
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the weights go to one op, which chooses the kernels (gate_up_proj's and down_proj's own forwards, and
+        # so their hooks, are not called)
+        dtype = x.dtype
+        return ops.swiglu_mlp(x, self.gate_up_proj.weight.to(dtype), self.down_proj.weight.to(dtype),
+                              backend=self.backend)
 
 
 class Block(nn.Module):
@@ -127,9 +125,9 @@ class Block(nn.Module):
         self.mlp = SwiGLU(config.hidden_size, config.expansion, config.backend)
 
     def forward(self, h: torch.Tensor, cos_sin) -> torch.Tensor:
-        # a sublayer's closing projection goes to one op with the residual add and the norm, which may fuse the
-        # three (o_proj's and down_proj's own forwards, and so their hooks, are not called); MLP-t's token
-        # mix, normalised across positions in the transposed layout, keeps its own projection
+        # each sublayer goes to one op with the residual add and the norm after it, which chooses the kernels
+        # (o_proj's and down_proj's own forwards, and so their hooks, are not called); MLP-t's token mix,
+        # normalised across positions in the transposed layout, is the MLP op and a separate add + norm
         if self.use_mlp_t:
             h_t = h.transpose(1, 2)  # (B, D, S): mix along the sequence, normalise over it
             h = ops.add_rms_norm(h_t, self.mlp_t(h_t), self.eps, backend=self.backend).transpose(1, 2)
@@ -137,9 +135,8 @@ class Block(nn.Module):
             mixed = self.self_attn(h, cos_sin, project=False)
             h = ops.linear_add_rms_norm(mixed, self.self_attn.o_proj.weight.to(mixed.dtype), h, self.eps,
                                         backend=self.backend)
-        hidden = self.mlp(h, project=False)
-        return ops.linear_add_rms_norm(hidden, self.mlp.down_proj.weight.to(hidden.dtype), h, self.eps,
-                                       backend=self.backend)
+        return ops.swiglu_mlp_add_rms_norm(h, self.mlp.gate_up_proj.weight.to(h.dtype),
+                                           self.mlp.down_proj.weight.to(h.dtype), self.eps, backend=self.backend)
 
 
 class ReasoningModule(nn.Module):

@@ -7,8 +7,10 @@ from ..backend import resolve as resolve_backend
 from .attention import rope_attention, self_attention
 from .linear_add_rms_norm import linear_add_rms_norm
 from .linear_swiglu import linear_swiglu
+from .mlp import swiglu_mlp, swiglu_mlp_add_rms_norm
 from .rms_norm import add_rms_norm
 from .swiglu import swiglu
+from .swiglu_linear import swiglu_linear
 
 __all__ = ["BACKENDS", "add_rms_norm", "linear_add_rms_norm", "linear_swiglu", "resolve_backend", "rope_attention",
-           "self_attention", "swiglu"]
+           "self_attention", "swiglu", "swiglu_linear", "swiglu_mlp", "swiglu_mlp_add_rms_norm"]
