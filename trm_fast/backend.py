@@ -104,9 +104,10 @@ def triton_unsupported(t, name: str, backend: str) -> Optional[str]:
 _warned = set()
 
 # The kernels 'auto' runs: those measured faster than what they replace on an H200, each op's docstring says by
-# how much. The others (attention, linear_rope, linear_add_rms_norm) run on 'fused' alone. An experiment may
-# change the set before it builds a model (bench/engine_ops.py --auto-ops).
-AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu"}
+# how much, and swiglu_linear, which trades 1% of a training step's time for a sixth of its memory. The others
+# (attention, linear_rope, linear_add_rms_norm) run on 'fused' alone. An experiment may change the set before it
+# builds a model (bench/engine_ops.py and bench/train_memory.py --auto-ops).
+AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "swiglu_linear"}
 
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:

@@ -93,11 +93,6 @@ def test_dispatch_and_bad_input(monkeypatch):
     gate_up = torch.randn(3, 16, requires_grad=True)
     weight = torch.randn(5, 8, requires_grad=True)
     want = swiglu_linear_reference(gate_up, weight)
-    # auto: the op is not in AUTO_OPS until measured, so the reference runs, without a word of its own
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.testing.assert_close(ops.swiglu_linear(gate_up, weight, backend="auto"), want)
-    assert not any("swiglu_linear" in str(w.message) for w in caught)
     assert torch.equal(ops.swiglu_linear(gate_up, weight, backend="reference"), want)
     # it keeps gate_up only, which pays only while autograd records: otherwise the two ops run, even on 'fused'
     with torch.no_grad():
@@ -111,12 +106,28 @@ def test_dispatch_and_bad_input(monkeypatch):
         ops.swiglu_linear(gu[:, :15], w, backend="fused")
     with pytest.raises(FusedUnavailableError, match="gate_up is empty"):
         ops.swiglu_linear(gu[:0], w, backend="fused")
-    monkeypatch.setattr(trm_fast.backend, "AUTO_OPS", trm_fast.backend.AUTO_OPS | {"swiglu_linear"})
+    # auto where the kernel cannot run: the reference, after one warning naming the reason
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.testing.assert_close(ops.swiglu_linear(gate_up.double(), weight.double(), backend="auto"),
                                    swiglu_linear_reference(gate_up.double(), weight.double()))
     assert any("swiglu_linear falls back to the reference" in str(w.message) for w in caught)
+
+
+def test_auto_keeps_the_token_mix_on_the_two_ops(monkeypatch):
+    # MLP-t's transposed x: 'auto' runs SwiGLU and the projection (measured faster there); 'fused' the op
+    called = []
+    monkeypatch.setattr(trm_fast.ops.mlp, "swiglu_linear", lambda *args: called.append(args) or args[0][..., :4])
+    x = torch.randn(2, 16, 9, requires_grad=True)
+    w_gu, w_down = torch.randn(48, 9, requires_grad=True), torch.randn(5, 24, requires_grad=True)
+    ops.swiglu_mlp(x.transpose(1, 2).transpose(1, 2), w_gu, w_down, backend="auto")  # row-major: the op
+    assert len(called) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the swiglu kernel's own fallback warning on a CPU
+        out = ops.swiglu_mlp(x.transpose(1, 2).contiguous().transpose(1, 2), w_gu, w_down, backend="auto")
+    assert len(called) == 1 and out.shape == (2, 16, 5)
+    ops.swiglu_mlp(x.transpose(1, 2).contiguous().transpose(1, 2), w_gu, w_down, backend="fused")
+    assert len(called) == 2
 
 
 def test_the_mlp_ops_equal_their_reference_and_keep_no_swiglu_output():

@@ -16,15 +16,24 @@ from .. import backend as _backend
 from .linear_add_rms_norm import linear_add_rms_norm
 from .linear_swiglu import linear_swiglu
 from .rms_norm import add_rms_norm
-from .swiglu_linear import swiglu_linear
+from .swiglu_linear import swiglu_linear, swiglu_linear_reference
 
 
 def swiglu_mlp(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor,
                backend: str = "reference") -> torch.Tensor:
     """MLP(x): x (..., K) with any strides on its last two axes, gate_up_weight (2I, K) and down_weight (N, I)
-    in x's dtype -> (..., N)."""
+    in x's dtype -> (..., N).
+
+    'auto' keeps MLP-t's token mix (x transposed, not unit stride along K) on the two ops: there the op that
+    keeps gate_up alone cost more time than it saved memory is worth (sudoku_mlpt's compiled forward +
+    backward at batch 768 on an H200: 128.3 against 120.7 ms for 19.4 against 27.7 GiB held, most of it the
+    token mix's; sudoku_attn's channel MLP: 92.1 against 91.2 ms for 14.3 against 17.3 GiB,
+    bench/results/2026-11-29_h200_e45b3cd_memory.jsonl)."""
     if _backend.records(x, gate_up_weight, down_weight):
-        return swiglu_linear(F.linear(x, gate_up_weight), down_weight, backend)
+        gate_up = F.linear(x, gate_up_weight)
+        if backend == "auto" and x.stride(-1) != 1:
+            return swiglu_linear_reference(gate_up, down_weight, backend)
+        return swiglu_linear(gate_up, down_weight, backend)
     return F.linear(linear_swiglu(x, gate_up_weight, backend), down_weight)
 
 

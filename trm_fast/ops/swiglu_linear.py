@@ -6,7 +6,10 @@ Autograd through the two ops keeps gate_up (for SwiGLU's backward) and h = swigl
 gradient): 3I elements per row. This op keeps gate_up only and writes h again in SwiGLU's backward kernel, which
 reads gate_up anyway: per sudoku_attn layer at batch 768, 229 MB less held until the backward (3 of the 17
 (B, S, D) tensors a layer keeps, bench/NOTES.md) for one more 229 MB write, and the same bits (the kernel
-recomputes h with the forward's expression).
+recomputes h with the forward's expression). Measured on an H200 (sudoku_attn, batch 768, compiled forward +
+backward, bench/results/2026-11-29_h200_e45b3cd_memory.jsonl): 14.3 against 17.3 GiB held after the forward,
+15.3 against 17.8 GiB at the step's peak, 92.1 against 91.2 ms. 'auto' runs it (trm_fast.backend.AUTO_OPS)
+except on MLP-t's token mix (trm_fast.ops.mlp says why).
 
 Backward, with dy (M, N) and gate_up (M, 2I) as rows:
     dh = dy W                                     (M, I)
