@@ -1,7 +1,9 @@
 """Run every Triton kernel of trm_fast once per tile shape at a small odd size, for compute-sanitizer:
 
     compute-sanitizer --tool memcheck  python bench/sanitize_triton.py
-    compute-sanitizer --tool racecheck python bench/sanitize_triton.py
+    compute-sanitizer --tool racecheck python bench/sanitize_triton.py [KERNEL ...]
+
+KERNEL (linear_swiglu, linear_add_rms_norm, linear_rope, attention, swiglu) picks some; default all.
 
 The autotuned kernels get each of a few representative configs in turn (their tile list cut to that one
 config, so the autotuner launches it once and times nothing: under the tools a timing loop would take
@@ -48,9 +50,16 @@ def _close(name, got, want) -> bool:
     return ok
 
 
-def main() -> int:
+SECTIONS = ("linear_swiglu", "linear_add_rms_norm", "linear_rope", "attention", "swiglu")
+
+
+def main(sections) -> int:
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"bench/sanitize_triton.py: unknown kernel {sorted(unknown)}; choose from {SECTIONS}")
     if not torch.cuda.is_available():
         raise SystemExit("bench/sanitize_triton.py needs a CUDA device; none is visible")
+    sections = set(sections or SECTIONS)
     from trm_fast.kernels import attention, linear_rope, linear_swiglu, swiglu
     from trm_fast.models.layers import RotaryEmbedding
     from trm_fast.ops.attention import rope_attention_reference
@@ -64,20 +73,22 @@ def main() -> int:
     b, s, k, n = 3, 37, 512, 1536
     x = torch.randn(b, s, k, dtype=dt, device=dev)
     w = torch.randn(2 * n, k, dtype=dt, device=dev) * k**-0.5
-    want = _on_cpu(linear_swiglu_reference, x, w)
+    want = _on_cpu(linear_swiglu_reference, x, w) if "linear_swiglu" in sections else None
     # (BLOCK_M, BLOCK_N, BLOCK_K, stages, programs per SM): the two best tiles on an H200, and a small one
     tiles = {(128, 128, 64, 3, 1), (128, 64, 64, 3, 2), (64, 64, 32, 3, 1)}
     persistent = lambda c: (*(c.kwargs[key] for key in ("BLOCK_M", "BLOCK_N", "BLOCK_K")), c.num_stages,  # noqa: E731
                             c.kwargs["CTAS"]) in tiles
-    for c in _pinned(linear_swiglu._linear_swiglu_tma_kernel, persistent):
+    for c in _pinned(linear_swiglu._linear_swiglu_tma_kernel, persistent) if "linear_swiglu" in sections else ():
         ok &= _close(f"linear_swiglu TMA {c}", linear_swiglu.linear_swiglu(x, w, tma=True), want)
-    for c in _pinned(linear_swiglu._linear_swiglu_kernel, lambda c: c.kwargs["BLOCK_M"] in (128, 16), limit=2):
+    pointer = lambda c: c.kwargs["BLOCK_M"] in (128, 16)  # noqa: E731
+    for c in _pinned(linear_swiglu._linear_swiglu_kernel, pointer, limit=2) if "linear_swiglu" in sections else ():
         ok &= _close(f"linear_swiglu pointer {c}", linear_swiglu.linear_swiglu(x, w, tma=False), want)
 
     from trm_fast.kernels.linear_add_rms_norm import _linear_add_rms_norm_kernel, linear_add_rms_norm
     from trm_fast.ops.linear_add_rms_norm import linear_add_rms_norm_reference
 
-    for down in (x.new_empty(b, s, n).normal_(), x):  # the down projection (K 1536), the o projection (K 512)
+    # the down projection (K 1536), the o projection (K 512)
+    for down in (x.new_empty(b, s, n).normal_(), x) if "linear_add_rms_norm" in sections else ():
         wd = torch.randn(k, down.shape[-1], dtype=dt, device=dev) * down.shape[-1] ** -0.5
         residual = torch.randn(b, s, k, dtype=dt, device=dev)
         want = _on_cpu(linear_add_rms_norm_reference, down, wd, residual, 1e-5)
@@ -91,10 +102,10 @@ def main() -> int:
     q, kk, v = _on_cpu(torch.nn.functional.linear, x, wq).view(b, s, 3 * heads, d).split(heads, dim=2)
     want = torch.cat((*rope_reference(q, kk, cos, sin), v), dim=2)
     cos, sin = cos.to(dev), sin.to(dev)
-    for c in _pinned(linear_rope._linear_rope_kernel, persistent):
+    for c in _pinned(linear_rope._linear_rope_kernel, persistent) if "linear_rope" in sections else ():
         ok &= _close(f"linear_rope {c}", linear_rope.linear_rope(x, wq, cos, sin, heads), want)
 
-    for seq in (37, 130):  # one key block; several, the last one partial
+    for seq in (37, 130) if "attention" in sections else ():  # one key block; several, the last one partial
         qkv = torch.randn(2, seq, 3 * heads, d, dtype=dt, device=dev)
         cs, sn = RotaryEmbedding(d, seq, 10000.0)()
         want = _on_cpu(rope_attention_reference, qkv, cs, sn, heads)
@@ -108,16 +119,21 @@ def main() -> int:
                 ok &= _close(f"rope_attention TMA S {seq} {c}",
                              attention.rope_attention_fwd(qkv, cs, sn, heads, tma=True), want)
 
-    gate_up = torch.randn(b * s, 2 * n, dtype=dt, device=dev)
-    ok &= _close("swiglu forward", swiglu.swiglu_fwd(gate_up), _on_cpu(swiglu_reference, gate_up))
-    dh = torch.randn(b * s, n, dtype=dt, device=dev)
-    g = gate_up.detach().cpu().float().requires_grad_(True)
-    (want,) = torch.autograd.grad(swiglu_reference(g), g, dh.cpu().float())
-    ok &= _close("swiglu backward", swiglu.swiglu_bwd(dh, gate_up), want)
+    if "swiglu" in sections:
+        gate_up = torch.randn(b * s, 2 * n, dtype=dt, device=dev)
+        h_want = _on_cpu(swiglu_reference, gate_up)
+        ok &= _close("swiglu forward", swiglu.swiglu_fwd(gate_up), h_want)
+        dh = torch.randn(b * s, n, dtype=dt, device=dev)
+        g = gate_up.detach().cpu().float().requires_grad_(True)
+        (want,) = torch.autograd.grad(swiglu_reference(g), g, dh.cpu().float())
+        ok &= _close("swiglu backward", swiglu.swiglu_bwd(dh, gate_up), want)
+        h = torch.empty(b * s, n, dtype=dt, device=dev)  # the backward that writes h again (ops.swiglu_linear)
+        ok &= _close("swiglu backward with h", swiglu.swiglu_bwd(dh, gate_up, h_out=h), want)
+        ok &= _close("swiglu backward's h", h, h_want)
     torch.cuda.synchronize()
     print("triton", triton.__version__, "all results match" if ok else "SOME RESULTS ARE WRONG", flush=True)
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
