@@ -7,6 +7,7 @@ Module and parameter names match the official ones: state_dicts load strictly bo
 """
 
 import math
+from typing import Optional
 
 import torch
 import torch.utils.checkpoint
@@ -103,12 +104,14 @@ class SwiGLU(nn.Module):
         self.gate_up_proj = CastedLinear(width, 2 * inner, bias=False)
         self.down_proj = CastedLinear(inner, width, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, eps: Optional[float] = None) -> torch.Tensor:
+        """MLP(x); with `eps`, rms_norm(x + MLP(x)), the post-norm block's second half."""
         # the weights go to one op, which chooses the kernels (gate_up_proj's and down_proj's own forwards, and
         # so their hooks, are not called)
-        dtype = x.dtype
-        return ops.swiglu_mlp(x, self.gate_up_proj.weight.to(dtype), self.down_proj.weight.to(dtype),
-                              backend=self.backend)
+        gate_up_weight, down_weight = self.gate_up_proj.weight.to(x.dtype), self.down_proj.weight.to(x.dtype)
+        if eps is None:
+            return ops.swiglu_mlp(x, gate_up_weight, down_weight, backend=self.backend)
+        return ops.swiglu_mlp_add_rms_norm(x, gate_up_weight, down_weight, eps, backend=self.backend)
 
 
 class Block(nn.Module):
@@ -126,8 +129,8 @@ class Block(nn.Module):
 
     def forward(self, h: torch.Tensor, cos_sin) -> torch.Tensor:
         # each sublayer goes to one op with the residual add and the norm after it, which chooses the kernels
-        # (o_proj's and down_proj's own forwards, and so their hooks, are not called); MLP-t's token mix,
-        # normalised across positions in the transposed layout, is the MLP op and a separate add + norm
+        # (o_proj's own forward, and so its hooks, is not called); MLP-t's token mix, normalised across
+        # positions in the transposed layout, is the MLP and a separate add + norm
         if self.use_mlp_t:
             h_t = h.transpose(1, 2)  # (B, D, S): mix along the sequence, normalise over it
             h = ops.add_rms_norm(h_t, self.mlp_t(h_t), self.eps, backend=self.backend).transpose(1, 2)
@@ -135,8 +138,7 @@ class Block(nn.Module):
             mixed = self.self_attn(h, cos_sin, project=False)
             h = ops.linear_add_rms_norm(mixed, self.self_attn.o_proj.weight.to(mixed.dtype), h, self.eps,
                                         backend=self.backend)
-        return ops.swiglu_mlp_add_rms_norm(h, self.mlp.gate_up_proj.weight.to(h.dtype),
-                                           self.mlp.down_proj.weight.to(h.dtype), self.eps, backend=self.backend)
+        return self.mlp(h, eps=self.eps)
 
 
 class ReasoningModule(nn.Module):

@@ -14,9 +14,9 @@ record_function (so kernels can be attributed to it) and, on a GPU, an NVTX rang
           trm:embedding | trm:heads                      input embedding; lm_head and q_head
 
 A stage is that path without indices (`forward > no-grad cycles > z updates (L cycles) > attention`), so the
-same work in every cycle and layer adds up in one line; kernels of a layer outside its attention and MLP
-are the sublayers' closing projections (o and down, which one op takes with what follows them) and the
-residual add + RMSNorm.
+same work in every cycle and layer adds up in one line. The MLP's stage holds its down projection and the
+residual add + RMSNorm after it (one op takes them); kernels of a layer outside its attention and MLP are the
+attention's output projection with its add + RMSNorm (one op too), or MLP-t's add + RMSNorm.
 """
 
 import contextlib
