@@ -227,10 +227,17 @@ def test_train_fit_finds_the_largest_batch_within_one_percent(monkeypatch):
 @pytest.mark.parametrize("script", ["gemm_tiles.py", "ncu_kernels.py", "sanitize_triton.py"])
 def test_kernel_probes_say_they_need_a_gpu(script):
     repo = Path(__file__).resolve().parents[1]
-    args = [] if script == "gemm_tiles.py" else ["fused", "linear_swiglu forward"]
+    args = {"ncu_kernels.py": ["fused", "linear_swiglu forward"], "sanitize_triton.py": ["swiglu"]}.get(script, [])
     done = subprocess.run([sys.executable, str(repo / "bench" / script), *args], cwd=repo, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode in (1, 2) and "needs a CUDA device; none is visible" in done.stderr, done.stderr
+
+
+def test_sanitize_triton_names_an_unknown_kernel():
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(repo / "bench" / "sanitize_triton.py"), "swiglu", "linear_swigl"],
+                          cwd=repo, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "unknown kernel ['linear_swigl']; choose from" in done.stderr, done.stderr
 
 
 def test_kernel_resources_compiles_every_kernel_for_hopper_without_a_gpu():
