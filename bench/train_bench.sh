@@ -15,10 +15,13 @@
 #   fit     bench/train_fit.py: the largest sudoku_attn and arc_attn batch whose training step fits 24 and
 #           80 GiB, reference ops against the trainer's, with and without recompute
 #   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn
+#   recompute GPU tests of the ops that keep a sublayer's input alone (trm_fast.ops.recomputed_*) and of the
+#           trainer's gradients; bench/train_memory.py on the compiled sudoku_attn step: `auto`'s kernels, then
+#           with each op and with both (held, peak and forward + backward ms)
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs}
-phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs}
+commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|recompute}
+phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|recompute}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 log="$out/train_$phase.log"
 source "$(dirname "$0")/device_common.sh"
@@ -79,6 +82,15 @@ elif [ "$phase" = fit ]; then
 elif [ "$phase" = configs ]; then
     bench sudoku_mlpt sudoku_hrm arc_attn --mode train --backend engine,reference-compile,reference-eager \
         --json "$out/bench_configs.json" --png "$out/bench_configs.png"
+elif [ "$phase" = recompute ]; then
+    (cd "$repo" && timeout 300 python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_rope.py \
+        tests/kernels/test_recomputed_mlp.py tests/kernels/test_recomputed_attention.py \
+        tests/train/test_trainer_gradients.py 2>&1 | tail -12) | tee -a "$log" || true
+    auto=$(python3 -c "from trm_fast import backend; print(','.join(sorted(backend.AUTO_OPS)))")
+    python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile --auto-ops "$auto" \
+        --auto-ops "$auto,recomputed_mlp" --auto-ops "$auto,recomputed_attention" \
+        --auto-ops "$auto,recomputed_mlp,recomputed_attention" --commit "$commit" --json "$out/memory.jsonl" \
+        2>&1 | tee -a "$log"
 else
-    echo "unknown phase $phase: speed, trainer, gap, fit, curves or configs" >&2; exit 2
+    echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs or recompute" >&2; exit 2
 fi

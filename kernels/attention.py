@@ -28,6 +28,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..backend import interpreting
 from . import tma_gemm
+from .rope import rotate, tables
 from .rope_tables import equal_halves
 
 
@@ -71,33 +72,6 @@ def _prune(configs, named_args, **kwargs):
 
 
 @triton.jit
-def _tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d, rows, cols, row_mask,
-            HALF: tl.constexpr, EQUAL_HALVES: tl.constexpr):
-    """cos and sin at these positions, each half of the head apart: (rows, HALF) fp32 tiles cos1, cos2, sin1,
-    sin2 (zeros past row_mask); with EQUAL_HALVES (kernels/rope_tables.py) the second halves are the first."""
-    cos = cos_ptr + rows[:, None] * stride_cos_s + cols[None, :] * stride_cos_d
-    sin = sin_ptr + rows[:, None] * stride_sin_s + cols[None, :] * stride_sin_d
-    cos1 = tl.load(cos, mask=row_mask[:, None], other=0.0)
-    sin1 = tl.load(sin, mask=row_mask[:, None], other=0.0)
-    if EQUAL_HALVES:
-        cos2, sin2 = cos1, sin1
-    else:
-        cos2 = tl.load(cos + HALF * stride_cos_d, mask=row_mask[:, None], other=0.0)
-        sin2 = tl.load(sin + HALF * stride_sin_d, mask=row_mask[:, None], other=0.0)
-    return cos1, cos2, sin1, sin2
-
-
-@triton.jit
-def _rotate(a, b, cos1, cos2, sin1, sin2):
-    """The halves a, b of q or k rotated by position: rotate_half([a | b]) = [-b | a] makes them
-    a' = a cos1 - b sin1 and b' = b cos2 + a sin2, in fp32, rounded to the input dtype as the reference
-    rounds q' and k' before attention. Each half is loaded once; the score is the sum of two dots over the
-    halves."""
-    a32, b32 = a.to(tl.float32), b.to(tl.float32)
-    return (a32 * cos1 - b32 * sin1).to(a.dtype), (b32 * cos2 + a32 * sin2).to(a.dtype)
-
-
-@triton.jit
 def _rope_halves(base, rows, stride_row, cols, row_mask, cos_ptr, stride_cos_s, stride_cos_d,
                  sin_ptr, stride_sin_s, stride_sin_d, HALF: tl.constexpr, USE_ROPE: tl.constexpr,
                  EQUAL_HALVES: tl.constexpr):
@@ -106,9 +80,9 @@ def _rope_halves(base, rows, stride_row, cols, row_mask, cos_ptr, stride_cos_s, 
     a = tl.load(ptrs, mask=row_mask[:, None], other=0.0)
     b = tl.load(ptrs + HALF, mask=row_mask[:, None], other=0.0)
     if USE_ROPE:
-        cos1, cos2, sin1, sin2 = _tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d,
+        cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d,
                                          rows, cols, row_mask, HALF, EQUAL_HALVES)
-        a, b = _rotate(a, b, cos1, cos2, sin1, sin2)
+        a, b = rotate(a, b, cos1, cos2, sin1, sin2)
     return a, b
 
 
@@ -218,10 +192,10 @@ def _rope_attention_tma_kernel(
         v = v_desc.load([first, (2 * H + h) * HEAD_DIM])
         if USE_ROPE:
             # positions 0..S-1 for q and k alike; the tables stay in L1 from one unit to the next
-            cos1, cos2, sin1, sin2 = _tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s,
+            cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s,
                                              stride_sin_d, rows, half_cols, real, HALF, EQUAL_HALVES)
-            q_a, q_b = _rotate(q_a, q_b, cos1, cos2, sin1, sin2)
-            k_a, k_b = _rotate(k_a, k_b, cos1, cos2, sin1, sin2)
+            q_a, q_b = rotate(q_a, q_b, cos1, cos2, sin1, sin2)
+            k_a, k_b = rotate(k_a, k_b, cos1, cos2, sin1, sin2)
         s = tl.dot(q_a, tl.trans(k_a), input_precision=DOT_PRECISION)
         s = tl.dot(q_b, tl.trans(k_b), s, input_precision=DOT_PRECISION) * qk_scale
         s = tl.where(real[None, :], s, float("-inf"))  # keys past S: another row's positions, or zeros

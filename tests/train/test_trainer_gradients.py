@@ -5,6 +5,7 @@ halted rows among them."""
 
 import pytest
 import torch
+import trm_fast
 from helpers import TRAINING_VARIANT_IDS, TRAINING_VARIANTS, training_grads
 
 pytestmark = pytest.mark.gpu
@@ -12,7 +13,11 @@ pytestmark = pytest.mark.gpu
 
 @pytest.mark.parametrize("cls, overrides", TRAINING_VARIANTS, ids=TRAINING_VARIANT_IDS)
 @pytest.mark.parametrize("steps", [1, 2])
-def test_trainer_step_gradients_match_the_reference(cls, overrides, steps):
+@pytest.mark.parametrize("recomputed", [False, True], ids=["auto", "recomputed-ops"])
+def test_trainer_step_gradients_match_the_reference(cls, overrides, steps, recomputed, monkeypatch):
+    if recomputed:  # the ops that keep a sublayer's input alone (trm_fast.ops.recomputed_*), whether 'auto' has them
+        monkeypatch.setattr(trm_fast.backend, "AUTO_OPS",
+                            trm_fast.backend.AUTO_OPS | {"recomputed_mlp", "recomputed_attention"})
     want, _ = training_grads(cls, overrides, False, device="cuda", steps=steps, backend="reference")
     got, _ = training_grads(cls, overrides, False, device="cuda", compile=True, steps=steps, backend="auto")
     assert got.keys() == want.keys()

@@ -1,8 +1,10 @@
 """The SwiGLU MLP, MLP(x) = swiglu(x W_gate_up^T) W_down^T, and the post-norm block's second half,
 rms_norm(x + MLP(x)): which ops run them.
 
-While autograd records (the gradient-carrying cycle of a training step), the MLP is the gate/up projection,
-then trm_fast.ops.swiglu_linear, which keeps gate_up and not swiglu's output for the backward. Otherwise
+While autograd records (the gradient-carrying cycle of a training step), the MLP is trm_fast.ops.recomputed_mlp,
+which keeps x alone and runs the gate/up projection again in the backward, where x is rows of unit stride;
+MLP-t's transposed token mix, and a backend that does not run that op, take the gate/up projection and then
+trm_fast.ops.swiglu_linear, which keeps gate_up and not swiglu's output for the backward. Otherwise
 the forward-only GEMM-epilogue kernels may run: the gate/up projection with SwiGLU
 (trm_fast.ops.linear_swiglu), and in the block the down projection with the residual add and the norm
 (trm_fast.ops.linear_add_rms_norm). On the reference backend both are the same ops in the same order as
@@ -15,6 +17,8 @@ import torch.nn.functional as F
 from .. import backend as _backend
 from .linear_add_rms_norm import linear_add_rms_norm
 from .linear_swiglu import linear_swiglu
+from .recomputed_mlp import recomputed_mlp_fused
+from .recomputed_mlp import unsupported as recomputed_mlp_unsupported
 from .rms_norm import add_rms_norm
 from .swiglu_linear import swiglu_linear, swiglu_linear_reference
 
@@ -30,6 +34,9 @@ def swiglu_mlp(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch
     token mix's; sudoku_attn's channel MLP: 92.1 against 91.2 ms for 14.3 against 17.3 GiB,
     bench/results/2026-11-29_h200_e45b3cd_memory.jsonl)."""
     if _backend.records(x, gate_up_weight, down_weight):
+        why_not = lambda: recomputed_mlp_unsupported(x, gate_up_weight, down_weight, backend)  # noqa: E731
+        if x.stride(-1) == 1 and _backend.use_fused(backend, "recomputed_mlp", why_not):
+            return recomputed_mlp_fused(x, gate_up_weight, down_weight, backend)
         gate_up = F.linear(x, gate_up_weight)
         if backend == "auto" and x.stride(-1) != 1:
             return swiglu_linear_reference(gate_up, down_weight, backend)

@@ -1,0 +1,139 @@
+"""The training attention sublayer that keeps its input and output alone (trm_fast.ops.recomputed_attention)
+against autograd through the official ops: on the GPU with each of PyTorch's attention kernels, and on the CPU
+(the op's own fp32 math, RoPE under Triton's interpreter); what it keeps, its dispatch, opcheck and refusals."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import trm_fast
+from helpers import assert_close_at_worst
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from trm_fast import ops
+from trm_fast.backend import FusedUnavailableError
+from trm_fast.models.layers import RotaryEmbedding
+from trm_fast.ops.attention import rope_attention_reference
+from trm_fast.ops.recomputed_attention import recomputed_attention_backward, recomputed_attention_fused
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# (B, S, K, H, D): sudoku_attn at batch 768 and 1, HRM's 82 positions at an odd batch, ARC's 916, small odd
+SHAPES_GPU = [(768, 97, 512, 8, 64), (1, 97, 512, 8, 64), (3, 82, 512, 8, 64), (2, 916, 512, 8, 64),
+              (3, 5, 64, 2, 32)]
+SHAPES_CPU = [(1, 97, 32, 2, 16), (3, 5, 24, 1, 8), (2, 9, 16, 2, 4)]
+KERNELS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def _official(x, qkv_weight, cos, sin, num_heads):
+    b, s, _ = x.shape
+    qkv = F.linear(x, qkv_weight).view(b, s, 3 * num_heads, -1)
+    return rope_attention_reference(qkv, cos, sin, num_heads)
+
+
+def _inputs(shape, dtype, device, seed, rope=True):
+    b, s, k, h, d = shape
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, s, k, generator=gen).to(device, dtype)
+    w = (torch.randn(3 * h * d, k, generator=gen) * k**-0.5).to(device, dtype)
+    dy = torch.randn(b, s, h * d, generator=gen).to(device, dtype)
+    cos, sin = (t.to(device) for t in RotaryEmbedding(d, s, 10000.0)()) if rope else (None, None)
+    return x, w, cos, sin, dy
+
+
+def _grads(fn, x, w, dy):
+    leaves = [t.detach().clone().requires_grad_(True) for t in (x, w)]
+    y = fn(*leaves)
+    return (y, *torch.autograd.grad(y, leaves, dy))
+
+
+def _check(shape, dtype, seed, device, rope=True):
+    h = shape[3]
+    x, w, cos, sin, dy = _inputs(shape, dtype, device, seed, rope)
+    got = _grads(lambda x, w: recomputed_attention_fused(x, w, cos, sin, h)[0], x, w, dy)
+    tables64 = (cos.double(), sin.double()) if rope else (None, None)
+    with sdpa_kernel(SDPBackend.MATH):  # fp64 runs on the math kernel alone
+        truth = _grads(lambda x, w: _official(x, w, *tables64, h), x.double(), w.double(), dy.double())
+    torch_ = _grads(lambda x, w: _official(x, w, cos, sin, h), x, w, dy)
+    for what, g, t, p in zip(("out", "dx", "dqkv_weight"), got, truth, torch_):
+        assert g.shape == t.shape and g.dtype == dtype
+        torch_err = (p.double() - t).abs().max().item()
+        assert_close_at_worst(g, t, atol=3 * torch_err + 1e-4, rtol=0, what=f"{what} {shape} {dtype}")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+@pytest.mark.parametrize("shape", SHAPES_CPU)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("rope", [True, False])
+def test_cpu_matches_reference(shape, dtype, rope):
+    _check(shape, dtype, seed=hash((shape, str(dtype), rope)) % 2**31, device="cpu", rope=rope)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", SHAPES_GPU)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
+def test_gpu_matches_reference(shape, dtype, kernel):
+    # each of PyTorch's attention kernels that takes these inputs, chosen as SDPA chooses (the reference too)
+    x = torch.zeros(1, 1, 1, shape[4], device="cuda", dtype=dtype)
+    with sdpa_kernel(kernel):
+        if torch._fused_sdp_choice(x, x, x) != kernel.value:
+            pytest.skip(f"{kernel.name} does not take {dtype} here")
+        _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda")
+
+
+@pytest.mark.gpu
+def test_gpu_without_rope():
+    _check((3, 82, 512, 8, 64), torch.bfloat16, seed=torch.seed() % 2**31, device="cuda", rope=False)
+
+
+def _kept(fn, *args):
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        out = fn(*args)
+    return kept, out
+
+
+def test_keeps_input_output_and_logsumexp_only():
+    x, w, cos, sin, _ = _inputs((2, 9, 16, 2, 8), torch.float32, DEVICE, seed=2)
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    kept, (out, lse) = _kept(recomputed_attention_fused, x, w, cos, sin, 2)
+    assert len(kept) == 6 and all(a is b for a, b in zip(kept, (x, w, cos, sin, out, lse)))
+    assert lse.shape == (2, 2, 9) and lse.dtype == torch.float32
+    # autograd through the official ops keeps q, k and v, 18 rows of 16 each at least
+    official, _ = _kept(_official, x, w, cos, sin, 2)
+    assert sum(t.numel() == 18 * 16 for t in official) >= 3
+
+
+def test_opcheck():
+    x, w, cos, sin, dy = _inputs((2, 5, 16, 2, 4), torch.float32, DEVICE, seed=3)
+    torch.library.opcheck(recomputed_attention_fused, (x.requires_grad_(True), w.requires_grad_(True), cos, sin, 2))
+    out, lse = recomputed_attention_fused(x.detach(), w.detach(), cos, sin, 2)
+    torch.library.opcheck(recomputed_attention_backward, (dy, x.detach(), w.detach(), cos, sin, out, lse, 2))
+
+
+def test_dispatch_and_bad_input(monkeypatch):
+    called = []
+    real = trm_fast.ops.attention.recomputed_attention_fused
+    monkeypatch.setattr(trm_fast.ops.attention, "recomputed_attention_fused", lambda *a: called.append(a) or real(*a))
+    x, w, cos, sin, _ = _inputs((2, 9, 16, 2, 8), torch.float32, DEVICE, seed=5)
+    x.requires_grad_(True)
+    # only while autograd records, on 'fused' (or 'auto' with the op in AUTO_OPS); the reference stays official
+    want = _official(x, w, cos, sin, 2)
+    assert torch.equal(ops.self_attention(x, w, (cos, sin), 2, backend="reference"), want)
+    ops.self_attention(x, w, (cos, sin), 2, backend="auto")
+    assert not called
+    torch.testing.assert_close(ops.self_attention(x, w, (cos, sin), 2, backend="fused"), want)
+    assert len(called) == 1
+    if DEVICE == "cuda":  # 'auto' runs no kernel on a CPU
+        monkeypatch.setattr(trm_fast.backend, "AUTO_OPS", trm_fast.backend.AUTO_OPS | {"recomputed_attention"})
+        ops.self_attention(x, w, (cos, sin), 2, backend="auto")
+        assert len(called) == 2
+    with pytest.raises(FusedUnavailableError, match=r"qkv_weight must be \(3 \* num_heads \* D, K\)"):
+        ops.self_attention(x, w[:, :15], (cos, sin), 2, backend="fused")
+    with pytest.raises(FusedUnavailableError, match="head dim D must be a power of two"):
+        ops.self_attention(x, w[:36], (cos[:, :6], sin[:, :6]), 2, backend="fused")
+    with pytest.raises(FusedUnavailableError, match=r"cos must be a float32 \(S, D\)"):
+        ops.self_attention(x, w, (cos.double(), sin), 2, backend="fused")
+    with pytest.raises(FusedUnavailableError, match=r"x must be a non-empty \(B, S, K\)"):
+        ops.self_attention(x[:0], w, (cos, sin), 2, backend="fused")
+    with pytest.raises(FusedUnavailableError, match="qkv_weight .* must have x's dtype"):
+        ops.self_attention(x, w.double(), (cos, sin), 2, backend="fused")

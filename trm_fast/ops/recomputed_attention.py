@@ -1,0 +1,177 @@
+"""The attention sublayer for training up to its output projection, keeping its input and its output alone:
+out = attention(RoPE(x W_qkv^T)), with the QKV projection and RoPE run again in the backward.
+
+Shapes: x (B, S, K), qkv_weight (3 H D, K) (q heads, then k, then v), cos, sin (S, D) fp32 or None
+-> out (B, S, H D).
+Autograd through the ops keeps q, k and v after RoPE and the attention's output in its own layout: 4 of the 17
+(B, S, D) tensors a sudoku_attn layer kept (bench/NOTES.md, "What the backward stores"). This op keeps x (the
+block's input, kept anyway), out (which the output projection keeps anyway) and the attention's logsumexp
+(fp32, one per row and head): per sudoku_attn layer at batch 768, 305 MB less held, for one more QKV GEMM
+(117 GFLOP) and RoPE pass in the backward. The attention's forward does not run again: its backward takes the
+kept output and logsumexp, as autograd's would.
+
+The attention is PyTorch's own kernel, the one F.scaled_dot_product_attention picks for these tensors
+(cuDNN's on an H200), called through its forward and backward ops so that the backward can run inside this
+op (a custom op's body runs below autograd). Where PyTorch would take its math path (a CPU, say), the
+same math in fp32 runs here. RoPE is trm_fast.kernels.rope's in-place pass, forward and back. The backward
+is one opaque op, so that a compiled graph cannot move the recompute to the start of the backward.
+
+Backward, with dout (B, S, H D):
+    qkv = RoPE(x W_qkv^T)                         the forward's again, in place
+    dq, dk, dv = attention_backward(dout, q, k, v, out, logsumexp)
+    dqkv = RoPE^T([dq | dk | dv])                 in place on the q and k heads
+    dx = dqkv W_qkv,   dW_qkv = dqkv^T x
+"""
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .. import backend as _backend
+
+# torch.nn.attention.SDPBackend's values, as torch._fused_sdp_choice returns them
+_FLASH, _EFFICIENT, _CUDNN = 1, 2, 3
+
+
+def _rotated_qkv(x: torch.Tensor, weight: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[torch.Tensor],
+                 num_heads: int) -> torch.Tensor:
+    """RoPE(x W^T) as (B, S, 3H, D), rotated in place."""
+    from ..kernels.rope import rope_qk_
+
+    b, s, _ = x.shape
+    qkv = F.linear(x, weight).view(b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads))
+    return qkv if cos is None else rope_qk_(qkv, cos, sin, num_heads)
+
+
+def _heads(t: torch.Tensor, num_heads: int):
+    """(B, S, n H, D), or (B, S, H D) for n = 1, -> n (B, H, S, D) views, the layout the attention ops take."""
+    if t.ndim == 3:
+        t = t.view(*t.shape[:2], num_heads, -1)
+    return [part.transpose(1, 2) for part in t.split(num_heads, dim=2)]
+
+
+def _kind(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> int:
+    """Which attention kernel F.scaled_dot_product_attention would run; 0 (math) off a GPU."""
+    return torch._fused_sdp_choice(q, k, v) if q.is_cuda else 0
+
+
+def _attention_forward(q, k, v) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(out (B, H, S, D), logsumexp (B, H, S) fp32) of softmax(q k^T / sqrt(D)) v."""
+    kind = _kind(q, k, v)
+    if kind == _CUDNN:
+        return torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True)[:2]
+    if kind == _FLASH:
+        return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[:2]
+    if kind == _EFFICIENT:
+        return torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True)[:2]
+    scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    lse = scores.logsumexp(-1)
+    return ((scores - lse[..., None]).exp() @ v.float()).to(q.dtype), lse
+
+
+def _attention_backward(dout, q, k, v, out, lse) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) as autograd computes them through `_attention_forward`'s kernel (no dropout, no mask)."""
+    kind, s = _kind(q, k, v), q.shape[2]
+    none = q.new_empty((0,), dtype=torch.int64)  # the dropout's random state: unused without dropout
+    if kind == _CUDNN:
+        return torch.ops.aten._scaled_dot_product_cudnn_attention_backward(dout, q, k, v, out, lse, none, none, None,
+                                                                           None, None, s, s, 0.0, False)
+    if kind == _FLASH:
+        return torch.ops.aten._scaled_dot_product_flash_attention_backward(dout, q, k, v, out, lse, None, None, s, s,
+                                                                           0.0, False, none, none)
+    if kind == _EFFICIENT:
+        return torch.ops.aten._scaled_dot_product_efficient_attention_backward(
+            dout, q, k, v, None, out, lse, none, none, 0.0, [True, True, True, False])[:3]
+    scale = 1 / math.sqrt(q.shape[-1])
+    q32, k32, v32, dout32 = q.float(), k.float(), v.float(), dout.float()
+    p = ((q32 @ k32.transpose(-1, -2)) * scale - lse[..., None]).exp()
+    dp = dout32 @ v32.transpose(-1, -2)
+    ds = p * (dp - (dout32 * out.float()).sum(-1, keepdim=True))
+    return ((ds @ k32) * scale).to(q.dtype), ((ds.transpose(-1, -2) @ q32) * scale).to(q.dtype), \
+        (p.transpose(-1, -2) @ dout32).to(q.dtype)
+
+
+@torch.library.custom_op("trm_fast::recomputed_attention", mutates_args=())
+def recomputed_attention_fused(x: torch.Tensor, qkv_weight: torch.Tensor, cos: Optional[torch.Tensor],
+                               sin: Optional[torch.Tensor], num_heads: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(out (B, S, H D), logsumexp (B, H, S) fp32)."""
+    b, s, _ = x.shape
+    out, lse = _attention_forward(*_heads(_rotated_qkv(x, qkv_weight, cos, sin, num_heads), num_heads))
+    return out.transpose(1, 2).reshape(b, s, -1), lse
+
+
+@recomputed_attention_fused.register_fake
+def _(x, qkv_weight, cos, sin, num_heads):
+    b, s, _ = x.shape
+    return x.new_empty((b, s, qkv_weight.shape[0] // 3)), x.new_empty((b, num_heads, s), dtype=torch.float32)
+
+
+@torch.library.custom_op("trm_fast::recomputed_attention_backward", mutates_args=())
+def recomputed_attention_backward(dout: torch.Tensor, x: torch.Tensor, qkv_weight: torch.Tensor,
+                                  cos: Optional[torch.Tensor], sin: Optional[torch.Tensor], out: torch.Tensor,
+                                  lse: torch.Tensor, num_heads: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dqkv_weight) from dout (B, S, H D) and what the forward kept."""
+    from ..kernels.rope import rope_qk_
+
+    b, s, _ = x.shape
+    q, k, v = _heads(_rotated_qkv(x, qkv_weight, cos, sin, num_heads), num_heads)
+    (o,) = _heads(out, num_heads)
+    grads = _attention_backward(*_heads(dout.contiguous(), num_heads), q, k, v, o, lse)
+    del q, k, v
+    dqkv = torch.cat([g.transpose(1, 2) for g in grads], dim=2)  # (B, S, 3H, D), contiguous
+    if cos is not None:
+        rope_qk_(dqkv, cos, sin, num_heads, backward=True)
+    rows = dqkv.view(b * s, -1)
+    return (rows @ qkv_weight).view(x.shape), rows.t() @ x.reshape(b * s, -1)
+
+
+@recomputed_attention_backward.register_fake
+def _(dout, x, qkv_weight, cos, sin, out, lse, num_heads):
+    return torch.empty_like(x), torch.empty_like(qkv_weight)
+
+
+def _setup_context(ctx, inputs, output):
+    x, qkv_weight, cos, sin, num_heads = inputs
+    out, lse = output
+    ctx.mark_non_differentiable(lse)
+    ctx.num_heads = num_heads
+    ctx.save_for_backward(x, qkv_weight, cos, sin, out, lse)
+
+
+def _backward(ctx, dout, _):
+    x, qkv_weight, cos, sin, out, lse = ctx.saved_tensors
+    dx, dweight = recomputed_attention_backward(dout, x, qkv_weight, cos, sin, out, lse, ctx.num_heads)
+    return dx, dweight, None, None, None
+
+
+recomputed_attention_fused.register_autograd(_backward, setup_context=_setup_context)
+
+
+def unsupported(x: torch.Tensor, qkv_weight: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[torch.Tensor],
+                num_heads: int, backend: str) -> Optional[str]:
+    """Why the op cannot take this call, or None."""
+    why = _backend.triton_unsupported(x, "x", backend)
+    if why is not None:
+        return why
+    if x.ndim != 3 or x.numel() == 0:
+        return f"x must be a non-empty (B, S, K) tensor, got shape {tuple(x.shape)}"
+    if qkv_weight.device != x.device or qkv_weight.dtype != x.dtype:
+        return (f"qkv_weight ({qkv_weight.dtype} on {qkv_weight.device}) must have x's dtype and device "
+                f"({x.dtype} on {x.device})")
+    if (num_heads < 1 or qkv_weight.ndim != 2 or qkv_weight.shape[1] != x.shape[2]
+            or qkv_weight.shape[0] % (3 * num_heads)):
+        return (f"qkv_weight must be (3 * num_heads * D, K) with K = x's last axis; got qkv_weight "
+                f"{tuple(qkv_weight.shape)}, x {tuple(x.shape)}, num_heads {num_heads}")
+    d = qkv_weight.shape[0] // (3 * num_heads)
+    if d < 2 or d & (d - 1):
+        return f"the head dim D must be a power of two (RoPE's pass holds half a head), got {d}"
+    if (cos is None) != (sin is None):
+        return "cos and sin must be given both or neither"
+    for name, table in (("cos", cos), ("sin", sin)):
+        if table is not None and (table.dtype != torch.float32 or tuple(table.shape) != (x.shape[1], d)
+                                  or table.device != x.device):
+            return (f"{name} must be a float32 (S, D) = {(x.shape[1], d)} table on {x.device}, got {table.dtype} "
+                    f"{tuple(table.shape)} on {table.device}")
+    return None

@@ -1,0 +1,93 @@
+"""The SwiGLU MLP for training, keeping its input alone: y = swiglu(x W_gu^T) W_down^T, and in the backward the
+gate/up projection runs again.
+
+Shapes: x (..., K) whose leading axes flatten to rows of unit stride along K, gate_up_weight (2I, K),
+down_weight (N, I) -> y (..., N).
+Autograd through the ops (or trm_fast.ops.swiglu_linear) keeps gate_up, (M, 2I): 6 of the 17 (B, S, D) tensors
+a sudoku_attn layer kept (bench/NOTES.md, "What the backward stores"). This op keeps x, which the block keeps
+anyway (the norm before it saves the same tensor), and the weights: per sudoku_attn layer at batch 768, 458 MB
+less held, for one more gate/up GEMM in the backward (234 GFLOP, about 0.4 ms at cuBLAS's rate).
+The backward is one opaque op too: a recompute that a compiled graph could see would be free to move it
+to the start of the backward, and so to hold every layer's gate_up at once again.
+
+Backward, rows of M, with dy (M, N):
+    gate_up = x W_gu^T                                  (M, 2I), the forward's projection again
+    dh = dy W_down                                      (M, I)
+    dgate_up, h = swiglu_backward(dh, gate_up)          one Triton kernel, written over gate_up and dh
+    dW_down = dy^T h,   dW_gu = dgate_up^T x,   dx = dgate_up W_gu
+At most one layer's gate_up and dh live at a time (9 I elements a row).
+"""
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .. import backend as _backend
+from .linear_swiglu import linear_swiglu
+
+
+@torch.library.custom_op("trm_fast::recomputed_mlp", mutates_args=())
+def recomputed_mlp_fused(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor,
+                         backend: str) -> torch.Tensor:
+    """The forward as the no-grad MLP runs it on `backend` (the gate/up GEMM with SwiGLU where 'auto' measured
+    it faster), then cuBLAS."""
+    return F.linear(linear_swiglu(x, gate_up_weight, backend), down_weight)
+
+
+@recomputed_mlp_fused.register_fake
+def _(x, gate_up_weight, down_weight, backend):
+    return x.new_empty((*x.shape[:-1], down_weight.shape[0]))
+
+
+@torch.library.custom_op("trm_fast::recomputed_mlp_backward", mutates_args=())
+def recomputed_mlp_backward(dy: torch.Tensor, x: torch.Tensor, gate_up_weight: torch.Tensor,
+                            down_weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dgate_up_weight, ddown_weight) from dy (..., N) and the forward's inputs."""
+    from ..kernels.swiglu import swiglu_bwd
+
+    rows = x.reshape(-1, x.shape[-1])
+    dy = dy.reshape(-1, down_weight.shape[0])
+    gate_up = rows @ gate_up_weight.t()
+    dh = dy @ down_weight
+    # in place: each element of gate_up and dh is read before the same program writes its gradient and h there
+    dgate_up = swiglu_bwd(dh, gate_up, out=gate_up, h_out=dh)
+    ddown = dy.t() @ dh
+    return (dgate_up @ gate_up_weight).view(x.shape), dgate_up.t() @ rows, ddown
+
+
+@recomputed_mlp_backward.register_fake
+def _(dy, x, gate_up_weight, down_weight):
+    return torch.empty_like(x), torch.empty_like(gate_up_weight), torch.empty_like(down_weight)
+
+
+def _setup_context(ctx, inputs, output):
+    x, gate_up_weight, down_weight, _ = inputs
+    ctx.save_for_backward(x, gate_up_weight, down_weight)
+
+
+def _backward(ctx, dy):
+    return (*recomputed_mlp_backward(dy, *ctx.saved_tensors), None)
+
+
+recomputed_mlp_fused.register_autograd(_backward, setup_context=_setup_context)
+
+
+def unsupported(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor,
+                backend: str) -> Optional[str]:
+    """Why the op cannot take this call, or None."""
+    why = _backend.triton_unsupported(x, "x", backend)
+    if why is not None:
+        return why
+    for name, w in (("gate_up_weight", gate_up_weight), ("down_weight", down_weight)):
+        if w.device != x.device or w.dtype != x.dtype:
+            return f"{name} ({w.dtype} on {w.device}) must have x's dtype and device ({x.dtype} on {x.device})"
+    if (x.ndim == 0 or gate_up_weight.ndim != 2 or down_weight.ndim != 2 or gate_up_weight.shape[1] != x.shape[-1]
+            or gate_up_weight.shape[0] != 2 * down_weight.shape[1]):
+        return (f"need x (..., K), gate_up_weight (2I, K) and down_weight (N, I); got x {tuple(x.shape)}, "
+                f"gate_up_weight {tuple(gate_up_weight.shape)}, down_weight {tuple(down_weight.shape)}")
+    if x.numel() == 0:
+        return f"x is empty (shape {tuple(x.shape)})"
+    if x.stride(-1) != 1 or not _backend.leading_axes_flatten(x, trailing=1):
+        return f"x must be rows of unit stride along its last axis, got shape {tuple(x.shape)} strides {x.stride()}"
+    return None
