@@ -85,8 +85,8 @@ elif [ "$phase" = configs ]; then
 elif [ "$phase" = recompute ]; then
     (cd "$repo" && timeout 300 python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_rope.py \
         tests/kernels/test_recomputed_mlp.py tests/kernels/test_recomputed_attention.py \
-        tests/train/test_trainer_gradients.py -k "not (test_trainer_step_gradients and auto)" 2>&1 | tail -12) \
-        | tee -a "$log" || true
+        tests/train/test_trainer_gradients.py -k "not (test_trainer_step_gradients and auto)" --tb=short \
+        > "$out/pytest_recompute.log" 2>&1; tail -3 "$out/pytest_recompute.log") | tee -a "$log" || true
     auto=$(python3 -c "from trm_fast import backend; print(','.join(sorted(backend.AUTO_OPS)))")
     python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile --auto-ops "$auto" \
         --auto-ops "$auto,recomputed_mlp" --auto-ops "$auto,recomputed_attention" \

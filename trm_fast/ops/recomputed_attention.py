@@ -58,30 +58,35 @@ def _kind(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> int:
 
 
 def _attention_forward(q, k, v) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(out (B, H, S, D), logsumexp (B, H, S) fp32) of softmax(q k^T / sqrt(D)) v."""
-    kind = _kind(q, k, v)
-    if kind == _CUDNN:
-        return torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True)[:2]
+    """(out (B, H, S, D), logsumexp (B, H, S) fp32, contiguous) of softmax(q k^T / sqrt(D)) v."""
+    kind, (b, h, s, _) = _kind(q, k, v), q.shape
+    if kind == _CUDNN:  # its logsumexp is (B, H, S, 1)
+        out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True)[:2]
+        return out, lse.reshape(b, h, s).contiguous()
     if kind == _FLASH:
-        return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[:2]
-    if kind == _EFFICIENT:
-        return torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True)[:2]
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[:2]
+        return out, lse.contiguous()
+    if kind == _EFFICIENT:  # its logsumexp has S rounded up to a multiple of 32
+        out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True)[:2]
+        return out, lse[..., :s].contiguous()
     scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
     lse = scores.logsumexp(-1)
     return ((scores - lse[..., None]).exp() @ v.float()).to(q.dtype), lse
 
 
 def _attention_backward(dout, q, k, v, out, lse) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv) as autograd computes them through `_attention_forward`'s kernel (no dropout, no mask)."""
+    """(dq, dk, dv) as autograd computes them through `_attention_forward`'s kernel (no dropout, no mask), with
+    the logsumexp given back in the shape that kernel made it."""
     kind, s = _kind(q, k, v), q.shape[2]
     none = q.new_empty((0,), dtype=torch.int64)  # the dropout's random state: unused without dropout
     if kind == _CUDNN:
-        return torch.ops.aten._scaled_dot_product_cudnn_attention_backward(dout, q, k, v, out, lse, none, none, None,
-                                                                           None, None, s, s, 0.0, False)
+        return torch.ops.aten._scaled_dot_product_cudnn_attention_backward(
+            dout, q, k, v, out, lse.unsqueeze(-1), none, none, None, None, None, s, s, 0.0, False)
     if kind == _FLASH:
         return torch.ops.aten._scaled_dot_product_flash_attention_backward(dout, q, k, v, out, lse, None, None, s, s,
                                                                            0.0, False, none, none)
-    if kind == _EFFICIENT:
+    if kind == _EFFICIENT:  # rows past S: an infinite logsumexp gives them no probability, were they read
+        lse = F.pad(lse, (0, -s % 32), value=math.inf)
         return torch.ops.aten._scaled_dot_product_efficient_attention_backward(
             dout, q, k, v, None, out, lse, none, none, 0.0, [True, True, True, False])[:3]
     scale = 1 / math.sqrt(q.shape[-1])
