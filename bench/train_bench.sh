@@ -16,8 +16,9 @@
 #           80 GiB, reference ops against the trainer's, with and without recompute
 #   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn
 #   recompute GPU tests of the ops that keep a sublayer's input alone (trm_fast.ops.recomputed_*) and of the
-#           trainer's gradients; bench/train_memory.py on the compiled sudoku_attn step: `auto`'s kernels, then
-#           with each op and with both (held, peak and forward + backward ms)
+#           trainer's gradients with recompute; bench/train_memory.py on the compiled sudoku_attn step with and
+#           without recompute; the bench's sudoku_attn train rows (engine, reference-compile), then engine with
+#           --recompute; the trainer's steps/s at the same batch with arch.recompute, plain and with cuda_graph
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
 commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|recompute}
@@ -83,15 +84,19 @@ elif [ "$phase" = configs ]; then
     bench sudoku_mlpt sudoku_hrm arc_attn --mode train --backend engine,reference-compile,reference-eager \
         --json "$out/bench_configs.json" --png "$out/bench_configs.png"
 elif [ "$phase" = recompute ]; then
-    (cd "$repo" && timeout 300 python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_rope.py \
-        tests/kernels/test_recomputed_mlp.py tests/kernels/test_recomputed_attention.py \
-        tests/train/test_trainer_gradients.py -k "not (test_trainer_step_gradients and auto)" --tb=short \
+    (cd "$repo" && timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_rope.py \
+        tests/kernels/test_recomputed_mlp.py tests/kernels/test_recomputed_attention.py tests/test_recompute.py \
+        tests/train/test_trainer_gradients.py -k "not (test_trainer_step_gradients and not recompute)" --tb=short \
         > "$out/pytest_recompute.log" 2>&1; tail -3 "$out/pytest_recompute.log") | tee -a "$log" || true
-    auto=$(python3 -c "from trm_fast import backend; print(','.join(sorted(backend.AUTO_OPS)))")
-    python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile --auto-ops "$auto" \
-        --auto-ops "$auto,recomputed_mlp" --auto-ops "$auto,recomputed_attention" \
-        --auto-ops "$auto,recomputed_mlp,recomputed_attention" --commit "$commit" --json "$out/memory.jsonl" \
-        2>&1 | tee -a "$log"
+    python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile,compile+recompute --commit "$commit" \
+        --json "$out/memory.jsonl" 2>&1 | grep -v '"kept"' | tee -a "$log"
+    bench sudoku_attn --mode train --backend engine,reference-compile --json "$out/bench_recompute.json" --no-png
+    bench sudoku_attn --mode train --backend engine --recompute --json "$out/bench_recompute.json" --no-png
+    data /tmp/gen20k 20000
+    echo "== trainer, sudoku_att at batch 768 with arch.recompute=true (the bench's engine+recompute row)" | tee -a "$log"
+    train /tmp/run_rc sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true
+    echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
+    train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
     echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs or recompute" >&2; exit 2
 fi

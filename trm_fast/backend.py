@@ -104,10 +104,12 @@ def triton_unsupported(t, name: str, backend: str) -> Optional[str]:
 _warned = set()
 
 # The kernels 'auto' runs: those measured faster than what they replace on an H200, each op's docstring says by
-# how much, and swiglu_linear, which trades 1% of a training step's time for a sixth of its memory. The others
-# (attention, linear_rope, linear_add_rms_norm) run on 'fused' alone. An experiment may change the set before it
-# builds a model (bench/engine_ops.py and bench/train_memory.py --auto-ops).
-AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "swiglu_linear"}
+# how much; swiglu_linear, which trades 1% of a training step's time for a sixth of its memory; and the ops that
+# keep a sublayer's input alone, which run only where a model built with `recompute` asks for them
+# (`recomputes_in_ops`). The others (attention, linear_rope, linear_add_rms_norm) run on 'fused' alone. An
+# experiment may change the set before it builds a model (bench/engine_ops.py and bench/train_memory.py
+# --auto-ops).
+AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "swiglu_linear", "recomputed_mlp", "recomputed_attention"}
 
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:
@@ -130,6 +132,13 @@ def warn_fallback(op: str, reason: str, stacklevel: int = 3):
     if (op, reason) not in _warned:
         _warned.add((op, reason))
         warnings.warn(f"trm_fast: {op} falls back to the reference: {reason}", stacklevel=stacklevel)
+
+
+def recomputes_in_ops(backend: str, device) -> bool:
+    """Whether a model built with `recompute` keeps each sublayer's input alone through the ops that recompute
+    the rest (trm_fast.ops.recomputed_mlp, recomputed_attention) rather than checkpointing each reasoning-module
+    call whole: on a GPU, off the reference backend. One rule for the model, its compilation and the trainer."""
+    return backend != "reference" and torch.device(device).type == "cuda"
 
 
 def records(*tensors) -> bool:

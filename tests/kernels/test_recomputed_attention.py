@@ -121,24 +121,20 @@ def test_dispatch_and_bad_input(monkeypatch):
     monkeypatch.setattr(trm_fast.ops.attention, "recomputed_attention_fused", lambda *a: called.append(a) or real(*a))
     x, w, cos, sin, _ = _inputs((2, 9, 16, 2, 8), torch.float32, DEVICE, seed=5)
     x.requires_grad_(True)
-    # only while autograd records, on 'fused' (or 'auto' with the op in AUTO_OPS); the reference stays official
+    # only for a model built with recompute, while autograd records, off the reference backend, on a GPU
+    # (trm_fast.backend.recomputes_in_ops); the reference stays the official ops
     want = _official(x, w, cos, sin, 2)
-    assert torch.equal(ops.self_attention(x, w, (cos, sin), 2, backend="reference"), want)
-    ops.self_attention(x, w, (cos, sin), 2, backend="auto")
+    assert torch.equal(ops.self_attention(x, w, (cos, sin), 2, backend="reference", recompute=True), want)
+    ops.self_attention(x, w, (cos, sin), 2, backend="fused")
     assert not called
-    torch.testing.assert_close(ops.self_attention(x, w, (cos, sin), 2, backend="fused"), want)
+    if DEVICE == "cpu":  # Triton's interpreter stands in for a GPU
+        monkeypatch.setattr(trm_fast.backend, "recomputes_in_ops", lambda backend, device: backend != "reference")
+    torch.testing.assert_close(ops.self_attention(x, w, (cos, sin), 2, backend="fused", recompute=True), want)
     assert len(called) == 1
-    if DEVICE == "cuda":  # 'auto' runs no kernel on a CPU
-        monkeypatch.setattr(trm_fast.backend, "AUTO_OPS", trm_fast.backend.AUTO_OPS | {"recomputed_attention"})
-        ops.self_attention(x, w, (cos, sin), 2, backend="auto")
-        assert len(called) == 2
-    with pytest.raises(FusedUnavailableError, match=r"qkv_weight must be \(3 \* num_heads \* D, K\)"):
-        ops.self_attention(x, w[:, :15], (cos, sin), 2, backend="fused")
-    with pytest.raises(FusedUnavailableError, match="head dim D must be a power of two"):
-        ops.self_attention(x, w[:36], (cos[:, :6], sin[:, :6]), 2, backend="fused")
-    with pytest.raises(FusedUnavailableError, match=r"cos must be a float32 \(S, D\)"):
-        ops.self_attention(x, w, (cos.double(), sin), 2, backend="fused")
-    with pytest.raises(FusedUnavailableError, match=r"x must be a non-empty \(B, S, K\)"):
-        ops.self_attention(x[:0], w, (cos, sin), 2, backend="fused")
-    with pytest.raises(FusedUnavailableError, match="qkv_weight .* must have x's dtype"):
-        ops.self_attention(x, w.double(), (cos, sin), 2, backend="fused")
+    for args, match in (((x, w[:, :15], (cos, sin)), r"qkv_weight must be \(3 \* num_heads \* D, K\)"),
+                        ((x, w[:36], (cos[:, :6], sin[:, :6])), "head dim D must be a power of two"),
+                        ((x, w, (cos.double(), sin)), r"cos must be a float32 \(S, D\)"),
+                        ((x[:0], w, (cos, sin)), r"x must be a non-empty \(B, S, K\)"),
+                        ((x, w.double(), (cos, sin)), "qkv_weight .* must have x's dtype")):
+        with pytest.raises(FusedUnavailableError, match=match):
+            ops.self_attention(*args, 2, backend="fused", recompute=True)

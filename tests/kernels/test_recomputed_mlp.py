@@ -91,25 +91,40 @@ def test_dispatch_and_bad_input(monkeypatch):
     called = []
     real = trm_fast.ops.mlp.recomputed_mlp_fused
     monkeypatch.setattr(trm_fast.ops.mlp, "recomputed_mlp_fused", lambda *a: called.append(a) or real(*a))
-    monkeypatch.setattr(trm_fast.backend, "AUTO_OPS", trm_fast.backend.AUTO_OPS | {"recomputed_mlp"})
     x = torch.randn(2, 9, 16, device=DEVICE, requires_grad=True)
     w_gu = torch.randn(96, 16, device=DEVICE, requires_grad=True)
     w_down = torch.randn(16, 48, device=DEVICE, requires_grad=True)
-    # only while autograd records, on 'fused' (or on 'auto' with the op in AUTO_OPS), on rows of unit stride
+    # only for a model built with recompute, while autograd records, off the reference backend
     with torch.no_grad():
-        ops.swiglu_mlp(x, w_gu, w_down, backend="fused")
-    ops.swiglu_mlp(x, w_gu, w_down, backend="reference")
-    assert not called
+        ops.swiglu_mlp(x, w_gu, w_down, backend="fused", recompute=True)
+    ops.swiglu_mlp(x, w_gu, w_down, backend="reference", recompute=True)
     ops.swiglu_mlp(x, w_gu, w_down, backend="fused")
+    assert not called
+    # and on a GPU (trm_fast.backend.recomputes_in_ops: a CPU checkpoints whole module calls instead); here
+    # Triton's interpreter stands in for one
+    monkeypatch.setattr(trm_fast.backend, "recomputes_in_ops", lambda backend, device: backend != "reference")
+    ops.swiglu_mlp(x, w_gu, w_down, backend="fused", recompute=True)
     assert len(called) == 1
-    # MLP-t's transposed token mix keeps the swiglu_linear path on every backend
-    ops.swiglu_mlp(x.transpose(1, 2).contiguous().transpose(1, 2), w_gu, w_down, backend="fused")
-    assert len(called) == 1
-    with pytest.raises(FusedUnavailableError, match=r"need x \(\.\.\., K\), gate_up_weight \(2I, K\)"):
-        ops.swiglu_mlp(x, w_gu[:, :15], w_down, backend="fused")
-    with pytest.raises(FusedUnavailableError, match="down_weight .* must have x's dtype and device"):
-        ops.swiglu_mlp(x, w_gu, w_down.double(), backend="fused")
-    with pytest.raises(FusedUnavailableError, match="x is empty"):
-        ops.swiglu_mlp(x[:0], w_gu, w_down, backend="fused")
-    with pytest.raises(FusedUnavailableError, match="rows of unit stride"):
-        ops.swiglu_mlp(x[:, ::2], w_gu, w_down, backend="fused")
+    # MLP-t's transposed token mix too
+    y = ops.swiglu_mlp(x.transpose(1, 2).contiguous().transpose(1, 2), w_gu, w_down, backend="fused", recompute=True)
+    assert len(called) == 2 and y.is_contiguous()
+    for bad, match in ((dict(w_gu=w_gu[:, :15]), r"need x \(\.\.\., K\), gate_up_weight \(2I, K\)"),
+                       (dict(w_down=w_down.double()), "down_weight .* must have x's dtype and device"),
+                       (dict(x=x[:0]), "x is empty"),
+                       (dict(x=torch.randn(4, 3, 9, 16, device=DEVICE)[:, ::2]), "leading axes do not flatten")):
+        args = dict(dict(x=x, w_gu=w_gu, w_down=w_down), **bad)
+        with pytest.raises(FusedUnavailableError, match=match):
+            ops.swiglu_mlp(args["x"], args["w_gu"], args["w_down"], backend="fused", recompute=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+def test_transposed_token_mix_matches_reference():
+    # MLP-t's x: (B, D, S) viewed from a contiguous (B, S, D); dx comes back contiguous
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 9, 12, generator=gen).transpose(1, 2)
+    w_gu, w_down = torch.randn(32, 9, generator=gen) / 3, torch.randn(9, 16, generator=gen) / 4
+    dy = torch.randn(2, 12, 9, generator=gen)
+    got = _grads(lambda *a: recomputed_mlp_fused(*a, "fused"), x, w_gu, w_down, dy)
+    want = _grads(_official, x, w_gu, w_down, dy)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)

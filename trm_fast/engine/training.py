@@ -2,11 +2,12 @@
 (torch.compile, default mode, static shapes), eager on a CPU, where compiling costs more than it saves on
 the short runs made there. One place for this rule: the trainer and `trm-fast bench` both take it.
 
-A model built with `recompute: true` is compiled block by block instead: compiled whole, the backward is
-one graph that recomputes every checkpointed call before its first gradient, which holds all their
-activations at once (17.9 of 18.0 GiB for sudoku_attn at batch 768 on an H200,
-bench/results/2026-11-29_h200_3b3855d_memory.jsonl); eager checkpoints around compiled blocks recompute
-one module call at a time."""
+A model built with `recompute: true` whose reasoning modules checkpoint their calls (off a GPU or on the
+reference ops: ReasoningModule.checkpoints; on a GPU its ops recompute inside the layers instead, and the
+whole head compiles) is compiled block by block: compiled whole, the backward is one graph that recomputes
+every checkpointed call before its first gradient, which holds all their activations at once (17.9 of 18.0
+GiB for sudoku_attn at batch 768 on an H200, bench/results/2026-11-29_h200_3b3855d_memory.jsonl); eager
+checkpoints around compiled blocks recompute one module call at a time."""
 
 from typing import Optional
 
@@ -23,7 +24,7 @@ def training_forward(head, device, compile: Optional[bool] = None):
         compile = torch.device(device).type == "cuda"
     if not compile:
         return head
-    if any(isinstance(m, ReasoningModule) and m.recompute for m in head.modules()):
+    if any(isinstance(m, ReasoningModule) and m.checkpoints(device) for m in head.modules()):
         for module in head.modules():
             if isinstance(module, Block):
                 module.compile(dynamic=False)

@@ -105,9 +105,10 @@ class TRMConfig:
     no_ACT_continue: bool = _field(True, kind=bool)
     # trm_fast only: None defers to TRM_FAST_BACKEND, then "auto" (trm_fast.backend); resolved by the model
     backend: Optional[str] = _field(None, kind=str, choices=BACKENDS)
-    # trm_fast only: the gradient-carrying cycle keeps each reasoning-module call's inputs and recomputes
-    # its layers in the backward (models/layers.ReasoningModule): the same gradients for a fraction of the
-    # activation memory and one more forward of that cycle
+    # trm_fast only: the gradient-carrying cycle recomputes in the backward what it can (models/layers.
+    # ReasoningModule): on a GPU its ops keep each sublayer's input and run the QKV and gate/up projections
+    # again; elsewhere each reasoning-module call keeps its inputs and runs its layers again. The same
+    # gradients for a fraction of the activation memory
     recompute: bool = _field(False, kind=bool)
 
     @classmethod

@@ -75,11 +75,12 @@ class RotaryEmbedding(nn.Module):
 
 
 class Attention(nn.Module):
-    """Non-causal multi-head self-attention with a fused QKV projection and optional RoPE."""
+    """Non-causal multi-head self-attention with a fused QKV projection and optional RoPE. `recompute`: its
+    backward recomputes what it can (ops.self_attention)."""
 
-    def __init__(self, hidden_size: int, num_heads: int, backend: str):
+    def __init__(self, hidden_size: int, num_heads: int, backend: str, recompute: bool = False):
         super().__init__()
-        self.backend = backend
+        self.backend, self.recompute = backend, recompute
         self.num_heads, self.head_dim = num_heads, hidden_size // num_heads
         self.qkv_proj = CastedLinear(hidden_size, 3 * hidden_size, bias=False)
         self.o_proj = CastedLinear(hidden_size, hidden_size, bias=False)
@@ -90,16 +91,18 @@ class Attention(nn.Module):
         # the projection's weight goes to the op with RoPE and attention, which may fuse the projection and
         # RoPE (qkv_proj's own forward, and so its hooks, are not called); heads: q, then k, then v
         qkv_weight = self.qkv_proj.weight.to(x.dtype)
-        mixed = ops.self_attention(x, qkv_weight, cos_sin, self.num_heads, backend=self.backend)
+        mixed = ops.self_attention(x, qkv_weight, cos_sin, self.num_heads, backend=self.backend,
+                                   recompute=self.recompute)
         return self.o_proj(mixed) if project else mixed
 
 
 class SwiGLU(nn.Module):
-    """Gated MLP; the inner width is 2/3 * expansion * width rounded up to a multiple of 256."""
+    """Gated MLP; the inner width is 2/3 * expansion * width rounded up to a multiple of 256. `recompute`: its
+    backward recomputes what it can (ops.swiglu_mlp)."""
 
-    def __init__(self, width: int, expansion: float, backend: str):
+    def __init__(self, width: int, expansion: float, backend: str, recompute: bool = False):
         super().__init__()
-        self.backend = backend
+        self.backend, self.recompute = backend, recompute
         inner = -(round(expansion * width * 2 / 3) // -256) * 256
         self.gate_up_proj = CastedLinear(width, 2 * inner, bias=False)
         self.down_proj = CastedLinear(inner, width, bias=False)
@@ -110,8 +113,9 @@ class SwiGLU(nn.Module):
         # so their hooks, are not called)
         gate_up_weight, down_weight = self.gate_up_proj.weight.to(x.dtype), self.down_proj.weight.to(x.dtype)
         if eps is None:
-            return ops.swiglu_mlp(x, gate_up_weight, down_weight, backend=self.backend)
-        return ops.swiglu_mlp_add_rms_norm(x, gate_up_weight, down_weight, eps, backend=self.backend)
+            return ops.swiglu_mlp(x, gate_up_weight, down_weight, backend=self.backend, recompute=self.recompute)
+        return ops.swiglu_mlp_add_rms_norm(x, gate_up_weight, down_weight, eps, backend=self.backend,
+                                           recompute=self.recompute)
 
 
 class Block(nn.Module):
@@ -122,10 +126,10 @@ class Block(nn.Module):
         self.eps, self.backend = config.rms_norm_eps, config.backend
         self.use_mlp_t = config.mlp_t
         if config.mlp_t:
-            self.mlp_t = SwiGLU(config.full_seq_len, config.expansion, config.backend)
+            self.mlp_t = SwiGLU(config.full_seq_len, config.expansion, config.backend, config.recompute)
         else:
-            self.self_attn = Attention(config.hidden_size, config.num_heads, config.backend)
-        self.mlp = SwiGLU(config.hidden_size, config.expansion, config.backend)
+            self.self_attn = Attention(config.hidden_size, config.num_heads, config.backend, config.recompute)
+        self.mlp = SwiGLU(config.hidden_size, config.expansion, config.backend, config.recompute)
 
     def forward(self, h: torch.Tensor, cos_sin) -> torch.Tensor:
         # each sublayer goes to one op with the residual add and the norm after it, which chooses the kernels
@@ -143,15 +147,21 @@ class Block(nn.Module):
 
 class ReasoningModule(nn.Module):
     """f(h, injection): add the injection once, then apply the layers. With config.recompute, a call that
-    carries gradients stores only h and injection and runs its layers again in the backward."""
+    carries gradients keeps each sublayer's input alone and its ops recompute the rest in the backward (on a
+    GPU, ops.recomputes_in_ops); elsewhere it stores only h and injection and runs its layers again."""
 
     def __init__(self, config, num_layers: int):
         super().__init__()
         self.layers = nn.ModuleList(Block(config) for _ in range(num_layers))
-        self.recompute = config.recompute
+        self.recompute, self.backend = config.recompute, config.backend
+
+    def checkpoints(self, device) -> bool:
+        """Whether a call that carries gradients on `device` is checkpointed whole (recompute, without the ops
+        that recompute inside the layers)."""
+        return self.recompute and not ops.recomputes_in_ops(self.backend, device)
 
     def forward(self, h: torch.Tensor, injection: torch.Tensor, cos_sin=None) -> torch.Tensor:
-        if self.recompute and torch.is_grad_enabled():
+        if torch.is_grad_enabled() and self.checkpoints(h.device):
             # the layers draw no random numbers: no generator state to save (nor to read while a CUDA graph
             # is being captured, which that would forbid)
             return torch.utils.checkpoint.checkpoint(self._run_layers, h, injection, cos_sin, use_reentrant=False,

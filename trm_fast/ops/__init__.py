@@ -3,6 +3,7 @@ public function the model calls (the place where a fused backend dispatches). Th
 backend switch (trm_fast.backend) only through here: its names, and resolving a config's choice."""
 
 from ..backend import BACKENDS
+from ..backend import recomputes_in_ops
 from ..backend import resolve as resolve_backend
 from .attention import rope_attention, self_attention
 from .linear_add_rms_norm import linear_add_rms_norm
@@ -12,5 +13,5 @@ from .rms_norm import add_rms_norm
 from .swiglu import swiglu
 from .swiglu_linear import swiglu_linear
 
-__all__ = ["BACKENDS", "add_rms_norm", "linear_add_rms_norm", "linear_swiglu", "resolve_backend", "rope_attention",
-           "self_attention", "swiglu", "swiglu_linear", "swiglu_mlp", "swiglu_mlp_add_rms_norm"]
+__all__ = ["BACKENDS", "add_rms_norm", "linear_add_rms_norm", "linear_swiglu", "recomputes_in_ops", "resolve_backend",
+           "rope_attention", "self_attention", "swiglu", "swiglu_linear", "swiglu_mlp", "swiglu_mlp_add_rms_norm"]

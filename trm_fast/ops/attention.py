@@ -104,20 +104,21 @@ def rope_attention(qkv: torch.Tensor, cos_sin, num_heads: int, backend: str = "r
 
 
 def self_attention(x: torch.Tensor, qkv_weight: torch.Tensor, cos_sin, num_heads: int,
-                   backend: str = "reference") -> torch.Tensor:
+                   backend: str = "reference", recompute: bool = False) -> torch.Tensor:
     """The attention sublayer up to its output projection: x (B, S, K) through the qkv projection (weight
     (3 H D, K), in x's dtype), RoPE when ``cos_sin`` is given, then `rope_attention`; (B, S, H * D).
 
-    While autograd records, trm_fast.ops.recomputed_attention runs where the backend runs it (it keeps x and
-    the output alone). Where the fused QKV + RoPE kernel runs (trm_fast.ops.linear_rope: forward only, a
-    Hopper GPU), the projection arrives rotated and the attention op gets no tables; otherwise the official
-    steps run, F.linear and then RoPE inside the attention op, which the reference backend keeps
-    bit-identical."""
+    While autograd records, a model built with `recompute` asks for trm_fast.ops.recomputed_attention, which
+    keeps x and the output alone (on a GPU: trm_fast.backend.recomputes_in_ops). Where the fused QKV + RoPE
+    kernel runs (trm_fast.ops.linear_rope: forward only, a Hopper GPU), the projection arrives rotated and the
+    attention op gets no tables; otherwise the official steps run, F.linear and then RoPE inside the attention
+    op, which the reference backend keeps bit-identical."""
     b, s, _ = x.shape
     if _backend.records(x, qkv_weight):
         cos, sin = cos_sin if cos_sin is not None else (None, None)
         why_not = lambda: recomputed_attention_unsupported(x, qkv_weight, cos, sin, num_heads, backend)  # noqa: E731
-        if _backend.use_fused(backend, "recomputed_attention", why_not):
+        if (recompute and _backend.recomputes_in_ops(backend, x.device)
+                and _backend.use_fused(backend, "recomputed_attention", why_not)):
             return recomputed_attention_fused(x, qkv_weight, cos, sin, num_heads)[0]
     elif cos_sin is not None:
         cos, sin = cos_sin

@@ -1,10 +1,10 @@
 """The SwiGLU MLP, MLP(x) = swiglu(x W_gate_up^T) W_down^T, and the post-norm block's second half,
 rms_norm(x + MLP(x)): which ops run them.
 
-While autograd records (the gradient-carrying cycle of a training step), the MLP is trm_fast.ops.recomputed_mlp,
-which keeps x alone and runs the gate/up projection again in the backward, where x is rows of unit stride;
-MLP-t's transposed token mix, and a backend that does not run that op, take the gate/up projection and then
-trm_fast.ops.swiglu_linear, which keeps gate_up and not swiglu's output for the backward. Otherwise
+While autograd records (the gradient-carrying cycle of a training step), a model built with `recompute` asks
+for trm_fast.ops.recomputed_mlp, which keeps x alone and runs the gate/up projection again in the backward
+(on a GPU: trm_fast.backend.recomputes_in_ops). Otherwise the MLP is the gate/up projection, then
+trm_fast.ops.swiglu_linear, which keeps gate_up and not swiglu's output for the backward. Without autograd
 the forward-only GEMM-epilogue kernels may run: the gate/up projection with SwiGLU
 (trm_fast.ops.linear_swiglu), and in the block the down projection with the residual add and the norm
 (trm_fast.ops.linear_add_rms_norm). On the reference backend both are the same ops in the same order as
@@ -24,9 +24,9 @@ from .swiglu_linear import swiglu_linear, swiglu_linear_reference
 
 
 def swiglu_mlp(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor,
-               backend: str = "reference") -> torch.Tensor:
+               backend: str = "reference", recompute: bool = False) -> torch.Tensor:
     """MLP(x): x (..., K) with any strides on its last two axes, gate_up_weight (2I, K) and down_weight (N, I)
-    in x's dtype -> (..., N).
+    in x's dtype -> (..., N). `recompute`: the model was built with it (the backward recomputes what it can).
 
     'auto' keeps MLP-t's token mix (x transposed, not unit stride along K) on the two ops: there the op that
     keeps gate_up alone cost more time than it saved memory is worth (sudoku_mlpt's compiled forward +
@@ -35,7 +35,8 @@ def swiglu_mlp(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch
     bench/results/2026-11-29_h200_e45b3cd_memory.jsonl)."""
     if _backend.records(x, gate_up_weight, down_weight):
         why_not = lambda: recomputed_mlp_unsupported(x, gate_up_weight, down_weight, backend)  # noqa: E731
-        if x.stride(-1) == 1 and _backend.use_fused(backend, "recomputed_mlp", why_not):
+        if (recompute and _backend.recomputes_in_ops(backend, x.device)
+                and _backend.use_fused(backend, "recomputed_mlp", why_not)):
             return recomputed_mlp_fused(x, gate_up_weight, down_weight, backend)
         gate_up = F.linear(x, gate_up_weight)
         if backend == "auto" and x.stride(-1) != 1:
@@ -45,8 +46,8 @@ def swiglu_mlp(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch
 
 
 def swiglu_mlp_add_rms_norm(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor, eps: float,
-                            backend: str = "reference") -> torch.Tensor:
+                            backend: str = "reference", recompute: bool = False) -> torch.Tensor:
     """rms_norm(x + MLP(x)) over the last axis: x (..., N), gate_up_weight (2I, N), down_weight (N, I)."""
     if _backend.records(x, gate_up_weight, down_weight):
-        return add_rms_norm(x, swiglu_mlp(x, gate_up_weight, down_weight, backend), eps, backend=backend)
+        return add_rms_norm(x, swiglu_mlp(x, gate_up_weight, down_weight, backend, recompute), eps, backend=backend)
     return linear_add_rms_norm(linear_swiglu(x, gate_up_weight, backend), down_weight, x, eps, backend=backend)

@@ -1,8 +1,8 @@
 """The SwiGLU MLP for training, keeping its input alone: y = swiglu(x W_gu^T) W_down^T, and in the backward the
 gate/up projection runs again.
 
-Shapes: x (..., K) whose leading axes flatten to rows of unit stride along K, gate_up_weight (2I, K),
-down_weight (N, I) -> y (..., N).
+Shapes: x (..., R, K) with any strides on its last two axes (MLP-t's transposed token mix too) and leading axes
+that flatten to one stride, gate_up_weight (2I, K), down_weight (N, I) -> y (..., R, N) contiguous.
 Autograd through the ops (or trm_fast.ops.swiglu_linear) keeps gate_up, (M, 2I): 6 of the 17 (B, S, D) tensors
 a sudoku_attn layer kept (bench/NOTES.md, "What the backward stores"). This op keeps x, which the block keeps
 anyway (the norm before it saves the same tensor), and the weights: per sudoku_attn layer at batch 768, 458 MB
@@ -15,7 +15,8 @@ Backward, rows of M, with dy (M, N):
     dh = dy W_down                                      (M, I)
     dgate_up, h = swiglu_backward(dh, gate_up)          one Triton kernel, written over gate_up and dh
     dW_down = dy^T h,   dW_gu = dgate_up^T x,   dx = dgate_up W_gu
-At most one layer's gate_up and dh live at a time (9 I elements a row).
+At most one layer's gate_up and dh live at a time (9 I elements a row), and for MLP-t's transposed x a
+row-major copy of it (K elements a row). dx comes back contiguous, whatever x's strides.
 """
 
 from typing import Optional, Tuple
@@ -46,7 +47,7 @@ def recomputed_mlp_backward(dy: torch.Tensor, x: torch.Tensor, gate_up_weight: t
     """(dx, dgate_up_weight, ddown_weight) from dy (..., N) and the forward's inputs."""
     from ..kernels.swiglu import swiglu_bwd
 
-    rows = x.reshape(-1, x.shape[-1])
+    rows = x.reshape(-1, x.shape[-1])  # a copy for MLP-t's transposed x: the weight's gradient reads rows
     dy = dy.reshape(-1, down_weight.shape[0])
     gate_up = rows @ gate_up_weight.t()
     dh = dy @ down_weight
@@ -58,7 +59,7 @@ def recomputed_mlp_backward(dy: torch.Tensor, x: torch.Tensor, gate_up_weight: t
 
 @recomputed_mlp_backward.register_fake
 def _(dy, x, gate_up_weight, down_weight):
-    return torch.empty_like(x), torch.empty_like(gate_up_weight), torch.empty_like(down_weight)
+    return x.new_empty(x.shape), torch.empty_like(gate_up_weight), torch.empty_like(down_weight)
 
 
 def _setup_context(ctx, inputs, output):
@@ -88,6 +89,6 @@ def unsupported(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torc
                 f"gate_up_weight {tuple(gate_up_weight.shape)}, down_weight {tuple(down_weight.shape)}")
     if x.numel() == 0:
         return f"x is empty (shape {tuple(x.shape)})"
-    if x.stride(-1) != 1 or not _backend.leading_axes_flatten(x, trailing=1):
-        return f"x must be rows of unit stride along its last axis, got shape {tuple(x.shape)} strides {x.stride()}"
+    if not _backend.leading_axes_flatten(x, trailing=2):  # the last two axes may have any strides
+        return f"x's leading axes do not flatten to one stride (shape {tuple(x.shape)}, strides {x.stride()})"
     return None

@@ -11,10 +11,11 @@ graph. The optimizers are built capturable, with their learning rates as device 
 The ids of each batch are checked as the dataset reader collates it (data/dataset.py); the model's own
 value checks, which read the device, do not run in a replay, nor while capturing.
 
-Not with several processes: the gradient all-reduce is not captured. Not with arch.recompute yet. Random numbers (halt exploration)
-come from the same generator, but a replayed graph advances it differently from eager steps, so a run
-resumed with cuda_graph on draws other exploration numbers than the uninterrupted run (with it off, a
-resumed run is step-for-step identical).
+Not with several processes: the gradient all-reduce is not captured. With arch.recompute, only where the ops
+recompute inside the layers (trm_fast.backend.recomputes_in_ops), not where each reasoning-module call is
+checkpointed whole. Random numbers (halt exploration) come from the same generator, but a replayed graph advances it
+differently from eager steps, so a run resumed with cuda_graph on draws other exploration numbers than the
+uninterrupted run (with it off, a resumed run is step-for-step identical).
 """
 
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -48,11 +49,13 @@ class GraphedStep:
         self.values: Optional[torch.Tensor] = None
 
     @staticmethod
-    def check(device: torch.device, world_size: int, recompute: bool = False):
-        """Fail before any work where a graphed step cannot run."""
-        if recompute:
-            raise ValueError("config key 'cuda_graph' does not take arch.recompute yet (the checkpointed backward "
-                             "inside a captured graph has not run on a GPU)")
+    def check(device: torch.device, world_size: int, checkpoints: bool = False):
+        """Fail before any work where a graphed step cannot run. `checkpoints`: arch.recompute checkpoints each
+        reasoning-module call whole (the reference ops)."""
+        if checkpoints:
+            raise ValueError("config key 'cuda_graph' does not take arch.recompute where each reasoning-module call "
+                             "is checkpointed whole (the reference ops, or off a GPU: that backward has not run "
+                             "inside a captured graph)")
         if device.type != "cuda":
             raise ValueError(f"config key 'cuda_graph' needs a CUDA device; this run is on {device.type}")
         if world_size > 1:

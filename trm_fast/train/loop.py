@@ -154,7 +154,8 @@ class Run:
         self.optimizers, self.base_lrs = build_optimizers(cfg, self.model)
         self.graphed = None  # built at the first step, after a resume has loaded the optimizers' groups
         if cfg.cuda_graph:
-            GraphedStep.check(proc.device, proc.world_size, bool(cfg.arch.get("recompute")))
+            GraphedStep.check(proc.device, proc.world_size, bool(cfg.arch.get("recompute")) and not
+                              backend.recomputes_in_ops(self.model.config.backend, proc.device))
         self.ema = EMA(self.model, cfg.ema_rate) if cfg.ema else None
         self.sampler = TrainSampler(self.train_split, seed=cfg.seed, global_batch_size=cfg.global_batch_size,
                                     epochs_per_iter=self.epochs_per_iter, rank=proc.rank, world_size=proc.world_size)
