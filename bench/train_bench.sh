@@ -17,12 +17,13 @@
 #   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn
 #   recompute GPU tests of the ops that keep a sublayer's input alone (trm_fast.ops.recomputed_*) and of the
 #           trainer's gradients with recompute; bench/train_memory.py on the compiled sudoku_attn step with and
-#           without recompute; the bench's sudoku_attn train rows (engine, reference-compile), then engine with
+#           without recompute
+#   recompute-speed the bench's sudoku_attn train rows (engine, reference-compile), then engine with
 #           --recompute; the trainer's steps/s at the same batch with arch.recompute, plain and with cuda_graph
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|recompute}
-phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|recompute}
+commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|recompute|recompute-speed}
+phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|recompute|recompute-speed}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 log="$out/train_$phase.log"
 source "$(dirname "$0")/device_common.sh"
@@ -89,7 +90,8 @@ elif [ "$phase" = recompute ]; then
         tests/train/test_trainer_gradients.py -k "not (test_trainer_step_gradients and not recompute)" --tb=short \
         > "$out/pytest_recompute.log" 2>&1; tail -3 "$out/pytest_recompute.log") | tee -a "$log" || true
     python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile,compile+recompute --commit "$commit" \
-        --json "$out/memory.jsonl" 2>&1 | grep -v '"kept"' | tee -a "$log"
+        --json "$out/memory.jsonl" 2>&1 | sed '/"kept"/d' | tee -a "$log"
+elif [ "$phase" = recompute-speed ]; then
     bench sudoku_attn --mode train --backend engine,reference-compile --json "$out/bench_recompute.json" --no-png
     bench sudoku_attn --mode train --backend engine --recompute --json "$out/bench_recompute.json" --no-png
     data /tmp/gen20k 20000
@@ -98,5 +100,5 @@ elif [ "$phase" = recompute ]; then
     echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
     train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
-    echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs or recompute" >&2; exit 2
+    echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, recompute or recompute-speed" >&2; exit 2
 fi
