@@ -19,7 +19,8 @@
 #           trainer's gradients with recompute; bench/train_memory.py on the compiled sudoku_attn step with and
 #           without recompute
 #   recompute-speed the bench's sudoku_attn train rows (engine, reference-compile), then engine with
-#           --recompute; the trainer's steps/s at the same batch with arch.recompute, plain and with cuda_graph
+#           --recompute; the trainer's steps/s at the same batch, then with arch.recompute, plain and with
+#           cuda_graph
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
 commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|recompute|recompute-speed}
@@ -95,6 +96,8 @@ elif [ "$phase" = recompute-speed ]; then
     bench sudoku_attn --mode train --backend engine,reference-compile --json "$out/bench_recompute.json" --no-png
     bench sudoku_attn --mode train --backend engine --recompute --json "$out/bench_recompute.json" --no-png
     data /tmp/gen20k 20000
+    echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
+    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
     echo "== trainer, sudoku_att at batch 768 with arch.recompute=true (the bench's engine+recompute row)" | tee -a "$log"
     train /tmp/run_rc sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true
     echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
