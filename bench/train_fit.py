@@ -75,7 +75,7 @@ def main():
     parser.add_argument("--commit", default="")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
-    device = torch.device("cuda")
+    device = torch.device("cuda", torch.cuda.current_device())  # the memory cap takes an indexed device
     total = torch.cuda.get_device_properties(device).total_memory
     budgets = [float(g) for g in args.gib.split(",")]
     unknown = set(args.variants.split(",")) - set(VARIANTS)
