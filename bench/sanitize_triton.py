@@ -3,7 +3,7 @@
     compute-sanitizer --tool memcheck  python bench/sanitize_triton.py
     compute-sanitizer --tool racecheck python bench/sanitize_triton.py [KERNEL ...]
 
-KERNEL (linear_swiglu, linear_add_rms_norm, linear_rope, attention, swiglu) picks some; default all.
+KERNEL (linear_swiglu, linear_add_rms_norm, linear_rope, attention, swiglu, rope) picks some; default all.
 
 The autotuned kernels get each of a few representative configs in turn (their tile list cut to that one
 config, so the autotuner launches it once and times nothing: under the tools a timing loop would take
@@ -50,7 +50,7 @@ def _close(name, got, want) -> bool:
     return ok
 
 
-SECTIONS = ("linear_swiglu", "linear_add_rms_norm", "linear_rope", "attention", "swiglu")
+SECTIONS = ("linear_swiglu", "linear_add_rms_norm", "linear_rope", "attention", "swiglu", "rope")
 
 
 def main(sections) -> int:
@@ -60,7 +60,7 @@ def main(sections) -> int:
     if not torch.cuda.is_available():
         raise SystemExit("bench/sanitize_triton.py needs a CUDA device; none is visible")
     sections = set(sections or SECTIONS)
-    from trm_fast.kernels import attention, linear_rope, linear_swiglu, swiglu
+    from trm_fast.kernels import attention, linear_rope, linear_swiglu, rope, swiglu
     from trm_fast.models.layers import RotaryEmbedding
     from trm_fast.ops.attention import rope_attention_reference
     from trm_fast.ops.linear_swiglu import linear_swiglu_reference
@@ -130,6 +130,22 @@ def main(sections) -> int:
         h = torch.empty(b * s, n, dtype=dt, device=dev)  # the backward that writes h again (ops.swiglu_linear)
         ok &= _close("swiglu backward with h", swiglu.swiglu_bwd(dh, gate_up, h_out=h), want)
         ok &= _close("swiglu backward's h", h, h_want)
+        # in place, as ops.recomputed_mlp calls it: dgate_up over gate_up, h over dh
+        ok &= _close("swiglu backward in place", swiglu.swiglu_bwd(dh, gate_up, out=gate_up, h_out=dh), want)
+        ok &= _close("swiglu backward in place, h", dh, h_want)
+
+    if "rope" in sections:  # RoPE's in-place pass over q and k (ops.recomputed_attention), forward and back
+        qkv = torch.randn(b, s, 3 * heads, d, dtype=dt, device=dev)
+        cs, sn = RotaryEmbedding(d, s, 10000.0)()
+        leaf = qkv.detach().cpu().float().requires_grad_(True)
+        q, kk = rope_reference(leaf[:, :, :heads], leaf[:, :, heads:2 * heads], cs, sn)
+        want = torch.cat((q, kk, leaf[:, :, 2 * heads:]), dim=2).detach()
+        cotangents = (leaf[:, :, :heads].detach(), leaf[:, :, heads:2 * heads].detach())  # qkv's own q and k
+        (back,) = torch.autograd.grad((q, kk), leaf, cotangents)
+        back[:, :, 2 * heads:] = leaf[:, :, 2 * heads:].detach()
+        cs, sn = cs.to(dev), sn.to(dev)
+        ok &= _close("rope forward", rope.rope_qk_(qkv.clone(), cs, sn, heads), want)
+        ok &= _close("rope backward", rope.rope_qk_(qkv.clone(), cs, sn, heads, backward=True), back)
     torch.cuda.synchronize()
     print("triton", triton.__version__, "all results match" if ok else "SOME RESULTS ARE WRONG", flush=True)
     return 0 if ok else 1
