@@ -81,7 +81,7 @@ def _rope_halves(base, rows, stride_row, cols, row_mask, cos_ptr, stride_cos_s, 
     b = tl.load(ptrs + HALF, mask=row_mask[:, None], other=0.0)
     if USE_ROPE:
         cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d,
-                                         rows, cols, row_mask, HALF, EQUAL_HALVES)
+                                        rows, cols, row_mask, HALF, EQUAL_HALVES)
         a, b = rotate(a, b, cos1, cos2, sin1, sin2)
     return a, b
 
@@ -193,7 +193,7 @@ def _rope_attention_tma_kernel(
         if USE_ROPE:
             # positions 0..S-1 for q and k alike; the tables stay in L1 from one unit to the next
             cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s,
-                                             stride_sin_d, rows, half_cols, real, HALF, EQUAL_HALVES)
+                                            stride_sin_d, rows, half_cols, real, HALF, EQUAL_HALVES)
             q_a, q_b = rotate(q_a, q_b, cos1, cos2, sin1, sin2)
             k_a, k_b = rotate(k_a, k_b, cos1, cos2, sin1, sin2)
         s = tl.dot(q_a, tl.trans(k_a), input_precision=DOT_PRECISION)

@@ -16,6 +16,11 @@ import torch
 from ..models.layers import Block, ReasoningModule
 
 
+def checkpoints_calls(module, device) -> bool:
+    """Whether `module` (a model or its loss head) checkpoints whole reasoning-module calls on `device`."""
+    return any(isinstance(m, ReasoningModule) and m.checkpoints(device) for m in module.modules())
+
+
 def training_forward(head, device, compile: Optional[bool] = None):
     """`head` (a trm_fast.ACTLossHead), or its compiled twin sharing the same parameters, to call as
     `fn(return_keys=..., carry=..., batch=...)`. `compile`: None chooses by device. With recompute, the
@@ -24,7 +29,7 @@ def training_forward(head, device, compile: Optional[bool] = None):
         compile = torch.device(device).type == "cuda"
     if not compile:
         return head
-    if any(isinstance(m, ReasoningModule) and m.checkpoints(device) for m in head.modules()):
+    if checkpoints_calls(head, device):
         for module in head.modules():
             if isinstance(module, Block):
                 module.compile(dynamic=False)

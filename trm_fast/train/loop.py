@@ -33,7 +33,7 @@ from ..arch import build_model
 from ..checkpoint import load_checkpoint as load_model_checkpoint
 from ..data.dataset import PuzzleSplit
 from ..disk import check_free_space, make_dirs, remove_dirs
-from ..engine import Engine, training_forward
+from ..engine import Engine, checkpoints_calls, training_forward
 from ..evaluate.arc import ArcVotes, read_arc_files, write_submission
 from ..evaluate.runner import evaluate, gather_arc_votes
 from ..resources import DeviceOutOfMemory, out_of_memory, out_of_memory_in
@@ -154,8 +154,7 @@ class Run:
         self.optimizers, self.base_lrs = build_optimizers(cfg, self.model)
         self.graphed = None  # built at the first step, after a resume has loaded the optimizers' groups
         if cfg.cuda_graph:
-            GraphedStep.check(proc.device, proc.world_size, bool(cfg.arch.get("recompute")) and not
-                              backend.recomputes_in_ops(self.model.config.backend, proc.device))
+            GraphedStep.check(proc.device, proc.world_size, checkpoints_calls(self.model, proc.device))
         self.ema = EMA(self.model, cfg.ema_rate) if cfg.ema else None
         self.sampler = TrainSampler(self.train_split, seed=cfg.seed, global_batch_size=cfg.global_batch_size,
                                     epochs_per_iter=self.epochs_per_iter, rank=proc.rank, world_size=proc.world_size)
