@@ -101,6 +101,14 @@ def triton_unsupported(t, name: str, backend: str) -> Optional[str]:
     return None
 
 
+def unlike(x, **tensors) -> Optional[str]:
+    """Why the named tensors cannot go into one kernel with x (another dtype or device), or None."""
+    for name, t in tensors.items():
+        if t.device != x.device or t.dtype != x.dtype:
+            return f"{name} ({t.dtype} on {t.device}) must have x's dtype and device ({x.dtype} on {x.device})"
+    return None
+
+
 _warned = set()
 
 # The kernels 'auto' runs: those measured faster than what they replace on an H200, each op's docstring says by

@@ -131,10 +131,10 @@ def test_dispatch_and_bad_input(monkeypatch):
         monkeypatch.setattr(trm_fast.backend, "recomputes_in_ops", lambda backend, device: backend != "reference")
     torch.testing.assert_close(ops.self_attention(x, w, (cos, sin), 2, backend="fused", recompute=True), want)
     assert len(called) == 1
-    for args, match in (((x, w[:, :15], (cos, sin)), r"qkv_weight must be \(3 \* num_heads \* D, K\)"),
+    for args, match in (((x, w[:, :15], (cos, sin)), r"weight must be \(3 \* num_heads \* D, K\)"),
                         ((x, w[:36], (cos[:, :6], sin[:, :6])), "head dim D must be a power of two"),
                         ((x, w, (cos.double(), sin)), r"cos must be a float32 \(S, D\)"),
                         ((x[:0], w, (cos, sin)), r"x must be a non-empty \(B, S, K\)"),
-                        ((x, w.double(), (cos, sin)), "qkv_weight .* must have x's dtype")):
+                        ((x, w.double(), (cos, sin)), "weight .* must have x's dtype")):
         with pytest.raises(FusedUnavailableError, match=match):
             ops.self_attention(*args, 2, backend="fused", recompute=True)

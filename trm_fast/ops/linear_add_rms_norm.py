@@ -59,9 +59,9 @@ def unsupported(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor, b
     why = _backend.triton_unsupported(x, "x", backend)
     if why is not None:
         return why
-    for name, t in (("weight", weight), ("residual", residual)):
-        if t.device != x.device or t.dtype != x.dtype:
-            return f"{name} ({t.dtype} on {t.device}) must have x's dtype and device ({x.dtype} on {x.device})"
+    why = _backend.unlike(x, weight=weight, residual=residual)
+    if why is not None:
+        return why
     if x.ndim != 3 or weight.ndim != 2 or weight.shape[1] != x.shape[2]:
         return f"x must be (B, R, K) and weight (N, K); got x {tuple(x.shape)}, weight {tuple(weight.shape)}"
     n = weight.shape[0]

@@ -56,22 +56,32 @@ def _(x, weight, cos, sin, num_heads):
     return x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
 
 
+def projection_unsupported(x: torch.Tensor, weight: torch.Tensor, num_heads: int, backend: str) -> Optional[str]:
+    """Why a Triton path cannot take this QKV projection at all, or None: what this op and
+    trm_fast.ops.recomputed_attention both need (Triton on x's device, x (B, S, K), weight (3 H D, K) alike)."""
+    why = _backend.triton_unsupported(x, "x", backend)
+    if why is not None:
+        return why
+    if x.ndim != 3 or x.numel() == 0:
+        return f"x must be a non-empty (B, S, K) tensor, got shape {tuple(x.shape)}"
+    why = _backend.unlike(x, weight=weight)
+    if why is not None:
+        return why
+    if num_heads < 1 or weight.ndim != 2 or weight.shape[1] != x.shape[2] or weight.shape[0] % (3 * num_heads):
+        return (f"weight must be (3 * num_heads * D, K) with K = x's last axis; got weight {tuple(weight.shape)}, "
+                f"x {tuple(x.shape)}, num_heads {num_heads}")
+    return None
+
+
 def unsupported(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_heads: int,
                 backend: str) -> Optional[str]:
     """Why the Triton kernel cannot take this call, or None. Strides and shapes only (torch.compile traces
     this): the base addresses' alignment is checked at run time (`linear_rope_fused`)."""
     from ..kernels.tma_gemm import row_major
 
-    why = _backend.triton_unsupported(x, "x", backend)
+    why = projection_unsupported(x, weight, num_heads, backend)
     if why is not None:
         return why
-    if x.ndim != 3 or x.numel() == 0:
-        return f"x must be a non-empty (B, S, K) tensor, got shape {tuple(x.shape)}"
-    if weight.device != x.device or weight.dtype != x.dtype:
-        return f"weight ({weight.dtype} on {weight.device}) must have x's dtype and device ({x.dtype} on {x.device})"
-    if num_heads < 1 or weight.ndim != 2 or weight.shape[1] != x.shape[2] or weight.shape[0] % (3 * num_heads):
-        return (f"weight must be (3 * num_heads * D, K) with K = x's last axis; got weight {tuple(weight.shape)}, "
-                f"x {tuple(x.shape)}, num_heads {num_heads}")
     d = weight.shape[0] // (3 * num_heads)
     if d < 4 or d > 128 or d & (d - 1):
         # the kernel's column blocks hold whole half-heads (rotate-half pairs each head's two halves)

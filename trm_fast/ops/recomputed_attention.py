@@ -29,7 +29,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .. import backend as _backend
+from .linear_rope import projection_unsupported
 
 # torch.nn.attention.SDPBackend's values, as torch._fused_sdp_choice returns them
 _FLASH, _EFFICIENT, _CUDNN = 1, 2, 3
@@ -157,18 +157,9 @@ recomputed_attention_fused.register_autograd(_backward, setup_context=_setup_con
 def unsupported(x: torch.Tensor, qkv_weight: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[torch.Tensor],
                 num_heads: int, backend: str) -> Optional[str]:
     """Why the op cannot take this call, or None."""
-    why = _backend.triton_unsupported(x, "x", backend)
+    why = projection_unsupported(x, qkv_weight, num_heads, backend)
     if why is not None:
         return why
-    if x.ndim != 3 or x.numel() == 0:
-        return f"x must be a non-empty (B, S, K) tensor, got shape {tuple(x.shape)}"
-    if qkv_weight.device != x.device or qkv_weight.dtype != x.dtype:
-        return (f"qkv_weight ({qkv_weight.dtype} on {qkv_weight.device}) must have x's dtype and device "
-                f"({x.dtype} on {x.device})")
-    if (num_heads < 1 or qkv_weight.ndim != 2 or qkv_weight.shape[1] != x.shape[2]
-            or qkv_weight.shape[0] % (3 * num_heads)):
-        return (f"qkv_weight must be (3 * num_heads * D, K) with K = x's last axis; got qkv_weight "
-                f"{tuple(qkv_weight.shape)}, x {tuple(x.shape)}, num_heads {num_heads}")
     d = qkv_weight.shape[0] // (3 * num_heads)
     if d < 2 or d & (d - 1):
         return f"the head dim D must be a power of two (RoPE's pass holds half a head), got {d}"

@@ -80,9 +80,9 @@ def unsupported(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torc
     why = _backend.triton_unsupported(x, "x", backend)
     if why is not None:
         return why
-    for name, w in (("gate_up_weight", gate_up_weight), ("down_weight", down_weight)):
-        if w.device != x.device or w.dtype != x.dtype:
-            return f"{name} ({w.dtype} on {w.device}) must have x's dtype and device ({x.dtype} on {x.device})"
+    why = _backend.unlike(x, gate_up_weight=gate_up_weight, down_weight=down_weight)
+    if why is not None:
+        return why
     if (x.ndim == 0 or gate_up_weight.ndim != 2 or down_weight.ndim != 2 or gate_up_weight.shape[1] != x.shape[-1]
             or gate_up_weight.shape[0] != 2 * down_weight.shape[1]):
         return (f"need x (..., K), gate_up_weight (2I, K) and down_weight (N, I); got x {tuple(x.shape)}, "
