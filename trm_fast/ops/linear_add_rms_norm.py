@@ -56,10 +56,7 @@ def unsupported(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor, b
     this); the alignment is checked at run time (`linear_add_rms_norm_fused`)."""
     from ..kernels import tma_gemm
 
-    why = _backend.triton_unsupported(x, "x", backend)
-    if why is not None:
-        return why
-    why = _backend.unlike(x, weight=weight, residual=residual)
+    why = _backend.triton_unsupported(x, "x", backend) or _backend.unlike(x, weight=weight, residual=residual)
     if why is not None:
         return why
     if x.ndim != 3 or weight.ndim != 2 or weight.shape[1] != x.shape[2]:
