@@ -77,7 +77,8 @@ recomputed_mlp_fused.register_autograd(_backward, setup_context=_setup_context)
 def unsupported(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor,
                 backend: str) -> Optional[str]:
     """Why the op cannot take this call, or None."""
-    why = _backend.triton_unsupported(x, "x", backend) or _backend.unlike(x, gate_up_weight=gate_up_weight, down_weight=down_weight)
+    why = (_backend.triton_unsupported(x, "x", backend)
+           or _backend.unlike(x, gate_up_weight=gate_up_weight, down_weight=down_weight))
     if why is not None:
         return why
     if (x.ndim == 0 or gate_up_weight.ndim != 2 or down_weight.ndim != 2 or gate_up_weight.shape[1] != x.shape[-1]
