@@ -6,9 +6,10 @@ Shapes: x (B, S, K), qkv_weight (3 H D, K) (q heads, then k, then v), cos, sin (
 Autograd through the ops keeps q, k and v after RoPE and the attention's output in its own layout: 4 of the 17
 (B, S, D) tensors a sudoku_attn layer kept (bench/NOTES.md, "What the backward stores"). This op keeps x (the
 block's input, kept anyway), out (which the output projection keeps anyway) and the attention's logsumexp
-(fp32, one per row and head): per sudoku_attn layer at batch 768, 305 MB less held, for one more QKV GEMM
-(117 GFLOP) and RoPE pass in the backward. The attention's forward does not run again: its backward takes the
-kept output and logsumexp, as autograd's would.
+(fp32, one per row and head): per sudoku_attn layer at batch 768, 0.36 GiB less held, for one more QKV GEMM
+(117 GFLOP) and RoPE pass in the backward (compiled step on an H200: 14.3 against 9.4 GiB held, 92.4 against
+96.7 ms, bench/results/2026-11-29_h200_9c828fc_memory.jsonl). The attention's forward does not run again: its
+backward takes the kept output and logsumexp, as autograd's would.
 
 The attention is PyTorch's own kernel, the one F.scaled_dot_product_attention picks for these tensors
 (cuDNN's on an H200), called through its forward and backward ops so that the backward can run inside this

@@ -6,7 +6,8 @@ that flatten to one stride, gate_up_weight (2I, K), down_weight (N, I) -> y (...
 Autograd through the ops (or trm_fast.ops.swiglu_linear) keeps gate_up, (M, 2I): 6 of the 17 (B, S, D) tensors
 a sudoku_attn layer kept (bench/NOTES.md, "What the backward stores"). This op keeps x, which the block keeps
 anyway (the norm before it saves the same tensor), and the weights: per sudoku_attn layer at batch 768, 458 MB
-less held, for one more gate/up GEMM in the backward (234 GFLOP, about 0.4 ms at cuBLAS's rate).
+less held, for one more gate/up GEMM in the backward (234 GFLOP, about 0.4 ms at cuBLAS's rate). Compiled step
+on an H200: 14.3 against 8.4 GiB held, 92.4 against 97.3 ms (bench/results/2026-11-29_h200_9c828fc_memory.jsonl).
 The backward is one opaque op too: a recompute that a compiled graph could see would be free to move it
 to the start of the backward, and so to hold every layer's gate_up at once again.
 
