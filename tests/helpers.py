@@ -117,6 +117,22 @@ def assert_close_at_worst(actual, expected, atol, rtol, what):
         f"{what}: max error {err.max().item():.3e} at {idx}: got {actual[idx].item()}, want {expected[idx].item()}")
 
 
+def output_and_grads(fn, inputs, dy):
+    """(fn(*inputs), then the gradient of each input) for the output's gradient dy, on fresh leaves."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+    y = fn(*leaves)
+    return (y, *torch.autograd.grad(y, leaves, dy))
+
+
+def assert_within_torch_error(names, got, truth, torch_, what):
+    """Each of an op's outputs (`got`, named by `names`) against the fp64 `truth`: the same shape, the dtype of
+    PyTorch's own result in the op's dtype (`torch_`), and within three times that result's error plus 1e-4."""
+    for name, g, t, p in zip(names, got, truth, torch_):
+        assert g.shape == t.shape and g.dtype == p.dtype
+        torch_err = (p.double() - t).abs().max().item()
+        assert_close_at_worst(g, t, atol=3 * torch_err + 1e-4, rtol=0, what=f"{name} {what}")
+
+
 def assert_kernel_and_op_match(out, op, truth, torch_err, what):
     """A kernel's output (written into a poisoned tensor) and its custom op's, each within three times PyTorch's
     own error in that dtype against the fp64 truth, plus 1e-4; the op's output contiguous, as `out` is shaped."""

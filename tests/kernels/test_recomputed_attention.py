@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import trm_fast
-from helpers import assert_close_at_worst
+from helpers import assert_within_torch_error, output_and_grads
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from trm_fast import ops
 from trm_fast.backend import FusedUnavailableError
@@ -38,24 +38,15 @@ def _inputs(shape, dtype, device, seed, rope=True):
     return x, w, cos, sin, dy
 
 
-def _grads(fn, x, w, dy):
-    leaves = [t.detach().clone().requires_grad_(True) for t in (x, w)]
-    y = fn(*leaves)
-    return (y, *torch.autograd.grad(y, leaves, dy))
-
-
 def _check(shape, dtype, seed, device, rope=True):
     h = shape[3]
     x, w, cos, sin, dy = _inputs(shape, dtype, device, seed, rope)
-    got = _grads(lambda x, w: recomputed_attention_fused(x, w, cos, sin, h)[0], x, w, dy)
+    got = output_and_grads(lambda x, w: recomputed_attention_fused(x, w, cos, sin, h)[0], (x, w), dy)
     tables64 = (cos.double(), sin.double()) if rope else (None, None)
     with sdpa_kernel(SDPBackend.MATH):  # fp64 runs on the math kernel alone
-        truth = _grads(lambda x, w: _official(x, w, *tables64, h), x.double(), w.double(), dy.double())
-    torch_ = _grads(lambda x, w: _official(x, w, cos, sin, h), x, w, dy)
-    for what, g, t, p in zip(("out", "dx", "dqkv_weight"), got, truth, torch_):
-        assert g.shape == t.shape and g.dtype == dtype
-        torch_err = (p.double() - t).abs().max().item()
-        assert_close_at_worst(g, t, atol=3 * torch_err + 1e-4, rtol=0, what=f"{what} {shape} {dtype}")
+        truth = output_and_grads(lambda x, w: _official(x, w, *tables64, h), (x.double(), w.double()), dy.double())
+    torch_ = output_and_grads(lambda x, w: _official(x, w, cos, sin, h), (x, w), dy)
+    assert_within_torch_error(("out", "dx", "dqkv_weight"), got, truth, torch_, f"{shape} {dtype}")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import trm_fast
-from helpers import assert_close_at_worst
+from helpers import assert_within_torch_error, output_and_grads
 from trm_fast import ops
 from trm_fast.backend import FusedUnavailableError
 from trm_fast.ops.recomputed_mlp import recomputed_mlp_backward, recomputed_mlp_fused
@@ -23,25 +23,17 @@ def _official(x, gate_up_weight, down_weight):
     return F.linear(F.silu(gate) * up, down_weight)
 
 
-def _grads(fn, x, gate_up_weight, down_weight, dy):
-    leaves = [t.detach().clone().requires_grad_(True) for t in (x, gate_up_weight, down_weight)]
-    y = fn(*leaves)
-    return (y, *torch.autograd.grad(y, leaves, dy))
-
-
 def _check(lead, k, inner, n, dtype, seed, device, backend):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(*lead, k, generator=gen).to(device, dtype)
     w_gu = (torch.randn(2 * inner, k, generator=gen) * k**-0.5).to(device, dtype)
     w_down = (torch.randn(n, inner, generator=gen) * inner**-0.5).to(device, dtype)
     dy = torch.randn(*lead, n, generator=gen).to(device, dtype)
-    got = _grads(lambda *a: recomputed_mlp_fused(*a, backend), x, w_gu, w_down, dy)
-    truth = _grads(_official, x.double(), w_gu.double(), w_down.double(), dy.double())
-    torch_ = _grads(_official, x, w_gu, w_down, dy)
-    for what, g, t, p in zip(("y", "dx", "dgate_up_weight", "ddown_weight"), got, truth, torch_):
-        assert g.shape == t.shape and g.dtype == dtype
-        torch_err = (p.double() - t).abs().max().item()
-        assert_close_at_worst(g, t, atol=3 * torch_err + 1e-4, rtol=0, what=f"{what} {lead} {k} {inner} {dtype}")
+    got = output_and_grads(lambda *a: recomputed_mlp_fused(*a, backend), (x, w_gu, w_down), dy)
+    truth = output_and_grads(_official, (x.double(), w_gu.double(), w_down.double()), dy.double())
+    torch_ = output_and_grads(_official, (x, w_gu, w_down), dy)
+    assert_within_torch_error(("y", "dx", "dgate_up_weight", "ddown_weight"), got, truth, torch_,
+                              f"{lead} {k} {inner} {dtype}")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
@@ -124,7 +116,7 @@ def test_transposed_token_mix_matches_reference():
     x = torch.randn(2, 9, 12, generator=gen).transpose(1, 2)
     w_gu, w_down = torch.randn(32, 9, generator=gen) / 3, torch.randn(9, 16, generator=gen) / 4
     dy = torch.randn(2, 12, 9, generator=gen)
-    got = _grads(lambda *a: recomputed_mlp_fused(*a, "fused"), x, w_gu, w_down, dy)
-    want = _grads(_official, x, w_gu, w_down, dy)
+    got = output_and_grads(lambda *a: recomputed_mlp_fused(*a, "fused"), (x, w_gu, w_down), dy)
+    want = output_and_grads(_official, (x, w_gu, w_down), dy)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)

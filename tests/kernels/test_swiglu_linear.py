@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 import trm_fast
-from helpers import assert_close_at_worst
+from helpers import assert_within_torch_error, output_and_grads
 from trm_fast import ops
 from trm_fast.backend import FusedUnavailableError
 from trm_fast.ops.swiglu_linear import swiglu_backward_with_h, swiglu_linear_fused, swiglu_linear_reference
@@ -18,24 +18,15 @@ SHAPES_GPU = [((768, 97), 1536, 512), ((8, 512), 512, 97), ((3, 5), 37, 19), ((1
 SHAPES_CPU = [((2, 9), 48, 24), ((1, 97), 64, 32), ((3, 5), 37, 19), ((1, 1), 8, 4)]
 
 
-def _grads(fn, gate_up, weight, dy):
-    gu, w = gate_up.detach().clone().requires_grad_(True), weight.detach().clone().requires_grad_(True)
-    y = fn(gu, w)
-    return (y, *torch.autograd.grad(y, (gu, w), dy))
-
-
 def _check(lead, inner, n, dtype, seed, device):
     torch.manual_seed(seed)
     gate_up = (torch.randn(*lead, 2 * inner, device=device) * 2).to(dtype)
     weight = (torch.randn(n, inner, device=device) * inner**-0.5).to(dtype)
     dy = torch.randn(*lead, n, device=device).to(dtype)
-    got = _grads(swiglu_linear_fused, gate_up, weight, dy)
-    truth = _grads(swiglu_linear_reference, gate_up.double(), weight.double(), dy.double())
-    torch_ = _grads(swiglu_linear_reference, gate_up, weight, dy)
-    for what, g, t, p in zip(("y", "dgate_up", "dweight"), got, truth, torch_):
-        assert g.shape == t.shape and g.dtype == dtype
-        torch_err = (p.double() - t).abs().max().item()
-        assert_close_at_worst(g, t, atol=3 * torch_err + 1e-4, rtol=0, what=f"{what} {lead} {inner} {n} {dtype}")
+    got = output_and_grads(swiglu_linear_fused, (gate_up, weight), dy)
+    truth = output_and_grads(swiglu_linear_reference, (gate_up.double(), weight.double()), dy.double())
+    torch_ = output_and_grads(swiglu_linear_reference, (gate_up, weight), dy)
+    assert_within_torch_error(("y", "dgate_up", "dweight"), got, truth, torch_, f"{lead} {inner} {n} {dtype}")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
