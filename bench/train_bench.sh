@@ -14,7 +14,8 @@
 #           and with cuda_graph=true (no tests, no profile: the trainer against the bench, quickly)
 #   fit     bench/train_fit.py: the largest sudoku_attn and arc_attn batch whose training step fits 24 and
 #           80 GiB, reference ops against the trainer's, with and without recompute
-#   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn, then their engine rows with --recompute
+#   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn (or of $CONFIGS), then their engine
+#           rows with --recompute
 #   recompute GPU tests of the ops that keep a sublayer's input alone (trm_fast.ops.recomputed_*) and of the
 #           trainer's gradients with recompute; bench/train_memory.py on the compiled sudoku_attn step with and
 #           without recompute
@@ -83,10 +84,10 @@ elif [ "$phase" = fit ]; then
     python3 "$repo/bench/train_fit.py" sudoku_attn arc_attn --gib 24,80 --commit "$commit" --json "$out/fit.jsonl" \
         2>&1 | tee -a "$log"
 elif [ "$phase" = configs ]; then
-    bench sudoku_mlpt sudoku_hrm arc_attn --mode train --backend engine,reference-compile,reference-eager \
+    read -ra configs <<< "${CONFIGS:-sudoku_mlpt sudoku_hrm arc_attn}"  # one call may not fit all three
+    bench "${configs[@]}" --mode train --backend engine,reference-compile,reference-eager \
         --json "$out/bench_configs.json" --png "$out/bench_configs.png"
-    bench sudoku_mlpt sudoku_hrm arc_attn --mode train --backend engine --recompute --json "$out/bench_configs.json" \
-        --no-png
+    bench "${configs[@]}" --mode train --backend engine --recompute --json "$out/bench_configs.json" --no-png
 elif [ "$phase" = recompute ]; then
     (cd "$repo" && timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_rope.py \
         tests/kernels/test_recomputed_mlp.py tests/kernels/test_recomputed_attention.py tests/test_recompute.py \
