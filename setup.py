@@ -6,6 +6,10 @@ runtime: no torch at build time, so one build serves every supported torch. Knob
 - ``TRM_FAST_BUILD_CUDA=0``: skip the extension even where nvcc exists.
 - ``CMAKE_ARGS``: extra arguments for the CMake configure step.
 - ``CMAKE_BUILD_PARALLEL_LEVEL`` (or ``MAX_JOBS``): parallel compile jobs.
+- ``CUTLASS_PATH``: a CUTLASS checkout (its ``include/``) for the Hopper kernels of ``csrc/sm90``; else
+  the headers of an installed ``nvidia-cutlass`` (``pip install nvidia-cutlass``, then install trm_fast with
+  ``--no-build-isolation`` so that the build sees it). Without either, those kernels are not built and the
+  Triton kernels run in their place.
 
 What was built, and why not where nothing was, is written to ``trm_fast/_build_info.json`` so
 that the fused backend can say at run time why it is unavailable.
@@ -41,6 +45,28 @@ def find_nvcc():
 
 
 NVCC, NO_CUDA_REASON = find_nvcc()
+
+
+def find_cutlass():
+    """Return (CUTLASS's include folder or None, reason when None): $CUTLASS_PATH, else nvidia-cutlass."""
+    root = os.environ.get("CUTLASS_PATH")
+    if root:
+        include = Path(root) / "include"
+        if (include / "cutlass" / "cutlass.h").is_file():
+            return str(include), ""
+        return None, f"CUTLASS_PATH={root} has no include/cutlass/cutlass.h"
+    import importlib.util
+
+    spec = importlib.util.find_spec("cutlass_library")  # nvidia-cutlass's package, which carries the headers
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        include = Path(location) / "source" / "include"
+        if (include / "cutlass" / "cutlass.h").is_file():
+            return str(include), ""
+    return None, ("CUTLASS's headers were not found at install time (pip install nvidia-cutlass, then "
+                  "pip install --no-build-isolation .; or set CUTLASS_PATH)")
+
+
+CUTLASS, NO_CUTLASS_REASON = find_cutlass() if NVCC else (None, NO_CUDA_REASON)
 CUDA_SOURCES = sorted(p.name for p in (ROOT / "csrc").glob("*.cu"))
 if NVCC and not CUDA_SOURCES:
     NVCC, NO_CUDA_REASON = None, "this version ships no CUDA sources"
@@ -70,6 +96,7 @@ class CMakeBuild(build_ext):
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             "-DCMAKE_BUILD_TYPE=Release",
+            f"-DTRM_FAST_CUTLASS_INCLUDE={CUTLASS or ''}",
         ]
         if shutil.which("ninja"):
             configure += ["-G", "Ninja"]
@@ -85,7 +112,8 @@ class BuildPyWithInfo(build_py):
 
     def run(self):
         super().run()
-        info = {"cuda_extension": NVCC is not None, "reason": NO_CUDA_REASON, "nvcc": NVCC}
+        info = {"cuda_extension": NVCC is not None, "reason": NO_CUDA_REASON, "nvcc": NVCC,
+                "cutlass": CUTLASS, "cutlass_reason": NO_CUTLASS_REASON}
         # an editable install (pip install -e) imports the package from the source tree: write it there
         root = ROOT if getattr(self, "editable_mode", False) else Path(self.build_lib)
         target = root / "trm_fast" / "_build_info.json"
@@ -94,7 +122,8 @@ class BuildPyWithInfo(build_py):
 
 
 if NVCC:
-    print(f"trm_fast: building the CUDA extension trm_fast._C with {NVCC}", file=sys.stderr)
+    print(f"trm_fast: building the CUDA extension trm_fast._C with {NVCC}; Hopper's CUTLASS kernels: "
+          f"{CUTLASS or NO_CUTLASS_REASON}", file=sys.stderr)
 else:
     print(f"trm_fast: no CUDA extension built: {NO_CUDA_REASON}", file=sys.stderr)
 

@@ -7,7 +7,7 @@ repo=$PWD
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   echo "commit $commit"; } | tee "$log"
-python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | grep -v "as the 'root'" | tee -a "$log" || true
+bash "$(dirname "${BASH_SOURCE[0]}")/device_install.sh" 2>&1 | tee -a "$log"
 
 bench() {  # from outside the repository: `python -m` there would import the source tree
     (cd /tmp && python3 -m trm_fast.cli.main bench "$@" --commit "$commit") 2>&1 | grep -v "it/s\]$" | tee -a "$log"

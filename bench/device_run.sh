@@ -15,7 +15,7 @@ py=python3
   echo "commit $commit"; } | tee "$out/device.log"
 
 echo "== install" | tee -a "$out/device.log"
-$py -m pip install --no-build-isolation --no-deps -q . 2>&1 | grep -v "running pip as the 'root'" | tee -a "$out/device.log" || true
+bash bench/device_install.sh 2>&1 | tee -a "$out/device.log"
 (cd /tmp && $py - <<'PY') 2>&1 | tee -a "$out/device.log"
 import torch, trm_fast.backend as b
 assert torch.cuda.is_available(), "no CUDA device"

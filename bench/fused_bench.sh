@@ -12,13 +12,17 @@
 #            compute-sanitizer's memcheck and racecheck on every Triton kernel (bench/sanitize_triton.py)
 #   ncu      Nsight Compute on one call of each case in $NCU_CASES (';'-separated, default the two GEMM-epilogue
 #            kernels at sudoku_attn's batch 768), trm_fast's kernel and the reference (bench/ncu_kernels.py)
+#   sm90     Hopper's CUTLASS kernels (csrc/sm90): their GPU tests and the op's, compute-sanitizer on them
+#            (bench/sanitize_sm90.py), the gate/up + SwiGLU micro-benchmarks (Triton's, CUTLASS's two shapes,
+#            the unfused pair), then the engine's 16-step evaluation of sudoku_attn at batch 768 on 'auto' with
+#            and without linear_swiglu_sm90, and on PyTorch's ops. Needs .whl/nvidia_cutlass-*.whl carried
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|infer}
-phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|infer}
+commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|infer}
+phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|infer}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 log="$out/fused_$phase.log"
 source "$(dirname "$0")/device_common.sh"
@@ -58,6 +62,21 @@ elif [ "$phase" = ncu ]; then
             --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats --section WarpStateStats \
             python3 "$repo/bench/ncu_kernels.py" "$impl" "${cases[@]}") 2>&1 | tee -a "$out/ncu_$impl.txt" | tail -3
     done
+elif [ "$phase" = sm90 ]; then
+    timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_gemm_swiglu_sm90.py \
+        tests/kernels/test_linear_swiglu.py > "$out/pytest_sm90.log" 2>&1
+    tail -3 "$out/pytest_sm90.log" | tee -a "$log"
+    for tool in memcheck racecheck; do
+        timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 9 python3 bench/sanitize_sm90.py \
+            >> "$out/sanitizer_sm90.log" 2>&1 && echo "$tool: clean" | tee -a "$log" \
+            || echo "$tool: FAILED (see sanitizer_sm90.log)" | tee -a "$log"
+    done
+    timeout 240 python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py \
+        -k "linear_swiglu_forward and not pointer and not mlp_t" --benchmark-only \
+        --benchmark-columns=min,median,max --benchmark-json "$out/microbench.json" 2>&1 | tail -24 | tee -a "$log"
+    base=add_rms_norm,swiglu,linear_swiglu
+    (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops auto,reference --auto-ops "$base" \
+        --auto-ops "$base,linear_swiglu_sm90" --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
 elif [ "$phase" = infer ]; then
     # one call may not hold them all (10 minutes): CONFIGS and B1_CONFIGS pick, an empty one skips
     configs=${CONFIGS-sudoku_attn sudoku_hrm sudoku_mlpt arc_attn}; b1_configs=${B1_CONFIGS-sudoku_attn arc_attn}
@@ -70,5 +89,5 @@ elif [ "$phase" = infer ]; then
             --json "$out/bench_infer_b1.json" --no-png
     fi
 else
-    echo "unknown phase $phase: kernels, tests, ncu or infer" >&2; exit 2
+    echo "unknown phase $phase: kernels, tests, ncu, sm90 or infer" >&2; exit 2
 fi

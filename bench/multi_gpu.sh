@@ -24,7 +24,7 @@ log="$out/multi_gpu.log"
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   echo "commit $commit, $processes processes, $config, $epochs epochs"; } | tee "$log"
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-    python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | grep -v "as the 'root'" | tee -a "$log" || true
+    bash bench/device_install.sh 2>&1 | tee -a "$log"
 fi
 
 cd /tmp

@@ -12,6 +12,9 @@
 #include <pybind11/stl.h>
 
 #include "add_rms_norm.h"
+#ifdef TRM_FAST_WITH_SM90
+#include "sm90/gemm_swiglu.h"
+#endif
 
 namespace py = pybind11;
 
@@ -74,6 +77,18 @@ void backward(trm_fast::DType dtype, uintptr_t dy, Triple sdy, uintptr_t y, Trip
         name_of<launcher>());
 }
 
+#ifdef TRM_FAST_WITH_SM90
+void gemm_swiglu_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w_up, int64_t ldw, uintptr_t gate, int64_t ldg,
+                      uintptr_t out, int64_t ldo, int64_t m, int64_t n, int64_t k, uintptr_t workspace, int device,
+                      uintptr_t stream) {
+  use_device(device, "gemm_swiglu_sm90");
+  check(trm_fast::gemm_swiglu_sm90(static_cast<trm_fast::GemmSm90Config>(config), ptr<const void>(x), ldx,
+                                   ptr<const void>(w_up), ldw, ptr<const void>(gate), ldg, ptr<void>(out), ldo, m, n,
+                                   k, ptr<void>(workspace), ptr<CUstream_st>(stream)),
+        "gemm_swiglu_sm90");
+}
+#endif
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -97,4 +112,17 @@ PYBIND11_MODULE(_C, m) {
   // Backward: (dtype, dy, dy strides, y, y strides, rstd, ds, ds strides, batch, rows, n, device, stream).
   m.def("add_rms_norm_rows_bwd", &backward<trm_fast::add_rms_norm_rows_bwd>);
   m.def("add_rms_norm_strided_bwd", &backward<trm_fast::add_rms_norm_strided_bwd>);
+
+  // Hopper's CUTLASS kernels, where the build had CUTLASS (setup.py); SM90_CONFIGS is 0 where it did not.
+#ifdef TRM_FAST_WITH_SM90
+  m.attr("SM90_CONFIGS") = trm_fast::kGemmSm90Configs;
+  // (config, m, n, k) -> bytes of workspace
+  m.def("gemm_swiglu_sm90_workspace", [](int config, int64_t m, int64_t n, int64_t k) {
+    return trm_fast::gemm_swiglu_sm90_workspace(static_cast<trm_fast::GemmSm90Config>(config), m, n, k);
+  });
+  // (config, x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, device, stream)
+  m.def("gemm_swiglu_sm90", &gemm_swiglu_sm90);
+#else
+  m.attr("SM90_CONFIGS") = 0;
+#endif
 }

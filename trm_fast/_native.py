@@ -24,6 +24,12 @@ def status() -> Optional[str]:
     return backend.native_status()
 
 
+@torch.compiler.assume_constant_result
+def sm90_status() -> Optional[str]:
+    """``backend.sm90_status()``, a constant to torch.compile as status() is."""
+    return backend.sm90_status()
+
+
 def extension():
     """The module ``trm_fast._C``; FusedUnavailableError saying why where it cannot be loaded."""
     reason = status()

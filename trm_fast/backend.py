@@ -70,6 +70,20 @@ def _native_status() -> Optional[str]:
         return f"the CUDA extension trm_fast._C does not load ({err})"
 
 
+def sm90_status() -> Optional[str]:
+    """None if trm_fast._C carries the Hopper kernels built on CUTLASS (csrc/sm90), else why not."""
+    if "sm90" not in _status:
+        reason = native_status()
+        if reason is None:
+            from . import _C
+
+            if not getattr(_C, "SM90_CONFIGS", 0):
+                info = json.loads(resources.files("trm_fast").joinpath("_build_info.json").read_text())
+                reason = f"trm_fast._C was built without its CUTLASS kernels: {info.get('cutlass_reason')}"
+        _status["sm90"] = reason
+    return _status["sm90"]
+
+
 def triton_status() -> Optional[str]:
     """None if Triton imports, else why not. (Each op checks the device of its own inputs.)"""
     if "triton" not in _status:
@@ -133,6 +147,14 @@ def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bo
         raise FusedUnavailableError(f"backend 'fused': {op} cannot run here: {unsupported}")
     warn_fallback(op, unsupported, stacklevel=4)
     return False
+
+
+def offers(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:
+    """Whether a second kernel for an op (Hopper's CUTLASS GEMM beside the Triton one) runs: as use_fused,
+    but where it cannot take the call the op's other kernel is asked next, so this neither warns nor raises."""
+    if backend == "reference" or (backend == "auto" and op not in AUTO_OPS):
+        return False
+    return why_not() is None
 
 
 def warn_fallback(op: str, reason: str, stacklevel: int = 3):

@@ -6,7 +6,13 @@ FLOPs per call: 4 M N K for M rows of x. The fused path (trm_fast.kernels.linear
 the GEMM's tiles before they leave the chip, so the (M, 2N) gate_up activation is never written nor read
 back: per sudoku_attn layer at batch 768 that is 915 MB less traffic and one kernel fewer.
 
-The fused path is forward only: while autograd records (grad mode on and x or the weight requiring grad)
+On Hopper a second fused path (op ``linear_swiglu_sm90``) splits the projection in two GEMMs: cuBLAS's for
+the gate half, then CUTLASS's warp-specialised GEMM for the up half (csrc/sm90/gemm_swiglu.cu), whose
+epilogue reads the gate tile and writes silu(gate) * up. The gate half makes one round trip through memory
+(2 M N bytes each way in bf16, against 4 M N written and read back unfused), and both GEMMs keep the tensor
+cores busy during their epilogues, which Triton's kernel cannot (one consumer per SM on Hopper).
+
+The fused paths are forward only: while autograd records (grad mode on and x or the weight requiring grad)
 the reference runs, with its own SwiGLU op (trm_fast.ops.swiglu) on the backend asked for.
 """
 
@@ -15,8 +21,13 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .. import _native
 from .. import backend as _backend
 from .swiglu import swiglu
+
+# The CUTLASS kernel's shape (csrc/sm90/gemm_swiglu.h: 0 ping-pong 128x128, 1 cooperative 128x256), from
+# bench/test_kernels.py's timings of both on an H200.
+SM90_CONFIG = 0
 
 
 def linear_swiglu_reference(x: torch.Tensor, weight: torch.Tensor, backend: str = "reference") -> torch.Tensor:
@@ -40,6 +51,58 @@ def linear_swiglu_fused(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 @linear_swiglu_fused.register_fake
 def _(x, weight):
     return x.new_empty((*x.shape[:-1], weight.shape[0] // 2))
+
+
+@torch.library.custom_op("trm_fast::linear_swiglu_sm90", mutates_args=())
+def linear_swiglu_sm90(x: torch.Tensor, weight: torch.Tensor, config: int = SM90_CONFIG) -> torch.Tensor:
+    """cuBLAS's gate GEMM, then CUTLASS's up GEMM with SwiGLU in its epilogue; bf16 x whose rows flatten to
+    one stride with unit stride along K (unsupported_sm90 checks); forward only."""
+    n, k = weight.shape[0] // 2, weight.shape[1]
+    rows = x.view(-1, k)
+    gate = torch.mm(rows, weight[:n].t())
+    out = rows.new_empty(rows.shape[0], n)
+    m = rows.shape[0]
+    ext = _native.extension()
+    workspace = rows.new_empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8)
+    up = weight[n:]
+    ext.gemm_swiglu_sm90(config, rows.data_ptr(), rows.stride(0), up.data_ptr(), up.stride(0), gate.data_ptr(),
+                         gate.stride(0), out.data_ptr(), out.stride(0), m, n, k, workspace.data_ptr(),
+                         x.device.index, _native.stream(x))
+    return out.view(*x.shape[:-1], n)
+
+
+@linear_swiglu_sm90.register_fake
+def _(x, weight, config=SM90_CONFIG):
+    return x.new_empty((*x.shape[:-1], weight.shape[0] // 2))
+
+
+def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
+    """Why the CUTLASS kernel cannot take this call, or None: a Hopper GPU (compute capability 9.0: sm_90a
+    code runs there only), the extension built with it, bf16, the shapes the Triton kernel takes, and the
+    16-byte alignment TMA needs (K and N multiples of 8, x's rows and the weight 16-byte aligned)."""
+    if x.device.type != "cuda":
+        return f"x is on {x.device}, the kernel needs a CUDA device"
+    why = _native.sm90_status()
+    if why is not None:
+        return why
+    if torch.cuda.get_device_capability(x.device) != (9, 0):
+        return f"{x.device} is not a Hopper GPU (compute capability 9.0)"
+    if x.dtype != torch.bfloat16:
+        return f"x must be bfloat16, got {x.dtype}"
+    why = unsupported(x, weight, "fused")
+    if why is not None:
+        return why
+    k, n = weight.shape[1], weight.shape[0] // 2
+    if k % 8 or n % 8:
+        return f"K ({k}) and N ({n}) must be multiples of 8"
+    if x.stride(-1) != 1 or not _backend.leading_axes_flatten(x, trailing=1):
+        return f"x's rows must flatten to one stride with unit stride along K (strides {x.stride()})"
+    # offsets, not addresses: torch.compile traces this on tensors without storage, and PyTorch's allocations
+    # start 16-byte aligned
+    row_stride = x.stride(-2) if x.ndim > 1 and x.shape[-2] > 1 else k
+    if row_stride % 8 or x.storage_offset() % 8 or weight.storage_offset() % 8 or weight.stride(0) % 8:
+        return "x's rows and the weight must be 16-byte aligned"
+    return None
 
 
 def unsupported(x: torch.Tensor, weight: torch.Tensor, backend: str) -> Optional[str]:
@@ -82,6 +145,8 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, backend: str = "referen
     MLP): there, in fp32 and before Hopper 'auto' keeps the unfused pair, and only 'fused' runs a kernel. The
     kernels are forward only: while autograd records, the reference runs."""
     recording = _backend.records(x, weight)
+    if not recording and _backend.offers(backend, "linear_swiglu_sm90", lambda: unsupported_sm90(x, weight)):
+        return linear_swiglu_sm90(x, weight)
     why_not = lambda: unsupported(x, weight, backend)  # noqa: E731
     slower = backend == "auto" and _not_measured_faster(x)
     if not recording and not slower and _backend.use_fused(backend, "linear_swiglu", why_not):

@@ -1,0 +1,57 @@
+"""Run Hopper's CUTLASS kernels (csrc/sm90) once per shape config at small odd sizes, for compute-sanitizer:
+
+    compute-sanitizer --tool memcheck  python bench/sanitize_sm90.py
+    compute-sanitizer --tool racecheck python bench/sanitize_sm90.py
+
+The gate GEMM that the op takes from cuBLAS is computed on the CPU here, and so are the references, so that
+the only kernel the tools see is trm_fast's (racecheck reports hazards inside cuBLAS's warp-specialised
+kernels, which are not ours to judge). Rows and columns are not multiples of any tile, and x is read through
+padded rows. PyTorch's caching allocator is off, so that memcheck sees each tensor's own bounds. Exits 1 if
+a result is off from the reference (bf16 rounding apart), 2 where the GPU or the build has no sm90 kernels.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("PYTORCH_NO_CUDA_MEMORY_CACHING", "1")  # before torch allocates anything
+
+import torch  # noqa: E402
+
+from trm_fast import _native  # noqa: E402
+from trm_fast.ops.linear_swiglu import linear_swiglu_reference, unsupported_sm90  # noqa: E402
+
+
+def gemm_swiglu(config, m, n, k, pad):
+    """The launcher on (m, k) x read through rows of k + pad, against the fp32 reference; True if it agrees."""
+    gen = torch.Generator().manual_seed(m * n + k + config)
+    x_cpu = torch.randn(m, k + pad, generator=gen).bfloat16()[:, :k]
+    w_cpu = (torch.randn(2 * n, k, generator=gen) * k**-0.5).bfloat16()
+    gate_cpu = (x_cpu.float() @ w_cpu[:n].float().t()).bfloat16()
+    x, w, gate = x_cpu.cuda(), w_cpu.cuda(), gate_cpu.cuda()
+    out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
+    ext = _native.extension()
+    workspace = torch.empty(max(1, ext.gemm_swiglu_sm90_workspace(config, m, n, k)), dtype=torch.uint8, device="cuda")
+    ext.gemm_swiglu_sm90(config, x.data_ptr(), x.stride(0), w[n:].data_ptr(), k, gate.data_ptr(), n, out.data_ptr(),
+                         n, m, n, k, workspace.data_ptr(), 0, _native.stream(x))
+    torch.cuda.synchronize()
+    want = linear_swiglu_reference(x_cpu.float(), w_cpu.float())
+    err = (out.cpu().float() - want).abs().max().item()
+    ok = err <= 0.05 * max(1.0, want.abs().max().item())
+    print(f"gemm_swiglu_sm90 config {config} m {m} n {n} k {k} pad {pad}: max error {err:.3g}"
+          f"{'' if ok else '  <-- OFF'}")
+    return ok
+
+
+def main():
+    probe = torch.zeros(1, 8, dtype=torch.bfloat16, device="cuda")
+    why = unsupported_sm90(probe, torch.zeros(16, 8, dtype=torch.bfloat16, device="cuda"))
+    if why is not None:
+        print(f"no sm90 kernels to check: {why}")
+        return 2
+    shapes = [(3 * 37, 40, 72, 8), (130, 136, 520, 0), (1, 16, 16, 0)]
+    ok = [gemm_swiglu(config, *shape) for config in range(_native.extension().SM90_CONFIGS) for shape in shapes]
+    return 0 if all(ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+// The MLP's gate/up projection with SwiGLU in the up GEMM's epilogue, on Hopper (sm_90a):
+//
+//   out = silu(gate) * (x @ w_up^T)        x (m, k), w_up (n, k), gate (m, n), out (m, n)
+//
+// gate = x @ w_gate^T comes from cuBLAS beforehand (trm_fast/ops/linear_swiglu.py); this GEMM reads it in
+// its epilogue while the other consumer warpgroup (ping-pong) or the next tile (cooperative) keeps the
+// tensor cores busy, so the (m, 2n) gate_up activation is never written and SwiGLU never gets a pass of its
+// own. bf16 operands, row-major with a leading dimension each (in elements, multiples of 8, pointers
+// 16-byte aligned), fp32 accumulation; the up half is multiplied unrounded.
+//
+// Built from CUTLASS's sm90 collectives (TMA loads, warp-specialised mainloop, epilogue visitor tree)
+// only where the build found CUTLASS's headers (setup.py); the caller checks every input and the device
+// (compute capability 9.0) before it launches.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace trm_fast {
+
+// The kernel shapes, chosen by the caller per problem (bench/test_kernels.py times each).
+enum class GemmSm90Config : int {
+  kPingpong128x128 = 0,     // two consumer warpgroups, each its own 128x128 tile, epilogues interleaved
+  kCooperative128x256 = 1,  // two consumer warpgroups on one 128x256 tile
+};
+constexpr int kGemmSm90Configs = 2;
+
+// Bytes of device workspace the launch needs (0 today; asked so that the caller never guesses).
+size_t gemm_swiglu_sm90_workspace(GemmSm90Config config, int64_t m, int64_t n, int64_t k);
+
+// cudaErrorInvalidValue where CUTLASS cannot take the problem (alignment), else the launch's error.
+cudaError_t gemm_swiglu_sm90(GemmSm90Config config, const void* x, int64_t ldx, const void* w_up, int64_t ldw,
+                             const void* gate, int64_t ldg, void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
+                             void* workspace, cudaStream_t stream);
+
+}  // namespace trm_fast

@@ -1,0 +1,117 @@
+"""Hopper's gate/up projection with SwiGLU in a CUTLASS GEMM's epilogue (csrc/sm90/gemm_swiglu.cu, op
+linear_swiglu_sm90) against the fp64 reference, on an H100/H200 with the extension built with CUTLASS. Off
+such a GPU: the reasons it gives, and that the op's other paths run instead."""
+
+import pytest
+import torch
+from helpers import assert_close_at_worst
+from trm_fast import backend, ops
+from trm_fast.ops.linear_swiglu import (linear_swiglu_fused, linear_swiglu_reference, linear_swiglu_sm90,
+                                        unsupported_sm90)
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+needs_sm90 = [pytest.mark.gpu,  # with the reason where the GPU or the build lacks it
+              pytest.mark.skipif(not HOPPER or backend.sm90_status() is not None,
+                                 reason=f"needs a Hopper GPU and trm_fast._C built with CUTLASS "
+                                        f"({backend.sm90_status() if torch.cuda.is_available() else 'no GPU'})")]
+# (B, R, K, N): TRM's MLP at batch 768 and 1, HRM's sequence (82), and odd sizes: rows and columns that are
+# not multiples of a tile, K not a multiple of the 64-wide K step
+SHAPES = [(768, 97, 512, 1536), (1, 97, 512, 1536), (3, 82, 512, 1536), (2, 5, 40, 24), (1, 1, 16, 16)]
+
+
+def _inputs(shape, seed, row_pad=0):
+    """bf16 x (B, R, K), seen through rows of K + row_pad elements where row_pad > 0, and weight (2N, K)."""
+    b, r, k, n = shape
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(b, r, k + row_pad, generator=gen)[..., :k]
+    w = torch.randn(2 * n, k, generator=gen) * k**-0.5
+    return x.to(DEVICE, torch.bfloat16), w.to(DEVICE, torch.bfloat16)
+
+
+def _assert_matches(h, x, w, what):
+    truth = linear_swiglu_reference(x.double(), w.double())
+    # a few times PyTorch's own bf16 error against fp64: the kernel rounds the gate where the reference does,
+    # and multiplies the up half unrounded
+    torch_err = (linear_swiglu_reference(x, w).double() - truth).abs().max().item()
+    assert_close_at_worst(h, truth, atol=3 * torch_err + 1e-4, rtol=0, what=what)
+
+
+def _gpu(fn):
+    for mark in needs_sm90:
+        fn = mark(fn)
+    return fn
+
+
+@_gpu
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("config", [0, 1])
+def test_matches_reference(shape, config):
+    x, w = _inputs(shape, seed=torch.seed() % 2**31)
+    h = linear_swiglu_sm90(x, w, config)
+    assert h.shape == (*x.shape[:-1], w.shape[0] // 2) and h.dtype == torch.bfloat16 and h.is_contiguous()
+    _assert_matches(h, x, w, f"{shape} config {config}")
+
+
+@_gpu
+@pytest.mark.parametrize("config", [0, 1])
+def test_poisoned_output_and_padded_rows(config):
+    """Straight to the launcher: every element of a NaN-filled output written, x read through rows longer
+    than K (its leading dimension), 4-D and 1-row x through the op."""
+    from trm_fast import _native
+
+    x, w = _inputs((3, 37, 64, 40), seed=11, row_pad=8)
+    rows = x.reshape(-1, 64) if x.is_contiguous() else x.view(-1, 64)
+    m, n, k = rows.shape[0], 40, 64
+    gate = torch.mm(rows, w[:n].t())
+    out = torch.full((m, n), float("nan"), device=DEVICE, dtype=torch.bfloat16)
+    ext = _native.extension()
+    ws = torch.empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8, device=DEVICE)
+    ext.gemm_swiglu_sm90(config, rows.data_ptr(), rows.stride(0), w[n:].data_ptr(), k, gate.data_ptr(), n,
+                         out.data_ptr(), n, m, n, k, ws.data_ptr(), x.device.index, _native.stream(x))
+    assert not out.isnan().any()
+    _assert_matches(out.view(3, 37, n), x, w, f"padded rows, config {config}")
+    for xs in (x.reshape(1, 3, 37, 64), x[0, :1]):
+        _assert_matches(linear_swiglu_sm90(xs, w, config), xs, w, f"x {tuple(xs.shape)}")
+
+
+@_gpu
+def test_opcheck_and_dispatch():
+    x, w = _inputs((2, 9, 64, 40), seed=12)
+    torch.library.opcheck(linear_swiglu_sm90, (x, w))
+    # 'fused' takes it first on Hopper; 'auto' where the set has it
+    assert torch.equal(ops.linear_swiglu(x, w, backend="fused"), linear_swiglu_sm90(x, w))
+    saved = set(backend.AUTO_OPS)
+    try:
+        backend.AUTO_OPS.add("linear_swiglu_sm90")
+        assert torch.equal(ops.linear_swiglu(x, w, backend="auto"), linear_swiglu_sm90(x, w))
+        backend.AUTO_OPS.discard("linear_swiglu_sm90")
+        assert torch.equal(ops.linear_swiglu(x, w, backend="auto"), linear_swiglu_fused(x, w))
+    finally:
+        backend.AUTO_OPS.clear()
+        backend.AUTO_OPS.update(saved)
+
+
+@_gpu
+def test_bad_inputs_name_the_problem():
+    x, w = _inputs((2, 9, 64, 40), seed=13)
+    assert "bfloat16" in unsupported_sm90(x.half(), w.half())
+    assert "must have one dtype" in unsupported_sm90(x, w.float())
+    assert "multiples of 8" in unsupported_sm90(x[..., :60], w[:, :60])
+    assert "aligned" in unsupported_sm90(torch.randn(2, 9, 72, device=DEVICE, dtype=torch.bfloat16)[..., 1:65], w)
+    assert "unit stride along K" in unsupported_sm90(x.transpose(1, 2).contiguous().transpose(1, 2), w)
+    assert "weight must be (2N, K)" in unsupported_sm90(x, w[:-1])
+
+
+def test_off_hopper_the_reason_is_given_and_the_other_paths_run():
+    x, w = _inputs((2, 5, 16, 8), seed=14)
+    if not HOPPER:
+        reason = unsupported_sm90(x, w)
+        assert reason is not None and ("CUDA device" in reason or "Hopper" in reason or "CUTLASS" in reason
+                                       or "trm_fast._C" in reason)
+    assert not backend.offers("reference", "linear_swiglu_sm90", lambda: None)
+    assert not backend.offers("auto", "not_an_op", lambda: None)
+    assert backend.offers("fused", "linear_swiglu_sm90", lambda: None)
+    assert not backend.offers("fused", "linear_swiglu_sm90", lambda: "no")
+    want = linear_swiglu_reference(x.float(), w.float())
+    torch.testing.assert_close(ops.linear_swiglu(x.float(), w.float(), backend="reference"), want)
