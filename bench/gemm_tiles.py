@@ -5,8 +5,14 @@ best tile is from cuBLAS. One line per config, and JSON lines with --json:
     python bench/gemm_tiles.py --batch 768 --seq 97            # sudoku_attn's MLP
     python bench/gemm_tiles.py --batch 192 --seq 916 --json out.jsonl
 
+On Hopper, with trm_fast._C built with CUTLASS, also each shape of the CUTLASS path (csrc/sm90/gemm_swiglu.h):
+its up GEMM with the SwiGLU epilogue alone (the gate given), then with cuBLAS's gate GEMM before it, as the
+op runs them; and cuBLAS's GEMM of one half alone (N columns), the floor of each of the two. --sm90-only
+skips the Triton tiles.
+
 Each config's output is checked against the unfused reference before it is timed (a fast wrong tile is no
-result). Times are Triton's do_bench medians (ms), converted to TFLOP/s over the GEMM's 4 M N K FLOPs.
+result). Times are Triton's do_bench medians (ms), converted to TFLOP/s over the GEMM's 4 M N K FLOPs (the
+half GEMMs' rows over their own 2 M N K).
 """
 
 import argparse
@@ -24,6 +30,7 @@ def main():
     parser.add_argument("--inner", type=int, default=1536)
     parser.add_argument("--commit", default="unknown")
     parser.add_argument("--json", help="append one JSON line per row to this file")
+    parser.add_argument("--sm90-only", action="store_true", help="time the CUTLASS shapes alone")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         parser.error("needs a CUDA device; none is visible")
@@ -46,19 +53,20 @@ def main():
 
     rows = []
 
-    def report(name, ms, **extra):
-        row = {"commit": args.commit, "shape": [m, k, n], "name": name, "ms": ms, "tflops": flops / ms / 1e9,
-               **extra}
+    def report(name, ms, half=False, **extra):
+        row = {"commit": args.commit, "shape": [m, k, n], "name": name, "ms": ms,
+               "tflops": flops / (2 if half else 1) / ms / 1e9, **extra}
         rows.append(row)
         print(f"{name:<42} {ms * 1e3:9.1f} us {row['tflops']:7.1f} TFLOP/s", flush=True)
 
     report("cuBLAS GEMM alone (no SwiGLU)", triton.testing.do_bench(lambda: torch.nn.functional.linear(x, w)))
     report("cuBLAS + inductor SwiGLU", triton.testing.do_bench(lambda: unfused(x, w)))
+    sm90(x, w, expected, report, triton.testing.do_bench)
     kernel = ls._linear_swiglu_tma_kernel
     unset = [1, 1]
     descs = {"x_desc": TensorDescriptor.from_tensor(x, unset), "w_desc": TensorDescriptor.from_tensor(w, unset),
              "y_desc": TensorDescriptor.from_tensor(out, unset)}
-    for config in kernel.configs:
+    for config in kernel.configs if not args.sm90_only else []:
         meta = config.kwargs
         tile = (f"{meta['BLOCK_M']}x{meta['BLOCK_N']}x{meta['BLOCK_K']} w{config.num_warps} s{config.num_stages} "
                 f"ctas{meta['CTAS']}")
@@ -87,6 +95,40 @@ def main():
         with open(args.json, "a") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
     return 0
+
+
+def sm90(x, w, expected, report, do_bench):
+    """The CUTLASS path's rows (see the module's docstring), where this GPU and build have it."""
+    from trm_fast import _native
+    from trm_fast.ops.linear_swiglu import linear_swiglu_sm90, unsupported_sm90
+
+    why = unsupported_sm90(x, w)
+    if why is not None:
+        print(f"no CUTLASS rows: {why}", flush=True)
+        return
+    m, k = x.shape
+    n = w.shape[0] // 2
+    gate, up = torch.nn.functional.linear(x, w[:n]), w[n:]
+    out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+    report("cuBLAS GEMM of one half (N columns)", do_bench(lambda: torch.nn.functional.linear(x, up)), half=True)
+    ext = _native.extension()
+    for config in range(ext.SM90_CONFIGS):
+        ws = torch.empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8, device="cuda")
+
+        def alone():
+            ext.gemm_swiglu_sm90(config, x.data_ptr(), k, up.data_ptr(), k, gate.data_ptr(), n, out.data_ptr(), n,
+                                 m, n, k, ws.data_ptr(), x.device.index, _native.stream(x))
+
+        out.fill_(float("nan"))
+        alone()
+        both = linear_swiglu_sm90(x, w, config)
+        error = max((t.float() - expected.float()).abs().max().item() for t in (out, both))
+        if not error <= 2e-2 + 2e-2 * expected.float().abs().max().item():
+            print(f"CUTLASS config {config} WRONG: max error {error:.3g}", flush=True)
+            continue
+        report(f"CUTLASS config {config}: up GEMM + SwiGLU alone", do_bench(alone), half=True, sm90_config=config)
+        report(f"CUTLASS config {config}: cuBLAS gate + CUTLASS up", do_bench(lambda: linear_swiglu_sm90(x, w, config)),
+               sm90_config=config)
 
 
 if __name__ == "__main__":

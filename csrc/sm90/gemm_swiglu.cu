@@ -1,125 +1,45 @@
-// CUTLASS sm90 kernels for gemm_swiglu.h. The epilogue is CUTLASS's "linear combination, then a binary
-// activation with an auxiliary input" fusion (LinCombDeEltAct, made for backward activations) with our
-// functor as the activation: D = silu(aux) * (1 * acc + 0 * C), aux = gate. C is never read (beta = 0).
+// gemm_swiglu.h's entry points: each shape's kernel lives in its own gemm_swiglu_<shape>.cu.
 #include "gemm_swiglu.h"
 
-#include <cute/tensor.hpp>
-#include <cutlass/cutlass.h>
-#include <cutlass/epilogue/collective/collective_builder.hpp>
-#include <cutlass/epilogue/fusion/operations.hpp>
-#include <cutlass/gemm/collective/collective_builder.hpp>
-#include <cutlass/gemm/device/gemm_universal_adapter.h>
-#include <cutlass/gemm/kernel/gemm_universal.hpp>
-#include <cutlass/numeric_types.h>
-
 namespace trm_fast {
-namespace {
 
-using namespace cute;
-using BF16 = cutlass::bfloat16_t;
-
-// The epilogue's activation, called on a fragment of each thread's accumulators (up) and the matching gate
-// values, both already converted to fp32. The scalar type is only named, for the arguments' type.
-template <class T>
-struct SiluTimes {};
-template <int N>
-struct SiluTimes<cutlass::Array<float, N>> {
-  CUTLASS_DEVICE cutlass::Array<float, N> operator()(cutlass::Array<float, N> const& up,
-                                                     cutlass::Array<float, N> const& gate) const {
-    cutlass::Array<float, N> out;
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < N; ++i) out[i] = up[i] * (gate[i] / (1.0f + __expf(-gate[i])));
-    return out;
-  }
-};
-
-template <class Tile, class MainloopSchedule, class EpilogueSchedule>
-struct GemmSwiglu {
-  using Cluster = Shape<_1, _1, _1>;  // the weights are L2-resident: no multicast to win
-  using Fusion = cutlass::epilogue::fusion::LinCombDeEltAct<cutlass::layout::RowMajor, SiluTimes, BF16, float, BF16>;
-  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Cluster,
-      cutlass::epilogue::collective::EpilogueTileAuto, float, float, BF16, cutlass::layout::RowMajor, 8, BF16,
-      cutlass::layout::RowMajor, 8, EpilogueSchedule, Fusion>::CollectiveOp;
-  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, BF16, cutlass::layout::RowMajor, 8, BF16,
-      cutlass::layout::ColumnMajor, 8, float, Tile, Cluster,
-      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
-      MainloopSchedule>::CollectiveOp;
-  using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, Mainloop, Epilogue,
-                                                      cutlass::gemm::PersistentScheduler>;
-  using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
-
-  static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw,
-                                            const void* gate, int64_t ldg, void* out, int64_t ldo, int64_t m,
-                                            int64_t n, int64_t k) {
-    // (rows, columns, batch) strides: every operand has unit stride along its last axis
-    typename Kernel::StrideA sa = make_stride(ldx, _1{}, int64_t(0));
-    typename Kernel::StrideB sb = make_stride(ldw, _1{}, int64_t(0));
-    typename Kernel::StrideD sd = make_stride(ldo, _1{}, int64_t(0));
-    cutlass::KernelHardwareInfo hw;
-    hw.sm_count = sm_count();
-    typename Gemm::Arguments args{
-        cutlass::gemm::GemmUniversalMode::kGemm,
-        {static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1},
-        {static_cast<const BF16*>(x), sa, static_cast<const BF16*>(w), sb},
-        {{}, static_cast<const BF16*>(out), sd, static_cast<BF16*>(out), sd},  // C: D's address, never read
-        hw};
-    auto& fusion = args.epilogue.thread;
-    fusion.alpha = 1.0f;
-    fusion.beta = 0.0f;
-    fusion.aux_ptr = static_cast<const BF16*>(gate);
-    fusion.dAux = make_stride(ldg, _1{}, int64_t(0));
-    return args;
-  }
-
-  // The current device's SM count, asked once per device: the persistent tile scheduler sizes its grid by it.
-  static int sm_count() {
-    static int counts[64] = {};
-    int device = 0;
-    cudaGetDevice(&device);
-    int& count = counts[device & 63];
-    if (count == 0) cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
-    return count;
-  }
-};
-
-using Pingpong = GemmSwiglu<Shape<_128, _128, _64>, cutlass::gemm::KernelTmaWarpSpecializedPingpong,
-                            cutlass::epilogue::TmaWarpSpecialized>;
-using Cooperative = GemmSwiglu<Shape<_128, _256, _64>, cutlass::gemm::KernelTmaWarpSpecializedCooperative,
-                               cutlass::epilogue::TmaWarpSpecializedCooperative>;
-
-template <class G>
-size_t workspace(int64_t m, int64_t n, int64_t k) {
-  return G::Gemm::get_workspace_size(G::arguments(nullptr, k, nullptr, k, nullptr, n, nullptr, n, m, n, k));
-}
-
-template <class G>
-cudaError_t launch(const void* x, int64_t ldx, const void* w, int64_t ldw, const void* gate, int64_t ldg, void* out,
-                   int64_t ldo, int64_t m, int64_t n, int64_t k, void* ws, cudaStream_t stream) {
-  auto args = G::arguments(x, ldx, w, ldw, gate, ldg, out, ldo, m, n, k);
-  typename G::Gemm gemm;
-  if (gemm.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-  if (gemm.initialize(args, ws, stream) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-  if (gemm.run(stream) != cutlass::Status::kSuccess) {
-    cudaError_t err = cudaGetLastError();
-    return err != cudaSuccess ? err : cudaErrorLaunchFailure;
-  }
-  return cudaGetLastError();
-}
-
-}  // namespace
+#define TRM_FAST_DECLARE_SHAPE(name)                                                                            \
+  size_t gemm_swiglu_workspace_##name(int64_t m, int64_t n, int64_t k);                                         \
+  cudaError_t gemm_swiglu_##name(const void* x, int64_t ldx, const void* w, int64_t ldw, const void* gate,     \
+                                 int64_t ldg, void* out, int64_t ldo, int64_t m, int64_t n, int64_t k, void* ws, \
+                                 cudaStream_t stream);
+TRM_FAST_DECLARE_SHAPE(pingpong_128x128)
+TRM_FAST_DECLARE_SHAPE(cooperative_128x256)
+TRM_FAST_DECLARE_SHAPE(cooperative_128x256_epilogue_128x64)
+TRM_FAST_DECLARE_SHAPE(cooperative_256x128)
+#undef TRM_FAST_DECLARE_SHAPE
 
 size_t gemm_swiglu_sm90_workspace(GemmSm90Config config, int64_t m, int64_t n, int64_t k) {
-  return config == GemmSm90Config::kPingpong128x128 ? workspace<Pingpong>(m, n, k) : workspace<Cooperative>(m, n, k);
+  switch (config) {
+    case GemmSm90Config::kPingpong128x128: return gemm_swiglu_workspace_pingpong_128x128(m, n, k);
+    case GemmSm90Config::kCooperative128x256: return gemm_swiglu_workspace_cooperative_128x256(m, n, k);
+    case GemmSm90Config::kCooperative128x256Epilogue128x64:
+      return gemm_swiglu_workspace_cooperative_128x256_epilogue_128x64(m, n, k);
+    case GemmSm90Config::kCooperative256x128: return gemm_swiglu_workspace_cooperative_256x128(m, n, k);
+  }
+  return 0;
 }
 
 cudaError_t gemm_swiglu_sm90(GemmSm90Config config, const void* x, int64_t ldx, const void* w_up, int64_t ldw,
                              const void* gate, int64_t ldg, void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
                              void* workspace, cudaStream_t stream) {
-  if (config == GemmSm90Config::kPingpong128x128)
-    return launch<Pingpong>(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, stream);
-  return launch<Cooperative>(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, stream);
+  switch (config) {
+    case GemmSm90Config::kPingpong128x128:
+      return gemm_swiglu_pingpong_128x128(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, stream);
+    case GemmSm90Config::kCooperative128x256:
+      return gemm_swiglu_cooperative_128x256(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, stream);
+    case GemmSm90Config::kCooperative128x256Epilogue128x64:
+      return gemm_swiglu_cooperative_128x256_epilogue_128x64(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k,
+                                                             workspace, stream);
+    case GemmSm90Config::kCooperative256x128:
+      return gemm_swiglu_cooperative_256x128(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, stream);
+  }
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace trm_fast

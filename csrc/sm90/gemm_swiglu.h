@@ -20,12 +20,14 @@
 
 namespace trm_fast {
 
-// The kernel shapes, chosen by the caller per problem (bench/test_kernels.py times each).
+// The kernel shapes, chosen by the caller per problem (bench/gemm_sm90.py times each).
 enum class GemmSm90Config : int {
   kPingpong128x128 = 0,     // two consumer warpgroups, each its own 128x128 tile, epilogues interleaved
-  kCooperative128x256 = 1,  // two consumer warpgroups on one 128x256 tile
+  kCooperative128x256 = 1,  // two consumer warpgroups on one 128x256 tile, epilogue in 128x32 subtiles
+  kCooperative128x256Epilogue128x64 = 2,  // the same, epilogue in 128x64 subtiles (half the round trips)
+  kCooperative256x128 = 3,  // two consumer warpgroups on one 256x128 tile
 };
-constexpr int kGemmSm90Configs = 2;
+constexpr int kGemmSm90Configs = 4;
 
 // Bytes of device workspace the launch needs (0 today; asked so that the caller never guesses).
 size_t gemm_swiglu_sm90_workspace(GemmSm90Config config, int64_t m, int64_t n, int64_t k);

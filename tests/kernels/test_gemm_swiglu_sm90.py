@@ -17,6 +17,19 @@ needs_sm90 = [pytest.mark.gpu,  # with the reason where the GPU or the build lac
                                         f"({backend.sm90_status() if torch.cuda.is_available() else 'no GPU'})")]
 # (B, R, K, N): TRM's MLP at batch 768 and 1, HRM's sequence (82), and odd sizes: rows and columns that are
 # not multiples of a tile, K not a multiple of the 64-wide K step
+
+
+def _configs():
+    """Every shape config of the kernel (csrc/sm90/gemm_swiglu.h), as the build reports them; [0] where the
+    tests skip."""
+    if not HOPPER or backend.sm90_status() is not None:
+        return [0]
+    from trm_fast import _C
+
+    return list(range(_C.SM90_CONFIGS))
+
+
+CONFIGS = _configs()
 SHAPES = [(768, 97, 512, 1536), (1, 97, 512, 1536), (3, 82, 512, 1536), (2, 5, 40, 24), (1, 1, 16, 16)]
 
 
@@ -45,7 +58,7 @@ def _gpu(fn):
 
 @_gpu
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("config", [0, 1])
+@pytest.mark.parametrize("config", CONFIGS)
 def test_matches_reference(shape, config):
     x, w = _inputs(shape, seed=torch.seed() % 2**31)
     h = linear_swiglu_sm90(x, w, config)
@@ -54,7 +67,7 @@ def test_matches_reference(shape, config):
 
 
 @_gpu
-@pytest.mark.parametrize("config", [0, 1])
+@pytest.mark.parametrize("config", CONFIGS)
 def test_poisoned_output_and_padded_rows(config):
     """Straight to the launcher: every element of a NaN-filled output written, x read through rows longer
     than K (its leading dimension), 4-D and 1-row x through the op."""

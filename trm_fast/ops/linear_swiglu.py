@@ -25,9 +25,9 @@ from .. import _native
 from .. import backend as _backend
 from .swiglu import swiglu
 
-# The CUTLASS kernel's shape (csrc/sm90/gemm_swiglu.h: 0 ping-pong 128x128, 1 cooperative 128x256), from
-# bench/test_kernels.py's timings of both on an H200.
-SM90_CONFIG = 0
+# The CUTLASS kernel's shape (csrc/sm90/gemm_swiglu.h's GemmSm90Config): cooperative 128x256, the faster of the
+# first two under Nsight Compute at sudoku_attn's batch 768 (538 against 735 us).
+SM90_CONFIG = 1
 
 
 def linear_swiglu_reference(x: torch.Tensor, weight: torch.Tensor, backend: str = "reference") -> torch.Tensor:
