@@ -150,11 +150,10 @@ def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bo
 
 
 def offers(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:
-    """Whether a second kernel for an op (Hopper's CUTLASS GEMM beside the Triton one) runs: as use_fused,
-    but where it cannot take the call the op's other kernel is asked next, so this neither warns nor raises."""
-    if backend == "reference" or (backend == "auto" and op not in AUTO_OPS):
-        return False
-    return why_not() is None
+    """Whether a second kernel for an op (Hopper's CUTLASS GEMM beside the Triton one) runs: only where AUTO_OPS
+    names it, on 'auto' and 'fused' alike ('fused' runs each op's first kernel, as it always did), and where it
+    can take the call; otherwise the op's first kernel is asked next, so this neither warns nor raises."""
+    return backend != "reference" and op in AUTO_OPS and why_not() is None
 
 
 def warn_fallback(op: str, reason: str, stacklevel: int = 3):

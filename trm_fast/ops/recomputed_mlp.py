@@ -17,7 +17,13 @@ Backward, rows of M, with dy (M, N):
     dgate_up, h = swiglu_backward(dh, gate_up)          one Triton kernel, written over gate_up and dh
     dW_down = dy^T h,   dW_gu = dgate_up^T x,   dx = dgate_up W_gu
 At most one layer's gate_up and dh live at a time (9 I elements a row), and for MLP-t's transposed x a
-row-major copy of it (K elements a row). dx comes back contiguous, whatever x's strides.
+row-major copy of it. dx comes back contiguous, whatever x's strides.
+
+Where a row of K elements is not a multiple of 16 bytes (MLP-t's K = 97 positions), the copy of x and the
+gate/up weight are padded with zeros to the next multiple, so that the three GEMMs on them (the recompute,
+the weight's gradient, dx) get the 16-byte aligned leading dimensions cuBLAS's fast kernels need; the zeros
+add nothing. Unpadded, those GEMMs made sudoku_mlpt's training step 1.47x slower with recompute than without
+(180.7 against 122.9 ms, bench/results/2026-11-29_h200_b99b296_bench_configs_mlpt_hrm.json).
 """
 
 from typing import Optional, Tuple
@@ -48,14 +54,28 @@ def recomputed_mlp_backward(dy: torch.Tensor, x: torch.Tensor, gate_up_weight: t
     """(dx, dgate_up_weight, ddown_weight) from dy (..., N) and the forward's inputs."""
     from ..kernels.swiglu import swiglu_bwd
 
-    rows = x.reshape(-1, x.shape[-1])  # a copy for MLP-t's transposed x: the weight's gradient reads rows
+    k = x.shape[-1]
+    rows, weight = _aligned(x.reshape(-1, k)), _aligned(gate_up_weight)  # a copy for MLP-t's transposed x
     dy = dy.reshape(-1, down_weight.shape[0])
-    gate_up = rows @ gate_up_weight.t()
+    gate_up = rows @ weight.t()
     dh = dy @ down_weight
     # in place: each element of gate_up and dh is read before the same program writes its gradient and h there
     dgate_up = swiglu_bwd(dh, gate_up, out=gate_up, h_out=dh)
     ddown = dy.t() @ dh
-    return (dgate_up @ gate_up_weight).view(x.shape), dgate_up.t() @ rows, ddown
+    dx = (dgate_up @ weight)[:, :k].reshape(x.shape)  # a copy where padded: dx comes back contiguous
+    return dx, (dgate_up.t() @ rows)[:, :k].contiguous(), ddown
+
+
+def _aligned(rows: torch.Tensor) -> torch.Tensor:
+    """rows (M, K) itself where a row is a multiple of 16 bytes and the layout row-major, else a row-major copy
+    padded with zeros to the next such width."""
+    per_16_bytes = 16 // rows.element_size()
+    k = rows.shape[1]
+    if k % per_16_bytes == 0 and rows.stride(1) == 1 and rows.stride(0) == k:
+        return rows
+    padded = rows.new_zeros(rows.shape[0], -(-k // per_16_bytes) * per_16_bytes)
+    padded[:, :k] = rows
+    return padded
 
 
 @recomputed_mlp_backward.register_fake
