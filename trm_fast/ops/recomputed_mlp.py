@@ -62,7 +62,7 @@ def recomputed_mlp_backward(dy: torch.Tensor, x: torch.Tensor, gate_up_weight: t
     # in place: each element of gate_up and dh is read before the same program writes its gradient and h there
     dgate_up = swiglu_bwd(dh, gate_up, out=gate_up, h_out=dh)
     ddown = dy.t() @ dh
-    dx = (dgate_up @ weight)[:, :k].reshape(x.shape)  # a copy where padded: dx comes back contiguous
+    dx = (dgate_up @ weight)[:, :k].contiguous().view(x.shape)  # contiguous, as the fake says, padded or not
     return dx, (dgate_up.t() @ rows)[:, :k].contiguous(), ddown
 
 
