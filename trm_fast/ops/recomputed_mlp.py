@@ -22,8 +22,10 @@ row-major copy of it. dx comes back contiguous, whatever x's strides.
 Where a row of K elements is not a multiple of 16 bytes (MLP-t's K = 97 positions), the copy of x and the
 gate/up weight are padded with zeros to the next multiple, so that the three GEMMs on them (the recompute,
 the weight's gradient, dx) get the 16-byte aligned leading dimensions cuBLAS's fast kernels need; the zeros
-add nothing. Unpadded, those GEMMs made sudoku_mlpt's training step 1.47x slower with recompute than without
-(180.7 against 122.9 ms, bench/results/2026-11-29_h200_b99b296_bench_configs_mlpt_hrm.json).
+add nothing. Unpadded, sudoku_mlpt's training step took 180.7 ms with recompute against 122.9 without
+(bench/results/2026-11-29_h200_b99b296_bench_configs_mlpt_hrm.json), and row-major GEMMs with 97-element rows
+are the slow layout the bench's floor had to leave out (bench/NOTES.md, "The floor of a row"). The padded
+step has not been timed yet.
 """
 
 from typing import Optional, Tuple
