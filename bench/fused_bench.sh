@@ -13,9 +13,10 @@
 #   ncu      Nsight Compute on one call of each case in $NCU_CASES (';'-separated, default the two GEMM-epilogue
 #            kernels at sudoku_attn's batch 768), trm_fast's kernel and the reference (bench/ncu_kernels.py)
 #   sm90     Hopper's CUTLASS kernels (csrc/sm90): their GPU tests and the op's, compute-sanitizer on them
-#            (bench/sanitize_sm90.py), the gate/up + SwiGLU micro-benchmarks (Triton's, CUTLASS's two shapes,
-#            the unfused pair), then the engine's 16-step evaluation of sudoku_attn at batch 768 on 'auto' with
-#            and without linear_swiglu_sm90, and on PyTorch's ops. Needs .whl/nvidia_cutlass-*.whl carried
+#            (bench/sanitize_sm90.py), every CUTLASS shape timed alone and after cuBLAS's gate GEMM against
+#            cuBLAS and the unfused pair (bench/gemm_tiles.py --sm90-only, sudoku_attn's and arc_attn's MLP),
+#            then the engine's 16-step evaluation of sudoku_attn at batch 768 on 'auto' with and without
+#            linear_swiglu_sm90, and on PyTorch's ops. Needs .whl/nvidia_cutlass-*.whl carried
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
@@ -71,9 +72,11 @@ elif [ "$phase" = sm90 ]; then
             >> "$out/sanitizer_sm90.log" 2>&1 && echo "$tool: clean" | tee -a "$log" \
             || echo "$tool: FAILED (see sanitizer_sm90.log)" | tee -a "$log"
     done
-    timeout 240 python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py \
-        -k "linear_swiglu_forward and not pointer and not mlp_t" --benchmark-only \
-        --benchmark-columns=min,median,max --benchmark-json "$out/microbench.json" 2>&1 | tail -24 | tee -a "$log"
+    for shape in "768 97" "192 916"; do
+        set -- $shape
+        (cd /tmp && timeout 120 python3 "$repo/bench/gemm_tiles.py" --batch "$1" --seq "$2" --sm90-only \
+            --commit "$commit" --json "$out/gemm_tiles_sm90.jsonl") 2>&1 | tee -a "$log" || true
+    done
     base=add_rms_norm,swiglu,linear_swiglu
     (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops auto,reference --auto-ops "$base" \
         --auto-ops "$base,linear_swiglu_sm90" --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"

@@ -85,18 +85,19 @@ def _rope_attention_forward(batch, seq, tma=None, rope=True):
     return calls, nbytes, (batch, seq, 3 * HEADS, HEAD_DIM)
 
 
-def _linear_swiglu_forward(batch, seq, k, n, transposed=False, tma=None, sm90=None):
+def _linear_swiglu_forward(batch, seq, k, n, transposed=False, tma=None, sm90=False):
     """The MLP's gate/up projection and SwiGLU (MLP-t's on the transposed activation). The reference is what
     the compiled model runs without the kernel: cuBLAS's GEMM, then inductor's SwiGLU kernel (compiled here,
     before any timing). `tma`: which Triton kernel (None: the persistent TMA one where it runs, as the op
-    does); `sm90`: Hopper's cuBLAS gate GEMM + CUTLASS up GEMM with that shape config instead."""
+    does); `sm90`: Hopper's cuBLAS gate GEMM + CUTLASS up GEMM instead, in the op's shape (bench/gemm_tiles.py
+    --sm90-only times every shape)."""
     from trm_fast.kernels.linear_swiglu import linear_swiglu
     from trm_fast.ops.linear_swiglu import linear_swiglu_sm90
 
     x = _randn(batch, k, seq).transpose(1, 2) if transposed else _randn(batch, seq, k)
     w = _randn(2 * n, k) * k**-0.5
     reference = torch.compile(linear_swiglu_reference, dynamic=False)
-    fused = (lambda: linear_swiglu(x, w, tma=tma)) if sm90 is None else (lambda: linear_swiglu_sm90(x, w, sm90))
+    fused = (lambda: linear_swiglu_sm90(x, w)) if sm90 else (lambda: linear_swiglu(x, w, tma=tma))
     calls = {"fused": fused, "reference": lambda: reference(x, w)}
     return calls, (batch * seq * (k + n) + 2 * n * k) * BF16, (batch, seq, k, n)
 
@@ -149,12 +150,9 @@ CASES = {
     "linear_swiglu forward b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER),
     "linear_swiglu forward arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER),
     "linear_swiglu forward mlp_t": functools.partial(_linear_swiglu_forward, 768, D, 97, 512, transposed=True),
-    "linear_swiglu forward sm90": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER, sm90=0),
-    "linear_swiglu forward sm90 cooperative": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER, sm90=1),
-    "linear_swiglu forward sm90 b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER, sm90=0),
-    "linear_swiglu forward sm90 arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER, sm90=0),
-    "linear_swiglu forward sm90 arc cooperative": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER,
-                                                                    sm90=1),
+    "linear_swiglu forward sm90": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER, sm90=True),
+    "linear_swiglu forward sm90 b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER, sm90=True),
+    "linear_swiglu forward sm90 arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER, sm90=True),
     "linear_add_rms_norm forward": functools.partial(_linear_add_rms_norm_forward, 768, 97, D),  # o projection
     "linear_add_rms_norm forward down": functools.partial(_linear_add_rms_norm_forward, 768, 97, INNER),
     "linear_add_rms_norm forward b1": functools.partial(_linear_add_rms_norm_forward, 1, 97, INNER),

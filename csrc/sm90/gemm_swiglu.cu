@@ -10,7 +10,7 @@ namespace trm_fast {
                                  cudaStream_t stream);
 TRM_FAST_DECLARE_SHAPE(pingpong_128x128)
 TRM_FAST_DECLARE_SHAPE(cooperative_128x256)
-TRM_FAST_DECLARE_SHAPE(cooperative_128x256_epilogue_128x64)
+TRM_FAST_DECLARE_SHAPE(cooperative_128x256_no_source)
 TRM_FAST_DECLARE_SHAPE(cooperative_256x128)
 #undef TRM_FAST_DECLARE_SHAPE
 
@@ -18,8 +18,8 @@ size_t gemm_swiglu_sm90_workspace(GemmSm90Config config, int64_t m, int64_t n, i
   switch (config) {
     case GemmSm90Config::kPingpong128x128: return gemm_swiglu_workspace_pingpong_128x128(m, n, k);
     case GemmSm90Config::kCooperative128x256: return gemm_swiglu_workspace_cooperative_128x256(m, n, k);
-    case GemmSm90Config::kCooperative128x256Epilogue128x64:
-      return gemm_swiglu_workspace_cooperative_128x256_epilogue_128x64(m, n, k);
+    case GemmSm90Config::kCooperative128x256NoSource:
+      return gemm_swiglu_workspace_cooperative_128x256_no_source(m, n, k);
     case GemmSm90Config::kCooperative256x128: return gemm_swiglu_workspace_cooperative_256x128(m, n, k);
   }
   return 0;
@@ -33,9 +33,9 @@ cudaError_t gemm_swiglu_sm90(GemmSm90Config config, const void* x, int64_t ldx, 
       return gemm_swiglu_pingpong_128x128(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, stream);
     case GemmSm90Config::kCooperative128x256:
       return gemm_swiglu_cooperative_128x256(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, stream);
-    case GemmSm90Config::kCooperative128x256Epilogue128x64:
-      return gemm_swiglu_cooperative_128x256_epilogue_128x64(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k,
-                                                             workspace, stream);
+    case GemmSm90Config::kCooperative128x256NoSource:
+      return gemm_swiglu_cooperative_128x256_no_source(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace,
+                                                       stream);
     case GemmSm90Config::kCooperative256x128:
       return gemm_swiglu_cooperative_256x128(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, stream);
   }

@@ -24,7 +24,7 @@ namespace trm_fast {
 enum class GemmSm90Config : int {
   kPingpong128x128 = 0,     // two consumer warpgroups, each its own 128x128 tile, epilogues interleaved
   kCooperative128x256 = 1,  // two consumer warpgroups on one 128x256 tile, epilogue in 128x32 subtiles
-  kCooperative128x256Epilogue128x64 = 2,  // the same, epilogue in 128x64 subtiles (half the round trips)
+  kCooperative128x256NoSource = 2,  // the same without the unread source C: no C stages, delayed TMA store
   kCooperative256x128 = 3,  // two consumer warpgroups on one 256x128 tile
 };
 constexpr int kGemmSm90Configs = 4;

@@ -7,10 +7,12 @@ the GEMM's tiles before they leave the chip, so the (M, 2N) gate_up activation i
 back: per sudoku_attn layer at batch 768 that is 915 MB less traffic and one kernel fewer.
 
 On Hopper a second fused path (op ``linear_swiglu_sm90``) splits the projection in two GEMMs: cuBLAS's for
-the gate half, then CUTLASS's warp-specialised GEMM for the up half (csrc/sm90/gemm_swiglu.cu), whose
-epilogue reads the gate tile and writes silu(gate) * up. The gate half makes one round trip through memory
-(2 M N bytes each way in bf16, against 4 M N written and read back unfused), and both GEMMs keep the tensor
-cores busy during their epilogues, which Triton's kernel cannot (one consumer per SM on Hopper).
+the gate half, then CUTLASS's warp-specialised GEMM for the up half (csrc/sm90), whose epilogue reads the
+gate tile and writes silu(gate) * up. The gate half makes one round trip through memory (2 M N bytes each
+way in bf16, against 4 M N written and read back unfused). Measured on an H200 it loses: 583.6 us in its best
+shape at sudoku_attn's batch 768, against 512.5 us for cuBLAS + inductor's SwiGLU, its epilogue costing more
+than the GEMM (bench/NOTES.md, "Gate/up + SwiGLU on CUTLASS's Hopper GEMM"). So it runs only where AUTO_OPS
+names it, an experiment's set.
 
 The fused paths are forward only: while autograd records (grad mode on and x or the weight requiring grad)
 the reference runs, with its own SwiGLU op (trm_fast.ops.swiglu) on the backend asked for.
@@ -25,8 +27,8 @@ from .. import _native
 from .. import backend as _backend
 from .swiglu import swiglu
 
-# The CUTLASS kernel's shape (csrc/sm90/gemm_swiglu.h's GemmSm90Config): cooperative 128x256, the faster of the
-# first two under Nsight Compute at sudoku_attn's batch 768 (538 against 735 us).
+# The CUTLASS kernel's shape (csrc/sm90/gemm_swiglu.h's GemmSm90Config): cooperative 128x256, the fastest of the
+# shapes timed at sudoku_attn's and arc_attn's batch (bench/results/2026-11-29_h200_5457fa3_gemm_tiles_sm90.jsonl).
 SM90_CONFIG = 1
 
 
