@@ -61,13 +61,19 @@ def _native_status() -> Optional[str]:
         from . import _C  # noqa: F401
         return None
     except ImportError as err:
-        try:
-            info = json.loads(resources.files("trm_fast").joinpath("_build_info.json").read_text())
-        except (FileNotFoundError, ValueError):
-            info = {}
+        info = _build_info()
         if info.get("cuda_extension") is False:
             return f"the CUDA extension trm_fast._C was not built: {info.get('reason')}"
         return f"the CUDA extension trm_fast._C does not load ({err})"
+
+
+def _build_info() -> dict:
+    """What setup.py recorded of the build (trm_fast/_build_info.json); {} where it wrote nothing (a CMake build
+    by hand)."""
+    try:
+        return json.loads(resources.files("trm_fast").joinpath("_build_info.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def sm90_status() -> Optional[str]:
@@ -78,8 +84,7 @@ def sm90_status() -> Optional[str]:
             from . import _C
 
             if not getattr(_C, "SM90_CONFIGS", 0):
-                info = json.loads(resources.files("trm_fast").joinpath("_build_info.json").read_text())
-                reason = f"trm_fast._C was built without its CUTLASS kernels: {info.get('cutlass_reason')}"
+                reason = f"trm_fast._C was built without its CUTLASS kernels: {_build_info().get('cutlass_reason')}"
         _status["sm90"] = reason
     return _status["sm90"]
 
