@@ -31,6 +31,9 @@ def main():
     parser.add_argument("--attention-tma", action="store_true",
                         help="the attention op runs the persistent TMA kernel up to S 128 (where `attention` is "
                              "in the auto set; trm_fast.kernels.attention.TMA_BY_DEFAULT)")
+    parser.add_argument("--sm90-config", type=int, default=None,
+                        help="the shape of the CUTLASS gate/up + SwiGLU path where `linear_swiglu_sm90` is in the "
+                             "auto set (trm_fast.ops.linear_swiglu.SM90_CONFIG; csrc/sm90/gemm_swiglu.h)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -39,6 +42,10 @@ def main():
         from trm_fast.kernels import attention
 
         attention.TMA_BY_DEFAULT = True
+    if args.sm90_config is not None:
+        from trm_fast.ops import linear_swiglu
+
+        linear_swiglu.SM90_CONFIG = args.sm90_config
     runs = [(ops, auto) for ops in args.ops.split(",") for auto in (auto_sets if ops == "auto" else [None])]
     bc, device = configs.load(args.config), torch.device("cuda")
     for batch in map(int, args.batches.split(",")):
@@ -60,7 +67,7 @@ def main():
             torch.cuda.reset_peak_memory_stats()
             times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
             row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(auto_ops or ()), warmup_s=warm,
-                       attention_tma=args.attention_tma,
+                       attention_tma=args.attention_tma, sm90_config=args.sm90_config,
                        **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                        device=torch.cuda.get_device_name())
             print(json.dumps(row), flush=True)

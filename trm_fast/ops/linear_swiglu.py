@@ -148,7 +148,7 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, backend: str = "referen
     kernels are forward only: while autograd records, the reference runs."""
     recording = _backend.records(x, weight)
     if not recording and _backend.offers(backend, "linear_swiglu_sm90", lambda: unsupported_sm90(x, weight)):
-        return linear_swiglu_sm90(x, weight)
+        return linear_swiglu_sm90(x, weight, SM90_CONFIG)  # read here, so that an experiment may set it
     why_not = lambda: unsupported(x, weight, backend)  # noqa: E731
     slower = backend == "auto" and _not_measured_faster(x)
     if not recording and not slower and _backend.use_fused(backend, "linear_swiglu", why_not):
