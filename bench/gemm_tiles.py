@@ -7,7 +7,8 @@ best tile is from cuBLAS. One line per config, and JSON lines with --json:
 
 On Hopper, with trm_fast._C built with CUTLASS, also each shape of the CUTLASS path (csrc/sm90/gemm_swiglu.h):
 its up GEMM with the SwiGLU epilogue alone (the gate given), then with cuBLAS's gate GEMM before it, as the
-op runs them; and cuBLAS's GEMM of one half alone (N columns), the floor of each of the two. --sm90-only
+op runs them; and cuBLAS's GEMM of one half alone (N columns), the floor of each of the two. The
+single-GEMM shape (interleaved pairs) alone, then as the op runs it, interleaving the weight per call. --sm90-only
 skips the Triton tiles.
 
 Each config's output is checked against the unfused reference before it is timed (a fast wrong tile is no
@@ -100,7 +101,7 @@ def main():
 def sm90(x, w, expected, report, do_bench):
     """The CUTLASS path's rows (see the module's docstring), where this GPU and build have it."""
     from trm_fast import _native
-    from trm_fast.ops.linear_swiglu import linear_swiglu_sm90, unsupported_sm90
+    from trm_fast.ops.linear_swiglu import interleaved_pairs, linear_swiglu_sm90, unsupported_sm90
 
     why = unsupported_sm90(x, w)
     if why is not None:
@@ -112,12 +113,15 @@ def sm90(x, w, expected, report, do_bench):
     out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
     report("cuBLAS GEMM of one half (N columns)", do_bench(lambda: torch.nn.functional.linear(x, up)), half=True)
     ext = _native.extension()
+    pairs = interleaved_pairs(w)  # the weight of SM90_PAIRS_CONFIG
     for config in range(ext.SM90_CONFIGS):
         ws = torch.empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8, device="cuda")
+        single = config == ext.SM90_PAIRS_CONFIG
+        w_config, gate_address = (pairs, 0) if single else (up, gate.data_ptr())
 
         def alone():
-            ext.gemm_swiglu_sm90(config, x.data_ptr(), k, up.data_ptr(), k, gate.data_ptr(), n, out.data_ptr(), n,
-                                 m, n, k, ws.data_ptr(), x.device.index, _native.stream(x))
+            ext.gemm_swiglu_sm90(config, x.data_ptr(), k, w_config.data_ptr(), k, gate_address, n, out.data_ptr(),
+                                 n, m, n, k, ws.data_ptr(), x.device.index, _native.stream(x))
 
         out.fill_(float("nan"))
         alone()
@@ -125,6 +129,11 @@ def sm90(x, w, expected, report, do_bench):
         error = max((t.float() - expected.float()).abs().max().item() for t in (out, both))
         if not error <= 2e-2 + 2e-2 * expected.float().abs().max().item():
             print(f"CUTLASS config {config} WRONG: max error {error:.3g}", flush=True)
+            continue
+        if single:  # one GEMM over both halves: alone, then with the op's interleaving copy of the weight
+            report(f"CUTLASS config {config}: one GEMM over interleaved pairs", do_bench(alone), sm90_config=config)
+            report(f"CUTLASS config {config}: the op (weight interleaved per call)",
+                   do_bench(lambda: linear_swiglu_sm90(x, w, config)), sm90_config=config)
             continue
         report(f"CUTLASS config {config}: up GEMM + SwiGLU alone", do_bench(alone), half=True, sm90_config=config)
         report(f"CUTLASS config {config}: cuBLAS gate + CUTLASS up", do_bench(lambda: linear_swiglu_sm90(x, w, config)),

@@ -4,10 +4,11 @@
     compute-sanitizer --tool racecheck python bench/sanitize_sm90.py
 
 The gate GEMM that the op takes from cuBLAS is computed on the CPU here, and so are the references, so that
-the only kernel the tools see is trm_fast's (racecheck reports hazards inside cuBLAS's warp-specialised
-kernels, which are not ours to judge). Rows and columns are not multiples of any tile, and x is read through
-padded rows. PyTorch's caching allocator is off, so that memcheck sees each tensor's own bounds. Exits 1 if
-a result is off from the reference (bf16 rounding apart), 2 where the GPU or the build has no sm90 kernels.
+the only kernels the tools see are trm_fast's and PyTorch's elementwise ones (racecheck reports hazards
+inside cuBLAS's warp-specialised kernels, which are not ours to judge). Rows and columns are not multiples of
+any tile, and x is read through padded rows. PyTorch's caching allocator is off, so that memcheck sees each
+tensor's own bounds. Exits 1 if a result is off from the reference (bf16 rounding apart), 2 where the GPU or
+the build has no sm90 kernels.
 """
 
 import os
@@ -18,7 +19,7 @@ os.environ.setdefault("PYTORCH_NO_CUDA_MEMORY_CACHING", "1")  # before torch all
 import torch  # noqa: E402
 
 from trm_fast import _native  # noqa: E402
-from trm_fast.ops.linear_swiglu import linear_swiglu_reference, unsupported_sm90  # noqa: E402
+from trm_fast.ops.linear_swiglu import launch_sm90, linear_swiglu_reference, unsupported_sm90  # noqa: E402
 
 
 def gemm_swiglu(config, m, n, k, pad):
@@ -29,10 +30,7 @@ def gemm_swiglu(config, m, n, k, pad):
     gate_cpu = (x_cpu.float() @ w_cpu[:n].float().t()).bfloat16()
     x, w, gate = x_cpu.cuda(), w_cpu.cuda(), gate_cpu.cuda()
     out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
-    ext = _native.extension()
-    workspace = torch.empty(max(1, ext.gemm_swiglu_sm90_workspace(config, m, n, k)), dtype=torch.uint8, device="cuda")
-    ext.gemm_swiglu_sm90(config, x.data_ptr(), x.stride(0), w[n:].data_ptr(), k, gate.data_ptr(), n, out.data_ptr(),
-                         n, m, n, k, workspace.data_ptr(), 0, _native.stream(x))
+    launch_sm90(config, x, w, out, gate=gate)  # the pairs shape reads no gate; it interleaves w with torch
     torch.cuda.synchronize()
     want = linear_swiglu_reference(x_cpu.float(), w_cpu.float())
     err = (out.cpu().float() - want).abs().max().item()

@@ -116,11 +116,14 @@ PYBIND11_MODULE(_C, m) {
   // Hopper's CUTLASS kernels, where the build had CUTLASS (setup.py); SM90_CONFIGS is 0 where it did not.
 #ifdef TRM_FAST_WITH_SM90
   m.attr("SM90_CONFIGS") = trm_fast::kGemmSm90Configs;
+  // the config whose weight is the interleaved (2n, k) pairs and which reads no gate
+  m.attr("SM90_PAIRS_CONFIG") = static_cast<int>(trm_fast::GemmSm90Config::kPairsPingpong128x128);
   // (config, m, n, k) -> bytes of workspace
   m.def("gemm_swiglu_sm90_workspace", [](int config, int64_t m, int64_t n, int64_t k) {
     return trm_fast::gemm_swiglu_sm90_workspace(static_cast<trm_fast::GemmSm90Config>(config), m, n, k);
   });
-  // (config, x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, device, stream)
+  // (config, x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, device, stream); for SM90_PAIRS_CONFIG
+  // w_up is the interleaved (2n, k) weight and gate is not read (0)
   m.def("gemm_swiglu_sm90", &gemm_swiglu_sm90);
 #else
   m.attr("SM90_CONFIGS") = 0;

@@ -21,6 +21,7 @@ size_t gemm_swiglu_sm90_workspace(GemmSm90Config config, int64_t m, int64_t n, i
     case GemmSm90Config::kCooperative128x256NoSource:
       return gemm_swiglu_workspace_cooperative_128x256_no_source(m, n, k);
     case GemmSm90Config::kCooperative256x128: return gemm_swiglu_workspace_cooperative_256x128(m, n, k);
+    case GemmSm90Config::kPairsPingpong128x128: return gemm_swiglu_pairs_sm90_workspace(m, n, k);
   }
   return 0;
 }
@@ -38,6 +39,8 @@ cudaError_t gemm_swiglu_sm90(GemmSm90Config config, const void* x, int64_t ldx, 
                                                        stream);
     case GemmSm90Config::kCooperative256x128:
       return gemm_swiglu_cooperative_256x128(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, stream);
+    case GemmSm90Config::kPairsPingpong128x128:  // w_up holds the interleaved pairs; no gate
+      return gemm_swiglu_pairs_sm90(x, ldx, w_up, ldw, out, ldo, m, n, k, workspace, stream);
   }
   return cudaErrorInvalidValue;
 }

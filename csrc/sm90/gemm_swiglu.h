@@ -20,14 +20,15 @@
 
 namespace trm_fast {
 
-// The kernel shapes, chosen by the caller per problem (bench/gemm_sm90.py times each).
+// The kernel shapes, chosen by the caller per problem (bench/gemm_tiles.py --sm90-only times each).
 enum class GemmSm90Config : int {
   kPingpong128x128 = 0,     // two consumer warpgroups, each its own 128x128 tile, epilogues interleaved
   kCooperative128x256 = 1,  // two consumer warpgroups on one 128x256 tile, epilogue in 128x32 subtiles
   kCooperative128x256NoSource = 2,  // the same without the unread source C: no C stages, delayed TMA store
   kCooperative256x128 = 3,  // two consumer warpgroups on one 256x128 tile
+  kPairsPingpong128x128 = 4,  // the single-GEMM variant below: w_up is then w_pairs, and gate is not read
 };
-constexpr int kGemmSm90Configs = 4;
+constexpr int kGemmSm90Configs = 5;
 
 // Bytes of device workspace the launch needs (0 today; asked so that the caller never guesses).
 size_t gemm_swiglu_sm90_workspace(GemmSm90Config config, int64_t m, int64_t n, int64_t k);
@@ -36,5 +37,13 @@ size_t gemm_swiglu_sm90_workspace(GemmSm90Config config, int64_t m, int64_t n, i
 cudaError_t gemm_swiglu_sm90(GemmSm90Config config, const void* x, int64_t ldx, const void* w_up, int64_t ldw,
                              const void* gate, int64_t ldg, void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
                              void* workspace, cudaStream_t stream);
+
+// The single-GEMM variant (kPairsPingpong128x128, gemm_swiglu_pairs.cu): w_pairs (2n, k) holds the gate and up
+// rows interleaved (row 2j = gate_j, row 2j + 1 = up_j), one ping-pong GEMM (128x128 tiles) runs over all of
+// them, and its epilogue writes h (m, n) = silu(gate) * up from registers: no gate GEMM before it, no gate
+// read back. gemm_swiglu_sm90 reaches it with that config; these are its own entry points.
+size_t gemm_swiglu_pairs_sm90_workspace(int64_t m, int64_t n, int64_t k);
+cudaError_t gemm_swiglu_pairs_sm90(const void* x, int64_t ldx, const void* w_pairs, int64_t ldw, void* h, int64_t ldh,
+                                   int64_t m, int64_t n, int64_t k, void* workspace, cudaStream_t stream);
 
 }  // namespace trm_fast

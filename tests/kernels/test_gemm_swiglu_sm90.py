@@ -6,8 +6,8 @@ import pytest
 import torch
 from helpers import assert_close_at_worst
 from trm_fast import backend, ops
-from trm_fast.ops.linear_swiglu import (linear_swiglu_fused, linear_swiglu_reference, linear_swiglu_sm90,
-                                        unsupported_sm90)
+from trm_fast.ops.linear_swiglu import (interleaved_pairs, launch_sm90, linear_swiglu_fused,
+                                        linear_swiglu_reference, linear_swiglu_sm90, unsupported_sm90)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
@@ -71,17 +71,10 @@ def test_matches_reference(shape, config):
 def test_poisoned_output_and_padded_rows(config):
     """Straight to the launcher: every element of a NaN-filled output written, x read through rows longer
     than K (its leading dimension), 4-D and 1-row x through the op."""
-    from trm_fast import _native
-
     x, w = _inputs((3, 37, 64, 40), seed=11, row_pad=8)
-    rows = x.reshape(-1, 64) if x.is_contiguous() else x.view(-1, 64)
-    m, n, k = rows.shape[0], 40, 64
-    gate = torch.mm(rows, w[:n].t())
-    out = torch.full((m, n), float("nan"), device=DEVICE, dtype=torch.bfloat16)
-    ext = _native.extension()
-    ws = torch.empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8, device=DEVICE)
-    ext.gemm_swiglu_sm90(config, rows.data_ptr(), rows.stride(0), w[n:].data_ptr(), k, gate.data_ptr(), n,
-                         out.data_ptr(), n, m, n, k, ws.data_ptr(), x.device.index, _native.stream(x))
+    rows = x.view(-1, 64)
+    out = torch.full((rows.shape[0], 40), float("nan"), device=DEVICE, dtype=torch.bfloat16)
+    launch_sm90(config, rows, w, out)
     assert not out.isnan().any()
     _assert_matches(out.view(3, 37, n), x, w, f"padded rows, config {config}")
     for xs in (x.reshape(1, 3, 37, 64), x[0, :1]):
@@ -130,3 +123,12 @@ def test_off_hopper_the_reason_is_given_and_the_other_paths_run():
     assert not backend.offers("auto", "linear_swiglu", lambda: "no")
     want = linear_swiglu_reference(x.float(), w.float())
     torch.testing.assert_close(ops.linear_swiglu(x.float(), w.float(), backend="reference"), want)
+
+
+def test_interleaved_pairs_put_gate_and_up_side_by_side():
+    # what the single-GEMM shape relies on: column 2j of x @ pairs^T is gate_j, column 2j + 1 up_j
+    gen = torch.Generator().manual_seed(15)
+    x, w = torch.randn(5, 16, generator=gen), torch.randn(24, 16, generator=gen)
+    product = x @ interleaved_pairs(w).t()
+    torch.testing.assert_close(product[:, 0::2], x @ w[:12].t())
+    torch.testing.assert_close(product[:, 1::2], x @ w[12:].t())

@@ -57,25 +57,44 @@ def _(x, weight):
 
 @torch.library.custom_op("trm_fast::linear_swiglu_sm90", mutates_args=())
 def linear_swiglu_sm90(x: torch.Tensor, weight: torch.Tensor, config: int = SM90_CONFIG) -> torch.Tensor:
-    """cuBLAS's gate GEMM, then CUTLASS's up GEMM with SwiGLU in its epilogue; bf16 x whose rows flatten to
-    one stride with unit stride along K (unsupported_sm90 checks); forward only."""
+    """CUTLASS's GEMM with SwiGLU in its epilogue (after cuBLAS's gate GEMM, or over interleaved pairs: see
+    launch_sm90) on bf16 x whose rows flatten to one stride with unit stride along K (unsupported_sm90
+    checks); forward only."""
     n, k = weight.shape[0] // 2, weight.shape[1]
     rows = x.view(-1, k)
-    gate = torch.mm(rows, weight[:n].t())
     out = rows.new_empty(rows.shape[0], n)
+    launch_sm90(config, rows, weight, out)
+    return out.view(*x.shape[:-1], n)
+
+
+def launch_sm90(config: int, rows: torch.Tensor, weight: torch.Tensor, out: torch.Tensor,
+                gate: Optional[torch.Tensor] = None):
+    """out (M, N) = silu(rows W_gate^T) * (rows W_up^T) through the CUTLASS kernel in shape `config`: cuBLAS's
+    gate GEMM first (unless `gate` is given), or, for the extension's SM90_PAIRS_CONFIG, one GEMM over the
+    weight's gate and up rows interleaved in pairs (a 2N x K copy made here). Inputs as unsupported_sm90 takes."""
+    n, k = weight.shape[0] // 2, weight.shape[1]
     m = rows.shape[0]
     ext = _native.extension()
+    if config == ext.SM90_PAIRS_CONFIG:
+        w, gate_address, gate_stride = interleaved_pairs(weight), 0, 0
+    else:
+        gate = torch.mm(rows, weight[:n].t()) if gate is None else gate
+        w, gate_address, gate_stride = weight[n:], gate.data_ptr(), gate.stride(0)
     workspace = rows.new_empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8)
-    up = weight[n:]
-    ext.gemm_swiglu_sm90(config, rows.data_ptr(), rows.stride(0), up.data_ptr(), up.stride(0), gate.data_ptr(),
-                         gate.stride(0), out.data_ptr(), out.stride(0), m, n, k, workspace.data_ptr(),
-                         x.device.index, _native.stream(x))
-    return out.view(*x.shape[:-1], n)
+    ext.gemm_swiglu_sm90(config, rows.data_ptr(), rows.stride(0), w.data_ptr(), w.stride(0), gate_address,
+                         gate_stride, out.data_ptr(), out.stride(0), m, n, k, workspace.data_ptr(), rows.device.index,
+                         _native.stream(rows))
 
 
 @linear_swiglu_sm90.register_fake
 def _(x, weight, config=SM90_CONFIG):
     return x.new_empty((*x.shape[:-1], weight.shape[0] // 2))
+
+
+def interleaved_pairs(weight: torch.Tensor) -> torch.Tensor:
+    """The (2N, K) gate_up weight (gate rows first) with its rows interleaved: row 2j gate_j, row 2j + 1 up_j."""
+    n = weight.shape[0] // 2
+    return torch.stack((weight[:n], weight[n:]), dim=1).view(2 * n, weight.shape[1])
 
 
 def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
