@@ -1,0 +1,49 @@
+// Host-side check of what csrc/sm90/gemm_swiglu_pairs.cu relies on: in the accumulator fragment of each of
+// gemm_swiglu's tiled MMAs, values 2i and 2i + 1 of every thread sit at (row, column) and (row, column + 1)
+// with the column even, so that gate_j and up_j of an interleaved weight meet in one thread. CuTe's layout
+// algebra runs on the host; no GPU is needed. Prints one line per MMA and exits 1 on any other pairing.
+#include <cstdio>
+
+#include <cute/tensor.hpp>
+#include <cutlass/gemm/collective/collective_builder.hpp>
+#include <cutlass/numeric_types.h>
+
+using namespace cute;
+using BF16 = cutlass::bfloat16_t;
+
+template <class Tile, class Schedule>
+int check(const char* name) {
+  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, BF16, cutlass::layout::RowMajor, 8, BF16,
+      cutlass::layout::ColumnMajor, 8, float, Tile, Shape<_1, _1, _1>, cutlass::gemm::collective::StageCountAuto,
+      Schedule>::CollectiveOp;
+  using TiledMma = typename Mainloop::TiledMma;
+  TiledMma mma;
+  int const m = 300, n = 520;  // a problem larger than one tile, so that tile offsets enter the coordinates
+  int bad = 0, pairs = 0;
+  for (int tile_m = 0; tile_m < 2; ++tile_m) {
+    for (int tile_n = 0; tile_n < 2; ++tile_n) {
+      Tensor coords =
+          local_tile(make_identity_tensor(make_shape(m, n)), take<0, 2>(Tile{}), make_coord(tile_m, tile_n));
+      for (int thread = 0; thread < int(size(mma)); ++thread) {
+        Tensor mine = mma.get_thread_slice(thread).partition_C(coords);
+        for (int i = 0; i + 1 < int(size(mine)); i += 2, ++pairs) {
+          auto first = mine(i), second = mine(i + 1);
+          bool ok = get<0>(first) == get<0>(second) && get<1>(first) % 2 == 0 && get<1>(first) + 1 == get<1>(second);
+          if (!ok && bad++ < 5) {
+            std::printf("%s: thread %d values %d, %d at (%d, %d) and (%d, %d)\n", name, thread, i, i + 1,
+                        int(get<0>(first)), int(get<1>(first)), int(get<0>(second)), int(get<1>(second)));
+          }
+        }
+      }
+    }
+  }
+  std::printf("%s: %d pairs, %d not side by side\n", name, pairs, bad);
+  return bad != 0;
+}
+
+int main() {
+  int failed = check<Shape<_128, _128, _64>, cutlass::gemm::KernelTmaWarpSpecializedPingpong>("ping-pong 128x128");
+  failed |= check<Shape<_128, _256, _64>, cutlass::gemm::KernelTmaWarpSpecializedCooperative>("cooperative 128x256");
+  return failed;
+}
