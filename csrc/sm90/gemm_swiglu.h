@@ -26,7 +26,10 @@ enum class GemmSm90Config : int {
   kCooperative128x256 = 1,  // two consumer warpgroups on one 128x256 tile, epilogue in 128x32 subtiles
   kCooperative128x256NoSource = 2,  // the same without the unread source C: no C stages, delayed TMA store
   kCooperative256x128 = 3,  // two consumer warpgroups on one 256x128 tile
-  kPairsPingpong128x128 = 4,  // the single-GEMM variant below: w_up is then w_pairs, and gate is not read
+  // The single-GEMM shape (gemm_swiglu_pairs.cu): w_up is then the (2n, k) gate/up weight with its rows
+  // interleaved in pairs (row 2j gate_j, row 2j + 1 up_j), gate is not read, and one ping-pong GEMM (128x128
+  // tiles) over all 2n rows writes h = silu(gate) * up from registers in an epilogue of our own.
+  kPairsPingpong128x128 = 4,
 };
 constexpr int kGemmSm90Configs = 5;
 
@@ -37,13 +40,5 @@ size_t gemm_swiglu_sm90_workspace(GemmSm90Config config, int64_t m, int64_t n, i
 cudaError_t gemm_swiglu_sm90(GemmSm90Config config, const void* x, int64_t ldx, const void* w_up, int64_t ldw,
                              const void* gate, int64_t ldg, void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
                              void* workspace, cudaStream_t stream);
-
-// The single-GEMM variant (kPairsPingpong128x128, gemm_swiglu_pairs.cu): w_pairs (2n, k) holds the gate and up
-// rows interleaved (row 2j = gate_j, row 2j + 1 = up_j), one ping-pong GEMM (128x128 tiles) runs over all of
-// them, and its epilogue writes h (m, n) = silu(gate) * up from registers: no gate GEMM before it, no gate
-// read back. gemm_swiglu_sm90 reaches it with that config; these are its own entry points.
-size_t gemm_swiglu_pairs_sm90_workspace(int64_t m, int64_t n, int64_t k);
-cudaError_t gemm_swiglu_pairs_sm90(const void* x, int64_t ldx, const void* w_pairs, int64_t ldw, void* h, int64_t ldh,
-                                   int64_t m, int64_t n, int64_t k, void* workspace, cudaStream_t stream);
 
 }  // namespace trm_fast

@@ -2,7 +2,9 @@
 // subtile: each shape is instantiated in a file of its own (gemm_swiglu_<shape>.cu), so that the build
 // compiles them in parallel. The epilogue is CUTLASS's "linear combination, then a binary activation with an
 // auxiliary input" fusion (LinCombDeEltAct, made for backward activations) with our functor as the
-// activation: D = silu(aux) * (1 * acc + 0 * C), aux = gate. C is never read (beta = 0).
+// activation: D = silu(aux) * (1 * acc + 0 * C), aux = gate. C is never read (beta = 0). launch() and
+// workspace() also serve the single-GEMM shape (gemm_swiglu_pairs.cu), whose arguments() takes the same
+// parameters and ignores the gate's.
 #pragma once
 
 #include "gemm_swiglu.h"
@@ -21,6 +23,16 @@ namespace sm90 {
 
 using namespace cute;
 using BF16 = cutlass::bfloat16_t;
+
+// The current device's SM count, asked once per device: the persistent tile scheduler sizes its grid by it.
+inline int sm_count() {
+  static int counts[64] = {};
+  int device = 0;
+  cudaGetDevice(&device);
+  int& count = counts[device & 63];
+  if (count == 0) cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
+  return count;
+}
 
 // The epilogue's activation, called on a fragment of each thread's accumulators (up) and the matching gate
 // values, both already converted to fp32. The scalar type is only named, for the arguments' type.
@@ -91,15 +103,6 @@ struct GemmSwiglu {
     }
   }
 
-  // The current device's SM count, asked once per device: the persistent tile scheduler sizes its grid by it.
-  static int sm_count() {
-    static int counts[64] = {};
-    int device = 0;
-    cudaGetDevice(&device);
-    int& count = counts[device & 63];
-    if (count == 0) cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
-    return count;
-  }
 };
 
 template <class G>

@@ -6,21 +6,13 @@
 // Why pairs land in one thread: a Hopper wgmma accumulator fragment gives each thread two adjacent columns
 // per 8-column block (values 0 and 1 of its fragment: columns 2q and 2q + 1 of one row), so with interleaved
 // rows gate_j and up_j are neighbours in registers, whatever the tile and the warpgroups' arrangement.
-#include "gemm_swiglu.h"
+#include "gemm_swiglu_kernel.cuh"
 
-#include <cute/tensor.hpp>
-#include <cutlass/cutlass.h>
 #include <cutlass/epilogue/collective/detail.hpp>
-#include <cutlass/gemm/collective/collective_builder.hpp>
-#include <cutlass/gemm/device/gemm_universal_adapter.h>
-#include <cutlass/gemm/kernel/gemm_universal.hpp>
-#include <cutlass/numeric_types.h>
 
 namespace trm_fast {
-namespace {
+namespace sm90 {
 
-using namespace cute;
-using BF16 = cutlass::bfloat16_t;
 using RowMajorStride = Stride<int64_t, _1, int64_t>;  // (rows, columns, batch)
 
 // An operator-style epilogue (CUTLASS's DefaultEpilogue interface), run by the warp-specialised kernels through
@@ -107,13 +99,11 @@ struct GemmSwigluPairs {
                                                       cutlass::gemm::PersistentScheduler>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 
-  // (m, 2n, k): the GEMM's own shape, over the interleaved rows
-  static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* h,
-                                            int64_t ldh, int64_t m, int64_t n, int64_t k) {
+  // (m, 2n, k): the GEMM's own shape, over the interleaved rows w; the gate's parameters are not read
+  static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, const void*,
+                                            int64_t, void* h, int64_t ldh, int64_t m, int64_t n, int64_t k) {
     cutlass::KernelHardwareInfo hw;
-    int device = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&hw.sm_count, cudaDevAttrMultiProcessorCount, device);
+    hw.sm_count = sm_count();
     return typename Gemm::Arguments{
         cutlass::gemm::GemmUniversalMode::kGemm,
         {static_cast<int>(m), static_cast<int>(2 * n), static_cast<int>(k), 1},
@@ -124,25 +114,10 @@ struct GemmSwigluPairs {
   }
 };
 
-using PairsPingpong = GemmSwigluPairs<Shape<_128, _128, _64>, cutlass::gemm::KernelTmaWarpSpecializedPingpong>;
+}  // namespace sm90
 
-}  // namespace
-
-size_t gemm_swiglu_pairs_sm90_workspace(int64_t m, int64_t n, int64_t k) {
-  return PairsPingpong::Gemm::get_workspace_size(PairsPingpong::arguments(nullptr, k, nullptr, k, nullptr, n, m, n, k));
-}
-
-cudaError_t gemm_swiglu_pairs_sm90(const void* x, int64_t ldx, const void* w_pairs, int64_t ldw, void* h, int64_t ldh,
-                                   int64_t m, int64_t n, int64_t k, void* workspace, cudaStream_t stream) {
-  auto args = PairsPingpong::arguments(x, ldx, w_pairs, ldw, h, ldh, m, n, k);
-  PairsPingpong::Gemm gemm;
-  if (gemm.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-  if (gemm.initialize(args, workspace, stream) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-  if (gemm.run(stream) != cutlass::Status::kSuccess) {
-    cudaError_t err = cudaGetLastError();
-    return err != cudaSuccess ? err : cudaErrorLaunchFailure;
-  }
-  return cudaGetLastError();
-}
+TRM_FAST_GEMM_SWIGLU_SHAPE(pairs_pingpong_128x128,
+                           sm90::GemmSwigluPairs<cute::Shape<cute::_128, cute::_128, cute::_64>,
+                                                 cutlass::gemm::KernelTmaWarpSpecializedPingpong>)
 
 }  // namespace trm_fast
