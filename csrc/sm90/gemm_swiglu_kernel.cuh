@@ -49,27 +49,33 @@ struct SiluTimes<cutlass::Array<float, N>> {
   }
 };
 
+// The GEMM around an epilogue collective: x (m, k) row-major times w^T for w (n, k) row-major, bf16, fp32
+// accumulation, TMA loads, as many mainloop stages as the epilogue's shared memory leaves room for, a
+// persistent tile scheduler, one CTA per cluster (the weights are L2-resident: no multicast to win).
+template <class Tile, class MainloopSchedule, class Epilogue>
+using GemmAround = cutlass::gemm::device::GemmUniversalAdapter<cutlass::gemm::kernel::GemmUniversal<
+    Shape<int, int, int, int>,
+    typename cutlass::gemm::collective::CollectiveBuilder<
+        cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, BF16, cutlass::layout::RowMajor, 8, BF16,
+        cutlass::layout::ColumnMajor, 8, float, Tile, Shape<_1, _1, _1>,
+        cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
+        MainloopSchedule>::CollectiveOp,
+    Epilogue, cutlass::gemm::PersistentScheduler>>;
+
 // ElementC: the source operand C's type, never read (beta = 0). BF16 (C aliased to D) is what the first shapes
 // were measured with; void leaves C out of the epilogue, which frees its shared-memory stages and lets CUTLASS
 // delay the TMA store (its builder's rule for epilogues without a source).
 template <class Tile, class MainloopSchedule, class EpilogueSchedule,
           class EpilogueTile = cutlass::epilogue::collective::EpilogueTileAuto, class ElementC = BF16>
 struct GemmSwiglu {
-  using Cluster = Shape<_1, _1, _1>;  // the weights are L2-resident: no multicast to win
   using Fusion =
       cutlass::epilogue::fusion::LinCombDeEltAct<cutlass::layout::RowMajor, SiluTimes, BF16, float, BF16, ElementC>;
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Cluster,
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Shape<_1, _1, _1>,
       EpilogueTile, float, float, ElementC, cutlass::layout::RowMajor, 8, BF16,
       cutlass::layout::RowMajor, 8, EpilogueSchedule, Fusion>::CollectiveOp;
-  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, BF16, cutlass::layout::RowMajor, 8, BF16,
-      cutlass::layout::ColumnMajor, 8, float, Tile, Cluster,
-      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
-      MainloopSchedule>::CollectiveOp;
-  using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, Mainloop, Epilogue,
-                                                      cutlass::gemm::PersistentScheduler>;
-  using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+  using Gemm = GemmAround<Tile, MainloopSchedule, Epilogue>;
+  using Kernel = typename Gemm::GemmKernel;
 
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw,
                                             const void* gate, int64_t ldg, void* out, int64_t ldo, int64_t m,

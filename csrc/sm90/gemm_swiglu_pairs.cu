@@ -88,16 +88,8 @@ class SwigluPairsEpilogue {
 
 template <class Tile, class MainloopSchedule>
 struct GemmSwigluPairs {
-  using Cluster = Shape<_1, _1, _1>;
-  using Epilogue = cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<SwigluPairsEpilogue>;
-  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, BF16, cutlass::layout::RowMajor, 8, BF16,
-      cutlass::layout::ColumnMajor, 8, float, Tile, Cluster,
-      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
-      MainloopSchedule>::CollectiveOp;
-  using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, Mainloop, Epilogue,
-                                                      cutlass::gemm::PersistentScheduler>;
-  using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+  using Gemm = GemmAround<Tile, MainloopSchedule,
+                          cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<SwigluPairsEpilogue>>;
 
   // (m, 2n, k): the GEMM's own shape, over the interleaved rows w; the gate's parameters are not read
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, const void*,

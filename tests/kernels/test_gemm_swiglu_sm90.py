@@ -106,6 +106,8 @@ def test_bad_inputs_name_the_problem():
     assert "must have one dtype" in unsupported_sm90(x, w.float())
     assert "multiples of 8" in unsupported_sm90(x[..., :60], w[:, :60])
     assert "aligned" in unsupported_sm90(torch.randn(2, 9, 72, device=DEVICE, dtype=torch.bfloat16)[..., 1:65], w)
+    # one row per sequence: the rows' stride is the batch axis's, 66 elements here
+    assert "aligned" in unsupported_sm90(torch.randn(2, 1, 66, device=DEVICE, dtype=torch.bfloat16)[..., :64], w)
     assert "unit stride along K" in unsupported_sm90(x.transpose(1, 2).contiguous().transpose(1, 2), w)
     assert "weight must be (2N, K)" in unsupported_sm90(x, w[:-1])
 

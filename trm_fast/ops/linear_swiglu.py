@@ -120,7 +120,7 @@ def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
         return f"x's rows must flatten to one stride with unit stride along K (strides {x.stride()})"
     # offsets, not addresses: torch.compile traces this on tensors without storage, and PyTorch's allocations
     # start 16-byte aligned
-    row_stride = x.stride(-2) if x.ndim > 1 and x.shape[-2] > 1 else k
+    row_stride = next((x.stride(i) for i in reversed(range(x.ndim - 1)) if x.shape[i] > 1), k)  # of x.view(-1, k)
     if row_stride % 8 or x.storage_offset() % 8 or weight.storage_offset() % 8 or weight.stride(0) % 8:
         return "x's rows and the weight must be 16-byte aligned"
     return None
