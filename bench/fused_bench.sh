@@ -16,7 +16,7 @@
 #            (bench/sanitize_sm90.py), every CUTLASS shape timed alone and after cuBLAS's gate GEMM against
 #            cuBLAS and the unfused pair (bench/gemm_tiles.py --sm90-only, sudoku_attn's and arc_attn's MLP),
 #            then the engine's 16-step evaluation of sudoku_attn at batch 768 on 'auto' without
-#            linear_swiglu_sm90, with it in each of $SM90_SHAPES (default 1 2), and on PyTorch's ops. Needs
+#            linear_swiglu_sm90, with it in each of $SM90_SHAPES (default 1 2 4), and on PyTorch's ops. Needs
 #            .whl/nvidia_cutlass-*.whl carried
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
@@ -81,7 +81,7 @@ elif [ "$phase" = sm90 ]; then
     base=add_rms_norm,swiglu,linear_swiglu
     (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops auto,reference --auto-ops "$base" \
         --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
-    for shape in ${SM90_SHAPES:-1 2}; do  # the engine with the CUTLASS path in each of these shapes
+    for shape in ${SM90_SHAPES:-1 2 4}; do  # the engine with the CUTLASS path in each of these shapes
         (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops auto \
             --auto-ops "$base,linear_swiglu_sm90" --sm90-config "$shape" --out "$out/engine_ops.jsonl") 2>&1 \
             | tee -a "$log"
