@@ -74,7 +74,7 @@ class SwigluPairsEpilogue {
     static_assert(decltype(size(accumulators))::value % 2 == 0, "accumulators come in column pairs");
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < size(accumulators); i += 2) {
-      auto [row, column] = thread_coords(i);  // value i + 1 is (row, column + 1): see the file's comment
+      auto [row, column] = thread_coords(i);  // value i + 1 is (row, column + 1): tests/sm90/fragment_pairs.cu
       if (row < m_size && column < n_size) {
         float gate = accumulators(i), up = accumulators(i + 1);
         params_.h[row * params_.ldh + column / 2] = BF16(gate / (1.0f + __expf(-gate)) * up);
