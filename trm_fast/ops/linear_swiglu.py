@@ -99,8 +99,8 @@ def interleaved_pairs(weight: torch.Tensor) -> torch.Tensor:
 
 def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
     """Why the CUTLASS kernel cannot take this call, or None: a Hopper GPU (compute capability 9.0: sm_90a
-    code runs there only), the extension built with it, bf16, the shapes the Triton kernel takes, and the
-    16-byte alignment TMA needs (K and N multiples of 8, x's rows and the weight 16-byte aligned)."""
+    code runs there only), the extension built with it, bf16, the operands every kernel of the op takes, and
+    the 16-byte alignment TMA needs (K and N multiples of 8, x's rows and the weight 16-byte aligned)."""
     if x.device.type != "cuda":
         return f"x is on {x.device}, the kernel needs a CUDA device"
     why = _native.sm90_status()
@@ -110,7 +110,7 @@ def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
         return f"{x.device} is not a Hopper GPU (compute capability 9.0)"
     if x.dtype != torch.bfloat16:
         return f"x must be bfloat16, got {x.dtype}"
-    why = unsupported(x, weight, "fused")
+    why = _operands_unsupported(x, weight)
     if why is not None:
         return why
     k, n = weight.shape[1], weight.shape[0] // 2
@@ -128,9 +128,12 @@ def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
 
 def unsupported(x: torch.Tensor, weight: torch.Tensor, backend: str) -> Optional[str]:
     """Why the Triton kernel cannot take this call, or None."""
-    why = _backend.triton_unsupported(x, "x", backend)
-    if why is not None:
-        return why
+    return _backend.triton_unsupported(x, "x", backend) or _operands_unsupported(x, weight)
+
+
+def _operands_unsupported(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
+    """Why no kernel of this op (Triton's or CUTLASS's) can take these operands, or None: one device and dtype,
+    weight (2N, K) with unit stride along K, x non-empty with leading axes that flatten to one stride."""
     if weight.device != x.device:
         return f"weight is on {weight.device}, x on {x.device}"
     if weight.dtype != x.dtype:
