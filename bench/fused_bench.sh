@@ -12,11 +12,13 @@
 #            compute-sanitizer's memcheck and racecheck on every Triton kernel (bench/sanitize_triton.py)
 #   ncu      Nsight Compute on one call of each case in $NCU_CASES (';'-separated, default the two GEMM-epilogue
 #            kernels at sudoku_attn's batch 768), trm_fast's kernel and the reference (bench/ncu_kernels.py)
-#   sm90     Hopper's CUTLASS kernels (csrc/sm90): their GPU tests and the op's, compute-sanitizer on them
-#            (bench/sanitize_sm90.py), every CUTLASS shape timed alone and after cuBLAS's gate GEMM against
-#            cuBLAS and the unfused pair (bench/gemm_tiles.py --sm90-only, sudoku_attn's and arc_attn's MLP),
-#            then the engine's 16-step evaluation of sudoku_attn at batch 768 on 'auto' without
-#            linear_swiglu_sm90, with it in each of $SM90_SHAPES (default 1 2 4), and on PyTorch's ops. Needs
+#   sm90     Hopper's CUTLASS kernels (csrc/sm90), in the steps named by $SM90_STEPS (default all five): tests (their
+#            GPU tests), sanitize (compute-sanitizer on them, bench/sanitize_sm90.py), tiles (every gate/up + SwiGLU
+#            shape timed alone and as the op against cuBLAS and the unfused pair, bench/gemm_tiles.py --sm90-only, at
+#            each batch,seq of $SM90_TILES, default sudoku_attn's and arc_attn's), kernels (QKV + RoPE against cuBLAS
+#            + inductor's RoPE, bench/test_kernels.py), engine (the 16-step evaluation of sudoku_attn at batch 768 on
+#            'auto' without the CUTLASS ops, then with each ';'-separated set of $SM90_SETS added, the SwiGLU op in
+#            shape $SM90_SHAPE, default 4; on $SM90_OPS, default auto, add ",reference" for PyTorch's ops). Needs
 #            .whl/nvidia_cutlass-*.whl carried
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
@@ -65,27 +67,35 @@ elif [ "$phase" = ncu ]; then
             python3 "$repo/bench/ncu_kernels.py" "$impl" "${cases[@]}") 2>&1 | tee -a "$out/ncu_$impl.txt" | tail -3
     done
 elif [ "$phase" = sm90 ]; then
-    timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_gemm_swiglu_sm90.py \
-        tests/kernels/test_linear_swiglu.py > "$out/pytest_sm90.log" 2>&1
-    tail -3 "$out/pytest_sm90.log" | tee -a "$log"
-    for tool in memcheck racecheck; do
+    steps=" ${SM90_STEPS:-tests sanitize tiles kernels engine} "
+    if [[ $steps == *" tests "* ]]; then
+        timeout 200 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_gemm_swiglu_sm90.py \
+            tests/kernels/test_linear_rope_sm90.py > "$out/pytest_sm90.log" 2>&1
+        tail -3 "$out/pytest_sm90.log" | tee -a "$log"
+    fi
+    for tool in $([[ $steps == *" sanitize "* ]] && echo memcheck racecheck); do
         timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 9 python3 bench/sanitize_sm90.py \
             >> "$out/sanitizer_sm90.log" 2>&1 && echo "$tool: clean" | tee -a "$log" \
             || echo "$tool: FAILED (see sanitizer_sm90.log)" | tee -a "$log"
     done
-    for shape in "768 97" "192 916"; do
-        set -- $shape
+    for shape in $([[ $steps == *" tiles "* ]] && echo "${SM90_TILES:-768,97 192,916}"); do
+        set -- ${shape/,/ }
         (cd /tmp && timeout 120 python3 "$repo/bench/gemm_tiles.py" --batch "$1" --seq "$2" --sm90-only \
             --commit "$commit" --json "$out/gemm_tiles_sm90.jsonl") 2>&1 | tee -a "$log" || true
     done
-    base=add_rms_norm,swiglu,linear_swiglu
-    (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops auto,reference --auto-ops "$base" \
-        --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
-    for shape in ${SM90_SHAPES:-1 2 4}; do  # the engine with the CUTLASS path in each of these shapes
-        (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops auto \
-            --auto-ops "$base,linear_swiglu_sm90" --sm90-config "$shape" --out "$out/engine_ops.jsonl") 2>&1 \
-            | tee -a "$log"
-    done
+    if [[ $steps == *" kernels "* ]]; then  # QKV + RoPE on CUTLASS against cuBLAS + inductor's RoPE
+        timeout 150 python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "linear_rope_forward_sm90" \
+            --benchmark-only --benchmark-columns=min,mean,max --benchmark-json "$out/microbench_sm90.json" 2>&1 \
+            | tail -16 | tee -a "$log" || true
+    fi
+    if [[ $steps == *" engine "* ]]; then  # the engine on 'auto' without the CUTLASS ops, then with each
+        base=add_rms_norm,swiglu,linear_swiglu
+        sets=(--auto-ops "$base")
+        IFS=';' read -ra extra <<< "${SM90_SETS:-linear_swiglu_sm90;linear_rope_sm90;linear_swiglu_sm90,linear_rope_sm90}"
+        for set in "${extra[@]}"; do sets+=(--auto-ops "$base,$set"); done
+        (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops "${SM90_OPS:-auto}" "${sets[@]}" \
+            --sm90-config "${SM90_SHAPE:-4}" --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
+    fi
 elif [ "$phase" = infer ]; then
     # one call may not hold them all (10 minutes): CONFIGS and B1_CONFIGS pick, an empty one skips
     configs=${CONFIGS-sudoku_attn sudoku_hrm sudoku_mlpt arc_attn}; b1_configs=${B1_CONFIGS-sudoku_attn arc_attn}

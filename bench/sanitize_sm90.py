@@ -1,4 +1,5 @@
-"""Run Hopper's CUTLASS kernels (csrc/sm90) once per shape config at small odd sizes, for compute-sanitizer:
+"""Run Hopper's CUTLASS kernels (csrc/sm90: gate/up + SwiGLU in each shape config, QKV + RoPE) at small odd
+sizes, for compute-sanitizer:
 
     compute-sanitizer --tool memcheck  python bench/sanitize_sm90.py
     compute-sanitizer --tool racecheck python bench/sanitize_sm90.py
@@ -19,6 +20,8 @@ os.environ.setdefault("PYTORCH_NO_CUDA_MEMORY_CACHING", "1")  # before torch all
 import torch  # noqa: E402
 
 from trm_fast import _native  # noqa: E402
+from trm_fast.models.layers import RotaryEmbedding  # noqa: E402
+from trm_fast.ops import linear_rope  # noqa: E402
 from trm_fast.ops.linear_swiglu import launch_sm90, linear_swiglu_reference, unsupported_sm90  # noqa: E402
 
 
@@ -40,6 +43,27 @@ def gemm_swiglu(config, m, n, k, pad):
     return ok
 
 
+def gemm_rope(batch, seq, k, heads, d, pad):
+    """The QKV + RoPE launcher on (batch * seq, k) x read through rows of k + pad, against the fp32 reference in
+    RoPE's pair order; True if it agrees."""
+    gen = torch.Generator().manual_seed(batch * seq + k + d)
+    x_cpu = torch.randn(batch * seq, k + pad, generator=gen).bfloat16()[:, :k]
+    w_cpu = (torch.randn(3 * heads * d, k, generator=gen) * k**-0.5).bfloat16()
+    cos_cpu, sin_cpu = RotaryEmbedding(d, seq, 10000.0)()
+    pairs_cpu = linear_rope.rope_pair_order(w_cpu, heads, dim=0)
+    x, pairs, cos, sin = (t.cuda() for t in (x_cpu, pairs_cpu, cos_cpu, sin_cpu))
+    out = torch.full((batch * seq, 3 * heads * d), float("nan"), dtype=torch.bfloat16, device="cuda")
+    linear_rope.launch_sm90(x, pairs, out, cos, sin, seq, heads)
+    torch.cuda.synchronize()
+    want = linear_rope.linear_rope_pairs_reference(x_cpu.float().view(batch, seq, k), w_cpu.float(), cos_cpu,
+                                                   sin_cpu, heads).view(batch * seq, -1)
+    err = (out.cpu().float() - want).abs().max().item()
+    ok = err <= 0.05 * max(1.0, want.abs().max().item())
+    print(f"gemm_rope_sm90 batch {batch} seq {seq} k {k} heads {heads} d {d} pad {pad}: max error {err:.3g}"
+          f"{'' if ok else '  <-- OFF'}")
+    return ok
+
+
 def main():
     probe = torch.zeros(1, 8, dtype=torch.bfloat16, device="cuda")
     why = unsupported_sm90(probe, torch.zeros(16, 8, dtype=torch.bfloat16, device="cuda"))
@@ -48,6 +72,7 @@ def main():
         return 2
     shapes = [(3 * 37, 40, 72, 8), (130, 136, 520, 0), (1, 16, 16, 0)]
     ok = [gemm_swiglu(config, *shape) for config in range(_native.extension().SM90_CONFIGS) for shape in shapes]
+    ok += [gemm_rope(*shape) for shape in [(3, 37, 72, 2, 16, 8), (2, 65, 520, 3, 64, 0), (1, 1, 16, 1, 8, 0)]]
     return 0 if all(ok) else 1
 
 

@@ -102,11 +102,14 @@ def _linear_swiglu_forward(batch, seq, k, n, transposed=False, tma=None, sm90=Fa
     return calls, (batch * seq * (k + n) + 2 * n * k) * BF16, (batch, seq, k, n)
 
 
-def _linear_rope_forward(batch, seq):
+def _linear_rope_forward(batch, seq, sm90=False):
     """The attention's QKV projection with RoPE: x (B, S, 512) in, q and k rotated and v out. The reference is
     what the compiled model runs without the kernel: cuBLAS's GEMM, then inductor's RoPE kernel writing q and
-    k (v stays a view), compiled here before any timing."""
+    k (v stays a view), compiled here before any timing. `sm90`: Hopper's CUTLASS GEMM with RoPE in its
+    epilogue (op linear_rope_sm90), whose q and k come in RoPE's pair order; the reference then writes them in
+    that order from its RoPE kernel (the same bytes), so that the two can be compared."""
     from trm_fast.kernels.linear_rope import linear_rope
+    from trm_fast.ops.linear_rope import linear_rope_sm90
     from trm_fast.ops.rope import rope_reference
 
     x, w = _randn(batch, seq, D), _randn(3 * HEADS * HEAD_DIM, D) * D**-0.5
@@ -114,10 +117,14 @@ def _linear_rope_forward(batch, seq):
 
     def unfused(x, w, cos, sin):
         q, k, v = torch.nn.functional.linear(x, w).view(batch, seq, 3 * HEADS, HEAD_DIM).split(HEADS, dim=2)
-        return (*rope_reference(q, k, cos, sin), v)
+        q, k = rope_reference(q, k, cos, sin)
+        if sm90:  # each head's dims j and j + D/2 side by side
+            q, k = (t.unflatten(-1, (2, HEAD_DIM // 2)).transpose(-1, -2).flatten(-2) for t in (q, k))
+        return q, k, v
 
     reference = torch.compile(unfused, dynamic=False)
-    calls = {"fused": lambda: linear_rope(x, w, cos, sin, HEADS).split(HEADS, dim=2),
+    kernel = linear_rope_sm90 if sm90 else linear_rope
+    calls = {"fused": lambda: kernel(x, w, cos, sin, HEADS).split(HEADS, dim=2),
              "reference": lambda: reference(x, w, cos, sin)}
     return calls, (batch * seq * (D + 3 * HEADS * HEAD_DIM) + 3 * HEADS * HEAD_DIM * D) * BF16, (batch, seq, D)
 
@@ -159,6 +166,9 @@ CASES = {
     "linear_rope forward": functools.partial(_linear_rope_forward, 768, 97),  # sudoku_attn's QKV
     "linear_rope forward b1": functools.partial(_linear_rope_forward, 1, 97),
     "linear_rope forward arc": functools.partial(_linear_rope_forward, 192, 916),
+    "linear_rope forward sm90": functools.partial(_linear_rope_forward, 768, 97, sm90=True),
+    "linear_rope forward sm90 b1": functools.partial(_linear_rope_forward, 1, 97, sm90=True),
+    "linear_rope forward sm90 arc": functools.partial(_linear_rope_forward, 192, 916, sm90=True),
 }
 
 

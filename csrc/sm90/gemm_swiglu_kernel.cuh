@@ -4,35 +4,16 @@
 // auxiliary input" fusion (LinCombDeEltAct, made for backward activations) with our functor as the
 // activation: D = silu(aux) * (1 * acc + 0 * C), aux = gate. C is never read (beta = 0). launch() and
 // workspace() also serve the single-GEMM shape (gemm_swiglu_pairs.cu), whose arguments() takes the same
-// parameters and ignores the gate's.
+// parameters and ignores the gate's. The mainloop and kernel around each epilogue are gemm_sm90.cuh's.
 #pragma once
 
 #include "gemm_swiglu.h"
+#include "gemm_sm90.cuh"
 
-#include <cute/tensor.hpp>
-#include <cutlass/cutlass.h>
-#include <cutlass/epilogue/collective/collective_builder.hpp>
 #include <cutlass/epilogue/fusion/operations.hpp>
-#include <cutlass/gemm/collective/collective_builder.hpp>
-#include <cutlass/gemm/device/gemm_universal_adapter.h>
-#include <cutlass/gemm/kernel/gemm_universal.hpp>
-#include <cutlass/numeric_types.h>
 
 namespace trm_fast {
 namespace sm90 {
-
-using namespace cute;
-using BF16 = cutlass::bfloat16_t;
-
-// The current device's SM count, asked once per device: the persistent tile scheduler sizes its grid by it.
-inline int sm_count() {
-  static int counts[64] = {};
-  int device = 0;
-  cudaGetDevice(&device);
-  int& count = counts[device & 63];
-  if (count == 0) cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
-  return count;
-}
 
 // The epilogue's activation, called on a fragment of each thread's accumulators (up) and the matching gate
 // values, both already converted to fp32. The scalar type is only named, for the arguments' type.
@@ -48,19 +29,6 @@ struct SiluTimes<cutlass::Array<float, N>> {
     return out;
   }
 };
-
-// The GEMM around an epilogue collective: x (m, k) row-major times w^T for w (n, k) row-major, bf16, fp32
-// accumulation, TMA loads, as many mainloop stages as the epilogue's shared memory leaves room for, a
-// persistent tile scheduler, one CTA per cluster (the weights are L2-resident: no multicast to win).
-template <class Tile, class MainloopSchedule, class Epilogue>
-using GemmAround = cutlass::gemm::device::GemmUniversalAdapter<cutlass::gemm::kernel::GemmUniversal<
-    Shape<int, int, int, int>,
-    typename cutlass::gemm::collective::CollectiveBuilder<
-        cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, BF16, cutlass::layout::RowMajor, 8, BF16,
-        cutlass::layout::ColumnMajor, 8, float, Tile, Shape<_1, _1, _1>,
-        cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
-        MainloopSchedule>::CollectiveOp,
-    Epilogue, cutlass::gemm::PersistentScheduler>>;
 
 // ElementC: the source operand C's type, never read (beta = 0). BF16 (C aliased to D) is what the first shapes
 // were measured with; void leaves C out of the epilogue, which frees its shared-memory stages and lets CUTLASS
@@ -119,15 +87,7 @@ size_t workspace(int64_t m, int64_t n, int64_t k) {
 template <class G>
 cudaError_t launch(const void* x, int64_t ldx, const void* w, int64_t ldw, const void* gate, int64_t ldg, void* out,
                    int64_t ldo, int64_t m, int64_t n, int64_t k, void* ws, cudaStream_t stream) {
-  auto args = G::arguments(x, ldx, w, ldw, gate, ldg, out, ldo, m, n, k);
-  typename G::Gemm gemm;
-  if (gemm.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-  if (gemm.initialize(args, ws, stream) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-  if (gemm.run(stream) != cutlass::Status::kSuccess) {
-    cudaError_t err = cudaGetLastError();
-    return err != cudaSuccess ? err : cudaErrorLaunchFailure;
-  }
-  return cudaGetLastError();
+  return run<typename G::Gemm>(G::arguments(x, ldx, w, ldw, gate, ldg, out, ldo, m, n, k), ws, stream);
 }
 
 }  // namespace sm90

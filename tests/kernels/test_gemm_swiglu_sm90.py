@@ -76,7 +76,7 @@ def test_poisoned_output_and_padded_rows(config):
     out = torch.full((rows.shape[0], 40), float("nan"), device=DEVICE, dtype=torch.bfloat16)
     launch_sm90(config, rows, w, out)
     assert not out.isnan().any()
-    _assert_matches(out.view(3, 37, n), x, w, f"padded rows, config {config}")
+    _assert_matches(out.view(3, 37, 40), x, w, f"padded rows, config {config}")
     for xs in (x.reshape(1, 3, 37, 64), x[0, :1]):
         _assert_matches(linear_swiglu_sm90(xs, w, config), xs, w, f"x {tuple(xs.shape)}")
 

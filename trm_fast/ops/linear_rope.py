@@ -11,7 +11,13 @@ take 314 us, and the engine's 16-step evaluation 949 ms with it against 850 with
 takes 408 against 314 us, and the evaluation 866 against 855 ms (..._f3678c6_*): closer, still a loss. 'auto'
 does not run it (trm_fast.backend.AUTO_OPS), 'fused' does.
 
-The model reaches it through `trm_fast.ops.attention.self_attention`, which runs it where the backend and
+On Hopper a second fused path (op ``linear_rope_sm90``, csrc/sm90/gemm_rope.h) is one CUTLASS ping-pong GEMM
+whose epilogue rotates each thread's accumulators in registers. It needs RoPE's pairs (a head's dims j and
+j + D/2) in adjacent columns, so it runs on the weight's q and k rows reordered (`rope_pair_order`) and returns
+q and k in that order: attention's q.k is the same sum in any order of a head's dims, and attention is the
+output's only reader. It runs only where AUTO_OPS names it, an experiment's set.
+
+The model reaches them through `trm_fast.ops.attention.self_attention`, which runs one where the backend and
 the call allow (forward only: while autograd records, the official two steps run) and otherwise the
 official steps themselves: F.linear, then RoPE inside the attention op.
 """
@@ -21,6 +27,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .. import _native
 from .. import backend as _backend
 from .rope import rope_reference
 
@@ -59,9 +66,12 @@ def _(x, weight, cos, sin, num_heads):
 def projection_unsupported(x: torch.Tensor, weight: torch.Tensor, num_heads: int, backend: str) -> Optional[str]:
     """Why a Triton path cannot take this QKV projection at all, or None: what this op and
     trm_fast.ops.recomputed_attention both need (Triton on x's device, x (B, S, K), weight (3 H D, K) alike)."""
-    why = _backend.triton_unsupported(x, "x", backend)
-    if why is not None:
-        return why
+    return _backend.triton_unsupported(x, "x", backend) or _operands_unsupported(x, weight, num_heads)
+
+
+def _operands_unsupported(x: torch.Tensor, weight: torch.Tensor, num_heads: int) -> Optional[str]:
+    """Why no kernel (Triton's or CUTLASS's) can take this QKV projection, or None: x a non-empty (B, S, K),
+    weight (3 H D, K) on x's device and in its dtype."""
     if x.ndim != 3 or x.numel() == 0:
         return f"x must be a non-empty (B, S, K) tensor, got shape {tuple(x.shape)}"
     why = _backend.unlike(x, weight=weight)
@@ -70,6 +80,17 @@ def projection_unsupported(x: torch.Tensor, weight: torch.Tensor, num_heads: int
     if num_heads < 1 or weight.ndim != 2 or weight.shape[1] != x.shape[2] or weight.shape[0] % (3 * num_heads):
         return (f"weight must be (3 * num_heads * D, K) with K = x's last axis; got weight {tuple(weight.shape)}, "
                 f"x {tuple(x.shape)}, num_heads {num_heads}")
+    return None
+
+
+def _tables_unsupported(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, d: int) -> Optional[str]:
+    """Why RoPE's tables are not what the kernels read, or None: contiguous fp32 (S, D) on x's device."""
+    for name, table in (("cos", cos), ("sin", sin)):
+        if table.dtype != torch.float32 or tuple(table.shape) != (x.shape[1], d) or not table.is_contiguous():
+            return (f"{name} must be a contiguous float32 (S, D) = {(x.shape[1], d)} table, got {table.dtype} "
+                    f"{tuple(table.shape)}")
+        if table.device != x.device:
+            return f"{name} is on {table.device}, x on {x.device}"
     return None
 
 
@@ -86,14 +107,102 @@ def unsupported(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: t
     if d < 4 or d > 128 or d & (d - 1):
         # the kernel's column blocks hold whole half-heads (rotate-half pairs each head's two halves)
         return f"the head dim D must be a power of two from 4 to 128, got {d}"
-    for name, table in (("cos", cos), ("sin", sin)):
-        if table.dtype != torch.float32 or tuple(table.shape) != (x.shape[1], d) or not table.is_contiguous():
-            return (f"{name} must be a contiguous float32 (S, D) = {(x.shape[1], d)} table, got {table.dtype} "
-                    f"{tuple(table.shape)}")
-        if table.device != x.device:
-            return f"{name} is on {table.device}, x on {x.device}"
+    why = _tables_unsupported(x, cos, sin, d)
+    if why is not None:
+        return why
     size = x.element_size()
     if not row_major(x) or weight.stride(1) != 1 or (x.shape[2] * size) % 16 or (weight.shape[0] * size) % 16:
         return ("the TMA kernel needs row-major x and weight with 16-byte rows on a Hopper or newer GPU; got x "
                 f"{tuple(x.shape)} strides {x.stride()}, weight strides {weight.stride()}")
+    return None
+
+
+def rope_pair_order(t: torch.Tensor, num_heads: int, dim: int) -> torch.Tensor:
+    """t with its q and k heads' entries along `dim` (3 H D long: q heads, k heads, v heads) reordered so that
+    each head's j and j + D/2 sit at 2j and 2j + 1, RoPE's pairs side by side; v's entries as they are. On the
+    qkv weight (dim 0) it is what linear_rope_sm90 runs on, on the projection (B, S, 3 H D) what it returns."""
+    dim %= t.ndim
+    n = t.shape[dim]
+    d = n // (3 * num_heads)
+    qk, v = t.split((2 * num_heads * d, num_heads * d), dim=dim)
+    qk = qk.unflatten(dim, (2 * num_heads, 2, d // 2)).transpose(dim + 1, dim + 2).flatten(dim, dim + 2)
+    return torch.cat((qk, v), dim=dim)
+
+
+def linear_rope_pairs_reference(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                                num_heads: int) -> torch.Tensor:
+    """What linear_rope_sm90 computes, from the official steps: linear_rope_reference with q and k in
+    rope_pair_order."""
+    qkv = linear_rope_reference(x, weight, cos, sin, num_heads)
+    return rope_pair_order(qkv.flatten(2), num_heads, dim=2).view(qkv.shape)
+
+
+@torch.library.custom_op("trm_fast::linear_rope_sm90", mutates_args=())
+def linear_rope_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                     num_heads: int) -> torch.Tensor:
+    """CUTLASS's GEMM with RoPE in its epilogue (csrc/sm90/gemm_rope.h): (B, S, 3H, D) contiguous, q and k
+    rotated and in rope_pair_order, for attention alone to read; forward only. unsupported_sm90 checks the
+    inputs. The reordered weight is a (3 H D, K) copy made here, each call (1.5 MB at sudoku_attn's)."""
+    b, s, k = x.shape
+    out = x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
+    # the rows as a view: unsupported_sm90 checks that they flatten to one stride
+    launch_sm90(x.reshape(b * s, k), rope_pair_order(weight, num_heads, dim=0), out.view(b * s, -1), cos, sin, s,
+                num_heads)
+    return out
+
+
+def launch_sm90(rows: torch.Tensor, pairs: torch.Tensor, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                seq: int, num_heads: int):
+    """out (M, 3 H D) = rows (M, K) @ pairs^T, each q and k pair of columns turned by RoPE at position
+    m % seq for row m: the CUTLASS kernel, on the weight already in rope_pair_order (pairs, row-major). Inputs
+    as unsupported_sm90 takes them."""
+    (m, k), n = rows.shape, pairs.shape[0]
+    d = n // (3 * num_heads)
+    ext = _native.extension()
+    workspace = rows.new_empty(ext.gemm_rope_sm90_workspace(m, n, k), dtype=torch.uint8)
+    ext.gemm_rope_sm90(rows.data_ptr(), rows.stride(0), pairs.data_ptr(), pairs.stride(0), out.data_ptr(),
+                       out.stride(0), cos.data_ptr(), sin.data_ptr(), seq, d, 2 * num_heads * d, m, n, k,
+                       workspace.data_ptr(), rows.device.index, _native.stream(rows))
+
+
+@linear_rope_sm90.register_fake
+def _(x, weight, cos, sin, num_heads):
+    b, s, _ = x.shape
+    return x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
+
+
+def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                     num_heads: int) -> Optional[str]:
+    """Why the CUTLASS kernel cannot take this call, or None: a Hopper GPU (compute capability 9.0), the
+    extension built with it, bf16, the operands and tables every kernel takes, an even head dim, and the
+    16-byte alignment TMA needs (K and 3 H D multiples of 8, x's rows flattened to one 16-byte aligned
+    stride). Strides and offsets only: torch.compile traces it."""
+    if x.device.type != "cuda":
+        return f"x is on {x.device}, the kernel needs a CUDA device"
+    why = _native.sm90_status()
+    if why is not None:
+        return why
+    if torch.cuda.get_device_capability(x.device) != (9, 0):
+        return f"{x.device} is not a Hopper GPU (compute capability 9.0)"
+    if x.dtype != torch.bfloat16:
+        return f"x must be bfloat16, got {x.dtype}"
+    why = _operands_unsupported(x, weight, num_heads)
+    if why is not None:
+        return why
+    n, k = weight.shape
+    d = n // (3 * num_heads)
+    if d % 2:
+        return f"the head dim D must be even (RoPE's pairs), got {d}"
+    why = _tables_unsupported(x, cos, sin, d)
+    if why is not None:
+        return why
+    if k % 8 or n % 8:
+        return f"K ({k}) and 3 H D ({n}) must be multiples of 8"
+    if x.stride(2) != 1 or (x.shape[0] > 1 and x.stride(0) != x.shape[1] * x.stride(1)):
+        return f"x's rows must flatten to one stride with unit stride along K (strides {x.stride()})"
+    # the weight is copied (rope_pair_order): only x's offsets matter; offsets, not addresses (traced tensors
+    # have no storage, and PyTorch's allocations start 16-byte aligned)
+    row_stride = x.stride(1) if x.shape[1] > 1 else (x.stride(0) if x.shape[0] > 1 else k)
+    if row_stride % 8 or x.storage_offset() % 8:
+        return f"x's rows must be 16-byte aligned (strides {x.stride()}, offset {x.storage_offset()})"
     return None

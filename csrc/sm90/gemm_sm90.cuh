@@ -1,0 +1,154 @@
+// What every Hopper GEMM of csrc/sm90 shares: the mainloop and kernel around an epilogue (GemmAround), the
+// launch (run), and the pairs epilogue (PairsEpilogue), which hands each thread's accumulators to a functor two
+// adjacent columns at a time and stores from registers. Two GEMMs use it: gate/up with SwiGLU over interleaved
+// gate and up rows (gemm_swiglu_pairs.cu) and QKV with RoPE over q and k rows in rotation-pair order
+// (gemm_rope.cu).
+//
+// Why pairs land in one thread: a Hopper wgmma accumulator fragment gives each thread two adjacent columns per
+// 8-column block (values 0 and 1 of its fragment: columns 2q and 2q + 1 of one row), whatever the tile and the
+// warpgroups' arrangement; tests/sm90/fragment_pairs.cu checks it on the host.
+#pragma once
+
+#include <cute/tensor.hpp>
+#include <cutlass/cutlass.h>
+#include <cutlass/epilogue/collective/collective_builder.hpp>
+#include <cutlass/epilogue/collective/detail.hpp>
+#include <cutlass/gemm/collective/collective_builder.hpp>
+#include <cutlass/gemm/device/gemm_universal_adapter.h>
+#include <cutlass/gemm/kernel/gemm_universal.hpp>
+#include <cutlass/numeric_types.h>
+
+namespace trm_fast {
+namespace sm90 {
+
+using namespace cute;
+using BF16 = cutlass::bfloat16_t;
+using RowMajorStride = Stride<int64_t, _1, int64_t>;  // (rows, columns, batch)
+
+// The current device's SM count, asked once per device: the persistent tile scheduler sizes its grid by it.
+inline int sm_count() {
+  static int counts[64] = {};
+  int device = 0;
+  cudaGetDevice(&device);
+  int& count = counts[device & 63];
+  if (count == 0) cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
+  return count;
+}
+
+// The GEMM around an epilogue collective: x (m, k) row-major times w^T for w (n, k) row-major, bf16, fp32
+// accumulation, TMA loads, as many mainloop stages as the epilogue's shared memory leaves room for, a
+// persistent tile scheduler, one CTA per cluster (the weights are L2-resident: no multicast to win).
+template <class Tile, class MainloopSchedule, class Epilogue>
+using GemmAround = cutlass::gemm::device::GemmUniversalAdapter<cutlass::gemm::kernel::GemmUniversal<
+    Shape<int, int, int, int>,
+    typename cutlass::gemm::collective::CollectiveBuilder<
+        cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, BF16, cutlass::layout::RowMajor, 8, BF16,
+        cutlass::layout::ColumnMajor, 8, float, Tile, Shape<_1, _1, _1>,
+        cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
+        MainloopSchedule>::CollectiveOp,
+    Epilogue, cutlass::gemm::PersistentScheduler>>;
+
+// One launch of `Gemm` on `args`: cudaErrorInvalidValue where CUTLASS cannot take the problem (alignment), else
+// the launch's error.
+template <class Gemm>
+cudaError_t run(typename Gemm::Arguments const& args, void* workspace, cudaStream_t stream) {
+  Gemm gemm;
+  if (gemm.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
+  if (gemm.initialize(args, workspace, stream) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
+  if (gemm.run(stream) != cutlass::Status::kSuccess) {
+    cudaError_t err = cudaGetLastError();
+    return err != cudaSuccess ? err : cudaErrorLaunchFailure;
+  }
+  return cudaGetLastError();
+}
+
+// An operator-style epilogue (CUTLASS's DefaultEpilogue interface), run by the warp-specialised kernels through
+// CUTLASS's Sm90TmaWarpSpecializedAdapter. `Pair` says what a pair of accumulators becomes: it has Arguments,
+// `static bool valid(Arguments const&)` and `static void store(Arguments const&, int row, int column, float
+// first, float second)` for the fp32 values at (row, column) and (row, column + 1), column even. No shared-
+// memory stage: in the ping-pong schedule one warpgroup's epilogue runs under the other's MMAs.
+template <class Pair>
+class PairsEpilogue {
+ public:
+  using EpilogueSchedule = cutlass::epilogue::NoSmemWarpSpecialized;
+  using DispatchPolicy = EpilogueSchedule;
+  using ElementC = void;  // no source
+  using StrideC = RowMajorStride;
+  using ElementD = BF16;
+  using StrideD = RowMajorStride;
+  using GmemTiledCopyC = void;
+  using GmemTiledCopyD = void;
+  using ThreadEpilogueOp = void;  // named by CUTLASS's device adapter, never used by this kernel
+  struct SharedStorage {};
+  using TensorStorage = SharedStorage;
+  using Arguments = typename Pair::Arguments;
+  using Params = Arguments;
+
+  template <class ProblemShape>
+  static constexpr Params to_underlying_arguments(ProblemShape const&, Arguments const& args, void*) {
+    return args;
+  }
+  template <class ProblemShape>
+  static size_t get_workspace_size(ProblemShape const&, Arguments const&) {
+    return 0;
+  }
+  template <class ProblemShape>
+  static cutlass::Status initialize_workspace(ProblemShape const&, Arguments const&, void*, cudaStream_t,
+                                              cutlass::CudaHostAdapter* = nullptr) {
+    return cutlass::Status::kSuccess;
+  }
+  template <class ProblemShape>
+  static bool can_implement(ProblemShape const& problem, Arguments const& args) {
+    return get<1>(problem) % 2 == 0 && Pair::valid(args);  // whole pairs
+  }
+
+  CUTLASS_HOST_DEVICE explicit PairsEpilogue(Params const& params, SharedStorage const& = SharedStorage())
+      : params_(params) {}
+
+  CUTLASS_DEVICE bool is_source_needed() { return false; }
+
+  template <class ProblemShapeMNKL, class BlockShapeMNK, class BlockCoordMNKL, class FrgEngine, class FrgLayout,
+            class TiledMma, class ResidueMNK>
+  CUTLASS_DEVICE void operator()(ProblemShapeMNKL problem, BlockShapeMNK block_shape, BlockCoordMNKL block_coord,
+                                 Tensor<FrgEngine, FrgLayout> const& accumulators, TiledMma tiled_mma, ResidueMNK,
+                                 int thread_idx, char*) {
+    int const m_size = get<0>(problem), n_size = get<1>(problem);
+    // each accumulator's (row, column) in the whole (m, n) product
+    Tensor coords = local_tile(make_identity_tensor(make_shape(m_size, n_size)), take<0, 2>(block_shape),
+                               make_coord(get<0>(block_coord), get<1>(block_coord)));
+    Tensor thread_coords = tiled_mma.get_thread_slice(thread_idx).partition_C(coords);
+    CUTE_STATIC_ASSERT_V(size(thread_coords) == size(accumulators));
+    static_assert(decltype(size(accumulators))::value % 2 == 0, "accumulators come in column pairs");
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < size(accumulators); i += 2) {
+      auto [row, column] = thread_coords(i);  // value i + 1 is (row, column + 1)
+      if (row < m_size && column < n_size) Pair::store(params_, row, column, accumulators(i), accumulators(i + 1));
+    }
+  }
+
+ private:
+  Params params_;
+};
+
+// A GEMM whose epilogue is PairsEpilogue<Pair>.
+template <class Pair, class Tile, class MainloopSchedule>
+using GemmPairs = GemmAround<Tile, MainloopSchedule,
+                             cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<PairsEpilogue<Pair>>>;
+
+// The pairs GEMMs' arguments: x (m, k) and w (n, k) row-major, then the pair's own.
+template <class Gemm>
+typename Gemm::Arguments pairs_arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, int64_t m,
+                                         int64_t n, int64_t k, typename Gemm::GemmKernel::EpilogueArguments pair) {
+  cutlass::KernelHardwareInfo hw;
+  hw.sm_count = sm_count();
+  return typename Gemm::Arguments{
+      cutlass::gemm::GemmUniversalMode::kGemm,
+      {static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1},
+      {static_cast<const BF16*>(x), make_stride(ldx, _1{}, int64_t(0)), static_cast<const BF16*>(w),
+       make_stride(ldw, _1{}, int64_t(0))},
+      pair,
+      hw};
+}
+
+}  // namespace sm90
+}  // namespace trm_fast
