@@ -10,6 +10,7 @@ engine before `auto` takes it. Given more than once, `auto` is timed with each s
 """
 
 import argparse
+import importlib
 import json
 import time
 
@@ -34,6 +35,9 @@ def main():
     parser.add_argument("--sm90-config", type=int, default=None,
                         help="the shape of the CUTLASS gate/up + SwiGLU path where `linear_swiglu_sm90` is in the "
                              "auto set (trm_fast.ops.linear_swiglu.SM90_CONFIG; csrc/sm90/gemm_swiglu.h)")
+    parser.add_argument("--rope-sm90-config", type=int, default=None,
+                        help="the shape of the CUTLASS QKV + RoPE op where `linear_rope_sm90` is in the auto set "
+                             "(trm_fast.ops.linear_rope.SM90_CONFIG; csrc/sm90/gemm_rope.h)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -42,10 +46,11 @@ def main():
         from trm_fast.kernels import attention
 
         attention.TMA_BY_DEFAULT = True
+    # the modules themselves: trm_fast.ops's own names linear_swiglu and linear_rope are functions
     if args.sm90_config is not None:
-        from trm_fast.ops import linear_swiglu
-
-        linear_swiglu.SM90_CONFIG = args.sm90_config
+        importlib.import_module("trm_fast.ops.linear_swiglu").SM90_CONFIG = args.sm90_config
+    if args.rope_sm90_config is not None:
+        importlib.import_module("trm_fast.ops.linear_rope").SM90_CONFIG = args.rope_sm90_config
     runs = [(ops, auto) for ops in args.ops.split(",") for auto in (auto_sets if ops == "auto" else [None])]
     bc, device = configs.load(args.config), torch.device("cuda")
     for batch in map(int, args.batches.split(",")):
@@ -68,6 +73,7 @@ def main():
             times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
             row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(auto_ops or ()), warmup_s=warm,
                        attention_tma=args.attention_tma, sm90_config=args.sm90_config,
+                       rope_sm90_config=args.rope_sm90_config,
                        **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                        device=torch.cuda.get_device_name())
             print(json.dumps(row), flush=True)

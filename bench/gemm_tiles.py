@@ -113,10 +113,10 @@ def sm90(x, w, expected, report, do_bench):
     out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
     report("cuBLAS GEMM of one half (N columns)", do_bench(lambda: torch.nn.functional.linear(x, up)), half=True)
     ext = _native.extension()
-    pairs = interleaved_pairs(w)  # the weight of SM90_PAIRS_CONFIG
+    pairs = interleaved_pairs(w)  # the weight of SM90_FIRST_PAIRS_CONFIG and later
     for config in range(ext.SM90_CONFIGS):
         ws = torch.empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8, device="cuda")
-        single = config == ext.SM90_PAIRS_CONFIG
+        single = config >= ext.SM90_FIRST_PAIRS_CONFIG
         w_config, gate_address = (pairs, 0) if single else (up, gate.data_ptr())
 
         def alone():

@@ -43,7 +43,7 @@ def gemm_swiglu(config, m, n, k, pad):
     return ok
 
 
-def gemm_rope(batch, seq, k, heads, d, pad):
+def gemm_rope(config, batch, seq, k, heads, d, pad):
     """The QKV + RoPE launcher on (batch * seq, k) x read through rows of k + pad, against the fp32 reference in
     RoPE's pair order; True if it agrees."""
     gen = torch.Generator().manual_seed(batch * seq + k + d)
@@ -53,13 +53,14 @@ def gemm_rope(batch, seq, k, heads, d, pad):
     pairs_cpu = linear_rope.rope_pair_order(w_cpu, heads, dim=0)
     x, pairs, cos, sin = (t.cuda() for t in (x_cpu, pairs_cpu, cos_cpu, sin_cpu))
     out = torch.full((batch * seq, 3 * heads * d), float("nan"), dtype=torch.bfloat16, device="cuda")
-    linear_rope.launch_sm90(x, pairs, out, cos, sin, seq, heads)
+    linear_rope.launch_sm90(x, pairs, out, cos, sin, seq, heads, config)
     torch.cuda.synchronize()
     want = linear_rope.linear_rope_pairs_reference(x_cpu.float().view(batch, seq, k), w_cpu.float(), cos_cpu,
                                                    sin_cpu, heads).view(batch * seq, -1)
     err = (out.cpu().float() - want).abs().max().item()
     ok = err <= 0.05 * max(1.0, want.abs().max().item())
-    print(f"gemm_rope_sm90 batch {batch} seq {seq} k {k} heads {heads} d {d} pad {pad}: max error {err:.3g}"
+    print(f"gemm_rope_sm90 config {config} batch {batch} seq {seq} k {k} heads {heads} d {d} pad {pad}: "
+          f"max error {err:.3g}"
           f"{'' if ok else '  <-- OFF'}")
     return ok
 
@@ -72,7 +73,9 @@ def main():
         return 2
     shapes = [(3 * 37, 40, 72, 8), (130, 136, 520, 0), (1, 16, 16, 0)]
     ok = [gemm_swiglu(config, *shape) for config in range(_native.extension().SM90_CONFIGS) for shape in shapes]
-    ok += [gemm_rope(*shape) for shape in [(3, 37, 72, 2, 16, 8), (2, 65, 520, 3, 64, 0), (1, 1, 16, 1, 8, 0)]]
+    rope_shapes = [(3, 37, 72, 2, 16, 8), (2, 65, 520, 3, 64, 0), (1, 1, 16, 1, 8, 0)]
+    configs = range(_native.extension().ROPE_SM90_CONFIGS)
+    ok += [gemm_rope(config, *shape) for config in configs for shape in rope_shapes]
     return 0 if all(ok) else 1
 
 

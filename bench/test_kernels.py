@@ -102,12 +102,12 @@ def _linear_swiglu_forward(batch, seq, k, n, transposed=False, tma=None, sm90=Fa
     return calls, (batch * seq * (k + n) + 2 * n * k) * BF16, (batch, seq, k, n)
 
 
-def _linear_rope_forward(batch, seq, sm90=False):
+def _linear_rope_forward(batch, seq, sm90=None):
     """The attention's QKV projection with RoPE: x (B, S, 512) in, q and k rotated and v out. The reference is
     what the compiled model runs without the kernel: cuBLAS's GEMM, then inductor's RoPE kernel writing q and
     k (v stays a view), compiled here before any timing. `sm90`: Hopper's CUTLASS GEMM with RoPE in its
-    epilogue (op linear_rope_sm90), whose q and k come in RoPE's pair order; the reference then writes them in
-    that order from its RoPE kernel (the same bytes), so that the two can be compared."""
+    epilogue (op linear_rope_sm90) in that shape config, whose q and k come in RoPE's pair order; the reference
+    then writes them in that order from its RoPE kernel (the same bytes), so that the two can be compared."""
     from trm_fast.kernels.linear_rope import linear_rope
     from trm_fast.ops.linear_rope import linear_rope_sm90
     from trm_fast.ops.rope import rope_reference
@@ -118,12 +118,12 @@ def _linear_rope_forward(batch, seq, sm90=False):
     def unfused(x, w, cos, sin):
         q, k, v = torch.nn.functional.linear(x, w).view(batch, seq, 3 * HEADS, HEAD_DIM).split(HEADS, dim=2)
         q, k = rope_reference(q, k, cos, sin)
-        if sm90:  # each head's dims j and j + D/2 side by side
+        if sm90 is not None:  # each head's dims j and j + D/2 side by side
             q, k = (t.unflatten(-1, (2, HEAD_DIM // 2)).transpose(-1, -2).flatten(-2) for t in (q, k))
         return q, k, v
 
     reference = torch.compile(unfused, dynamic=False)
-    kernel = linear_rope_sm90 if sm90 else linear_rope
+    kernel = linear_rope if sm90 is None else functools.partial(linear_rope_sm90, config=sm90)
     calls = {"fused": lambda: kernel(x, w, cos, sin, HEADS).split(HEADS, dim=2),
              "reference": lambda: reference(x, w, cos, sin)}
     return calls, (batch * seq * (D + 3 * HEADS * HEAD_DIM) + 3 * HEADS * HEAD_DIM * D) * BF16, (batch, seq, D)
@@ -166,9 +166,11 @@ CASES = {
     "linear_rope forward": functools.partial(_linear_rope_forward, 768, 97),  # sudoku_attn's QKV
     "linear_rope forward b1": functools.partial(_linear_rope_forward, 1, 97),
     "linear_rope forward arc": functools.partial(_linear_rope_forward, 192, 916),
-    "linear_rope forward sm90": functools.partial(_linear_rope_forward, 768, 97, sm90=True),
-    "linear_rope forward sm90 b1": functools.partial(_linear_rope_forward, 1, 97, sm90=True),
-    "linear_rope forward sm90 arc": functools.partial(_linear_rope_forward, 192, 916, sm90=True),
+    "linear_rope forward sm90": functools.partial(_linear_rope_forward, 768, 97, sm90=0),  # GemmRopeConfig 0
+    "linear_rope forward sm90 c1": functools.partial(_linear_rope_forward, 768, 97, sm90=1),
+    "linear_rope forward sm90 c2": functools.partial(_linear_rope_forward, 768, 97, sm90=2),
+    "linear_rope forward sm90 b1": functools.partial(_linear_rope_forward, 1, 97, sm90=0),
+    "linear_rope forward sm90 arc": functools.partial(_linear_rope_forward, 192, 916, sm90=0),
 }
 
 

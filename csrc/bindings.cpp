@@ -89,13 +89,14 @@ void gemm_swiglu_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w_up, int6
         "gemm_swiglu_sm90");
 }
 
-void gemm_rope_sm90(uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t out, int64_t ldo, uintptr_t cos,
-                    uintptr_t sin, int64_t seq, int64_t head_dim, int64_t rotated, int64_t m, int64_t n, int64_t k,
-                    uintptr_t workspace, int device, uintptr_t stream) {
+void gemm_rope_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t out, int64_t ldo,
+                    uintptr_t cos, uintptr_t sin, int64_t seq, int64_t head_dim, int64_t rotated, int64_t m, int64_t n,
+                    int64_t k, uintptr_t workspace, int device, uintptr_t stream) {
   use_device(device, "gemm_rope_sm90");
-  check(trm_fast::gemm_rope_sm90(ptr<const void>(x), ldx, ptr<const void>(w), ldw, ptr<void>(out), ldo,
-                                 ptr<const float>(cos), ptr<const float>(sin), seq, head_dim, rotated, m, n, k,
-                                 ptr<void>(workspace), ptr<CUstream_st>(stream)),
+  check(trm_fast::gemm_rope_sm90(static_cast<trm_fast::GemmRopeConfig>(config), ptr<const void>(x), ldx,
+                                 ptr<const void>(w), ldw, ptr<void>(out), ldo, ptr<const float>(cos),
+                                 ptr<const float>(sin), seq, head_dim, rotated, m, n, k, ptr<void>(workspace),
+                                 ptr<CUstream_st>(stream)),
         "gemm_rope_sm90");
 }
 #endif
@@ -127,21 +128,25 @@ PYBIND11_MODULE(_C, m) {
   // Hopper's CUTLASS kernels, where the build had CUTLASS (setup.py); SM90_CONFIGS is 0 where it did not.
 #ifdef TRM_FAST_WITH_SM90
   m.attr("SM90_CONFIGS") = trm_fast::kGemmSm90Configs;
-  // the config whose weight is the interleaved (2n, k) pairs and which reads no gate
-  m.attr("SM90_PAIRS_CONFIG") = static_cast<int>(trm_fast::GemmSm90Config::kPairsPingpong128x128);
+  // the first config whose weight is the interleaved (2n, k) pairs and which reads no gate; so are all later ones
+  m.attr("SM90_FIRST_PAIRS_CONFIG") = trm_fast::kGemmSm90FirstPairsConfig;
   // (config, m, n, k) -> bytes of workspace
   m.def("gemm_swiglu_sm90_workspace", [](int config, int64_t m, int64_t n, int64_t k) {
     return trm_fast::gemm_swiglu_sm90_workspace(static_cast<trm_fast::GemmSm90Config>(config), m, n, k);
   });
-  // (config, x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, device, stream); for SM90_PAIRS_CONFIG
-  // w_up is the interleaved (2n, k) weight and gate is not read (0)
+  // (config, x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, device, stream); for SM90_FIRST_PAIRS_CONFIG
+  // and later, w_up is the interleaved (2n, k) weight and gate is not read (0)
   m.def("gemm_swiglu_sm90", &gemm_swiglu_sm90);
-  // (m, n, k) -> bytes of workspace
-  m.def("gemm_rope_sm90_workspace", &trm_fast::gemm_rope_sm90_workspace);
-  // (x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n, k, workspace, device, stream): w's q and k
-  // rows in rotation-pair order (sm90/gemm_rope.h)
+  m.attr("ROPE_SM90_CONFIGS") = trm_fast::kGemmRopeConfigs;
+  // (config, m, n, k) -> bytes of workspace
+  m.def("gemm_rope_sm90_workspace", [](int config, int64_t m, int64_t n, int64_t k) {
+    return trm_fast::gemm_rope_sm90_workspace(static_cast<trm_fast::GemmRopeConfig>(config), m, n, k);
+  });
+  // (config, x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n, k, workspace, device, stream): w's
+  // q and k rows in rotation-pair order (sm90/gemm_rope.h)
   m.def("gemm_rope_sm90", &gemm_rope_sm90);
 #else
   m.attr("SM90_CONFIGS") = 0;
+  m.attr("ROPE_SM90_CONFIGS") = 0;
 #endif
 }

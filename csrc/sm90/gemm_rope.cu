@@ -1,60 +1,43 @@
-// gemm_rope.h's kernel: gemm_sm90.cuh's pairs GEMM with a rotation for its pair.
+// gemm_rope.h's entry points: each shape's kernel lives in its own gemm_rope_<shape>.cu.
 #include "gemm_rope.h"
-#include "gemm_sm90.cuh"
-
-#include <cuda_bf16.h>
 
 namespace trm_fast {
-namespace sm90 {
 
-struct RopePair {
-  struct Arguments {
-    BF16* out = nullptr;
-    int64_t ldo = 0;
-    const float* cos = nullptr;  // (seq, head_dim): column i < head_dim / 2 is pair i's
-    const float* sin = nullptr;
-    int seq = 1, head_dim = 2, rotated = 0;  // columns below `rotated` (the q and k heads) turn
-  };
-  static bool valid(Arguments const& args) {
-    return args.out != nullptr && args.seq > 0 && args.head_dim > 0 && args.head_dim % 2 == 0 &&
-           (args.rotated == 0 || (args.cos != nullptr && args.sin != nullptr));
+#define TRM_FAST_DECLARE_SHAPE(name)                                                                             \
+  size_t gemm_rope_workspace_##name(int64_t m, int64_t n, int64_t k);                                            \
+  cudaError_t gemm_rope_##name(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out, int64_t ldo,   \
+                               const float* cos, const float* sin, int64_t seq, int64_t head_dim, int64_t rotated, \
+                               int64_t m, int64_t n, int64_t k, void* ws, cudaStream_t stream);
+TRM_FAST_DECLARE_SHAPE(pingpong_128x128)
+TRM_FAST_DECLARE_SHAPE(cooperative_256x128_cluster_1x2)
+TRM_FAST_DECLARE_SHAPE(pingpong_128x128_cluster_2x2)
+#undef TRM_FAST_DECLARE_SHAPE
+
+size_t gemm_rope_sm90_workspace(GemmRopeConfig config, int64_t m, int64_t n, int64_t k) {
+  switch (config) {
+    case GemmRopeConfig::kPingpong128x128: return gemm_rope_workspace_pingpong_128x128(m, n, k);
+    case GemmRopeConfig::kCooperative256x128Cluster1x2:
+      return gemm_rope_workspace_cooperative_256x128_cluster_1x2(m, n, k);
+    case GemmRopeConfig::kPingpong128x128Cluster2x2: return gemm_rope_workspace_pingpong_128x128_cluster_2x2(m, n, k);
   }
-  CUTLASS_DEVICE static void store(Arguments const& args, int row, int column, float a, float b) {
-    if (column < args.rotated) {
-      int const table = (row % args.seq) * args.head_dim + (column % args.head_dim) / 2;
-      float const c = args.cos[table], s = args.sin[table];
-      float const turned_a = a * c - b * s;
-      b = b * c + a * s;
-      a = turned_a;
-    }
-    // column is even and ldo a multiple of 8: a 4-byte aligned pair
-    *reinterpret_cast<__nv_bfloat162*>(args.out + row * args.ldo + column) = __floats2bfloat162_rn(a, b);
-  }
-};
-
-using GemmRope =
-    GemmPairs<RopePair, Shape<_128, _128, _64>, cutlass::gemm::KernelTmaWarpSpecializedPingpong>;
-
-GemmRope::Arguments rope_arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out, int64_t ldo,
-                                   const float* cos, const float* sin, int64_t seq, int64_t head_dim, int64_t rotated,
-                                   int64_t m, int64_t n, int64_t k) {
-  RopePair::Arguments pair{static_cast<BF16*>(out), ldo, cos, sin, static_cast<int>(seq), static_cast<int>(head_dim),
-                           static_cast<int>(rotated)};
-  return pairs_arguments<GemmRope>(x, ldx, w, ldw, m, n, k, pair);
+  return 0;
 }
 
-}  // namespace sm90
-
-size_t gemm_rope_sm90_workspace(int64_t m, int64_t n, int64_t k) {
-  return sm90::GemmRope::get_workspace_size(
-      sm90::rope_arguments(nullptr, k, nullptr, k, nullptr, n, nullptr, nullptr, 1, 2, 0, m, n, k));
-}
-
-cudaError_t gemm_rope_sm90(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out, int64_t ldo,
-                           const float* cos, const float* sin, int64_t seq, int64_t head_dim, int64_t rotated,
-                           int64_t m, int64_t n, int64_t k, void* workspace, cudaStream_t stream) {
-  return sm90::run<sm90::GemmRope>(
-      sm90::rope_arguments(x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n, k), workspace, stream);
+cudaError_t gemm_rope_sm90(GemmRopeConfig config, const void* x, int64_t ldx, const void* w, int64_t ldw, void* out,
+                           int64_t ldo, const float* cos, const float* sin, int64_t seq, int64_t head_dim,
+                           int64_t rotated, int64_t m, int64_t n, int64_t k, void* workspace, cudaStream_t stream) {
+  switch (config) {
+    case GemmRopeConfig::kPingpong128x128:
+      return gemm_rope_pingpong_128x128(x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n, k, workspace,
+                                        stream);
+    case GemmRopeConfig::kCooperative256x128Cluster1x2:
+      return gemm_rope_cooperative_256x128_cluster_1x2(x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m,
+                                                       n, k, workspace, stream);
+    case GemmRopeConfig::kPingpong128x128Cluster2x2:
+      return gemm_rope_pingpong_128x128_cluster_2x2(x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n,
+                                                    k, workspace, stream);
+  }
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace trm_fast

@@ -37,13 +37,16 @@ inline int sm_count() {
 
 // The GEMM around an epilogue collective: x (m, k) row-major times w^T for w (n, k) row-major, bf16, fp32
 // accumulation, TMA loads, as many mainloop stages as the epilogue's shared memory leaves room for, a
-// persistent tile scheduler, one CTA per cluster (the weights are L2-resident: no multicast to win).
-template <class Tile, class MainloopSchedule, class Epilogue>
+// persistent tile scheduler. Cluster: CTAs that share their loads by TMA multicast, x's tile across a cluster's
+// N extent and w's across its M extent. Even with every operand L2-resident that is what sets the pace at
+// K = 512: a 128x128 tile does 64 FLOP per byte it loads, which at the ~4.6 TB/s the SMs draw from L2 is ~300
+// TFLOP/s, the rate every one-CTA shape measured (bench/NOTES.md, "Gate/up + SwiGLU on CUTLASS's Hopper GEMM").
+template <class Tile, class MainloopSchedule, class Epilogue, class Cluster = Shape<_1, _1, _1>>
 using GemmAround = cutlass::gemm::device::GemmUniversalAdapter<cutlass::gemm::kernel::GemmUniversal<
     Shape<int, int, int, int>,
     typename cutlass::gemm::collective::CollectiveBuilder<
         cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, BF16, cutlass::layout::RowMajor, 8, BF16,
-        cutlass::layout::ColumnMajor, 8, float, Tile, Shape<_1, _1, _1>,
+        cutlass::layout::ColumnMajor, 8, float, Tile, Cluster,
         cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
         MainloopSchedule>::CollectiveOp,
     Epilogue, cutlass::gemm::PersistentScheduler>>;
@@ -131,9 +134,10 @@ class PairsEpilogue {
 };
 
 // A GEMM whose epilogue is PairsEpilogue<Pair>.
-template <class Pair, class Tile, class MainloopSchedule>
-using GemmPairs = GemmAround<Tile, MainloopSchedule,
-                             cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<PairsEpilogue<Pair>>>;
+template <class Pair, class Tile, class MainloopSchedule, class Cluster = Shape<_1, _1, _1>>
+using GemmPairs =
+    GemmAround<Tile, MainloopSchedule,
+               cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<PairsEpilogue<Pair>>, Cluster>;
 
 // The pairs GEMMs' arguments: x (m, k) and w (n, k) row-major, then the pair's own.
 template <class Gemm>

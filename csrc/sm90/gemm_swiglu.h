@@ -30,8 +30,11 @@ enum class GemmSm90Config : int {
   // interleaved in pairs (row 2j gate_j, row 2j + 1 up_j), gate is not read, and one ping-pong GEMM (128x128
   // tiles) over all 2n rows writes h = silu(gate) * up from registers in an epilogue of our own.
   kPairsPingpong128x128 = 4,
+  kPairsCooperative256x128Cluster1x2 = 5,  // the same in cooperative 256x128 tiles, x's tile multicast to 2 CTAs
+  kPairsPingpong128x128Cluster2x2 = 6,     // ping-pong 128x128 tiles in 2x2 clusters, x's and w's tiles multicast
 };
-constexpr int kGemmSm90Configs = 5;
+constexpr int kGemmSm90Configs = 7;
+constexpr int kGemmSm90FirstPairsConfig = 4;  // this one and every later config run over the interleaved pairs
 
 // Bytes of device workspace the launch needs (0 today; asked so that the caller never guesses).
 size_t gemm_swiglu_sm90_workspace(GemmSm90Config config, int64_t m, int64_t n, int64_t k);

@@ -25,6 +25,19 @@ SHAPES = [(768, 97, 512, 8, 64), (1, 97, 512, 8, 64), (3, 82, 512, 8, 64), (2, 9
           (2, 33, 64, 1, 128), (2, 5, 40, 2, 8), (1, 1, 16, 1, 8)]
 
 
+def _configs():
+    """Every shape config of the kernel (csrc/sm90/gemm_rope.h), as the build reports them; [0] where the tests
+    skip."""
+    if not HOPPER or backend.sm90_status() is not None:
+        return [0]
+    from trm_fast import _C
+
+    return list(range(_C.ROPE_SM90_CONFIGS))
+
+
+CONFIGS = _configs()
+
+
 def _gpu(fn):
     for mark in needs_sm90:
         fn = mark(fn)
@@ -51,27 +64,29 @@ def _assert_matches(out, x, w, cos, sin, h, what):
 
 @_gpu
 @pytest.mark.parametrize("shape", SHAPES)
-def test_matches_reference(shape):
+@pytest.mark.parametrize("config", CONFIGS)
+def test_matches_reference(shape, config):
     x, w, cos, sin = _inputs(shape, seed=torch.seed() % 2**31)
     b, s, _, h, d = shape
-    out = linear_rope_sm90(x, w, cos, sin, h)
+    out = linear_rope_sm90(x, w, cos, sin, h, config)
     assert out.shape == (b, s, 3 * h, d) and out.dtype == torch.bfloat16 and out.is_contiguous()
-    _assert_matches(out, x, w, cos, sin, h, f"{shape}")
+    _assert_matches(out, x, w, cos, sin, h, f"{shape} config {config}")
 
 
 @_gpu
-def test_poisoned_output_and_padded_rows():
+@pytest.mark.parametrize("config", CONFIGS)
+def test_poisoned_output_and_padded_rows(config):
     """Straight to the launcher: every element of a NaN-filled output written, x read through rows longer than
     K (its leading dimension); then one row through the op."""
     b, s, k, h, d = 3, 37, 64, 2, 16
     x, w, cos, sin = _inputs((b, s, k + 8, h, d), seed=11)
     x, w = x[..., :k], w[:, :k].contiguous()
     out = torch.full((b * s, 3 * h * d), float("nan"), device=DEVICE, dtype=torch.bfloat16)
-    launch_sm90(x.reshape(b * s, k), rope_pair_order(w, h, dim=0), out, cos, sin, s, h)
+    launch_sm90(x.reshape(b * s, k), rope_pair_order(w, h, dim=0), out, cos, sin, s, h, config)
     assert not out.isnan().any()
     _assert_matches(out.view(b, s, 3 * h, d), x, w, cos, sin, h, "padded rows")
     one = x[:1, :1]
-    _assert_matches(linear_rope_sm90(one, w, cos[:1], sin[:1], h), one, w, cos[:1], sin[:1], h, "one row")
+    _assert_matches(linear_rope_sm90(one, w, cos[:1], sin[:1], h, config), one, w, cos[:1], sin[:1], h, "one row")
 
 
 @_gpu

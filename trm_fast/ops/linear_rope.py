@@ -31,6 +31,10 @@ from .. import _native
 from .. import backend as _backend
 from .rope import rope_reference
 
+# The CUTLASS kernel's shape (csrc/sm90/gemm_rope.h's GemmRopeConfig); read at each call, so that an experiment
+# may set it (bench/engine_ops.py --rope-sm90-config).
+SM90_CONFIG = 0
+
 
 def linear_rope_reference(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                           num_heads: int) -> torch.Tensor:
@@ -139,34 +143,41 @@ def linear_rope_pairs_reference(x: torch.Tensor, weight: torch.Tensor, cos: torc
 
 @torch.library.custom_op("trm_fast::linear_rope_sm90", mutates_args=())
 def linear_rope_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                     num_heads: int) -> torch.Tensor:
+                     num_heads: int, config: int = SM90_CONFIG) -> torch.Tensor:
     """CUTLASS's GEMM with RoPE in its epilogue (csrc/sm90/gemm_rope.h): (B, S, 3H, D) contiguous, q and k
-    rotated and in rope_pair_order, for attention alone to read; forward only. unsupported_sm90 checks the
-    inputs. The reordered weight is a (3 H D, K) copy made here, each call (1.5 MB at sudoku_attn's)."""
+    rotated and in rope_pair_order, for attention alone to read; forward only; `config`: the kernel's shape.
+    unsupported_sm90 checks the inputs. The reordered weight is a (3 H D, K) copy made here, each call (1.5 MB
+    at sudoku_attn's)."""
     b, s, k = x.shape
     out = x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
     # the rows as a view: unsupported_sm90 checks that they flatten to one stride
     launch_sm90(x.reshape(b * s, k), rope_pair_order(weight, num_heads, dim=0), out.view(b * s, -1), cos, sin, s,
-                num_heads)
+                num_heads, config)
     return out
 
 
 def launch_sm90(rows: torch.Tensor, pairs: torch.Tensor, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                seq: int, num_heads: int):
+                seq: int, num_heads: int, config: int = SM90_CONFIG):
     """out (M, 3 H D) = rows (M, K) @ pairs^T, each q and k pair of columns turned by RoPE at position
-    m % seq for row m: the CUTLASS kernel, on the weight already in rope_pair_order (pairs, row-major). Inputs
-    as unsupported_sm90 takes them."""
+    m % seq for row m: the CUTLASS kernel in shape `config`, on the weight already in rope_pair_order (pairs,
+    row-major). Inputs as unsupported_sm90 takes them."""
     (m, k), n = rows.shape, pairs.shape[0]
     d = n // (3 * num_heads)
     ext = _native.extension()
-    workspace = rows.new_empty(ext.gemm_rope_sm90_workspace(m, n, k), dtype=torch.uint8)
-    ext.gemm_rope_sm90(rows.data_ptr(), rows.stride(0), pairs.data_ptr(), pairs.stride(0), out.data_ptr(),
+    workspace = rows.new_empty(ext.gemm_rope_sm90_workspace(config, m, n, k), dtype=torch.uint8)
+    ext.gemm_rope_sm90(config, rows.data_ptr(), rows.stride(0), pairs.data_ptr(), pairs.stride(0), out.data_ptr(),
                        out.stride(0), cos.data_ptr(), sin.data_ptr(), seq, d, 2 * num_heads * d, m, n, k,
                        workspace.data_ptr(), rows.device.index, _native.stream(rows))
 
 
+def linear_rope_sm90_as_set(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                            num_heads: int) -> torch.Tensor:
+    """linear_rope_sm90 in the shape SM90_CONFIG names when it is called, so that an experiment may set it."""
+    return linear_rope_sm90(x, weight, cos, sin, num_heads, SM90_CONFIG)
+
+
 @linear_rope_sm90.register_fake
-def _(x, weight, cos, sin, num_heads):
+def _(x, weight, cos, sin, num_heads, config=SM90_CONFIG):
     b, s, _ = x.shape
     return x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
 

@@ -70,12 +70,13 @@ def linear_swiglu_sm90(x: torch.Tensor, weight: torch.Tensor, config: int = SM90
 def launch_sm90(config: int, rows: torch.Tensor, weight: torch.Tensor, out: torch.Tensor,
                 gate: Optional[torch.Tensor] = None):
     """out (M, N) = silu(rows W_gate^T) * (rows W_up^T) through the CUTLASS kernel in shape `config`: cuBLAS's
-    gate GEMM first (unless `gate` is given), or, for the extension's SM90_PAIRS_CONFIG, one GEMM over the
-    weight's gate and up rows interleaved in pairs (a 2N x K copy made here). Inputs as unsupported_sm90 takes."""
+    gate GEMM first (unless `gate` is given), or, from the extension's SM90_FIRST_PAIRS_CONFIG on, one GEMM over
+    the weight's gate and up rows interleaved in pairs (a 2N x K copy made here). Inputs as unsupported_sm90
+    takes."""
     n, k = weight.shape[0] // 2, weight.shape[1]
     m = rows.shape[0]
     ext = _native.extension()
-    if config == ext.SM90_PAIRS_CONFIG:
+    if config >= ext.SM90_FIRST_PAIRS_CONFIG:
         w, gate_address, gate_stride = interleaved_pairs(weight), 0, 0
     else:
         gate = torch.mm(rows, weight[:n].t()) if gate is None else gate
