@@ -8,8 +8,9 @@ best tile is from cuBLAS. One line per config, and JSON lines with --json:
 On Hopper, with trm_fast._C built with CUTLASS, also each shape of the CUTLASS path (csrc/sm90/gemm_swiglu.h):
 its up GEMM with the SwiGLU epilogue alone (the gate given), then with cuBLAS's gate GEMM before it, as the
 op runs them; and cuBLAS's GEMM of one half alone (N columns), the floor of each of the two. The
-single-GEMM shape (interleaved pairs) alone, then as the op runs it, interleaving the weight per call. --sm90-only
-skips the Triton tiles.
+single-GEMM shape (interleaved pairs) alone, then as the op runs it, interleaving the weight per call. And each
+shape of the QKV + RoPE kernel (csrc/sm90/gemm_rope.h) on the (M, N) half as a plain GEMM, then with RoPE.
+--sm90-only skips the Triton tiles.
 
 Each config's output is checked against the unfused reference before it is timed (a fast wrong tile is no
 result). Times are Triton's do_bench medians (ms), converted to TFLOP/s over the GEMM's 4 M N K FLOPs (the
@@ -63,6 +64,7 @@ def main():
     report("cuBLAS GEMM alone (no SwiGLU)", triton.testing.do_bench(lambda: torch.nn.functional.linear(x, w)))
     report("cuBLAS + inductor SwiGLU", triton.testing.do_bench(lambda: unfused(x, w)))
     sm90(x, w, expected, report, triton.testing.do_bench)
+    rope_sm90(x, w[:n], args.seq, report, triton.testing.do_bench)
     kernel = ls._linear_swiglu_tma_kernel
     unset = [1, 1]
     descs = {"x_desc": TensorDescriptor.from_tensor(x, unset), "w_desc": TensorDescriptor.from_tensor(w, unset),
@@ -138,6 +140,47 @@ def sm90(x, w, expected, report, do_bench):
         report(f"CUTLASS config {config}: up GEMM + SwiGLU alone", do_bench(alone), half=True, sm90_config=config)
         report(f"CUTLASS config {config}: cuBLAS gate + CUTLASS up", do_bench(lambda: linear_swiglu_sm90(x, w, config)),
                sm90_config=config)
+
+
+def rope_sm90(x, w, seq, report, do_bench, heads=8):
+    """The CUTLASS QKV + RoPE kernel (csrc/sm90/gemm_rope.h) on the same x with an (N, K) weight read as the QKV
+    projection's (N = 3 H D), in each shape: first as a plain GEMM (nothing turned: its pairs epilogue stores
+    the accumulators as they are), then with q and k turned, so that the mainloop's and the rotation's costs
+    show apart; against "cuBLAS GEMM of one half" above, the same (M, N) GEMM."""
+    from trm_fast import _native
+    from trm_fast.models.layers import RotaryEmbedding
+    from trm_fast.ops import linear_rope
+
+    m, k = x.shape
+    n = w.shape[0]
+    d = n // (3 * heads)
+    cos, sin = (t.cuda() for t in RotaryEmbedding(d, seq, 10000.0)())
+    why = linear_rope.unsupported_sm90(x.view(m // seq, seq, k), w, cos, sin, heads)
+    if why is not None:
+        print(f"no CUTLASS RoPE rows: {why}", flush=True)
+        return
+    ext = _native.extension()
+    pairs = linear_rope.rope_pair_order(w, heads, dim=0)
+    plain = torch.nn.functional.linear(x, pairs)
+    turned = linear_rope.linear_rope_pairs_reference(x.view(m // seq, seq, k), w, cos, sin, heads).view(m, n)
+    out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+    ws = {c: torch.empty(ext.gemm_rope_sm90_workspace(c, m, n, k), dtype=torch.uint8, device="cuda")
+          for c in range(ext.ROPE_SM90_CONFIGS)}
+    for config in range(ext.ROPE_SM90_CONFIGS):
+        cases = ((0, plain, "plain GEMM (nothing turned)"), (2 * heads * d, turned, "q, k turned"))
+        for rotated, expected, what in cases:
+            def call():
+                ext.gemm_rope_sm90(config, x.data_ptr(), k, pairs.data_ptr(), k, out.data_ptr(), n, cos.data_ptr(),
+                                   sin.data_ptr(), seq, d, rotated, m, n, k, ws[config].data_ptr(), x.device.index,
+                                   _native.stream(x))
+
+            out.fill_(float("nan"))
+            call()
+            error = (out.float() - expected.float()).abs().max().item()
+            if not error <= 2e-2 + 2e-2 * expected.float().abs().max().item():
+                print(f"CUTLASS RoPE config {config}, {what}: WRONG, max error {error:.3g}", flush=True)
+                continue
+            report(f"CUTLASS RoPE config {config}: {what}", do_bench(call), half=True, rope_sm90_config=config)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
 import torch
 import trm_fast
 from trm_fast.models import CastedSparseEmbedding
@@ -173,3 +174,31 @@ def training_grads(cls, overrides, recompute: bool, device="cpu", compile=False,
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     grads["puzzle_emb.local_weights"] = model.puzzle_emb.local_weights.grad.clone()
     return grads, sum(saved)
+
+
+def _sm90_missing():
+    """Why the CUTLASS kernels (csrc/sm90) cannot run here, or None."""
+    if not torch.cuda.is_available():
+        return "no GPU"
+    if torch.cuda.get_device_capability() != (9, 0):
+        return f"{torch.cuda.get_device_name()} is not a Hopper GPU"
+    return trm_fast.backend.sm90_status()
+
+
+def sm90_gpu(fn):
+    """Marks a test of the CUTLASS kernels: `gpu`, and skipped with the reason where the GPU or the build lacks
+    them."""
+    why = _sm90_missing()
+    reason = f"needs a Hopper GPU and trm_fast._C built with CUTLASS ({why})"
+    fn = pytest.mark.skipif(why is not None, reason=reason)(fn)
+    return pytest.mark.gpu(fn)
+
+
+def sm90_configs(count_name):
+    """Every shape config of a CUTLASS kernel, as the build reports them (trm_fast._C.<count_name>); [0] where
+    the tests skip."""
+    if _sm90_missing() is not None:
+        return [0]
+    from trm_fast import _C
+
+    return list(range(getattr(_C, count_name)))

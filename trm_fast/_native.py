@@ -30,6 +30,22 @@ def sm90_status() -> Optional[str]:
     return backend.sm90_status()
 
 
+def sm90_unsupported(x: torch.Tensor) -> Optional[str]:
+    """Why no CUTLASS kernel of csrc/sm90 can run on x, or None: what they all need before their own operand
+    checks. x on a CUDA device, the extension built with them, a Hopper GPU (compute capability 9.0: sm_90a
+    code runs there only), bf16."""
+    if x.device.type != "cuda":
+        return f"x is on {x.device}, the kernel needs a CUDA device"
+    why = sm90_status()
+    if why is not None:
+        return why
+    if torch.cuda.get_device_capability(x.device) != (9, 0):
+        return f"{x.device} is not a Hopper GPU (compute capability 9.0)"
+    if x.dtype != torch.bfloat16:
+        return f"x must be bfloat16, got {x.dtype}"
+    return None
+
+
 def extension():
     """The module ``trm_fast._C``; FusedUnavailableError saying why where it cannot be loaded."""
     reason = status()

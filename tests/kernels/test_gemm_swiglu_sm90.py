@@ -4,32 +4,16 @@ such a GPU: the reasons it gives, and that the op's other paths run instead."""
 
 import pytest
 import torch
-from helpers import assert_close_at_worst
+from helpers import assert_close_at_worst, sm90_configs, sm90_gpu
 from trm_fast import backend, ops
 from trm_fast.ops.linear_swiglu import (interleaved_pairs, launch_sm90, linear_swiglu_fused,
                                         linear_swiglu_reference, linear_swiglu_sm90, unsupported_sm90)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
-needs_sm90 = [pytest.mark.gpu,  # with the reason where the GPU or the build lacks it
-              pytest.mark.skipif(not HOPPER or backend.sm90_status() is not None,
-                                 reason=f"needs a Hopper GPU and trm_fast._C built with CUTLASS "
-                                        f"({backend.sm90_status() if torch.cuda.is_available() else 'no GPU'})")]
+CONFIGS = sm90_configs("SM90_CONFIGS")
 # (B, R, K, N): TRM's MLP at batch 768 and 1, HRM's sequence (82), and odd sizes: rows and columns that are
 # not multiples of a tile, K not a multiple of the 64-wide K step
-
-
-def _configs():
-    """Every shape config of the kernel (csrc/sm90/gemm_swiglu.h), as the build reports them; [0] where the
-    tests skip."""
-    if not HOPPER or backend.sm90_status() is not None:
-        return [0]
-    from trm_fast import _C
-
-    return list(range(_C.SM90_CONFIGS))
-
-
-CONFIGS = _configs()
 SHAPES = [(768, 97, 512, 1536), (1, 97, 512, 1536), (3, 82, 512, 1536), (2, 5, 40, 24), (1, 1, 16, 16)]
 
 
@@ -50,13 +34,7 @@ def _assert_matches(h, x, w, what):
     assert_close_at_worst(h, truth, atol=3 * torch_err + 1e-4, rtol=0, what=what)
 
 
-def _gpu(fn):
-    for mark in needs_sm90:
-        fn = mark(fn)
-    return fn
-
-
-@_gpu
+@sm90_gpu
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("config", CONFIGS)
 def test_matches_reference(shape, config):
@@ -66,7 +44,7 @@ def test_matches_reference(shape, config):
     _assert_matches(h, x, w, f"{shape} config {config}")
 
 
-@_gpu
+@sm90_gpu
 @pytest.mark.parametrize("config", CONFIGS)
 def test_poisoned_output_and_padded_rows(config):
     """Straight to the launcher: every element of a NaN-filled output written, x read through rows longer
@@ -81,7 +59,7 @@ def test_poisoned_output_and_padded_rows(config):
         _assert_matches(linear_swiglu_sm90(xs, w, config), xs, w, f"x {tuple(xs.shape)}")
 
 
-@_gpu
+@sm90_gpu
 def test_opcheck_and_dispatch():
     x, w = _inputs((2, 9, 64, 40), seed=12)
     torch.library.opcheck(linear_swiglu_sm90, (x, w))
@@ -99,7 +77,7 @@ def test_opcheck_and_dispatch():
         backend.AUTO_OPS.update(saved)
 
 
-@_gpu
+@sm90_gpu
 def test_bad_inputs_name_the_problem():
     x, w = _inputs((2, 9, 64, 40), seed=13)
     assert "bfloat16" in unsupported_sm90(x.half(), w.half())

@@ -6,7 +6,7 @@ adjacent pairs of the GEMM's output) is RoPE in that order, and the reasons the 
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close_at_worst
+from helpers import assert_close_at_worst, sm90_configs, sm90_gpu
 from trm_fast import backend
 from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.attention import attention_reference, self_attention
@@ -14,34 +14,11 @@ from trm_fast.ops.linear_rope import (launch_sm90, linear_rope_pairs_reference, 
                                       linear_rope_sm90, rope_pair_order, unsupported_sm90)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
-needs_sm90 = [pytest.mark.gpu,  # with the reason where the GPU or the build lacks it
-              pytest.mark.skipif(not HOPPER or backend.sm90_status() is not None,
-                                 reason=f"needs a Hopper GPU and trm_fast._C built with CUTLASS "
-                                        f"({backend.sm90_status() if torch.cuda.is_available() else 'no GPU'})")]
 # (B, S, K, H, D): TRM's attention at batch 768 and 1, HRM's sequence (82), ARC's (916) at a small batch, a
 # 128-wide head, and odd sizes: rows and columns that are not multiples of a tile, K not one of the 64-wide K step
 SHAPES = [(768, 97, 512, 8, 64), (1, 97, 512, 8, 64), (3, 82, 512, 8, 64), (2, 916, 512, 8, 64),
           (2, 33, 64, 1, 128), (2, 5, 40, 2, 8), (1, 1, 16, 1, 8)]
-
-
-def _configs():
-    """Every shape config of the kernel (csrc/sm90/gemm_rope.h), as the build reports them; [0] where the tests
-    skip."""
-    if not HOPPER or backend.sm90_status() is not None:
-        return [0]
-    from trm_fast import _C
-
-    return list(range(_C.ROPE_SM90_CONFIGS))
-
-
-CONFIGS = _configs()
-
-
-def _gpu(fn):
-    for mark in needs_sm90:
-        fn = mark(fn)
-    return fn
+CONFIGS = sm90_configs("ROPE_SM90_CONFIGS")
 
 
 def _inputs(shape, seed, dtype=torch.bfloat16, device=DEVICE):
@@ -62,7 +39,7 @@ def _assert_matches(out, x, w, cos, sin, h, what):
     assert_close_at_worst(out, truth, atol=3 * torch_err + 1e-4, rtol=0, what=what)
 
 
-@_gpu
+@sm90_gpu
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("config", CONFIGS)
 def test_matches_reference(shape, config):
@@ -73,7 +50,7 @@ def test_matches_reference(shape, config):
     _assert_matches(out, x, w, cos, sin, h, f"{shape} config {config}")
 
 
-@_gpu
+@sm90_gpu
 @pytest.mark.parametrize("config", CONFIGS)
 def test_poisoned_output_and_padded_rows(config):
     """Straight to the launcher: every element of a NaN-filled output written, x read through rows longer than
@@ -89,7 +66,7 @@ def test_poisoned_output_and_padded_rows(config):
     _assert_matches(linear_rope_sm90(one, w, cos[:1], sin[:1], h, config), one, w, cos[:1], sin[:1], h, "one row")
 
 
-@_gpu
+@sm90_gpu
 def test_opcheck_and_attention_through_it():
     x, w, cos, sin = _inputs((2, 9, 64, 2, 32), seed=12)  # D 32: the least 'fused' attention takes
     torch.library.opcheck(linear_rope_sm90, (x, w, cos, sin, 2))
@@ -106,7 +83,7 @@ def test_opcheck_and_attention_through_it():
         backend.AUTO_OPS.update(saved)
 
 
-@_gpu
+@sm90_gpu
 def test_bad_inputs_name_the_problem():
     x, w, cos, sin = _inputs((2, 9, 64, 2, 16), seed=13)
     assert "bfloat16" in unsupported_sm90(x.half(), w.half(), cos, sin, 2)

@@ -11,11 +11,13 @@ take 314 us, and the engine's 16-step evaluation 949 ms with it against 850 with
 takes 408 against 314 us, and the evaluation 866 against 855 ms (..._f3678c6_*): closer, still a loss. 'auto'
 does not run it (trm_fast.backend.AUTO_OPS), 'fused' does.
 
-On Hopper a second fused path (op ``linear_rope_sm90``, csrc/sm90/gemm_rope.h) is one CUTLASS ping-pong GEMM
-whose epilogue rotates each thread's accumulators in registers. It needs RoPE's pairs (a head's dims j and
+On Hopper a second fused path (op ``linear_rope_sm90``, csrc/sm90/gemm_rope.h) is one CUTLASS warp-specialised
+GEMM whose epilogue rotates each thread's accumulators in registers. It needs RoPE's pairs (a head's dims j and
 j + D/2) in adjacent columns, so it runs on the weight's q and k rows reordered (`rope_pair_order`) and returns
 q and k in that order: attention's q.k is the same sum in any order of a head's dims, and attention is the
-output's only reader. It runs only where AUTO_OPS names it, an experiment's set.
+output's only reader. On an H100 it lost by far (867 us in its best shape; the engine's evaluation 1,147
+against 888 ms, bench/results/2026-12-06_h100_2c85212_sm90_*), so it runs only where AUTO_OPS names it, an
+experiment's set.
 
 The model reaches them through `trm_fast.ops.attention.self_attention`, which runs one where the backend and
 the call allow (forward only: while autograd records, the official two steps run) and otherwise the
@@ -189,16 +191,7 @@ def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, s
     extension built with it, bf16, the operands and tables every kernel takes, an even head dim, and the
     16-byte alignment TMA needs (K and 3 H D multiples of 8, x's rows flattened to one 16-byte aligned
     stride). Strides and offsets only: torch.compile traces it."""
-    if x.device.type != "cuda":
-        return f"x is on {x.device}, the kernel needs a CUDA device"
-    why = _native.sm90_status()
-    if why is not None:
-        return why
-    if torch.cuda.get_device_capability(x.device) != (9, 0):
-        return f"{x.device} is not a Hopper GPU (compute capability 9.0)"
-    if x.dtype != torch.bfloat16:
-        return f"x must be bfloat16, got {x.dtype}"
-    why = _operands_unsupported(x, weight, num_heads)
+    why = _native.sm90_unsupported(x) or _operands_unsupported(x, weight, num_heads)
     if why is not None:
         return why
     n, k = weight.shape

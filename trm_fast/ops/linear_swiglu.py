@@ -11,7 +11,9 @@ the gate half, then CUTLASS's warp-specialised GEMM for the up half (csrc/sm90),
 gate tile and writes silu(gate) * up. The gate half makes one round trip through memory (2 M N bytes each
 way in bf16, against 4 M N written and read back unfused). Measured on an H200 it loses: 583.6 us in its best
 shape at sudoku_attn's batch 768, against 512.5 us for cuBLAS + inductor's SwiGLU, its epilogue costing more
-than the GEMM (bench/NOTES.md, "Gate/up + SwiGLU on CUTLASS's Hopper GEMM"). So it runs only where AUTO_OPS
+than the GEMM (bench/NOTES.md, "Gate/up + SwiGLU on CUTLASS's Hopper GEMM"). Its later shapes run one GEMM
+over the gate and up rows interleaved in pairs and write h from registers; on an H100 the best of them took
+665 us against 580 unfused (bench/results/2026-12-06_h100_2c85212_sm90_*). So it runs only where AUTO_OPS
 names it, an experiment's set.
 
 The fused paths are forward only: while autograd records (grad mode on and x or the weight requiring grad)
@@ -102,16 +104,7 @@ def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
     """Why the CUTLASS kernel cannot take this call, or None: a Hopper GPU (compute capability 9.0: sm_90a
     code runs there only), the extension built with it, bf16, the operands every kernel of the op takes, and
     the 16-byte alignment TMA needs (K and N multiples of 8, x's rows and the weight 16-byte aligned)."""
-    if x.device.type != "cuda":
-        return f"x is on {x.device}, the kernel needs a CUDA device"
-    why = _native.sm90_status()
-    if why is not None:
-        return why
-    if torch.cuda.get_device_capability(x.device) != (9, 0):
-        return f"{x.device} is not a Hopper GPU (compute capability 9.0)"
-    if x.dtype != torch.bfloat16:
-        return f"x must be bfloat16, got {x.dtype}"
-    why = _operands_unsupported(x, weight)
+    why = _native.sm90_unsupported(x) or _operands_unsupported(x, weight)
     if why is not None:
         return why
     k, n = weight.shape[1], weight.shape[0] // 2
