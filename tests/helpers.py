@@ -109,6 +109,14 @@ def error_line(stderr: str, command: str) -> str:
     return lines[0]
 
 
+def rounding_atol(torch_err, truth, dtype):
+    """The tolerance of a kernel against the fp64 truth: a few times PyTorch's own error in `dtype`
+    (`torch_err`), plus one unit in the last place of the largest output, since a kernel that rounds its fp32
+    result once may land on the neighbour of what PyTorch's roundings give; with few outputs PyTorch's own
+    error can be far under an ulp (a 16-output fp16 case of the gate/up kernel failed by one ulp)."""
+    return 3 * torch_err + torch.finfo(dtype).eps * truth.abs().max().item() + 1e-4
+
+
 def assert_close_at_worst(actual, expected, atol, rtol, what):
     """allclose, and on failure where the worst element is, what it is and what it should be."""
     err = (actual.double() - expected.double()).abs()
