@@ -18,8 +18,8 @@
 #            each batch,seq of $SM90_TILES, default sudoku_attn's and arc_attn's), kernels (QKV + RoPE against cuBLAS
 #            + inductor's RoPE, bench/test_kernels.py), engine (the 16-step evaluation of sudoku_attn at batch 768 on
 #            'auto' without the CUTLASS ops, then with each ';'-separated set of $SM90_SETS added, the SwiGLU op in
-#            shape $SM90_SHAPE (default 4), the RoPE op in $SM90_ROPE_SHAPE (default 0); on $SM90_OPS, default auto,
-#            add ",reference" for PyTorch's ops). Needs
+#            shape $SM90_SHAPE, the RoPE op in $SM90_ROPE_SHAPE (unset: each op's SM90_CONFIG); on $SM90_OPS,
+#            default auto, add ",reference" for PyTorch's ops). Needs
 #            .whl/nvidia_cutlass-*.whl carried
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
@@ -94,9 +94,10 @@ elif [ "$phase" = sm90 ]; then
         sets=(--auto-ops "$base")
         IFS=';' read -ra extra <<< "${SM90_SETS:-linear_swiglu_sm90;linear_rope_sm90;linear_swiglu_sm90,linear_rope_sm90}"
         for set in "${extra[@]}"; do sets+=(--auto-ops "$base,$set"); done
+        [ -z "${SM90_SHAPE:-}" ] || sets+=(--sm90-config "$SM90_SHAPE")  # else the ops' SM90_CONFIG
+        [ -z "${SM90_ROPE_SHAPE:-}" ] || sets+=(--rope-sm90-config "$SM90_ROPE_SHAPE")
         (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops "${SM90_OPS:-auto}" "${sets[@]}" \
-            --sm90-config "${SM90_SHAPE:-4}" --rope-sm90-config "${SM90_ROPE_SHAPE:-0}" --out "$out/engine_ops.jsonl") \
-            2>&1 | tee -a "$log"
+            --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
     fi
 elif [ "$phase" = infer ]; then
     # one call may not hold them all (10 minutes): CONFIGS and B1_CONFIGS pick, an empty one skips
