@@ -60,8 +60,7 @@ def gemm_rope(config, batch, seq, k, heads, d, pad):
     err = (out.cpu().float() - want).abs().max().item()
     ok = err <= 0.05 * max(1.0, want.abs().max().item())
     print(f"gemm_rope_sm90 config {config} batch {batch} seq {seq} k {k} heads {heads} d {d} pad {pad}: "
-          f"max error {err:.3g}"
-          f"{'' if ok else '  <-- OFF'}")
+          f"max error {err:.3g}{'' if ok else '  <-- OFF'}")
     return ok
 
 

@@ -18,22 +18,22 @@ struct RopePair {
     int64_t ldo = 0;
     const float* cos = nullptr;  // (seq, head_dim): column i < head_dim / 2 is pair i's
     const float* sin = nullptr;
-    int seq = 1, head_dim = 2, rotated = 0;  // columns below `rotated` (the q and k heads) turn
-    // row % seq and column % head_dim by multiply and shift: a division by a run-time value is ~20 instructions,
-    // and the epilogue takes two per pair (bench/NOTES.md, "QKV + RoPE on CUTLASS")
-    cutlass::FastDivmod by_seq{1}, by_head_dim{2};
+    int rotated = 0;  // columns below it (the q and k heads) turn
+    // seq and head_dim as divisors: row % seq and column % head_dim by multiply and shift, where a division by a
+    // run-time value is ~20 instructions and the epilogue takes two per pair (bench/NOTES.md, "QKV + RoPE on
+    // CUTLASS")
+    cutlass::FastDivmod seq{1}, head_dim{2};
   };
   static bool valid(Arguments const& args) {
-    return args.out != nullptr && args.seq > 0 && args.head_dim > 0 && args.head_dim % 2 == 0 &&
-           args.by_seq.divisor == args.seq && args.by_head_dim.divisor == args.head_dim &&
-           (args.rotated == 0 || (args.cos != nullptr && args.sin != nullptr));
+    return args.out != nullptr && args.seq.divisor > 0 && args.head_dim.divisor > 0 &&
+           args.head_dim.divisor % 2 == 0 && (args.rotated == 0 || (args.cos != nullptr && args.sin != nullptr));
   }
   CUTLASS_DEVICE static void store(Arguments const& args, int row, int column, float a, float b) {
     if (column < args.rotated) {
       int sequence, position, head, dim;
-      args.by_seq(sequence, position, row);
-      args.by_head_dim(head, dim, column);
-      int const table = position * args.head_dim + dim / 2;
+      args.seq(sequence, position, row);
+      args.head_dim(head, dim, column);
+      int const table = position * args.head_dim.divisor + dim / 2;
       float const c = args.cos[table], s = args.sin[table];
       float const turned_a = a * c - b * s;
       b = b * c + a * s;
@@ -51,13 +51,7 @@ struct GemmRope {
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out,
                                             int64_t ldo, const float* cos, const float* sin, int64_t seq,
                                             int64_t head_dim, int64_t rotated, int64_t m, int64_t n, int64_t k) {
-    RopePair::Arguments pair{static_cast<BF16*>(out),
-                             ldo,
-                             cos,
-                             sin,
-                             static_cast<int>(seq),
-                             static_cast<int>(head_dim),
-                             static_cast<int>(rotated),
+    RopePair::Arguments pair{static_cast<BF16*>(out), ldo, cos, sin, static_cast<int>(rotated),
                              cutlass::FastDivmod(static_cast<int>(seq)),
                              cutlass::FastDivmod(static_cast<int>(head_dim))};
     return pairs_arguments<Gemm>(x, ldx, w, ldw, m, n, k, pair);
