@@ -21,13 +21,17 @@
 #            shape $SM90_SHAPE, the RoPE op in $SM90_ROPE_SHAPE (unset: each op's SM90_CONFIG); on $SM90_OPS,
 #            default auto, add ",reference" for PyTorch's ops). Needs
 #            .whl/nvidia_cutlass-*.whl carried
+#   mlpt     MLP-t's token mix (kernels/token_mix.py): its GPU tests, compute-sanitizer on its
+#            kernels, each kernel against its floor and the compiled official order (bench/token_mix.py, batch 768
+#            and 1), the micro-benchmark rows, then sudoku_mlpt's 16-step evaluation at batch 768 on 'auto' without
+#            and with `token_mix`, and on PyTorch's ops (bench/engine_ops.py). About 5 minutes
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|infer}
-phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|infer}
+commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|infer}
+phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|infer}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 log="$out/fused_$phase.log"
 source "$(dirname "$0")/device_common.sh"
@@ -53,7 +57,7 @@ if [ "$phase" = kernels ]; then
     done
 elif [ "$phase" = tests ]; then
     python3 -m pytest -q -m gpu -p no:cacheprovider --durations=10 tests/kernels/test_linear_swiglu.py \
-        tests/kernels/test_linear_rope.py tests/kernels/test_attention.py tests/kernels/test_linear_add_rms_norm.py \
+        tests/kernels/test_linear_rope.py tests/kernels/test_attention.py tests/kernels/test_linear_add_rms_norm.py tests/kernels/test_token_mix.py \
         tests/engine tests/test_models.py 2>&1 | tee "$out/gpu_tests.log" | tail -16 | tee -a "$log" || true
     for tool in memcheck racecheck; do
         compute-sanitizer --tool "$tool" --error-exitcode 9 python3 bench/sanitize_triton.py \
@@ -99,6 +103,25 @@ elif [ "$phase" = sm90 ]; then
         (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops "${SM90_OPS:-auto}" "${sets[@]}" \
             --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
     fi
+elif [ "$phase" = mlpt ]; then
+    timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_token_mix.py \
+        > "$out/pytest_mlpt.log" 2>&1 || true
+    tail -3 "$out/pytest_mlpt.log" | tee -a "$log"
+    for tool in memcheck racecheck; do
+        timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 9 python3 bench/sanitize_triton.py token_mix \
+            >> "$out/sanitizer_mlpt.log" 2>&1 && echo "$tool: clean" | tee -a "$log" \
+            || echo "$tool: FAILED (see sanitizer_mlpt.log)" | tee -a "$log"
+    done
+    for batch in 768 1; do
+        (cd /tmp && python3 "$repo/bench/token_mix.py" --batch "$batch" --json "$out/token_mix.jsonl") 2>&1 \
+            | tee -a "$log" || true
+    done
+    timeout 150 python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "token_mix" --benchmark-only \
+        --benchmark-columns=min,mean,max --benchmark-json "$out/microbench_mlpt.json" 2>&1 | tail -8 | tee -a "$log" \
+        || true
+    base=add_rms_norm,swiglu,linear_swiglu
+    (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_mlpt 768 --ops auto,reference --auto-ops "$base" \
+        --auto-ops "$base,token_mix" --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
 elif [ "$phase" = infer ]; then
     # one call may not hold them all (10 minutes): CONFIGS and B1_CONFIGS pick, an empty one skips
     configs=${CONFIGS-sudoku_attn sudoku_hrm sudoku_mlpt arc_attn}; b1_configs=${B1_CONFIGS-sudoku_attn arc_attn}
@@ -111,5 +134,5 @@ elif [ "$phase" = infer ]; then
             --json "$out/bench_infer_b1.json" --no-png
     fi
 else
-    echo "unknown phase $phase: kernels, tests, ncu, sm90 or infer" >&2; exit 2
+    echo "unknown phase $phase: kernels, tests, ncu, sm90, mlpt or infer" >&2; exit 2
 fi

@@ -3,7 +3,8 @@
     compute-sanitizer --tool memcheck  python bench/sanitize_triton.py
     compute-sanitizer --tool racecheck python bench/sanitize_triton.py [KERNEL ...]
 
-KERNEL (linear_swiglu, linear_add_rms_norm, linear_rope, attention, swiglu, rope) picks some; default all.
+KERNEL (linear_swiglu, linear_add_rms_norm, linear_rope, attention, swiglu, rope, token_mix) picks some; default
+all.
 
 The autotuned kernels get each of a few representative configs in turn (their tile list cut to that one
 config, so the autotuner launches it once and times nothing: under the tools a timing loop would take
@@ -50,7 +51,7 @@ def _close(name, got, want) -> bool:
     return ok
 
 
-SECTIONS = ("linear_swiglu", "linear_add_rms_norm", "linear_rope", "attention", "swiglu", "rope")
+SECTIONS = ("linear_swiglu", "linear_add_rms_norm", "linear_rope", "attention", "swiglu", "rope", "token_mix")
 
 
 def main(sections) -> int:
@@ -146,6 +147,17 @@ def main(sections) -> int:
         cs, sn = cs.to(dev), sn.to(dev)
         ok &= _close("rope forward", rope.rope_qk_(qkv.clone(), cs, sn, heads), want)
         ok &= _close("rope backward", rope.rope_qk_(qkv.clone(), cs, sn, heads, backward=True), back)
+
+    if "token_mix" in sections:  # MLP-t's two kernels, at 37 positions (a partial K step and row block)
+        from trm_fast.kernels import token_mix
+        from trm_fast.ops.token_mix import token_mix_reference
+
+        h = torch.randn(b, s, k, dtype=dt, device=dev)
+        w_gu, w_down = (torch.randn(*shape, dtype=dt, device=dev) * shape[1]**-0.5 for shape in ((1024, s), (s, 512)))
+        want = _on_cpu(token_mix_reference, h, w_gu, w_down, 1e-5)
+        for c in _pinned(token_mix._gate_up_swiglu_kernel, lambda c: True, limit=2):
+            for c2 in _pinned(token_mix._down_add_norm_kernel, lambda c: True, limit=2):
+                ok &= _close(f"token_mix {c} / {c2}", token_mix.token_mix(h, w_gu, w_down, 1e-5), want)
     torch.cuda.synchronize()
     print("triton", triton.__version__, "all results match" if ok else "SOME RESULTS ARE WRONG", flush=True)
     return 0 if ok else 1

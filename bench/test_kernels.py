@@ -149,6 +149,22 @@ def _linear_add_rms_norm_forward(batch, seq, k):
     return calls, (batch * seq * (k + 2 * D) + D * k) * BF16, (batch, seq, k, D)
 
 
+def _token_mix_forward(batch):
+    """MLP-t's token mix (sudoku_mlpt: 97 positions, hidden 512, inner width 512): h (B, S, D) and the two weights
+    in, rms_norm over positions of h + MLP(h) out. The reference is what the compiled model ran before the
+    kernels: the official transposed order, cuBLAS's GEMMs and inductor's SwiGLU and add + RMSNorm (compiled
+    here, before any timing)."""
+    from trm_fast.kernels.token_mix import token_mix
+    from trm_fast.ops.token_mix import token_mix_reference
+
+    seq, inner = 97, 512
+    h, w_gu, w_down = _randn(batch, seq, D), _randn(2 * inner, seq) * seq**-0.5, _randn(seq, inner) * inner**-0.5
+    reference = torch.compile(token_mix_reference, dynamic=False)
+    calls = {"fused": lambda: token_mix(h, w_gu, w_down, EPS), "reference": lambda: reference(h, w_gu, w_down, EPS)}
+    # the floor's bytes: h read twice and y written, the SwiGLU activation written and read once
+    return calls, batch * D * (3 * seq + 2 * inner) * BF16, (batch, seq, D, inner)
+
+
 CASES = {
     "add_rms_norm forward": _add_rms_norm_forward,
     "add_rms_norm backward": _add_rms_norm_backward,
@@ -177,6 +193,8 @@ CASES = {
     "linear_rope forward sm90 c2": functools.partial(_linear_rope_forward, 768, 97, sm90=2),
     "linear_rope forward sm90 b1": functools.partial(_linear_rope_forward, 1, 97, sm90=0),
     "linear_rope forward sm90 arc": functools.partial(_linear_rope_forward, 192, 916, sm90=0),
+    "token_mix forward": functools.partial(_token_mix_forward, 768),  # sudoku_mlpt
+    "token_mix forward b1": functools.partial(_token_mix_forward, 1),
 }
 
 

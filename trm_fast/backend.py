@@ -120,11 +120,12 @@ def triton_unsupported(t, name: str, backend: str) -> Optional[str]:
     return None
 
 
-def unlike(x, **tensors) -> Optional[str]:
-    """Why the named tensors cannot go into one kernel with x (another dtype or device), or None."""
+def unlike(x, x_name: str = "x", **tensors) -> Optional[str]:
+    """Why the named tensors cannot go into one kernel with x (another dtype or device), or None; `x_name`: what
+    the op calls x."""
     for name, t in tensors.items():
         if t.device != x.device or t.dtype != x.dtype:
-            return f"{name} ({t.dtype} on {t.device}) must have x's dtype and device ({x.dtype} on {x.device})"
+            return f"{name} ({t.dtype} on {t.device}) must have {x_name}'s dtype and device ({x.dtype} on {x.device})"
     return None
 
 

@@ -107,11 +107,15 @@ class SwiGLU(nn.Module):
         self.gate_up_proj = CastedLinear(width, 2 * inner, bias=False)
         self.down_proj = CastedLinear(inner, width, bias=False)
 
-    def forward(self, x: torch.Tensor, eps: Optional[float] = None) -> torch.Tensor:
-        """MLP(x); with `eps`, rms_norm(x + MLP(x)), the post-norm block's second half."""
+    def forward(self, x: torch.Tensor, eps: Optional[float] = None, positions: bool = False) -> torch.Tensor:
+        """MLP(x); with `eps`, rms_norm(x + MLP(x)), the post-norm block's second half. With `positions` (and
+        `eps`), MLP-t's sublayer: x (B, S, D), this MLP as wide as its positions S, applied and normalised along
+        them, in x's layout (the op may skip the official model's transposes)."""
         # the weights go to one op, which chooses the kernels (gate_up_proj's and down_proj's own forwards, and
         # so their hooks, are not called)
         gate_up_weight, down_weight = self.gate_up_proj.weight.to(x.dtype), self.down_proj.weight.to(x.dtype)
+        if positions:
+            return ops.token_mix(x, gate_up_weight, down_weight, eps, backend=self.backend, recompute=self.recompute)
         if eps is None:
             return ops.swiglu_mlp(x, gate_up_weight, down_weight, backend=self.backend, recompute=self.recompute)
         return ops.swiglu_mlp_add_rms_norm(x, gate_up_weight, down_weight, eps, backend=self.backend,
@@ -133,11 +137,9 @@ class Block(nn.Module):
 
     def forward(self, h: torch.Tensor, cos_sin) -> torch.Tensor:
         # each sublayer goes to one op with the residual add and the norm after it, which chooses the kernels
-        # (o_proj's own forward, and so its hooks, is not called); MLP-t's token mix, normalised across
-        # positions in the transposed layout, is the MLP and a separate add + norm
+        # (o_proj's own forward, and so its hooks, is not called); MLP-t's token mix normalises across positions
         if self.use_mlp_t:
-            h_t = h.transpose(1, 2)  # (B, D, S): mix along the sequence, normalise over it
-            h = ops.add_rms_norm(h_t, self.mlp_t(h_t), self.eps, backend=self.backend).transpose(1, 2)
+            h = self.mlp_t(h, eps=self.eps, positions=True)
         else:
             mixed = self.self_attn(h, cos_sin, project=False)
             h = ops.linear_add_rms_norm(mixed, self.self_attn.o_proj.weight.to(mixed.dtype), h, self.eps,

@@ -12,6 +12,8 @@ from .mlp import swiglu_mlp, swiglu_mlp_add_rms_norm
 from .rms_norm import add_rms_norm
 from .swiglu import swiglu
 from .swiglu_linear import swiglu_linear
+from .token_mix import token_mix
 
 __all__ = ["BACKENDS", "add_rms_norm", "linear_add_rms_norm", "linear_swiglu", "recomputes_in_ops", "resolve_backend",
-           "rope_attention", "self_attention", "swiglu", "swiglu_linear", "swiglu_mlp", "swiglu_mlp_add_rms_norm"]
+           "rope_attention", "self_attention", "swiglu", "swiglu_linear", "swiglu_mlp", "swiglu_mlp_add_rms_norm",
+           "token_mix"]
