@@ -157,7 +157,7 @@ def main(sections) -> int:
         want = _on_cpu(token_mix_reference, h, w_gu, w_down, 1e-5)
         for c in _pinned(token_mix._gate_up_swiglu_kernel, lambda c: True, limit=2):
             for c2 in _pinned(token_mix._down_add_norm_kernel, lambda c: True, limit=2):
-                ok &= _close(f"token_mix {c} / {c2}", token_mix.token_mix(h, w_gu, w_down, 1e-5), want)
+                ok &= _close(f"token_mix {c} / {c2}", token_mix.token_mix(h, w_gu, w_down, 1e-5)[0], want)
     torch.cuda.synchronize()
     print("triton", triton.__version__, "all results match" if ok else "SOME RESULTS ARE WRONG", flush=True)
     return 0 if ok else 1

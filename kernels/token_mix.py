@@ -86,8 +86,8 @@ def _gate_up_swiglu_kernel(w_ptr, stride_wr, h_ptr, stride_hb, stride_hs, stride
                                    (32, 32, 4, 4)], interpreted=(32, 16, 4, 1)),
                  key=["S", "I", "D", "ELEMENT_SIZE"])
 @triton.jit
-def _down_add_norm_kernel(w_ptr, stride_wr, a_ptr, h_ptr, stride_hb, stride_hs, stride_hd, y_ptr, B, S, I, D,
-                          ELEMENT_SIZE, eps, INPUT_PRECISION: tl.constexpr, BLOCK_S: tl.constexpr,
+def _down_add_norm_kernel(w_ptr, stride_wr, a_ptr, h_ptr, stride_hb, stride_hs, stride_hd, y_ptr, rstd_ptr, B, S, I,
+                          D, ELEMENT_SIZE, eps, INPUT_PRECISION: tl.constexpr, BLOCK_S: tl.constexpr,
                           BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr):
     # program (column block, b)
     b = tl.program_id(1).to(tl.int64)
@@ -110,6 +110,7 @@ def _down_add_norm_kernel(w_ptr, stride_wr, a_ptr, h_ptr, stride_hb, stride_hs, 
     rstd = tl.rsqrt(tl.sum(s * s, 0) / S + eps)
     y_ptrs = y_ptr + b * S * D + offs_s[:, None] * D + offs_d[None, :]
     tl.store(y_ptrs, (s * rstd[None, :]).to(y_ptr.dtype.element_ty), mask=inside)
+    tl.store(rstd_ptr + b * D + offs_d, rstd, mask=offs_d < D)
 
 
 def _precision(h: torch.Tensor) -> str:
@@ -128,25 +129,27 @@ def gate_up_swiglu(h: torch.Tensor, gate_up_weight: torch.Tensor, a: torch.Tenso
     return a
 
 
-def down_add_norm(a: torch.Tensor, h: torch.Tensor, down_weight: torch.Tensor, eps: float,
-                  y: torch.Tensor) -> torch.Tensor:
-    """The second kernel: y (B, S, D), contiguous, = rms_norm over positions of h[b] + W_down a[b]."""
+def down_add_norm(a: torch.Tensor, h: torch.Tensor, down_weight: torch.Tensor, eps: float, y: torch.Tensor,
+                  rstd: torch.Tensor):
+    """The second kernel: y (B, S, D), contiguous, = rms_norm over positions of h[b] + W_down a[b]; rstd (B, D),
+    fp32, contiguous, each column's 1 / rms (for the backward)."""
     batch, positions, width = h.shape
     _down_add_norm_kernel[lambda m: (triton.cdiv(width, m["BLOCK_D"]), batch)](
-        down_weight, down_weight.stride(0), a, h, *h.stride(), y, batch, positions, a.shape[1], width,
+        down_weight, down_weight.stride(0), a, h, *h.stride(), y, rstd, batch, positions, a.shape[1], width,
         h.element_size(), eps, INPUT_PRECISION=_precision(h), BLOCK_S=max(16, triton.next_power_of_2(positions)))
-    return y
 
 
 def token_mix(h: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor, eps: float,
-              out: torch.Tensor | None = None) -> torch.Tensor:
-    """y (B, S, D) = rms_norm over positions of h + W_down swiglu(W_gu h), per puzzle, for h (B, S, D) with any
-    strides, gate_up_weight (2I, S) and down_weight (S, I) with unit stride on their last axis, one dtype,
-    S <= MAX_POSITIONS (the caller checks: trm_fast.ops.token_mix); `out`, if given, a contiguous (B, S, D)
-    tensor of h's dtype."""
+              out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, rstd): y (B, S, D) = rms_norm over positions of h + W_down swiglu(W_gu h), per puzzle, and rstd (B, D),
+    fp32, each column's 1 / rms, for h (B, S, D) with any strides, gate_up_weight (2I, S) and down_weight (S, I)
+    with unit stride on their last axis, one dtype, S <= MAX_POSITIONS (the caller checks:
+    trm_fast.ops.token_mix); `out`, if given, a contiguous (B, S, D) tensor of h's dtype for y."""
     batch, positions, width = h.shape
     y = torch.empty((batch, positions, width), dtype=h.dtype, device=h.device) if out is None else out
+    rstd = torch.empty((batch, width), dtype=torch.float32, device=h.device)
     if y.numel() == 0:
-        return y
+        return y, rstd
     a = torch.empty((batch, down_weight.shape[1], width), dtype=h.dtype, device=h.device)
-    return down_add_norm(gate_up_swiglu(h, gate_up_weight, a), h, down_weight, eps, y)
+    down_add_norm(gate_up_swiglu(h, gate_up_weight, a), h, down_weight, eps, y, rstd)
+    return y, rstd

@@ -137,7 +137,8 @@ _warned = set()
 # (`recomputes_in_ops`). The others (attention, linear_rope, linear_add_rms_norm) run on 'fused' alone. An
 # experiment may change the set before it builds a model (bench/engine_ops.py and bench/train_memory.py
 # --auto-ops).
-AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "swiglu_linear", "recomputed_mlp", "recomputed_attention"}
+AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "swiglu_linear", "recomputed_mlp", "recomputed_attention",
+            "token_mix"}
 
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:

@@ -4,7 +4,8 @@ dispatch, opcheck, the model on it, and its refusals."""
 
 import pytest
 import torch
-from helpers import assert_close_at_worst, assert_kernel_and_op_match, rounding_atol
+from helpers import (assert_close_at_worst, assert_kernel_and_op_match, assert_within_torch_error, output_and_grads,
+                     rounding_atol)
 from trm_fast import ops
 from trm_fast.ops.token_mix import token_mix_fused, token_mix_reference, unsupported
 
@@ -37,10 +38,22 @@ def _check(shape, dtype, seed, device, transposed_h=False):
     torch_err = (token_mix_reference(h, w_gu, w_down, EPS).double() - truth).abs().max().item()
     out = torch.full(h.shape, float("nan"), dtype=dtype, device=device)
     module.token_mix(h, w_gu, w_down, EPS, out=out)
-    op = token_mix_fused(h, w_gu, w_down, EPS)
+    op = token_mix_fused(h, w_gu, w_down, EPS)[0]
     # one ulp of the largest output beside PyTorch's own error (helpers.rounding_atol): the kernels add the
     # residual in fp32 where the reference rounds the sum first
     assert_kernel_and_op_match(out, op, truth, rounding_atol(torch_err, truth, dtype) / 3, f"{shape} {dtype}")
+
+
+def _check_grads(shape, dtype, seed, device):
+    """The op's output and its four gradients (h, both weights; eps has none) against autograd through the fp64
+    reference, each within a few times PyTorch's own error in this dtype (its reference's, through autograd)."""
+    h, w_gu, w_down = _inputs(shape, dtype, device, seed)
+    dy = torch.randn(h.shape, generator=torch.Generator().manual_seed(seed + 1)).to(device, dtype)
+    inputs = (h, w_gu, w_down)
+    fused = output_and_grads(lambda *t: token_mix_fused(*t, EPS)[0], inputs, dy)
+    truth = output_and_grads(lambda *t: token_mix_reference(*t, EPS), [t.double() for t in inputs], dy.double())
+    torch_ = output_and_grads(lambda *t: token_mix_reference(*t, EPS), inputs, dy)
+    assert_within_torch_error(("y", "dh", "dW_gate_up", "dW_down"), fused, truth, torch_, f"{shape} {dtype}")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
@@ -48,6 +61,12 @@ def _check(shape, dtype, seed, device, transposed_h=False):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_interpreter_matches_reference(shape, dtype):
     _check(shape, dtype, seed=hash((shape, str(dtype))) % 2**31, device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+@pytest.mark.parametrize("shape", SHAPES_CPU[:2])
+def test_interpreter_gradients(shape):
+    _check_grads(shape, torch.float32, seed=hash(shape) % 2**31, device="cpu")
 
 
 def test_interpreter_takes_any_strides():
@@ -63,6 +82,13 @@ def test_gpu_matches_reference(shape, dtype):
     _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda", transposed_h=shape[0] == 5)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(64, 97, 512, 512), (1, 97, 512, 512), (3, 30, 200, 256)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_gpu_gradients(shape, dtype):
+    _check_grads(shape, dtype, seed=torch.seed() % 2**31, device="cuda")
+
+
 def test_op_dispatch_and_opcheck():
     h, w_gu, w_down = _inputs((2, 9, 32, 16), torch.float32, DEVICE, seed=3)
     want = token_mix_reference(h, w_gu, w_down, EPS)
@@ -73,12 +99,8 @@ def test_op_dispatch_and_opcheck():
     assert torch.equal(want, official)
     assert_close_at_worst(ops.token_mix(h, w_gu, w_down, EPS, backend="fused"), want.double(), atol=1e-4, rtol=0,
                           what="fused")
-    torch.library.opcheck(token_mix_fused, (h, w_gu, w_down, EPS))
-    if DEVICE == "cuda":  # (on the CPU the reference's add + RMSNorm has no 'fused' kernel to run)
-        # with autograd recording, the reference runs (the kernels are forward only): gradients flow
-        hg = h.clone().requires_grad_(True)
-        ops.token_mix(hg, w_gu, w_down, EPS, backend="fused").sum().backward()
-        assert hg.grad is not None and torch.isfinite(hg.grad).all()
+    leaves = [t.clone().requires_grad_(True) for t in (h, w_gu, w_down)]
+    torch.library.opcheck(token_mix_fused, (*leaves, EPS))
 
 
 @pytest.mark.gpu

@@ -8,11 +8,12 @@ activation, no projection output and no pre-norm sum in memory (2.1 GB less traf
 batch 768, bench/NOTES.md).
 
 Shapes: h (B, S, D); gate_up_weight (2I, S), down_weight (S, I) as nn.Linear stores them -> y (B, S, D).
-FLOPs per call: 2 B D (2 I S + S I). The fused path is forward only: while autograd records, the reference
-runs, with its own ops on the backend asked for (and `recompute`'s op where the model was built with it).
+FLOPs per call: 2 B D (2 I S + S I). The fused path's backward (`_backward`) keeps no activation of its own and
+runs the gate/up projection again, whether or not the model was built with `recompute`; the reference's follows
+`recompute` as the channel MLP does (trm_fast.ops.swiglu_mlp).
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -31,8 +32,8 @@ def token_mix_reference(h: torch.Tensor, gate_up_weight: torch.Tensor, down_weig
 
 @torch.library.custom_op("trm_fast::token_mix", mutates_args=())
 def token_mix_fused(h: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor,
-                    eps: float) -> torch.Tensor:
-    """The two Triton kernels, in h's layout; forward only."""
+                    eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(y, rstd): the two Triton kernels, in h's layout; rstd (B, D), fp32, each column's 1 / rms."""
     from ..kernels.token_mix import token_mix as kernels
 
     return kernels(h, gate_up_weight, down_weight, eps)
@@ -40,7 +41,43 @@ def token_mix_fused(h: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: 
 
 @token_mix_fused.register_fake
 def _(h, gate_up_weight, down_weight, eps):
-    return h.new_empty(h.shape)
+    return h.new_empty(h.shape), h.new_empty((h.shape[0], h.shape[2]), dtype=torch.float32)
+
+
+def _setup_context(ctx, inputs, output):
+    h, gate_up_weight, down_weight, _ = inputs
+    y, rstd = output
+    ctx.mark_non_differentiable(rstd)
+    ctx.save_for_backward(h, gate_up_weight, down_weight, y, rstd)
+
+
+def _columns(t: torch.Tensor) -> torch.Tensor:
+    """(B, R, D) -> (R, B D): every puzzle's columns side by side, so that each GEMM of the backward is one GEMM."""
+    return t.transpose(0, 1).reshape(t.shape[1], -1)
+
+
+def _backward(ctx, dy, _drstd):
+    """Keeps nothing the forward did not have at hand (h, y and one fp32 per column): the gate/up projection runs
+    again (2 I S FLOPs per column, a third of the forward's), so the sublayer holds no activation of its own
+    between the forward and the backward, where the official order keeps gate_up and the SwiGLU product
+    (6 I elements per column, 18 GiB across sudoku_mlpt's 14 gradient layers at batch 768). The GEMMs run on
+    (S, B D) copies of h and ds, each as one GEMM whose weight gradients sum over every column in fp32."""
+    h, gate_up_weight, down_weight, y, rstd = ctx.saved_tensors
+    batch, positions, width = h.shape
+    # the norm over positions, per column: ds = rstd (dy - y mean(dy y))
+    dyf, yf = dy.float(), y.float()
+    ds = (rstd[:, None, :] * (dyf - yf * (dyf * yf).mean(1, keepdim=True))).to(h.dtype)
+    h_cols, ds_cols = _columns(h), _columns(ds)
+    gate, up = (gate_up_weight @ h_cols).float().chunk(2)  # (I, B D) each, rounded as the forward's
+    sig = torch.sigmoid(gate)
+    a = (gate * sig * up).to(h.dtype)
+    da = (down_weight.t() @ ds_cols).float()
+    dgate_up = torch.cat((da * up * sig * (1 + gate * (1 - sig)), da * gate * sig)).to(h.dtype)
+    dh = ds + (gate_up_weight.t() @ dgate_up).view(positions, batch, width).transpose(0, 1)
+    return dh, dgate_up @ h_cols.t(), ds_cols @ a.t(), None
+
+
+token_mix_fused.register_autograd(_backward, setup_context=_setup_context)
 
 
 def unsupported(h: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor,
@@ -74,6 +111,6 @@ def token_mix(h: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.
     (S, I) in h's dtype -> (B, S, D). `recompute`: the model was built with it (the backward recomputes what it
     can)."""
     why_not = lambda: unsupported(h, gate_up_weight, down_weight, backend)  # noqa: E731
-    if not _backend.records(h, gate_up_weight, down_weight) and _backend.use_fused(backend, "token_mix", why_not):
-        return token_mix_fused(h, gate_up_weight, down_weight, eps)
+    if _backend.use_fused(backend, "token_mix", why_not):
+        return token_mix_fused(h, gate_up_weight, down_weight, eps)[0]
     return token_mix_reference(h, gate_up_weight, down_weight, eps, backend, recompute)
