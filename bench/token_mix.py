@@ -1,7 +1,7 @@
-"""Where MLP-t's token mix spends its time: each of trm_fast's two kernels alone, both as the op, and the official
-transposed order under torch.compile, at sudoku_mlpt's shape (97 positions, hidden 512, inner width 512), bf16,
-Triton's do_bench medians; each against its byte floor at the copy rate measured in the same run. One JSON line
-per row.
+"""Where MLP-t's token mix spends its time: the two-pass version's kernels alone and together, the one-kernel
+version (the op's), and the official transposed order under torch.compile, at sudoku_mlpt's shape (97
+positions, hidden 512, inner width 512), bf16, Triton's do_bench medians; each against its byte floor at the
+copy rate measured in the same run. One JSON line per row.
 
     python bench/token_mix.py --batch 768 [--json rows.jsonl]
 """
@@ -47,8 +47,10 @@ def main():
     rows = [  # name, call, bytes the floor moves, FLOPs
         ("gate/up + SwiGLU kernel", gate_up, b * WIDTH * (SEQ + INNER) * bf16, 4 * b * WIDTH * INNER * SEQ),
         ("down + add + norm kernel", down, b * WIDTH * (INNER + 2 * SEQ) * bf16, 2 * b * WIDTH * INNER * SEQ),
-        ("both (trm_fast.kernels.token_mix)", lambda: kernels.token_mix(h, w_gu, w_down, EPS),
+        ("both (token_mix_two_pass)", lambda: kernels.token_mix_two_pass(h, w_gu, w_down, EPS),
          b * WIDTH * (3 * SEQ + 2 * INNER) * bf16, 6 * b * WIDTH * INNER * SEQ),
+        ("one kernel (trm_fast.kernels.token_mix)", lambda: kernels.token_mix(h, w_gu, w_down, EPS),
+         2 * b * WIDTH * SEQ * bf16, 6 * b * WIDTH * INNER * SEQ),
         ("official order, torch.compile", lambda: reference(h, w_gu, w_down, EPS),
          b * WIDTH * (3 * SEQ + 2 * INNER) * bf16, 6 * b * WIDTH * INNER * SEQ),
     ]

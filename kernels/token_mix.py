@@ -113,6 +113,66 @@ def _down_add_norm_kernel(w_ptr, stride_wr, a_ptr, h_ptr, stride_hb, stride_hs, 
     tl.store(rstd_ptr + b * D + offs_d, rstd, mask=offs_d < D)
 
 
+@triton.autotune(configs=_configs(("BLOCK_I", "BLOCK_D"),  # and warps, stages
+                                  [(64, 64, 4, 2), (64, 128, 8, 2), (32, 128, 8, 2), (64, 64, 8, 2), (32, 64, 4, 2),
+                                   (128, 64, 8, 2)], interpreted=(16, 32, 4, 1)),
+                 key=["S", "I", "D", "ELEMENT_SIZE"])
+@triton.jit
+def _token_mix_kernel(wgu_ptr, stride_wgu, wd_ptr, stride_wd, h_ptr, stride_hb, stride_hs, stride_hd, y_ptr, rstd_ptr,
+                      B, S, I, D, ELEMENT_SIZE, eps, INPUT_PRECISION: tl.constexpr, BLOCK_S: tl.constexpr,
+                      BLOCK_I: tl.constexpr, BLOCK_D: tl.constexpr):
+    # Program (column block, b): both GEMMs back to back, as flash attention runs QK^T and PV. h's block (all S
+    # positions, BLOCK_D columns) is loaded once; per BLOCK_I rows of the inner width, gate and up come from one
+    # dot each (K = the padded positions), SwiGLU makes a's block in registers and the down projection
+    # accumulates it at once, so a never reaches memory: HBM sees h read and y written, nothing else.
+    b = tl.program_id(1).to(tl.int64)
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_i = tl.arange(0, BLOCK_I)
+    positions = tl.where(offs_s < S, offs_s, 0)  # clamped for the down weight's rows; masked where it counts
+    inside = (offs_s[:, None] < S) & (offs_d[None, :] < D)
+    x = tl.load(h_ptr + b * stride_hb + offs_s[:, None] * stride_hs + offs_d[None, :] * stride_hd, mask=inside,
+                other=0.0)
+    acc = tl.zeros((BLOCK_S, BLOCK_D), dtype=tl.float32)
+    for i0 in range(0, I, BLOCK_I):
+        rows = i0 + offs_i
+        # the gate/up weight's columns past S are zeros (the launcher pads its rows to BLOCK_S): no mask, and
+        # vector loads; x's rows past S are zeros too, so they add nothing
+        wg = tl.load(wgu_ptr + rows[:, None] * stride_wgu + offs_s[None, :], mask=rows[:, None] < I, other=0.0)
+        wu = tl.load(wgu_ptr + (rows + I)[:, None] * stride_wgu + offs_s[None, :], mask=rows[:, None] < I, other=0.0)
+        # round as the unfused model does: gate_up to its dtype, then SwiGLU in fp32, a to its dtype
+        g = tl.dot(wg, x, input_precision=INPUT_PRECISION).to(y_ptr.dtype.element_ty).to(tl.float32)
+        u = tl.dot(wu, x, input_precision=INPUT_PRECISION).to(y_ptr.dtype.element_ty).to(tl.float32)
+        a = (g * tl.sigmoid(g) * u).to(y_ptr.dtype.element_ty)
+        wd = tl.load(wd_ptr + positions[:, None] * stride_wd + rows[None, :], mask=rows[None, :] < I, other=0.0)
+        acc = tl.dot(wd, a, acc, input_precision=INPUT_PRECISION)
+    # the down projection's output rounds to the activation dtype; the residual add in fp32; rows past S are zeros
+    s = tl.where(inside, acc.to(y_ptr.dtype.element_ty).to(tl.float32) + x.to(tl.float32), 0.0)
+    rstd = tl.rsqrt(tl.sum(s * s, 0) / S + eps)
+    tl.store(y_ptr + b * S * D + offs_s[:, None] * D + offs_d[None, :], (s * rstd[None, :]).to(y_ptr.dtype.element_ty),
+             mask=inside)
+    tl.store(rstd_ptr + b * D + offs_d, rstd, mask=offs_d < D)
+
+
+def token_mix(h: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor, eps: float,
+              out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, rstd): y (B, S, D) = rms_norm over positions of h + W_down swiglu(W_gu h), per puzzle, and rstd (B, D),
+    fp32, each column's 1 / rms, for h (B, S, D) with any strides, gate_up_weight (2I, S) and down_weight (S, I)
+    with unit stride on their last axis, one dtype, S <= MAX_POSITIONS (the caller checks:
+    trm_fast.ops.token_mix); `out`, if given, a contiguous (B, S, D) tensor of h's dtype for y. One kernel."""
+    batch, positions, width = h.shape
+    y = torch.empty((batch, positions, width), dtype=h.dtype, device=h.device) if out is None else out
+    rstd = torch.empty((batch, width), dtype=torch.float32, device=h.device)
+    if y.numel() == 0:
+        return y, rstd
+    block_s = max(16, triton.next_power_of_2(positions))
+    padded = torch.nn.functional.pad(gate_up_weight, (0, block_s - positions))  # zero columns up to BLOCK_S
+    _token_mix_kernel[lambda m: (triton.cdiv(width, m["BLOCK_D"]), batch)](
+        padded, padded.stride(0), down_weight, down_weight.stride(0), h, *h.stride(), y, rstd, batch, positions,
+        down_weight.shape[1], width, h.element_size(), eps, INPUT_PRECISION=_precision(h), BLOCK_S=block_s)
+    return y, rstd
+
+
 def _precision(h: torch.Tensor) -> str:
     return "ieee" if h.dtype == torch.float32 else "tf32"  # fp32: exact dots, not TF32's
 
@@ -139,12 +199,9 @@ def down_add_norm(a: torch.Tensor, h: torch.Tensor, down_weight: torch.Tensor, e
         h.element_size(), eps, INPUT_PRECISION=_precision(h), BLOCK_S=max(16, triton.next_power_of_2(positions)))
 
 
-def token_mix(h: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor, eps: float,
-              out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y, rstd): y (B, S, D) = rms_norm over positions of h + W_down swiglu(W_gu h), per puzzle, and rstd (B, D),
-    fp32, each column's 1 / rms, for h (B, S, D) with any strides, gate_up_weight (2I, S) and down_weight (S, I)
-    with unit stride on their last axis, one dtype, S <= MAX_POSITIONS (the caller checks:
-    trm_fast.ops.token_mix); `out`, if given, a contiguous (B, S, D) tensor of h's dtype for y."""
+def token_mix_two_pass(h: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor, eps: float,
+                       out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`token_mix` in two kernels, a through memory (`gate_up_swiglu`, `down_add_norm`)."""
     batch, positions, width = h.shape
     y = torch.empty((batch, positions, width), dtype=h.dtype, device=h.device) if out is None else out
     rstd = torch.empty((batch, width), dtype=torch.float32, device=h.device)

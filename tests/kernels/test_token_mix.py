@@ -39,6 +39,8 @@ def _check(shape, dtype, seed, device, transposed_h=False):
     out = torch.full(h.shape, float("nan"), dtype=dtype, device=device)
     module.token_mix(h, w_gu, w_down, EPS, out=out)
     op = token_mix_fused(h, w_gu, w_down, EPS)[0]
+    two_pass = module.token_mix_two_pass(h, w_gu, w_down, EPS)[0]
+    assert_close_at_worst(two_pass, truth, atol=rounding_atol(torch_err, truth, dtype), rtol=0, what="two-pass")
     # one ulp of the largest output beside PyTorch's own error (helpers.rounding_atol): the kernels add the
     # residual in fp32 where the reference rounds the sum first
     assert_kernel_and_op_match(out, op, truth, rounding_atol(torch_err, truth, dtype) / 3, f"{shape} {dtype}")
