@@ -23,7 +23,7 @@
 #            .whl/nvidia_cutlass-*.whl carried
 #   mlpt     MLP-t's token mix (kernels/token_mix.py): its GPU tests, compute-sanitizer on its
 #            kernels, each kernel against its floor and the compiled official order (bench/token_mix.py, batch 768
-#            and 1), the micro-benchmark rows, then sudoku_mlpt's 16-step evaluation at batch 768 on 'auto' without
+#            and 1), then sudoku_mlpt's 16-step evaluation at batch 768 on 'auto' without
 #            and with `token_mix`, and on PyTorch's ops (bench/engine_ops.py). About 5 minutes
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
@@ -116,9 +116,6 @@ elif [ "$phase" = mlpt ]; then
         (cd /tmp && python3 "$repo/bench/token_mix.py" --batch "$batch" --json "$out/token_mix.jsonl") 2>&1 \
             | tee -a "$log" || true
     done
-    timeout 150 python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "token_mix" --benchmark-only \
-        --benchmark-columns=min,mean,max --benchmark-json "$out/microbench_mlpt.json" 2>&1 | tail -8 | tee -a "$log" \
-        || true
     base=add_rms_norm,swiglu,linear_swiglu
     (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_mlpt 768 --ops auto,reference --auto-ops "$base" \
         --auto-ops "$base,token_mix" --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
