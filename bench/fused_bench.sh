@@ -22,9 +22,10 @@
 #            default auto, add ",reference" for PyTorch's ops). Needs
 #            .whl/nvidia_cutlass-*.whl carried
 #   mlpt     MLP-t's token mix (kernels/token_mix.py): its GPU tests, compute-sanitizer on its
-#            kernels, each kernel against its floor and the compiled official order (bench/token_mix.py, batch 768
-#            and 1), then sudoku_mlpt's 16-step evaluation at batch 768 on 'auto' without
-#            and with `token_mix`, and on PyTorch's ops (bench/engine_ops.py). About 5 minutes
+#            kernel, it against its floor and the compiled official order (bench/token_mix.py, batch 768 and 1;
+#            then each tile of $TOKEN_MIX_TILES alone, e.g. "64,64,4,1 128,64,8,2"), then sudoku_mlpt's 16-step
+#            evaluation at batch 768 on 'auto' without and with `token_mix`, and on PyTorch's ops
+#            (bench/engine_ops.py). About 7 minutes
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
@@ -115,6 +116,10 @@ elif [ "$phase" = mlpt ]; then
     for batch in 768 1; do
         (cd /tmp && python3 "$repo/bench/token_mix.py" --batch "$batch" --json "$out/token_mix.jsonl") 2>&1 \
             | tee -a "$log" || true
+    done
+    for tile in ${TOKEN_MIX_TILES:-}; do  # one process each: a tile that faults takes its CUDA context down
+        (cd /tmp && timeout 60 python3 "$repo/bench/token_mix.py" --tile "$tile" --json "$out/token_mix.jsonl") 2>&1 \
+            | tail -1 | tee -a "$log" || true
     done
     base=add_rms_norm,swiglu,linear_swiglu
     (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_mlpt 768 --ops auto,reference --auto-ops "$base" \

@@ -148,19 +148,15 @@ def main(sections) -> int:
         ok &= _close("rope forward", rope.rope_qk_(qkv.clone(), cs, sn, heads), want)
         ok &= _close("rope backward", rope.rope_qk_(qkv.clone(), cs, sn, heads, backward=True), back)
 
-    if "token_mix" in sections:  # MLP-t's two kernels, at 37 positions (a partial K step and row block)
+    if "token_mix" in sections:  # MLP-t's kernel at 37 positions (a partial block of positions)
         from trm_fast.kernels import token_mix
         from trm_fast.ops.token_mix import token_mix_reference
 
         h = torch.randn(b, s, k, dtype=dt, device=dev)
         w_gu, w_down = (torch.randn(*shape, dtype=dt, device=dev) * shape[1]**-0.5 for shape in ((1024, s), (s, 512)))
         want = _on_cpu(token_mix_reference, h, w_gu, w_down, 1e-5)
-        for c in _pinned(token_mix._token_mix_kernel, lambda c: True, limit=3):
+        for c in _pinned(token_mix._token_mix_kernel, lambda c: True, limit=6):
             ok &= _close(f"token_mix {c}", token_mix.token_mix(h, w_gu, w_down, 1e-5)[0], want)
-        for c in _pinned(token_mix._gate_up_swiglu_kernel, lambda c: True, limit=2):
-            for c2 in _pinned(token_mix._down_add_norm_kernel, lambda c: True, limit=2):
-                ok &= _close(f"token_mix two-pass {c} / {c2}", token_mix.token_mix_two_pass(h, w_gu, w_down, 1e-5)[0],
-                             want)
     torch.cuda.synchronize()
     print("triton", triton.__version__, "all results match" if ok else "SOME RESULTS ARE WRONG", flush=True)
     return 0 if ok else 1

@@ -1,9 +1,11 @@
-"""Where MLP-t's token mix spends its time: the two-pass version's kernels alone and together, the one-kernel
-version (the op's), and the official transposed order under torch.compile, at sudoku_mlpt's shape (97
-positions, hidden 512, inner width 512), bf16, Triton's do_bench medians; each against its byte floor at the
-copy rate measured in the same run. One JSON line per row.
+"""MLP-t's token mix: trm_fast's kernel (kernels/token_mix.py) against the official transposed order under
+torch.compile, at sudoku_mlpt's shape (97 positions, hidden 512, inner width 512), bf16, Triton's do_bench
+medians, each against its byte floor at the copy rate measured in the same run. One JSON line per row.
 
     python bench/token_mix.py --batch 768 [--json rows.jsonl]
+    python bench/token_mix.py --tile 64,64,4,2   # the kernel in one tile alone: BLOCK_I, BLOCK_D, warps, stages
+
+Run each --tile in a process of its own: a tile that faults leaves the process's CUDA context unusable.
 """
 
 import argparse
@@ -21,6 +23,7 @@ SEQ, WIDTH, INNER, EPS = 97, 512, 512, 1e-5
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=768)
+    parser.add_argument("--tile", help="BLOCK_I,BLOCK_D,warps,stages: time the kernel in this tile alone")
     parser.add_argument("--json")
     args = parser.parse_args()
     b, bf16 = args.batch, 2
@@ -28,33 +31,24 @@ def main():
     h = torch.randn(b, SEQ, WIDTH, device="cuda", dtype=torch.bfloat16)
     w_gu = torch.randn(2 * INNER, SEQ, device="cuda", dtype=torch.bfloat16) * SEQ**-0.5
     w_down = torch.randn(SEQ, INNER, device="cuda", dtype=torch.bfloat16) * INNER**-0.5
-    a = torch.empty(b, INNER, WIDTH, device="cuda", dtype=torch.bfloat16)
-    y = torch.empty_like(h)
-    rstd = torch.empty(b, WIDTH, device="cuda")
-
-    def gate_up():
-        kernels.gate_up_swiglu(h, w_gu, a)
-
-    def down():
-        kernels.down_add_norm(a, h, w_down, EPS, y, rstd)
-
+    kernel = lambda: kernels.token_mix(h, w_gu, w_down, EPS)  # noqa: E731
     reference = torch.compile(token_mix_reference, dynamic=False)
-    gate_up(), down()  # tuned, and the compiled reference built, before any timing
-    torch.testing.assert_close(y, reference(h, w_gu, w_down, EPS), atol=2e-2, rtol=2e-2)
+    want = reference(h, w_gu, w_down, EPS)
+    if args.tile:
+        bi, bd, warps, stages = map(int, args.tile.split(","))
+        kernels._token_mix_kernel.configs = [triton.Config({"BLOCK_I": bi, "BLOCK_D": bd}, num_warps=warps,
+                                                           num_stages=stages)]
+    torch.testing.assert_close(kernel()[0], want, atol=2e-2, rtol=2e-2)  # tuned, and checked, before any timing
     src = torch.empty(64 * 2**20, device="cuda", dtype=torch.uint8)
     dst = torch.empty_like(src)
     copy_tb_s = 2 * src.numel() / triton.testing.do_bench(lambda: dst.copy_(src)) / 1e9
-    rows = [  # name, call, bytes the floor moves, FLOPs
-        ("gate/up + SwiGLU kernel", gate_up, b * WIDTH * (SEQ + INNER) * bf16, 4 * b * WIDTH * INNER * SEQ),
-        ("down + add + norm kernel", down, b * WIDTH * (INNER + 2 * SEQ) * bf16, 2 * b * WIDTH * INNER * SEQ),
-        ("both (token_mix_two_pass)", lambda: kernels.token_mix_two_pass(h, w_gu, w_down, EPS),
-         b * WIDTH * (3 * SEQ + 2 * INNER) * bf16, 6 * b * WIDTH * INNER * SEQ),
-        ("one kernel (trm_fast.kernels.token_mix)", lambda: kernels.token_mix(h, w_gu, w_down, EPS),
-         2 * b * WIDTH * SEQ * bf16, 6 * b * WIDTH * INNER * SEQ),
-        ("official order, torch.compile", lambda: reference(h, w_gu, w_down, EPS),
-         b * WIDTH * (3 * SEQ + 2 * INNER) * bf16, 6 * b * WIDTH * INNER * SEQ),
-    ]
-    for name, call, nbytes, flops in rows:
+    flops = 6 * b * WIDTH * INNER * SEQ
+    rows = [("trm_fast.kernels.token_mix" + (f" tile {args.tile}" if args.tile else ""), kernel,
+             2 * b * WIDTH * SEQ * bf16)]  # h read, y written
+    if not args.tile:  # h transposed, the gate_up activation, the SwiGLU product and d written and read back
+        rows.append(("official order, torch.compile", lambda: reference(h, w_gu, w_down, EPS),
+                     b * WIDTH * (7 * SEQ + 6 * INNER) * bf16))
+    for name, call, nbytes in rows:
         us = triton.testing.do_bench(call) * 1e3
         row = dict(case=name, batch=b, us=round(us, 1), floor_us=round(nbytes / copy_tb_s / 1e6, 1),
                    tflops=round(flops / us / 1e6, 1), tb_per_s=round(nbytes / us / 1e6, 2),
