@@ -253,3 +253,11 @@ def test_kernel_resources_compiles_every_kernel_for_hopper_without_a_gpu():
                                                     "rope_attention", "rope_attention_tma"}, done.stdout
     for line in lines:
         assert "failed" not in line and re.search(r" \d+ regs +\d+ B spill +[\d.]+ KiB shared +\d+ per SM$", line), line
+
+
+def test_byte_count_of_sudoku_mlpt():
+    # MLP-t's token mix is one kernel that reads h and writes y (kernels/token_mix.py): 2 S D beside the channel
+    # MLP's 5 S D + 6 S I
+    cfg = configs.load("sudoku_mlpt").build(1, "reference").config
+    per_block = (7 * 97 * 512 + 6 * 97 * 1536) * 2
+    assert step_bytes(cfg, False, 768, False, False, 0) == 768 * 42 * per_block

@@ -57,15 +57,15 @@ def step_flops_split(cfg, is_hrm: bool, batch: int, train: bool, learns_q_contin
 
 
 def layer_bytes(cfg) -> float:
-    """HBM bytes of one block application on one sequence when every matmul, the attention kernel and
-    each fused elementwise kernel (add + RMSNorm, SwiGLU) reads its inputs and writes its output once:
-    trm_fast's kernel structure. Weights (L2-resident) and the injection add are not counted."""
+    """HBM bytes of one block application on one sequence when every matmul, the attention kernel, MLP-t's
+    token mix and each fused elementwise kernel (add + RMSNorm, SwiGLU) reads its inputs and writes its output
+    once: trm_fast's kernel structure. Weights (L2-resident) and the injection add are not counted."""
     s, d = cfg.full_seq_len, cfg.hidden_size
     inner = _swiglu_inner(d, cfg.expansion)
     # channel MLP: gate/up (in SD, out 2SI), SwiGLU (in 2SI, out SI), down (in SI, out SD), add+norm (3SD)
     elements = 5 * s * d + 6 * s * inner
-    if cfg.mlp_t:  # the same across positions, width S and inner I_t, then add+norm
-        elements += 5 * s * d + 6 * d * _swiglu_inner(s, cfg.expansion)
+    if cfg.mlp_t:  # the token mix's one kernel (kernels/token_mix.py): h read, y written, the rest on chip
+        elements += 2 * s * d
     else:  # QKV (in SD, out 3SD), attention (in 3SD, out SD), projection (SD, SD), add+norm (3SD)
         elements += 13 * s * d
     return float(elements * _DTYPE_BYTES[cfg.forward_dtype])
