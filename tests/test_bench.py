@@ -261,3 +261,25 @@ def test_byte_count_of_sudoku_mlpt():
     cfg = configs.load("sudoku_mlpt").build(1, "reference").config
     per_block = (7 * 97 * 512 + 6 * 97 * 1536) * 2
     assert step_bytes(cfg, False, 768, False, False, 0) == 768 * 42 * per_block
+
+
+def test_token_mix_floor_counts_at_the_best_rate_of_the_other_gemms(monkeypatch):
+    # MLP-t's token mix is one kernel that writes none of what cuBLAS's GEMMs at its shapes write: its forward
+    # FLOPs count at the fastest rate measured at the channel MLP's shapes, which alone are timed forward
+    from trm_fast.bench import ceilings
+
+    cfg = configs.load("sudoku_mlpt").build(1, "reference").config
+    rates = {(768 * 97, 512, 3072): 500.0, (768 * 97, 1536, 512): 600.0}
+    timed = []
+
+    def fake_gemm(m, k, n, device):
+        timed.append((m, k, n))
+        return rates.get((m, k, n), 100.0)
+    monkeypatch.setattr(ceilings, "measure_gemm", fake_gemm)
+    monkeypatch.setattr(ceilings, "measure_copy", lambda device: 4.0)
+    got = ceilings.measure(cfg, 768, "cuda")
+    assert timed == list(rates)
+    channel = sum(2 * m * k * n / (rate * 1e12) for (m, k, n), rate in rates.items())
+    mix = sum(2 * m * k * n for m, k, n in ceilings.token_mix_shapes(cfg, 768)) / (600.0 * 1e12)
+    assert math.isclose(got["layer_floor_ms"], (channel + mix) * 1e3)
+    assert ceilings.token_mix_shapes(configs.load("sudoku_attn").build(1, "reference").config, 768) == []

@@ -16,13 +16,17 @@ def gemm_shapes(cfg, batch: int):
     s, d = cfg.full_seq_len, cfg.hidden_size
     inner = _swiglu_inner(d, cfg.expansion)
     m = batch * s
-    shapes = [(m, d, 2 * inner), (m, inner, d)]
-    if cfg.mlp_t:
-        inner_t = _swiglu_inner(s, cfg.expansion)
-        shapes += [(batch * d, s, 2 * inner_t), (batch * d, inner_t, s)]
-    else:
-        shapes += [(m, d, 3 * d), (m, d, d)]
-    return shapes
+    return [(m, d, 2 * inner), (m, inner, d)] + (token_mix_shapes(cfg, batch) or [(m, d, 3 * d), (m, d, d)])
+
+
+def token_mix_shapes(cfg, batch: int):
+    """(M, K, N) of MLP-t's two matmuls across positions (the official order's: rows of the transposed view), or
+    [] without MLP-t."""
+    if not cfg.mlp_t:
+        return []
+    s, d = cfg.full_seq_len, cfg.hidden_size
+    inner_t = _swiglu_inner(s, cfg.expansion)
+    return [(batch * d, s, 2 * inner_t), (batch * d, inner_t, s)]
 
 
 def backward_gemm_shapes(cfg, batch: int):
@@ -90,7 +94,7 @@ def measure_copy(device, gbytes: float = 2.0, reps: int = 10) -> float:
 def measure(cfg, batch: int, device, backward: bool = False):
     """Ceilings for this config and batch, and the floor time of one block application; with `backward`,
     that of its backward too (its GEMMs at their own shapes' rates; attention's 2.5x forward FLOPs at the
-    forward kernel's rate)."""
+    forward kernel's rate). MLP-t's forward token mix counts at the best rate of the other GEMMs."""
     def gemm_floor_s(shapes, kind):
         seconds = 0.0
         for m, k, n in shapes:
@@ -100,7 +104,14 @@ def measure(cfg, batch: int, device, backward: bool = False):
         return seconds
 
     gemms = []
-    layer_s = gemm_floor_s(gemm_shapes(cfg, batch), "gemm")
+    shapes, mix = gemm_shapes(cfg, batch), token_mix_shapes(cfg, batch)
+    layer_s = gemm_floor_s(shapes[:len(shapes) - len(mix)], "gemm")  # the token mix's come last
+    if mix:
+        # MLP-t's token mix runs as one kernel (kernels/token_mix.py) that writes none of what cuBLAS's two GEMMs
+        # at these shapes must (the (B D, 2I) activation alone is 805 MB at batch 768), so their rate is no floor
+        # for it: its FLOPs count at the fastest rate cuBLAS reaches at the model's other GEMMs
+        best = max(g["tflops"] for g in gemms)
+        layer_s += sum(2 * m * k * n for m, k, n in mix) / (best * 1e12)
     backward_s = gemm_floor_s(backward_gemm_shapes(cfg, batch), "gemm backward") if backward else None
     result = dict(gemm=gemms, copy_tb_per_s=measure_copy(device))
     if not cfg.mlp_t:
