@@ -42,6 +42,7 @@ KERNELS = {
                             {"INPUT_PRECISION": "tf32", "BLOCK_N": 256, "BLOCK_K": 64},
                             lambda m: {"x_desc": (m["BLOCK_M"], 64), "w_desc": (256, 64),
                                        "r_desc": (m["BLOCK_M"], 256), "y_desc": (m["BLOCK_M"], 256)}),
+    "token_mix": ("token_mix", "_token_mix_kernel", {"INPUT_PRECISION": "tf32", "BLOCK_S": 128}, None),
 }
 SM_REGISTERS, SM_SHARED, PROGRAM_RESERVE = 65536, 233472, 1024
 
@@ -57,7 +58,7 @@ def signature(fn, dtype: str, constexprs: dict, blocks: dict) -> dict:
         elif name.endswith("_desc"):
             sig[name] = f"tensordesc<{dtype}[{','.join(map(str, blocks[name]))}]>"
         elif name.endswith("_ptr"):
-            sig[name] = "*fp32" if name in ("cos_ptr", "sin_ptr") else f"*{dtype}"
+            sig[name] = "*fp32" if name in ("cos_ptr", "sin_ptr", "rstd_ptr") else f"*{dtype}"
         else:
             sig[name] = "fp32" if name in ("qk_scale", "eps") else "i32"
     return sig
