@@ -32,6 +32,9 @@ def main():
     parser.add_argument("--attention-tma", action="store_true",
                         help="the attention op runs the persistent TMA kernel up to S 128 (where `attention` is "
                              "in the auto set; trm_fast.kernels.attention.TMA_BY_DEFAULT)")
+    parser.add_argument("--token-mix-tma", action="store_true",
+                        help="MLP-t's token mix runs its TMA kernel (where `token_mix` is in the auto set; "
+                             "trm_fast.kernels.token_mix.TMA_BY_DEFAULT)")
     parser.add_argument("--sm90-config", type=int, default=None,
                         help="the shape of the CUTLASS gate/up + SwiGLU path where `linear_swiglu_sm90` is in the "
                              "auto set (trm_fast.ops.linear_swiglu.SM90_CONFIG; csrc/sm90/gemm_swiglu.h)")
@@ -46,6 +49,10 @@ def main():
         from trm_fast.kernels import attention
 
         attention.TMA_BY_DEFAULT = True
+    if args.token_mix_tma:
+        from trm_fast.kernels import token_mix
+
+        token_mix.TMA_BY_DEFAULT = True
     # the modules themselves: trm_fast.ops's own names linear_swiglu and linear_rope are functions
     if args.sm90_config is not None:
         importlib.import_module("trm_fast.ops.linear_swiglu").SM90_CONFIG = args.sm90_config

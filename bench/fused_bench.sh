@@ -21,11 +21,11 @@
 #            shape $SM90_SHAPE, the RoPE op in $SM90_ROPE_SHAPE (unset: each op's SM90_CONFIG); on $SM90_OPS,
 #            default auto, add ",reference" for PyTorch's ops). Needs
 #            .whl/nvidia_cutlass-*.whl carried
-#   mlpt     MLP-t's token mix (kernels/token_mix.py): its GPU tests, compute-sanitizer on its
-#            kernel, it against its floor and the compiled official order (bench/token_mix.py, batch 768 and 1;
-#            then each tile of $TOKEN_MIX_TILES alone, e.g. "64,64,4,1 128,64,8,2"), then sudoku_mlpt's 16-step
-#            evaluation at batch 768 on 'auto' without and with `token_mix`, and on PyTorch's ops
-#            (bench/engine_ops.py). About 7 minutes
+#   mlpt     MLP-t's token mix (kernels/token_mix.py): its GPU tests, compute-sanitizer on its two
+#            kernels, each against its floor and the compiled official order (bench/token_mix.py, batch 768 and 1,
+#            pointer then TMA kernel; then each pointer-kernel tile of $TOKEN_MIX_TILES alone, e.g. "64,64,4,1"),
+#            then sudoku_mlpt's 16-step evaluation at batch 768 on 'auto' without and with `token_mix`, on
+#            PyTorch's ops, and with the TMA kernel (bench/engine_ops.py). About 8 minutes
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
@@ -113,9 +113,11 @@ elif [ "$phase" = mlpt ]; then
             >> "$out/sanitizer_mlpt.log" 2>&1 && echo "$tool: clean" | tee -a "$log" \
             || echo "$tool: FAILED (see sanitizer_mlpt.log)" | tee -a "$log"
     done
-    for batch in 768 1; do
-        (cd /tmp && python3 "$repo/bench/token_mix.py" --batch "$batch" --json "$out/token_mix.jsonl") 2>&1 \
-            | tee -a "$log" || true
+    for kernel in "" --tma; do
+        for batch in 768 1; do
+            (cd /tmp && python3 "$repo/bench/token_mix.py" --batch "$batch" $kernel --json "$out/token_mix.jsonl") \
+                2>&1 | tee -a "$log" || true
+        done
     done
     for tile in ${TOKEN_MIX_TILES:-}; do  # one process each: a tile that faults takes its CUDA context down
         (cd /tmp && timeout 60 python3 "$repo/bench/token_mix.py" --tile "$tile" --json "$out/token_mix.jsonl") 2>&1 \
@@ -124,6 +126,8 @@ elif [ "$phase" = mlpt ]; then
     base=add_rms_norm,swiglu,linear_swiglu
     (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_mlpt 768 --ops auto,reference --auto-ops "$base" \
         --auto-ops "$base,token_mix" --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
+    (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_mlpt 768 --ops auto --auto-ops "$base,token_mix" \
+        --token-mix-tma --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
 elif [ "$phase" = infer ]; then
     # one call may not hold them all (10 minutes): CONFIGS and B1_CONFIGS pick, an empty one skips
     configs=${CONFIGS-sudoku_attn sudoku_hrm sudoku_mlpt arc_attn}; b1_configs=${B1_CONFIGS-sudoku_attn arc_attn}

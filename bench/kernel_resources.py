@@ -43,6 +43,9 @@ KERNELS = {
                             lambda m: {"x_desc": (m["BLOCK_M"], 64), "w_desc": (256, 64),
                                        "r_desc": (m["BLOCK_M"], 256), "y_desc": (m["BLOCK_M"], 256)}),
     "token_mix": ("token_mix", "_token_mix_kernel", {"INPUT_PRECISION": "tf32", "BLOCK_S": 128}, None),
+    "token_mix_tma": ("token_mix", "_token_mix_tma_kernel", {"INPUT_PRECISION": "tf32", "BLOCK_S": 128},
+                      lambda m: {"wgu_desc": (m["BLOCK_I"], 128), "wd_desc": (128, m["BLOCK_I"]),
+                                 "h_desc": (1, 128, m["BLOCK_D"]), "y_desc": (1, 128, m["BLOCK_D"])}),
 }
 SM_REGISTERS, SM_SHARED, PROGRAM_RESERVE = 65536, 233472, 1024
 

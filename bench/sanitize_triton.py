@@ -156,7 +156,9 @@ def main(sections) -> int:
         w_gu, w_down = (torch.randn(*shape, dtype=dt, device=dev) * shape[1]**-0.5 for shape in ((1024, s), (s, 512)))
         want = _on_cpu(token_mix_reference, h, w_gu, w_down, 1e-5)
         for c in _pinned(token_mix._token_mix_kernel, lambda c: True, limit=6):
-            ok &= _close(f"token_mix {c}", token_mix.token_mix(h, w_gu, w_down, 1e-5)[0], want)
+            ok &= _close(f"token_mix {c}", token_mix.token_mix(h, w_gu, w_down, 1e-5, tma=False)[0], want)
+        for c in _pinned(token_mix._token_mix_tma_kernel, lambda c: True, limit=5):
+            ok &= _close(f"token_mix TMA {c}", token_mix.token_mix(h, w_gu, w_down, 1e-5, tma=True)[0], want)
     torch.cuda.synchronize()
     print("triton", triton.__version__, "all results match" if ok else "SOME RESULTS ARE WRONG", flush=True)
     return 0 if ok else 1

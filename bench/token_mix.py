@@ -4,6 +4,7 @@ medians, each against its byte floor at the copy rate measured in the same run. 
 
     python bench/token_mix.py --batch 768 [--json rows.jsonl]
     python bench/token_mix.py --tile 64,64,4,2   # the kernel in one tile alone: BLOCK_I, BLOCK_D, warps, stages
+    python bench/token_mix.py --tma [--tile ...] # the TMA kernel (kernels/token_mix._token_mix_tma_kernel)
 
 Run each --tile in a process of its own: a tile that faults leaves the process's CUDA context unusable.
 """
@@ -24,6 +25,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=768)
     parser.add_argument("--tile", help="BLOCK_I,BLOCK_D,warps,stages: time the kernel in this tile alone")
+    parser.add_argument("--tma", action="store_true", help="the TMA kernel instead of the pointer one")
     parser.add_argument("--json")
     args = parser.parse_args()
     b, bf16 = args.batch, 2
@@ -31,19 +33,21 @@ def main():
     h = torch.randn(b, SEQ, WIDTH, device="cuda", dtype=torch.bfloat16)
     w_gu = torch.randn(2 * INNER, SEQ, device="cuda", dtype=torch.bfloat16) * SEQ**-0.5
     w_down = torch.randn(SEQ, INNER, device="cuda", dtype=torch.bfloat16) * INNER**-0.5
-    kernel = lambda: kernels.token_mix(h, w_gu, w_down, EPS)  # noqa: E731
+    kernel = lambda: kernels.token_mix(h, w_gu, w_down, EPS, tma=args.tma)  # noqa: E731
+    tuned = kernels._token_mix_tma_kernel if args.tma else kernels._token_mix_kernel
     reference = torch.compile(token_mix_reference, dynamic=False)
     want = reference(h, w_gu, w_down, EPS)
     if args.tile:
         bi, bd, warps, stages = map(int, args.tile.split(","))
-        kernels._token_mix_kernel.configs = [triton.Config({"BLOCK_I": bi, "BLOCK_D": bd}, num_warps=warps,
-                                                           num_stages=stages)]
+        tuned.configs = [triton.Config({"BLOCK_I": bi, "BLOCK_D": bd}, num_warps=warps, num_stages=stages,
+                                       pre_hook=tuned.configs[0].pre_hook)]
     torch.testing.assert_close(kernel()[0], want, atol=2e-2, rtol=2e-2)  # tuned, and checked, before any timing
     src = torch.empty(64 * 2**20, device="cuda", dtype=torch.uint8)
     dst = torch.empty_like(src)
     copy_tb_s = 2 * src.numel() / triton.testing.do_bench(lambda: dst.copy_(src)) / 1e9
     flops = 6 * b * WIDTH * INNER * SEQ
-    rows = [("trm_fast.kernels.token_mix" + (f" tile {args.tile}" if args.tile else ""), kernel,
+    name = "trm_fast.kernels.token_mix" + (" tma" if args.tma else "") + (f" tile {args.tile}" if args.tile else "")
+    rows = [(name, kernel,
              2 * b * WIDTH * SEQ * bf16)]  # h read, y written
     if not args.tile:  # h transposed, the gate_up activation, the SwiGLU product and d written and read back
         rows.append(("official order, torch.compile", lambda: reference(h, w_gu, w_down, EPS),

@@ -16,6 +16,8 @@ EPS = 1e-5
 # and 32-wide tiles unevenly
 SHAPES_GPU = [(768, 97, 512, 512), (1, 97, 512, 512), (5, 97, 512, 512), (3, 256, 512, 512), (2, 30, 200, 256)]
 SHAPES_CPU = [(2, 17, 40, 48), (1, 97, 32, 64), (3, 5, 64, 16)]
+# the TMA kernel's: I a multiple of 128 (its largest BLOCK_I)
+SHAPES_TMA_CPU = [(2, 17, 40, 128), (1, 97, 32, 256)]
 
 
 def _inputs(shape, dtype, device, seed):
@@ -27,8 +29,8 @@ def _inputs(shape, dtype, device, seed):
     return h.to(device, dtype), w_gu.to(device, dtype), w_down.to(device, dtype)
 
 
-def _check(shape, dtype, seed, device, transposed_h=False):
-    """The kernel, into a poisoned output, against the fp64 reference; the op's output too."""
+def _check(shape, dtype, seed, device, transposed_h=False, tma=False):
+    """The kernel (`tma`: the TMA one), into a poisoned output, against the fp64 reference; the op's output too."""
     from trm_fast.kernels import token_mix as module
 
     h, w_gu, w_down = _inputs(shape, dtype, device, seed)
@@ -37,7 +39,7 @@ def _check(shape, dtype, seed, device, transposed_h=False):
     truth = token_mix_reference(h.double(), w_gu.double(), w_down.double(), EPS)
     torch_err = (token_mix_reference(h, w_gu, w_down, EPS).double() - truth).abs().max().item()
     out = torch.full(h.shape, float("nan"), dtype=dtype, device=device)
-    module.token_mix(h, w_gu, w_down, EPS, out=out)
+    module.token_mix(h, w_gu, w_down, EPS, out=out, tma=tma)
     op = token_mix_fused(h, w_gu, w_down, EPS)[0]
     # one ulp of the largest output beside PyTorch's own error (helpers.rounding_atol): the kernels add the
     # residual in fp32 where the reference rounds the sum first
@@ -64,6 +66,13 @@ def test_interpreter_matches_reference(shape, dtype):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+@pytest.mark.parametrize("shape", SHAPES_TMA_CPU)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_interpreter_tma_kernel_matches_reference(shape, dtype):
+    _check(shape, dtype, seed=hash((shape, str(dtype), "tma")) % 2**31, device="cpu", tma=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
 @pytest.mark.parametrize("shape", SHAPES_CPU[:2])
 def test_interpreter_gradients(shape):
     _check_grads(shape, torch.float32, seed=hash(shape) % 2**31, device="cpu")
@@ -80,6 +89,15 @@ def test_interpreter_takes_any_strides():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_gpu_matches_reference(shape, dtype):
     _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda", transposed_h=shape[0] == 5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [s for s in SHAPES_GPU if s[1] <= 128 and s[3] % 128 == 0 and s[2] % 8 == 0])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_gpu_tma_kernel_matches_reference(shape, dtype):
+    if torch.cuda.get_device_properties(0).major < 9:
+        pytest.skip("the TMA kernel needs a Hopper or newer GPU")
+    _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda", tma=True)
 
 
 @pytest.mark.gpu
@@ -134,3 +152,7 @@ def test_bad_inputs_name_the_problem():
         many, torch.zeros(32, 257, device=DEVICE), torch.zeros(257, 16, device=DEVICE), "fused")
     assert "unit stride on their last axis" in unsupported(h, w_gu.t().contiguous().t(), w_down, "fused")
     assert "bfloat16, float16 or float32" in unsupported(h.double(), w_gu.double(), w_down.double(), "fused")
+    from trm_fast.kernels.token_mix import token_mix
+
+    with pytest.raises(ValueError, match="I a multiple of 128"):  # the TMA kernel, asked for where it cannot load
+        token_mix(h, w_gu, w_down, EPS, tma=True)
