@@ -57,7 +57,7 @@ def _configs(tiles, pre_hook=None):
                  key=["S", "I", "D", "ELEMENT_SIZE"])
 @triton.jit
 def _token_mix_kernel(wgu_ptr, stride_wgu, wd_ptr, stride_wd, h_ptr, stride_hb, stride_hs, stride_hd, y_ptr, rstd_ptr,
-                      B, S, I, D, ELEMENT_SIZE, eps, INPUT_PRECISION: tl.constexpr, BLOCK_S: tl.constexpr,
+                      S, I, D, ELEMENT_SIZE, eps, INPUT_PRECISION: tl.constexpr, BLOCK_S: tl.constexpr,
                       BLOCK_I: tl.constexpr, BLOCK_D: tl.constexpr):
     # Program (column block, b): both GEMMs back to back, as flash attention runs QK^T and PV. h's block (all S
     # positions, BLOCK_D columns) is loaded once; per BLOCK_I rows of the inner width, gate and up come from one
@@ -180,6 +180,6 @@ def token_mix(h: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.
                                     INPUT_PRECISION=_precision(h), BLOCK_S=block_s)
         return y, rstd
     _token_mix_kernel[grid](
-        padded, padded.stride(0), down_weight, down_weight.stride(0), h, *h.stride(), y, rstd, batch, positions,
+        padded, padded.stride(0), down_weight, down_weight.stride(0), h, *h.stride(), y, rstd, positions,
         down_weight.shape[1], width, h.element_size(), eps, INPUT_PRECISION=_precision(h), BLOCK_S=block_s)
     return y, rstd
