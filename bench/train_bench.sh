@@ -14,6 +14,9 @@
 #           and with cuda_graph=true (no tests, no profile: the trainer against the bench, quickly)
 #   fit     bench/train_fit.py: the largest sudoku_attn and arc_attn batch whose training step fits 24 and
 #           80 GiB, reference ops against the trainer's, with and without recompute
+#   mlpt    sudoku_mlpt: the bench's train rows (engine, reference-compile, reference-eager, then engine with
+#           --recompute); `trm-fast train sudoku_mlp` on generated Sudoku at the same batch (768), with and
+#           without arch.recompute: its own steps/s and peak memory
 #   configs the bench's train rows of sudoku_mlpt, sudoku_hrm and arc_attn (or of $CONFIGS), then their engine
 #           rows with --recompute
 #   recompute GPU tests of the ops that keep a sublayer's input alone (trm_fast.ops.recomputed_*) and of the
@@ -24,8 +27,8 @@
 #           cuda_graph
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|recompute|recompute-speed}
-phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|recompute|recompute-speed}
+commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|mlpt|recompute|recompute-speed}
+phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|mlpt|recompute|recompute-speed}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 log="$out/train_$phase.log"
 source "$(dirname "$0")/device_common.sh"
@@ -88,6 +91,15 @@ elif [ "$phase" = configs ]; then
     bench "${configs[@]}" --mode train --backend engine,reference-compile,reference-eager \
         --json "$out/bench_configs.json" --png "$out/bench_configs.png"
     bench "${configs[@]}" --mode train --backend engine --recompute --json "$out/bench_configs.json" --no-png
+elif [ "$phase" = mlpt ]; then
+    bench sudoku_mlpt --mode train --backend engine,reference-compile,reference-eager --json "$out/bench_mlpt.json" \
+        --png "$out/bench_mlpt.png"
+    bench sudoku_mlpt --mode train --backend engine --recompute --json "$out/bench_mlpt.json" --no-png
+    data /tmp/gen20k 20000
+    echo "== trainer, sudoku_mlp at batch 768 (the bench's engine row)" | tee -a "$log"
+    train /tmp/run_mlp sudoku_mlp "data_paths=[/tmp/gen20k]" epochs=4
+    echo "== trainer, the same with arch.recompute=true (the bench's engine+recompute row)" | tee -a "$log"
+    train /tmp/run_mlp_rc sudoku_mlp "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true
 elif [ "$phase" = recompute ]; then
     (cd "$repo" && timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_rope.py \
         tests/kernels/test_recomputed_mlp.py tests/kernels/test_recomputed_attention.py tests/test_recompute.py \
@@ -106,5 +118,5 @@ elif [ "$phase" = recompute-speed ]; then
     echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
     train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
-    echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, recompute or recompute-speed" >&2; exit 2
+    echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute or recompute-speed" >&2; exit 2
 fi
