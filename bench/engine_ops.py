@@ -32,9 +32,9 @@ def main():
     parser.add_argument("--attention-tma", action="store_true",
                         help="the attention op runs the persistent TMA kernel up to S 128 (where `attention` is "
                              "in the auto set; trm_fast.kernels.attention.TMA_BY_DEFAULT)")
-    parser.add_argument("--token-mix-tma", action="store_true",
-                        help="MLP-t's token mix runs its TMA kernel (where `token_mix` is in the auto set; "
-                             "trm_fast.kernels.token_mix.TMA_BY_DEFAULT)")
+    parser.add_argument("--token-mix-pointer", action="store_true",
+                        help="MLP-t's token mix runs its pointer kernel, not the TMA one (where `token_mix` is in "
+                             "the auto set; trm_fast.kernels.token_mix.TMA_BY_DEFAULT)")
     parser.add_argument("--sm90-config", type=int, default=None,
                         help="the shape of the CUTLASS gate/up + SwiGLU path where `linear_swiglu_sm90` is in the "
                              "auto set (trm_fast.ops.linear_swiglu.SM90_CONFIG; csrc/sm90/gemm_swiglu.h)")
@@ -49,10 +49,10 @@ def main():
         from trm_fast.kernels import attention
 
         attention.TMA_BY_DEFAULT = True
-    if args.token_mix_tma:
+    if args.token_mix_pointer:
         from trm_fast.kernels import token_mix
 
-        token_mix.TMA_BY_DEFAULT = True
+        token_mix.TMA_BY_DEFAULT = False
     # the modules themselves: trm_fast.ops's own names linear_swiglu and linear_rope are functions
     if args.sm90_config is not None:
         importlib.import_module("trm_fast.ops.linear_swiglu").SM90_CONFIG = args.sm90_config
@@ -79,7 +79,8 @@ def main():
             torch.cuda.reset_peak_memory_stats()
             times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
             row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(auto_ops or ()), warmup_s=warm,
-                       attention_tma=args.attention_tma, sm90_config=args.sm90_config,
+                       attention_tma=args.attention_tma, token_mix_tma=not args.token_mix_pointer,
+                       sm90_config=args.sm90_config,
                        rope_sm90_config=args.rope_sm90_config,
                        **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                        device=torch.cuda.get_device_name())

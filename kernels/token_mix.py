@@ -33,9 +33,10 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 from ..backend import interpreting
 
 MAX_POSITIONS = 256  # a program holds BLOCK_S >= S rows of fp32 accumulators
-# The TMA kernel (`_token_mix_tma_kernel`) by default where it loads: off until a device call times it against the
-# pointer kernel (bench/token_mix.py --tma; bench/engine_ops.py --token-mix-tma)
-TMA_BY_DEFAULT = False
+# The TMA kernel (`_token_mix_tma_kernel`) by default where it loads. One H100 call at sudoku_mlpt's batch 768
+# (bench/NOTES.md): 659 against the pointer kernel's 702 us alone, 941.8 against 975.1 ms for the engine's 16-step
+# evaluation. An experiment may turn it off (bench/engine_ops.py --token-mix-pointer).
+TMA_BY_DEFAULT = True
 
 
 def _configs(tiles, pre_hook=None):
