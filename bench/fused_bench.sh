@@ -27,13 +27,17 @@
 #            then sudoku_mlpt's 16-step evaluation at batch 768 on 'auto' without and with `token_mix`, on
 #            PyTorch's ops, and with the pointer kernel (bench/engine_ops.py). About 8 minutes; its tests stop
 #            at 150 s (the whole file takes ~300 s on an H100: the `tests` phase runs it)
+#   b1       which kernels pay at batch 1: the engine's 16-step evaluation of $B1_CONFIGS (default sudoku_attn) at
+#            batch 1 on 'auto' with each ';'-separated set of $B1_SETS added to its own (default: each forward
+#            kernel that `auto` leaves out, alone, then all of them), and on PyTorch's ops (bench/engine_ops.py).
+#            About 40 s a row
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|infer}
-phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|infer}
+commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|b1|infer}
+phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|b1|infer}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 log="$out/fused_$phase.log"
 source "$(dirname "$0")/device_common.sh"
@@ -129,6 +133,15 @@ elif [ "$phase" = mlpt ]; then
         --auto-ops "$base,token_mix" --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
     (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_mlpt 768 --ops auto --auto-ops "$base,token_mix" \
         --token-mix-pointer --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
+elif [ "$phase" = b1 ]; then
+    base=add_rms_norm,swiglu,linear_swiglu
+    sets=(--auto-ops "$base")
+    IFS=';' read -ra extra <<< "${B1_SETS:-attention;linear_rope;linear_add_rms_norm;attention,linear_rope,linear_add_rms_norm}"
+    for set in "${extra[@]}"; do sets+=(--auto-ops "$base,$set"); done
+    for config in ${B1_CONFIGS:-sudoku_attn}; do
+        (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 1 --ops auto,reference "${sets[@]}" \
+            --out "$out/engine_ops_b1.jsonl") 2>&1 | tee -a "$log"
+    done
 elif [ "$phase" = infer ]; then
     # one call may not hold them all (10 minutes): CONFIGS and B1_CONFIGS pick, an empty one skips
     configs=${CONFIGS-sudoku_attn sudoku_hrm sudoku_mlpt arc_attn}; b1_configs=${B1_CONFIGS-sudoku_attn arc_attn}
@@ -141,5 +154,5 @@ elif [ "$phase" = infer ]; then
             --json "$out/bench_infer_b1.json" --no-png
     fi
 else
-    echo "unknown phase $phase: kernels, tests, ncu, sm90, mlpt or infer" >&2; exit 2
+    echo "unknown phase $phase: kernels, tests, ncu, sm90, mlpt, b1 or infer" >&2; exit 2
 fi
