@@ -35,6 +35,9 @@ def main():
     parser.add_argument("--token-mix-pointer", action="store_true",
                         help="MLP-t's token mix runs its pointer kernel, not the TMA one (where `token_mix` is in "
                              "the auto set; trm_fast.kernels.token_mix.TMA_BY_DEFAULT)")
+    parser.add_argument("--sdpa", choices=("cudnn", "flash", "efficient", "math"),
+                        help="the one backend PyTorch's scaled_dot_product_attention may pick (default: any; cuDNN's "
+                             "on Hopper, three kernels a call at batch 1)")
     parser.add_argument("--sm90-config", type=int, default=None,
                         help="the shape of the CUTLASS gate/up + SwiGLU path where `linear_swiglu_sm90` is in the "
                              "auto set (trm_fast.ops.linear_swiglu.SM90_CONFIG; csrc/sm90/gemm_swiglu.h)")
@@ -53,6 +56,10 @@ def main():
         from trm_fast.kernels import token_mix
 
         token_mix.TMA_BY_DEFAULT = False
+    if args.sdpa:  # read when the step is traced: every row of this process
+        for name, switch in (("cudnn", "enable_cudnn_sdp"), ("flash", "enable_flash_sdp"),
+                             ("efficient", "enable_mem_efficient_sdp"), ("math", "enable_math_sdp")):
+            getattr(torch.backends.cuda, switch)(name == args.sdpa)
     # the modules themselves: trm_fast.ops's own names linear_swiglu and linear_rope are functions
     if args.sm90_config is not None:
         importlib.import_module("trm_fast.ops.linear_swiglu").SM90_CONFIG = args.sm90_config
@@ -79,9 +86,8 @@ def main():
             torch.cuda.reset_peak_memory_stats()
             times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
             row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(auto_ops or ()), warmup_s=warm,
-                       attention_tma=args.attention_tma, token_mix_tma=not args.token_mix_pointer,
-                       sm90_config=args.sm90_config,
-                       rope_sm90_config=args.rope_sm90_config,
+                       attention_tma=args.attention_tma, token_mix_tma=not args.token_mix_pointer, sdpa=args.sdpa,
+                       sm90_config=args.sm90_config, rope_sm90_config=args.rope_sm90_config,
                        **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                        device=torch.cuda.get_device_name())
             print(json.dumps(row), flush=True)

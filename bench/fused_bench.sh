@@ -29,8 +29,10 @@
 #            at 150 s (the whole file takes ~300 s on an H100: the `tests` phase runs it)
 #   b1       which kernels pay at batch 1: the engine's 16-step evaluation of $B1_CONFIGS (default sudoku_attn) at
 #            batch 1 on 'auto' with each ';'-separated set of $B1_SETS added to its own (default: each forward
-#            kernel that `auto` leaves out, alone, then all of them), and on PyTorch's ops (bench/engine_ops.py).
-#            About 40 s a row
+#            kernel that `auto` leaves out, alone, then all of them), and on PyTorch's ops (bench/engine_ops.py);
+#            `auto` again with SDPA held to FlashAttention's and to the memory-efficient kernel (cuDNN's runs three
+#            kernels a call there); then `trm-fast profile` of the first config at batch 1, its kernels.json
+#            brought back. About 40 s a row
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
@@ -141,7 +143,14 @@ elif [ "$phase" = b1 ]; then
     for config in ${B1_CONFIGS:-sudoku_attn}; do
         (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 1 --ops auto,reference "${sets[@]}" \
             --out "$out/engine_ops_b1.jsonl") 2>&1 | tee -a "$log"
+        for sdpa in flash efficient; do
+            (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 1 --ops auto --auto-ops "$base" --sdpa "$sdpa" \
+                --out "$out/engine_ops_b1.jsonl") 2>&1 | tee -a "$log"
+        done
     done
+    set -- ${B1_CONFIGS:-sudoku_attn}
+    (cd /tmp && trm-fast profile "$1" --mode infer --compile --batch 1 --warmup 1 --steps 1 --out "$out/profile_b1") \
+        2>&1 | tail -30 | tee -a "$log"
 elif [ "$phase" = infer ]; then
     # one call may not hold them all (10 minutes): CONFIGS and B1_CONFIGS pick, an empty one skips
     configs=${CONFIGS-sudoku_attn sudoku_hrm sudoku_mlpt arc_attn}; b1_configs=${B1_CONFIGS-sudoku_attn arc_attn}
