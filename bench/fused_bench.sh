@@ -27,12 +27,13 @@
 #            then sudoku_mlpt's 16-step evaluation at batch 768 on 'auto' without and with `token_mix`, on
 #            PyTorch's ops, and with the pointer kernel (bench/engine_ops.py). About 8 minutes; its tests stop
 #            at 150 s (the whole file takes ~300 s on an H100: the `tests` phase runs it)
-#   b1       which kernels pay at batch 1: the engine's 16-step evaluation of $B1_CONFIGS (default sudoku_attn) at
-#            batch 1 on 'auto' with each ';'-separated set of $B1_SETS added to its own (default: each forward
-#            kernel that `auto` leaves out, alone, then all of them), and on PyTorch's ops (bench/engine_ops.py);
-#            `auto` again with SDPA held to FlashAttention's and to the memory-efficient kernel (cuDNN's runs three
-#            kernels a call there); then `trm-fast profile` of the first config at batch 1, its kernels.json
-#            brought back. About 40 s a row
+#   b1       batch 1: the whole-layer kernel (kernels/small_layer.py): its GPU tests, compute-sanitizer on it
+#            (persistent and phase by phase), it alone against the official layer compiled (bench/small_layer.py,
+#            batch 1 and 8); then the engine's 16-step evaluation of $B1_CONFIGS (default sudoku_attn) at batch 1 on
+#            'auto' with each ';'-separated set of $B1_SETS added to its own (default: small_layer, attention, and
+#            the three forward kernels `auto` leaves out), and on PyTorch's ops (bench/engine_ops.py); `auto` again
+#            with SDPA held to FlashAttention's (cuDNN's runs three kernels a call there); then `trm-fast profile`
+#            of the first config at batch 1, its kernels.json brought back. About 9 minutes
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
@@ -136,17 +137,25 @@ elif [ "$phase" = mlpt ]; then
     (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_mlpt 768 --ops auto --auto-ops "$base,token_mix" \
         --token-mix-pointer --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
 elif [ "$phase" = b1 ]; then
+    timeout 200 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_small_layer.py \
+        > "$out/pytest_small_layer.log" 2>&1 || true
+    tail -3 "$out/pytest_small_layer.log" | tee -a "$log"
+    for tool in memcheck racecheck; do  # a spin barrier: a tool that ran programs one at a time would hang it
+        timeout 90 compute-sanitizer --tool "$tool" --error-exitcode 9 python3 bench/sanitize_triton.py small_layer \
+            >> "$out/sanitizer_small_layer.log" 2>&1 && echo "$tool: clean" | tee -a "$log" \
+            || echo "$tool: FAILED or timed out (see sanitizer_small_layer.log)" | tee -a "$log"
+    done
+    (cd /tmp && timeout 150 python3 "$repo/bench/small_layer.py" --batch 1,8 --json "$out/small_layer.jsonl") 2>&1 \
+        | tee -a "$log" || true
     base=add_rms_norm,swiglu,linear_swiglu
     sets=(--auto-ops "$base")
-    IFS=';' read -ra extra <<< "${B1_SETS:-attention;linear_rope;linear_add_rms_norm;attention,linear_rope,linear_add_rms_norm}"
+    IFS=';' read -ra extra <<< "${B1_SETS:-small_layer;attention;attention,linear_rope,linear_add_rms_norm}"
     for set in "${extra[@]}"; do sets+=(--auto-ops "$base,$set"); done
     for config in ${B1_CONFIGS:-sudoku_attn}; do
         (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 1 --ops auto,reference "${sets[@]}" \
             --out "$out/engine_ops_b1.jsonl") 2>&1 | tee -a "$log"
-        for sdpa in flash efficient; do
-            (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 1 --ops auto --auto-ops "$base" --sdpa "$sdpa" \
-                --out "$out/engine_ops_b1.jsonl") 2>&1 | tee -a "$log"
-        done
+        (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 1 --ops auto --auto-ops "$base" --sdpa flash \
+            --out "$out/engine_ops_b1.jsonl") 2>&1 | tee -a "$log"
     done
     set -- ${B1_CONFIGS:-sudoku_attn}
     (cd /tmp && trm-fast profile "$1" --mode infer --compile --batch 1 --warmup 1 --steps 1 --out "$out/profile_b1") \

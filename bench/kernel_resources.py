@@ -46,6 +46,10 @@ KERNELS = {
     "token_mix_tma": ("token_mix", "_token_mix_tma_kernel", {"INPUT_PRECISION": "tf32", "BLOCK_S": 128},
                       lambda m: {"wgu_desc": (m["BLOCK_I"], 128), "wd_desc": (128, m["BLOCK_I"]),
                                  "h_desc": (1, 128, m["BLOCK_D"]), "y_desc": (1, 128, m["BLOCK_D"])}),
+    # not autotuned: its module's LAUNCH config, the persistent form at sudoku_attn's shape
+    "small_layer": ("small_layer", "_small_layer_kernel",
+                    {"H": 8, "D": 512, "I": 1536, "HD": 64, "BS": 128, "USE_ROPE": True, "PRECISION": "tf32",
+                     "PHASE": -1, "BM": 64, "BR": 16, "BD": 512}, None),
 }
 SM_REGISTERS, SM_SHARED, PROGRAM_RESERVE = 65536, 233472, 1024
 
@@ -61,7 +65,8 @@ def signature(fn, dtype: str, constexprs: dict, blocks: dict) -> dict:
         elif name.endswith("_desc"):
             sig[name] = f"tensordesc<{dtype}[{','.join(map(str, blocks[name]))}]>"
         elif name.endswith("_ptr"):
-            sig[name] = "*fp32" if name in ("cos_ptr", "sin_ptr", "rstd_ptr") else f"*{dtype}"
+            sig[name] = {"cos_ptr": "*fp32", "sin_ptr": "*fp32", "rstd_ptr": "*fp32", "sync_ptr": "*i32"}.get(
+                name, f"*{dtype}")
         else:
             sig[name] = "fp32" if name in ("qk_scale", "eps") else "i32"
     return sig
@@ -73,8 +78,8 @@ def resources(kernel, config, dtype: str, fixed: dict, blocks, arch: int) -> dic
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    fn = kernel.fn
-    while not isinstance(fn, triton.runtime.jit.JITFunction):  # under @triton.heuristics
+    fn = kernel
+    while not isinstance(fn, triton.runtime.jit.JITFunction):  # under @triton.autotune or @triton.heuristics
         fn = fn.fn
     constexprs = {**fixed, **config.kwargs}
     sig = signature(fn, dtype, constexprs, blocks(config.kwargs) if blocks else {})
@@ -112,8 +117,10 @@ def main(argv=None) -> int:
 
     for name in args.kernels or KERNELS:
         module, attr, fixed, blocks = KERNELS[name]
-        kernel = getattr(importlib.import_module(f"trm_fast.kernels.{module}"), attr)
-        for config in kernel.configs[:args.first]:
+        loaded = importlib.import_module(f"trm_fast.kernels.{module}")
+        kernel = getattr(loaded, attr)
+        configs = kernel.configs if hasattr(kernel, "configs") else [triton.Config({}, **loaded.LAUNCH)]
+        for config in configs[:args.first]:
             tile = " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + f" warps={config.num_warps} " \
                 f"stages={config.num_stages}"
             try:

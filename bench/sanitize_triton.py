@@ -3,8 +3,8 @@
     compute-sanitizer --tool memcheck  python bench/sanitize_triton.py
     compute-sanitizer --tool racecheck python bench/sanitize_triton.py [KERNEL ...]
 
-KERNEL (linear_swiglu, linear_add_rms_norm, linear_rope, attention, swiglu, rope, token_mix) picks some; default
-all.
+KERNEL (linear_swiglu, linear_add_rms_norm, linear_rope, attention, swiglu, rope, token_mix, small_layer) picks
+some; default all.
 
 The autotuned kernels get each of a few representative configs in turn (their tile list cut to that one
 config, so the autotuner launches it once and times nothing: under the tools a timing loop would take
@@ -51,7 +51,8 @@ def _close(name, got, want) -> bool:
     return ok
 
 
-SECTIONS = ("linear_swiglu", "linear_add_rms_norm", "linear_rope", "attention", "swiglu", "rope", "token_mix")
+SECTIONS = ("linear_swiglu", "linear_add_rms_norm", "linear_rope", "attention", "swiglu", "rope", "token_mix",
+            "small_layer")
 
 
 def main(sections) -> int:
@@ -159,6 +160,18 @@ def main(sections) -> int:
             ok &= _close(f"token_mix {c}", token_mix.token_mix(h, w_gu, w_down, 1e-5, tma=False)[0], want)
         for c in _pinned(token_mix._token_mix_tma_kernel, lambda c: True, limit=5):
             ok &= _close(f"token_mix TMA {c}", token_mix.token_mix(h, w_gu, w_down, 1e-5, tma=True)[0], want)
+    if "small_layer" in sections:  # the whole layer, persistent (grid barriers) and as six launches, 3 x 37 rows
+        from trm_fast.kernels import small_layer
+        from trm_fast.ops.small_layer import small_layer_reference
+
+        h = torch.randn(b, s, k, dtype=dt, device=dev)
+        weights = [torch.randn(rows, cols, dtype=dt, device=dev) * cols**-0.5
+                   for rows, cols in ((3 * k, k), (k, k), (2 * n, k), (k, n))]
+        cs, sn = (t.to(dev) for t in RotaryEmbedding(k // 8, s, 10000.0)())
+        want = _on_cpu(small_layer_reference, h, *weights, cs, sn, 8, 1e-5)
+        for persistent in (True, False):
+            got = small_layer.small_layer(h, *weights, cs, sn, 8, 1e-5, persistent)
+            ok &= _close(f"small_layer persistent={persistent}", got, want)
     torch.cuda.synchronize()
     print("triton", triton.__version__, "all results match" if ok else "SOME RESULTS ARE WRONG", flush=True)
     return 0 if ok else 1

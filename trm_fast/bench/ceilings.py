@@ -51,13 +51,13 @@ def measure_gemm(m: int, k: int, n: int, device, reps: int = 5) -> float:
         a = operand(m, k, a_col)
         for b_col in (False, True):
             b = operand(k, n, b_col)
-            best_ms = min(best_ms, _per_call_ms(lambda: a @ b, device, reps))
+            best_ms = min(best_ms, per_call_ms(lambda: a @ b, device, reps))
             del b
         del a
     return 2 * m * n * k / (best_ms * 1e-3) / 1e12
 
 
-def _per_call_ms(fn, device, reps):
+def per_call_ms(fn, device, reps):
     """Milliseconds per call of `fn` replayed back to back from a CUDA graph. (Timed one launch at a time,
     small shapes measure the host's launch cost instead: the batch-1 floor then came out three times
     above what a captured graph of the whole evaluation takes.)"""
@@ -77,7 +77,7 @@ def _per_call_ms(fn, device, reps):
 def measure_attention(batch: int, heads: int, seq: int, head_dim: int, device, reps: int = 5) -> float:
     """TFLOP/s (4 * B * H * S^2 * D per call) of PyTorch's fastest SDPA kernel at this shape."""
     q, k, v = (torch.randn(batch, heads, seq, head_dim, device=device, dtype=torch.bfloat16) for _ in range(3))
-    ms = _per_call_ms(lambda: F.scaled_dot_product_attention(q, k, v), device, reps)
+    ms = per_call_ms(lambda: F.scaled_dot_product_attention(q, k, v), device, reps)
     return 4 * batch * heads * seq * seq * head_dim / (ms * 1e-3) / 1e12
 
 

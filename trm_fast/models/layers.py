@@ -141,6 +141,12 @@ class Block(nn.Module):
         if self.use_mlp_t:
             h = self.mlp_t(h, eps=self.eps, positions=True)
         else:
+            if ops.small_layer_offered(self.backend):  # an experiment: the whole layer as one kernel, few puzzles
+                weights = [m.weight.to(h.dtype) for m in (self.self_attn.qkv_proj, self.self_attn.o_proj,
+                                                          self.mlp.gate_up_proj, self.mlp.down_proj)]
+                heads = self.self_attn.num_heads
+                if ops.small_layer_takes(h, *weights, cos_sin, heads, self.backend):
+                    return ops.small_layer(h, *weights, cos_sin, heads, self.eps, self.backend)
             mixed = self.self_attn(h, cos_sin, project=False)
             h = ops.linear_add_rms_norm(mixed, self.self_attn.o_proj.weight.to(mixed.dtype), h, self.eps,
                                         backend=self.backend)

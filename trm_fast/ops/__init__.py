@@ -10,10 +10,13 @@ from .linear_add_rms_norm import linear_add_rms_norm
 from .linear_swiglu import linear_swiglu
 from .mlp import swiglu_mlp, swiglu_mlp_add_rms_norm
 from .rms_norm import add_rms_norm
+from .small_layer import offered as small_layer_offered
+from .small_layer import small_layer
+from .small_layer import takes as small_layer_takes
 from .swiglu import swiglu
 from .swiglu_linear import swiglu_linear
 from .token_mix import token_mix
 
 __all__ = ["BACKENDS", "add_rms_norm", "linear_add_rms_norm", "linear_swiglu", "recomputes_in_ops", "resolve_backend",
-           "rope_attention", "self_attention", "swiglu", "swiglu_linear", "swiglu_mlp", "swiglu_mlp_add_rms_norm",
-           "token_mix"]
+           "rope_attention", "self_attention", "small_layer", "small_layer_offered", "small_layer_takes", "swiglu",
+           "swiglu_linear", "swiglu_mlp", "swiglu_mlp_add_rms_norm", "token_mix"]

@@ -1,0 +1,274 @@
+"""The attention variant's post-norm layer for a few puzzles, in one persistent Triton kernel.
+
+At batch 1 a 16-step sudoku_attn evaluation runs 7,819 kernels, 2.5 us each on average, and 19.9 of its 22.6 ms
+are kernel time (bench/NOTES.md, "Batch 1"): each library GEMM at M = 97 rows fills 8 to 48 of 132 SMs and
+waits on its own ramp-up and tail. This kernel runs a whole layer as six phases of one launch; a program walks
+each phase's tiles with a stride of the grid and waits at a grid-wide barrier before the next phase:
+    A  qkv = round(h W_qkv^T); q and k turned by RoPE (fp32 math, rounded)       tiles: row block x head slot
+    B  attn = softmax(q k^T / sqrt(HD)) v per puzzle and head (S <= 128)        units: puzzle x head
+    C  s1 = round(h + round(attn W_o^T))                                        tiles: row block x 64 columns
+    D  h1 = round(rms_norm(s1)) in the prologue (the GEMM's K is the whole row);
+       a = round(g sigmoid(g) u), g and u = round(h1 W_gu^T) halves            tiles: row block x 64 inner
+    E  s2 = round(h1 + round(a W_down^T))                                       tiles: row block x 64 columns
+    F  out = round(rms_norm(s2))                                                tiles: 16 rows
+(round: to h's dtype, where the official model rounds; adds in fp32, rounded once, as torch's bf16 add.)
+The intermediates (qkv, attn, s1, h1, a, s2: ~1.2 MB at batch 1) stay in L2 between phases.
+
+The barrier: each program adds one to a counter (release) and spins until it reads the phase's count (acquire);
+after the last phase the last program to finish zeroes it for the next launch. It needs every program resident
+at once: the grid is at most one program per SM. Under the CPU interpreter, which runs programs one after another,
+the phases launch as six kernels instead (PHASE), which is also how the tests check each phase.
+
+Shapes: h (B, S, D) contiguous; W_qkv (3D, D), W_o (D, D), W_gu (2I, D), W_down (D, I) contiguous, h's dtype;
+cos, sin (>= S, HD) fp32 in rotate-half layout, or None; HD = D / H a power of two >= 32, D and I multiples of 64,
+S <= 128. FLOPs per layer: 2 B S (4 D^2 + 3 D I) + 4 B S^2 D: 0.68 GFLOP at sudoku_attn's batch 1; its floor on
+the SMs these tile grids fill is ~4.5 us plus five barriers (bench/NOTES.md).
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from ..backend import interpreting
+
+BLOCK = 64  # rows and columns of a GEMM tile, and its K step
+NORM_ROWS = 16  # rows of a phase-F tile
+MAX_POSITIONS = 128  # phase B holds a puzzle's whole score matrix
+# 8 warps: phase B's 128 x 128 fp32 scores at 4 warps took 128 registers a thread and spilled 880 B (compiled for
+# sm_90a, bench/kernel_resources.py small_layer); at 8, 8 B. One program per SM either way, as the barrier needs.
+LAUNCH = {"num_warps": 8, "num_stages": 2}
+
+
+@triton.jit
+def _grid_sync(sync_ptr, target):
+    # every program's stores of the phase are issued before its arrival (CTA barrier, then a release at GPU
+    # scope); its loads of the next phase follow the acquire that saw all arrivals
+    tl.debug_barrier()
+    arrived = tl.atomic_add(sync_ptr, 1, sem="acq_rel", scope="gpu") + 1
+    while arrived < target:
+        arrived = tl.atomic_add(sync_ptr, 0, sem="acquire", scope="gpu")
+    tl.debug_barrier()
+
+
+@triton.jit
+def _dot_rows(x_ptr, stride_x, rows, row_mask, w_ptr, stride_w, w_rows, K, acc, PRECISION: tl.constexpr,
+              BK: tl.constexpr):
+    # acc += x[rows, :K] @ w[w_rows, :K]^T, K a multiple of BK
+    ks = tl.arange(0, BK)
+    for k0 in range(0, K, BK):
+        x = tl.load(x_ptr + rows[:, None] * stride_x + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
+                    cache_modifier=".cg")
+        w = tl.load(w_ptr + w_rows[None, :] * stride_w + (k0 + ks)[:, None])
+        acc = tl.dot(x, w, acc, input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
+def _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid, nprog,
+                    H: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, USE_ROPE: tl.constexpr,
+                    PRECISION: tl.constexpr, BM: tl.constexpr):
+    HALF: tl.constexpr = HD // 2
+    slots = 3 * H
+    half = tl.arange(0, HALF)
+    for t in range(pid, tl.cdiv(M, BM) * slots, nprog):
+        j = t % slots  # head slot: q heads, then k heads, then v heads
+        rows = (t // slots) * BM + tl.arange(0, BM)
+        row_mask = rows < M
+        # each half of the head on its own, so that RoPE pairs column c with c + HALF within the program
+        a = _dot_rows(h_ptr, D, rows, row_mask, wqkv_ptr, D, j * HD + half, D,
+                      tl.zeros((BM, HALF), tl.float32), PRECISION, BM)
+        b = _dot_rows(h_ptr, D, rows, row_mask, wqkv_ptr, D, j * HD + HALF + half, D,
+                      tl.zeros((BM, HALF), tl.float32), PRECISION, BM)
+        a = a.to(qkv_ptr.dtype.element_ty)
+        b = b.to(qkv_ptr.dtype.element_ty)
+        if USE_ROPE:
+            if j < 2 * H:
+                pos = rows % S
+                cos_a = tl.load(cos_ptr + pos[:, None] * stride_cos + half[None, :])
+                cos_b = tl.load(cos_ptr + pos[:, None] * stride_cos + HALF + half[None, :])
+                sin_a = tl.load(sin_ptr + pos[:, None] * stride_sin + half[None, :])
+                sin_b = tl.load(sin_ptr + pos[:, None] * stride_sin + HALF + half[None, :])
+                af, bf = a.to(tl.float32), b.to(tl.float32)
+                # x cos + rotate_half(x) sin, rotate_half([a | b]) = [-b | a]
+                a = (af * cos_a - bf * sin_a).to(qkv_ptr.dtype.element_ty)
+                b = (bf * cos_b + af * sin_b).to(qkv_ptr.dtype.element_ty)
+        out = qkv_ptr + rows[:, None] * (3 * D) + j * HD + half[None, :]
+        tl.store(out, a, mask=row_mask[:, None])
+        tl.store(out + HALF, b, mask=row_mask[:, None])
+
+
+@triton.jit
+def _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H: tl.constexpr, D: tl.constexpr,
+                     HD: tl.constexpr, PRECISION: tl.constexpr, BS: tl.constexpr):
+    pos = tl.arange(0, BS)
+    real = pos < S
+    cols = tl.arange(0, HD)
+    for u in range(pid, B * H, nprog):
+        b = u // H
+        h = u % H
+        rows = b * S + pos
+        base = qkv_ptr + rows[:, None] * (3 * D) + cols[None, :]
+        q = tl.load(base + h * HD, mask=real[:, None], other=0.0, cache_modifier=".cg")
+        k = tl.load(base + (H + h) * HD, mask=real[:, None], other=0.0, cache_modifier=".cg")
+        v = tl.load(base + (2 * H + h) * HD, mask=real[:, None], other=0.0, cache_modifier=".cg")
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # base 2: log2(e) / sqrt(HD)
+        s = tl.where(real[None, :], s, float("-inf"))
+        p = tl.exp2(s - tl.max(s, 1)[:, None])
+        # P in v's dtype for the second dot, as flash attention does; the row sums stay fp32
+        o = tl.dot(p.to(v.dtype), v, input_precision=PRECISION) / tl.sum(p, 1)[:, None]
+        tl.store(attn_ptr + rows[:, None] * D + h * HD + cols[None, :], o.to(attn_ptr.dtype.element_ty),
+                 mask=real[:, None])
+
+
+@triton.jit
+def _residual_phase(x_ptr, w_ptr, res_ptr, out_ptr, M, K, pid, nprog, D: tl.constexpr, PRECISION: tl.constexpr,
+                    BM: tl.constexpr):
+    # out = round(res + round(x W^T)) over D output columns, K input columns
+    n_blocks: tl.constexpr = D // BM
+    cols = tl.arange(0, BM)
+    for t in range(pid, tl.cdiv(M, BM) * n_blocks, nprog):
+        rows = (t // n_blocks) * BM + tl.arange(0, BM)
+        n = (t % n_blocks) * BM + cols
+        row_mask = rows < M
+        acc = _dot_rows(x_ptr, K, rows, row_mask, w_ptr, K, n, K, tl.zeros((BM, BM), tl.float32), PRECISION, BM)
+        offs = rows[:, None] * D + n[None, :]
+        res = tl.load(res_ptr + offs, mask=row_mask[:, None], other=0.0, cache_modifier=".cg")
+        y = res.to(tl.float32) + acc.to(out_ptr.dtype.element_ty).to(tl.float32)
+        tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=row_mask[:, None])
+
+
+@triton.jit
+def _norm_swiglu_phase(s1_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D: tl.constexpr, I: tl.constexpr,
+                       PRECISION: tl.constexpr, BM: tl.constexpr):
+    n_blocks: tl.constexpr = I // BM
+    ks = tl.arange(0, BM)
+    cols = tl.arange(0, BM)
+    for t in range(pid, tl.cdiv(M, BM) * n_blocks, nprog):
+        rows = (t // n_blocks) * BM + tl.arange(0, BM)
+        nb = t % n_blocks
+        row_mask = rows < M
+        sq = tl.zeros((BM,), tl.float32)
+        for k0 in range(0, D, BM):  # the whole row is this GEMM's K: its norm first
+            x = tl.load(s1_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
+                        cache_modifier=".cg").to(tl.float32)
+            sq += tl.sum(x * x, 1)
+        rstd = tl.rsqrt(sq / D + eps)
+        g = tl.zeros((BM, BM), tl.float32)
+        u = tl.zeros((BM, BM), tl.float32)
+        for k0 in range(0, D, BM):
+            x = tl.load(s1_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
+                        cache_modifier=".cg").to(tl.float32)
+            x = (x * rstd[:, None]).to(h1_ptr.dtype.element_ty)  # h1's bits, as the official rms_norm rounds
+            if nb == 0:  # one tile per row block keeps h1 for phase E's residual
+                tl.store(h1_ptr + rows[:, None] * D + (k0 + ks)[None, :], x, mask=row_mask[:, None])
+            wg = tl.load(wgu_ptr + (nb * BM + cols)[None, :] * D + (k0 + ks)[:, None])
+            wu = tl.load(wgu_ptr + (I + nb * BM + cols)[None, :] * D + (k0 + ks)[:, None])
+            g = tl.dot(x, wg, g, input_precision=PRECISION)
+            u = tl.dot(x, wu, u, input_precision=PRECISION)
+        g = g.to(a_ptr.dtype.element_ty).to(tl.float32)
+        u = u.to(a_ptr.dtype.element_ty).to(tl.float32)
+        a = (g * tl.sigmoid(g) * u).to(a_ptr.dtype.element_ty)
+        tl.store(a_ptr + rows[:, None] * I + (nb * BM + cols)[None, :], a, mask=row_mask[:, None])
+
+
+@triton.jit
+def _norm_phase(s2_ptr, out_ptr, M, eps, pid, nprog, D: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr):
+    cols = tl.arange(0, BD)
+    for t in range(pid, tl.cdiv(M, BR), nprog):
+        rows = t * BR + tl.arange(0, BR)
+        mask = (rows < M)[:, None] & (cols < D)[None, :]
+        offs = rows[:, None] * D + cols[None, :]
+        x = tl.load(s2_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
+        rstd = tl.rsqrt(tl.sum(x * x, 1) / D + eps)
+        tl.store(out_ptr + offs, (x * rstd[:, None]).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin,
+                        qkv_ptr, attn_ptr, s1_ptr, h1_ptr, a_ptr, s2_ptr, out_ptr, sync_ptr, B, S, eps, qk_scale,
+                        H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr, BS: tl.constexpr,
+                        USE_ROPE: tl.constexpr, PRECISION: tl.constexpr, PHASE: tl.constexpr, BM: tl.constexpr,
+                        BR: tl.constexpr, BD: tl.constexpr):
+    # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone
+    pid = tl.program_id(0)
+    nprog = tl.num_programs(0)
+    M = B * S
+    if PHASE < 0 or PHASE == 0:
+        _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid, nprog, H, D,
+                        HD, USE_ROPE, PRECISION, BM)
+    if PHASE < 0:
+        _grid_sync(sync_ptr, nprog)
+    if PHASE < 0 or PHASE == 1:
+        _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H, D, HD, PRECISION, BS)
+    if PHASE < 0:
+        _grid_sync(sync_ptr, 2 * nprog)
+    if PHASE < 0 or PHASE == 2:
+        _residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, M, D, pid, nprog, D, PRECISION, BM)
+    if PHASE < 0:
+        _grid_sync(sync_ptr, 3 * nprog)
+    if PHASE < 0 or PHASE == 3:
+        _norm_swiglu_phase(s1_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D, I, PRECISION, BM)
+    if PHASE < 0:
+        _grid_sync(sync_ptr, 4 * nprog)
+    if PHASE < 0 or PHASE == 4:
+        _residual_phase(a_ptr, wd_ptr, h1_ptr, s2_ptr, M, I, pid, nprog, D, PRECISION, BM)
+    if PHASE < 0:
+        _grid_sync(sync_ptr, 5 * nprog)
+    if PHASE < 0 or PHASE == 5:
+        _norm_phase(s2_ptr, out_ptr, M, eps, pid, nprog, D, BR, BD)
+    if PHASE < 0:
+        # every program has passed the last barrier once all have arrived here: the last one zeroes the counters
+        if tl.atomic_add(sync_ptr + 1, 1, sem="acq_rel", scope="gpu") == nprog - 1:
+            tl.atomic_xchg(sync_ptr, 0, sem="relaxed", scope="gpu")
+            tl.atomic_xchg(sync_ptr + 1, 0, sem="relaxed", scope="gpu")
+
+
+_sync = {}  # one pair of counters per device, zero between launches (the kernel leaves them so)
+
+
+def _counters(device: torch.device) -> torch.Tensor:
+    if device not in _sync:
+        _sync[device] = torch.zeros(2, dtype=torch.int32, device=device)
+    return _sync[device]
+
+
+def _tiles(batch: int, positions: int, num_heads: int, width: int, inner: int) -> list[int]:
+    """Each phase's count of tiles (or units)."""
+    row_blocks = triton.cdiv(batch * positions, BLOCK)
+    return [row_blocks * 3 * num_heads, batch * num_heads, row_blocks * width // BLOCK, row_blocks * inner // BLOCK,
+            row_blocks * width // BLOCK, triton.cdiv(batch * positions, NORM_ROWS)]
+
+
+def small_layer(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torch.Tensor, w_down: torch.Tensor,
+                cos, sin, num_heads: int, eps: float, persistent: bool | None = None) -> torch.Tensor:
+    """The post-norm attention layer of trm_fast.models.layers.Block on h (B, S, D): rms_norm(h1 + MLP(h1)) with
+    h1 = rms_norm(h + attention(h)). Inputs are those trm_fast.ops.small_layer.unsupported accepts. `persistent`:
+    True one launch with grid barriers (a GPU), False the six phases as six launches; None: persistent on a GPU
+    (not under the interpreter)."""
+    batch, positions, width = h.shape
+    inner = w_down.shape[1]
+    head_dim = width // num_heads
+    rows = batch * positions
+    if persistent is None:
+        persistent = h.is_cuda and not interpreting()
+    scratch = lambda n: torch.empty((rows, n), dtype=h.dtype, device=h.device)  # noqa: E731
+    qkv, attn, s1, h1, a, s2 = scratch(3 * width), scratch(width), scratch(width), scratch(width), scratch(inner), \
+        scratch(width)
+    out = torch.empty_like(h)
+    use_rope = cos is not None
+    if not use_rope:
+        cos = sin = h  # never read: USE_ROPE=False compiles the loads away
+    args = (h, w_qkv, w_o, w_gu, w_down, cos, sin, cos.stride(0) if use_rope else 0, sin.stride(0) if use_rope else 0,
+            qkv, attn, s1, h1, a, s2, out, _counters(h.device), batch, positions, eps,
+            1.4426950408889634 / head_dim**0.5)
+    meta = dict(H=num_heads, D=width, I=inner, HD=head_dim, BS=max(16, triton.next_power_of_2(positions)),
+                USE_ROPE=use_rope, PRECISION="ieee" if h.dtype == torch.float32 else "tf32", BM=BLOCK,
+                BR=NORM_ROWS, BD=triton.next_power_of_2(width), **LAUNCH)
+    tiles = _tiles(batch, positions, num_heads, width, inner)
+    if persistent:
+        programs = min(max(tiles), torch.cuda.get_device_properties(h.device).multi_processor_count)
+        _small_layer_kernel[(programs,)](*args, PHASE=-1, **meta)
+    else:
+        for phase, count in enumerate(tiles):
+            _small_layer_kernel[(count,)](*args, PHASE=phase, **meta)
+    return out
