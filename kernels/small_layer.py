@@ -30,6 +30,7 @@ import triton
 import triton.language as tl
 
 from ..backend import interpreting
+from .rope import rotate, tables
 
 BLOCK = 64  # rows and columns of a GEMM tile, and its K step
 NORM_ROWS = 16  # rows of a phase-F tile
@@ -82,16 +83,10 @@ def _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, q
         a = a.to(qkv_ptr.dtype.element_ty)
         b = b.to(qkv_ptr.dtype.element_ty)
         if USE_ROPE:
-            if j < 2 * H:
-                pos = rows % S
-                cos_a = tl.load(cos_ptr + pos[:, None] * stride_cos + half[None, :])
-                cos_b = tl.load(cos_ptr + pos[:, None] * stride_cos + HALF + half[None, :])
-                sin_a = tl.load(sin_ptr + pos[:, None] * stride_sin + half[None, :])
-                sin_b = tl.load(sin_ptr + pos[:, None] * stride_sin + HALF + half[None, :])
-                af, bf = a.to(tl.float32), b.to(tl.float32)
-                # x cos + rotate_half(x) sin, rotate_half([a | b]) = [-b | a]
-                a = (af * cos_a - bf * sin_a).to(qkv_ptr.dtype.element_ty)
-                b = (bf * cos_b + af * sin_b).to(qkv_ptr.dtype.element_ty)
+            if j < 2 * H:  # q and k heads, by position within the puzzle
+                cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos, 1, sin_ptr, stride_sin, 1, rows % S, half,
+                                                row_mask, HALF, False)
+                a, b = rotate(a, b, cos1, cos2, sin1, sin2)
         out = qkv_ptr + rows[:, None] * (3 * D) + j * HD + half[None, :]
         tl.store(out, a, mask=row_mask[:, None])
         tl.store(out + HALF, b, mask=row_mask[:, None])
