@@ -137,19 +137,25 @@ elif [ "$phase" = mlpt ]; then
     (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_mlpt 768 --ops auto --auto-ops "$base,token_mix" \
         --token-mix-pointer --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
 elif [ "$phase" = b1 ]; then
+    # the kernel alone first: a spin barrier that never opens (programs not all resident) shows here as a
+    # timeout, and the persistent form then stays out of the steps after it
+    (cd /tmp && timeout 150 python3 "$repo/bench/small_layer.py" --batch 1,8 --json "$out/small_layer.jsonl") 2>&1 \
+        | tee -a "$log" && hangs=0 || hangs=1
+    [ "$hangs" = 0 ] || echo "small_layer: failed or timed out; the persistent form is left out below" | tee -a "$log"
+    pick=(); [ "$hangs" = 0 ] || pick=(-k "not True and not chain")  # the six-launch form only
     timeout 200 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_small_layer.py \
-        > "$out/pytest_small_layer.log" 2>&1 || true
+        "${pick[@]}" > "$out/pytest_small_layer.log" 2>&1 || true
     tail -3 "$out/pytest_small_layer.log" | tee -a "$log"
-    for tool in memcheck racecheck; do  # a spin barrier: a tool that ran programs one at a time would hang it
+    # a spin barrier: a tool that ran programs one at a time would hang it
+    for tool in $([ "$hangs" = 1 ] || echo memcheck racecheck); do
         timeout 90 compute-sanitizer --tool "$tool" --error-exitcode 9 python3 bench/sanitize_triton.py small_layer \
             >> "$out/sanitizer_small_layer.log" 2>&1 && echo "$tool: clean" | tee -a "$log" \
             || echo "$tool: FAILED or timed out (see sanitizer_small_layer.log)" | tee -a "$log"
     done
-    (cd /tmp && timeout 150 python3 "$repo/bench/small_layer.py" --batch 1,8 --json "$out/small_layer.jsonl") 2>&1 \
-        | tee -a "$log" || true
     base=add_rms_norm,swiglu,linear_swiglu
     sets=(--auto-ops "$base")
-    IFS=';' read -ra extra <<< "${B1_SETS:-small_layer;attention;attention,linear_rope,linear_add_rms_norm}"
+    sets_default=$([ "$hangs" = 1 ] || echo "small_layer;")attention\;attention,linear_rope,linear_add_rms_norm
+    IFS=';' read -ra extra <<< "${B1_SETS:-$sets_default}"
     for set in "${extra[@]}"; do sets+=(--auto-ops "$base,$set"); done
     for config in ${B1_CONFIGS:-sudoku_attn}; do
         (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 1 --ops auto,reference "${sets[@]}" \
