@@ -46,10 +46,10 @@ KERNELS = {
     "token_mix_tma": ("token_mix", "_token_mix_tma_kernel", {"INPUT_PRECISION": "tf32", "BLOCK_S": 128},
                       lambda m: {"wgu_desc": (m["BLOCK_I"], 128), "wd_desc": (128, m["BLOCK_I"]),
                                  "h_desc": (1, 128, m["BLOCK_D"]), "y_desc": (1, 128, m["BLOCK_D"])}),
-    # not autotuned: its module's LAUNCH config, the persistent form at sudoku_attn's shape
+    # not autotuned: its module's LAUNCH config, the persistent form at sudoku_attn's batch 1
     "small_layer": ("small_layer", "_small_layer_kernel",
                     {"H": 8, "D": 512, "I": 1536, "HD": 64, "BS": 128, "USE_ROPE": True, "PRECISION": "tf32",
-                     "PHASE": -1, "BM": 64, "BR": 16, "BD": 512}, None),
+                     "PHASE": -1, "SPLIT": 8, "BM": 64, "BK": 64, "BR": 4, "BD": 512}, None),
 }
 SM_REGISTERS, SM_SHARED, PROGRAM_RESERVE = 65536, 233472, 1024
 
@@ -65,8 +65,8 @@ def signature(fn, dtype: str, constexprs: dict, blocks: dict) -> dict:
         elif name.endswith("_desc"):
             sig[name] = f"tensordesc<{dtype}[{','.join(map(str, blocks[name]))}]>"
         elif name.endswith("_ptr"):
-            sig[name] = {"cos_ptr": "*fp32", "sin_ptr": "*fp32", "rstd_ptr": "*fp32", "sync_ptr": "*i32"}.get(
-                name, f"*{dtype}")
+            fp32 = ("cos_ptr", "sin_ptr", "rstd_ptr", "ss_ptr", "part_ptr")
+            sig[name] = "*fp32" if name in fp32 else "*i32" if name == "sync_ptr" else f"*{dtype}"
         else:
             sig[name] = "fp32" if name in ("qk_scale", "eps") else "i32"
     return sig

@@ -32,8 +32,10 @@ import triton.language as tl
 from ..backend import interpreting
 from .rope import rotate, tables
 
-BLOCK = 64  # rows and columns of a GEMM tile, and its K step
-NORM_ROWS = 16  # rows of a phase-F tile
+BLOCK = 64  # rows and columns of a GEMM tile
+K_STEP = 64  # a GEMM tile's step along K
+NORM_ROWS = 4  # rows of a phase-F tile: at batch 1, 25 tiles that each sum up to 8 fp32 K slices of their rows
+SMS_WITHOUT_GPU = 132  # phase E's split rule under the interpreter: an H100's SMs
 MAX_POSITIONS = 128  # phase B holds a puzzle's whole score matrix
 # 8 warps: phase B's 128 x 128 fp32 scores at 4 warps took 128 registers a thread and spilled 880 B (compiled for
 # sm_90a, bench/kernel_resources.py small_layer); at 8, 8 B. One program per SM either way, as the barrier needs.
@@ -67,19 +69,25 @@ def _dot_rows(x_ptr, stride_x, rows, row_mask, w_ptr, stride_w, w_rows, K, acc, 
 @triton.jit
 def _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid, nprog,
                     H: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, USE_ROPE: tl.constexpr,
-                    PRECISION: tl.constexpr, BM: tl.constexpr):
+                    PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
     HALF: tl.constexpr = HD // 2
     slots = 3 * H
     half = tl.arange(0, HALF)
+    ks = tl.arange(0, BK)
     for t in range(pid, tl.cdiv(M, BM) * slots, nprog):
         j = t % slots  # head slot: q heads, then k heads, then v heads
         rows = (t // slots) * BM + tl.arange(0, BM)
         row_mask = rows < M
-        # each half of the head on its own, so that RoPE pairs column c with c + HALF within the program
-        a = _dot_rows(h_ptr, D, rows, row_mask, wqkv_ptr, D, j * HD + half, D,
-                      tl.zeros((BM, HALF), tl.float32), PRECISION, BM)
-        b = _dot_rows(h_ptr, D, rows, row_mask, wqkv_ptr, D, j * HD + HALF + half, D,
-                      tl.zeros((BM, HALF), tl.float32), PRECISION, BM)
+        # the head's two halves side by side from one load of h, so that RoPE pairs column c with c + HALF
+        # within the program and the chain of dependent loads is D / BK long, not twice that
+        a = tl.zeros((BM, HALF), tl.float32)
+        b = tl.zeros((BM, HALF), tl.float32)
+        for k0 in range(0, D, BK):
+            x = tl.load(h_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
+                        cache_modifier=".cg")
+            w = wqkv_ptr + (j * HD + half)[None, :] * D + (k0 + ks)[:, None]
+            a = tl.dot(x, tl.load(w), a, input_precision=PRECISION)
+            b = tl.dot(x, tl.load(w + HALF * D), b, input_precision=PRECISION)
         a = a.to(qkv_ptr.dtype.element_ty)
         b = b.to(qkv_ptr.dtype.element_ty)
         if USE_ROPE:
@@ -116,50 +124,52 @@ def _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H: tl.conste
 
 
 @triton.jit
-def _residual_phase(x_ptr, w_ptr, res_ptr, out_ptr, M, K, pid, nprog, D: tl.constexpr, PRECISION: tl.constexpr,
-                    BM: tl.constexpr):
-    # out = round(res + round(x W^T)) over D output columns, K input columns
+def _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D: tl.constexpr,
+                      PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
+    # s1 = round(h + round(attn W_o^T)) over BM-column blocks; each block's sum of squares of s1's rounded values
+    # goes to ss (M, D / BM), so that phase D has the row's norm without a pass over the row first
     n_blocks: tl.constexpr = D // BM
     cols = tl.arange(0, BM)
     for t in range(pid, tl.cdiv(M, BM) * n_blocks, nprog):
         rows = (t // n_blocks) * BM + tl.arange(0, BM)
-        n = (t % n_blocks) * BM + cols
+        nb = t % n_blocks
+        n = nb * BM + cols
         row_mask = rows < M
-        acc = _dot_rows(x_ptr, K, rows, row_mask, w_ptr, K, n, K, tl.zeros((BM, BM), tl.float32), PRECISION, BM)
+        acc = _dot_rows(attn_ptr, D, rows, row_mask, wo_ptr, D, n, D, tl.zeros((BM, BM), tl.float32), PRECISION, BK)
         offs = rows[:, None] * D + n[None, :]
-        res = tl.load(res_ptr + offs, mask=row_mask[:, None], other=0.0, cache_modifier=".cg")
-        y = res.to(tl.float32) + acc.to(out_ptr.dtype.element_ty).to(tl.float32)
-        tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=row_mask[:, None])
+        res = tl.load(h_ptr + offs, mask=row_mask[:, None], other=0.0, cache_modifier=".cg")
+        y = (res.to(tl.float32) + acc.to(s1_ptr.dtype.element_ty).to(tl.float32)).to(s1_ptr.dtype.element_ty)
+        tl.store(s1_ptr + offs, y, mask=row_mask[:, None])
+        y = y.to(tl.float32)
+        tl.store(ss_ptr + rows * n_blocks + nb, tl.sum(y * y, 1), mask=row_mask)
 
 
 @triton.jit
-def _norm_swiglu_phase(s1_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D: tl.constexpr, I: tl.constexpr,
-                       PRECISION: tl.constexpr, BM: tl.constexpr):
+def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D: tl.constexpr,
+                       I: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
     n_blocks: tl.constexpr = I // BM
-    ks = tl.arange(0, BM)
+    ks = tl.arange(0, BK)
     cols = tl.arange(0, BM)
     for t in range(pid, tl.cdiv(M, BM) * n_blocks, nprog):
         rows = (t // n_blocks) * BM + tl.arange(0, BM)
         nb = t % n_blocks
         row_mask = rows < M
+        # the norm of the row (this GEMM's K is the whole row) from phase C's per-block sums of squares
         sq = tl.zeros((BM,), tl.float32)
-        for k0 in range(0, D, BM):  # the whole row is this GEMM's K: its norm first
-            x = tl.load(s1_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
-                        cache_modifier=".cg").to(tl.float32)
-            sq += tl.sum(x * x, 1)
+        for c in tl.static_range(D // BM):
+            sq += tl.load(ss_ptr + rows * (D // BM) + c, mask=row_mask, other=0.0, cache_modifier=".cg")
         rstd = tl.rsqrt(sq / D + eps)
         g = tl.zeros((BM, BM), tl.float32)
         u = tl.zeros((BM, BM), tl.float32)
-        for k0 in range(0, D, BM):
+        for k0 in range(0, D, BK):
             x = tl.load(s1_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
                         cache_modifier=".cg").to(tl.float32)
             x = (x * rstd[:, None]).to(h1_ptr.dtype.element_ty)  # h1's bits, as the official rms_norm rounds
-            if nb == 0:  # one tile per row block keeps h1 for phase E's residual
+            if nb == 0:  # one tile per row block keeps h1 for phase F's residual
                 tl.store(h1_ptr + rows[:, None] * D + (k0 + ks)[None, :], x, mask=row_mask[:, None])
-            wg = tl.load(wgu_ptr + (nb * BM + cols)[None, :] * D + (k0 + ks)[:, None])
-            wu = tl.load(wgu_ptr + (I + nb * BM + cols)[None, :] * D + (k0 + ks)[:, None])
-            g = tl.dot(x, wg, g, input_precision=PRECISION)
-            u = tl.dot(x, wu, u, input_precision=PRECISION)
+            w = wgu_ptr + (nb * BM + cols)[None, :] * D + (k0 + ks)[:, None]
+            g = tl.dot(x, tl.load(w), g, input_precision=PRECISION)
+            u = tl.dot(x, tl.load(w + I * D), u, input_precision=PRECISION)
         g = g.to(a_ptr.dtype.element_ty).to(tl.float32)
         u = u.to(a_ptr.dtype.element_ty).to(tl.float32)
         a = (g * tl.sigmoid(g) * u).to(a_ptr.dtype.element_ty)
@@ -167,30 +177,56 @@ def _norm_swiglu_phase(s1_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D: tl
 
 
 @triton.jit
-def _norm_phase(s2_ptr, out_ptr, M, eps, pid, nprog, D: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr):
+def _down_phase(a_ptr, wd_ptr, part_ptr, M, pid, nprog, D: tl.constexpr, I: tl.constexpr, SPLIT: tl.constexpr,
+                PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
+    # part[s] = a[:, s-th K slice] W_down[:, s-th K slice]^T in fp32: split along K where the output tiles alone
+    # would leave most SMs idle (16 tiles of 24 dependent K steps at batch 1); phase F sums the slices in order
+    n_blocks: tl.constexpr = D // BM
+    K_SLICE: tl.constexpr = I // SPLIT
+    cols = tl.arange(0, BM)
+    for t in range(pid, tl.cdiv(M, BM) * n_blocks * SPLIT, nprog):
+        s = t % SPLIT
+        tile = t // SPLIT
+        rows = (tile // n_blocks) * BM + tl.arange(0, BM)
+        n = (tile % n_blocks) * BM + cols
+        row_mask = rows < M
+        acc = _dot_rows(a_ptr + s * K_SLICE, I, rows, row_mask, wd_ptr + s * K_SLICE, I, n, K_SLICE,
+                        tl.zeros((BM, BM), tl.float32), PRECISION, BK)
+        tl.store(part_ptr + s * M * D + rows[:, None] * D + n[None, :], acc, mask=row_mask[:, None])
+
+
+@triton.jit
+def _residual_norm_phase(part_ptr, h1_ptr, out_ptr, M, eps, pid, nprog, D: tl.constexpr, SPLIT: tl.constexpr,
+                         BR: tl.constexpr, BD: tl.constexpr):
+    # out = round(rms_norm(round(h1 + round(sum of the K slices))))
     cols = tl.arange(0, BD)
     for t in range(pid, tl.cdiv(M, BR), nprog):
         rows = t * BR + tl.arange(0, BR)
         mask = (rows < M)[:, None] & (cols < D)[None, :]
         offs = rows[:, None] * D + cols[None, :]
-        x = tl.load(s2_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
+        acc = tl.zeros((BR, BD), tl.float32)
+        for s in tl.static_range(SPLIT):
+            acc += tl.load(part_ptr + s * M * D + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        res = tl.load(h1_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
+        x = (res + acc.to(out_ptr.dtype.element_ty).to(tl.float32)).to(out_ptr.dtype.element_ty).to(tl.float32)
         rstd = tl.rsqrt(tl.sum(x * x, 1) / D + eps)
         tl.store(out_ptr + offs, (x * rstd[:, None]).to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin,
-                        qkv_ptr, attn_ptr, s1_ptr, h1_ptr, a_ptr, s2_ptr, out_ptr, sync_ptr, B, S, eps, qk_scale,
-                        H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr, BS: tl.constexpr,
-                        USE_ROPE: tl.constexpr, PRECISION: tl.constexpr, PHASE: tl.constexpr, BM: tl.constexpr,
-                        BR: tl.constexpr, BD: tl.constexpr):
+                        qkv_ptr, attn_ptr, s1_ptr, ss_ptr, h1_ptr, a_ptr, part_ptr, out_ptr, sync_ptr, B, S, eps,
+                        qk_scale, H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr,
+                        BS: tl.constexpr, USE_ROPE: tl.constexpr, PRECISION: tl.constexpr, PHASE: tl.constexpr,
+                        SPLIT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BR: tl.constexpr,
+                        BD: tl.constexpr):
     # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     M = B * S
     if PHASE < 0 or PHASE == 0:
         _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid, nprog, H, D,
-                        HD, USE_ROPE, PRECISION, BM)
+                        HD, USE_ROPE, PRECISION, BM, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, nprog)
     if PHASE < 0 or PHASE == 1:
@@ -198,19 +234,19 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
     if PHASE < 0:
         _grid_sync(sync_ptr, 2 * nprog)
     if PHASE < 0 or PHASE == 2:
-        _residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, M, D, pid, nprog, D, PRECISION, BM)
+        _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D, PRECISION, BM, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, 3 * nprog)
     if PHASE < 0 or PHASE == 3:
-        _norm_swiglu_phase(s1_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D, I, PRECISION, BM)
+        _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D, I, PRECISION, BM, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, 4 * nprog)
     if PHASE < 0 or PHASE == 4:
-        _residual_phase(a_ptr, wd_ptr, h1_ptr, s2_ptr, M, I, pid, nprog, D, PRECISION, BM)
+        _down_phase(a_ptr, wd_ptr, part_ptr, M, pid, nprog, D, I, SPLIT, PRECISION, BM, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, 5 * nprog)
     if PHASE < 0 or PHASE == 5:
-        _norm_phase(s2_ptr, out_ptr, M, eps, pid, nprog, D, BR, BD)
+        _residual_norm_phase(part_ptr, h1_ptr, out_ptr, M, eps, pid, nprog, D, SPLIT, BR, BD)
     if PHASE < 0:
         # every program has passed the last barrier once all have arrived here: the last one zeroes the counters
         if tl.atomic_add(sync_ptr + 1, 1, sem="acq_rel", scope="gpu") == nprog - 1:
@@ -227,43 +263,64 @@ def _counters(device: torch.device) -> torch.Tensor:
     return _sync[device]
 
 
-def _tiles(batch: int, positions: int, num_heads: int, width: int, inner: int) -> list[int]:
+def _split(down_tiles: int, k_steps: int, sms: int) -> int:
+    """Phase E's K split: the largest of 8, 4 and 2 that divides its K steps and keeps its units within one wave of
+    the SMs; 1 where its output tiles alone fill them (batch 8 and up at sudoku_attn's shape)."""
+    return next((s for s in (8, 4, 2) if k_steps % s == 0 and down_tiles * s <= sms), 1)
+
+
+def _tiles(rows: int, batch: int, num_heads: int, width: int, inner: int, split: int, bm: int, br: int) -> list[int]:
     """Each phase's count of tiles (or units)."""
-    row_blocks = triton.cdiv(batch * positions, BLOCK)
-    return [row_blocks * 3 * num_heads, batch * num_heads, row_blocks * width // BLOCK, row_blocks * inner // BLOCK,
-            row_blocks * width // BLOCK, triton.cdiv(batch * positions, NORM_ROWS)]
+    row_blocks = triton.cdiv(rows, bm)
+    return [row_blocks * 3 * num_heads, batch * num_heads, row_blocks * width // bm, row_blocks * inner // bm,
+            row_blocks * width // bm * split, triton.cdiv(rows, br)]
 
 
-def small_layer(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torch.Tensor, w_down: torch.Tensor,
-                cos, sin, num_heads: int, eps: float, persistent: bool | None = None) -> torch.Tensor:
-    """The post-norm attention layer of trm_fast.models.layers.Block on h (B, S, D): rms_norm(h1 + MLP(h1)) with
-    h1 = rms_norm(h + attention(h)). Inputs are those trm_fast.ops.small_layer.unsupported accepts. `persistent`:
-    True one launch with grid barriers (a GPU), False the six phases as six launches; None: persistent on a GPU
-    (not under the interpreter)."""
+def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torch.Tensor, w_down: torch.Tensor,
+             cos, sin, num_heads: int, eps: float, config: dict | None = None):
+    """The kernel's arguments, its meta-parameters and each phase's tile count for one call (outputs allocated,
+    the output last among the tensors), and the SM count that bounds the persistent grid. `config` overrides
+    the tiles (BM, BK, BR), phase E's K split (SPLIT) and the launch (num_warps, num_stages)."""
     batch, positions, width = h.shape
     inner = w_down.shape[1]
     head_dim = width // num_heads
     rows = batch * positions
-    if persistent is None:
-        persistent = h.is_cuda and not interpreting()
-    scratch = lambda n: torch.empty((rows, n), dtype=h.dtype, device=h.device)  # noqa: E731
-    qkv, attn, s1, h1, a, s2 = scratch(3 * width), scratch(width), scratch(width), scratch(width), scratch(inner), \
-        scratch(width)
+    sms = torch.cuda.get_device_properties(h.device).multi_processor_count if h.is_cuda else SMS_WITHOUT_GPU
+    meta = dict(BM=BLOCK, BK=K_STEP, BR=NORM_ROWS, **LAUNCH)
+    meta.update(config or {})
+    if "SPLIT" not in meta:
+        meta["SPLIT"] = _split(triton.cdiv(rows, meta["BM"]) * width // meta["BM"], inner // meta["BK"], sms)
+    tiles = _tiles(rows, batch, num_heads, width, inner, meta["SPLIT"], meta["BM"], meta["BR"])
+    scratch = lambda n, dtype=h.dtype: torch.empty((rows, n), dtype=dtype, device=h.device)  # noqa: E731
+    qkv, attn, s1, h1, a = scratch(3 * width), scratch(width), scratch(width), scratch(width), scratch(inner)
+    ss = scratch(width // meta["BM"], torch.float32)
+    part = torch.empty((meta["SPLIT"], rows, width), dtype=torch.float32, device=h.device)
     out = torch.empty_like(h)
     use_rope = cos is not None
     if not use_rope:
         cos = sin = h  # never read: USE_ROPE=False compiles the loads away
     args = (h, w_qkv, w_o, w_gu, w_down, cos, sin, cos.stride(0) if use_rope else 0, sin.stride(0) if use_rope else 0,
-            qkv, attn, s1, h1, a, s2, out, _counters(h.device), batch, positions, eps,
+            qkv, attn, s1, ss, h1, a, part, out, _counters(h.device), batch, positions, eps,
             1.4426950408889634 / head_dim**0.5)
-    meta = dict(H=num_heads, D=width, I=inner, HD=head_dim, BS=max(16, triton.next_power_of_2(positions)),
-                USE_ROPE=use_rope, PRECISION="ieee" if h.dtype == torch.float32 else "tf32", BM=BLOCK,
-                BR=NORM_ROWS, BD=triton.next_power_of_2(width), **LAUNCH)
-    tiles = _tiles(batch, positions, num_heads, width, inner)
+    meta.update(H=num_heads, D=width, I=inner, HD=head_dim, BS=max(16, triton.next_power_of_2(positions)),
+                USE_ROPE=use_rope, PRECISION="ieee" if h.dtype == torch.float32 else "tf32",
+                BD=triton.next_power_of_2(width))
+    return args, meta, tiles, sms
+
+
+def small_layer(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torch.Tensor, w_down: torch.Tensor,
+                cos, sin, num_heads: int, eps: float, persistent: bool | None = None,
+                config: dict | None = None) -> torch.Tensor:
+    """The post-norm attention layer of trm_fast.models.layers.Block on h (B, S, D): rms_norm(h1 + MLP(h1)) with
+    h1 = rms_norm(h + attention(h)). Inputs are those trm_fast.ops.small_layer.unsupported accepts. `persistent`:
+    True one launch with grid barriers (a GPU), False the six phases as six launches; None: persistent on a GPU
+    (not under the interpreter). `config`: as `launches` takes it."""
+    if persistent is None:
+        persistent = h.is_cuda and not interpreting()
+    args, meta, tiles, sms = launches(h, w_qkv, w_o, w_gu, w_down, cos, sin, num_heads, eps, config)
     if persistent:
-        programs = min(max(tiles), torch.cuda.get_device_properties(h.device).multi_processor_count)
-        _small_layer_kernel[(programs,)](*args, PHASE=-1, **meta)
+        _small_layer_kernel[(min(max(tiles), sms),)](*args, PHASE=-1, **meta)
     else:
         for phase, count in enumerate(tiles):
             _small_layer_kernel[(count,)](*args, PHASE=phase, **meta)
-    return out
+    return args[16]

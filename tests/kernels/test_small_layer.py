@@ -29,9 +29,10 @@ def _inputs(shape, dtype, device, seed):
     return [t.to(device, dtype) for t in [h, *weights]], tuple(t.to(device) for t in tables) if rope else None
 
 
-def _check(shape, dtype, seed, device, persistent):
-    """The kernel (one launch with grid barriers, or its six phases as six launches) and the op, against the fp64
-    reference, each within a few times PyTorch's own error in this dtype."""
+def _check(shape, dtype, seed, device, persistent, config=None):
+    """The kernel (one launch with grid barriers, or its six phases as six launches; tiles and phase E's K split
+    from `config` where given) and the op, against the fp64 reference, each within a few times PyTorch's own error
+    in this dtype."""
     from trm_fast.kernels.small_layer import small_layer as kernel
 
     tensors, tables = _inputs(shape, dtype, device, seed)
@@ -40,7 +41,7 @@ def _check(shape, dtype, seed, device, persistent):
     truth = small_layer_reference(*[t.double() for t in tensors], cos, sin, heads, EPS)
     torch_err = (small_layer_reference(*tensors, cos, sin, heads, EPS).double() - truth).abs().max().item()
     atol = rounding_atol(torch_err, truth, dtype)
-    for what, out in ((f"kernel persistent={persistent}", kernel(*tensors, cos, sin, heads, EPS, persistent)),
+    for what, out in ((f"kernel persistent={persistent}", kernel(*tensors, cos, sin, heads, EPS, persistent, config)),
                       ("op", small_layer(*tensors, tables, heads, EPS, backend="fused"))):
         assert out.shape == tensors[0].shape and out.dtype == dtype and out.is_contiguous()
         assert_close_at_worst(out, truth, atol=atol, rtol=0, what=f"{what} {shape} {dtype}")
@@ -51,6 +52,25 @@ def _check(shape, dtype, seed, device, persistent):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_interpreter_phases_match_reference(shape, dtype):
     _check(shape, dtype, seed=hash((shape, str(dtype))) % 2**31, device="cpu", persistent=False)
+
+
+# tiles other than the defaults: phase E's K split at 4 with a shorter K step, 32-row tiles with one-row norm tiles
+# (rows 34 cross them unevenly), no split
+CONFIGS = [{"SPLIT": 4, "BK": 32}, {"BM": 32, "BK": 32, "BR": 1}, {"SPLIT": 1, "BR": 16}]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_interpreter_tile_configs_match_reference(config):
+    _check((2, 17, 64, 2, 256, True), torch.float32, seed=11, device="cpu", persistent=False, config=config)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_gpu_tile_configs_match_reference(config):
+    _check((3, 97, 512, 8, 1536, True), torch.bfloat16, seed=torch.seed() % 2**31, device="cuda", persistent=True,
+           config=config)
 
 
 @pytest.mark.gpu
