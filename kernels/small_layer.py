@@ -34,6 +34,7 @@ from .rope import rotate, tables
 
 BLOCK = 64  # rows and columns of a GEMM tile
 K_STEP = 64  # a GEMM tile's step along K
+QUERY_ROWS = 64  # queries of a phase-B unit: 16 units at sudoku_attn's batch 1 (97 positions, 8 heads)
 NORM_ROWS = 4  # rows of a phase-F tile: at batch 1, 25 tiles that each sum up to 8 fp32 K slices of their rows
 SMS_WITHOUT_GPU = 132  # phase E's split rule under the interpreter: an H100's SMs
 MAX_POSITIONS = 128  # phase B holds a puzzle's whole score matrix
@@ -102,16 +103,22 @@ def _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, q
 
 @triton.jit
 def _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H: tl.constexpr, D: tl.constexpr,
-                     HD: tl.constexpr, PRECISION: tl.constexpr, BS: tl.constexpr):
+                     HD: tl.constexpr, PRECISION: tl.constexpr, BS: tl.constexpr, BQ: tl.constexpr):
+    # a unit is BQ queries of one puzzle and head against all its keys: at batch 1, (puzzle, head) alone would
+    # be 8 units on 132 SMs
     pos = tl.arange(0, BS)
     real = pos < S
     cols = tl.arange(0, HD)
-    for u in range(pid, B * H, nprog):
-        b = u // H
-        h = u % H
-        rows = b * S + pos
-        base = qkv_ptr + rows[:, None] * (3 * D) + cols[None, :]
-        q = tl.load(base + h * HD, mask=real[:, None], other=0.0, cache_modifier=".cg")
+    q_blocks = tl.cdiv(S, BQ)
+    for u in range(pid, B * H * q_blocks, nprog):
+        qpos = (u % q_blocks) * BQ + tl.arange(0, BQ)
+        q_real = qpos < S
+        b = u // q_blocks // H
+        h = u // q_blocks % H
+        q_rows = b * S + qpos
+        base = qkv_ptr + (b * S + pos)[:, None] * (3 * D) + cols[None, :]
+        q = tl.load(qkv_ptr + q_rows[:, None] * (3 * D) + h * HD + cols[None, :], mask=q_real[:, None], other=0.0,
+                    cache_modifier=".cg")
         k = tl.load(base + (H + h) * HD, mask=real[:, None], other=0.0, cache_modifier=".cg")
         v = tl.load(base + (2 * H + h) * HD, mask=real[:, None], other=0.0, cache_modifier=".cg")
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # base 2: log2(e) / sqrt(HD)
@@ -119,8 +126,8 @@ def _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H: tl.conste
         p = tl.exp2(s - tl.max(s, 1)[:, None])
         # P in v's dtype for the second dot, as flash attention does; the row sums stay fp32
         o = tl.dot(p.to(v.dtype), v, input_precision=PRECISION) / tl.sum(p, 1)[:, None]
-        tl.store(attn_ptr + rows[:, None] * D + h * HD + cols[None, :], o.to(attn_ptr.dtype.element_ty),
-                 mask=real[:, None])
+        tl.store(attn_ptr + q_rows[:, None] * D + h * HD + cols[None, :], o.to(attn_ptr.dtype.element_ty),
+                 mask=q_real[:, None])
 
 
 @triton.jit
@@ -218,7 +225,7 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
                         qkv_ptr, attn_ptr, s1_ptr, ss_ptr, h1_ptr, a_ptr, part_ptr, out_ptr, sync_ptr, B, S, eps,
                         qk_scale, H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr,
                         BS: tl.constexpr, USE_ROPE: tl.constexpr, PRECISION: tl.constexpr, PHASE: tl.constexpr,
-                        SPLIT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BR: tl.constexpr,
+                        SPLIT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BQ: tl.constexpr, BR: tl.constexpr,
                         BD: tl.constexpr):
     # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone
     pid = tl.program_id(0)
@@ -230,7 +237,7 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
     if PHASE < 0:
         _grid_sync(sync_ptr, nprog)
     if PHASE < 0 or PHASE == 1:
-        _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H, D, HD, PRECISION, BS)
+        _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H, D, HD, PRECISION, BS, BQ)
     if PHASE < 0:
         _grid_sync(sync_ptr, 2 * nprog)
     if PHASE < 0 or PHASE == 2:
@@ -269,28 +276,31 @@ def _split(down_tiles: int, k_steps: int, sms: int) -> int:
     return next((s for s in (8, 4, 2) if k_steps % s == 0 and down_tiles * s <= sms), 1)
 
 
-def _tiles(rows: int, batch: int, num_heads: int, width: int, inner: int, split: int, bm: int, br: int) -> list[int]:
+def _tiles(batch: int, positions: int, num_heads: int, width: int, inner: int, meta: dict) -> list[int]:
     """Each phase's count of tiles (or units)."""
-    row_blocks = triton.cdiv(rows, bm)
-    return [row_blocks * 3 * num_heads, batch * num_heads, row_blocks * width // bm, row_blocks * inner // bm,
-            row_blocks * width // bm * split, triton.cdiv(rows, br)]
+    bm = meta["BM"]
+    row_blocks = triton.cdiv(batch * positions, bm)
+    return [row_blocks * 3 * num_heads, batch * num_heads * triton.cdiv(positions, meta["BQ"]),
+            row_blocks * width // bm, row_blocks * inner // bm, row_blocks * width // bm * meta["SPLIT"],
+            triton.cdiv(batch * positions, meta["BR"])]
 
 
 def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torch.Tensor, w_down: torch.Tensor,
              cos, sin, num_heads: int, eps: float, config: dict | None = None):
     """The kernel's arguments, its meta-parameters and each phase's tile count for one call (outputs allocated,
     the output last among the tensors), and the SM count that bounds the persistent grid. `config` overrides
-    the tiles (BM, BK, BR), phase E's K split (SPLIT) and the launch (num_warps, num_stages)."""
+    the tiles (BM, BK, BQ, BR), phase E's K split (SPLIT) and the launch (num_warps, num_stages)."""
     batch, positions, width = h.shape
     inner = w_down.shape[1]
     head_dim = width // num_heads
     rows = batch * positions
     sms = torch.cuda.get_device_properties(h.device).multi_processor_count if h.is_cuda else SMS_WITHOUT_GPU
-    meta = dict(BM=BLOCK, BK=K_STEP, BR=NORM_ROWS, **LAUNCH)
+    block_s = max(16, triton.next_power_of_2(positions))
+    meta = dict(BM=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, **LAUNCH)
     meta.update(config or {})
     if "SPLIT" not in meta:
         meta["SPLIT"] = _split(triton.cdiv(rows, meta["BM"]) * width // meta["BM"], inner // meta["BK"], sms)
-    tiles = _tiles(rows, batch, num_heads, width, inner, meta["SPLIT"], meta["BM"], meta["BR"])
+    tiles = _tiles(batch, positions, num_heads, width, inner, meta)
     scratch = lambda n, dtype=h.dtype: torch.empty((rows, n), dtype=dtype, device=h.device)  # noqa: E731
     qkv, attn, s1, h1, a = scratch(3 * width), scratch(width), scratch(width), scratch(width), scratch(inner)
     ss = scratch(width // meta["BM"], torch.float32)
@@ -302,7 +312,7 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     args = (h, w_qkv, w_o, w_gu, w_down, cos, sin, cos.stride(0) if use_rope else 0, sin.stride(0) if use_rope else 0,
             qkv, attn, s1, ss, h1, a, part, out, _counters(h.device), batch, positions, eps,
             1.4426950408889634 / head_dim**0.5)
-    meta.update(H=num_heads, D=width, I=inner, HD=head_dim, BS=max(16, triton.next_power_of_2(positions)),
+    meta.update(H=num_heads, D=width, I=inner, HD=head_dim, BS=block_s,
                 USE_ROPE=use_rope, PRECISION="ieee" if h.dtype == torch.float32 else "tf32",
                 BD=triton.next_power_of_2(width))
     return args, meta, tiles, sms
