@@ -1,11 +1,15 @@
 """One attention layer at a few puzzles: trm_fast's persistent kernel (kernels/small_layer.py), the same as six
 launches, and the official layer under torch.compile, at sudoku_attn's shape (97 positions, hidden 512, 8 heads,
 inner width 1536), bf16. Each is replayed 50 times back to back from a CUDA graph, as the engine replays its
-steps (trm_fast.bench.ceilings.per_call_ms), checked against the compiled reference first. The floor beside them
+steps (trm_fast.bench.ceilings.per_call_ms), checked against the official layer first. The floor beside them
 is what back-to-back library calls can do: cuBLAS's GEMMs and SDPA at the layer's shapes, timed the same way
 (a persistent kernel may go below it: it is no hardware bound). One JSON line per row.
 
     python bench/small_layer.py --batch 1,8 [--json rows.jsonl]
+    python bench/small_layer.py --batch 1,8 --sweep [--json rows.jsonl]
+
+--sweep times the kernel under each of SWEEP's configs (tiles, phase E's K split, warps, stages): each phase
+alone as its own launch, their sum, and the persistent launch, one row per config.
 """
 
 import argparse
@@ -14,11 +18,15 @@ import json
 import torch
 
 from trm_fast.bench import ceilings
+from trm_fast.kernels import small_layer as kernel
 from trm_fast.models.layers import RotaryEmbedding
-from trm_fast.kernels.small_layer import small_layer
 from trm_fast.ops.small_layer import small_layer_reference
 
 SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
+SWEEP = [{}, {"num_warps": 4}, {"num_stages": 3}, {"num_warps": 4, "num_stages": 3}, {"num_warps": 8, "num_stages": 2},
+         {"SPLIT": 1}, {"SPLIT": 4}, {"BK": 128}, {"BK": 32, "num_stages": 4}, {"BM": 32, "BK": 64, "num_warps": 4},
+         {"BR": 1}, {"BR": 16}, {"BM": 128, "num_warps": 8}, {"BQ": 32}, {"BQ": 128},
+         {"BQ": 32, "BM": 32, "num_warps": 4, "num_stages": 3}]
 
 
 def library_floor_us(batch: int, device) -> float:
@@ -30,9 +38,59 @@ def library_floor_us(batch: int, device) -> float:
     return us + flops / ceilings.measure_attention(batch, HEADS, SEQ, WIDTH // HEADS, device) / 1e6
 
 
+def us_per_call(call, device) -> float:
+    return round(ceilings.per_call_ms(call, device, reps=5) * 1e3, 2)
+
+
+def against_reference(batch: int, weights, tables, device):
+    """Each form of the kernel and the compiled official layer, checked, then timed."""
+    h = layer_input(batch, device)
+    reference = torch.compile(small_layer_reference, dynamic=False)
+    rows = {"trm_fast.kernels.small_layer, persistent": lambda: kernel.small_layer(
+                h, *weights, *tables, HEADS, EPS, persistent=True),
+            "trm_fast.kernels.small_layer, six launches": lambda: kernel.small_layer(
+                h, *weights, *tables, HEADS, EPS, persistent=False),
+            "official layer, torch.compile": lambda: reference(h, *weights, *tables, HEADS, EPS)}
+    want = rows["official layer, torch.compile"]()
+    for name, call in rows.items():  # compiled, and checked, before any timing
+        torch.testing.assert_close(call(), want, atol=5e-2, rtol=5e-2, msg=lambda m: f"{name}: {m}")
+    floor = library_floor_us(batch, device)
+    for name, call in rows.items():
+        yield dict(case=name, batch=batch, us=us_per_call(call, device), library_floor_us=round(floor, 2))
+
+
+def sweep(batch: int, weights, tables, device):
+    """Per config: each phase launched alone, and the persistent launch, on the same buffers, checked first."""
+    h = layer_input(batch, device)
+    want = small_layer_reference(h, *weights, *tables, HEADS, EPS)
+    for config in SWEEP:
+        args, meta, tiles, sms = kernel.launches(h, *weights, *tables, HEADS, EPS, config)
+        out = args[16]
+        row = dict(case="small_layer sweep", batch=batch, config=config, split=meta["SPLIT"], tiles=tiles)
+        launch = lambda phase, grid: kernel._small_layer_kernel[(grid,)](*args, PHASE=phase, **meta)  # noqa: E731
+        for phase, count in enumerate(tiles):
+            launch(phase, count)
+        torch.testing.assert_close(out, want, atol=6e-2, rtol=6e-2, msg=lambda m: f"{config} six launches: {m}")
+        for phase, count in enumerate(tiles):
+            row[f"phase{'ABCDEF'[phase]}_us"] = us_per_call(lambda: launch(phase, count), device)
+        row["phases_sum_us"] = round(sum(row[f"phase{p}_us"] for p in "ABCDEF"), 2)
+        grid = min(max(tiles), sms)
+        out.zero_()
+        launch(-1, grid)
+        torch.testing.assert_close(out, want, atol=6e-2, rtol=6e-2, msg=lambda m: f"{config} persistent: {m}")
+        row["persistent_us"] = us_per_call(lambda: launch(-1, grid), device)
+        yield row
+
+
+def layer_input(batch: int, device) -> torch.Tensor:
+    h = torch.randn(batch, SEQ, WIDTH, device=device)
+    return (h * torch.rsqrt(h.square().mean(-1, keepdim=True) + EPS)).to(torch.bfloat16)  # a norm's output
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", default="1,8", help="comma list of batch sizes")
+    parser.add_argument("--sweep", action="store_true", help="the kernel's phases under each config of SWEEP")
     parser.add_argument("--json")
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -40,23 +98,9 @@ def main():
     weights = [(torch.randn(n, k, device=device) * k**-0.5).to(torch.bfloat16)
                for n, k in ((3 * WIDTH, WIDTH), (WIDTH, WIDTH), (2 * INNER, WIDTH), (WIDTH, INNER))]
     tables = tuple(t.to(device) for t in RotaryEmbedding(WIDTH // HEADS, SEQ, 10000.0)())
-    reference = torch.compile(small_layer_reference, dynamic=False)
     for batch in map(int, args.batch.split(",")):
-        h = torch.randn(batch, SEQ, WIDTH, device=device)
-        h = (h * torch.rsqrt(h.square().mean(-1, keepdim=True) + EPS)).to(torch.bfloat16)
-        rows = {"trm_fast.kernels.small_layer, persistent": lambda: small_layer(
-                    h, *weights, *tables, HEADS, EPS, persistent=True),
-                "trm_fast.kernels.small_layer, six launches": lambda: small_layer(
-                    h, *weights, *tables, HEADS, EPS, persistent=False),
-                "official layer, torch.compile": lambda: reference(h, *weights, *tables, HEADS, EPS)}
-        want = rows["official layer, torch.compile"]()
-        for name, call in rows.items():  # compiled, and checked, before any timing
-            torch.testing.assert_close(call(), want, atol=5e-2, rtol=5e-2, msg=lambda m: f"{name}: {m}")
-        floor = library_floor_us(batch, device)
-        for name, call in rows.items():
-            us = ceilings.per_call_ms(call, device, reps=5) * 1e3
-            row = dict(case=name, batch=batch, us=round(us, 2), library_floor_us=round(floor, 2),
-                       device=torch.cuda.get_device_name())
+        for row in (sweep if args.sweep else against_reference)(batch, weights, tables, device):
+            row["device"] = torch.cuda.get_device_name()
             print(json.dumps(row), flush=True)
             if args.json:
                 with open(args.json, "a") as f:

@@ -38,9 +38,10 @@ QUERY_ROWS = 64  # queries of a phase-B unit: 16 units at sudoku_attn's batch 1 
 NORM_ROWS = 4  # rows of a phase-F tile: at batch 1, 25 tiles that each sum up to 8 fp32 K slices of their rows
 SMS_WITHOUT_GPU = 132  # phase E's split rule under the interpreter: an H100's SMs
 MAX_POSITIONS = 128  # phase B holds a puzzle's whole score matrix
-# 8 warps: phase B's 128 x 128 fp32 scores at 4 warps took 128 registers a thread and spilled 880 B (compiled for
-# sm_90a, bench/kernel_resources.py small_layer); at 8, 8 B. One program per SM either way, as the barrier needs.
-LAUNCH = {"num_warps": 8, "num_stages": 2}
+# 4 warps and 3 stages: the fastest launch timed at batch 1 (bench/small_layer.py --sweep, H100: 26.2 us a layer
+# against 30.4 at 8 warps and 2 stages), though it spills 864 B where 8 warps spill none (sm_90a,
+# bench/kernel_resources.py small_layer). The grid stays at one program per SM, as the barrier needs.
+LAUNCH = {"num_warps": 4, "num_stages": 3}
 
 
 @triton.jit
