@@ -27,13 +27,14 @@
 #            then sudoku_mlpt's 16-step evaluation at batch 768 on 'auto' without and with `token_mix`, on
 #            PyTorch's ops, and with the pointer kernel (bench/engine_ops.py). About 8 minutes; its tests stop
 #            at 150 s (the whole file takes ~300 s on an H100: the `tests` phase runs it)
-#   b1       batch 1: the whole-layer kernel (kernels/small_layer.py): its GPU tests, compute-sanitizer on it
-#            (persistent and phase by phase), it alone against the official layer compiled (bench/small_layer.py,
-#            batch 1 and 8); then the engine's 16-step evaluation of $B1_CONFIGS (default sudoku_attn) at batch 1 on
-#            'auto' with each ';'-separated set of $B1_SETS added to its own (default: small_layer, attention, and
-#            the three forward kernels `auto` leaves out), and on PyTorch's ops (bench/engine_ops.py); `auto` again
-#            with SDPA held to FlashAttention's (cuDNN's runs three kernels a call there); then `trm-fast profile`
-#            of the first config at batch 1, its kernels.json brought back. About 9 minutes
+#   b1       batch 1: the whole-layer kernel (kernels/small_layer.py): it alone against the official layer compiled
+#            (bench/small_layer.py, batch 1 and 8), its phases under each config (--sweep, batch 1), its GPU tests,
+#            compute-sanitizer on it (persistent and phase by phase); then the engine's 16-step evaluation of
+#            $B1_CONFIGS (default sudoku_attn) at batch 1 on 'auto' with the large batches' set, then with each
+#            ';'-separated set of $B1_SETS added (default: the few-puzzle attention, then it and small_layer),
+#            and on PyTorch's ops (bench/engine_ops.py); then `trm-fast profile` of the first config at batch 1,
+#            its kernels.json brought back. About 9 minutes (SDPA held to FlashAttention's, `engine_ops.py --sdpa
+#            flash`, changed nothing at batch 1: bench/NOTES.md)
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
@@ -141,9 +142,11 @@ elif [ "$phase" = b1 ]; then
     # timeout, and the persistent form then stays out of the steps after it
     (cd /tmp && timeout 150 python3 "$repo/bench/small_layer.py" --batch 1,8 --json "$out/small_layer.jsonl") 2>&1 \
         | tee -a "$log" && hangs=0 || hangs=1
+    [ "$hangs" = 1 ] || (cd /tmp && timeout 150 python3 "$repo/bench/small_layer.py" --batch 1 --sweep \
+        --json "$out/small_layer_sweep.jsonl") 2>&1 | cut -c1-240 | tee -a "$log" || true
     [ "$hangs" = 0 ] || echo "small_layer: failed or timed out; the persistent form is left out below" | tee -a "$log"
     pick=(); [ "$hangs" = 0 ] || pick=(-k "not True and not chain")  # the six-launch form only
-    timeout 200 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_small_layer.py \
+    timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_small_layer.py \
         "${pick[@]}" > "$out/pytest_small_layer.log" 2>&1 || true
     tail -3 "$out/pytest_small_layer.log" | tee -a "$log"
     # a spin barrier: a tool that ran programs one at a time would hang it
@@ -154,13 +157,12 @@ elif [ "$phase" = b1 ]; then
     done
     base=add_rms_norm,swiglu,linear_swiglu
     sets=(--auto-ops "$base")
-    sets_default=$([ "$hangs" = 1 ] || echo "small_layer;")attention\;attention,linear_rope,linear_add_rms_norm
+    few=attention_few_puzzles
+    sets_default=$few$([ "$hangs" = 1 ] || echo ";$few,small_layer")
     IFS=';' read -ra extra <<< "${B1_SETS:-$sets_default}"
     for set in "${extra[@]}"; do sets+=(--auto-ops "$base,$set"); done
     for config in ${B1_CONFIGS:-sudoku_attn}; do
         (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 1 --ops auto,reference "${sets[@]}" \
-            --out "$out/engine_ops_b1.jsonl") 2>&1 | tee -a "$log"
-        (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 1 --ops auto --auto-ops "$base" --sdpa flash \
             --out "$out/engine_ops_b1.jsonl") 2>&1 | tee -a "$log"
     done
     set -- ${B1_CONFIGS:-sudoku_attn}

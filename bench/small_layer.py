@@ -8,8 +8,8 @@ is what back-to-back library calls can do: cuBLAS's GEMMs and SDPA at the layer'
     python bench/small_layer.py --batch 1,8 [--json rows.jsonl]
     python bench/small_layer.py --batch 1,8 --sweep [--json rows.jsonl]
 
---sweep times the kernel under each of SWEEP's configs (tiles, phase E's K split, warps, stages): each phase
-alone as its own launch, their sum, and the persistent launch, one row per config.
+--sweep times the kernel under each of SWEEP's configs (tiles, phase E's K split, warps, stages, the barrier's
+spin): each phase alone as its own launch, their sum, and the persistent launch, one row per config.
 """
 
 import argparse
@@ -26,7 +26,7 @@ SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
 SWEEP = [{}, {"num_warps": 4}, {"num_stages": 3}, {"num_warps": 4, "num_stages": 3}, {"num_warps": 8, "num_stages": 2},
          {"SPLIT": 1}, {"SPLIT": 4}, {"BK": 128}, {"BK": 32, "num_stages": 4}, {"BM": 32, "BK": 64, "num_warps": 4},
          {"BR": 1}, {"BR": 16}, {"BM": 128, "num_warps": 8}, {"BQ": 32}, {"BQ": 128},
-         {"BQ": 32, "BM": 32, "num_warps": 4, "num_stages": 3}]
+         {"BQ": 32, "BM": 32, "num_warps": 4, "num_stages": 3}, {"SYNC_LOAD": True}]
 
 
 def library_floor_us(batch: int, device) -> float:

@@ -45,13 +45,27 @@ LAUNCH = {"num_warps": 4, "num_stages": 3}
 
 
 @triton.jit
-def _grid_sync(sync_ptr, target):
+def _load_acquire(ptr):
+    # a plain load with acquire semantics at GPU scope: spinning on it does not queue read-modify-writes on the
+    # counter's L2 line behind the arrivals, as an atomic spin does
+    return tl.inline_asm_elementwise("ld.global.acquire.gpu.b32 $0, [$1];", "=r,l", [ptr], dtype=tl.int32,
+                                     is_pure=False, pack=1)
+
+
+@triton.jit
+def _grid_sync(sync_ptr, target, SYNC_LOAD: tl.constexpr):
     # every program's stores of the phase are issued before its arrival (CTA barrier, then a release at GPU
-    # scope); its loads of the next phase follow the acquire that saw all arrivals
+    # scope); its loads of the next phase follow the acquire that saw all arrivals. SYNC_LOAD spins on acquire
+    # loads, else on atomic adds of zero (the form first timed)
     tl.debug_barrier()
-    arrived = tl.atomic_add(sync_ptr, 1, sem="acq_rel", scope="gpu") + 1
-    while arrived < target:
-        arrived = tl.atomic_add(sync_ptr, 0, sem="acquire", scope="gpu")
+    if SYNC_LOAD:
+        arrived = tl.atomic_add(sync_ptr, 1, sem="release", scope="gpu") + 1
+        while arrived < target:
+            arrived = _load_acquire(sync_ptr)
+    else:
+        arrived = tl.atomic_add(sync_ptr, 1, sem="acq_rel", scope="gpu") + 1
+        while arrived < target:
+            arrived = tl.atomic_add(sync_ptr, 0, sem="acquire", scope="gpu")
     tl.debug_barrier()
 
 
@@ -227,7 +241,7 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
                         qk_scale, H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr,
                         BS: tl.constexpr, USE_ROPE: tl.constexpr, PRECISION: tl.constexpr, PHASE: tl.constexpr,
                         SPLIT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BQ: tl.constexpr, BR: tl.constexpr,
-                        BD: tl.constexpr):
+                        BD: tl.constexpr, SYNC_LOAD: tl.constexpr):
     # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
@@ -236,23 +250,23 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
         _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid, nprog, H, D,
                         HD, USE_ROPE, PRECISION, BM, BK)
     if PHASE < 0:
-        _grid_sync(sync_ptr, nprog)
+        _grid_sync(sync_ptr, nprog, SYNC_LOAD)
     if PHASE < 0 or PHASE == 1:
         _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H, D, HD, PRECISION, BS, BQ)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 2 * nprog)
+        _grid_sync(sync_ptr, 2 * nprog, SYNC_LOAD)
     if PHASE < 0 or PHASE == 2:
         _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D, PRECISION, BM, BK)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 3 * nprog)
+        _grid_sync(sync_ptr, 3 * nprog, SYNC_LOAD)
     if PHASE < 0 or PHASE == 3:
         _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D, I, PRECISION, BM, BK)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 4 * nprog)
+        _grid_sync(sync_ptr, 4 * nprog, SYNC_LOAD)
     if PHASE < 0 or PHASE == 4:
         _down_phase(a_ptr, wd_ptr, part_ptr, M, pid, nprog, D, I, SPLIT, PRECISION, BM, BK)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 5 * nprog)
+        _grid_sync(sync_ptr, 5 * nprog, SYNC_LOAD)
     if PHASE < 0 or PHASE == 5:
         _residual_norm_phase(part_ptr, h1_ptr, out_ptr, M, eps, pid, nprog, D, SPLIT, BR, BD)
     if PHASE < 0:
@@ -290,14 +304,15 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
              cos, sin, num_heads: int, eps: float, config: dict | None = None):
     """The kernel's arguments, its meta-parameters and each phase's tile count for one call (outputs allocated,
     the output last among the tensors), and the SM count that bounds the persistent grid. `config` overrides
-    the tiles (BM, BK, BQ, BR), phase E's K split (SPLIT) and the launch (num_warps, num_stages)."""
+    the tiles (BM, BK, BQ, BR), phase E's K split (SPLIT), the barrier's spin (SYNC_LOAD: acquire loads, not
+    atomics; untimed) and the launch (num_warps, num_stages)."""
     batch, positions, width = h.shape
     inner = w_down.shape[1]
     head_dim = width // num_heads
     rows = batch * positions
     sms = torch.cuda.get_device_properties(h.device).multi_processor_count if h.is_cuda else SMS_WITHOUT_GPU
     block_s = max(16, triton.next_power_of_2(positions))
-    meta = dict(BM=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, **LAUNCH)
+    meta = dict(BM=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, SYNC_LOAD=False, **LAUNCH)
     meta.update(config or {})
     if "SPLIT" not in meta:
         meta["SPLIT"] = _split(triton.cdiv(rows, meta["BM"]) * width // meta["BM"], inner // meta["BK"], sms)

@@ -196,12 +196,25 @@ def test_model_attention_fused_matches_reference_and_trains_on_the_reference(mon
 
 def test_dispatch_and_bad_input(monkeypatch):
     monkeypatch.setattr(trm_fast.backend, "_warned", set())  # the warning comes once per process: reset it
+    from trm_fast.ops.attention import FEW_PUZZLES, SHORT_PUZZLE, auto_op
+
     qkv = _qkv(2, 5, 2, 48, torch.float32, DEVICE)  # D = 48: no kernel takes it, on any device
-    # auto runs the reference, which is faster on the GPUs measured, without a word
+    many = _qkv(FEW_PUZZLES + 1, 5, 2, 48, torch.float32, DEVICE)
+    assert auto_op(qkv) == "attention_few_puzzles" and auto_op(many) == "attention"
+    assert auto_op(_qkv(1, SHORT_PUZZLE + 1, 2, 32, torch.float32, DEVICE)) == "attention"
+    # at many puzzles auto runs the reference, which is faster on the GPUs measured, without a word
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = ops.rope_attention(many, None, 2, backend="auto")
+    assert not [w for w in caught if "attention" in str(w.message)]
+    assert torch.equal(out, rope_attention_reference(many, None, None, 2))
+    # at a few it asks for the kernel, and says once why the reference runs where the kernel cannot
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = ops.rope_attention(qkv, None, 2, backend="auto")
-    assert not [w for w in caught if "attention" in str(w.message)]
+        ops.rope_attention(qkv, None, 2, backend="auto")
+    said = [str(w.message) for w in caught if "attention" in str(w.message)]
+    assert len(said) == 1 and "attention_few_puzzles falls back to the reference" in said[0], said
     assert torch.equal(out, rope_attention_reference(qkv, None, None, 2))
     assert torch.equal(ops.rope_attention(qkv, None, 2, backend="reference"), out)
 

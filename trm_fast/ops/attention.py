@@ -89,17 +89,32 @@ def unsupported(qkv: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[to
     return None
 
 
+# 'auto' runs the kernel for a few short puzzles (AUTO_OPS names `attention_few_puzzles`), where cuDNN's SDPA
+# takes three kernels a call and inductor's RoPE pass a fourth: sudoku_attn's 16-step evaluation in the engine
+# (H100) took 19.69 against 22.60 ms at batch 1 and 26.13 against 28.42 ms at batch 8
+# (bench/results/2026-12-06_h100_78bf757_b1_engine_ops.jsonl). Batches between 8 and 768 are not measured.
+FEW_PUZZLES, SHORT_PUZZLE = 8, 128
+
+
+def auto_op(qkv: torch.Tensor) -> str:
+    """The name under which AUTO_OPS lets 'auto' run the kernel on this call: `attention_few_puzzles` for at most
+    FEW_PUZZLES puzzles of at most SHORT_PUZZLE positions, `attention` otherwise."""
+    few = qkv.ndim == 4 and qkv.shape[0] <= FEW_PUZZLES and qkv.shape[1] <= SHORT_PUZZLE
+    return "attention_few_puzzles" if few else "attention"
+
+
 def rope_attention(qkv: torch.Tensor, cos_sin, num_heads: int, backend: str = "reference") -> torch.Tensor:
     """Non-causal attention of RoPE(q), RoPE(k), v split from ``qkv`` (B, S, 3H, D); ``cos_sin`` is None or
     the model's (cos, sin) tables (S, D). Returns (B, S, H * D). The kernel is forward only: where autograd
-    records, the reference runs on every backend (the fused backward is the training issue's). It runs on
-    the 'fused' backend alone: on an H200 it takes 306 us at sudoku_attn's batch 768 where the reference
-    under torch.compile (inductor's RoPE kernel, then cuDNN's SDPA) takes 227 us, so 'auto' keeps the
-    reference (bench/results/2026-11-29_h200_7ef693d_microbench.json)."""
+    records, the reference runs on every backend (the fused backward is the training issue's). At the paper
+    batches it runs on the 'fused' backend alone: on an H200 it takes 306 us at sudoku_attn's batch 768 where
+    the reference under torch.compile (inductor's RoPE kernel, then cuDNN's SDPA) takes 227 us, so 'auto'
+    keeps the reference there (bench/results/2026-11-29_h200_7ef693d_microbench.json); 'auto' runs it for a
+    few short puzzles (`auto_op`)."""
     cos, sin = cos_sin if cos_sin is not None else (None, None)
     recording = _backend.records(qkv)  # no fused backward yet: the reference's autograd
     why_not = lambda: unsupported(qkv, cos, sin, num_heads, backend)  # noqa: E731
-    if not recording and _backend.use_fused(backend, "attention", why_not):
+    if not recording and _backend.use_fused(backend, auto_op(qkv), why_not):
         return rope_attention_fused(qkv, cos, sin, num_heads)
     return rope_attention_reference(qkv, cos, sin, num_heads)
 

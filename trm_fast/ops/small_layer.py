@@ -2,9 +2,10 @@
 h1 = rms_norm(h + attention(h) W_o^T), the block trm_fast.models.layers.Block runs without MLP-t.
 
 At batch 1 the layer is a dozen kernels of a few microseconds each, most of the GPU idle in each (bench/NOTES.md,
-"Batch 1"); trm_fast.kernels.small_layer runs it as one persistent kernel of six phases. An experiment until a
-device call times it: the model's Block runs it only where AUTO_OPS names `small_layer` (on 'auto' and 'fused'
-alike; `takes`), at most MAX_ROWS rows and outside autograd; bench/small_layer.py times it alone against the
+"Batch 1"); trm_fast.kernels.small_layer runs it as one persistent kernel of six phases. An experiment: alone it
+takes 26.2 us at batch 1 against 28.4 for the official layer compiled, but the engine's 16-step evaluation took
+20.40 ms with it against 19.69 without (H100, bench/NOTES.md). The model's Block runs it only where AUTO_OPS names
+`small_layer` (on 'auto' and 'fused' alike; `takes`), at most MAX_ROWS rows and outside autograd; bench/small_layer.py times it alone against the
 official layer compiled, and bench/engine_ops.py --auto-ops ...,small_layer inside the engine. The reference is
 the official model's order, op for op.
 
@@ -22,10 +23,10 @@ from .attention import rope_attention_reference
 from .rms_norm import add_rms_norm_reference
 from .swiglu import swiglu_reference
 
-# Rows (B S) up to which `takes` lets the model run the kernel: sudoku_attn at batch 8 (776). Not yet timed: the
-# persistent grid is one program per SM, so past a few puzzles each phase's tiles outnumber the SMs and the
-# library GEMMs' better tiles should win.
-MAX_ROWS = 1024
+# Rows (B S) up to which `takes` lets the model run the kernel: one puzzle of up to 128 positions. At sudoku_attn's
+# batch 8 (776 rows) it took 51-65 us a layer against 37.9 for the official layer compiled (H100,
+# bench/results/2026-12-06_h100_78bf757_b1_sweep.jsonl): each phase's tiles outnumber the one program per SM.
+MAX_ROWS = 128
 
 
 def small_layer_reference(h: torch.Tensor, qkv_weight: torch.Tensor, o_weight: torch.Tensor,
