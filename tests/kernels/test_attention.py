@@ -202,6 +202,7 @@ def test_dispatch_and_bad_input(monkeypatch):
     many = _qkv(FEW_PUZZLES + 1, 5, 2, 48, torch.float32, DEVICE)
     assert auto_op(qkv) == "attention_few_puzzles" and auto_op(many) == "attention"
     assert auto_op(_qkv(1, SHORT_PUZZLE + 1, 2, 32, torch.float32, DEVICE)) == "attention"
+    assert auto_op(qkv, "fused") == "attention"
     # at many puzzles auto runs the reference, which is faster on the GPUs measured, without a word
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -236,7 +237,7 @@ def test_dispatch_and_bad_input(monkeypatch):
         (good, (cos.to("meta"), sin), 2, "cos is on meta"),
     ]
     for x, cos_sin, heads, message in bad:
-        with pytest.raises(FusedUnavailableError, match=message):
+        with pytest.raises(FusedUnavailableError, match="attention cannot run here: " + message):
             ops.rope_attention(x, cos_sin, heads, backend="fused")
     # the interpreter serves only an explicit 'fused' backend on the CPU; without it the CPU is refused
     monkeypatch.setattr(trm_fast.backend, "interpreting", lambda: False)

@@ -96,10 +96,11 @@ def unsupported(qkv: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[to
 FEW_PUZZLES, SHORT_PUZZLE = 8, 128
 
 
-def auto_op(qkv: torch.Tensor) -> str:
+def auto_op(qkv: torch.Tensor, backend: str = "auto") -> str:
     """The name under which AUTO_OPS lets 'auto' run the kernel on this call: `attention_few_puzzles` for at most
-    FEW_PUZZLES puzzles of at most SHORT_PUZZLE positions, `attention` otherwise."""
-    few = qkv.ndim == 4 and qkv.shape[0] <= FEW_PUZZLES and qkv.shape[1] <= SHORT_PUZZLE
+    FEW_PUZZLES puzzles of at most SHORT_PUZZLE positions, `attention` otherwise (and on any other backend, whose
+    errors and warnings then name the op plainly)."""
+    few = backend == "auto" and qkv.ndim == 4 and qkv.shape[0] <= FEW_PUZZLES and qkv.shape[1] <= SHORT_PUZZLE
     return "attention_few_puzzles" if few else "attention"
 
 
@@ -114,7 +115,7 @@ def rope_attention(qkv: torch.Tensor, cos_sin, num_heads: int, backend: str = "r
     cos, sin = cos_sin if cos_sin is not None else (None, None)
     recording = _backend.records(qkv)  # no fused backward yet: the reference's autograd
     why_not = lambda: unsupported(qkv, cos, sin, num_heads, backend)  # noqa: E731
-    if not recording and _backend.use_fused(backend, auto_op(qkv), why_not):
+    if not recording and _backend.use_fused(backend, auto_op(qkv, backend), why_not):
         return rope_attention_fused(qkv, cos, sin, num_heads)
     return rope_attention_reference(qkv, cos, sin, num_heads)
 
