@@ -244,33 +244,34 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
                         qk_scale, H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr,
                         BS: tl.constexpr, USE_ROPE: tl.constexpr, PRECISION: tl.constexpr, PHASE: tl.constexpr,
                         SPLIT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BQ: tl.constexpr, BR: tl.constexpr,
-                        BD: tl.constexpr, SYNC_LOAD: tl.constexpr):
-    # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone
+                        BD: tl.constexpr, SYNC_LOAD: tl.constexpr, WORK: tl.constexpr):
+    # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone. WORK False
+    # skips every phase's work, leaving the launches and barriers alone to be timed
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     M = B * S
-    if PHASE < 0 or PHASE == 0:
+    if WORK and (PHASE < 0 or PHASE == 0):
         _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid, nprog, H, D,
                         HD, USE_ROPE, PRECISION, BM, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, nprog, SYNC_LOAD)
-    if PHASE < 0 or PHASE == 1:
+    if WORK and (PHASE < 0 or PHASE == 1):
         _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H, D, HD, PRECISION, BS, BQ)
     if PHASE < 0:
         _grid_sync(sync_ptr, 2 * nprog, SYNC_LOAD)
-    if PHASE < 0 or PHASE == 2:
+    if WORK and (PHASE < 0 or PHASE == 2):
         _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D, PRECISION, BM, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, 3 * nprog, SYNC_LOAD)
-    if PHASE < 0 or PHASE == 3:
+    if WORK and (PHASE < 0 or PHASE == 3):
         _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D, I, PRECISION, BM, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, 4 * nprog, SYNC_LOAD)
-    if PHASE < 0 or PHASE == 4:
+    if WORK and (PHASE < 0 or PHASE == 4):
         _down_phase(a_ptr, wd_ptr, part_ptr, M, pid, nprog, D, I, SPLIT, PRECISION, BM, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, 5 * nprog, SYNC_LOAD)
-    if PHASE < 0 or PHASE == 5:
+    if WORK and (PHASE < 0 or PHASE == 5):
         _residual_norm_phase(part_ptr, h1_ptr, out_ptr, M, eps, pid, nprog, D, SPLIT, BR, BD)
     if PHASE < 0:
         # every program has passed the last barrier once all have arrived here: the last one zeroes the counters
@@ -308,14 +309,16 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     """The kernel's arguments, its meta-parameters and each phase's tile count for one call (outputs allocated,
     the output last among the tensors), and the SM count that bounds the persistent grid. `config` overrides
     the tiles (BM, BK, BQ, BR), phase E's K split (SPLIT), the barrier's spin (SYNC_LOAD: acquire loads, not
-    atomics; untimed) and the launch (num_warps, num_stages)."""
+    atomics; untimed), the launch (num_warps, num_stages), and WORK (False: the phases do nothing, so that a
+    benchmark times the launches and barriers alone; the output is then garbage)."""
     batch, positions, width = h.shape
     inner = w_down.shape[1]
     head_dim = width // num_heads
     rows = batch * positions
     sms = torch.cuda.get_device_properties(h.device).multi_processor_count if h.is_cuda else SMS_WITHOUT_GPU
     block_s = max(16, triton.next_power_of_2(positions))
-    meta = dict(BM=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, SYNC_LOAD=False, **LAUNCH)
+    meta = dict(BM=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, SYNC_LOAD=False, WORK=True,
+                **LAUNCH)
     meta.update(config or {})
     if "SPLIT" not in meta:
         meta["SPLIT"] = _split(triton.cdiv(rows, meta["BM"]) * width // meta["BM"], inner // meta["BK"], sms)
