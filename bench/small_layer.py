@@ -66,8 +66,7 @@ def sweep(batch: int, weights, tables, device):
     h = layer_input(batch, device)
     want = small_layer_reference(h, *weights, *tables, HEADS, EPS)
     for config in SWEEP:
-        args, meta, tiles, sms = kernel.launches(h, *weights, *tables, HEADS, EPS, config)
-        out = args[16]
+        out, args, meta, tiles, sms = kernel.launches(h, *weights, *tables, HEADS, EPS, config)
         row = dict(case="small_layer sweep", batch=batch, config=config, split=meta["SPLIT"], tiles=tiles)
         launch = lambda phase, grid: kernel._small_layer_kernel[(grid,)](*args, PHASE=phase, **meta)  # noqa: E731
         checked = config.get("WORK", True)  # without the work, the output is garbage
