@@ -4,8 +4,8 @@ dots); forward and gradients, the op's dispatch, opcheck, the model on it, and i
 
 import pytest
 import torch
-from helpers import (assert_close_at_worst, assert_kernel_and_op_match, assert_within_torch_error, output_and_grads,
-                     rounding_atol)
+from helpers import (assert_close_at_worst, assert_kernel_and_op_match, assert_within_torch_error, case_seed,
+                     output_and_grads, rounding_atol)
 from trm_fast import ops
 from trm_fast.ops.token_mix import token_mix_fused, token_mix_reference, unsupported
 
@@ -62,20 +62,20 @@ def _check_grads(shape, dtype, seed, device):
 @pytest.mark.parametrize("shape", SHAPES_CPU)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_interpreter_matches_reference(shape, dtype):
-    _check(shape, dtype, seed=hash((shape, str(dtype))) % 2**31, device="cpu")
+    _check(shape, dtype, seed=case_seed((shape, str(dtype))), device="cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
 @pytest.mark.parametrize("shape", SHAPES_TMA_CPU)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_interpreter_tma_kernel_matches_reference(shape, dtype):
-    _check(shape, dtype, seed=hash((shape, str(dtype), "tma")) % 2**31, device="cpu", tma=True)
+    _check(shape, dtype, seed=case_seed((shape, str(dtype), "tma")), device="cpu", tma=True)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
 @pytest.mark.parametrize("shape", SHAPES_CPU[:2])
 def test_interpreter_gradients(shape):
-    _check_grads(shape, torch.float32, seed=hash(shape) % 2**31, device="cpu")
+    _check_grads(shape, torch.float32, seed=case_seed(shape), device="cpu")
 
 
 def test_interpreter_takes_any_strides():
