@@ -33,7 +33,8 @@
 #            $B1_CONFIGS (default sudoku_attn) at batch 1 on 'auto' with the large batches' set, then with each
 #            ';'-separated set of $B1_SETS added (default: the few-puzzle attention, then it and small_layer),
 #            and on PyTorch's ops (bench/engine_ops.py); then `trm-fast profile` of the first config at batch 1,
-#            its kernels.json brought back. About 9 minutes (SDPA held to FlashAttention's, `engine_ops.py --sdpa
+#            its kernels.json brought back; $B1_STEPS picks steps (default all six: alone sweep tests sanitize
+#            engine profile). About 9 minutes (SDPA held to FlashAttention's, `engine_ops.py --sdpa
 #            flash`, changed nothing at batch 1: bench/NOTES.md)
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
@@ -138,19 +139,27 @@ elif [ "$phase" = mlpt ]; then
     (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_mlpt 768 --ops auto --auto-ops "$base,token_mix" \
         --token-mix-pointer --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
 elif [ "$phase" = b1 ]; then
+    steps=" ${B1_STEPS:-alone sweep tests sanitize engine profile} "
     # the kernel alone first: a spin barrier that never opens (programs not all resident) shows here as a
     # timeout, and the persistent form then stays out of the steps after it
-    (cd /tmp && timeout 150 python3 "$repo/bench/small_layer.py" --batch 1,8 --json "$out/small_layer.jsonl") 2>&1 \
-        | tee -a "$log" && hangs=0 || hangs=1
-    [ "$hangs" = 1 ] || (cd /tmp && timeout 150 python3 "$repo/bench/small_layer.py" --batch 1 --sweep \
-        --json "$out/small_layer_sweep.jsonl") 2>&1 | cut -c1-240 | tee -a "$log" || true
+    hangs=0
+    if [[ $steps == *" alone "* ]]; then
+        (cd /tmp && timeout 150 python3 "$repo/bench/small_layer.py" --batch 1,8 --json "$out/small_layer.jsonl") \
+            2>&1 | tee -a "$log" || hangs=1
+    fi
+    if [[ $steps == *" sweep "* && $hangs = 0 ]]; then
+        (cd /tmp && timeout 200 python3 "$repo/bench/small_layer.py" --batch 1 --sweep \
+            --json "$out/small_layer_sweep.jsonl") 2>&1 | cut -c1-240 | tee -a "$log" || true
+    fi
     [ "$hangs" = 0 ] || echo "small_layer: failed or timed out; the persistent form is left out below" | tee -a "$log"
     pick=(); [ "$hangs" = 0 ] || pick=(-k "not True and not chain")  # the six-launch form only
-    timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_small_layer.py \
-        "${pick[@]}" > "$out/pytest_small_layer.log" 2>&1 || true
-    tail -3 "$out/pytest_small_layer.log" | tee -a "$log"
+    if [[ $steps == *" tests "* ]]; then
+        timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_small_layer.py \
+            "${pick[@]}" > "$out/pytest_small_layer.log" 2>&1 || true
+        tail -3 "$out/pytest_small_layer.log" | tee -a "$log"
+    fi
     # a spin barrier: a tool that ran programs one at a time would hang it
-    for tool in $([ "$hangs" = 1 ] || echo memcheck racecheck); do
+    for tool in $([[ $steps == *" sanitize "* && $hangs = 0 ]] && echo memcheck racecheck); do
         timeout 90 compute-sanitizer --tool "$tool" --error-exitcode 9 python3 bench/sanitize_triton.py small_layer \
             >> "$out/sanitizer_small_layer.log" 2>&1 && echo "$tool: clean" | tee -a "$log" \
             || echo "$tool: FAILED or timed out (see sanitizer_small_layer.log)" | tee -a "$log"
@@ -161,13 +170,15 @@ elif [ "$phase" = b1 ]; then
     sets_default=$few$([ "$hangs" = 1 ] || echo ";$few,small_layer")
     IFS=';' read -ra extra <<< "${B1_SETS:-$sets_default}"
     for set in "${extra[@]}"; do sets+=(--auto-ops "$base,$set"); done
-    for config in ${B1_CONFIGS:-sudoku_attn}; do
+    for config in $([[ $steps == *" engine "* ]] && echo "${B1_CONFIGS:-sudoku_attn}"); do
         (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 1 --ops auto,reference "${sets[@]}" \
             --out "$out/engine_ops_b1.jsonl") 2>&1 | tee -a "$log"
     done
-    set -- ${B1_CONFIGS:-sudoku_attn}
-    (cd /tmp && trm-fast profile "$1" --mode infer --compile --batch 1 --warmup 1 --steps 1 --out "$out/profile_b1") \
-        2>&1 | tail -30 | tee -a "$log"
+    if [[ $steps == *" profile "* ]]; then
+        set -- ${B1_CONFIGS:-sudoku_attn}
+        (cd /tmp && trm-fast profile "$1" --mode infer --compile --batch 1 --warmup 1 --steps 1 \
+            --out "$out/profile_b1") 2>&1 | tail -30 | tee -a "$log"
+    fi
 elif [ "$phase" = infer ]; then
     # one call may not hold them all (10 minutes): CONFIGS and B1_CONFIGS pick, an empty one skips
     configs=${CONFIGS-sudoku_attn sudoku_hrm sudoku_mlpt arc_attn}; b1_configs=${B1_CONFIGS-sudoku_attn arc_attn}

@@ -8,9 +8,9 @@ is what back-to-back library calls can do: cuBLAS's GEMMs and SDPA at the layer'
     python bench/small_layer.py --batch 1,8 [--json rows.jsonl]
     python bench/small_layer.py --batch 1,8 --sweep [--json rows.jsonl]
 
---sweep times the kernel under each of SWEEP's configs (tiles, phase E's K split, warps, stages, the barrier's
-spin, and none of the work: the launches and the barriers alone): each phase alone as its own launch, their sum,
-and the persistent launch, one row per config.
+--sweep times the kernel under each of SWEEP's configs (any of tiles, phase E's K split, warps, stages, the
+barrier's wait, the grid's bound, and none of the work: the launches and the barriers alone): each phase alone as
+its own launch, their sum, and the persistent launch, one row per config.
 """
 
 import argparse
@@ -24,11 +24,11 @@ from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.small_layer import small_layer_reference
 
 SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
-SWEEP = [{}, {"num_warps": 4}, {"num_stages": 3}, {"num_warps": 4, "num_stages": 3}, {"num_warps": 8, "num_stages": 2},
-         {"SPLIT": 1}, {"SPLIT": 4}, {"BK": 128}, {"BK": 32, "num_stages": 4}, {"BM": 32, "BK": 64, "num_warps": 4},
-         {"BR": 1}, {"BR": 16}, {"BM": 128, "num_warps": 8}, {"BQ": 32}, {"BQ": 128},
-         {"BQ": 32, "BM": 32, "num_warps": 4, "num_stages": 3}, {"SYNC_LOAD": True},
-         {"WORK": False}, {"WORK": False, "SYNC_LOAD": True}]  # the last two: launches and barriers alone
+SWEEP = [{}, {"SYNC": "load"}, {"SYNC": "flag"}, {"GRID": 64, "SYNC": "flag"},
+         {"WORK": False}, {"WORK": False, "SYNC": "load"}, {"WORK": False, "SYNC": "flag"},
+         {"WORK": False, "SYNC": "flag", "GRID": 64}, {"WORK": False, "SYNC": "flag", "GRID": 16}]
+# earlier sweeps timed the tiles, the split, warps and stages (bench/NOTES.md); this one the barrier: how it
+# waits, with the work and without it (launches and barriers alone), and with fewer programs arriving
 
 
 def library_floor_us(batch: int, device) -> float:
@@ -77,7 +77,7 @@ def sweep(batch: int, weights, tables, device):
         for phase, count in enumerate(tiles):
             row[f"phase{'ABCDEF'[phase]}_us"] = us_per_call(lambda: launch(phase, count), device)
         row["phases_sum_us"] = round(sum(row[f"phase{p}_us"] for p in "ABCDEF"), 2)
-        grid = min(max(tiles), sms)
+        grid = row["grid"] = min(max(tiles), sms)
         out.zero_()
         launch(-1, grid)
         if checked:
