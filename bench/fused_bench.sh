@@ -34,7 +34,8 @@
 #            ';'-separated set of $B1_SETS added (default: the few-puzzle attention, then it and small_layer),
 #            and on PyTorch's ops (bench/engine_ops.py); then `trm-fast profile` of the first config at batch 1,
 #            its kernels.json brought back; $B1_STEPS picks steps (default all six: alone sweep tests sanitize
-#            engine profile). About 9 minutes (SDPA held to FlashAttention's, `engine_ops.py --sdpa
+#            engine profile; `ncu` adds Nsight Compute on each phase, bench/small_layer.py --ncu, `profile_small` the
+#            profile with small_layer in auto's set). About 9 minutes (SDPA held to FlashAttention's, `engine_ops.py --sdpa
 #            flash`, changed nothing at batch 1: bench/NOTES.md)
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
@@ -170,6 +171,13 @@ elif [ "$phase" = b1 ]; then
     sets_default=$few$([ "$hangs" = 1 ] || echo ";$few,small_layer")
     IFS=';' read -ra extra <<< "${B1_SETS:-$sets_default}"
     for set in "${extra[@]}"; do sets+=(--auto-ops "$base,$set"); done
+    if [[ $steps == *" ncu "* ]]; then  # each phase, the persistent launch, the official layer: one call each
+        (cd /tmp && timeout 240 ncu --profile-from-start off --set detailed --section WarpStateStats \
+            --section SchedulerStats python3 "$repo/bench/small_layer.py" --batch 1 --ncu) \
+            > "$out/ncu_small_layer.txt" 2>&1 || true
+        grep -E "^  [^ ].*\(|Duration|Memory Throughput|L2 Cache Throughput" "$out/ncu_small_layer.txt" \
+            | head -60 | tee -a "$log"
+    fi
     for config in $([[ $steps == *" engine "* ]] && echo "${B1_CONFIGS:-sudoku_attn}"); do
         (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 1 --ops auto,reference "${sets[@]}" \
             --out "$out/engine_ops_b1.jsonl") 2>&1 | tee -a "$log"
@@ -178,6 +186,13 @@ elif [ "$phase" = b1 ]; then
         set -- ${B1_CONFIGS:-sudoku_attn}
         (cd /tmp && trm-fast profile "$1" --mode infer --compile --batch 1 --warmup 1 --steps 1 \
             --out "$out/profile_b1") 2>&1 | tail -30 | tee -a "$log"
+    fi
+    if [[ $steps == *" profile_small "* ]]; then  # the same with the whole-layer kernel in auto's set
+        set -- ${B1_CONFIGS:-sudoku_attn}
+        (cd /tmp && python3 -c "import sys; from trm_fast import backend
+backend.AUTO_OPS = set(backend.AUTO_OPS) | {'attention_few_puzzles', 'small_layer'}
+from trm_fast.cli.main import main; sys.exit(main(sys.argv[1:]))" profile "$1" --mode infer --compile --batch 1 \
+            --warmup 1 --steps 1 --out "$out/profile_b1_small") 2>&1 | tail -30 | tee -a "$log"
     fi
 elif [ "$phase" = infer ]; then
     # one call may not hold them all (10 minutes): CONFIGS and B1_CONFIGS pick, an empty one skips

@@ -50,7 +50,7 @@ KERNELS = {
     "small_layer": ("small_layer", "_small_layer_kernel",
                     {"H": 8, "D": 512, "I": 1536, "HD": 64, "BS": 128, "USE_ROPE": True, "PRECISION": "tf32",
                      "PHASE": -1, "SPLIT": 8, "BM": 64, "BK": 64, "BQ": 64, "BR": 4, "BD": 512,
-                     "SYNC": "atomic", "WORK": True}, None),
+                     "WORK": True}, None),
 }
 SM_REGISTERS, SM_SHARED, PROGRAM_RESERVE = 65536, 233472, 1024
 
@@ -84,7 +84,11 @@ def resources(kernel, config, dtype: str, fixed: dict, blocks, arch: int) -> dic
         fn = fn.fn
     constexprs = {**fixed, **config.kwargs}
     sig = signature(fn, dtype, constexprs, blocks(config.kwargs) if blocks else {})
-    compiled = triton.compile(ASTSource(fn, sig, constexprs=constexprs), target=GPUTarget("cuda", arch, 32),
+    # pointers 16-byte aligned, as a launch on torch's tensors specialises them: without it no load is wider
+    # than an element and no K loop is pipelined, so the registers and shared memory read would not be the run's
+    aligned = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names) if sig[name].startswith("*")}
+    compiled = triton.compile(ASTSource(fn, sig, constexprs=constexprs, attrs=aligned),
+                              target=GPUTarget("cuda", arch, 32),
                               options={"num_warps": config.num_warps, "num_stages": config.num_stages})
     cuobjdump = os.path.join(os.path.dirname(triton.knobs.nvidia.ptxas.path), "cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:

@@ -7,10 +7,13 @@ is what back-to-back library calls can do: cuBLAS's GEMMs and SDPA at the layer'
 
     python bench/small_layer.py --batch 1,8 [--json rows.jsonl]
     python bench/small_layer.py --batch 1,8 --sweep [--json rows.jsonl]
+    ncu --profile-from-start off --set detailed python bench/small_layer.py --batch 1 --ncu
 
---sweep times the kernel under each of SWEEP's configs (any of tiles, phase E's K split, warps, stages, the
-barrier's wait, the grid's bound, and none of the work: the launches and the barriers alone): each phase alone as
-its own launch, their sum, and the persistent launch, one row per config.
+--sweep times the kernel under each of SWEEP's configs (any of `launches`' keys: tiles, phase E's K split, warps,
+stages, or none of the work, which leaves the launches and the barriers alone): each phase alone as its own launch,
+their sum, and the persistent launch, one row per config. --ncu runs each phase alone once, the
+persistent launch once and the official compiled layer once, after a warm-up, between cudaProfilerStart and
+cudaProfilerStop, so that Nsight Compute profiles those launches and nothing of the set-up.
 """
 
 import argparse
@@ -24,11 +27,8 @@ from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.small_layer import small_layer_reference
 
 SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
-SWEEP = [{}, {"SYNC": "load"}, {"SYNC": "flag"}, {"GRID": 64, "SYNC": "flag"},
-         {"WORK": False}, {"WORK": False, "SYNC": "load"}, {"WORK": False, "SYNC": "flag"},
-         {"WORK": False, "SYNC": "flag", "GRID": 64}, {"WORK": False, "SYNC": "flag", "GRID": 16}]
-# earlier sweeps timed the tiles, the split, warps and stages (bench/NOTES.md); this one the barrier: how it
-# waits, with the work and without it (launches and barriers alone), and with fewer programs arriving
+SWEEP = [{}, {"WORK": False}]  # as it runs, and its launches and barriers alone
+# earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
 
 def library_floor_us(batch: int, device) -> float:
@@ -86,6 +86,29 @@ def sweep(batch: int, weights, tables, device):
         yield row
 
 
+def profiled(batch: int, weights, tables, device):
+    """Each phase alone, the persistent launch and the official layer compiled, once each inside the profiler's
+    range; nothing is timed here (Nsight Compute's report is the result)."""
+    h = layer_input(batch, device)
+    out, args, meta, tiles, sms = kernel.launches(h, *weights, *tables, HEADS, EPS)
+    reference = torch.compile(small_layer_reference, dynamic=False)
+    calls = [lambda phase=phase, count=count: kernel._small_layer_kernel[(count,)](*args, PHASE=phase, **meta)
+             for phase, count in enumerate(tiles)]
+    calls.append(lambda: kernel._small_layer_kernel[(min(max(tiles), sms),)](*args, PHASE=-1, **meta))
+    calls.append(lambda: reference(h, *weights, *tables, HEADS, EPS))
+    for call in calls:  # compiled, and the caches warm, before the range
+        call()
+    torch.cuda.synchronize()
+    cudart = torch.cuda.cudart()
+    cudart.cudaProfilerStart()
+    for call in calls:
+        call()
+    torch.cuda.synchronize()
+    cudart.cudaProfilerStop()
+    yield dict(case="small_layer ncu", batch=batch, tiles=tiles, meta={k: v for k, v in meta.items()
+                                                                        if isinstance(v, (int, str))})
+
+
 def layer_input(batch: int, device) -> torch.Tensor:
     h = torch.randn(batch, SEQ, WIDTH, device=device)
     return (h * torch.rsqrt(h.square().mean(-1, keepdim=True) + EPS)).to(torch.bfloat16)  # a norm's output
@@ -95,6 +118,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", default="1,8", help="comma list of batch sizes")
     parser.add_argument("--sweep", action="store_true", help="the kernel's phases under each config of SWEEP")
+    parser.add_argument("--ncu", action="store_true", help="each phase once, for Nsight Compute (no timing)")
     parser.add_argument("--json")
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -103,7 +127,8 @@ def main():
                for n, k in ((3 * WIDTH, WIDTH), (WIDTH, WIDTH), (2 * INNER, WIDTH), (WIDTH, INNER))]
     tables = tuple(t.to(device) for t in RotaryEmbedding(WIDTH // HEADS, SEQ, 10000.0)())
     for batch in map(int, args.batch.split(",")):
-        for row in (sweep if args.sweep else against_reference)(batch, weights, tables, device):
+        rows = sweep if args.sweep else profiled if args.ncu else against_reference
+        for row in rows(batch, weights, tables, device):
             row["device"] = torch.cuda.get_device_name()
             print(json.dumps(row), flush=True)
             if args.json:

@@ -41,7 +41,6 @@ QUERY_ROWS = 64  # queries of a phase-B unit: 16 units at sudoku_attn's batch 1 
 NORM_ROWS = 4  # rows of a phase-F tile: at batch 1, 25 tiles that each sum up to 8 fp32 K slices of their rows
 SMS_WITHOUT_GPU = 132  # phase E's split rule under the interpreter: an H100's SMs
 MAX_POSITIONS = 128  # phase B holds a puzzle's whole score matrix
-FLAG = tl.constexpr(32)  # the barrier's flag, 128 bytes past its arrival counter: another L2 line
 # 4 warps and 3 stages: the fastest launch timed at batch 1 (bench/small_layer.py --sweep, H100: 26.2 us a layer
 # against 30.4 at 8 warps and 2 stages), though it spills 864 B where 8 warps spill none (sm_90a,
 # bench/kernel_resources.py small_layer). The grid stays at one program per SM, as the barrier needs.
@@ -50,36 +49,21 @@ LAUNCH = {"num_warps": 4, "num_stages": 3}
 
 @triton.jit
 def _load_acquire(ptr):
-    # a plain load with acquire semantics at GPU scope: spinning on it does not queue read-modify-writes on the
-    # counter's L2 line behind the arrivals, as an atomic spin does
+    # a plain load with acquire semantics at GPU scope
     return tl.inline_asm_elementwise("ld.global.acquire.gpu.b32 $0, [$1];", "=r,l", [ptr], dtype=tl.int32,
                                      is_pure=False, pack=1)
 
 
 @triton.jit
-def _grid_sync(sync_ptr, target, SYNC: tl.constexpr):
+def _grid_sync(sync_ptr, target):
     # every program's stores of the phase are issued before its arrival (CTA barrier, then a release at GPU
-    # scope); its loads of the next phase follow the acquire that saw all arrivals. How a program waits (SYNC):
-    # "atomic" spins on atomic adds of zero to the counter (the form first timed); "load" on acquire loads of
-    # it, which queue no read-modify-writes on its L2 line behind the arrivals; "flag": the last arrival
-    # publishes the count on a line of its own (FLAG), which the others poll with acquire loads
+    # scope); its loads of the next phase follow the acquire that saw all arrivals. It spins on acquire loads:
+    # 1.0 us a barrier on an H200 (bench/NOTES.md), against 1.1 spinning on atomic adds of zero, which queue
+    # read-modify-writes on the counter's line behind the arrivals, and 1.6 for a flag set by the last arrival
     tl.debug_barrier()
-    if SYNC == "flag":
-        arrived = tl.atomic_add(sync_ptr, 1, sem="acq_rel", scope="gpu") + 1
-        if arrived == target:
-            tl.atomic_xchg(sync_ptr + FLAG, target, sem="release", scope="gpu")
-        else:
-            flag = _load_acquire(sync_ptr + FLAG)
-            while flag < target:
-                flag = _load_acquire(sync_ptr + FLAG)
-    elif SYNC == "load":
-        arrived = tl.atomic_add(sync_ptr, 1, sem="release", scope="gpu") + 1
-        while arrived < target:
-            arrived = _load_acquire(sync_ptr)
-    else:
-        arrived = tl.atomic_add(sync_ptr, 1, sem="acq_rel", scope="gpu") + 1
-        while arrived < target:
-            arrived = tl.atomic_add(sync_ptr, 0, sem="acquire", scope="gpu")
+    arrived = tl.atomic_add(sync_ptr, 1, sem="release", scope="gpu") + 1
+    while arrived < target:
+        arrived = _load_acquire(sync_ptr)
     tl.debug_barrier()
 
 
@@ -255,7 +239,7 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
                         qk_scale, H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr,
                         BS: tl.constexpr, USE_ROPE: tl.constexpr, PRECISION: tl.constexpr, PHASE: tl.constexpr,
                         SPLIT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BQ: tl.constexpr, BR: tl.constexpr,
-                        BD: tl.constexpr, SYNC: tl.constexpr, WORK: tl.constexpr):
+                        BD: tl.constexpr, WORK: tl.constexpr):
     # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone. WORK False
     # skips every phase's work, leaving the launches and barriers alone to be timed
     pid = tl.program_id(0)
@@ -265,23 +249,23 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
         _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid, nprog, H, D,
                         HD, USE_ROPE, PRECISION, BM, BK)
     if PHASE < 0:
-        _grid_sync(sync_ptr, nprog, SYNC)
+        _grid_sync(sync_ptr, nprog)
     if WORK and (PHASE < 0 or PHASE == 1):
         _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H, D, HD, PRECISION, BS, BQ)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 2 * nprog, SYNC)
+        _grid_sync(sync_ptr, 2 * nprog)
     if WORK and (PHASE < 0 or PHASE == 2):
         _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D, PRECISION, BM, BK)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 3 * nprog, SYNC)
+        _grid_sync(sync_ptr, 3 * nprog)
     if WORK and (PHASE < 0 or PHASE == 3):
         _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D, I, PRECISION, BM, BK)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 4 * nprog, SYNC)
+        _grid_sync(sync_ptr, 4 * nprog)
     if WORK and (PHASE < 0 or PHASE == 4):
         _down_phase(a_ptr, wd_ptr, part_ptr, M, pid, nprog, D, I, SPLIT, PRECISION, BM, BK)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 5 * nprog, SYNC)
+        _grid_sync(sync_ptr, 5 * nprog)
     if WORK and (PHASE < 0 or PHASE == 5):
         _residual_norm_phase(part_ptr, h1_ptr, out_ptr, M, eps, pid, nprog, D, SPLIT, BR, BD)
     if PHASE < 0:
@@ -289,15 +273,14 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
         if tl.atomic_add(sync_ptr + 1, 1, sem="acq_rel", scope="gpu") == nprog - 1:
             tl.atomic_xchg(sync_ptr, 0, sem="relaxed", scope="gpu")
             tl.atomic_xchg(sync_ptr + 1, 0, sem="relaxed", scope="gpu")
-            tl.atomic_xchg(sync_ptr + FLAG, 0, sem="relaxed", scope="gpu")
 
 
-_sync = {}  # the counters and the flag per device, zero between launches (the kernel leaves them so)
+_sync = {}  # one pair of counters per device, zero between launches (the kernel leaves them so)
 
 
 def _counters(device: torch.device) -> torch.Tensor:
     if device not in _sync:
-        _sync[device] = torch.zeros(FLAG.value + 1, dtype=torch.int32, device=device)
+        _sync[device] = torch.zeros(2, dtype=torch.int32, device=device)
     return _sync[device]
 
 
@@ -319,21 +302,18 @@ def _tiles(batch: int, positions: int, num_heads: int, width: int, inner: int, m
 def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torch.Tensor, w_down: torch.Tensor,
              cos, sin, num_heads: int, eps: float, config: dict | None = None):
     """The layer's output (allocated, not yet written), the kernel's arguments, its meta-parameters and each
-    phase's tile count for one call, and the program count that bounds the persistent grid (the SMs). `config`
-    overrides the tiles (BM, BK, BQ, BR), phase E's K split (SPLIT), how the barrier waits (SYNC: "atomic",
-    "load" or "flag", _grid_sync says how), the launch (num_warps, num_stages), the grid's bound (GRID, at most
-    the SMs), and WORK (False: the phases do nothing, so that a benchmark times the launches and barriers alone;
-    the output is then garbage)."""
+    phase's tile count for one call, and the SM count that bounds the persistent grid. `config` overrides the
+    tiles (BM, BK, BQ, BR), phase E's K split (SPLIT), the launch (num_warps, num_stages), and WORK (False: the
+    phases do nothing, so that a benchmark times the launches and barriers alone; the output is then garbage)."""
     batch, positions, width = h.shape
     inner = w_down.shape[1]
     head_dim = width // num_heads
     rows = batch * positions
     sms = torch.cuda.get_device_properties(h.device).multi_processor_count if h.is_cuda else SMS_WITHOUT_GPU
     block_s = max(16, triton.next_power_of_2(positions))
-    meta = dict(BM=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, SYNC="atomic", WORK=True,
+    meta = dict(BM=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, WORK=True,
                 **LAUNCH)
     meta.update(config or {})
-    sms = min(sms, meta.pop("GRID", sms))
     if "SPLIT" not in meta:
         meta["SPLIT"] = _split(triton.cdiv(rows, meta["BM"]) * width // meta["BM"], inner // meta["BK"], sms)
     tiles = _tiles(batch, positions, num_heads, width, inner, meta)

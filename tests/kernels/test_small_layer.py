@@ -67,8 +67,7 @@ def test_interpreter_tile_configs_match_reference(config):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("config", CONFIGS + [{"SYNC": "load"}, {"SYNC": "flag"}, {"SYNC": "flag", "GRID": 40}],
-                         ids=str)
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
 def test_gpu_tile_configs_match_reference(config):
     _check((3, 97, 512, 8, 1536, True), torch.bfloat16, seed=torch.seed() % 2**31, device="cuda", persistent=True,
            config=config)
@@ -85,10 +84,9 @@ def test_gpu_matches_reference(shape, dtype, persistent):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("sync", ["atomic", "load", "flag"])
-def test_gpu_launches_chain_and_replay(sync):
+def test_gpu_launches_chain_and_replay():
     """Forty-two persistent launches back to back, then the same replayed from a CUDA graph: each leaves the barrier
-    counters zeroed for the next, so every launch gives the eager layer's bits; with each wait of the barrier."""
+    counters zeroed for the next, so every launch gives the eager layer's bits."""
     from trm_fast.kernels.small_layer import small_layer as kernel
 
     tensors, tables = _inputs((1, 97, 512, 8, 1536, True), torch.bfloat16, "cuda", seed=3)
@@ -96,7 +94,7 @@ def test_gpu_launches_chain_and_replay(sync):
 
     def chain(x):
         for _ in range(42):
-            x = kernel(x, *weights, *tables, 8, EPS, True, {"SYNC": sync})
+            x = kernel(x, *weights, *tables, 8, EPS, True)
         return x
 
     expected = chain(h)
