@@ -27,7 +27,8 @@ from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.small_layer import small_layer_reference
 
 SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
-SWEEP = [{}, {"WORK": False}]  # as it runs, and its launches and barriers alone
+SWEEP = [{}, {"NORM_AFTER": False}, {"WORK": False}]  # as it runs, phase D's norm before its GEMM, and the launches
+# and barriers alone
 # earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
 

@@ -165,8 +165,21 @@ def _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D:
 
 
 @triton.jit
+def _row_rstd(ss_ptr, rows, row_mask, eps, D: tl.constexpr, BM: tl.constexpr):
+    # 1 / rms of s1's rows, from phase C's per-block sums of squares
+    sq = tl.zeros(rows.shape, tl.float32)
+    for c in tl.static_range(D // BM):
+        sq += tl.load(ss_ptr + rows * (D // BM) + c, mask=row_mask, other=0.0, cache_modifier=".cg")
+    return tl.rsqrt(sq / D + eps)
+
+
+@triton.jit
 def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D: tl.constexpr,
-                       I: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
+                       I: tl.constexpr, NORM_AFTER: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr,
+                       BK: tl.constexpr):
+    # NORM_AFTER: g and u = round((s1 W^T) / rms), the row's scale applied to the GEMM's output, so that s1's tiles
+    # go to the dot as loaded and no tile writes h1 (phase F rounds s1 / rms itself); else h1 = round(s1 / rms)
+    # in the prologue, as the official model rounds, written by one tile per row block for phase F
     n_blocks: tl.constexpr = I // BM
     ks = tl.arange(0, BK)
     cols = tl.arange(0, BM)
@@ -174,22 +187,24 @@ def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, npro
         rows = (t // n_blocks) * BM + tl.arange(0, BM)
         nb = t % n_blocks
         row_mask = rows < M
-        # the norm of the row (this GEMM's K is the whole row) from phase C's per-block sums of squares
-        sq = tl.zeros((BM,), tl.float32)
-        for c in tl.static_range(D // BM):
-            sq += tl.load(ss_ptr + rows * (D // BM) + c, mask=row_mask, other=0.0, cache_modifier=".cg")
-        rstd = tl.rsqrt(sq / D + eps)
+        if not NORM_AFTER:
+            rstd = _row_rstd(ss_ptr, rows, row_mask, eps, D, BM)
         g = tl.zeros((BM, BM), tl.float32)
         u = tl.zeros((BM, BM), tl.float32)
         for k0 in range(0, D, BK):
             x = tl.load(s1_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
-                        cache_modifier=".cg").to(tl.float32)
-            x = (x * rstd[:, None]).to(h1_ptr.dtype.element_ty)  # h1's bits, as the official rms_norm rounds
-            if nb == 0:  # one tile per row block keeps h1 for phase F's residual
-                tl.store(h1_ptr + rows[:, None] * D + (k0 + ks)[None, :], x, mask=row_mask[:, None])
+                        cache_modifier=".cg")
+            if not NORM_AFTER:
+                x = (x.to(tl.float32) * rstd[:, None]).to(h1_ptr.dtype.element_ty)
+                if nb == 0:
+                    tl.store(h1_ptr + rows[:, None] * D + (k0 + ks)[None, :], x, mask=row_mask[:, None])
             w = wgu_ptr + (nb * BM + cols)[None, :] * D + (k0 + ks)[:, None]
             g = tl.dot(x, tl.load(w), g, input_precision=PRECISION)
             u = tl.dot(x, tl.load(w + I * D), u, input_precision=PRECISION)
+        if NORM_AFTER:
+            rstd = _row_rstd(ss_ptr, rows, row_mask, eps, D, BM)
+            g = g * rstd[:, None]
+            u = u * rstd[:, None]
         g = g.to(a_ptr.dtype.element_ty).to(tl.float32)
         u = u.to(a_ptr.dtype.element_ty).to(tl.float32)
         a = (g * tl.sigmoid(g) * u).to(a_ptr.dtype.element_ty)
@@ -216,9 +231,11 @@ def _down_phase(a_ptr, wd_ptr, part_ptr, M, pid, nprog, D: tl.constexpr, I: tl.c
 
 
 @triton.jit
-def _residual_norm_phase(part_ptr, h1_ptr, out_ptr, M, eps, pid, nprog, D: tl.constexpr, SPLIT: tl.constexpr,
-                         BR: tl.constexpr, BD: tl.constexpr):
-    # out = round(rms_norm(round(h1 + round(sum of the K slices))))
+def _residual_norm_phase(part_ptr, h1_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid, nprog, D: tl.constexpr,
+                         SPLIT: tl.constexpr, NORM_AFTER: tl.constexpr, BM: tl.constexpr, BR: tl.constexpr,
+                         BD: tl.constexpr):
+    # out = round(rms_norm(round(h1 + round(sum of the K slices)))), h1 = round(s1 / rms) made here (NORM_AFTER)
+    # or read
     cols = tl.arange(0, BD)
     for t in range(pid, tl.cdiv(M, BR), nprog):
         rows = t * BR + tl.arange(0, BR)
@@ -227,7 +244,12 @@ def _residual_norm_phase(part_ptr, h1_ptr, out_ptr, M, eps, pid, nprog, D: tl.co
         acc = tl.zeros((BR, BD), tl.float32)
         for s in tl.static_range(SPLIT):
             acc += tl.load(part_ptr + s * M * D + offs, mask=mask, other=0.0, cache_modifier=".cg")
-        res = tl.load(h1_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
+        if NORM_AFTER:
+            rstd1 = _row_rstd(ss_ptr, rows, rows < M, eps, D, BM)
+            res = tl.load(s1_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
+            res = (res * rstd1[:, None]).to(out_ptr.dtype.element_ty).to(tl.float32)
+        else:
+            res = tl.load(h1_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
         x = (res + acc.to(out_ptr.dtype.element_ty).to(tl.float32)).to(out_ptr.dtype.element_ty).to(tl.float32)
         rstd = tl.rsqrt(tl.sum(x * x, 1) / D + eps)
         tl.store(out_ptr + offs, (x * rstd[:, None]).to(out_ptr.dtype.element_ty), mask=mask)
@@ -239,7 +261,7 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
                         qk_scale, H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr,
                         BS: tl.constexpr, USE_ROPE: tl.constexpr, PRECISION: tl.constexpr, PHASE: tl.constexpr,
                         SPLIT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BQ: tl.constexpr, BR: tl.constexpr,
-                        BD: tl.constexpr, WORK: tl.constexpr):
+                        BD: tl.constexpr, NORM_AFTER: tl.constexpr, WORK: tl.constexpr):
     # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone. WORK False
     # skips every phase's work, leaving the launches and barriers alone to be timed
     pid = tl.program_id(0)
@@ -259,7 +281,8 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
     if PHASE < 0:
         _grid_sync(sync_ptr, 3 * nprog)
     if WORK and (PHASE < 0 or PHASE == 3):
-        _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D, I, PRECISION, BM, BK)
+        _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D, I, NORM_AFTER, PRECISION,
+                           BM, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, 4 * nprog)
     if WORK and (PHASE < 0 or PHASE == 4):
@@ -267,7 +290,8 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
     if PHASE < 0:
         _grid_sync(sync_ptr, 5 * nprog)
     if WORK and (PHASE < 0 or PHASE == 5):
-        _residual_norm_phase(part_ptr, h1_ptr, out_ptr, M, eps, pid, nprog, D, SPLIT, BR, BD)
+        _residual_norm_phase(part_ptr, h1_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid, nprog, D, SPLIT, NORM_AFTER, BM,
+                             BR, BD)
     if PHASE < 0:
         # every program has passed the last barrier once all have arrived here: the last one zeroes the counters
         if tl.atomic_add(sync_ptr + 1, 1, sem="acq_rel", scope="gpu") == nprog - 1:
@@ -311,7 +335,7 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     rows = batch * positions
     sms = torch.cuda.get_device_properties(h.device).multi_processor_count if h.is_cuda else SMS_WITHOUT_GPU
     block_s = max(16, triton.next_power_of_2(positions))
-    meta = dict(BM=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, WORK=True,
+    meta = dict(BM=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, NORM_AFTER=True, WORK=True,
                 **LAUNCH)
     meta.update(config or {})
     if "SPLIT" not in meta:
