@@ -33,10 +33,10 @@
 #            $B1_CONFIGS (default sudoku_attn) at batch 1 on 'auto' with the large batches' set, then with each
 #            ';'-separated set of $B1_SETS added (default: the few-puzzle attention, then it and small_layer),
 #            and on PyTorch's ops (bench/engine_ops.py); then `trm-fast profile` of the first config at batch 1,
-#            its kernels.json brought back; $B1_STEPS picks steps (default all six: alone sweep tests sanitize
-#            engine profile; `ncu` adds Nsight Compute on each phase, bench/small_layer.py --ncu, `profile_small` the
-#            profile with small_layer in auto's set). About 9 minutes (SDPA held to FlashAttention's, `engine_ops.py --sdpa
-#            flash`, changed nothing at batch 1: bench/NOTES.md)
+#            its kernels.json brought back. $B1_STEPS picks steps (default all six: alone sweep tests sanitize
+#            engine profile); `ncu` adds Nsight Compute on each phase (bench/small_layer.py --ncu), `profile_small`
+#            the profile with small_layer in auto's set. About 9 minutes (SDPA held to FlashAttention's,
+#            `engine_ops.py --sdpa flash`, changed nothing at batch 1: bench/NOTES.md)
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
