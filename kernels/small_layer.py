@@ -34,6 +34,7 @@ import triton.language as tl
 
 from ..backend import interpreting
 from .rope import rotate, tables
+from .rope_tables import equal_halves
 
 BLOCK = 64  # rows and columns of a GEMM tile
 K_STEP = 64  # a GEMM tile's step along K
@@ -83,7 +84,7 @@ def _dot_rows(x_ptr, stride_x, rows, row_mask, w_ptr, stride_w, w_rows, K, acc, 
 @triton.jit
 def _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid, nprog,
                     H: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, USE_ROPE: tl.constexpr,
-                    PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
+                    EQUAL_HALVES: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
     HALF: tl.constexpr = HD // 2
     slots = 3 * H
     half = tl.arange(0, HALF)
@@ -92,6 +93,9 @@ def _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, q
         j = t % slots  # head slot: q heads, then k heads, then v heads
         rows = (t // slots) * BM + tl.arange(0, BM)
         row_mask = rows < M
+        if USE_ROPE:  # q and k heads, by position within the puzzle; loaded before the GEMM, which hides them
+            cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos, 1, sin_ptr, stride_sin, 1, rows % S, half,
+                                            row_mask & (rows * 0 + j < 2 * H), HALF, EQUAL_HALVES)
         # the head's two halves side by side from one load of h, so that RoPE pairs column c with c + HALF
         # within the program and the chain of dependent loads is D / BK long, not twice that
         a = tl.zeros((BM, HALF), tl.float32)
@@ -105,9 +109,7 @@ def _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, q
         a = a.to(qkv_ptr.dtype.element_ty)
         b = b.to(qkv_ptr.dtype.element_ty)
         if USE_ROPE:
-            if j < 2 * H:  # q and k heads, by position within the puzzle
-                cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos, 1, sin_ptr, stride_sin, 1, rows % S, half,
-                                                row_mask, HALF, False)
+            if j < 2 * H:
                 a, b = rotate(a, b, cos1, cos2, sin1, sin2)
         out = qkv_ptr + rows[:, None] * (3 * D) + j * HD + half[None, :]
         tl.store(out, a, mask=row_mask[:, None])
@@ -187,8 +189,7 @@ def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, npro
         rows = (t // n_blocks) * BM + tl.arange(0, BM)
         nb = t % n_blocks
         row_mask = rows < M
-        if not NORM_AFTER:
-            rstd = _row_rstd(ss_ptr, rows, row_mask, eps, D, BM)
+        rstd = _row_rstd(ss_ptr, rows, row_mask, eps, D, BM)  # before the GEMM, which hides its loads
         g = tl.zeros((BM, BM), tl.float32)
         u = tl.zeros((BM, BM), tl.float32)
         for k0 in range(0, D, BK):
@@ -202,7 +203,6 @@ def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, npro
             g = tl.dot(x, tl.load(w), g, input_precision=PRECISION)
             u = tl.dot(x, tl.load(w + I * D), u, input_precision=PRECISION)
         if NORM_AFTER:
-            rstd = _row_rstd(ss_ptr, rows, row_mask, eps, D, BM)
             g = g * rstd[:, None]
             u = u * rstd[:, None]
         g = g.to(a_ptr.dtype.element_ty).to(tl.float32)
@@ -259,7 +259,8 @@ def _residual_norm_phase(part_ptr, h1_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid,
 def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin,
                         qkv_ptr, attn_ptr, s1_ptr, ss_ptr, h1_ptr, a_ptr, part_ptr, out_ptr, sync_ptr, B, S, eps,
                         qk_scale, H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr,
-                        BS: tl.constexpr, USE_ROPE: tl.constexpr, PRECISION: tl.constexpr, PHASE: tl.constexpr,
+                        BS: tl.constexpr, USE_ROPE: tl.constexpr, EQUAL_HALVES: tl.constexpr, PRECISION: tl.constexpr,
+                        PHASE: tl.constexpr,
                         SPLIT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BQ: tl.constexpr, BR: tl.constexpr,
                         BD: tl.constexpr, NORM_AFTER: tl.constexpr, WORK: tl.constexpr):
     # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone. WORK False
@@ -269,7 +270,7 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
     M = B * S
     if WORK and (PHASE < 0 or PHASE == 0):
         _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid, nprog, H, D,
-                        HD, USE_ROPE, PRECISION, BM, BK)
+                        HD, USE_ROPE, EQUAL_HALVES, PRECISION, BM, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, nprog)
     if WORK and (PHASE < 0 or PHASE == 1):
@@ -352,9 +353,9 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     args = (h, w_qkv, w_o, w_gu, w_down, cos, sin, cos.stride(0) if use_rope else 0, sin.stride(0) if use_rope else 0,
             qkv, attn, s1, ss, h1, a, part, out, _counters(h.device), batch, positions, eps,
             1.4426950408889634 / head_dim**0.5)
-    meta.update(H=num_heads, D=width, I=inner, HD=head_dim, BS=block_s,
-                USE_ROPE=use_rope, PRECISION="ieee" if h.dtype == torch.float32 else "tf32",
-                BD=triton.next_power_of_2(width))
+    meta.update(H=num_heads, D=width, I=inner, HD=head_dim, BS=block_s, USE_ROPE=use_rope,
+                EQUAL_HALVES=use_rope and equal_halves(cos, sin), BD=triton.next_power_of_2(width),
+                PRECISION="ieee" if h.dtype == torch.float32 else "tf32")
     return out, args, meta, tiles, sms
 
 
