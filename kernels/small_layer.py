@@ -8,10 +8,10 @@ each phase's tiles with a stride of the grid and waits at a grid-wide barrier be
     B  attn = softmax(q k^T / sqrt(HD)) v (S <= 128)                            units: puzzle x head x 64 queries
     C  s1 = round(h + round(attn W_o^T)), and each 64-column block's sum of
        squares of s1 per row (ss)                                               tiles: row block x 64 columns
-    D  h1 = round(s1 / rms), rms from ss, in the prologue;
-       a = round(g sigmoid(g) u), g and u = round(h1 W_gu^T) halves            tiles: row block x 64 inner
+    D  a = round(g sigmoid(g) u), g and u = round((s1 W_gu^T) / rms) halves,
+       rms from ss (NORM_AFTER; else h1 = round(s1 / rms) before the GEMM)     tiles: row block x 64 inner
     E  part[s] = a W_down^T over the s-th of SPLIT slices of K, fp32           units: row block x 64 columns x slice
-    F  out = round(rms_norm(round(h1 + round(sum of part))))                    tiles: 4 rows
+    F  out = round(rms_norm(round(h1 + round(sum of part)))), h1 = round(s1 / rms)   tiles: 4 rows
 (round: to h's dtype, where the official model rounds; adds in fp32, rounded once, as torch's bf16 add. The sums
 over K run in another order than cuBLAS's: results agree within the dtype's rounding, not bit for bit.)
 The intermediates (qkv, attn, s1, h1, a and part: ~2.5 MB at batch 1) stay in L2 between phases. bench/NOTES.md
@@ -24,8 +24,8 @@ the phases launch as six kernels instead (PHASE), which is also how the tests ch
 
 Shapes: h (B, S, D) contiguous; W_qkv (3D, D), W_o (D, D), W_gu (2I, D), W_down (D, I) contiguous, h's dtype;
 cos, sin (>= S, HD) fp32 in rotate-half layout, or None; HD = D / H a power of two >= 32, D and I multiples of 64,
-S <= 128. FLOPs per layer: 2 B S (4 D^2 + 3 D I) + 4 B S^2 D: 0.68 GFLOP at sudoku_attn's batch 1; 26.2 us on an
-H100 there, against 28.4 us for the official layer compiled (bench/NOTES.md).
+S <= 128. FLOPs per layer: 2 B S (4 D^2 + 3 D I) + 4 B S^2 D: 0.68 GFLOP at sudoku_attn's batch 1; 25.8 us on an
+H200 there, against 29.4 us for the official layer compiled, before NORM_AFTER (bench/NOTES.md).
 """
 
 import torch
