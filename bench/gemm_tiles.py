@@ -9,7 +9,8 @@ On Hopper, with trm_fast._C built with CUTLASS, also each shape of the CUTLASS p
 its up GEMM with the SwiGLU epilogue alone (the gate given), then with cuBLAS's gate GEMM before it, as the
 op runs them; and cuBLAS's GEMM of one half alone (N columns), the floor of each of the two. The
 single-GEMM shape (interleaved pairs) alone, then as the op runs it, interleaving the weight per call. And each
-shape of the QKV + RoPE kernel (csrc/sm90/gemm_rope.h) on the (M, N) half as a plain GEMM, then with RoPE.
+shape of the QKV + RoPE kernel (csrc/sm90/gemm_rope.h) on the (M, N) half as a plain GEMM, then with RoPE. And
+CUTLASS's plain GEMM with its own epilogue (csrc/sm90/gemm_plain.h) in each mainloop shape, beside cuBLAS.
 --sm90-only skips the Triton tiles.
 
 Each config's output is checked against the unfused reference before it is timed (a fast wrong tile is no
@@ -115,6 +116,7 @@ def sm90(x, w, expected, report, do_bench):
     out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
     report("cuBLAS GEMM of one half (N columns)", do_bench(lambda: torch.nn.functional.linear(x, up)), half=True)
     ext = _native.extension()
+    plain_sm90(ext, x, w, up, report, do_bench)
     pairs = interleaved_pairs(w)  # the weight of SM90_FIRST_PAIRS_CONFIG and later
     for config in range(ext.SM90_CONFIGS):
         ws = torch.empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8, device="cuda")
@@ -140,6 +142,33 @@ def sm90(x, w, expected, report, do_bench):
         report(f"CUTLASS config {config}: up GEMM + SwiGLU alone", do_bench(alone), half=True, sm90_config=config)
         report(f"CUTLASS config {config}: cuBLAS gate + CUTLASS up", do_bench(lambda: linear_swiglu_sm90(x, w, config)),
                sm90_config=config)
+
+
+def plain_sm90(ext, x, w, up, report, do_bench):
+    """CUTLASS's plain GEMM (csrc/sm90/gemm_plain.h: its own TMA-store epilogue, nothing fused) in each mainloop
+    shape, on the whole (M, 2N) weight and on one half: against the cuBLAS rows of the same GEMMs, the pace of the
+    mainloop apart from this folder's fused epilogues."""
+    from trm_fast import _native
+
+    m, k = x.shape
+    for weight, half, what in ((w, False, "(M, 2N)"), (up, True, "one half (N columns)")):
+        n = weight.shape[0]
+        expected = torch.nn.functional.linear(x, weight)
+        out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+        for config in range(ext.PLAIN_SM90_CONFIGS):
+            ws = torch.empty(ext.gemm_plain_sm90_workspace(config, m, n, k), dtype=torch.uint8, device="cuda")
+
+            def call():
+                ext.gemm_plain_sm90(config, x.data_ptr(), k, weight.data_ptr(), k, out.data_ptr(), n, m, n, k,
+                                    ws.data_ptr(), x.device.index, _native.stream(x))
+
+            out.fill_(float("nan"))
+            call()
+            error = (out.float() - expected.float()).abs().max().item()
+            if not error <= 2e-2 + 2e-2 * expected.float().abs().max().item():
+                print(f"CUTLASS plain GEMM config {config}, {what}: WRONG, max error {error:.3g}", flush=True)
+                continue
+            report(f"CUTLASS plain GEMM config {config}: {what}", do_bench(call), half=half, plain_sm90_config=config)
 
 
 def rope_sm90(x, w, seq, report, do_bench, heads=8):

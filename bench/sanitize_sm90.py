@@ -1,5 +1,5 @@
-"""Run Hopper's CUTLASS kernels (csrc/sm90: gate/up + SwiGLU in each shape config, QKV + RoPE) at small odd
-sizes, for compute-sanitizer:
+"""Run Hopper's CUTLASS kernels (csrc/sm90: gate/up + SwiGLU in each shape config, QKV + RoPE, the plain GEMM) at
+small odd sizes, for compute-sanitizer:
 
     compute-sanitizer --tool memcheck  python bench/sanitize_sm90.py
     compute-sanitizer --tool racecheck python bench/sanitize_sm90.py
@@ -64,6 +64,26 @@ def gemm_rope(config, batch, seq, k, heads, d, pad):
     return ok
 
 
+def gemm_plain(config, m, n, k, pad):
+    """The plain GEMM on (m, k) x read through rows of k + pad, against the fp32 product; True if it agrees."""
+    gen = torch.Generator().manual_seed(m * n + k + config)
+    x_cpu = torch.randn(m, k + pad, generator=gen).bfloat16()[:, :k]
+    w_cpu = (torch.randn(n, k, generator=gen) * k**-0.5).bfloat16()
+    x, w = x_cpu.cuda(), w_cpu.cuda()
+    out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
+    ext = _native.extension()
+    ws = torch.empty(ext.gemm_plain_sm90_workspace(config, m, n, k), dtype=torch.uint8, device="cuda")
+    ext.gemm_plain_sm90(config, x.data_ptr(), x.stride(0), w.data_ptr(), k, out.data_ptr(), n, m, n, k,
+                        ws.data_ptr(), x.device.index, _native.stream(x))
+    torch.cuda.synchronize()
+    want = x_cpu.float() @ w_cpu.float().t()
+    err = (out.cpu().float() - want).abs().max().item()
+    ok = err <= 0.05 * max(1.0, want.abs().max().item())
+    print(f"gemm_plain_sm90 config {config} m {m} n {n} k {k} pad {pad}: max error {err:.3g}"
+          f"{'' if ok else '  <-- OFF'}")
+    return ok
+
+
 def main():
     probe = torch.zeros(1, 8, dtype=torch.bfloat16, device="cuda")
     why = unsupported_sm90(probe, torch.zeros(16, 8, dtype=torch.bfloat16, device="cuda"))
@@ -75,6 +95,7 @@ def main():
     rope_shapes = [(3, 37, 72, 2, 16, 8), (2, 65, 520, 3, 64, 0), (1, 1, 16, 1, 8, 0)]
     configs = range(_native.extension().ROPE_SM90_CONFIGS)
     ok += [gemm_rope(config, *shape) for config in configs for shape in rope_shapes]
+    ok += [gemm_plain(config, *shape) for config in range(_native.extension().PLAIN_SM90_CONFIGS) for shape in shapes]
     return 0 if all(ok) else 1
 
 

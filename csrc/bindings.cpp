@@ -13,6 +13,7 @@
 
 #include "add_rms_norm.h"
 #ifdef TRM_FAST_WITH_SM90
+#include "sm90/gemm_plain.h"
 #include "sm90/gemm_rope.h"
 #include "sm90/gemm_swiglu.h"
 #endif
@@ -89,6 +90,15 @@ void gemm_swiglu_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w_up, int6
         "gemm_swiglu_sm90");
 }
 
+void gemm_plain_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t out, int64_t ldo,
+                     int64_t m, int64_t n, int64_t k, uintptr_t workspace, int device, uintptr_t stream) {
+  use_device(device, "gemm_plain_sm90");
+  check(trm_fast::gemm_plain_sm90(static_cast<trm_fast::GemmPlainConfig>(config), ptr<const void>(x), ldx,
+                                  ptr<const void>(w), ldw, ptr<void>(out), ldo, m, n, k, ptr<void>(workspace),
+                                  ptr<CUstream_st>(stream)),
+        "gemm_plain_sm90");
+}
+
 void gemm_rope_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t out, int64_t ldo,
                     uintptr_t cos, uintptr_t sin, int64_t seq, int64_t head_dim, int64_t rotated, int64_t m, int64_t n,
                     int64_t k, uintptr_t workspace, int device, uintptr_t stream) {
@@ -145,8 +155,16 @@ PYBIND11_MODULE(_C, m) {
   // (config, x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n, k, workspace, device, stream): w's
   // q and k rows in rotation-pair order (sm90/gemm_rope.h)
   m.def("gemm_rope_sm90", &gemm_rope_sm90);
+  m.attr("PLAIN_SM90_CONFIGS") = trm_fast::kGemmPlainConfigs;
+  // (config, m, n, k) -> bytes of workspace
+  m.def("gemm_plain_sm90_workspace", [](int config, int64_t m, int64_t n, int64_t k) {
+    return trm_fast::gemm_plain_sm90_workspace(static_cast<trm_fast::GemmPlainConfig>(config), m, n, k);
+  });
+  // (config, x, ldx, w, ldw, out, ldo, m, n, k, workspace, device, stream): out = x w^T, CUTLASS's own epilogue
+  m.def("gemm_plain_sm90", &gemm_plain_sm90);
 #else
   m.attr("SM90_CONFIGS") = 0;
   m.attr("ROPE_SM90_CONFIGS") = 0;
+  m.attr("PLAIN_SM90_CONFIGS") = 0;
 #endif
 }

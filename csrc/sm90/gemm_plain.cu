@@ -1,0 +1,33 @@
+// gemm_plain.h's entry points: each shape's kernel lives in its own gemm_plain_<shape>.cu.
+#include "gemm_plain.h"
+
+namespace trm_fast {
+
+size_t gemm_plain_workspace_pingpong_128x128(int64_t m, int64_t n, int64_t k);
+size_t gemm_plain_workspace_cooperative_128x256(int64_t m, int64_t n, int64_t k);
+cudaError_t gemm_plain_pingpong_128x128(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out, int64_t ldo,
+                                        int64_t m, int64_t n, int64_t k, void* ws, cudaStream_t stream);
+cudaError_t gemm_plain_cooperative_128x256(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out,
+                                           int64_t ldo, int64_t m, int64_t n, int64_t k, void* ws,
+                                           cudaStream_t stream);
+
+size_t gemm_plain_sm90_workspace(GemmPlainConfig config, int64_t m, int64_t n, int64_t k) {
+  switch (config) {
+    case GemmPlainConfig::kPingpong128x128: return gemm_plain_workspace_pingpong_128x128(m, n, k);
+    case GemmPlainConfig::kCooperative128x256: return gemm_plain_workspace_cooperative_128x256(m, n, k);
+  }
+  return 0;
+}
+
+cudaError_t gemm_plain_sm90(GemmPlainConfig config, const void* x, int64_t ldx, const void* w, int64_t ldw, void* out,
+                            int64_t ldo, int64_t m, int64_t n, int64_t k, void* workspace, cudaStream_t stream) {
+  switch (config) {
+    case GemmPlainConfig::kPingpong128x128:
+      return gemm_plain_pingpong_128x128(x, ldx, w, ldw, out, ldo, m, n, k, workspace, stream);
+    case GemmPlainConfig::kCooperative128x256:
+      return gemm_plain_cooperative_128x256(x, ldx, w, ldw, out, ldo, m, n, k, workspace, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace trm_fast
