@@ -14,7 +14,8 @@
 #            kernels at sudoku_attn's batch 768), trm_fast's kernel and the reference (bench/ncu_kernels.py)
 #   sm90     Hopper's CUTLASS kernels (csrc/sm90), in the steps named by $SM90_STEPS (default all five): tests (their
 #            GPU tests), sanitize (compute-sanitizer on them, bench/sanitize_sm90.py), tiles (every gate/up + SwiGLU
-#            shape timed alone and as the op against cuBLAS and the unfused pair, bench/gemm_tiles.py --sm90-only, at
+#            shape timed alone and as the op against cuBLAS and the unfused pair, and CUTLASS's plain GEMM in each
+#            mainloop shape beside cuBLAS's, bench/gemm_tiles.py --sm90-only, at
 #            each batch,seq of $SM90_TILES, default sudoku_attn's and arc_attn's), kernels (QKV + RoPE against cuBLAS
 #            + inductor's RoPE, bench/test_kernels.py), engine (the 16-step evaluation of sudoku_attn at batch 768 on
 #            'auto' without the CUTLASS ops, then with each ';'-separated set of $SM90_SETS added, the SwiGLU op in
@@ -87,7 +88,8 @@ elif [ "$phase" = sm90 ]; then
     steps=" ${SM90_STEPS:-tests sanitize tiles kernels engine} "
     if [[ $steps == *" tests "* ]]; then
         timeout 200 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_gemm_swiglu_sm90.py \
-            tests/kernels/test_linear_rope_sm90.py > "$out/pytest_sm90.log" 2>&1 || true
+            tests/kernels/test_linear_rope_sm90.py tests/kernels/test_gemm_plain_sm90.py > "$out/pytest_sm90.log" 2>&1 \
+            || true
         tail -3 "$out/pytest_sm90.log" | tee -a "$log"
     fi
     for tool in $([[ $steps == *" sanitize "* ]] && echo memcheck racecheck); do
