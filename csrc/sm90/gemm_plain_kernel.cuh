@@ -20,21 +20,10 @@ struct GemmPlain {
       cutlass::epilogue::collective::EpilogueTileAuto, float, float, void, cutlass::layout::RowMajor, 8, BF16,
       cutlass::layout::RowMajor, 8, EpilogueSchedule, Fusion>::CollectiveOp;
   using Gemm = GemmAround<Tile, MainloopSchedule, Epilogue>;
-  using Kernel = typename Gemm::GemmKernel;
 
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out,
                                             int64_t ldo, int64_t m, int64_t n, int64_t k) {
-    typename Kernel::StrideA sa = make_stride(ldx, _1{}, int64_t(0));
-    typename Kernel::StrideB sb = make_stride(ldw, _1{}, int64_t(0));
-    typename Kernel::StrideD sd = make_stride(ldo, _1{}, int64_t(0));
-    cutlass::KernelHardwareInfo hw;
-    hw.sm_count = sm_count();
-    typename Gemm::Arguments args{
-        cutlass::gemm::GemmUniversalMode::kGemm,
-        {static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1},
-        {static_cast<const BF16*>(x), sa, static_cast<const BF16*>(w), sb},
-        {{}, nullptr, sd, static_cast<BF16*>(out), sd},
-        hw};
+    auto args = collective_arguments<Gemm>(x, ldx, w, ldw, nullptr, out, ldo, m, n, k);
     args.epilogue.thread.alpha = 1.0f;
     args.epilogue.thread.beta = 0.0f;
     return args;

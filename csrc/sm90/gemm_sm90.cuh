@@ -139,6 +139,28 @@ using GemmPairs =
     GemmAround<Tile, MainloopSchedule,
                cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<PairsEpilogue<Pair>>, Cluster>;
 
+// The arguments of a GEMM with one of CUTLASS's collective epilogues (TMA store of out): x (m, k), w (n, k) and
+// out (m, n) row-major with leading dimensions; c, the source operand's address (never read where beta = 0, null
+// where its type is void); the epilogue's fusion arguments (alpha, beta, ...) are left to the caller.
+template <class Gemm>
+typename Gemm::Arguments collective_arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, const void* c,
+                                              void* out, int64_t ldo, int64_t m, int64_t n, int64_t k) {
+  using Kernel = typename Gemm::GemmKernel;
+  // (rows, columns, batch) strides: every operand has unit stride along its last axis
+  typename Kernel::StrideA sa = make_stride(ldx, _1{}, int64_t(0));
+  typename Kernel::StrideB sb = make_stride(ldw, _1{}, int64_t(0));
+  typename Kernel::StrideD sd = make_stride(ldo, _1{}, int64_t(0));
+  using ElementC = typename Kernel::CollectiveEpilogue::ElementC;
+  cutlass::KernelHardwareInfo hw;
+  hw.sm_count = sm_count();
+  return typename Gemm::Arguments{
+      cutlass::gemm::GemmUniversalMode::kGemm,
+      {static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1},
+      {static_cast<const BF16*>(x), sa, static_cast<const BF16*>(w), sb},
+      {{}, static_cast<const ElementC*>(c), sd, static_cast<BF16*>(out), sd},
+      hw};
+}
+
 // The pairs GEMMs' arguments: x (m, k) and w (n, k) row-major, then the pair's own.
 template <class Gemm>
 typename Gemm::Arguments pairs_arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, int64_t m,

@@ -48,18 +48,7 @@ struct GemmSwiglu {
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw,
                                             const void* gate, int64_t ldg, void* out, int64_t ldo, int64_t m,
                                             int64_t n, int64_t k) {
-    // (rows, columns, batch) strides: every operand has unit stride along its last axis
-    typename Kernel::StrideA sa = make_stride(ldx, _1{}, int64_t(0));
-    typename Kernel::StrideB sb = make_stride(ldw, _1{}, int64_t(0));
-    typename Kernel::StrideD sd = make_stride(ldo, _1{}, int64_t(0));
-    cutlass::KernelHardwareInfo hw;
-    hw.sm_count = sm_count();
-    typename Gemm::Arguments args{
-        cutlass::gemm::GemmUniversalMode::kGemm,
-        {static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1},
-        {static_cast<const BF16*>(x), sa, static_cast<const BF16*>(w), sb},
-        {{}, c_address(out), sd, static_cast<BF16*>(out), sd},
-        hw};
+    auto args = collective_arguments<Gemm>(x, ldx, w, ldw, c_address(out), out, ldo, m, n, k);
     auto& fusion = args.epilogue.thread;
     fusion.alpha = 1.0f;
     fusion.beta = 0.0f;
