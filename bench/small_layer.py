@@ -27,8 +27,9 @@ from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.small_layer import small_layer_reference
 
 SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
-SWEEP = [{}, {"NORM_AFTER": False}, {"WORK": False}]  # as it runs, phase D's norm before its GEMM, and the launches
-# and barriers alone
+# as it runs; phase D's norm before its GEMM; 32-column tiles in C and D (twice the tiles, 3/4 of D's bytes each);
+# the launches and barriers alone
+SWEEP = [{}, {"NORM_AFTER": False}, {"BN": 32}, {"WORK": False}]
 # earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
 

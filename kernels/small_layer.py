@@ -36,7 +36,7 @@ from ..backend import interpreting
 from .rope import rotate, tables
 from .rope_tables import equal_halves
 
-BLOCK = 64  # rows and columns of a GEMM tile
+BLOCK = 64  # rows and columns of a GEMM tile (BM, BN)
 K_STEP = 64  # a GEMM tile's step along K
 QUERY_ROWS = 64  # queries of a phase-B unit: 16 units at sudoku_attn's batch 1 (97 positions, 8 heads)
 NORM_ROWS = 4  # rows of a phase-F tile: at batch 1, 25 tiles that each sum up to 8 fp32 K slices of their rows
@@ -147,17 +147,17 @@ def _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H: tl.conste
 
 @triton.jit
 def _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D: tl.constexpr,
-                      PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
-    # s1 = round(h + round(attn W_o^T)) over BM-column blocks; each block's sum of squares of s1's rounded values
-    # goes to ss (M, D / BM), so that phase D has the row's norm without a pass over the row first
-    n_blocks: tl.constexpr = D // BM
-    cols = tl.arange(0, BM)
+                      PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    # s1 = round(h + round(attn W_o^T)) over BN-column blocks; each block's sum of squares of s1's rounded values
+    # goes to ss (M, D / BN), so that phase D has the row's norm without a pass over the row first
+    n_blocks: tl.constexpr = D // BN
+    cols = tl.arange(0, BN)
     for t in range(pid, tl.cdiv(M, BM) * n_blocks, nprog):
         rows = (t // n_blocks) * BM + tl.arange(0, BM)
         nb = t % n_blocks
-        n = nb * BM + cols
+        n = nb * BN + cols
         row_mask = rows < M
-        acc = _dot_rows(attn_ptr, D, rows, row_mask, wo_ptr, D, n, D, tl.zeros((BM, BM), tl.float32), PRECISION, BK)
+        acc = _dot_rows(attn_ptr, D, rows, row_mask, wo_ptr, D, n, D, tl.zeros((BM, BN), tl.float32), PRECISION, BK)
         offs = rows[:, None] * D + n[None, :]
         res = tl.load(h_ptr + offs, mask=row_mask[:, None], other=0.0, cache_modifier=".cg")
         y = (res.to(tl.float32) + acc.to(s1_ptr.dtype.element_ty).to(tl.float32)).to(s1_ptr.dtype.element_ty)
@@ -167,31 +167,31 @@ def _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D:
 
 
 @triton.jit
-def _row_rstd(ss_ptr, rows, row_mask, eps, D: tl.constexpr, BM: tl.constexpr):
+def _row_rstd(ss_ptr, rows, row_mask, eps, D: tl.constexpr, BN: tl.constexpr):
     # 1 / rms of s1's rows, from phase C's per-block sums of squares
     sq = tl.zeros(rows.shape, tl.float32)
-    for c in tl.static_range(D // BM):
-        sq += tl.load(ss_ptr + rows * (D // BM) + c, mask=row_mask, other=0.0, cache_modifier=".cg")
+    for c in tl.static_range(D // BN):
+        sq += tl.load(ss_ptr + rows * (D // BN) + c, mask=row_mask, other=0.0, cache_modifier=".cg")
     return tl.rsqrt(sq / D + eps)
 
 
 @triton.jit
 def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D: tl.constexpr,
                        I: tl.constexpr, NORM_AFTER: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr,
-                       BK: tl.constexpr):
+                       BN: tl.constexpr, BK: tl.constexpr):
     # NORM_AFTER: g and u = round((s1 W^T) / rms), the row's scale applied to the GEMM's output, so that s1's tiles
     # go to the dot as loaded and no tile writes h1 (phase F rounds s1 / rms itself); else h1 = round(s1 / rms)
     # in the prologue, as the official model rounds, written by one tile per row block for phase F
-    n_blocks: tl.constexpr = I // BM
+    n_blocks: tl.constexpr = I // BN
     ks = tl.arange(0, BK)
-    cols = tl.arange(0, BM)
+    cols = tl.arange(0, BN)
     for t in range(pid, tl.cdiv(M, BM) * n_blocks, nprog):
         rows = (t // n_blocks) * BM + tl.arange(0, BM)
         nb = t % n_blocks
         row_mask = rows < M
-        rstd = _row_rstd(ss_ptr, rows, row_mask, eps, D, BM)  # before the GEMM, which hides its loads
-        g = tl.zeros((BM, BM), tl.float32)
-        u = tl.zeros((BM, BM), tl.float32)
+        rstd = _row_rstd(ss_ptr, rows, row_mask, eps, D, BN)  # before the GEMM, which hides its loads
+        g = tl.zeros((BM, BN), tl.float32)
+        u = tl.zeros((BM, BN), tl.float32)
         for k0 in range(0, D, BK):
             x = tl.load(s1_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
                         cache_modifier=".cg")
@@ -199,7 +199,7 @@ def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, npro
                 x = (x.to(tl.float32) * rstd[:, None]).to(h1_ptr.dtype.element_ty)
                 if nb == 0:
                     tl.store(h1_ptr + rows[:, None] * D + (k0 + ks)[None, :], x, mask=row_mask[:, None])
-            w = wgu_ptr + (nb * BM + cols)[None, :] * D + (k0 + ks)[:, None]
+            w = wgu_ptr + (nb * BN + cols)[None, :] * D + (k0 + ks)[:, None]
             g = tl.dot(x, tl.load(w), g, input_precision=PRECISION)
             u = tl.dot(x, tl.load(w + I * D), u, input_precision=PRECISION)
         if NORM_AFTER:
@@ -208,7 +208,7 @@ def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, npro
         g = g.to(a_ptr.dtype.element_ty).to(tl.float32)
         u = u.to(a_ptr.dtype.element_ty).to(tl.float32)
         a = (g * tl.sigmoid(g) * u).to(a_ptr.dtype.element_ty)
-        tl.store(a_ptr + rows[:, None] * I + (nb * BM + cols)[None, :], a, mask=row_mask[:, None])
+        tl.store(a_ptr + rows[:, None] * I + (nb * BN + cols)[None, :], a, mask=row_mask[:, None])
 
 
 @triton.jit
@@ -232,7 +232,7 @@ def _down_phase(a_ptr, wd_ptr, part_ptr, M, pid, nprog, D: tl.constexpr, I: tl.c
 
 @triton.jit
 def _residual_norm_phase(part_ptr, h1_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid, nprog, D: tl.constexpr,
-                         SPLIT: tl.constexpr, NORM_AFTER: tl.constexpr, BM: tl.constexpr, BR: tl.constexpr,
+                         SPLIT: tl.constexpr, NORM_AFTER: tl.constexpr, BN: tl.constexpr, BR: tl.constexpr,
                          BD: tl.constexpr):
     # out = round(rms_norm(round(h1 + round(sum of the K slices)))), h1 = round(s1 / rms) made here (NORM_AFTER)
     # or read
@@ -245,7 +245,7 @@ def _residual_norm_phase(part_ptr, h1_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid,
         for s in tl.static_range(SPLIT):
             acc += tl.load(part_ptr + s * M * D + offs, mask=mask, other=0.0, cache_modifier=".cg")
         if NORM_AFTER:
-            rstd1 = _row_rstd(ss_ptr, rows, rows < M, eps, D, BM)
+            rstd1 = _row_rstd(ss_ptr, rows, rows < M, eps, D, BN)
             res = tl.load(s1_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
             res = (res * rstd1[:, None]).to(out_ptr.dtype.element_ty).to(tl.float32)
         else:
@@ -261,7 +261,8 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
                         qk_scale, H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr,
                         BS: tl.constexpr, USE_ROPE: tl.constexpr, EQUAL_HALVES: tl.constexpr, PRECISION: tl.constexpr,
                         PHASE: tl.constexpr,
-                        SPLIT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BQ: tl.constexpr, BR: tl.constexpr,
+                        SPLIT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, BQ: tl.constexpr,
+                        BR: tl.constexpr,
                         BD: tl.constexpr, NORM_AFTER: tl.constexpr, WORK: tl.constexpr):
     # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone. WORK False
     # skips every phase's work, leaving the launches and barriers alone to be timed
@@ -278,12 +279,12 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
     if PHASE < 0:
         _grid_sync(sync_ptr, 2 * nprog)
     if WORK and (PHASE < 0 or PHASE == 2):
-        _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D, PRECISION, BM, BK)
+        _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D, PRECISION, BM, BN, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, 3 * nprog)
     if WORK and (PHASE < 0 or PHASE == 3):
         _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D, I, NORM_AFTER, PRECISION,
-                           BM, BK)
+                           BM, BN, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, 4 * nprog)
     if WORK and (PHASE < 0 or PHASE == 4):
@@ -291,7 +292,7 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
     if PHASE < 0:
         _grid_sync(sync_ptr, 5 * nprog)
     if WORK and (PHASE < 0 or PHASE == 5):
-        _residual_norm_phase(part_ptr, h1_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid, nprog, D, SPLIT, NORM_AFTER, BM,
+        _residual_norm_phase(part_ptr, h1_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid, nprog, D, SPLIT, NORM_AFTER, BN,
                              BR, BD)
     if PHASE < 0:
         # every program has passed the last barrier once all have arrived here: the last one zeroes the counters
@@ -320,31 +321,32 @@ def _tiles(batch: int, positions: int, num_heads: int, width: int, inner: int, m
     bm = meta["BM"]
     row_blocks = triton.cdiv(batch * positions, bm)
     return [row_blocks * 3 * num_heads, batch * num_heads * triton.cdiv(positions, meta["BQ"]),
-            row_blocks * width // bm, row_blocks * inner // bm, row_blocks * width // bm * meta["SPLIT"],
-            triton.cdiv(batch * positions, meta["BR"])]
+            row_blocks * width // meta["BN"], row_blocks * inner // meta["BN"],
+            row_blocks * width // bm * meta["SPLIT"], triton.cdiv(batch * positions, meta["BR"])]
 
 
 def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torch.Tensor, w_down: torch.Tensor,
              cos, sin, num_heads: int, eps: float, config: dict | None = None):
     """The layer's output (allocated, not yet written), the kernel's arguments, its meta-parameters and each
     phase's tile count for one call, and the SM count that bounds the persistent grid. `config` overrides the
-    tiles (BM, BK, BQ, BR), phase E's K split (SPLIT), the launch (num_warps, num_stages), and WORK (False: the
-    phases do nothing, so that a benchmark times the launches and barriers alone; the output is then garbage)."""
+    tiles (BM rows; BN columns of phases C and D; BK, BQ, BR), phase E's K split (SPLIT), phase D's norm (NORM_AFTER),
+    the launch (num_warps, num_stages), and WORK (False: the phases do nothing, so that a benchmark times the
+    launches and barriers alone; the output is then garbage)."""
     batch, positions, width = h.shape
     inner = w_down.shape[1]
     head_dim = width // num_heads
     rows = batch * positions
     sms = torch.cuda.get_device_properties(h.device).multi_processor_count if h.is_cuda else SMS_WITHOUT_GPU
     block_s = max(16, triton.next_power_of_2(positions))
-    meta = dict(BM=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, NORM_AFTER=True, WORK=True,
-                **LAUNCH)
+    meta = dict(BM=BLOCK, BN=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, NORM_AFTER=True,
+                WORK=True, **LAUNCH)
     meta.update(config or {})
     if "SPLIT" not in meta:
         meta["SPLIT"] = _split(triton.cdiv(rows, meta["BM"]) * width // meta["BM"], inner // meta["BK"], sms)
     tiles = _tiles(batch, positions, num_heads, width, inner, meta)
     scratch = lambda n, dtype=h.dtype: torch.empty((rows, n), dtype=dtype, device=h.device)  # noqa: E731
     qkv, attn, s1, h1, a = scratch(3 * width), scratch(width), scratch(width), scratch(width), scratch(inner)
-    ss = scratch(width // meta["BM"], torch.float32)
+    ss = scratch(width // meta["BN"], torch.float32)
     part = torch.empty((meta["SPLIT"], rows, width), dtype=torch.float32, device=h.device)
     out = torch.empty_like(h)
     use_rope = cos is not None

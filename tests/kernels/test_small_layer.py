@@ -54,11 +54,12 @@ def test_interpreter_phases_match_reference(shape, dtype):
     _check(shape, dtype, seed=case_seed((shape, str(dtype))), device="cpu", persistent=False)
 
 
-# tiles other than the defaults: phase E's K split at 4 with a shorter K step, 32-row tiles with one-row norm tiles
-# (rows 34 cross them unevenly) and 16-query attention units, no split and whole-puzzle attention units; phase D's
-# norm applied to its input (h1 rounded first, as the official model does) rather than to the GEMM's output
-CONFIGS = [{"SPLIT": 4, "BK": 32}, {"BM": 32, "BK": 32, "BR": 1, "BQ": 16}, {"SPLIT": 1, "BR": 16, "BQ": 128},
-           {"NORM_AFTER": False}]
+# tiles other than the defaults: phase E's K split at 4 with a shorter K step and 32-column tiles in C and D;
+# 32-row tiles with one-row norm tiles (rows 34 cross them unevenly) and 16-query attention units; no split and
+# whole-puzzle attention units; phase D's norm applied to its input (h1 rounded first, as the official model does)
+# rather than to the GEMM's output, with 16-column tiles in C and D
+CONFIGS = [{"SPLIT": 4, "BK": 32, "BN": 32}, {"BM": 32, "BK": 32, "BR": 1, "BQ": 16},
+           {"SPLIT": 1, "BR": 16, "BQ": 128}, {"NORM_AFTER": False, "BN": 16}]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
