@@ -6,16 +6,16 @@ waits on its own ramp-up and tail. This kernel runs a whole layer as six phases 
 each phase's tiles with a stride of the grid and waits at a grid-wide barrier before the next phase:
     A  qkv = round(h W_qkv^T); q and k turned by RoPE (fp32 math, rounded)       tiles: row block x head slot
     B  attn = softmax(q k^T / sqrt(HD)) v (S <= 128)                            units: puzzle x head x 64 queries
-    C  s1 = round(h + round(attn W_o^T)), and each 64-column block's sum of
-       squares of s1 per row (ss)                                               tiles: row block x 64 columns
+    C  s1 = round(h + round(attn W_o^T)), and each BN-column block's sum of
+       squares of s1 per row (ss)                                               tiles: row block x BN columns
     D  a = round(g sigmoid(g) u), g and u = round((s1 W_gu^T) / rms) halves,
-       rms from ss (NORM_AFTER; else h1 = round(s1 / rms) before the GEMM)     tiles: row block x 64 inner
+       rms from ss (NORM_AFTER; else h1 = round(s1 / rms) before the GEMM)     tiles: row block x BN inner
     E  part[s] = a W_down^T over the s-th of SPLIT slices of K, fp32           units: row block x 64 columns x slice
     F  out = round(rms_norm(round(h1 + round(sum of part)))), h1 = round(s1 / rms)   tiles: 4 rows
 (round: to h's dtype, where the official model rounds; adds in fp32, rounded once, as torch's bf16 add. The sums
 over K run in another order than cuBLAS's: results agree within the dtype's rounding, not bit for bit.)
-The intermediates (qkv, attn, s1, h1, a and part: ~2.5 MB at batch 1) stay in L2 between phases. bench/NOTES.md
-has each phase's time at batch 1 and what the tiles and the split were chosen by.
+The intermediates (qkv, attn, s1, a and part, h1 without NORM_AFTER: ~2.5 MB at batch 1) stay in L2 between
+phases. bench/NOTES.md has each phase's time at batch 1 and what the tiles and the split were chosen by.
 
 The barrier: each program adds one to a counter (release) and spins until it reads the phase's count (acquire);
 after the last phase the last program to finish zeroes it for the next launch. It needs every program resident
@@ -260,10 +260,9 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
                         qkv_ptr, attn_ptr, s1_ptr, ss_ptr, h1_ptr, a_ptr, part_ptr, out_ptr, sync_ptr, B, S, eps,
                         qk_scale, H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr,
                         BS: tl.constexpr, USE_ROPE: tl.constexpr, EQUAL_HALVES: tl.constexpr, PRECISION: tl.constexpr,
-                        PHASE: tl.constexpr,
-                        SPLIT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, BQ: tl.constexpr,
-                        BR: tl.constexpr,
-                        BD: tl.constexpr, NORM_AFTER: tl.constexpr, WORK: tl.constexpr):
+                        PHASE: tl.constexpr, SPLIT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                        BQ: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, NORM_AFTER: tl.constexpr,
+                        WORK: tl.constexpr):
     # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone. WORK False
     # skips every phase's work, leaving the launches and barriers alone to be timed
     pid = tl.program_id(0)
