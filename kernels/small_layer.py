@@ -344,7 +344,8 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
         meta["SPLIT"] = _split(triton.cdiv(rows, meta["BM"]) * width // meta["BM"], inner // meta["BK"], sms)
     tiles = _tiles(batch, positions, num_heads, width, inner, meta)
     scratch = lambda n, dtype=h.dtype: torch.empty((rows, n), dtype=dtype, device=h.device)  # noqa: E731
-    qkv, attn, s1, h1, a = scratch(3 * width), scratch(width), scratch(width), scratch(width), scratch(inner)
+    qkv, attn, s1, a = scratch(3 * width), scratch(width), scratch(width), scratch(inner)
+    h1 = s1 if meta["NORM_AFTER"] else scratch(width)  # phase F makes h1 itself under NORM_AFTER: never written
     ss = scratch(width // meta["BN"], torch.float32)
     part = torch.empty((meta["SPLIT"], rows, width), dtype=torch.float32, device=h.device)
     out = torch.empty_like(h)
