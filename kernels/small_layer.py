@@ -43,8 +43,8 @@ NORM_ROWS = 4  # rows of a phase-F tile: at batch 1, 25 tiles that each sum up t
 SMS_WITHOUT_GPU = 132  # phase E's split rule under the interpreter: an H100's SMs
 MAX_POSITIONS = 128  # phase B holds a puzzle's whole score matrix
 # 4 warps and 3 stages: the fastest launch timed at batch 1 (bench/small_layer.py --sweep, H100: 26.2 us a layer
-# against 30.4 at 8 warps and 2 stages), though it spills 864 B where 8 warps spill none (sm_90a,
-# bench/kernel_resources.py small_layer). The grid stays at one program per SM, as the barrier needs.
+# against 30.4 at 8 warps and 2 stages); 195 registers, no spill (sm_90a, bench/kernel_resources.py small_layer).
+# The grid stays at one program per SM, as the barrier needs.
 LAUNCH = {"num_warps": 4, "num_stages": 3}
 
 
