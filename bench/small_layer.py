@@ -28,8 +28,11 @@ from trm_fast.ops.small_layer import small_layer_reference
 
 SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
 # as it runs; phase D's norm before its GEMM; 32-column tiles in C and D (twice the tiles, 3/4 of D's bytes each);
-# the launches and barriers alone
-SWEEP = [{}, {"NORM_AFTER": False}, {"BN": 32}, {"WORK": False}]
+# and 32-row ones (twice again); 128-wide K steps and a fourth stage (more bytes in flight per SM: a phase's time
+# grows with its tile's L2 bytes at ~35 GB/s per SM, the pace of a latency-bound load stream); the launches and
+# barriers alone
+SWEEP = [{}, {"NORM_AFTER": False}, {"BN": 32}, {"BN": 32, "BM": 32}, {"BK": 128}, {"num_stages": 4},
+         {"WORK": False}]
 # earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
 
@@ -68,24 +71,33 @@ def sweep(batch: int, weights, tables, device):
     h = layer_input(batch, device)
     want = small_layer_reference(h, *weights, *tables, HEADS, EPS)
     for config in SWEEP:
-        out, args, meta, tiles, sms = kernel.launches(h, *weights, *tables, HEADS, EPS, config)
-        row = dict(case="small_layer sweep", batch=batch, config=config, split=meta["SPLIT"], tiles=tiles)
-        launch = lambda phase, grid: kernel._small_layer_kernel[(grid,)](*args, PHASE=phase, **meta)  # noqa: E731
-        checked = config.get("WORK", True)  # without the work, the output is garbage
-        for phase, count in enumerate(tiles):
-            launch(phase, count)
-        if checked:
-            torch.testing.assert_close(out, want, atol=6e-2, rtol=6e-2, msg=lambda m: f"{config} six launches: {m}")
-        for phase, count in enumerate(tiles):
-            row[f"phase{'ABCDEF'[phase]}_us"] = us_per_call(lambda: launch(phase, count), device)
-        row["phases_sum_us"] = round(sum(row[f"phase{p}_us"] for p in "ABCDEF"), 2)
-        grid = row["grid"] = min(max(tiles), sms)
-        out.zero_()
-        launch(-1, grid)
-        if checked:
-            torch.testing.assert_close(out, want, atol=6e-2, rtol=6e-2, msg=lambda m: f"{config} persistent: {m}")
-        row["persistent_us"] = us_per_call(lambda: launch(-1, grid), device)
-        yield row
+        try:
+            yield sweep_row(batch, config, weights, tables, h, want)
+        except Exception as err:  # one config that fails to compile or to match leaves the others' rows
+            yield dict(case="small_layer sweep", batch=batch, config=config, error=f"{type(err).__name__}: {err}")
+
+
+def sweep_row(batch: int, config: dict, weights, tables, h, want) -> dict:
+    """One config's row: its phases alone and its persistent launch, each checked before it is timed."""
+    device = h.device
+    out, args, meta, tiles, sms = kernel.launches(h, *weights, *tables, HEADS, EPS, config)
+    row = dict(case="small_layer sweep", batch=batch, config=config, split=meta["SPLIT"], tiles=tiles)
+    launch = lambda phase, grid: kernel._small_layer_kernel[(grid,)](*args, PHASE=phase, **meta)  # noqa: E731
+    checked = config.get("WORK", True)  # without the work, the output is garbage
+    for phase, count in enumerate(tiles):
+        launch(phase, count)
+    if checked:
+        torch.testing.assert_close(out, want, atol=6e-2, rtol=6e-2, msg=lambda m: f"{config} six launches: {m}")
+    for phase, count in enumerate(tiles):
+        row[f"phase{'ABCDEF'[phase]}_us"] = us_per_call(lambda: launch(phase, count), device)
+    row["phases_sum_us"] = round(sum(row[f"phase{p}_us"] for p in "ABCDEF"), 2)
+    grid = row["grid"] = min(max(tiles), sms)
+    out.zero_()
+    launch(-1, grid)
+    if checked:
+        torch.testing.assert_close(out, want, atol=6e-2, rtol=6e-2, msg=lambda m: f"{config} persistent: {m}")
+    row["persistent_us"] = us_per_call(lambda: launch(-1, grid), device)
+    return row
 
 
 def profiled(batch: int, weights, tables, device):
