@@ -5,16 +5,28 @@ namespace trm_fast {
 
 size_t gemm_plain_workspace_pingpong_128x128(int64_t m, int64_t n, int64_t k);
 size_t gemm_plain_workspace_cooperative_128x256(int64_t m, int64_t n, int64_t k);
+size_t gemm_plain_workspace_cooperative_256x128_cluster_1x2(int64_t m, int64_t n, int64_t k);
+size_t gemm_plain_workspace_cooperative_128x256_cluster_2x1(int64_t m, int64_t n, int64_t k);
 cudaError_t gemm_plain_pingpong_128x128(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out, int64_t ldo,
                                         int64_t m, int64_t n, int64_t k, void* ws, cudaStream_t stream);
 cudaError_t gemm_plain_cooperative_128x256(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out,
                                            int64_t ldo, int64_t m, int64_t n, int64_t k, void* ws,
                                            cudaStream_t stream);
+cudaError_t gemm_plain_cooperative_256x128_cluster_1x2(const void* x, int64_t ldx, const void* w, int64_t ldw,
+                                                       void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
+                                                       void* ws, cudaStream_t stream);
+cudaError_t gemm_plain_cooperative_128x256_cluster_2x1(const void* x, int64_t ldx, const void* w, int64_t ldw,
+                                                       void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
+                                                       void* ws, cudaStream_t stream);
 
 size_t gemm_plain_sm90_workspace(GemmPlainConfig config, int64_t m, int64_t n, int64_t k) {
   switch (config) {
     case GemmPlainConfig::kPingpong128x128: return gemm_plain_workspace_pingpong_128x128(m, n, k);
     case GemmPlainConfig::kCooperative128x256: return gemm_plain_workspace_cooperative_128x256(m, n, k);
+    case GemmPlainConfig::kCooperative256x128Cluster1x2:
+      return gemm_plain_workspace_cooperative_256x128_cluster_1x2(m, n, k);
+    case GemmPlainConfig::kCooperative128x256Cluster2x1:
+      return gemm_plain_workspace_cooperative_128x256_cluster_2x1(m, n, k);
   }
   return 0;
 }
@@ -26,6 +38,10 @@ cudaError_t gemm_plain_sm90(GemmPlainConfig config, const void* x, int64_t ldx, 
       return gemm_plain_pingpong_128x128(x, ldx, w, ldw, out, ldo, m, n, k, workspace, stream);
     case GemmPlainConfig::kCooperative128x256:
       return gemm_plain_cooperative_128x256(x, ldx, w, ldw, out, ldo, m, n, k, workspace, stream);
+    case GemmPlainConfig::kCooperative256x128Cluster1x2:
+      return gemm_plain_cooperative_256x128_cluster_1x2(x, ldx, w, ldw, out, ldo, m, n, k, workspace, stream);
+    case GemmPlainConfig::kCooperative128x256Cluster2x1:
+      return gemm_plain_cooperative_128x256_cluster_2x1(x, ldx, w, ldw, out, ldo, m, n, k, workspace, stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -16,12 +16,16 @@
 
 namespace trm_fast {
 
-// The mainloop shapes of gemm_swiglu.h's configs 0 and 1.
+// The mainloop shapes of gemm_swiglu.h's configs 0 and 1, then two in clusters of two CTAs that share one
+// operand's tile by TMA multicast, as cuBLAS's own kernels at these shapes do (nvjet ..._192x192_64x4_2x1_...
+// and ..._256x128_64x4_1x2_..., in the engine's profile at batch 768): 128 FLOP per byte loaded, not 64 or 85.
 enum class GemmPlainConfig : int {
-  kPingpong128x128 = 0,     // two consumer warpgroups, each its own 128x128 tile
-  kCooperative128x256 = 1,  // two consumer warpgroups on one 128x256 tile
+  kPingpong128x128 = 0,              // two consumer warpgroups, each its own 128x128 tile
+  kCooperative128x256 = 1,           // two consumer warpgroups on one 128x256 tile
+  kCooperative256x128Cluster1x2 = 2,  // 256x128 tiles, two along N sharing x's tile
+  kCooperative128x256Cluster2x1 = 3,  // 128x256 tiles, two along M sharing w's tile
 };
-constexpr int kGemmPlainConfigs = 2;
+constexpr int kGemmPlainConfigs = 4;
 
 // Bytes of device workspace the launch needs.
 size_t gemm_plain_sm90_workspace(GemmPlainConfig config, int64_t m, int64_t n, int64_t k);

@@ -1,4 +1,4 @@
-// The CUTLASS sm90 GEMM behind gemm_plain.h, as a template over its tile shape and schedules: each shape is
+// The CUTLASS sm90 GEMM behind gemm_plain.h, as a template over its tile shape, schedules and cluster: each shape is
 // instantiated in a file of its own (gemm_plain_<shape>.cu), so that the build compiles them in parallel. The
 // epilogue is CUTLASS's collective with its default fusion, D = 1 * acc, and no source operand; the mainloop and
 // kernel around it are gemm_sm90.cuh's.
@@ -12,14 +12,14 @@
 namespace trm_fast {
 namespace sm90 {
 
-template <class Tile, class MainloopSchedule, class EpilogueSchedule>
+template <class Tile, class MainloopSchedule, class EpilogueSchedule, class Cluster = Shape<_1, _1, _1>>
 struct GemmPlain {
   using Fusion = cutlass::epilogue::fusion::LinearCombination<BF16, float, void, float>;
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Shape<_1, _1, _1>,
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Cluster,
       cutlass::epilogue::collective::EpilogueTileAuto, float, float, void, cutlass::layout::RowMajor, 8, BF16,
       cutlass::layout::RowMajor, 8, EpilogueSchedule, Fusion>::CollectiveOp;
-  using Gemm = GemmAround<Tile, MainloopSchedule, Epilogue>;
+  using Gemm = GemmAround<Tile, MainloopSchedule, Epilogue, Cluster>;
 
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out,
                                             int64_t ldo, int64_t m, int64_t n, int64_t k) {
