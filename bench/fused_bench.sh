@@ -157,7 +157,7 @@ elif [ "$phase" = b1 ]; then
     [ "$hangs" = 0 ] || echo "small_layer: failed or timed out; the persistent form is left out below" | tee -a "$log"
     pick=(); [ "$hangs" = 0 ] || pick=(-k "not True and not chain")  # the six-launch form only
     if [[ $steps == *" tests "* ]]; then
-        timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_small_layer.py \
+        timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_small_layer.py \
             "${pick[@]}" > "$out/pytest_small_layer.log" 2>&1 || true
         tail -3 "$out/pytest_small_layer.log" | tee -a "$log"
     fi

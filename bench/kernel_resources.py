@@ -50,7 +50,7 @@ KERNELS = {
     "small_layer": ("small_layer", "_small_layer_kernel",
                     {"H": 8, "D": 512, "I": 1536, "HD": 64, "BS": 128, "USE_ROPE": True, "PRECISION": "tf32",
                      "PHASE": -1, "SPLIT": 8, "BM": 64, "BN": 64, "BK": 64, "BQ": 64, "BR": 4, "BD": 512,
-                     "NORM_AFTER": True, "WORK": True, "EQUAL_HALVES": True}, None),
+                     "WORK": True, "EQUAL_HALVES": True}, None),
 }
 SM_REGISTERS, SM_SHARED, PROGRAM_RESERVE = 65536, 233472, 1024
 

@@ -27,12 +27,8 @@ from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.small_layer import small_layer_reference
 
 SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
-# as it runs; phase D's norm before its GEMM; 32-column tiles in C and D (twice the tiles, 3/4 of D's bytes each);
-# and 32-row ones (twice again); 128-wide K steps and a fourth stage (more bytes in flight per SM: a phase's time
-# grows with its tile's L2 bytes at ~35 GB/s per SM, the pace of a latency-bound load stream); the launches and
-# barriers alone
-SWEEP = [{}, {"NORM_AFTER": False}, {"BN": 32}, {"BN": 32, "BM": 32}, {"BK": 128}, {"num_stages": 4},
-         {"WORK": False}]
+# as it runs; the launches and barriers alone
+SWEEP = [{}, {"WORK": False}]
 # earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
 

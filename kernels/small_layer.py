@@ -9,12 +9,12 @@ each phase's tiles with a stride of the grid and waits at a grid-wide barrier be
     C  s1 = round(h + round(attn W_o^T)), and each BN-column block's sum of
        squares of s1 per row (ss)                                               tiles: row block x BN columns
     D  a = round(g sigmoid(g) u), g and u = round((s1 W_gu^T) / rms) halves,
-       rms from ss (NORM_AFTER; else h1 = round(s1 / rms) before the GEMM)     tiles: row block x BN inner
+       rms from ss (the row's scale applied after the GEMM)                    tiles: row block x BN inner
     E  part[s] = a W_down^T over the s-th of SPLIT slices of K, fp32           units: row block x 64 columns x slice
     F  out = round(rms_norm(round(h1 + round(sum of part)))), h1 = round(s1 / rms)   tiles: 4 rows
 (round: to h's dtype, where the official model rounds; adds in fp32, rounded once, as torch's bf16 add. The sums
 over K run in another order than cuBLAS's: results agree within the dtype's rounding, not bit for bit.)
-The intermediates (qkv, attn, s1, a and part, h1 without NORM_AFTER: ~2.5 MB at batch 1) stay in L2 between
+The intermediates (qkv, attn, s1, a and part: ~2.5 MB at batch 1) stay in L2 between
 phases. bench/NOTES.md has each phase's time at batch 1 and what the tiles and the split were chosen by.
 
 The barrier: each program adds one to a counter (release) and spins until it reads the phase's count (acquire);
@@ -24,8 +24,8 @@ the phases launch as six kernels instead (PHASE), which is also how the tests ch
 
 Shapes: h (B, S, D) contiguous; W_qkv (3D, D), W_o (D, D), W_gu (2I, D), W_down (D, I) contiguous, h's dtype;
 cos, sin (>= S, HD) fp32 in rotate-half layout, or None; HD = D / H a power of two >= 32, D and I multiples of 64,
-S <= 128. FLOPs per layer: 2 B S (4 D^2 + 3 D I) + 4 B S^2 D: 0.68 GFLOP at sudoku_attn's batch 1; 25.8 us on an
-H200 there, against 29.4 us for the official layer compiled, before NORM_AFTER (bench/NOTES.md).
+S <= 128. FLOPs per layer: 2 B S (4 D^2 + 3 D I) + 4 B S^2 D: 0.68 GFLOP at sudoku_attn's batch 1; 23.4 us on an
+H200 there, against 27.8 us for the official layer compiled (bench/NOTES.md).
 """
 
 import torch
@@ -176,11 +176,13 @@ def _row_rstd(ss_ptr, rows, row_mask, eps, D: tl.constexpr, BN: tl.constexpr):
 
 
 @triton.jit
-def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D: tl.constexpr,
-                       I: tl.constexpr, NORM_AFTER: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr,
+def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, a_ptr, M, eps, pid, nprog, D: tl.constexpr,
+                       I: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr,
                        BN: tl.constexpr, BK: tl.constexpr):
-    # NORM_AFTER: g and u = round((s1 W^T) / rms), the row's scale applied to the GEMM's output, so that s1's tiles
-    # go to the dot as loaded and no tile writes h1 (phase F rounds s1 / rms itself); else h1 = round(s1 / rms)
+    # g and u = round((s1 W^T) / rms), the row's scale applied to the GEMM's output, so that s1's tiles go to the
+    # dot as loaded and no tile writes h1 (phase F rounds s1 / rms itself). Normalising s1 in the prologue first,
+    # as the official model rounds, and writing h1 from one tile per row block took 7.2 us against 5.1 at batch 1
+    # (H200, bench/NOTES.md)
     # in the prologue, as the official model rounds, written by one tile per row block for phase F
     n_blocks: tl.constexpr = I // BN
     ks = tl.arange(0, BK)
@@ -195,18 +197,11 @@ def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, npro
         for k0 in range(0, D, BK):
             x = tl.load(s1_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
                         cache_modifier=".cg")
-            if not NORM_AFTER:
-                x = (x.to(tl.float32) * rstd[:, None]).to(h1_ptr.dtype.element_ty)
-                if nb == 0:
-                    tl.store(h1_ptr + rows[:, None] * D + (k0 + ks)[None, :], x, mask=row_mask[:, None])
             w = wgu_ptr + (nb * BN + cols)[None, :] * D + (k0 + ks)[:, None]
             g = tl.dot(x, tl.load(w), g, input_precision=PRECISION)
             u = tl.dot(x, tl.load(w + I * D), u, input_precision=PRECISION)
-        if NORM_AFTER:
-            g = g * rstd[:, None]
-            u = u * rstd[:, None]
-        g = g.to(a_ptr.dtype.element_ty).to(tl.float32)
-        u = u.to(a_ptr.dtype.element_ty).to(tl.float32)
+        g = (g * rstd[:, None]).to(a_ptr.dtype.element_ty).to(tl.float32)
+        u = (u * rstd[:, None]).to(a_ptr.dtype.element_ty).to(tl.float32)
         a = (g * tl.sigmoid(g) * u).to(a_ptr.dtype.element_ty)
         tl.store(a_ptr + rows[:, None] * I + (nb * BN + cols)[None, :], a, mask=row_mask[:, None])
 
@@ -231,11 +226,10 @@ def _down_phase(a_ptr, wd_ptr, part_ptr, M, pid, nprog, D: tl.constexpr, I: tl.c
 
 
 @triton.jit
-def _residual_norm_phase(part_ptr, h1_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid, nprog, D: tl.constexpr,
-                         SPLIT: tl.constexpr, NORM_AFTER: tl.constexpr, BN: tl.constexpr, BR: tl.constexpr,
-                         BD: tl.constexpr):
-    # out = round(rms_norm(round(h1 + round(sum of the K slices)))), h1 = round(s1 / rms) made here (NORM_AFTER)
-    # or read
+def _residual_norm_phase(part_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid, nprog, D: tl.constexpr,
+                         SPLIT: tl.constexpr, BN: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr):
+    # out = round(rms_norm(round(h1 + round(sum of the K slices)))), h1 = round(s1 / rms) made here from phase C's
+    # sums of squares
     cols = tl.arange(0, BD)
     for t in range(pid, tl.cdiv(M, BR), nprog):
         rows = t * BR + tl.arange(0, BR)
@@ -244,12 +238,9 @@ def _residual_norm_phase(part_ptr, h1_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid,
         acc = tl.zeros((BR, BD), tl.float32)
         for s in tl.static_range(SPLIT):
             acc += tl.load(part_ptr + s * M * D + offs, mask=mask, other=0.0, cache_modifier=".cg")
-        if NORM_AFTER:
-            rstd1 = _row_rstd(ss_ptr, rows, rows < M, eps, D, BN)
-            res = tl.load(s1_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
-            res = (res * rstd1[:, None]).to(out_ptr.dtype.element_ty).to(tl.float32)
-        else:
-            res = tl.load(h1_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
+        rstd1 = _row_rstd(ss_ptr, rows, rows < M, eps, D, BN)
+        res = tl.load(s1_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg").to(tl.float32)
+        res = (res * rstd1[:, None]).to(out_ptr.dtype.element_ty).to(tl.float32)
         x = (res + acc.to(out_ptr.dtype.element_ty).to(tl.float32)).to(out_ptr.dtype.element_ty).to(tl.float32)
         rstd = tl.rsqrt(tl.sum(x * x, 1) / D + eps)
         tl.store(out_ptr + offs, (x * rstd[:, None]).to(out_ptr.dtype.element_ty), mask=mask)
@@ -257,12 +248,11 @@ def _residual_norm_phase(part_ptr, h1_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid,
 
 @triton.jit
 def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin,
-                        qkv_ptr, attn_ptr, s1_ptr, ss_ptr, h1_ptr, a_ptr, part_ptr, out_ptr, sync_ptr, B, S, eps,
+                        qkv_ptr, attn_ptr, s1_ptr, ss_ptr, a_ptr, part_ptr, out_ptr, sync_ptr, B, S, eps,
                         qk_scale, H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr,
                         BS: tl.constexpr, USE_ROPE: tl.constexpr, EQUAL_HALVES: tl.constexpr, PRECISION: tl.constexpr,
                         PHASE: tl.constexpr, SPLIT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                        BQ: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, NORM_AFTER: tl.constexpr,
-                        WORK: tl.constexpr):
+                        BQ: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, WORK: tl.constexpr):
     # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone. WORK False
     # skips every phase's work, leaving the launches and barriers alone to be timed
     pid = tl.program_id(0)
@@ -282,8 +272,7 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
     if PHASE < 0:
         _grid_sync(sync_ptr, 3 * nprog)
     if WORK and (PHASE < 0 or PHASE == 3):
-        _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, h1_ptr, a_ptr, M, eps, pid, nprog, D, I, NORM_AFTER, PRECISION,
-                           BM, BN, BK)
+        _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, a_ptr, M, eps, pid, nprog, D, I, PRECISION, BM, BN, BK)
     if PHASE < 0:
         _grid_sync(sync_ptr, 4 * nprog)
     if WORK and (PHASE < 0 or PHASE == 4):
@@ -291,8 +280,7 @@ def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_p
     if PHASE < 0:
         _grid_sync(sync_ptr, 5 * nprog)
     if WORK and (PHASE < 0 or PHASE == 5):
-        _residual_norm_phase(part_ptr, h1_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid, nprog, D, SPLIT, NORM_AFTER, BN,
-                             BR, BD)
+        _residual_norm_phase(part_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid, nprog, D, SPLIT, BN, BR, BD)
     if PHASE < 0:
         # every program has passed the last barrier once all have arrived here: the last one zeroes the counters
         if tl.atomic_add(sync_ptr + 1, 1, sem="acq_rel", scope="gpu") == nprog - 1:
@@ -328,7 +316,7 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
              cos, sin, num_heads: int, eps: float, config: dict | None = None):
     """The layer's output (allocated, not yet written), the kernel's arguments, its meta-parameters and each
     phase's tile count for one call, and the SM count that bounds the persistent grid. `config` overrides the
-    tiles (BM rows; BN columns of phases C and D; BK, BQ, BR), phase E's K split (SPLIT), phase D's norm (NORM_AFTER),
+    tiles (BM rows; BN columns of phases C and D; BK, BQ, BR), phase E's K split (SPLIT),
     the launch (num_warps, num_stages), and WORK (False: the phases do nothing, so that a benchmark times the
     launches and barriers alone; the output is then garbage)."""
     batch, positions, width = h.shape
@@ -337,7 +325,7 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     rows = batch * positions
     sms = torch.cuda.get_device_properties(h.device).multi_processor_count if h.is_cuda else SMS_WITHOUT_GPU
     block_s = max(16, triton.next_power_of_2(positions))
-    meta = dict(BM=BLOCK, BN=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS, NORM_AFTER=True,
+    meta = dict(BM=BLOCK, BN=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS,
                 WORK=True, **LAUNCH)
     meta.update(config or {})
     if "SPLIT" not in meta:
@@ -345,7 +333,6 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     tiles = _tiles(batch, positions, num_heads, width, inner, meta)
     scratch = lambda n, dtype=h.dtype: torch.empty((rows, n), dtype=dtype, device=h.device)  # noqa: E731
     qkv, attn, s1, a = scratch(3 * width), scratch(width), scratch(width), scratch(inner)
-    h1 = s1 if meta["NORM_AFTER"] else scratch(width)  # phase F makes h1 itself under NORM_AFTER: never written
     ss = scratch(width // meta["BN"], torch.float32)
     part = torch.empty((meta["SPLIT"], rows, width), dtype=torch.float32, device=h.device)
     out = torch.empty_like(h)
@@ -353,7 +340,7 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     if not use_rope:
         cos = sin = h  # never read: USE_ROPE=False compiles the loads away
     args = (h, w_qkv, w_o, w_gu, w_down, cos, sin, cos.stride(0) if use_rope else 0, sin.stride(0) if use_rope else 0,
-            qkv, attn, s1, ss, h1, a, part, out, _counters(h.device), batch, positions, eps,
+            qkv, attn, s1, ss, a, part, out, _counters(h.device), batch, positions, eps,
             1.4426950408889634 / head_dim**0.5)
     meta.update(H=num_heads, D=width, I=inner, HD=head_dim, BS=block_s, USE_ROPE=use_rope,
                 EQUAL_HALVES=use_rope and equal_halves(cos, sin), BD=triton.next_power_of_2(width),

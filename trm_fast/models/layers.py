@@ -141,7 +141,7 @@ class Block(nn.Module):
         if self.use_mlp_t:
             h = self.mlp_t(h, eps=self.eps, positions=True)
         else:
-            if ops.small_layer_offered(self.backend):  # an experiment: the whole layer as one kernel, few puzzles
+            if ops.small_layer_offered(self.backend, h):  # the whole layer as one kernel for one puzzle
                 weights = [m.weight.to(h.dtype) for m in (self.self_attn.qkv_proj, self.self_attn.o_proj,
                                                           self.mlp.gate_up_proj, self.mlp.down_proj)]
                 heads = self.self_attn.num_heads

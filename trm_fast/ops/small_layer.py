@@ -2,12 +2,12 @@
 h1 = rms_norm(h + attention(h) W_o^T), the block trm_fast.models.layers.Block runs without MLP-t.
 
 At batch 1 the layer is a dozen kernels of a few microseconds each, most of the GPU idle in each (bench/NOTES.md,
-"Batch 1"); trm_fast.kernels.small_layer runs it as one persistent kernel of six phases. An experiment: alone it
-takes 26.2 us at batch 1 against 28.4 for the official layer compiled, but the engine's 16-step evaluation took
-20.40 ms with it against 19.69 without (H100, bench/NOTES.md). The model's Block runs it only where AUTO_OPS names
-`small_layer` (on 'auto' and 'fused' alike; `takes`), at most MAX_ROWS rows and outside autograd; bench/small_layer.py times it alone against the
-official layer compiled, and bench/engine_ops.py --auto-ops ...,small_layer inside the engine. The reference is
-the official model's order, op for op.
+"Batch 1"); trm_fast.kernels.small_layer runs it as one persistent kernel of six phases: 23.4 us at batch 1 against
+27.8 for the official layer compiled, and the engine's 16-step evaluation of sudoku_attn at batch 1 took 18.69 ms
+with it against 19.51 without (H200, bench/results/2026-12-06_h200_34c827d_b1_*). So `auto` runs it (AUTO_OPS),
+as `fused` does: the model's Block takes it where `takes` says, at most MAX_ROWS rows and outside autograd.
+bench/small_layer.py times it alone against the official layer compiled, and bench/engine_ops.py inside the
+engine. The reference is the official model's order, op for op.
 
 Shapes: h (B, S, D); qkv_weight (3D, D), o_weight (D, D), gate_up_weight (2I, D), down_weight (D, I) as
 nn.Linear stores them, in h's dtype; cos, sin (S, D / H) fp32 or None (no RoPE).
@@ -103,20 +103,20 @@ def unsupported(h: torch.Tensor, qkv_weight: torch.Tensor, o_weight: torch.Tenso
     return None
 
 
-def offered(backend: str) -> bool:
-    """Whether an experiment asked for the whole-layer kernel: AUTO_OPS names `small_layer` (on 'auto' and 'fused'
-    alike). Read at call time: experiments replace AUTO_OPS."""
-    return backend != "reference" and "small_layer" in _backend.AUTO_OPS
+def offered(backend: str, h: torch.Tensor) -> bool:
+    """Whether the model may run the whole-layer kernel on h, before it gathers the weights for `takes`: AUTO_OPS
+    names `small_layer` (on 'auto' and 'fused' alike; it does by default; read at call time: experiments replace
+    AUTO_OPS) and h is (B, S, D) of at most MAX_ROWS rows."""
+    return backend != "reference" and "small_layer" in _backend.AUTO_OPS and h.ndim == 3 \
+        and h.shape[0] * h.shape[1] <= MAX_ROWS
 
 
 def takes(h: torch.Tensor, qkv_weight: torch.Tensor, o_weight: torch.Tensor, gate_up_weight: torch.Tensor,
           down_weight: torch.Tensor, cos_sin, num_heads: int, backend: str) -> bool:
-    """Whether the model's Block runs this layer as the one kernel: AUTO_OPS names `small_layer` (an experiment's
-    choice, on 'auto' and 'fused' alike), autograd does not record, at most MAX_ROWS rows, and the kernel takes the
+    """Whether the model's Block runs this layer as the one kernel: AUTO_OPS names `small_layer` (on 'auto' and
+    'fused' alike), autograd does not record, at most MAX_ROWS rows, and the kernel takes the
     call. Otherwise the Block runs its sublayers' ops, which neither warns nor raises here."""
-    if not offered(backend) or h.ndim != 3:
-        return False
-    if h.shape[0] * h.shape[1] > MAX_ROWS or _backend.records(h, qkv_weight, o_weight, gate_up_weight, down_weight):
+    if not offered(backend, h) or _backend.records(h, qkv_weight, o_weight, gate_up_weight, down_weight):
         return False
     cos, sin = cos_sin if cos_sin is not None else (None, None)
     return unsupported(h, qkv_weight, o_weight, gate_up_weight, down_weight, cos, sin, num_heads, backend) is None
