@@ -104,7 +104,7 @@ def main():
 def sm90(x, w, expected, report, do_bench):
     """The CUTLASS path's rows (see the module's docstring), where this GPU and build have it."""
     from trm_fast import _native
-    from trm_fast.ops.linear_swiglu import interleaved_pairs, linear_swiglu_sm90, unsupported_sm90
+    from trm_fast.ops.linear_swiglu import grouped_pairs, interleaved_pairs, linear_swiglu_sm90, unsupported_sm90
 
     why = unsupported_sm90(x, w)
     if why is not None:
@@ -117,11 +117,14 @@ def sm90(x, w, expected, report, do_bench):
     report("cuBLAS GEMM of one half (N columns)", do_bench(lambda: torch.nn.functional.linear(x, up)), half=True)
     ext = _native.extension()
     plain_sm90(ext, x, w, up, report, do_bench)
-    pairs = interleaved_pairs(w)  # the weight of SM90_FIRST_PAIRS_CONFIG and later
+    pairs = interleaved_pairs(w)  # the weight of SM90_FIRST_PAIRS_CONFIG and later, but SM90_GROUPS_CONFIG's
+    groups = grouped_pairs(w)
     for config in range(ext.SM90_CONFIGS):
         ws = torch.empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8, device="cuda")
         single = config >= ext.SM90_FIRST_PAIRS_CONFIG
         w_config, gate_address = (pairs, 0) if single else (up, gate.data_ptr())
+        if config == getattr(ext, "SM90_GROUPS_CONFIG", None):
+            w_config = groups
 
         def alone():
             ext.gemm_swiglu_sm90(config, x.data_ptr(), k, w_config.data_ptr(), k, gate_address, n, out.data_ptr(),

@@ -138,14 +138,16 @@ PYBIND11_MODULE(_C, m) {
   // Hopper's CUTLASS kernels, where the build had CUTLASS (setup.py); SM90_CONFIGS is 0 where it did not.
 #ifdef TRM_FAST_WITH_SM90
   m.attr("SM90_CONFIGS") = trm_fast::kGemmSm90Configs;
-  // the first config whose weight is the interleaved (2n, k) pairs and which reads no gate; so are all later ones
+  // the first config whose weight is the interleaved (2n, k) pairs and which reads no gate; so are all later ones,
+  // except SM90_GROUPS_CONFIG, whose weight is the pairs permuted in 64-row groups (sm90/gemm_swiglu_pairs.cuh)
   m.attr("SM90_FIRST_PAIRS_CONFIG") = trm_fast::kGemmSm90FirstPairsConfig;
+  m.attr("SM90_GROUPS_CONFIG") = trm_fast::kGemmSm90GroupsConfig;
   // (config, m, n, k) -> bytes of workspace
   m.def("gemm_swiglu_sm90_workspace", [](int config, int64_t m, int64_t n, int64_t k) {
     return trm_fast::gemm_swiglu_sm90_workspace(static_cast<trm_fast::GemmSm90Config>(config), m, n, k);
   });
   // (config, x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, device, stream); for SM90_FIRST_PAIRS_CONFIG
-  // and later, w_up is the interleaved (2n, k) weight and gate is not read (0)
+  // and later, w_up is the interleaved (2n, k) weight (the grouped one for SM90_GROUPS_CONFIG) and gate is not read
   m.def("gemm_swiglu_sm90", &gemm_swiglu_sm90);
   m.attr("ROPE_SM90_CONFIGS") = trm_fast::kGemmRopeConfigs;
   // (config, m, n, k) -> bytes of workspace

@@ -18,6 +18,8 @@
 #include <cutlass/gemm/kernel/gemm_universal.hpp>
 #include <cutlass/numeric_types.h>
 
+#include <type_traits>
+
 namespace trm_fast {
 namespace sm90 {
 
@@ -65,11 +67,27 @@ cudaError_t run(typename Gemm::Arguments const& args, void* workspace, cudaStrea
   return cudaGetLastError();
 }
 
+// Whether `Pair` takes its accumulators eight pairs at a time (a static `store_group`, below).
+template <class Pair, class = void>
+struct StoresGroups : std::false_type {};
+template <class Pair>
+struct StoresGroups<Pair, std::void_t<decltype(&Pair::store_group)>> : std::true_type {};
+
+// Columns of one group: eight 8-column blocks of the accumulator fragment (below).
+constexpr int kGroupColumns = 64;
+
 // An operator-style epilogue (CUTLASS's DefaultEpilogue interface), run by the warp-specialised kernels through
 // CUTLASS's Sm90TmaWarpSpecializedAdapter. `Pair` says what a pair of accumulators becomes: it has Arguments,
-// `static bool valid(Arguments const&)` and `static void store(Arguments const&, int row, int column, float
-// first, float second)` for the fp32 values at (row, column) and (row, column + 1), column even. No shared-
-// memory stage: in the ping-pong schedule one warpgroup's epilogue runs under the other's MMAs.
+// `static bool valid(Arguments const&)`, and either
+// - `static void store(Arguments const&, int row, int column, float first, float second)` for the fp32 values at
+//   (row, column) and (row, column + 1), column even; or
+// - `static void store_group(Arguments const&, int row, int column, float const (&first)[8], float const
+//   (&second)[8])` for the pairs at (row, column + 8 i) and (row, column + 8 i + 1), i = 0..7, where column =
+//   64 g + 2 q for the thread's lane q within its quad: one thread's eight pairs of one row in a 64-column group,
+//   so that it can store what they become as one 16-byte vector where the output's layout puts them side by side
+//   (a weight's rows permuted so: gemm_swiglu_pairs.cuh). Stores of 2 or 4 bytes from each thread cost as much
+//   as the GEMM itself (bench/NOTES.md, "The measuring stick").
+// No shared-memory stage: in the ping-pong schedule one warpgroup's epilogue runs under the other's MMAs.
 template <class Pair>
 class PairsEpilogue {
  public:
@@ -122,14 +140,51 @@ class PairsEpilogue {
     Tensor thread_coords = tiled_mma.get_thread_slice(thread_idx).partition_C(coords);
     CUTE_STATIC_ASSERT_V(size(thread_coords) == size(accumulators));
     static_assert(decltype(size(accumulators))::value % 2 == 0, "accumulators come in column pairs");
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < size(accumulators); i += 2) {
-      auto [row, column] = thread_coords(i);  // value i + 1 is (row, column + 1)
-      if (row < m_size && column < n_size) Pair::store(params_, row, column, accumulators(i), accumulators(i + 1));
+    if constexpr (StoresGroups<Pair>::value) {
+      store_groups(accumulators, thread_coords, m_size, n_size);
+    } else {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < size(accumulators); i += 2) {
+        auto [row, column] = thread_coords(i);  // value i + 1 is (row, column + 1)
+        if (row < m_size && column < n_size) Pair::store(params_, row, column, accumulators(i), accumulators(i + 1));
+      }
     }
   }
 
  private:
+  // A wgmma accumulator fragment is ((2, 2, N / 8), MMA_M, MMA_N): per 8-column block of an N-wide atom, two
+  // adjacent columns of two rows (8 apart), then the atom's repeats along M and N. Eight consecutive blocks of one
+  // row are one group (tests/sm90/fragment_pairs.cu checks the coordinates on the host).
+  template <class Accumulators, class Coords>
+  CUTLASS_DEVICE void store_groups(Accumulators const& accumulators, Coords const& thread_coords, int m_size,
+                                   int n_size) {
+    using Frag = typename Accumulators::layout_type;
+    static_assert(rank_v<decltype(shape<0>(Frag{}))> == 3 && size<0, 0>(Frag{}) == 2 && size<0, 1>(Frag{}) == 2,
+                  "a wgmma accumulator fragment: ((2, 2, N / 8), MMA_M, MMA_N)");
+    constexpr int kBlocks = size<0, 2>(Frag{});
+    static_assert(kBlocks * 8 % kGroupColumns == 0, "an atom's columns are whole groups");
+    CUTLASS_PRAGMA_UNROLL
+    for (int mm = 0; mm < size<1>(Frag{}); ++mm) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int nn = 0; nn < size<2>(Frag{}); ++nn) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int half = 0; half < 2; ++half) {
+          CUTLASS_PRAGMA_UNROLL
+          for (int group = 0; group < kBlocks / 8; ++group) {
+            float first[8], second[8];
+            CUTLASS_PRAGMA_UNROLL
+            for (int i = 0; i < 8; ++i) {
+              first[i] = accumulators(make_coord(make_coord(0, half, 8 * group + i), mm, nn));
+              second[i] = accumulators(make_coord(make_coord(1, half, 8 * group + i), mm, nn));
+            }
+            auto [row, column] = thread_coords(make_coord(make_coord(0, half, 8 * group), mm, nn));
+            if (row < m_size && column < n_size) Pair::store_group(params_, row, column, first, second);
+          }
+        }
+      }
+    }
+  }
+
   Params params_;
 };
 

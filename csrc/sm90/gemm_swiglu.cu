@@ -15,6 +15,7 @@ TRM_FAST_DECLARE_SHAPE(cooperative_256x128)
 TRM_FAST_DECLARE_SHAPE(pairs_pingpong_128x128)
 TRM_FAST_DECLARE_SHAPE(pairs_cooperative_256x128_cluster_1x2)
 TRM_FAST_DECLARE_SHAPE(pairs_pingpong_128x128_cluster_2x2)
+TRM_FAST_DECLARE_SHAPE(pairs_groups_pingpong_128x128)
 #undef TRM_FAST_DECLARE_SHAPE
 
 size_t gemm_swiglu_sm90_workspace(GemmSm90Config config, int64_t m, int64_t n, int64_t k) {
@@ -29,6 +30,8 @@ size_t gemm_swiglu_sm90_workspace(GemmSm90Config config, int64_t m, int64_t n, i
       return gemm_swiglu_workspace_pairs_cooperative_256x128_cluster_1x2(m, n, k);
     case GemmSm90Config::kPairsPingpong128x128Cluster2x2:
       return gemm_swiglu_workspace_pairs_pingpong_128x128_cluster_2x2(m, n, k);
+    case GemmSm90Config::kPairsGroupsPingpong128x128:
+      return gemm_swiglu_workspace_pairs_groups_pingpong_128x128(m, n, k);
   }
   return 0;
 }
@@ -55,6 +58,9 @@ cudaError_t gemm_swiglu_sm90(GemmSm90Config config, const void* x, int64_t ldx, 
     case GemmSm90Config::kPairsPingpong128x128Cluster2x2:
       return gemm_swiglu_pairs_pingpong_128x128_cluster_2x2(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace,
                                                            stream);
+    case GemmSm90Config::kPairsGroupsPingpong128x128:  // w_up holds the grouped pairs
+      return gemm_swiglu_pairs_groups_pingpong_128x128(x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace,
+                                                       stream);
   }
   return cudaErrorInvalidValue;
 }

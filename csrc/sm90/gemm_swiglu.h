@@ -32,8 +32,12 @@ enum class GemmSm90Config : int {
   kPairsPingpong128x128 = 4,
   kPairsCooperative256x128Cluster1x2 = 5,  // the same in cooperative 256x128 tiles, x's tile multicast to 2 CTAs
   kPairsPingpong128x128Cluster2x2 = 6,     // ping-pong 128x128 tiles in 2x2 clusters, x's and w's tiles multicast
+  // ping-pong 128x128 over the pairs permuted within 64-row groups (w_up then has 2n rounded up to 64 rows, see
+  // gemm_swiglu_pairs.cuh's SwigluGroup), h stored 16 bytes at a time; out's leading dimension a multiple of 8
+  kPairsGroupsPingpong128x128 = 7,
 };
-constexpr int kGemmSm90Configs = 7;
+constexpr int kGemmSm90Configs = 8;
+constexpr int kGemmSm90GroupsConfig = 7;  // the config whose weight is in groups, not interleaved pairs
 constexpr int kGemmSm90FirstPairsConfig = 4;  // this one and every later config run over the interleaved pairs
 
 // Bytes of device workspace the launch needs (0 today; asked so that the caller never guesses).

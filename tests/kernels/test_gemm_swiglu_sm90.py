@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import assert_close_at_worst, rounding_atol, sm90_configs, sm90_gpu
 from trm_fast import backend, ops
-from trm_fast.ops.linear_swiglu import (interleaved_pairs, launch_sm90, linear_swiglu_fused,
+from trm_fast.ops.linear_swiglu import (grouped_pairs, interleaved_pairs, launch_sm90, linear_swiglu_fused,
                                         linear_swiglu_reference, linear_swiglu_sm90, unsupported_sm90)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -112,3 +112,22 @@ def test_interleaved_pairs_put_gate_and_up_side_by_side():
     product = x @ interleaved_pairs(w).t()
     torch.testing.assert_close(product[:, 0::2], x @ w[:12].t())
     torch.testing.assert_close(product[:, 1::2], x @ w[12:].t())
+
+
+@pytest.mark.parametrize("n", [24, 32, 40, 768])
+def test_grouped_pairs_give_each_lane_eight_columns_of_h(n):
+    # what the grouped shape relies on: in 64-column group g of x @ grouped^T, column 8 i + 2 q is gate_j and the
+    # next column up_j for j = 32 g + 8 q + i; the columns past 2N (rounded up to a group) are zero
+    gen = torch.Generator().manual_seed(16)
+    x, w = torch.randn(5, 16, generator=gen), torch.randn(2 * n, 16, generator=gen)
+    product = x @ grouped_pairs(w).t()
+    groups = -(-2 * n // 64)
+    assert product.shape == (5, 64 * groups)
+    gate, up = x @ w[:n].t(), x @ w[n:].t()
+    for g in range(groups):
+        for q in range(4):
+            for i in range(8):
+                j, column = 32 * g + 8 * q + i, 64 * g + 8 * i + 2 * q
+                want = (gate[:, j], up[:, j]) if j < n else (torch.zeros(5), torch.zeros(5))
+                torch.testing.assert_close(product[:, column], want[0])
+                torch.testing.assert_close(product[:, column + 1], want[1])

@@ -24,4 +24,4 @@ def test_accumulator_pairs_are_side_by_side(tmp_path):
                     str(SOURCE), "-o", str(binary)], check=True, capture_output=True, text=True)
     result = subprocess.run([str(binary)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "0 not side by side" in result.stdout
+    assert "0 not side by side" in result.stdout and "0 not in place" in result.stdout

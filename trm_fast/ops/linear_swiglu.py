@@ -13,7 +13,10 @@ way in bf16, against 4 M N written and read back unfused). Measured on an H200 i
 shape at sudoku_attn's batch 768, against 512.5 us for cuBLAS + inductor's SwiGLU, its epilogue costing more
 than the GEMM (bench/NOTES.md, "Gate/up + SwiGLU on CUTLASS's Hopper GEMM"). Its later shapes run one GEMM
 over the gate and up rows interleaved in pairs and write h from registers; on an H100 the best of them took
-665 us against 580 unfused (bench/results/2026-12-06_h100_2c85212_sm90_*). So it runs only where AUTO_OPS
+665 us against 580 unfused (bench/results/2026-12-06_h100_2c85212_sm90_*). Their stores of 2 bytes a thread
+were the cost: the same mainloop with CUTLASS's own TMA-store epilogue runs within 8% of cuBLAS (H200,
+bench/NOTES.md, "The measuring stick"). The shape over the pairs permuted in groups (`grouped_pairs`, the
+extension's SM90_GROUPS_CONFIG) stores 16 bytes a thread instead; not yet timed. So it runs only where AUTO_OPS
 names it, an experiment's set.
 
 The fused paths are forward only: while autograd records (grad mode on and x or the weight requiring grad)
@@ -73,12 +76,14 @@ def launch_sm90(config: int, rows: torch.Tensor, weight: torch.Tensor, out: torc
                 gate: Optional[torch.Tensor] = None):
     """out (M, N) = silu(rows W_gate^T) * (rows W_up^T) through the CUTLASS kernel in shape `config`: cuBLAS's
     gate GEMM first (unless `gate` is given), or, from the extension's SM90_FIRST_PAIRS_CONFIG on, one GEMM over
-    the weight's gate and up rows interleaved in pairs (a 2N x K copy made here). Inputs as unsupported_sm90
-    takes."""
+    the weight's gate and up rows interleaved in pairs (a 2N x K copy made here; for SM90_GROUPS_CONFIG the pairs
+    permuted in groups, `grouped_pairs`). Inputs as unsupported_sm90 takes."""
     n, k = weight.shape[0] // 2, weight.shape[1]
     m = rows.shape[0]
     ext = _native.extension()
-    if config >= ext.SM90_FIRST_PAIRS_CONFIG:
+    if config == getattr(ext, "SM90_GROUPS_CONFIG", None):
+        w, gate_address, gate_stride = grouped_pairs(weight), 0, 0
+    elif config >= ext.SM90_FIRST_PAIRS_CONFIG:
         w, gate_address, gate_stride = interleaved_pairs(weight), 0, 0
     else:
         gate = torch.mm(rows, weight[:n].t()) if gate is None else gate
@@ -98,6 +103,23 @@ def interleaved_pairs(weight: torch.Tensor) -> torch.Tensor:
     """The (2N, K) gate_up weight (gate rows first) with its rows interleaved: row 2j gate_j, row 2j + 1 up_j."""
     n = weight.shape[0] // 2
     return torch.stack((weight[:n], weight[n:]), dim=1).view(2 * n, weight.shape[1])
+
+
+GROUP_ROWS = 64  # csrc/sm90/gemm_sm90.cuh's kGroupColumns: eight 8-column blocks of a wgmma accumulator fragment
+
+
+def grouped_pairs(weight: torch.Tensor) -> torch.Tensor:
+    """The (2N, K) gate_up weight (gate rows first) as the grouped-pairs shape reads it: 2N rounded up to whole
+    64-row groups, row 64 g + 8 i + 2 q gate_j and the next row up_j for j = 32 g + 8 q + i (q < 4, i < 8), zero
+    rows for j >= N. A wgmma fragment gives lane q of each quad the columns 64 g + 8 i + 2 q and + 1 of its rows,
+    so that lane holds h's columns 32 g + 8 q ... + 7 and stores them as one 16-byte vector
+    (csrc/sm90/gemm_swiglu_pairs.cuh's SwigluGroup)."""
+    n, k = weight.shape[0] // 2, weight.shape[1]
+    rows = -(-2 * n // GROUP_ROWS) * GROUP_ROWS
+    c = torch.arange(rows, device=weight.device)
+    j = c // GROUP_ROWS * (GROUP_ROWS // 2) + (c % 8) // 2 * 8 + (c % GROUP_ROWS) // 8
+    source = torch.where(j < n, j + n * (c % 2), 2 * n)  # gate_j, up_j, or the zero row
+    return torch.cat((weight, weight.new_zeros(1, k)))[source]
 
 
 def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
