@@ -11,6 +11,7 @@ namespace trm_fast {
 TRM_FAST_DECLARE_SHAPE(pingpong_128x128)
 TRM_FAST_DECLARE_SHAPE(cooperative_256x128_cluster_1x2)
 TRM_FAST_DECLARE_SHAPE(pingpong_128x128_cluster_2x2)
+TRM_FAST_DECLARE_SHAPE(groups_pingpong_128x128)
 #undef TRM_FAST_DECLARE_SHAPE
 
 size_t gemm_rope_sm90_workspace(GemmRopeConfig config, int64_t m, int64_t n, int64_t k) {
@@ -19,6 +20,7 @@ size_t gemm_rope_sm90_workspace(GemmRopeConfig config, int64_t m, int64_t n, int
     case GemmRopeConfig::kCooperative256x128Cluster1x2:
       return gemm_rope_workspace_cooperative_256x128_cluster_1x2(m, n, k);
     case GemmRopeConfig::kPingpong128x128Cluster2x2: return gemm_rope_workspace_pingpong_128x128_cluster_2x2(m, n, k);
+    case GemmRopeConfig::kGroupsPingpong128x128: return gemm_rope_workspace_groups_pingpong_128x128(m, n, k);
   }
   return 0;
 }
@@ -36,6 +38,9 @@ cudaError_t gemm_rope_sm90(GemmRopeConfig config, const void* x, int64_t ldx, co
     case GemmRopeConfig::kPingpong128x128Cluster2x2:
       return gemm_rope_pingpong_128x128_cluster_2x2(x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n,
                                                     k, workspace, stream);
+    case GemmRopeConfig::kGroupsPingpong128x128:
+      return gemm_rope_groups_pingpong_128x128(x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n, k,
+                                               workspace, stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -28,8 +28,13 @@ enum class GemmRopeConfig : int {
   kPingpong128x128 = 0,              // one CTA per cluster
   kCooperative256x128Cluster1x2 = 1,  // two CTAs along N share x's tile by multicast
   kPingpong128x128Cluster2x2 = 2,     // 2x2 CTAs share x's tile along N and w's along M
+  // one CTA per cluster, w's rows (already in rotation-pair order) permuted within 64-row groups so that each thread
+  // loads 8 table entries and stores 16 columns at a time (gemm_rope_kernel.cuh's RopeGroup); n a multiple of 64,
+  // head_dim and rotated multiples of 16
+  kGroupsPingpong128x128 = 3,
 };
-constexpr int kGemmRopeConfigs = 3;
+constexpr int kGemmRopeConfigs = 4;
+constexpr int kGemmRopeGroupsConfig = 3;
 
 // Bytes of device workspace the launch needs (0 today; asked so that the caller never guesses).
 size_t gemm_rope_sm90_workspace(GemmRopeConfig config, int64_t m, int64_t n, int64_t k);

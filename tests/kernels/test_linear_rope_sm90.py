@@ -10,8 +10,8 @@ from helpers import assert_close_at_worst, rounding_atol, sm90_configs, sm90_gpu
 from trm_fast import backend
 from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.attention import attention_reference, self_attention
-from trm_fast.ops.linear_rope import (launch_sm90, linear_rope_pairs_reference, linear_rope_reference,
-                                      linear_rope_sm90, rope_pair_order, unsupported_sm90)
+from trm_fast.ops.linear_rope import (grouped_order, launch_sm90, linear_rope_pairs_reference,
+                                      linear_rope_reference, linear_rope_sm90, rope_pair_order, unsupported_sm90)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (B, S, K, H, D): TRM's attention at batch 768 and 1, HRM's sequence (82), ARC's (916) at a small batch, a
@@ -39,12 +39,25 @@ def _assert_matches(out, x, w, cos, sin, h, what):
     assert_close_at_worst(out, truth, atol=rounding_atol(torch_err, truth, torch.bfloat16), rtol=0, what=what)
 
 
+def _refused(x, w, cos, sin, h, config):
+    """True where the grouped shape cannot take these sizes, after checking that it says why."""
+    from trm_fast import _native
+
+    n = w.shape[0]
+    if config != _native.extension().ROPE_SM90_GROUPS_CONFIG or (n % 64 == 0 and n // (3 * h) % 16 == 0):
+        return False
+    assert "grouped shape" in unsupported_sm90(x, w, cos, sin, h, config)
+    return True
+
+
 @sm90_gpu
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("config", CONFIGS)
 def test_matches_reference(shape, config):
     x, w, cos, sin = _inputs(shape, seed=torch.seed() % 2**31)
     b, s, _, h, d = shape
+    if _refused(x, w, cos, sin, h, config):
+        return
     out = linear_rope_sm90(x, w, cos, sin, h, config)
     assert out.shape == (b, s, 3 * h, d) and out.dtype == torch.bfloat16 and out.is_contiguous()
     _assert_matches(out, x, w, cos, sin, h, f"{shape} config {config}")
@@ -55,7 +68,7 @@ def test_matches_reference(shape, config):
 def test_poisoned_output_and_padded_rows(config):
     """Straight to the launcher: every element of a NaN-filled output written, x read through rows longer than
     K (its leading dimension); then one row through the op."""
-    b, s, k, h, d = 3, 37, 64, 2, 16
+    b, s, k, h, d = 3, 37, 64, 2, 32  # 3 H D = 192: whole 64-column groups, for the grouped shape too
     x, w, cos, sin = _inputs((b, s, k + 8, h, d), seed=11)
     x, w = x[..., :k], w[:, :k].contiguous()
     out = torch.full((b * s, 3 * h * d), float("nan"), device=DEVICE, dtype=torch.bfloat16)
@@ -97,6 +110,10 @@ def test_bad_inputs_name_the_problem():
     assert "aligned" in unsupported_sm90(torch.randn(2, 9, 72, device=DEVICE, dtype=torch.bfloat16)[..., 1:65],
                                          w, cos, sin, 2)
     assert "one stride" in unsupported_sm90(x.transpose(0, 1).contiguous().transpose(0, 1), w, cos, sin, 2)
+    from trm_fast import _native
+
+    groups = _native.extension().ROPE_SM90_GROUPS_CONFIG
+    assert "grouped shape" in unsupported_sm90(x, w, cos, sin, 2, groups)  # 3 H D = 96: not whole groups
 
 
 def test_off_hopper_the_reason_is_given():
@@ -133,3 +150,13 @@ def test_pair_order_is_what_the_kernel_computes_and_attention_does_not_see(shape
                                attention_reference(*official.split(h, dim=2)))
     # the weight's order is the projection's: rows reordered are columns reordered
     torch.testing.assert_close(F.linear(x, rope_pair_order(w, h, dim=0)), rope_pair_order(F.linear(x, w), h, dim=2))
+
+
+def test_grouped_order_gives_each_lane_sixteen_adjacent_columns():
+    # what the grouped shape relies on: accumulator column 64 g + 8 i + 2 q + e of x @ pairs[order]^T is the
+    # output's column 64 g + 16 q + 2 i + e, a permutation within each group
+    order = grouped_order(192)
+    assert sorted(order.tolist()) == list(range(192))
+    for c in range(192):
+        g, i, q, e = c // 64, c % 64 // 8, c % 8 // 2, c % 2
+        assert order[c] == 64 * g + 16 * q + 2 * i + e
