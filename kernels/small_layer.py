@@ -176,14 +176,12 @@ def _row_rstd(ss_ptr, rows, row_mask, eps, D: tl.constexpr, BN: tl.constexpr):
 
 
 @triton.jit
-def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, a_ptr, M, eps, pid, nprog, D: tl.constexpr,
-                       I: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr,
-                       BN: tl.constexpr, BK: tl.constexpr):
+def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, a_ptr, M, eps, pid, nprog, D: tl.constexpr, I: tl.constexpr,
+                       PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     # g and u = round((s1 W^T) / rms), the row's scale applied to the GEMM's output, so that s1's tiles go to the
     # dot as loaded and no tile writes h1 (phase F rounds s1 / rms itself). Normalising s1 in the prologue first,
     # as the official model rounds, and writing h1 from one tile per row block took 7.2 us against 5.1 at batch 1
     # (H200, bench/NOTES.md)
-    # in the prologue, as the official model rounds, written by one tile per row block for phase F
     n_blocks: tl.constexpr = I // BN
     ks = tl.arange(0, BK)
     cols = tl.arange(0, BN)

@@ -176,16 +176,14 @@ def launch_sm90(rows: torch.Tensor, pairs: torch.Tensor, out: torch.Tensor, cos:
                        workspace.data_ptr(), rows.device.index, _native.stream(rows))
 
 
-GROUP_ROWS = 64  # csrc/sm90/gemm_sm90.cuh's kGroupColumns
-
-
 def grouped_order(n: int, device=None) -> torch.Tensor:
     """The rows of an (n, K) weight in rotation-pair order that the grouped shape reads, as indices: its
     accumulator column 64 g + 8 i + 2 q + e computes the output's column 64 g + 16 q + 2 i + e, so that lane q
     of each quad holds 16 adjacent output columns, 8 pairs of one head with 8 consecutive table entries
     (csrc/sm90/gemm_rope_kernel.cuh's RopeGroup). n a multiple of 64."""
+    group = _native.SM90_GROUP_ROWS
     c = torch.arange(n, device=device)
-    return c // GROUP_ROWS * GROUP_ROWS + (c % 8) // 2 * 16 + (c % GROUP_ROWS) // 8 * 2 + c % 2
+    return c // group * group + (c % 8) // 2 * 16 + (c % group) // 8 * 2 + c % 2
 
 
 def linear_rope_sm90_as_set(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -220,7 +218,7 @@ def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, s
     if k % 8 or n % 8:
         return f"K ({k}) and 3 H D ({n}) must be multiples of 8"
     config = SM90_CONFIG if config is None else config
-    if config == getattr(_native.extension(), "ROPE_SM90_GROUPS_CONFIG", None) and (n % GROUP_ROWS or d % 16):
+    if config == getattr(_native.extension(), "ROPE_SM90_GROUPS_CONFIG", None) and (n % _native.SM90_GROUP_ROWS or d % 16):
         return f"the grouped shape (config {config}) needs 3 H D ({n}) a multiple of 64 and D ({d}) one of 16"
     if x.stride(2) != 1 or (x.shape[0] > 1 and x.stride(0) != x.shape[1] * x.stride(1)):
         return f"x's rows must flatten to one stride with unit stride along K (strides {x.stride()})"

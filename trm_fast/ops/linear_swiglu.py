@@ -105,9 +105,6 @@ def interleaved_pairs(weight: torch.Tensor) -> torch.Tensor:
     return torch.stack((weight[:n], weight[n:]), dim=1).view(2 * n, weight.shape[1])
 
 
-GROUP_ROWS = 64  # csrc/sm90/gemm_sm90.cuh's kGroupColumns: eight 8-column blocks of a wgmma accumulator fragment
-
-
 def grouped_pairs(weight: torch.Tensor) -> torch.Tensor:
     """The (2N, K) gate_up weight (gate rows first) as the grouped-pairs shape reads it: 2N rounded up to whole
     64-row groups, row 64 g + 8 i + 2 q gate_j and the next row up_j for j = 32 g + 8 q + i (q < 4, i < 8), zero
@@ -115,9 +112,9 @@ def grouped_pairs(weight: torch.Tensor) -> torch.Tensor:
     so that lane holds h's columns 32 g + 8 q ... + 7 and stores them as one 16-byte vector
     (csrc/sm90/gemm_swiglu_pairs.cuh's SwigluGroup)."""
     n, k = weight.shape[0] // 2, weight.shape[1]
-    rows = -(-2 * n // GROUP_ROWS) * GROUP_ROWS
-    c = torch.arange(rows, device=weight.device)
-    j = c // GROUP_ROWS * (GROUP_ROWS // 2) + (c % 8) // 2 * 8 + (c % GROUP_ROWS) // 8
+    group = _native.SM90_GROUP_ROWS
+    c = torch.arange(-(-2 * n // group) * group, device=weight.device)
+    j = c // group * (group // 2) + (c % 8) // 2 * 8 + (c % group) // 8
     source = torch.where(j < n, j + n * (c % 2), 2 * n)  # gate_j, up_j, or the zero row
     return torch.cat((weight, weight.new_zeros(1, k)))[source]
 
