@@ -138,7 +138,8 @@ def sm90(x, w, expected, report, do_bench):
             print(f"CUTLASS config {config} WRONG: max error {error:.3g}", flush=True)
             continue
         if single:  # one GEMM over both halves: alone, then with the op's interleaving copy of the weight
-            report(f"CUTLASS config {config}: one GEMM over interleaved pairs", do_bench(alone), sm90_config=config)
+            order = "grouped" if config == getattr(ext, "SM90_GROUPS_CONFIG", None) else "interleaved"
+            report(f"CUTLASS config {config}: one GEMM over {order} pairs", do_bench(alone), sm90_config=config)
             report(f"CUTLASS config {config}: the op (weight interleaved per call)",
                    do_bench(lambda: linear_swiglu_sm90(x, w, config)), sm90_config=config)
             continue
