@@ -27,8 +27,9 @@ from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.small_layer import small_layer_reference
 
 SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
-# as it runs; the launches and barriers alone
-SWEEP = [{}, {"WORK": False}]
+# as it runs; 8 warps (one warp per scheduler left phase D latency-bound under Nsight Compute: twice the warps keep
+# twice the loads in flight); the launches and barriers alone
+SWEEP = [{}, {"num_warps": 8}, {"num_warps": 8, "BN": 32}, {"WORK": False}]
 # earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
 
