@@ -202,7 +202,7 @@ def rope_sm90(x, w, seq, report, do_bench, heads=8):
     for config in range(ext.ROPE_SM90_CONFIGS):
         cases = ((0, plain, "plain GEMM (nothing turned)"), (2 * heads * d, turned, "q, k turned"))
         grouped = config == ext.ROPE_SM90_GROUPS_CONFIG  # its weight permuted in groups as well
-        w_config = pairs[linear_rope.grouped_order(n, pairs.device)] if grouped else pairs
+        w_config = linear_rope.grouped_rows(pairs) if grouped else pairs
         for rotated, expected, what in cases:
             def call():
                 ext.gemm_rope_sm90(config, x.data_ptr(), k, w_config.data_ptr(), k, out.data_ptr(), n, cos.data_ptr(),

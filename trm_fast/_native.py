@@ -18,7 +18,7 @@ from . import backend
 
 # Rows of a weight that the grouped CUTLASS shapes permute together (csrc/sm90/gemm_sm90.cuh's kGroupColumns: eight
 # 8-column blocks of a wgmma accumulator fragment): trm_fast.ops.linear_swiglu.grouped_pairs and
-# trm_fast.ops.linear_rope.grouped_order
+# trm_fast.ops.linear_rope.grouped_rows
 SM90_GROUP_ROWS = 64
 
 

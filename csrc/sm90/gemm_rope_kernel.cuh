@@ -46,7 +46,7 @@ struct RopePair {
 };
 
 // The same over the weight's rows permuted within 64-row groups (kGroupsPingpong128x128): accumulator column
-// 64 g + 8 i + 2 q + e holds out's column 64 g + 16 q + 2 i + e (trm_fast/ops/linear_rope.py's `grouped_order`),
+// 64 g + 8 i + 2 q + e holds out's column 64 g + 16 q + 2 i + e (trm_fast/ops/linear_rope.py's `grouped_rows`),
 // so that lane q of a quad holds out's 16 columns 64 g + 16 q onwards of its rows, and with them 8 consecutive
 // entries of each table: two 16-byte loads of each, two 16-byte stores. Needs out's columns in whole groups, a
 // head dim and `rotated` that groups do not straddle, 16-byte aligned tables and out.

@@ -10,7 +10,7 @@ from helpers import assert_close_at_worst, rounding_atol, sm90_configs, sm90_gpu
 from trm_fast import backend
 from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.attention import attention_reference, self_attention
-from trm_fast.ops.linear_rope import (grouped_order, launch_sm90, linear_rope_pairs_reference,
+from trm_fast.ops.linear_rope import (grouped_rows, launch_sm90, linear_rope_pairs_reference,
                                       linear_rope_reference, linear_rope_sm90, rope_pair_order, unsupported_sm90)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -152,10 +152,11 @@ def test_pair_order_is_what_the_kernel_computes_and_attention_does_not_see(shape
     torch.testing.assert_close(F.linear(x, rope_pair_order(w, h, dim=0)), rope_pair_order(F.linear(x, w), h, dim=2))
 
 
-def test_grouped_order_gives_each_lane_sixteen_adjacent_columns():
-    # what the grouped shape relies on: accumulator column 64 g + 8 i + 2 q + e of x @ pairs[order]^T is the
-    # output's column 64 g + 16 q + 2 i + e, a permutation within each group
-    order = grouped_order(192)
+def test_grouped_rows_give_each_lane_sixteen_adjacent_columns():
+    # what the grouped shape relies on: accumulator column 64 g + 8 i + 2 q + e of x @ grouped_rows(pairs)^T is
+    # the output's column 64 g + 16 q + 2 i + e, a permutation within each group
+    rows = torch.arange(192.0).view(192, 1).expand(192, 3)
+    order = grouped_rows(rows)[:, 0].long()
     assert sorted(order.tolist()) == list(range(192))
     for c in range(192):
         g, i, q, e = c // 64, c % 64 // 8, c % 8 // 2, c % 2

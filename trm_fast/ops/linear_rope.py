@@ -163,27 +163,27 @@ def launch_sm90(rows: torch.Tensor, pairs: torch.Tensor, out: torch.Tensor, cos:
                 seq: int, num_heads: int, config: int = SM90_CONFIG):
     """out (M, 3 H D) = rows (M, K) @ pairs^T, each q and k pair of columns turned by RoPE at position
     m % seq for row m: the CUTLASS kernel in shape `config`, on the weight already in rope_pair_order (pairs,
-    row-major; for the extension's ROPE_SM90_GROUPS_CONFIG permuted here by `grouped_order`). Inputs as
+    row-major; for the extension's ROPE_SM90_GROUPS_CONFIG permuted here by `grouped_rows`). Inputs as
     unsupported_sm90 takes them."""
     (m, k), n = rows.shape, pairs.shape[0]
     d = n // (3 * num_heads)
     ext = _native.extension()
     if config == getattr(ext, "ROPE_SM90_GROUPS_CONFIG", None):
-        pairs = pairs[grouped_order(n, pairs.device)]
+        pairs = grouped_rows(pairs)
     workspace = rows.new_empty(ext.gemm_rope_sm90_workspace(config, m, n, k), dtype=torch.uint8)
     ext.gemm_rope_sm90(config, rows.data_ptr(), rows.stride(0), pairs.data_ptr(), pairs.stride(0), out.data_ptr(),
                        out.stride(0), cos.data_ptr(), sin.data_ptr(), seq, d, 2 * num_heads * d, m, n, k,
                        workspace.data_ptr(), rows.device.index, _native.stream(rows))
 
 
-def grouped_order(n: int, device=None) -> torch.Tensor:
-    """The rows of an (n, K) weight in rotation-pair order that the grouped shape reads, as indices: its
-    accumulator column 64 g + 8 i + 2 q + e computes the output's column 64 g + 16 q + 2 i + e, so that lane q
-    of each quad holds 16 adjacent output columns, 8 pairs of one head with 8 consecutive table entries
-    (csrc/sm90/gemm_rope_kernel.cuh's RopeGroup). n a multiple of 64."""
+def grouped_rows(pairs: torch.Tensor) -> torch.Tensor:
+    """An (n, K) weight in rotation-pair order as the grouped shape reads it: its row 64 g + 8 i + 2 q + e is
+    pairs' row 64 g + 16 q + 2 i + e, so that the accumulator column lane q of each quad holds for pair i is the
+    output's column 64 g + 16 q + 2 i + e: 16 adjacent output columns, 8 pairs of one head with 8 consecutive
+    table entries (csrc/sm90/gemm_rope_kernel.cuh's RopeGroup). n a multiple of 64; one copy."""
+    n, k = pairs.shape
     group = _native.SM90_GROUP_ROWS
-    c = torch.arange(n, device=device)
-    return c // group * group + (c % 8) // 2 * 16 + (c % group) // 8 * 2 + c % 2
+    return pairs.view(n // group, 4, 8, 2, k).permute(0, 2, 1, 3, 4).reshape(n, k)
 
 
 def linear_rope_sm90_as_set(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -218,7 +218,8 @@ def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, s
     if k % 8 or n % 8:
         return f"K ({k}) and 3 H D ({n}) must be multiples of 8"
     config = SM90_CONFIG if config is None else config
-    if config == getattr(_native.extension(), "ROPE_SM90_GROUPS_CONFIG", None) and (n % _native.SM90_GROUP_ROWS or d % 16):
+    grouped = config == getattr(_native.extension(), "ROPE_SM90_GROUPS_CONFIG", None)
+    if grouped and (n % _native.SM90_GROUP_ROWS or d % 16):
         return f"the grouped shape (config {config}) needs 3 H D ({n}) a multiple of 64 and D ({d}) one of 16"
     if x.stride(2) != 1 or (x.shape[0] > 1 and x.stride(0) != x.shape[1] * x.stride(1)):
         return f"x's rows must flatten to one stride with unit stride along K (strides {x.stride()})"

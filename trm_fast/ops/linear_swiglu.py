@@ -112,11 +112,12 @@ def grouped_pairs(weight: torch.Tensor) -> torch.Tensor:
     so that lane holds h's columns 32 g + 8 q ... + 7 and stores them as one 16-byte vector
     (csrc/sm90/gemm_swiglu_pairs.cuh's SwigluGroup)."""
     n, k = weight.shape[0] // 2, weight.shape[1]
-    group = _native.SM90_GROUP_ROWS
-    c = torch.arange(-(-2 * n // group) * group, device=weight.device)
-    j = c // group * (group // 2) + (c % 8) // 2 * 8 + (c % group) // 8
-    source = torch.where(j < n, j + n * (c % 2), 2 * n)  # gate_j, up_j, or the zero row
-    return torch.cat((weight, weight.new_zeros(1, k)))[source]
+    half = _native.SM90_GROUP_ROWS // 2
+    padded = -(-n // half) * half
+    if padded != n:
+        weight = torch.cat([F.pad(t, (0, 0, 0, padded - n)) for t in (weight[:n], weight[n:])])
+    # (e, g, q, i) -> (g, i, q, e): row 64 g + 8 i + 2 q + e is half e's (gate's, up's) row 32 g + 8 q + i; one copy
+    return weight.view(2, padded // half, 4, 8, k).permute(1, 3, 2, 0, 4).reshape(2 * padded, k)
 
 
 def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
