@@ -85,8 +85,8 @@ constexpr int kGroupColumns = 64;
 //   (&second)[8])` for the pairs at (row, column + 8 i) and (row, column + 8 i + 1), i = 0..7, where column =
 //   64 g + 2 q for the thread's lane q within its quad: one thread's eight pairs of one row in a 64-column group,
 //   so that it can store what they become as one 16-byte vector where the output's layout puts them side by side
-//   (a weight's rows permuted so: gemm_swiglu_pairs.cuh). Stores of 2 or 4 bytes from each thread cost as much
-//   as the GEMM itself (bench/NOTES.md, "The measuring stick").
+//   (a weight's rows permuted so: gemm_swiglu_pairs.cuh, gemm_rope_kernel.cuh). Stores of 2 or 4 bytes a thread
+//   cost as much as the GEMM itself (bench/NOTES.md, "The measuring stick").
 // No shared-memory stage: in the ping-pong schedule one warpgroup's epilogue runs under the other's MMAs.
 template <class Pair>
 class PairsEpilogue {
