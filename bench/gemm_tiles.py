@@ -123,7 +123,7 @@ def sm90(x, w, expected, report, do_bench):
         ws = torch.empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8, device="cuda")
         single = config >= ext.SM90_FIRST_PAIRS_CONFIG
         w_config, gate_address = (pairs, 0) if single else (up, gate.data_ptr())
-        if config == getattr(ext, "SM90_GROUPS_CONFIG", None):
+        if config == ext.SM90_GROUPS_CONFIG:
             w_config = groups
 
         def alone():
@@ -138,7 +138,7 @@ def sm90(x, w, expected, report, do_bench):
             print(f"CUTLASS config {config} WRONG: max error {error:.3g}", flush=True)
             continue
         if single:  # one GEMM over both halves: alone, then with the op's interleaving copy of the weight
-            order = "grouped" if config == getattr(ext, "SM90_GROUPS_CONFIG", None) else "interleaved"
+            order = "grouped" if config == ext.SM90_GROUPS_CONFIG else "interleaved"
             report(f"CUTLASS config {config}: one GEMM over {order} pairs", do_bench(alone), sm90_config=config)
             report(f"CUTLASS config {config}: the op (weight interleaved per call)",
                    do_bench(lambda: linear_swiglu_sm90(x, w, config)), sm90_config=config)

@@ -3,21 +3,15 @@
 
 namespace trm_fast {
 
-size_t gemm_plain_workspace_pingpong_128x128(int64_t m, int64_t n, int64_t k);
-size_t gemm_plain_workspace_cooperative_128x256(int64_t m, int64_t n, int64_t k);
-size_t gemm_plain_workspace_cooperative_256x128_cluster_1x2(int64_t m, int64_t n, int64_t k);
-size_t gemm_plain_workspace_cooperative_128x256_cluster_2x1(int64_t m, int64_t n, int64_t k);
-cudaError_t gemm_plain_pingpong_128x128(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out, int64_t ldo,
-                                        int64_t m, int64_t n, int64_t k, void* ws, cudaStream_t stream);
-cudaError_t gemm_plain_cooperative_128x256(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out,
-                                           int64_t ldo, int64_t m, int64_t n, int64_t k, void* ws,
-                                           cudaStream_t stream);
-cudaError_t gemm_plain_cooperative_256x128_cluster_1x2(const void* x, int64_t ldx, const void* w, int64_t ldw,
-                                                       void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
-                                                       void* ws, cudaStream_t stream);
-cudaError_t gemm_plain_cooperative_128x256_cluster_2x1(const void* x, int64_t ldx, const void* w, int64_t ldw,
-                                                       void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
-                                                       void* ws, cudaStream_t stream);
+#define TRM_FAST_DECLARE_SHAPE(name)                                                                            \
+  size_t gemm_plain_workspace_##name(int64_t m, int64_t n, int64_t k);                                          \
+  cudaError_t gemm_plain_##name(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out, int64_t ldo, \
+                                int64_t m, int64_t n, int64_t k, void* ws, cudaStream_t stream);
+TRM_FAST_DECLARE_SHAPE(pingpong_128x128)
+TRM_FAST_DECLARE_SHAPE(cooperative_128x256)
+TRM_FAST_DECLARE_SHAPE(cooperative_256x128_cluster_1x2)
+TRM_FAST_DECLARE_SHAPE(cooperative_128x256_cluster_2x1)
+#undef TRM_FAST_DECLARE_SHAPE
 
 size_t gemm_plain_sm90_workspace(GemmPlainConfig config, int64_t m, int64_t n, int64_t k) {
   switch (config) {

@@ -168,7 +168,7 @@ def launch_sm90(rows: torch.Tensor, pairs: torch.Tensor, out: torch.Tensor, cos:
     (m, k), n = rows.shape, pairs.shape[0]
     d = n // (3 * num_heads)
     ext = _native.extension()
-    if config == getattr(ext, "ROPE_SM90_GROUPS_CONFIG", None):
+    if config == ext.ROPE_SM90_GROUPS_CONFIG:
         pairs = grouped_rows(pairs)
     workspace = rows.new_empty(ext.gemm_rope_sm90_workspace(config, m, n, k), dtype=torch.uint8)
     ext.gemm_rope_sm90(config, rows.data_ptr(), rows.stride(0), pairs.data_ptr(), pairs.stride(0), out.data_ptr(),
@@ -218,7 +218,7 @@ def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, s
     if k % 8 or n % 8:
         return f"K ({k}) and 3 H D ({n}) must be multiples of 8"
     config = SM90_CONFIG if config is None else config
-    grouped = config == getattr(_native.extension(), "ROPE_SM90_GROUPS_CONFIG", None)
+    grouped = config == _native.extension().ROPE_SM90_GROUPS_CONFIG
     if grouped and (n % _native.SM90_GROUP_ROWS or d % 16):
         return f"the grouped shape (config {config}) needs 3 H D ({n}) a multiple of 64 and D ({d}) one of 16"
     if x.stride(2) != 1 or (x.shape[0] > 1 and x.stride(0) != x.shape[1] * x.stride(1)):

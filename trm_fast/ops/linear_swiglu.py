@@ -81,7 +81,7 @@ def launch_sm90(config: int, rows: torch.Tensor, weight: torch.Tensor, out: torc
     n, k = weight.shape[0] // 2, weight.shape[1]
     m = rows.shape[0]
     ext = _native.extension()
-    if config == getattr(ext, "SM90_GROUPS_CONFIG", None):
+    if config == ext.SM90_GROUPS_CONFIG:
         w, gate_address, gate_stride = grouped_pairs(weight), 0, 0
     elif config >= ext.SM90_FIRST_PAIRS_CONFIG:
         w, gate_address, gate_stride = interleaved_pairs(weight), 0, 0
