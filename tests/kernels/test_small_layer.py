@@ -143,16 +143,19 @@ def test_opcheck():
     torch.library.opcheck(small_layer_fused, (*tensors, *tables, 2, EPS))
 
 
-def test_model_block_runs_it_for_one_puzzle(monkeypatch):
-    """A TRM whose Block runs the whole layer as the kernel (AUTO_OPS names `small_layer` by default; 'fused') against
-    the same weights on 'reference', forward without grad; and `takes` refusing what it should."""
+@pytest.mark.parametrize("model", ["TRM", "HRM"])
+def test_model_block_runs_it_for_one_puzzle(model, monkeypatch):
+    """A TRM or HRM (its H and L modules share the Block) whose Block runs the whole layer as the kernel (AUTO_OPS
+    names `small_layer` by default; 'fused') against the same weights on 'reference', forward without grad; and
+    `takes` refusing what it should."""
     import trm_fast
     from helpers import make_batch, tiny_config
 
     torch.manual_seed(0)
-    cfg = tiny_config(hidden_size=64, puzzle_emb_ndim=64, num_heads=2, forward_dtype="float32")
-    ref = trm_fast.TRM(dict(cfg, backend="reference")).to(DEVICE)
-    fused = trm_fast.TRM(dict(cfg, backend="fused")).to(DEVICE)
+    cfg = tiny_config(hidden_size=64, puzzle_emb_ndim=64, num_heads=2, forward_dtype="float32", H_layers=2)
+    cls = getattr(trm_fast, model)
+    ref = cls(dict(cfg, backend="reference")).to(DEVICE)
+    fused = cls(dict(cfg, backend="fused")).to(DEVICE)
     fused.load_state_dict(ref.state_dict())
     batch = {k: v.to(DEVICE) for k, v in make_batch(cfg).items()}
     assert "small_layer" in backend.AUTO_OPS
