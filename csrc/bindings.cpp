@@ -150,7 +150,7 @@ PYBIND11_MODULE(_C, m) {
   // and later, w_up is the interleaved (2n, k) weight (the grouped one for SM90_GROUPS_CONFIG) and gate is not read
   m.def("gemm_swiglu_sm90", &gemm_swiglu_sm90);
   m.attr("ROPE_SM90_CONFIGS") = trm_fast::kGemmRopeConfigs;
-  // the config whose weight is permuted in 64-row groups as well (trm_fast/ops/linear_rope.py's grouped_order)
+  // the config whose weight is permuted in 64-row groups as well (trm_fast/ops/linear_rope.py's grouped_rows)
   m.attr("ROPE_SM90_GROUPS_CONFIG") = trm_fast::kGemmRopeGroupsConfig;
   // (config, m, n, k) -> bytes of workspace
   m.def("gemm_rope_sm90_workspace", [](int config, int64_t m, int64_t n, int64_t k) {
