@@ -148,6 +148,8 @@ def main(sections) -> int:
         cs, sn = cs.to(dev), sn.to(dev)
         ok &= _close("rope forward", rope.rope_qk_(qkv.clone(), cs, sn, heads), want)
         ok &= _close("rope backward", rope.rope_qk_(qkv.clone(), cs, sn, heads, backward=True), back)
+        grads = [part.transpose(1, 2) for part in qkv.split(heads, dim=2)]  # the attention's (B, H, S, D) views
+        ok &= _close("rope pack backward", rope.rope_pack_backward(*grads, cs, sn), back)
 
     if "token_mix" in sections:  # MLP-t's kernel at 37 positions (a partial block of positions)
         from trm_fast.kernels import token_mix

@@ -1,5 +1,6 @@
-"""Rotary position embedding in Triton: the rotation the fused kernels apply to q and k, and a pass that
-rotates the q and k heads of a QKV projection in place, forward or back.
+"""Rotary position embedding in Triton: the rotation the fused kernels apply to q and k, a pass that rotates
+the q and k heads of a QKV projection in place, forward or back, and one that packs the attention's gradients
+into the projection's layout, rotating dq and dk back on the way (rope_pack_backward).
 
 Math, per position s and head, with the head's halves [a | b] (rotate_half([a | b]) = [-b | a]), fp32, one
 rounding to the input dtype:
@@ -13,6 +14,8 @@ Shapes: qkv (B, S, 3H, D) with unit stride on D (q heads, then k, then v; only t
 cos, sin (S, D) fp32. Floor per call: read and write 2 B S H D elements (q and k), the tables from L2.
 At sudoku_attn's batch 768 (bf16): 305 MB, 73 us at 4.2 TB/s.
 """
+
+from typing import Optional
 
 import torch
 import triton
@@ -54,39 +57,70 @@ def unrotate(da, db, cos1, cos2, sin1, sin2):
 
 
 @triton.jit
-def _rope_qk_kernel(qkv_ptr, stride_b, stride_s, stride_h, cos_ptr, stride_cos_s, stride_cos_d, sin_ptr,
-                    stride_sin_s, stride_sin_d, M, S, HALF: tl.constexpr, BACKWARD: tl.constexpr,
-                    EQUAL_HALVES: tl.constexpr, BLOCK_M: tl.constexpr):
-    # one program: BLOCK_M tokens (rows of B S) of one q or k head, both halves; in place
+def _rope_kernel(src_ptr, src_stride_b, src_stride_s, src_stride_h, dst_ptr, dst_stride_b, dst_stride_s,
+                 dst_stride_h, cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d, M, S,
+                 HALF: tl.constexpr, MODE: tl.constexpr, EQUAL_HALVES: tl.constexpr, BLOCK_M: tl.constexpr):
+    # one program: BLOCK_M tokens (rows of B S) of one head, both halves, read through src and written through
+    # dst (the same tensor for the in-place pass); MODE 0 copies, 1 rotates, 2 rotates back
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     head = tl.program_id(1).to(tl.int64)
     mask = rows < M
     pos = rows % S
-    cols = tl.arange(0, HALF)
-    base = (qkv_ptr + (rows // S).to(tl.int64)[:, None] * stride_b + pos.to(tl.int64)[:, None] * stride_s
-            + head * stride_h + cols[None, :])
-    a = tl.load(base, mask=mask[:, None], other=0.0)
-    b = tl.load(base + HALF, mask=mask[:, None], other=0.0)
-    cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d, pos,
-                                    cols, mask, HALF, EQUAL_HALVES)
-    if BACKWARD:
-        a, b = unrotate(a, b, cos1, cos2, sin1, sin2)
-    else:
-        a, b = rotate(a, b, cos1, cos2, sin1, sin2)
-    tl.store(base, a, mask=mask[:, None])
-    tl.store(base + HALF, b, mask=mask[:, None])
+    batch = (rows // S).to(tl.int64)[:, None]
+    cols = tl.arange(0, HALF)[None, :]
+    src = src_ptr + batch * src_stride_b + pos.to(tl.int64)[:, None] * src_stride_s + head * src_stride_h + cols
+    dst = dst_ptr + batch * dst_stride_b + pos.to(tl.int64)[:, None] * dst_stride_s + head * dst_stride_h + cols
+    a = tl.load(src, mask=mask[:, None], other=0.0)
+    b = tl.load(src + HALF, mask=mask[:, None], other=0.0)
+    if MODE != 0:
+        cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d,
+                                        pos, tl.arange(0, HALF), mask, HALF, EQUAL_HALVES)
+        if MODE == 2:
+            a, b = unrotate(a, b, cos1, cos2, sin1, sin2)
+        else:
+            a, b = rotate(a, b, cos1, cos2, sin1, sin2)
+    tl.store(dst, a, mask=mask[:, None])
+    tl.store(dst + HALF, b, mask=mask[:, None])
+
+
+_COPY, _ROTATE, _UNROTATE = 0, 1, 2
+
+
+def _launch(src: torch.Tensor, dst: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mode: int):
+    """dst (B, S, n, D) = src (B, S, n, D) per head, rotated by `mode`; both with unit stride on D (any other
+    strides: a view of (B, H, S, D) transposed is one)."""
+    b, s, heads, d = dst.shape
+    m = b * s
+    # 32 tokens of a head per program at D = 64: 4 KB of bf16 in and out, enough loads in flight per SM
+    block_m = max(1, min(triton.next_power_of_2(m), 4096 // d))
+    _rope_kernel[(triton.cdiv(m, block_m), heads)](
+        src, src.stride(0), src.stride(1), src.stride(2), dst, dst.stride(0), dst.stride(1), dst.stride(2), cos,
+        cos.stride(0), cos.stride(1), sin, sin.stride(0), sin.stride(1), m, s, HALF=d // 2, MODE=mode,
+        EQUAL_HALVES=equal_halves(cos, sin), BLOCK_M=block_m)
 
 
 def rope_qk_(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_heads: int,
              backward: bool = False) -> torch.Tensor:
     """Rotate the q and k heads of qkv (B, S, 3H, D) in place (their gradients back, with `backward`); returns
     qkv. The caller checks shapes (trm_fast.ops.recomputed_attention); D is a power of two."""
-    b, s, _, d = qkv.shape
-    m = b * s
-    # 32 tokens of a head per program at D = 64: 4 KB of bf16 in and out, enough loads in flight per SM
-    block_m = max(1, min(triton.next_power_of_2(m), 4096 // d))
-    grid = (triton.cdiv(m, block_m), 2 * num_heads)
-    _rope_qk_kernel[grid](qkv, qkv.stride(0), qkv.stride(1), qkv.stride(2), cos, cos.stride(0), cos.stride(1), sin,
-                          sin.stride(0), sin.stride(1), m, s, HALF=d // 2, BACKWARD=backward,
-                          EQUAL_HALVES=equal_halves(cos, sin), BLOCK_M=block_m)
+    qk = qkv[:, :, :2 * num_heads]
+    _launch(qk, qk, cos, sin, _UNROTATE if backward else _ROTATE)
     return qkv
+
+
+def rope_pack_backward(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, cos: Optional[torch.Tensor],
+                       sin: Optional[torch.Tensor]) -> torch.Tensor:
+    """The gradient of the QKV projection's output, (B, S, 3H, D) contiguous, from the attention's gradients of
+    the rotated q and k and of v, each (B, H, S, D) with unit stride on D as the attention's backward writes
+    them: dq and dk rotated back on the way (without tables, only concatenated), dv copied. One pass where concatenating
+    and then rotating in place moves the q and k heads twice: at sudoku_attn's batch 768 (bf16) 458 MB instead
+    of 763 MB. The caller checks shapes (trm_fast.ops.recomputed_attention); D is a power of two."""
+    grads = [g.transpose(1, 2) for g in (dq, dk, dv)]
+    if cos is None:  # nothing to rotate: concatenating is the one pass
+        return torch.cat(grads, dim=2)
+    b, s, h, d = grads[0].shape
+    dqkv = dq.new_empty(b, s, 3 * h, d)
+    for i, grad in enumerate(grads):
+        _launch(grad if grad.stride(-1) == 1 else grad.contiguous(), dqkv[:, :, i * h:(i + 1) * h], cos, sin,
+                _COPY if i == 2 else _UNROTATE)
+    return dqkv

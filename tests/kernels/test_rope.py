@@ -79,3 +79,36 @@ def test_strided_heads_and_backward_undoes_forward():
     rope_qk_(rope_qk_(view, cos, sin, 2), cos, sin, 2, backward=True)
     torch.testing.assert_close(view, qkv, atol=1e-6, rtol=0)
     assert torch.isnan(padded[:, :, 6]).all()
+
+
+def _check_pack(shape, dtype, seed, device, any_tables):
+    # the attention's gradients, packed into (B, S, 3H, D) with dq and dk rotated back: the same bits as
+    # concatenating them and rotating back in place, from (B, H, S, D) views of any strides
+    from trm_fast.kernels.rope import rope_pack_backward, rope_qk_
+
+    h = shape[2]
+    grads, cos, sin = _inputs(shape, dtype, device, seed, any_tables)
+    want = rope_qk_(grads.clone(), cos, sin, h, backward=True)
+    views = [part.transpose(1, 2) for part in grads.split(h, dim=2)]  # strided, as a (B, S, 3H, D) buffer gives
+    for dq, dk, dv in (views, [v.contiguous() for v in views], [v.transpose(-1, -2).contiguous().transpose(-1, -2)
+                                                                  for v in views]):  # D not unit stride
+        got = rope_pack_backward(dq, dk, dv, cos, sin)
+        assert got.is_contiguous() and got.shape == grads.shape
+        assert torch.equal(got, want), f"pack {shape} {dtype}"
+    assert torch.equal(rope_pack_backward(*views, None, None), grads)  # no tables: concatenated alone
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+@pytest.mark.parametrize("shape", SHAPES_CPU)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("any_tables", [False, True])
+def test_interpreter_pack_backward(shape, dtype, any_tables):
+    _check_pack(shape, dtype, case_seed(("pack", shape, str(dtype), any_tables)), "cpu", any_tables)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", SHAPES_GPU)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("any_tables", [False, True])
+def test_gpu_pack_backward(shape, dtype, any_tables):
+    _check_pack(shape, dtype, torch.seed() % 2**31, "cuda", any_tables)

@@ -20,7 +20,7 @@ is one opaque op, so that a compiled graph cannot move the recompute to the star
 Backward, with dout (B, S, H D):
     qkv = RoPE(x W_qkv^T)                         the forward's again, in place
     dq, dk, dv = attention_backward(dout, q, k, v, out, logsumexp)
-    dqkv = RoPE^T([dq | dk | dv])                 in place on the q and k heads
+    dqkv = [RoPE^T(dq) | RoPE^T(dk) | dv]         one pass (kernels/rope.rope_pack_backward)
     dx = dqkv W_qkv,   dW_qkv = dqkv^T x
 """
 
@@ -119,17 +119,14 @@ def recomputed_attention_backward(dout: torch.Tensor, x: torch.Tensor, qkv_weigh
                                   cos: Optional[torch.Tensor], sin: Optional[torch.Tensor], out: torch.Tensor,
                                   lse: torch.Tensor, num_heads: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """(dx, dqkv_weight) from dout (B, S, H D) and what the forward kept."""
-    from ..kernels.rope import rope_qk_
+    from ..kernels.rope import rope_pack_backward
 
     b, s, _ = x.shape
     q, k, v = _heads(_rotated_qkv(x, qkv_weight, cos, sin, num_heads), num_heads)
     (o,) = _heads(out, num_heads)
     grads = _attention_backward(*_heads(dout.contiguous(), num_heads), q, k, v, o, lse)
     del q, k, v
-    dqkv = torch.cat([g.transpose(1, 2) for g in grads], dim=2)  # (B, S, 3H, D), contiguous
-    if cos is not None:
-        rope_qk_(dqkv, cos, sin, num_heads, backward=True)
-    rows = dqkv.view(b * s, -1)
+    rows = rope_pack_backward(*grads, cos, sin).view(b * s, -1)  # (B, S, 3H, D) contiguous
     return (rows @ qkv_weight).view(x.shape), rows.t() @ x.reshape(b * s, -1)
 
 
