@@ -1,6 +1,8 @@
-"""The training attention sublayer that keeps its input and output alone (trm_fast.ops.recomputed_attention)
-against autograd through the official ops: on the GPU with each of PyTorch's attention kernels, and on the CPU
-(the op's own fp32 math, RoPE under Triton's interpreter); what it keeps, its dispatch, opcheck and refusals."""
+"""The training attention sublayer as one op with its own backward (trm_fast.ops.recomputed_attention), in both
+forms: `recomputed_attention` (keeps its input and output alone) and `kept_attention` (keeps the rotated
+projection too), against autograd through the official ops: on the GPU with each of PyTorch's attention kernels,
+and on the CPU (the op's own fp32 math, RoPE under Triton's interpreter); what each keeps, their dispatch,
+opcheck and refusals."""
 
 import pytest
 import torch
@@ -12,7 +14,8 @@ from trm_fast import ops
 from trm_fast.backend import FusedUnavailableError
 from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.attention import rope_attention_reference
-from trm_fast.ops.recomputed_attention import recomputed_attention_backward, recomputed_attention_fused
+from trm_fast.ops.recomputed_attention import (kept_attention_backward, kept_attention_fused,
+                                               recomputed_attention_backward, recomputed_attention_fused)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (B, S, K, H, D): sudoku_attn at batch 768 and 1, HRM's 82 positions at an odd batch, ARC's 916, small odd
@@ -20,6 +23,7 @@ SHAPES_GPU = [(768, 97, 512, 8, 64), (1, 97, 512, 8, 64), (3, 82, 512, 8, 64), (
               (3, 5, 64, 2, 32)]
 SHAPES_CPU = [(1, 97, 32, 2, 16), (3, 5, 24, 1, 8), (2, 9, 16, 2, 4)]
 KERNELS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+OPS = {"recomputed": recomputed_attention_fused, "kept": kept_attention_fused}
 
 
 def _official(x, qkv_weight, cos, sin, num_heads):
@@ -38,10 +42,10 @@ def _inputs(shape, dtype, device, seed, rope=True):
     return x, w, cos, sin, dy
 
 
-def _check(shape, dtype, seed, device, rope=True):
+def _check(shape, dtype, seed, device, rope=True, op="recomputed"):
     h = shape[3]
     x, w, cos, sin, dy = _inputs(shape, dtype, device, seed, rope)
-    got = output_and_grads(lambda x, w: recomputed_attention_fused(x, w, cos, sin, h)[0], (x, w), dy)
+    got = output_and_grads(lambda x, w: OPS[op](x, w, cos, sin, h)[0], (x, w), dy)
     tables64 = (cos.double(), sin.double()) if rope else (None, None)
     with sdpa_kernel(SDPBackend.MATH):  # fp64 runs on the math kernel alone
         truth = output_and_grads(lambda x, w: _official(x, w, *tables64, h), (x.double(), w.double()), dy.double())
@@ -53,15 +57,17 @@ def _check(shape, dtype, seed, device, rope=True):
 @pytest.mark.parametrize("shape", SHAPES_CPU)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("rope", [True, False])
-def test_cpu_matches_reference(shape, dtype, rope):
-    _check(shape, dtype, seed=case_seed((shape, str(dtype), rope)), device="cpu", rope=rope)
+@pytest.mark.parametrize("op", list(OPS))
+def test_cpu_matches_reference(shape, dtype, rope, op):
+    _check(shape, dtype, seed=case_seed((shape, str(dtype), rope, op)), device="cpu", rope=rope, op=op)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", SHAPES_GPU)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
-def test_gpu_matches_reference(shape, dtype, kernel):
+@pytest.mark.parametrize("op", list(OPS))
+def test_gpu_matches_reference(shape, dtype, kernel, op):
     # each of PyTorch's attention kernels that takes these inputs, chosen as SDPA chooses (the reference too)
     b, s, _, h, d = shape
     q = torch.empty(b, s, 3 * h, d, device="cuda", dtype=dtype)[:, :, :h].transpose(1, 2)  # as the op's q
@@ -72,7 +78,7 @@ def test_gpu_matches_reference(shape, dtype, kernel):
             taken = False
         if not taken:
             pytest.skip(f"{kernel.name} does not take {dtype} {shape} here")
-        _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda")
+        _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda", op=op)
 
 
 @pytest.mark.gpu
@@ -99,11 +105,23 @@ def test_keeps_input_output_and_logsumexp_only():
     assert sum(t.numel() == 18 * 16 for t in official) >= 3
 
 
+def test_kept_keeps_the_rotated_projection():
+    x, w, cos, sin, _ = _inputs((2, 9, 16, 2, 8), torch.float32, DEVICE, seed=6)
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    kept, (out, lse, qkv) = _kept(kept_attention_fused, x, w, cos, sin, 2)
+    assert len(kept) == 7 and all(a is b for a, b in zip(kept, (x, w, qkv, cos, sin, out, lse)))
+    assert qkv.shape == (2, 9, 6, 8) and not qkv.requires_grad and not lse.requires_grad
+
+
 def test_opcheck():
     x, w, cos, sin, dy = _inputs((2, 5, 16, 2, 4), torch.float32, DEVICE, seed=3)
     torch.library.opcheck(recomputed_attention_fused, (x.requires_grad_(True), w.requires_grad_(True), cos, sin, 2))
     out, lse = recomputed_attention_fused(x.detach(), w.detach(), cos, sin, 2)
     torch.library.opcheck(recomputed_attention_backward, (dy, x.detach(), w.detach(), cos, sin, out, lse, 2))
+    torch.library.opcheck(kept_attention_fused, (x.requires_grad_(True), w, cos, sin, 2))
+    out, lse, qkv = kept_attention_fused(x.detach(), w.detach(), cos, sin, 2)
+    torch.library.opcheck(kept_attention_backward, (dy, x.detach(), w.detach(), qkv, cos, sin, out, lse, 2))
 
 
 def test_dispatch_and_bad_input(monkeypatch):
@@ -129,3 +147,23 @@ def test_dispatch_and_bad_input(monkeypatch):
                         ((x, w.double(), (cos, sin)), "weight .* must have x's dtype")):
         with pytest.raises(FusedUnavailableError, match=match):
             ops.self_attention(*args, 2, backend="fused", recompute=True)
+
+
+def test_kept_dispatch(monkeypatch):
+    # without recompute, while autograd records: on a GPU, 'fused' (and 'auto' where AUTO_OPS names it) runs
+    # kept_attention; on a CPU, or on 'reference', the official ops' autograd stays
+    called = []
+    real = trm_fast.ops.attention.kept_attention_fused
+    monkeypatch.setattr(trm_fast.ops.attention, "kept_attention_fused", lambda *a: called.append(a) or real(*a))
+    x, w, cos, sin, _ = _inputs((2, 9, 16, 2, 8), torch.float32, DEVICE, seed=7)
+    x.requires_grad_(True)
+    want = _official(x, w, cos, sin, 2)
+    assert torch.equal(ops.self_attention(x, w, (cos, sin), 2, backend="reference"), want)
+    monkeypatch.setattr(trm_fast.backend, "AUTO_OPS", trm_fast.backend.AUTO_OPS - {"kept_attention"})
+    ops.self_attention(x, w, (cos, sin), 2, backend="auto")
+    assert not called
+    torch.testing.assert_close(ops.self_attention(x, w, (cos, sin), 2, backend="fused"), want)
+    assert len(called) == (1 if DEVICE == "cuda" else 0)
+    if DEVICE == "cuda":
+        with pytest.raises(FusedUnavailableError, match=r"cos must be a float32 \(S, D\)"):
+            ops.self_attention(x, w, (cos.double(), sin), 2, backend="fused")

@@ -21,7 +21,7 @@ from .. import backend as _backend
 from .linear_rope import linear_rope_fused, linear_rope_sm90_as_set
 from .linear_rope import unsupported as linear_rope_unsupported
 from .linear_rope import unsupported_sm90 as linear_rope_sm90_unsupported
-from .recomputed_attention import recomputed_attention_fused
+from .recomputed_attention import kept_attention_fused, recomputed_attention_fused
 from .recomputed_attention import unsupported as recomputed_attention_unsupported
 from .rope import rope_reference
 
@@ -126,7 +126,9 @@ def self_attention(x: torch.Tensor, qkv_weight: torch.Tensor, cos_sin, num_heads
     (3 H D, K), in x's dtype), RoPE when ``cos_sin`` is given, then `rope_attention`; (B, S, H * D).
 
     While autograd records, a model built with `recompute` asks for trm_fast.ops.recomputed_attention, which
-    keeps x and the output alone (on a GPU: trm_fast.backend.recomputes_in_ops). Where a fused QKV + RoPE
+    keeps x and the output alone (on a GPU: trm_fast.backend.recomputes_in_ops); one built without it asks, on a
+    GPU, for `kept_attention` from the same module, whose backward packs the gradients in one pass (not yet
+    timed: it runs where AUTO_OPS names it or on 'fused'). Where a fused QKV + RoPE
     kernel runs (trm_fast.ops.linear_rope: forward only, a Hopper GPU; CUTLASS's where AUTO_OPS names
     linear_rope_sm90, Triton's otherwise), the projection arrives rotated and the attention op gets no
     tables; otherwise the official steps run, F.linear and then RoPE inside the attention op, which the
@@ -138,6 +140,9 @@ def self_attention(x: torch.Tensor, qkv_weight: torch.Tensor, cos_sin, num_heads
         if (recompute and _backend.recomputes_in_ops(backend, x.device)
                 and _backend.use_fused(backend, "recomputed_attention", why_not)):
             return recomputed_attention_fused(x, qkv_weight, cos, sin, num_heads)[0]
+        # on a GPU alone, as the recomputing op: on a CPU the official ops' autograd stays (the op's tests run it)
+        if not recompute and x.is_cuda and _backend.use_fused(backend, "kept_attention", why_not):
+            return kept_attention_fused(x, qkv_weight, cos, sin, num_heads)[0]
     elif cos_sin is not None:
         cos, sin = cos_sin
         if _backend.offers(backend, "linear_rope_sm90",

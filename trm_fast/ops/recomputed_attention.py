@@ -1,24 +1,31 @@
-"""The attention sublayer for training up to its output projection, keeping its input and its output alone:
-out = attention(RoPE(x W_qkv^T)), with the QKV projection and RoPE run again in the backward.
+"""The attention sublayer for training up to its output projection, out = attention(RoPE(x W_qkv^T)), as one op
+with its own backward, in two forms:
+- `recomputed_attention` keeps its input and its output alone, and runs the QKV projection and RoPE again in
+  the backward;
+- `kept_attention` keeps the rotated projection too, as autograd through the official ops keeps q, k and v,
+  and its backward packs the attention's gradients into the projection's layout in one pass
+  (kernels/rope.rope_pack_backward) where the compiled official backward concatenates and rotates them back
+  in a pass of its own (214 us a layer at sudoku_attn's batch 768 on an H200, twice the pass's byte floor:
+  bench/results/2026-11-29_h200_c04fb92_trainer_profile.txt).
 
 Shapes: x (B, S, K), qkv_weight (3 H D, K) (q heads, then k, then v), cos, sin (S, D) fp32 or None
 -> out (B, S, H D).
 Autograd through the ops keeps q, k and v after RoPE and the attention's output in its own layout: 4 of the 17
-(B, S, D) tensors a sudoku_attn layer kept (bench/NOTES.md, "What the backward stores"). This op keeps x (the
-block's input, kept anyway), out (which the output projection keeps anyway) and the attention's logsumexp
-(fp32, one per row and head): per sudoku_attn layer at batch 768, 0.36 GiB less held, for one more QKV GEMM
-(117 GFLOP) and RoPE pass in the backward (compiled step on an H200: 14.3 against 9.4 GiB held, 92.4 against
+(B, S, D) tensors a sudoku_attn layer kept (bench/NOTES.md, "What the backward stores"). `recomputed_attention`
+keeps x (the block's input, kept anyway), out (which the output projection keeps anyway) and the attention's
+logsumexp (fp32, one per row and head): per sudoku_attn layer at batch 768, 0.36 GiB less held, for one more QKV
+GEMM (117 GFLOP) and RoPE pass in the backward (compiled step on an H200: 14.3 against 9.4 GiB held, 92.4 against
 96.7 ms, bench/results/2026-11-29_h200_9c828fc_memory.jsonl). The attention's forward does not run again: its
 backward takes the kept output and logsumexp, as autograd's would.
 
 The attention is PyTorch's own kernel, the one F.scaled_dot_product_attention picks for these tensors
 (cuDNN's on an H200), called through its forward and backward ops so that the backward can run inside this
 op (a custom op's body runs below autograd). Where PyTorch would take its math path (a CPU, say), the
-same math in fp32 runs here. RoPE is trm_fast.kernels.rope's in-place pass, forward and back. The backward
-is one opaque op, so that a compiled graph cannot move the recompute to the start of the backward.
+same math in fp32 runs here. RoPE is trm_fast.kernels.rope's in-place pass. Each backward is one opaque op,
+so that a compiled graph cannot move the recompute to the start of the backward.
 
 Backward, with dout (B, S, H D):
-    qkv = RoPE(x W_qkv^T)                         the forward's again, in place
+    qkv = RoPE(x W_qkv^T)                         the forward's again, in place (recomputed_attention only)
     dq, dk, dv = attention_backward(dout, q, k, v, out, logsumexp)
     dqkv = [RoPE^T(dq) | RoPE^T(dk) | dv]         one pass (kernels/rope.rope_pack_backward)
     dx = dqkv W_qkv,   dW_qkv = dqkv^T x
@@ -114,20 +121,31 @@ def _(x, qkv_weight, cos, sin, num_heads):
     return x.new_empty((b, s, qkv_weight.shape[0] // 3)), x.new_empty((b, num_heads, s), dtype=torch.float32)
 
 
+def _attention_grads(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                     num_heads: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv), each (B, H, S, D), from dout (B, S, H D), the rotated projection qkv (B, S, 3H, D), the
+    output and its logsumexp. A function of its own so that a recomputed qkv is freed when it returns."""
+    (o,) = _heads(out, num_heads)
+    return _attention_backward(*_heads(dout.contiguous(), num_heads), *_heads(qkv, num_heads), o, lse)
+
+
+def _projection_grads(grads, x: torch.Tensor, qkv_weight: torch.Tensor, cos: Optional[torch.Tensor],
+                      sin: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dqkv_weight) from the attention's gradients of the rotated q and k and of v."""
+    from ..kernels.rope import rope_pack_backward
+
+    b, s, _ = x.shape
+    rows = rope_pack_backward(*grads, cos, sin).view(b * s, -1)  # (B, S, 3H, D) contiguous
+    return (rows @ qkv_weight).view(x.shape), rows.t() @ x.reshape(b * s, -1)
+
+
 @torch.library.custom_op("trm_fast::recomputed_attention_backward", mutates_args=())
 def recomputed_attention_backward(dout: torch.Tensor, x: torch.Tensor, qkv_weight: torch.Tensor,
                                   cos: Optional[torch.Tensor], sin: Optional[torch.Tensor], out: torch.Tensor,
                                   lse: torch.Tensor, num_heads: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """(dx, dqkv_weight) from dout (B, S, H D) and what the forward kept."""
-    from ..kernels.rope import rope_pack_backward
-
-    b, s, _ = x.shape
-    q, k, v = _heads(_rotated_qkv(x, qkv_weight, cos, sin, num_heads), num_heads)
-    (o,) = _heads(out, num_heads)
-    grads = _attention_backward(*_heads(dout.contiguous(), num_heads), q, k, v, o, lse)
-    del q, k, v
-    rows = rope_pack_backward(*grads, cos, sin).view(b * s, -1)  # (B, S, 3H, D) contiguous
-    return (rows @ qkv_weight).view(x.shape), rows.t() @ x.reshape(b * s, -1)
+    grads = _attention_grads(dout, _rotated_qkv(x, qkv_weight, cos, sin, num_heads), out, lse, num_heads)
+    return _projection_grads(grads, x, qkv_weight, cos, sin)
 
 
 @recomputed_attention_backward.register_fake
@@ -150,6 +168,55 @@ def _backward(ctx, dout, _):
 
 
 recomputed_attention_fused.register_autograd(_backward, setup_context=_setup_context)
+
+
+@torch.library.custom_op("trm_fast::kept_attention", mutates_args=())
+def kept_attention_fused(x: torch.Tensor, qkv_weight: torch.Tensor, cos: Optional[torch.Tensor],
+                         sin: Optional[torch.Tensor], num_heads: int
+                         ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out (B, S, H D), logsumexp (B, H, S) fp32, the rotated projection (B, S, 3H, D)): the last two kept for
+    the backward."""
+    b, s, _ = x.shape
+    qkv = _rotated_qkv(x, qkv_weight, cos, sin, num_heads)
+    out, lse = _attention_forward(*_heads(qkv, num_heads))
+    return out.transpose(1, 2).reshape(b, s, -1), lse, qkv
+
+
+@kept_attention_fused.register_fake
+def _(x, qkv_weight, cos, sin, num_heads):
+    b, s, _ = x.shape
+    return (x.new_empty((b, s, qkv_weight.shape[0] // 3)), x.new_empty((b, num_heads, s), dtype=torch.float32),
+            x.new_empty((b, s, 3 * num_heads, qkv_weight.shape[0] // (3 * num_heads))))
+
+
+@torch.library.custom_op("trm_fast::kept_attention_backward", mutates_args=())
+def kept_attention_backward(dout: torch.Tensor, x: torch.Tensor, qkv_weight: torch.Tensor, qkv: torch.Tensor,
+                            cos: Optional[torch.Tensor], sin: Optional[torch.Tensor], out: torch.Tensor,
+                            lse: torch.Tensor, num_heads: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dqkv_weight) from dout (B, S, H D) and what the forward kept."""
+    return _projection_grads(_attention_grads(dout, qkv, out, lse, num_heads), x, qkv_weight, cos, sin)
+
+
+@kept_attention_backward.register_fake
+def _(dout, x, qkv_weight, qkv, cos, sin, out, lse, num_heads):
+    return torch.empty_like(x), torch.empty_like(qkv_weight)
+
+
+def _setup_kept(ctx, inputs, output):
+    x, qkv_weight, cos, sin, num_heads = inputs
+    out, lse, qkv = output
+    ctx.mark_non_differentiable(lse, qkv)
+    ctx.num_heads = num_heads
+    ctx.save_for_backward(x, qkv_weight, qkv, cos, sin, out, lse)
+
+
+def _backward_kept(ctx, dout, _lse, _qkv):
+    x, qkv_weight, qkv, cos, sin, out, lse = ctx.saved_tensors
+    dx, dweight = kept_attention_backward(dout, x, qkv_weight, qkv, cos, sin, out, lse, ctx.num_heads)
+    return dx, dweight, None, None, None
+
+
+kept_attention_fused.register_autograd(_backward_kept, setup_context=_setup_kept)
 
 
 def unsupported(x: torch.Tensor, qkv_weight: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[torch.Tensor],
