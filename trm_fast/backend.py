@@ -142,7 +142,7 @@ _warned = set()
 # alone. An experiment may change the set before it builds a model (bench/engine_ops.py and
 # bench/train_memory.py --auto-ops).
 AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "swiglu_linear", "recomputed_mlp", "recomputed_attention",
-            "token_mix", "attention_few_puzzles", "small_layer", "linear_swiglu_sm90", "linear_rope_sm90"}
+            "token_mix", "attention_few_puzzles", "small_layer"}
 
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:

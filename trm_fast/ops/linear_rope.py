@@ -33,10 +33,10 @@ from .. import _native
 from .. import backend as _backend
 from .rope import rope_reference
 
-# The CUTLASS kernel's shape (csrc/sm90/gemm_rope.h's GemmRopeConfig): the extension's ROPE_SM90_GROUPS_CONFIG,
-# ping-pong 128x128 over the rows permuted in groups, 16-byte table loads and stores (bench/NOTES.md, "Grouped
-# epilogues"). Read at each call, so that an experiment may set it (bench/engine_ops.py --rope-sm90-config).
-SM90_CONFIG = 3
+# The CUTLASS kernel's shape (csrc/sm90/gemm_rope.h's GemmRopeConfig): cooperative 256x128 in clusters of two,
+# the fastest of the three on an H100 (bench/results/2026-12-06_h100_2c85212_sm90_microbench_sm90.json). Read at
+# each call, so that an experiment may set it (bench/engine_ops.py --rope-sm90-config).
+SM90_CONFIG = 1
 
 
 def linear_rope_reference(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,

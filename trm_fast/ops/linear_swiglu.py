@@ -32,9 +32,9 @@ from .. import _native
 from .. import backend as _backend
 from .swiglu import swiglu
 
-# The CUTLASS kernel's shape (csrc/sm90/gemm_swiglu.h's GemmSm90Config): the extension's SM90_GROUPS_CONFIG,
-# ping-pong 128x128 over the pairs permuted in groups, 16-byte stores (bench/NOTES.md, "Grouped epilogues").
-SM90_CONFIG = 7
+# The CUTLASS kernel's shape (csrc/sm90/gemm_swiglu.h's GemmSm90Config): cooperative 128x256, the fastest of the
+# shapes timed at sudoku_attn's and arc_attn's batch (bench/results/2026-11-29_h200_5457fa3_gemm_tiles_sm90.jsonl).
+SM90_CONFIG = 1
 
 
 def linear_swiglu_reference(x: torch.Tensor, weight: torch.Tensor, backend: str = "reference") -> torch.Tensor:
