@@ -134,15 +134,15 @@ _warned = set()
 # The kernels 'auto' runs: those measured faster than what they replace on an H200, each op's docstring says by
 # how much; swiglu_linear, which trades 1% of a training step's time for a sixth of its memory; and the ops that
 # keep a sublayer's input alone, which run only where a model built with `recompute` asks for them
-# (`recomputes_in_ops`); the attention kernel for a few short puzzles alone (trm_fast.ops.attention.auto_op); the
-# whole attention layer as one kernel for one puzzle (trm_fast.ops.small_layer.MAX_ROWS). The two CUTLASS ops
-# (linear_swiglu_sm90, linear_rope_sm90) are here in their grouped shapes so that the first GPU call times them
-# inside the bench's rows; they leave if they lose (bench/NOTES.md, "The next GPU call").
-# The others (attention at larger batches, linear_rope, linear_add_rms_norm, kept_attention) run on 'fused'
-# alone. An experiment may change the set before it builds a model (bench/engine_ops.py and
-# bench/train_memory.py --auto-ops).
+# (`recomputes_in_ops`); kept_attention, the attention sublayer's training op for the other models, which held
+# 2 GiB less in the compiled sudoku_attn step at no cost in time; the attention kernel for a few short puzzles
+# alone (trm_fast.ops.attention.auto_op); the whole attention layer as one kernel for one puzzle
+# (trm_fast.ops.small_layer.MAX_ROWS). The others (attention at larger batches, linear_rope, linear_add_rms_norm)
+# run on 'fused' alone; Hopper's CUTLASS ops (linear_swiglu_sm90, linear_rope_sm90: they lost, bench/NOTES.md)
+# only where the set names them (`offers`). An experiment may change the set before it builds a model
+# (bench/engine_ops.py and bench/train_memory.py --auto-ops).
 AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "swiglu_linear", "recomputed_mlp", "recomputed_attention",
-            "token_mix", "attention_few_puzzles", "small_layer"}
+            "kept_attention", "token_mix", "attention_few_puzzles", "small_layer"}
 
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:

@@ -98,7 +98,8 @@ def test_opcheck_and_attention_through_it():
 
 @sm90_gpu
 def test_bad_inputs_name_the_problem():
-    x, w, cos, sin = _inputs((2, 9, 64, 2, 16), seed=13)
+    # 3 H D = 192 and D = 32: whole groups, so that each refusal below is the same in every config
+    x, w, cos, sin = _inputs((2, 9, 64, 2, 32), seed=13)
     assert "bfloat16" in unsupported_sm90(x.half(), w.half(), cos, sin, 2)
     assert "must have x's dtype" in unsupported_sm90(x, w.float(), cos, sin, 2)
     assert "multiples of 8" in unsupported_sm90(x[..., :60], w[:, :60], cos, sin, 2)
@@ -113,6 +114,7 @@ def test_bad_inputs_name_the_problem():
     from trm_fast import _native
 
     groups = _native.extension().ROPE_SM90_GROUPS_CONFIG
+    x, w, cos, sin = _inputs((2, 9, 64, 2, 16), seed=13)
     assert "grouped shape" in unsupported_sm90(x, w, cos, sin, 2, groups)  # 3 H D = 96: not whole groups
 
 

@@ -16,8 +16,10 @@ GEMM whose epilogue rotates each thread's accumulators in registers. It needs Ro
 j + D/2) in adjacent columns, so it runs on the weight's q and k rows reordered (`rope_pair_order`) and returns
 q and k in that order: attention's q.k is the same sum in any order of a head's dims, and attention is the
 output's only reader. On an H100 it lost by far (867 us in its best shape; the engine's evaluation 1,147
-against 888 ms, bench/results/2026-12-06_h100_2c85212_sm90_*), so it runs only where AUTO_OPS names it, an
-experiment's set.
+against 888 ms, bench/results/2026-12-06_h100_2c85212_sm90_*). Its grouped shape (ROPE_SM90_GROUPS_CONFIG,
+16-byte table loads and stores) took 291 us on an H200 against ~279 us for cuBLAS and inductor's RoPE, and the
+engine's evaluation 882 against 854 ms (bench/results/2026-12-07_h200_d042a21_*): closer, still a loss. So it runs
+only where AUTO_OPS names it, an experiment's set.
 
 The model reaches them through `trm_fast.ops.attention.self_attention`, which runs one where the backend and
 the call allow (forward only: while autograd records, the official two steps run) and otherwise the
