@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import trm_fast
+from trm_fast.bench.report import emit
 from trm_fast.data.dataset import PuzzleSplit
 from trm_fast.evaluate.checkpoint import default_device, load_model
 
@@ -168,9 +169,7 @@ def main():
             row = {**common, "narrow_tail": run_engine.narrow_tail,
                    **measure(run_engine, part, halting, threshold, max_steps)}
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k not in ("steps_histogram", "exact_by_step")}))
-            with open(args.json, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            emit(row, args.json, shown={k: v for k, v in row.items() if k not in ("steps_histogram", "exact_by_step")})
     if args.png:
         plot(rows, args.png)
 

@@ -11,7 +11,6 @@ engine before `auto` takes it. Given more than once, `auto` is timed with each s
 
 import argparse
 import importlib
-import json
 import time
 
 import torch
@@ -19,6 +18,7 @@ import torch
 import trm_fast
 from trm_fast import backend
 from trm_fast.bench import configs, harness
+from trm_fast.bench.report import emit
 from trm_fast.bench.timing import summary, time_unit
 
 
@@ -90,10 +90,7 @@ def main():
                        sm90_config=args.sm90_config, rope_sm90_config=args.rope_sm90_config,
                        **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                        device=torch.cuda.get_device_name())
-            print(json.dumps(row), flush=True)
-            if args.out:
-                with open(args.out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            emit(row, args.out)
             del engine, model
             torch._dynamo.reset()
             torch.cuda.empty_cache()

@@ -9,12 +9,13 @@ per row; a backend that refuses the shape is a row with its reason.
 """
 
 import argparse
-import json
 
 import torch
 import torch.nn.functional as F
 import triton
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from trm_fast.bench.report import emit
 
 HEADS, HEAD_DIM = 8, 64
 SHAPES = {"sudoku_attn": (768, 97), "sudoku_hrm": (768, 82), "arc_attn": (192, 916)}  # (batch, positions)
@@ -62,10 +63,7 @@ def main():
                 row.update(time_backend(backend, batch, seq))
             except RuntimeError as error:  # no kernel of this backend takes the shape: say why and go on
                 row["refused"] = str(error).splitlines()[0][:200]
-            print(json.dumps(row), flush=True)
-            if args.json:
-                with open(args.json, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            emit(row, args.json)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ cudaProfilerStop, so that Nsight Compute profiles those launches and nothing of 
 """
 
 import argparse
-import json
 
 import torch
 
 from trm_fast.bench import ceilings
+from trm_fast.bench.report import emit
 from trm_fast.kernels import small_layer as kernel
 from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.small_layer import small_layer_reference
@@ -141,10 +141,7 @@ def main():
         rows = sweep if args.sweep else profiled if args.ncu else against_reference
         for row in rows(batch, weights, tables, device):
             row["device"] = torch.cuda.get_device_name()
-            print(json.dumps(row), flush=True)
-            if args.json:
-                with open(args.json, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            emit(row, args.json)
 
 
 if __name__ == "__main__":

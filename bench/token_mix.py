@@ -10,12 +10,12 @@ Run each --tile in a process of its own: a tile that faults leaves the process's
 """
 
 import argparse
-import json
 
 import torch
 import triton
 
 from trm_fast.bench import ceilings
+from trm_fast.bench.report import emit
 from trm_fast.kernels import token_mix as kernels
 from trm_fast.ops.token_mix import token_mix_reference
 
@@ -56,10 +56,7 @@ def main():
         row = dict(case=name, batch=b, us=round(us, 1), floor_us=round(nbytes / copy_tb_s / 1e6, 1),
                    tflops=round(flops / us / 1e6, 1), tb_per_s=round(nbytes / us / 1e6, 2),
                    copy_tb_per_s=round(copy_tb_s, 2), device=torch.cuda.get_device_name())
-        print(json.dumps(row))
-        if args.json:
-            with open(args.json, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        emit(row, args.json)
 
 
 if __name__ == "__main__":

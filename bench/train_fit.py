@@ -12,13 +12,13 @@ a smaller GPU would leave it, less the CUDA context and libraries' workspaces ou
 """
 
 import argparse
-import json
 
 import torch
 
 import trm_fast
 from trm_fast.bench import configs
 from trm_fast.bench.harness import make_batch, train_unit
+from trm_fast.bench.report import emit
 
 VARIANTS = {"reference": ("reference", False), "engine": ("auto", False), "engine+recompute": ("auto", True)}
 
@@ -92,9 +92,7 @@ def main():
                 lo, hi, trials = largest(bc, ops, recompute, device, start=bc.batch // 4)
                 row = dict(config=name, variant=variant, gib=gib, largest_batch=lo, fails_at=hi, trials=trials,
                            commit=args.commit, device=torch.cuda.get_device_name(device))
-                print(json.dumps(row), flush=True)
-                with open(args.json, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                emit(row, args.json)
     torch.cuda.set_per_process_memory_fraction(1.0, device)
 
 

@@ -10,7 +10,6 @@ forward + backward time, the price of what it saves. One JSON line per variant a
 
 import argparse
 import collections
-import json
 import statistics
 
 import torch
@@ -19,6 +18,7 @@ import trm_fast
 from trm_fast import backend
 from trm_fast.bench import configs
 from trm_fast.bench.harness import make_batch
+from trm_fast.bench.report import emit
 
 
 def kept_tensors(fn, top: int = 8, **kwargs):
@@ -97,9 +97,7 @@ def main():
         row = measure(bc, args.batch or bc.batch, variant.startswith("compile"), variant.endswith("+recompute"),
                       device, args.timed_steps)
         row.update(auto_ops=sorted(auto_ops), commit=args.commit, device=torch.cuda.get_device_name(device))
-        print(json.dumps(row), flush=True)
-        with open(args.json, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        emit(row, args.json)
         torch._dynamo.reset()
         torch.cuda.empty_cache()
 

@@ -1,6 +1,7 @@
 """Bench rows for people: one line per row while measuring, a table at the end, a PNG of throughput
 against batch size with the engine's (else fused's) speedups over reference-compile."""
 
+import json
 from collections import defaultdict
 
 from ..disk import atomic_file
@@ -185,3 +186,12 @@ def plot(rows, path: str, title: str = ""):
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
+
+
+def emit(row: dict, path=None, shown=None):
+    """One row of an experiment script (bench/*.py): `shown` (the row itself unless given) printed as a JSON line
+    at once, and the whole row appended to the JSON-lines file at `path` where one is given."""
+    print(json.dumps(row if shown is None else shown), flush=True)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
