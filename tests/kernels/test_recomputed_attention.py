@@ -124,10 +124,15 @@ def test_opcheck():
     torch.library.opcheck(kept_attention_backward, (dy, x.detach(), w.detach(), qkv, cos, sin, out, lse, 2))
 
 
+def _spy(monkeypatch, name):
+    """The calls that self_attention makes to the op `name` (trm_fast.ops.attention's), which still runs."""
+    called, real = [], getattr(trm_fast.ops.attention, name)
+    monkeypatch.setattr(trm_fast.ops.attention, name, lambda *a: called.append(a) or real(*a))
+    return called
+
+
 def test_dispatch_and_bad_input(monkeypatch):
-    called = []
-    real = trm_fast.ops.attention.recomputed_attention_fused
-    monkeypatch.setattr(trm_fast.ops.attention, "recomputed_attention_fused", lambda *a: called.append(a) or real(*a))
+    called = _spy(monkeypatch, "recomputed_attention_fused")
     x, w, cos, sin, _ = _inputs((2, 9, 16, 2, 8), torch.float32, DEVICE, seed=5)
     x.requires_grad_(True)
     # only for a model built with recompute, while autograd records, off the reference backend, on a GPU
@@ -152,9 +157,7 @@ def test_dispatch_and_bad_input(monkeypatch):
 def test_kept_dispatch(monkeypatch):
     # without recompute, while autograd records: on a GPU, 'fused' (and 'auto' where AUTO_OPS names it) runs
     # kept_attention; on a CPU, or on 'reference', the official ops' autograd stays
-    called = []
-    real = trm_fast.ops.attention.kept_attention_fused
-    monkeypatch.setattr(trm_fast.ops.attention, "kept_attention_fused", lambda *a: called.append(a) or real(*a))
+    called = _spy(monkeypatch, "kept_attention_fused")
     x, w, cos, sin, _ = _inputs((2, 9, 16, 2, 8), torch.float32, DEVICE, seed=7)
     x.requires_grad_(True)
     want = _official(x, w, cos, sin, 2)
