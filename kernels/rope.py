@@ -111,10 +111,10 @@ def rope_qk_(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_heads:
 def rope_pack_backward(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, cos: Optional[torch.Tensor],
                        sin: Optional[torch.Tensor]) -> torch.Tensor:
     """The gradient of the QKV projection's output, (B, S, 3H, D) contiguous, from the attention's gradients of
-    the rotated q and k and of v, each (B, H, S, D) with unit stride on D as the attention's backward writes
-    them: dq and dk rotated back on the way (without tables, only concatenated), dv copied. One pass where concatenating
-    and then rotating in place moves the q and k heads twice: at sudoku_attn's batch 768 (bf16) 458 MB instead
-    of 763 MB. The caller checks shapes (trm_fast.ops.recomputed_attention); D is a power of two."""
+    the rotated q and k and of v, each (B, H, S, D) as the attention's backward writes them: dq and dk rotated
+    back on the way (without tables, only concatenated), dv copied. One pass where concatenating and then
+    rotating in place moves the q and k heads twice: at sudoku_attn's batch 768 (bf16) 458 MB instead of 763 MB.
+    The caller checks shapes (trm_fast.ops.recomputed_attention); D is a power of two."""
     grads = [g.transpose(1, 2) for g in (dq, dk, dv)]
     if cos is None:  # nothing to rotate: concatenating is the one pass
         return torch.cat(grads, dim=2)

@@ -128,9 +128,9 @@ def self_attention(x: torch.Tensor, qkv_weight: torch.Tensor, cos_sin, num_heads
     While autograd records, a model built with `recompute` asks for trm_fast.ops.recomputed_attention, which
     keeps x and the output alone (on a GPU: trm_fast.backend.recomputes_in_ops); one built without it asks, on a
     GPU, for `kept_attention` from the same module, which keeps the rotated projection and packs the gradients
-    in one pass (2 GiB less held by the compiled sudoku_attn step at batch 768 on an H200, no slower). Where a fused QKV + RoPE
-    kernel runs (trm_fast.ops.linear_rope: forward only, a Hopper GPU; CUTLASS's where AUTO_OPS names
-    linear_rope_sm90, Triton's otherwise), the projection arrives rotated and the attention op gets no
+    in one pass (2 GiB less held by the compiled sudoku_attn step at batch 768 on an H200, no slower). Where a
+    fused QKV + RoPE kernel runs (trm_fast.ops.linear_rope: forward only, a Hopper GPU; CUTLASS's where AUTO_OPS
+    names linear_rope_sm90, Triton's otherwise), the projection arrives rotated and the attention op gets no
     tables; otherwise the official steps run, F.linear and then RoPE inside the attention op, which the
     reference backend keeps bit-identical."""
     b, s, _ = x.shape
