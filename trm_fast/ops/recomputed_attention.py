@@ -6,9 +6,10 @@ with its own backward, in two forms:
   and its backward packs the attention's gradients into the projection's layout in one pass
   (kernels/rope.rope_pack_backward) where the compiled official backward concatenates and rotates them back
   in a pass of its own (214 us a layer at sudoku_attn's batch 768 on an H200, twice the pass's byte floor:
-  bench/results/2026-11-29_h200_c04fb92_trainer_profile.txt). It also keeps one copy of the output where
-  autograd kept two (the attention's and the o projection's input): the compiled sudoku_attn step at batch 768
-  held 12.35 against 14.34 GiB after its forward, in 91.49 against 91.92 ms (H200,
+  bench/results/2026-11-29_h200_c04fb92_trainer_profile.txt). It also keeps less: autograd through the official
+  ops kept the whole unrotated projection alive (v is a view of it) beside the rotated copies of q and k, about
+  6 units a layer with the output, where this op keeps the rotated projection and the output, 4. The compiled
+  sudoku_attn step at batch 768 held 12.35 against 14.34 GiB after its forward, in 91.49 against 91.92 ms (H200,
   bench/results/2026-12-07_h200_d042a21_memory_kept_attention.jsonl), so 'auto' runs it on a GPU.
 
 Shapes: x (B, S, K), qkv_weight (3 H D, K) (q heads, then k, then v), cos, sin (S, D) fp32 or None
