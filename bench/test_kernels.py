@@ -85,11 +85,11 @@ def _rope_attention_forward(batch, seq, tma=None, rope=True):
     return calls, nbytes, (batch, seq, 3 * HEADS, HEAD_DIM)
 
 
-def _linear_swiglu_forward(batch, seq, k, n, transposed=False, tma=None, sm90=False):
+def _linear_swiglu_forward(batch, seq, k, n, transposed=False, tma=None, sm90=None):
     """The MLP's gate/up projection and SwiGLU (MLP-t's on the transposed activation). The reference is what
     the compiled model runs without the kernel: cuBLAS's GEMM, then inductor's SwiGLU kernel (compiled here,
     before any timing). `tma`: which Triton kernel (None: the persistent TMA one where it runs, as the op
-    does); `sm90`: Hopper's cuBLAS gate GEMM + CUTLASS up GEMM instead, in the op's shape (bench/gemm_tiles.py
+    does); `sm90`: Hopper's CUTLASS op (linear_swiglu_sm90) in that shape config instead (bench/gemm_tiles.py
     --sm90-only times every shape)."""
     from trm_fast.kernels.linear_swiglu import linear_swiglu
     from trm_fast.ops.linear_swiglu import linear_swiglu_sm90
@@ -97,9 +97,30 @@ def _linear_swiglu_forward(batch, seq, k, n, transposed=False, tma=None, sm90=Fa
     x = _randn(batch, k, seq).transpose(1, 2) if transposed else _randn(batch, seq, k)
     w = _randn(2 * n, k) * k**-0.5
     reference = torch.compile(linear_swiglu_reference, dynamic=False)
-    fused = (lambda: linear_swiglu_sm90(x, w)) if sm90 else (lambda: linear_swiglu(x, w, tma=tma))
+    fused = (lambda: linear_swiglu_sm90(x, w, sm90)) if sm90 is not None else (lambda: linear_swiglu(x, w, tma=tma))
     calls = {"fused": fused, "reference": lambda: reference(x, w)}
     return calls, (batch * seq * (k + n) + 2 * n * k) * BF16, (batch, seq, k, n)
+
+
+def _gemm_plain_sm90(batch, seq, k, n, config=0):
+    """CUTLASS's plain GEMM (csrc/sm90/gemm_plain.h, its own TMA-store epilogue, nothing fused) in shape `config`
+    against cuBLAS's, at the gate/up projection's (M, 2N): the yardstick for the fused epilogues' shapes, which
+    share its mainloops (for Nsight Compute: `fused_bench.sh COMMIT ncu` with NCU_CASES naming both)."""
+    from trm_fast import _native
+
+    ext = _native.extension()
+    x, w = _randn(batch * seq, k), _randn(2 * n, k) * k**-0.5
+    m = x.shape[0]
+    out = torch.empty(m, 2 * n, device="cuda", dtype=torch.bfloat16)
+    ws = torch.empty(ext.gemm_plain_sm90_workspace(config, m, 2 * n, k), dtype=torch.uint8, device="cuda")
+
+    def fused():
+        ext.gemm_plain_sm90(config, x.data_ptr(), k, w.data_ptr(), k, out.data_ptr(), 2 * n, m, 2 * n, k,
+                            ws.data_ptr(), x.device.index, _native.stream(x))
+        return out
+
+    calls = {"fused": fused, "reference": lambda: torch.nn.functional.linear(x, w)}
+    return calls, (m * (k + 2 * n) + 2 * n * k) * BF16, (m, k, 2 * n)
 
 
 def _linear_rope_forward(batch, seq, sm90=None):
@@ -179,9 +200,11 @@ CASES = {
     "linear_swiglu forward b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER),
     "linear_swiglu forward arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER),
     "linear_swiglu forward mlp_t": functools.partial(_linear_swiglu_forward, 768, D, 97, 512, transposed=True),
-    "linear_swiglu forward sm90": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER, sm90=True),
-    "linear_swiglu forward sm90 b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER, sm90=True),
-    "linear_swiglu forward sm90 arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER, sm90=True),
+    "linear_swiglu forward sm90": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER, sm90=1),
+    "linear_swiglu forward sm90 c7": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER, sm90=7),  # grouped
+    "linear_swiglu forward sm90 b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER, sm90=1),
+    "linear_swiglu forward sm90 arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER, sm90=1),
+    "gemm_plain sm90": functools.partial(_gemm_plain_sm90, 768, 97, D, INNER),  # ping-pong 128x128, as config 7's
     "linear_add_rms_norm forward": functools.partial(_linear_add_rms_norm_forward, 768, 97, D),  # o projection
     "linear_add_rms_norm forward down": functools.partial(_linear_add_rms_norm_forward, 768, 97, INNER),
     "linear_add_rms_norm forward b1": functools.partial(_linear_add_rms_norm_forward, 1, 97, INNER),
@@ -191,6 +214,7 @@ CASES = {
     "linear_rope forward sm90": functools.partial(_linear_rope_forward, 768, 97, sm90=0),  # GemmRopeConfig 0
     "linear_rope forward sm90 c1": functools.partial(_linear_rope_forward, 768, 97, sm90=1),
     "linear_rope forward sm90 c2": functools.partial(_linear_rope_forward, 768, 97, sm90=2),
+    "linear_rope forward sm90 c3": functools.partial(_linear_rope_forward, 768, 97, sm90=3),  # grouped rows
     "linear_rope forward sm90 b1": functools.partial(_linear_rope_forward, 1, 97, sm90=0),
     "linear_rope forward sm90 arc": functools.partial(_linear_rope_forward, 192, 916, sm90=0),
     "token_mix forward": functools.partial(_token_mix_forward, 768),  # sudoku_mlpt
