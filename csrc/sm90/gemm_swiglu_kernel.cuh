@@ -15,6 +15,13 @@
 namespace trm_fast {
 namespace sm90 {
 
+// silu(g) = g / (1 + e^-g) in fp32, with the approximate division (a reciprocal and a multiply): the IEEE one
+// compiles to a reciprocal, a range check (FCHK) and a call to a slow path per element, 64 of each per thread and
+// tile in the grouped-pairs shape's SASS. Triton's sigmoid, which the other kernels use, divides the same way;
+// both are within 2 ulp of the IEEE quotient before the product is rounded to bf16. For g below about -88 the
+// denominator is infinite and the quotient 0, as silu's limit.
+CUTLASS_DEVICE float silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
+
 // The epilogue's activation, called on a fragment of each thread's accumulators (up) and the matching gate
 // values, both already converted to fp32. The scalar type is only named, for the arguments' type.
 template <class T>
@@ -25,7 +32,7 @@ struct SiluTimes<cutlass::Array<float, N>> {
                                                      cutlass::Array<float, N> const& gate) const {
     cutlass::Array<float, N> out;
     CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < N; ++i) out[i] = up[i] * (gate[i] / (1.0f + __expf(-gate[i])));
+    for (int i = 0; i < N; ++i) out[i] = up[i] * silu(gate[i]);
     return out;
   }
 };

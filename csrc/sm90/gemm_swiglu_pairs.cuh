@@ -17,7 +17,7 @@ struct SwigluPair {
   };
   static bool valid(Arguments const& args) { return args.h != nullptr; }
   CUTLASS_DEVICE static void store(Arguments const& args, int row, int column, float gate, float up) {
-    args.h[row * args.ldh + column / 2] = BF16(gate / (1.0f + __expf(-gate)) * up);
+    args.h[row * args.ldh + column / 2] = BF16(silu(gate) * up);
   }
 };
 
@@ -42,7 +42,7 @@ struct SwigluGroup {
     if (first >= args.n) return;
     cutlass::Array<BF16, 8> h;
     CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < 8; ++i) h[i] = BF16(gate[i] / (1.0f + __expf(-gate[i])) * up[i]);
+    for (int i = 0; i < 8; ++i) h[i] = BF16(silu(gate[i]) * up[i]);
     *reinterpret_cast<uint4*>(args.h + row * args.ldh + first) = *reinterpret_cast<uint4 const*>(h.data());
   }
 };
