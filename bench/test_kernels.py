@@ -106,20 +106,12 @@ def _gemm_plain_sm90(batch, seq, k, n, config=0):
     """CUTLASS's plain GEMM (csrc/sm90/gemm_plain.h, its own TMA-store epilogue, nothing fused) in shape `config`
     against cuBLAS's, at the gate/up projection's (M, 2N): the yardstick for the fused epilogues' shapes, which
     share its mainloops (for Nsight Compute: `fused_bench.sh COMMIT ncu` with NCU_CASES naming both)."""
-    from trm_fast import _native
+    from trm_fast._native import gemm_plain_sm90
 
-    ext = _native.extension()
     x, w = _randn(batch * seq, k), _randn(2 * n, k) * k**-0.5
     m = x.shape[0]
     out = torch.empty(m, 2 * n, device="cuda", dtype=torch.bfloat16)
-    ws = torch.empty(ext.gemm_plain_sm90_workspace(config, m, 2 * n, k), dtype=torch.uint8, device="cuda")
-
-    def fused():
-        ext.gemm_plain_sm90(config, x.data_ptr(), k, w.data_ptr(), k, out.data_ptr(), 2 * n, m, 2 * n, k,
-                            ws.data_ptr(), x.device.index, _native.stream(x))
-        return out
-
-    calls = {"fused": fused, "reference": lambda: torch.nn.functional.linear(x, w)}
+    calls = {"fused": lambda: gemm_plain_sm90(config, x, w, out), "reference": lambda: torch.nn.functional.linear(x, w)}
     return calls, (m * (k + 2 * n) + 2 * n * k) * BF16, (m, k, 2 * n)
 
 

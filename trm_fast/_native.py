@@ -80,3 +80,16 @@ def strides3(t: torch.Tensor) -> Tuple[int, int, int]:
 def stream(t: torch.Tensor) -> int:
     """The current CUDA stream of t's device (the capturing one inside torch.cuda.graph)."""
     return torch.cuda.current_stream(t.device).cuda_stream
+
+
+def gemm_plain_sm90(config: int, x: torch.Tensor, w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out (m, n) = x (m, k) w (n, k)^T through CUTLASS's plain GEMM in shape `config` (csrc/sm90/gemm_plain.h, its
+    own TMA-store epilogue, nothing fused), bf16 with unit stride along each row; returns out. Not an op: the
+    measuring stick that the fused epilogues' mainloops are timed and checked against (bench/gemm_tiles.py,
+    bench/test_kernels.py, bench/sanitize_sm90.py, tests/kernels/test_gemm_plain_sm90.py)."""
+    ext = extension()
+    (m, k), n = x.shape, w.shape[0]
+    workspace = torch.empty(ext.gemm_plain_sm90_workspace(config, m, n, k), dtype=torch.uint8, device=x.device)
+    ext.gemm_plain_sm90(config, x.data_ptr(), x.stride(0), w.data_ptr(), w.stride(0), out.data_ptr(), out.stride(0),
+                        m, n, k, workspace.data_ptr(), x.device.index, stream(x))
+    return out

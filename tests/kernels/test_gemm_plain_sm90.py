@@ -21,11 +21,8 @@ def test_matches_torch(shape, config):
     gen = torch.Generator(device="cpu").manual_seed(case_seed((shape, config)))
     x = torch.randn(m, k, generator=gen).to("cuda", torch.bfloat16)
     w = (torch.randn(n, k, generator=gen) * k**-0.5).to("cuda", torch.bfloat16)
-    ext = _native.extension()
     out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)  # poisoned: every element written
-    ws = torch.empty(ext.gemm_plain_sm90_workspace(config, m, n, k), dtype=torch.uint8, device="cuda")
-    ext.gemm_plain_sm90(config, x.data_ptr(), k, w.data_ptr(), k, out.data_ptr(), n, m, n, k, ws.data_ptr(),
-                        x.device.index, _native.stream(x))
+    _native.gemm_plain_sm90(config, x, w, out)
     truth = x.double() @ w.double().T
     torch_err = (torch.nn.functional.linear(x, w).double() - truth).abs().max().item()
     assert_close_at_worst(out, truth, atol=2 * torch_err + 1e-6, rtol=0, what=f"plain GEMM config {config} {shape}")
