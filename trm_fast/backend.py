@@ -177,7 +177,8 @@ def warn_fallback(op: str, reason: str, stacklevel: int = 3):
 def recomputes_in_ops(backend: str, device) -> bool:
     """Whether a model built with `recompute` keeps each sublayer's input alone through the ops that recompute
     the rest (trm_fast.ops.recomputed_mlp, recomputed_attention) rather than checkpointing each reasoning-module
-    call whole: on a GPU, off the reference backend. One rule for the model, its compilation and the trainer."""
+    call whole: on a GPU, off the reference backend. One rule for the model, its compilation and the trainer; a
+    model built without `recompute` runs its training attention op (kept_attention) by the same rule."""
     return backend != "reference" and torch.device(device).type == "cuda"
 
 

@@ -137,12 +137,11 @@ def self_attention(x: torch.Tensor, qkv_weight: torch.Tensor, cos_sin, num_heads
     if _backend.records(x, qkv_weight):
         cos, sin = cos_sin if cos_sin is not None else (None, None)
         why_not = lambda: recomputed_attention_unsupported(x, qkv_weight, cos, sin, num_heads, backend)  # noqa: E731
-        if (recompute and _backend.recomputes_in_ops(backend, x.device)
-                and _backend.use_fused(backend, "recomputed_attention", why_not)):
-            return recomputed_attention_fused(x, qkv_weight, cos, sin, num_heads)[0]
-        # on a GPU alone, as the recomputing op: on a CPU the official ops' autograd stays (the op's tests run it)
-        if not recompute and x.is_cuda and _backend.use_fused(backend, "kept_attention", why_not):
-            return kept_attention_fused(x, qkv_weight, cos, sin, num_heads)[0]
+        # the training op that recomputes the projection, or the one that keeps it, where the one rule lets it run
+        op = recomputed_attention_fused if recompute else kept_attention_fused
+        name = "recomputed_attention" if recompute else "kept_attention"
+        if _backend.recomputes_in_ops(backend, x.device) and _backend.use_fused(backend, name, why_not):
+            return op(x, qkv_weight, cos, sin, num_heads)[0]
     elif cos_sin is not None:
         cos, sin = cos_sin
         if _backend.offers(backend, "linear_rope_sm90",
