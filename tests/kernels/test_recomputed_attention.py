@@ -145,13 +145,18 @@ def test_dispatch_and_bad_input(monkeypatch):
         monkeypatch.setattr(trm_fast.backend, "recomputes_in_ops", lambda backend, device: backend != "reference")
     torch.testing.assert_close(ops.self_attention(x, w, (cos, sin), 2, backend="fused", recompute=True), want)
     assert len(called) == 1
-    for args, match in (((x, w[:, :15], (cos, sin)), r"weight must be \(3 \* num_heads \* D, K\)"),
-                        ((x, w[:36], (cos[:, :6], sin[:, :6])), "head dim D must be a power of two"),
-                        ((x, w, (cos.double(), sin)), r"cos must be a float32 \(S, D\)"),
-                        ((x[:0], w, (cos, sin)), r"x must be a non-empty \(B, S, K\)"),
-                        ((x, w.double(), (cos, sin)), "weight .* must have x's dtype")):
+    for args, match in _bad_calls(x, w, cos, sin):
         with pytest.raises(FusedUnavailableError, match=match):
             ops.self_attention(*args, 2, backend="fused", recompute=True)
+
+
+def _bad_calls(x, w, cos, sin):
+    """(self_attention's first three arguments, the refusal they must raise on 'fused') for both training ops."""
+    return (((x, w[:, :15], (cos, sin)), r"weight must be \(3 \* num_heads \* D, K\)"),
+            ((x, w[:36], (cos[:, :6], sin[:, :6])), "head dim D must be a power of two"),
+            ((x, w, (cos.double(), sin)), r"cos must be a float32 \(S, D\)"),
+            ((x[:0], w, (cos, sin)), r"x must be a non-empty \(B, S, K\)"),
+            ((x, w.double(), (cos, sin)), "weight .* must have x's dtype"))
 
 
 def test_kept_dispatch(monkeypatch):
@@ -170,3 +175,13 @@ def test_kept_dispatch(monkeypatch):
     if DEVICE == "cuda":
         with pytest.raises(FusedUnavailableError, match=r"cos must be a float32 \(S, D\)"):
             ops.self_attention(x, w, (cos.double(), sin), 2, backend="fused")
+
+
+def test_kept_bad_input_names_the_problem(monkeypatch):
+    # the same refusals as the recomputing op's, reached without recompute (Triton's interpreter stands in for a GPU)
+    monkeypatch.setattr(trm_fast.backend, "recomputes_in_ops", lambda backend, device: backend != "reference")
+    x, w, cos, sin, _ = _inputs((2, 9, 16, 2, 8), torch.float32, DEVICE, seed=8)
+    x.requires_grad_(True)
+    for args, match in _bad_calls(x, w, cos, sin):
+        with pytest.raises(FusedUnavailableError, match=match):
+            ops.self_attention(*args, 2, backend="fused")
