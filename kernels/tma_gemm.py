@@ -135,11 +135,18 @@ def bench(kernel_call, quantiles):
     return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
 
 
-@functools.lru_cache(maxsize=None)
 def _sms(device: torch.device) -> int:
-    """The SMs to fill (three under the CPU interpreter, so that each program walks several tiles)."""
+    """The SMs to fill (three under the CPU interpreter, so that each program walks several tiles), less
+    PyTorch's SM carveout where one is set (torch._C._set_sm_carveout_experimental, as cuBLAS and inductor
+    honour it: SMs left to kernels of other streams)."""
     if device.type != "cuda":
         return 3
+    carveout = getattr(torch._C, "_get_sm_carveout_experimental", lambda: None)()
+    return _device_sms(device) - (carveout or 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _device_sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
