@@ -44,14 +44,6 @@ def main():
     parser.add_argument("--rope-sm90-config", type=int, default=None,
                         help="the shape of the CUTLASS QKV + RoPE op where `linear_rope_sm90` is in the auto set "
                              "(trm_fast.ops.linear_rope.SM90_CONFIG; csrc/sm90/gemm_rope.h)")
-    parser.add_argument("--lanes", default="1",
-                        help="comma list: the engine's step in this many lanes, each on its stream (Engine(lanes=))")
-    parser.add_argument("--lane-priority", default="0",
-                        help="comma list of 0/1: the first lane's stream at the highest priority, where lanes > 1")
-    parser.add_argument("--sm-carveout", default="0",
-                        help="comma list: SMs that cuBLAS, inductor's and trm_fast's persistent kernels leave free for "
-                             "the other lanes' kernels (torch._C._set_sm_carveout_experimental), set before the engine "
-                             "compiles and captures")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -73,23 +65,19 @@ def main():
         importlib.import_module("trm_fast.ops.linear_swiglu").SM90_CONFIG = args.sm90_config
     if args.rope_sm90_config is not None:
         importlib.import_module("trm_fast.ops.linear_rope").SM90_CONFIG = args.rope_sm90_config
-    runs = [(ops, auto, lanes, priority, carveout) for ops in args.ops.split(",")
-            for auto in (auto_sets if ops == "auto" else [None])
-            for lanes in map(int, args.lanes.split(",")) for priority in map(int, args.lane_priority.split(","))
-            for carveout in map(int, args.sm_carveout.split(",")) if lanes > 1 or not priority]
+    runs = [(ops, auto) for ops in args.ops.split(",") for auto in (auto_sets if ops == "auto" else [None])]
     bc, device = configs.load(args.config), torch.device("cuda")
     for batch in map(int, args.batches.split(",")):
         torch.manual_seed(0)
         state = bc.build(batch, "reference").state_dict()
         inputs = harness.make_batch(bc.build(1, "reference").config, batch, device)
-        for ops, auto_ops, lanes, priority, carveout in runs:
+        for ops, auto_ops in runs:
             if auto_ops is not None:
                 backend.AUTO_OPS = auto_ops
-            torch._C._set_sm_carveout_experimental(carveout or None)
             with torch.device(device):
                 model = bc.build(batch, "reference")
             model.load_state_dict(state)
-            engine = trm_fast.Engine(model.eval(), batch, ops=ops, lanes=lanes, lane_priority=bool(priority))
+            engine = trm_fast.Engine(model.eval(), batch, ops=ops)
             t0 = time.perf_counter()
             for _ in range(3):
                 engine.solve(inputs["inputs"], inputs["puzzle_identifiers"])
@@ -99,8 +87,7 @@ def main():
             times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
             row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(auto_ops or ()), warmup_s=warm,
                        attention_tma=args.attention_tma, token_mix_tma=not args.token_mix_pointer, sdpa=args.sdpa,
-                       sm90_config=args.sm90_config, rope_sm90_config=args.rope_sm90_config, lanes=lanes,
-                       lane_priority=bool(priority), sm_carveout=carveout,
+                       sm90_config=args.sm90_config, rope_sm90_config=args.rope_sm90_config,
                        **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                        device=torch.cuda.get_device_name())
             emit(row, args.out)

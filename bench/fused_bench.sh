@@ -38,17 +38,13 @@
 #            engine profile); `ncu` adds Nsight Compute on each phase (bench/small_layer.py --ncu), `profile_small`
 #            the profile with small_layer in auto's set. About 9 minutes (SDPA held to FlashAttention's,
 #            `engine_ops.py --sdpa flash`, changed nothing at batch 1: bench/NOTES.md)
-#   lanes    the engine's step in lanes on their own streams (Engine(lanes=)): the 16-step evaluation of $LANES_CONFIGS
-#            (default sudoku_attn) at batch 768 on 'auto' in 1 and 2 lanes, 2 also with the first lane's stream at
-#            the highest priority, each with every SM carveout of $LANES_CARVEOUTS (default "0,24") for the GEMMs
-#            (bench/engine_ops.py); then the lanes' GPU tests (tests/engine/test_engine_gpu.py -k lanes)
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|b1|lanes|infer}
-phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|b1|lanes|infer}
+commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|b1|infer}
+phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|b1|infer}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 log="$out/fused_$phase.log"
 source "$(dirname "$0")/device_common.sh"
@@ -200,13 +196,6 @@ backend.AUTO_OPS = set(backend.AUTO_OPS) | {'attention_few_puzzles', 'small_laye
 from trm_fast.cli.main import main; sys.exit(main(sys.argv[1:]))" profile "$1" --mode infer --compile --batch 1 \
             --warmup 1 --steps 1 --out "$out/profile_b1_small") 2>&1 | tail -30 | tee -a "$log"
     fi
-elif [ "$phase" = lanes ]; then
-    for config in ${LANES_CONFIGS:-sudoku_attn}; do
-        (cd /tmp && python3 "$repo/bench/engine_ops.py" "$config" 768 --ops auto --lanes 1,2 --lane-priority 0,1 \
-            --sm-carveout "${LANES_CARVEOUTS:-0,24}" --out "$out/engine_lanes.jsonl") 2>&1 | tee -a "$log"
-    done
-    timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/engine/test_engine_gpu.py -k lanes 2>&1 \
-        | tee "$out/pytest_lanes.log" | tail -5 | tee -a "$log" || true
 elif [ "$phase" = infer ]; then
     # one call may not hold them all (10 minutes): CONFIGS and B1_CONFIGS pick, an empty one skips
     configs=${CONFIGS-sudoku_attn sudoku_hrm sudoku_mlpt arc_attn}; b1_configs=${B1_CONFIGS-sudoku_attn arc_attn}
@@ -219,5 +208,5 @@ elif [ "$phase" = infer ]; then
             --json "$out/bench_infer_b1.json" --no-png
     fi
 else
-    echo "unknown phase $phase: kernels, tests, ncu, sm90, mlpt, b1, lanes or infer" >&2; exit 2
+    echo "unknown phase $phase: kernels, tests, ncu, sm90, mlpt, b1 or infer" >&2; exit 2
 fi

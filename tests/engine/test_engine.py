@@ -111,46 +111,6 @@ def test_the_last_puzzles_finish_on_fewer_rows_with_the_same_answers(cls, overri
     assert len(moves) == 2  # halting="all" moves in lockstep: nothing to narrow
 
 
-@pytest.mark.parametrize("cls, overrides", [MODELS[0], MODELS[1], MODELS[3]], ids=[IDS[0], IDS[1], IDS[3]])
-def test_lanes_split_the_rows_and_change_no_answer(cls, overrides, monkeypatch):
-    n, rows = 23, 7
-    cfg, model, batch = halting_model(cls, overrides, n)
-    args = (batch["inputs"], batch["puzzle_identifiers"])
-    one = {h: trm_fast.Engine(model, rows, lanes=1).solve(*args, h, return_logits=True, labels=batch["labels"])
-           for h in ("all", "q")}
-    calls, step = [], engine_module.ModelStep.forward
-
-    def spy(self, z_H, *rest):
-        whole = z_H if z_H._base is None else z_H._base  # the engine's rows this lane is a block of
-        calls.append((whole.shape[0], z_H.shape[0]))
-        return step(self, z_H, *rest)
-    monkeypatch.setattr(engine_module.ModelStep, "forward", spy)
-    monkeypatch.setattr(engine_module, "TAIL_DIVISOR", 3)  # the narrow tail's 2 rows in 2 lanes too
-    for lanes in (2, 3, 9):
-        engine = trm_fast.Engine(model, rows, lanes=lanes)
-        for halting, want in one.items():
-            calls.clear()
-            got = engine.solve(*args, halting, return_logits=True, labels=batch["labels"])
-            for name in ("preds", "steps", "halt_step", "correct_tokens"):
-                assert torch.equal(getattr(got, name), getattr(want, name)), (lanes, halting, name)
-            for name in ("logits", "q_halt_logits"):  # a CPU GEMM may round the last bit by the rows' count
-                torch.testing.assert_close(getattr(got, name), getattr(want, name), atol=1e-5, rtol=1e-5)
-            for width in (rows, rows // 3):  # every step of the rows, then (with halting="q") of the narrow tail
-                lanes_of_width = [size for whole, size in calls if whole == width]
-                sizes = [b - a for a, b in engine_module.lane_bounds(width, lanes)]
-                steps = len(lanes_of_width) // len(sizes)
-                assert lanes_of_width == sizes * steps and (steps > 0) == (halting == "q" or width == rows), calls
-
-
-def test_lane_bounds_cover_the_rows_once_in_near_equal_blocks():
-    for rows in (1, 2, 7, 768):
-        for lanes in (1, 2, 3, 5):
-            bounds = engine_module.lane_bounds(rows, lanes)
-            assert len(bounds) == min(rows, lanes) and bounds[0][0] == 0 and bounds[-1][1] == rows
-            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
-            assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
-
-
 def test_queue_segments_and_repeated_calls_give_the_same_answers(monkeypatch):
     n = 11
     cfg, model, batch = halting_model(trm_fast.TRM, {}, n, seed=3)
@@ -208,9 +168,6 @@ def test_bad_input_is_named():
             trm_fast.Engine(model, bad)
     with pytest.raises(ValueError, match="must be one of 'auto', 'reference', 'fused', got 'fast'"):
         trm_fast.Engine(model, 2, ops="fast")
-    for bad in (0, -2, 1.5, True, "2"):
-        with pytest.raises(ValueError, match=f"lanes must be an integer >= 1, got {bad!r}"):
-            trm_fast.Engine(model, 2, lanes=bad)
     engine = trm_fast.Engine(model, 2)
     cases = [
         (dict(halting="maybe"), ValueError, "halting must be one of 'all', 'q', got 'maybe'"),

@@ -95,22 +95,3 @@ def test_a_narrow_tail_replays_its_own_graphs_with_the_same_decisions(cls, overr
         tail = engine.solve(batch["inputs"], batch["puzzle_identifiers"], "q")
         assert (2, engine_module.STEPS_PER_REPLAY) in engine._captured
         assert clear.sum() > 75 and torch.equal(tail.steps[clear].long(), first[clear])
-
-
-@pytest.mark.parametrize("cls, overrides", MODELS, ids=IDS)
-@pytest.mark.parametrize("lane_priority", [False, True])
-def test_lanes_on_their_streams_replay_the_same_evaluation(cls, overrides, lane_priority):
-    n = 61
-    cfg, model, batch = build(cls, overrides, "float32", n)
-    outs = official_loop(model, batch)
-    margin = halting_margins(model, outs)  # (M, n)
-    says = margin > 0
-    first = torch.where(says.any(0), says.int().argmax(0) + 1, cfg["halt_max_steps"])
-    clear = (margin.abs() > 0.05).all(0)
-    engine = trm_fast.Engine(model, 19, lanes=2, lane_priority=lane_priority)  # lanes of 9 and 10 rows
-    assert len(engine._streams) == 2
-    for _ in range(2):  # the second call replays the graphs the first captured
-        sol = engine.solve(batch["inputs"], batch["puzzle_identifiers"], return_logits=True)
-        torch.testing.assert_close(sol.logits, outs[-1]["logits"], atol=1e-2, rtol=1e-2)
-        q = engine.solve(batch["inputs"], batch["puzzle_identifiers"], "q")
-        assert clear.sum() > n // 2 and torch.equal(q.steps[clear].long(), first[clear])

@@ -13,7 +13,6 @@ STEPS_PER_REPLAY steps are captured as one CUDA graph, so the host only replays 
 `halting="q"`, reads one flag per replay; on a CPU the same steps run eagerly, in float32.
 """
 
-import contextlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -36,10 +35,6 @@ STEPS_PER_REPLAY = 4  # ACT steps per CUDA-graph replay: how often `halting="q"`
 # rows, so the last puzzles (those that never halt run halt_max_steps steps) do not step the whole batch
 TAIL_DIVISOR = 16
 QUEUE_BYTES = 256 * 2**20  # waiting puzzles and their results held on the device at once, at most
-# The model's step over the rows in this many lanes, on a GPU each lane on its own CUDA stream, so that one
-# lane's memory-bound kernels (RoPE, norms, SwiGLU) may run beside the other's GEMMs: the same work, the same
-# answers row for row, only overlapped. 1 until an H200 run says otherwise (bench/engine_ops.py --lanes).
-LANES = 1
 # The ops of the compiled step on a GPU: 'auto' (trm_fast.backend.AUTO_OPS), which there leaves the
 # elementwise ops to inductor, which fuses them across op boundaries, and runs the GEMM-epilogue kernels
 # measured faster: a 16-step evaluation of 768 Sudokus on an H200 took 870 ms with the gate/up + SwiGLU TMA
@@ -79,21 +74,14 @@ class Engine:
     step's ops (trm_fast.backend; default ENGINE_OPS, the fastest measured), for experiments.
     `narrow_tail`: with halting="q", finish the last puzzles on 1/TAIL_DIVISOR of the rows (default on;
     compiled, the narrow rows cost one more compilation and capture at the first such solve, and on an
-    H200 made the shipped solver 2.6x faster on 2,000 puzzles, 1.4x on 20,000). `lanes`: split the rows
-    into this many lanes for the model's step, each on its own CUDA stream on a GPU (default LANES; never
-    more lanes than rows); `lane_priority`: on a GPU, the first lane's stream runs at the device's highest
-    priority, so that its kernels take SMs first and the other lanes fill what it leaves."""
+    H200 made the shipped solver 2.6x faster on 2,000 puzzles, 1.4x on 20,000)."""
 
     def __init__(self, model: ACTModel, batch_size: int, device=None, *, compile: Optional[bool] = None,
-                 cuda_graphs: Optional[bool] = None, ops: Optional[str] = None, narrow_tail: bool = True,
-                 lanes: Optional[int] = None, lane_priority: bool = False):
+                 cuda_graphs: Optional[bool] = None, ops: Optional[str] = None, narrow_tail: bool = True):
         if not isinstance(model, ACTModel):
             raise TypeError(f"Engine takes a trm_fast.TRM or trm_fast.HRM, got {type(model).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        lanes = LANES if lanes is None else lanes
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            raise ValueError(f"lanes must be an integer >= 1, got {lanes!r}")
         self.device = torch.device(device) if device is not None else model.inner.H_init.device
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device} asked for, but no CUDA device is visible")
@@ -106,12 +94,6 @@ class Engine:
         self.compiled = self.device.type == "cuda" if compile is None else compile
         self.graphs = self.device.type == "cuda" and (self.compiled if cuda_graphs is None else cuda_graphs)
         self.narrow_tail = narrow_tail
-        self.lanes = lanes
-        self._streams = None
-        if self.device.type == "cuda" and lanes > 1:
-            # a lower number is a higher priority; PyTorch maps one past the device's range to its end
-            first = -1 if lane_priority else 0
-            self._streams = [torch.cuda.Stream(self.device, priority=first if i == 0 else 0) for i in range(lanes)]
         if ops is None:
             ops = ENGINE_OPS if self.device.type == "cuda" else "reference"
         self.ops = resolve_backend(ops, self.device)
@@ -256,28 +238,9 @@ class Engine:
 
     def _step_once(self, rows: Rows, queue: Queue):
         refill(rows, queue)
-        logits, q_halt, margin = self._model_step(rows)
+        logits, q_halt, margin = self._step(rows.z_H, rows.z_L, rows.inputs, rows.puzzle_identifiers, rows.steps,
+                                            rows.halted)
         settle(rows, queue, logits, q_halt, margin, self.config.halt_max_steps)
-
-    def _model_step(self, rows: Rows):
-        """The model's step on every row, lane by lane: each lane a contiguous block of rows (views, so the
-        step still writes the latents in place), on a GPU each on its stream, forked from and joined back to
-        the current one (a CUDA graph captures the lanes as parallel branches)."""
-        args = (rows.z_H, rows.z_L, rows.inputs, rows.puzzle_identifiers, rows.steps, rows.halted)
-        bounds = lane_bounds(rows.halted.shape[0], self.lanes)
-        if len(bounds) == 1:
-            return self._step(*args)
-        main = torch.cuda.current_stream(self.device) if self._streams else None
-        parts = []
-        for i, (start, stop) in enumerate(bounds):
-            stream = self._streams[i] if self._streams else None
-            if stream is not None:
-                stream.wait_stream(main)
-            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                parts.append(self._step(*(a[start:stop] for a in args)))
-        for stream in self._streams or ():
-            main.wait_stream(stream)  # the lanes' outputs were made on their streams: joined before any use
-        return tuple(torch.cat(outputs) for outputs in zip(*parts))
 
     def _run(self, rows: Rows, queue: Queue, steps: int):
         if not self.graphs:
@@ -327,11 +290,3 @@ class Engine:
                 for _ in range(steps):
                     self._step_once(rows, queue)
             self._captured[(count, steps)] = graph
-
-
-def lane_bounds(rows: int, lanes: int):
-    """[(start, stop)] of each lane's rows: `lanes` contiguous blocks (fewer where there are fewer rows), the
-    last ones one row longer where they do not divide evenly."""
-    lanes = min(lanes, rows)
-    edges = [i * rows // lanes for i in range(lanes + 1)]
-    return list(zip(edges[:-1], edges[1:]))
