@@ -3,8 +3,8 @@
     compute-sanitizer --tool memcheck  python bench/sanitize_triton.py
     compute-sanitizer --tool racecheck python bench/sanitize_triton.py [KERNEL ...]
 
-KERNEL (linear_swiglu, linear_add_rms_norm, linear_rope, attention, swiglu, rope, token_mix, small_layer) picks
-some; default all.
+KERNEL (linear_swiglu, linear_add_rms_norm, linear_rope, attention, attention_backward, swiglu, rope, token_mix,
+small_layer) picks some; default all.
 
 The autotuned kernels get each of a few representative configs in turn (their tile list cut to that one
 config, so the autotuner launches it once and times nothing: under the tools a timing loop would take
@@ -51,8 +51,8 @@ def _close(name, got, want) -> bool:
     return ok
 
 
-SECTIONS = ("linear_swiglu", "linear_add_rms_norm", "linear_rope", "attention", "swiglu", "rope", "token_mix",
-            "small_layer")
+SECTIONS = ("linear_swiglu", "linear_add_rms_norm", "linear_rope", "attention", "attention_backward", "swiglu", "rope",
+            "token_mix", "small_layer")
 
 
 def main(sections) -> int:
@@ -120,6 +120,23 @@ def main(sections) -> int:
             for c in _pinned(attention._rope_attention_tma_kernel, lambda c: c.num_warps == 8):
                 ok &= _close(f"rope_attention TMA S {seq} {c}",
                              attention.rope_attention_fwd(qkv, cs, sn, heads, tma=True), want)
+
+    if "attention_backward" in sections:  # the one-tile backward, S 37 and 128 (no padding), each config
+        from trm_fast.kernels import attention_backward
+        from trm_fast.ops.recomputed_attention import _attention_forward, _heads, _packed_grads
+
+        for seq in (37, 128):
+            qkv = torch.randn(2, seq, 3 * heads, d, dtype=dt, device=dev)
+            dout = torch.randn(2, seq, heads * d, dtype=dt, device=dev)
+            cs, sn = RotaryEmbedding(d, seq, 10000.0)()
+            q32, dout32 = qkv.cpu().float(), dout.cpu().float()
+            out, lse = _attention_forward(*_heads(q32, heads))
+            out = out.transpose(1, 2).reshape(2, seq, -1)
+            want = _packed_grads(dout32, q32, out, lse, cs, sn, heads, False)
+            out, lse, cs, sn = (t.to(dev) for t in (out.to(dt), lse, cs, sn))
+            for c in _pinned(attention_backward._attention_backward_kernel, lambda c: True, limit=4):
+                got = attention_backward.attention_backward_packed(dout, qkv, out, lse, cs, sn, heads)
+                ok &= _close(f"attention_backward S {seq} {c}", got, want)
 
     if "swiglu" in sections:
         gate_up = torch.randn(b * s, 2 * n, dtype=dt, device=dev)

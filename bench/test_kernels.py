@@ -162,6 +162,23 @@ def _linear_add_rms_norm_forward(batch, seq, k):
     return calls, (batch * seq * (k + 2 * D) + D * k) * BF16, (batch, seq, k, D)
 
 
+def _attention_backward(batch, seq):
+    """The training attention's backward into the QKV projection's gradient: the kept rotated projection, the
+    output, its logsumexp and dout in, dqkv (B, S, 3H, D) out with dq and dk rotated back. The reference is what
+    kept_attention runs without the kernel: PyTorch's attention backward (cuDNN's on Hopper), then the packing
+    pass (kernels/rope.rope_pack_backward)."""
+    from trm_fast.ops.recomputed_attention import _attention_forward, _heads, _packed_grads
+
+    qkv, dout = _randn(batch, seq, 3 * HEADS, HEAD_DIM), _randn(batch, seq, HEADS * HEAD_DIM)
+    cos, sin = (t.cuda() for t in RotaryEmbedding(HEAD_DIM, seq, 10000.0)())
+    out, lse = _attention_forward(*_heads(qkv, HEADS))
+    out = out.transpose(1, 2).reshape(batch, seq, -1)
+    calls = {impl: functools.partial(_packed_grads, dout, qkv, out, lse, cos, sin, HEADS, impl == "fused")
+             for impl in IMPLS}
+    # the floor's bytes: q, k, v, out and dout read, dq, dk and dv written
+    return calls, 8 * batch * seq * HEADS * HEAD_DIM * BF16, (batch, seq, HEADS, HEAD_DIM)
+
+
 def _token_mix_forward(batch):
     """MLP-t's token mix (sudoku_mlpt: 97 positions, hidden 512, inner width 512): h (B, S, D) and the two weights
     in, rms_norm over positions of h + MLP(h) out. The reference is what the compiled model ran before the
@@ -209,6 +226,8 @@ CASES = {
     "linear_rope forward sm90 c3": functools.partial(_linear_rope_forward, 768, 97, sm90=3),  # grouped rows
     "linear_rope forward sm90 b1": functools.partial(_linear_rope_forward, 1, 97, sm90=0),
     "linear_rope forward sm90 arc": functools.partial(_linear_rope_forward, 192, 916, sm90=0),
+    "attention backward": functools.partial(_attention_backward, 768, 97),  # sudoku_attn's training step
+    "attention backward hrm": functools.partial(_attention_backward, 768, 82),
     "token_mix forward": functools.partial(_token_mix_forward, 768),  # sudoku_mlpt
     "token_mix forward b1": functools.partial(_token_mix_forward, 1),
 }

@@ -22,13 +22,17 @@
 #   recompute GPU tests of the ops that keep a sublayer's input alone (trm_fast.ops.recomputed_*) and of the
 #           trainer's gradients with recompute; bench/train_memory.py on the compiled sudoku_attn step with and
 #           without recompute
+#   attention-backward trm_fast's attention backward (kernels/attention_backward.py): its micro-benchmarks against
+#           cuDNN's backward + the packing pass (bench/test_kernels.py), the compiled sudoku_attn step at batch 768 on
+#           'auto' without and with `attention_backward` (bench/train_memory.py: time and memory), its GPU tests,
+#           compute-sanitizer memcheck on it (bench/sanitize_triton.py); each step bounded, numbers first
 #   recompute-speed the bench's sudoku_attn train rows (engine, reference-compile), then engine with
 #           --recompute; the trainer's steps/s at the same batch, then with arch.recompute, plain and with
 #           cuda_graph
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|mlpt|recompute|recompute-speed}
-phase=${2:?usage: bench/train_bench.sh COMMIT speed|trainer|gap|fit|curves|configs|mlpt|recompute|recompute-speed}
+commit=${1:?usage: bench/train_bench.sh COMMIT PHASE (the phases: the head of this file)}
+phase=${2:?usage: bench/train_bench.sh COMMIT PHASE (the phases: the head of this file)}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 log="$out/train_$phase.log"
 source "$(dirname "$0")/device_common.sh"
@@ -107,6 +111,20 @@ elif [ "$phase" = recompute ]; then
         > "$out/pytest_recompute.log" 2>&1; tail -3 "$out/pytest_recompute.log") | tee -a "$log" || true
     python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile,compile+recompute --commit "$commit" \
         --json "$out/memory.jsonl" 2>&1 | sed '/"kept"/d' | tee -a "$log"
+elif [ "$phase" = attention-backward ]; then
+    timeout 90 python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "attention_backward" --benchmark-only \
+        --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 | tail -12 | tee -a "$log" || true
+    auto=$(cd /tmp && python3 -c "from trm_fast import backend; print(','.join(sorted(backend.AUTO_OPS)))")
+    (cd /tmp && timeout 200 python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile --auto-ops "$auto" \
+        --auto-ops "$auto,attention_backward" --commit "$commit" --json "$out/memory.jsonl") 2>&1 | sed '/"kept"/d' \
+        | tee -a "$log" || true
+    timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_recomputed_attention.py --tb=short \
+        -k "fused_backward or writes_every or opcheck" > "$out/pytest_attention_backward.log" 2>&1
+    tail -3 "$out/pytest_attention_backward.log" | tee -a "$log" || true
+    timeout 90 compute-sanitizer --tool memcheck --error-exitcode 9 \
+        python3 bench/sanitize_triton.py attention_backward \
+        > "$out/sanitizer_attention_backward.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
+        || echo "memcheck: FAILED or cut (see sanitizer_attention_backward.log)" | tee -a "$log"
 elif [ "$phase" = recompute-speed ]; then
     bench sudoku_attn --mode train --backend engine,reference-compile --json "$out/bench_recompute.json" --no-png
     bench sudoku_attn --mode train --backend engine --recompute --json "$out/bench_recompute.json" --no-png
@@ -118,5 +136,6 @@ elif [ "$phase" = recompute-speed ]; then
     echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
     train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
-    echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute or recompute-speed" >&2; exit 2
+    echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute, attention-backward or" \
+        "recompute-speed" >&2; exit 2
 fi

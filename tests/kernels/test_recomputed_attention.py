@@ -4,6 +4,8 @@ projection too), against autograd through the official ops: on the GPU with each
 and on the CPU (the op's own fp32 math, RoPE under Triton's interpreter); what each keeps, their dispatch,
 opcheck and refusals."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,14 +16,19 @@ from trm_fast import ops
 from trm_fast.backend import FusedUnavailableError
 from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.attention import rope_attention_reference
-from trm_fast.ops.recomputed_attention import (kept_attention_backward, kept_attention_fused,
-                                               recomputed_attention_backward, recomputed_attention_fused)
+from trm_fast.ops.recomputed_attention import (fused_backward_unsupported, kept_attention_backward,
+                                               kept_attention_fused, recomputed_attention_backward,
+                                               recomputed_attention_fused)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (B, S, K, H, D): sudoku_attn at batch 768 and 1, HRM's 82 positions at an odd batch, ARC's 916, small odd
 SHAPES_GPU = [(768, 97, 512, 8, 64), (1, 97, 512, 8, 64), (3, 82, 512, 8, 64), (2, 916, 512, 8, 64),
               (3, 5, 64, 2, 32)]
 SHAPES_CPU = [(1, 97, 32, 2, 16), (3, 5, 24, 1, 8), (2, 9, 16, 2, 4)]
+# trm_fast's attention backward (`fused_backward`): up to 128 positions, head dims 32 to 128
+SHAPES_FUSED_GPU = [(768, 97, 512, 8, 64), (1, 97, 512, 8, 64), (3, 82, 512, 8, 64), (3, 5, 64, 2, 32),
+                    (2, 128, 256, 2, 128), (5, 17, 96, 3, 32)]
+SHAPES_FUSED_CPU = [(1, 97, 32, 2, 32), (3, 5, 48, 1, 32), (2, 17, 64, 1, 64)]
 KERNELS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 OPS = {"recomputed": recomputed_attention_fused, "kept": kept_attention_fused}
 
@@ -42,10 +49,10 @@ def _inputs(shape, dtype, device, seed, rope=True):
     return x, w, cos, sin, dy
 
 
-def _check(shape, dtype, seed, device, rope=True, op="recomputed"):
+def _check(shape, dtype, seed, device, rope=True, op="recomputed", fused_backward=False):
     h = shape[3]
     x, w, cos, sin, dy = _inputs(shape, dtype, device, seed, rope)
-    got = output_and_grads(lambda x, w: OPS[op](x, w, cos, sin, h)[0], (x, w), dy)
+    got = output_and_grads(lambda x, w: OPS[op](x, w, cos, sin, h, fused_backward)[0], (x, w), dy)
     tables64 = (cos.double(), sin.double()) if rope else (None, None)
     with sdpa_kernel(SDPBackend.MATH):  # fp64 runs on the math kernel alone
         truth = output_and_grads(lambda x, w: _official(x, w, *tables64, h), (x.double(), w.double()), dy.double())
@@ -60,6 +67,49 @@ def _check(shape, dtype, seed, device, rope=True, op="recomputed"):
 @pytest.mark.parametrize("op", list(OPS))
 def test_cpu_matches_reference(shape, dtype, rope, op):
     _check(shape, dtype, seed=case_seed((shape, str(dtype), rope, op)), device="cpu", rope=rope, op=op)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+@pytest.mark.parametrize("shape", SHAPES_FUSED_CPU)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("rope", [True, False])
+@pytest.mark.parametrize("op", list(OPS))
+def test_cpu_fused_backward_matches_reference(shape, dtype, rope, op):
+    _check(shape, dtype, seed=case_seed((shape, str(dtype), rope, op, "fused")), device="cpu", rope=rope, op=op,
+           fused_backward=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", SHAPES_FUSED_GPU)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("rope", [True, False])
+@pytest.mark.parametrize("op", list(OPS))
+def test_gpu_fused_backward_matches_reference(shape, dtype, rope, op):
+    _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda", rope=rope, op=op, fused_backward=True)
+
+
+def test_fused_backward_writes_every_gradient():
+    # the kernel's output against the unfused pair's, every element: nothing left as torch.empty made it, rows
+    # past S (the tile's padding) written nowhere, the dtype and layout the projection's backward reads
+    from trm_fast.kernels.attention_backward import attention_backward_packed
+    from trm_fast.ops.recomputed_attention import _attention_forward, _heads, _packed_grads
+
+    dtype = torch.float32 if DEVICE == "cpu" else torch.bfloat16
+    for b, s, h, d in ((1, 1, 1, 32), (3, 33, 2, 32), (2, 100, 3, 64)):
+        gen = torch.Generator().manual_seed(s)
+        qkv = torch.randn(b, s, 3 * h, d, generator=gen).to(DEVICE, dtype)
+        dout = torch.randn(b, s, h * d, generator=gen).to(DEVICE, dtype)
+        cos, sin = (t.to(DEVICE) for t in RotaryEmbedding(d, s, 10000.0)())
+        out, lse = _attention_forward(*_heads(qkv, h))
+        out = out.transpose(1, 2).reshape(b, s, -1)
+        want = _packed_grads(dout, qkv, out, lse, cos, sin, h, False)
+        if DEVICE == "cuda":  # a poisoned pool: an unwritten element would read NaN
+            torch.full((4 * want.numel(),), float("nan"), device=DEVICE, dtype=dtype)
+        got = attention_backward_packed(dout, qkv, out, lse, cos, sin, h)
+        assert got.shape == want.shape and got.dtype == dtype and got.is_contiguous()
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got.float(), want.float(), atol=2e-2 if dtype == torch.bfloat16 else 1e-5,
+                                   rtol=2e-2 if dtype == torch.bfloat16 else 1e-5)
 
 
 @pytest.mark.gpu
@@ -122,6 +172,14 @@ def test_opcheck():
     torch.library.opcheck(kept_attention_fused, (x.requires_grad_(True), w, cos, sin, 2))
     out, lse, qkv = kept_attention_fused(x.detach(), w.detach(), cos, sin, 2)
     torch.library.opcheck(kept_attention_backward, (dy, x.detach(), w.detach(), qkv, cos, sin, out, lse, 2))
+    # with trm_fast's attention backward (a head dim of 32 at least)
+    x, w, cos, sin, dy = _inputs((2, 5, 16, 2, 32), torch.float32, DEVICE, seed=4)
+    for op, backward in ((recomputed_attention_fused, recomputed_attention_backward),
+                         (kept_attention_fused, kept_attention_backward)):
+        torch.library.opcheck(op, (x.detach().requires_grad_(True), w.detach().requires_grad_(True), cos, sin, 2,
+                                   True))
+        out, lse, *kept = op(x.detach(), w.detach(), cos, sin, 2, True)
+        torch.library.opcheck(backward, (dy, x.detach(), w.detach(), *kept, cos, sin, out, lse, 2, True))
 
 
 def _spy(monkeypatch, name):
@@ -185,3 +243,36 @@ def test_kept_bad_input_names_the_problem(monkeypatch):
     for args, match in _bad_calls(x, w, cos, sin):
         with pytest.raises(FusedUnavailableError, match=match):
             ops.self_attention(*args, 2, backend="fused")
+
+
+def test_fused_backward_dispatch_and_refusals(monkeypatch):
+    # self_attention asks the training op for trm_fast's attention backward where AUTO_OPS names
+    # `attention_backward` and the kernel takes the shape; elsewhere PyTorch's backward, without a warning
+    called = _spy(monkeypatch, "kept_attention_fused")
+    monkeypatch.setattr(trm_fast.backend, "recomputes_in_ops", lambda backend, device: backend != "reference")
+    x, w, cos, sin, _ = _inputs((2, 9, 16, 2, 32), torch.float32, DEVICE, seed=9)
+    x.requires_grad_(True)
+    cases = [(trm_fast.backend.AUTO_OPS | {"attention_backward"}, "fused"),
+             (trm_fast.backend.AUTO_OPS - {"attention_backward"}, "fused")]
+    if DEVICE == "cuda":  # 'auto' takes no kernel under the CPU interpreter
+        cases.append((trm_fast.backend.AUTO_OPS | {"attention_backward", "kept_attention"}, "auto"))
+    for auto_ops, backend in cases:
+        monkeypatch.setattr(trm_fast.backend, "AUTO_OPS", auto_ops)
+        ops.self_attention(x, w, (cos, sin), 2, backend=backend).sum().backward()
+        assert called.pop()[-1] is ("attention_backward" in auto_ops)
+    monkeypatch.setattr(trm_fast.backend, "AUTO_OPS", trm_fast.backend.AUTO_OPS | {"attention_backward"})
+    long_x, long_cs = _inputs((1, 129, 16, 1, 32), torch.float32, DEVICE, seed=10)[0], None
+    x8, w8, cos8, sin8, _ = _inputs((2, 9, 16, 2, 16), torch.float32, DEVICE, seed=11)
+    long_x.requires_grad_(True)
+    x8.requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second kernel declines silently
+        for args in ((long_x, w[:96], long_cs), (x8, w8, (cos8, sin8))):
+            ops.self_attention(*args, 1 if args[0] is long_x else 2, backend="fused")
+            assert called.pop()[-1] is False
+    assert fused_backward_unsupported(long_x, w[:96], 1) == "the sequence must fit one tile, S <= 128, got 129"
+    assert fused_backward_unsupported(x8, w8, 2) == ("the head dim D must be a power of two from 32 to 128 (a half "
+                                                     "is a dot's K), got 16")
+    assert fused_backward_unsupported(x, torch.zeros(3 * 2 * 48, 16), 2).endswith("got 48")
+    assert fused_backward_unsupported(x, torch.zeros(3 * 256, 16), 1).endswith("got 256")
+    assert fused_backward_unsupported(x, w, 2) is None

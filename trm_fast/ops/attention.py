@@ -21,7 +21,7 @@ from .. import backend as _backend
 from .linear_rope import linear_rope_fused, linear_rope_sm90_as_set
 from .linear_rope import unsupported as linear_rope_unsupported
 from .linear_rope import unsupported_sm90 as linear_rope_sm90_unsupported
-from .recomputed_attention import kept_attention_fused, recomputed_attention_fused
+from .recomputed_attention import fused_backward_unsupported, kept_attention_fused, recomputed_attention_fused
 from .recomputed_attention import unsupported as recomputed_attention_unsupported
 from .rope import rope_reference
 
@@ -141,7 +141,9 @@ def self_attention(x: torch.Tensor, qkv_weight: torch.Tensor, cos_sin, num_heads
         op = recomputed_attention_fused if recompute else kept_attention_fused
         name = "recomputed_attention" if recompute else "kept_attention"
         if _backend.recomputes_in_ops(backend, x.device) and _backend.use_fused(backend, name, why_not):
-            return op(x, qkv_weight, cos, sin, num_heads)[0]
+            fused_backward = _backend.offers(backend, "attention_backward",
+                                             lambda: fused_backward_unsupported(x, qkv_weight, num_heads))
+            return op(x, qkv_weight, cos, sin, num_heads, fused_backward)[0]
     elif cos_sin is not None:
         cos, sin = cos_sin
         if _backend.offers(backend, "linear_rope_sm90",

@@ -33,6 +33,9 @@ Backward, with dout (B, S, H D):
     dq, dk, dv = attention_backward(dout, q, k, v, out, logsumexp)
     dqkv = [RoPE^T(dq) | RoPE^T(dk) | dv]         one pass (kernels/rope.rope_pack_backward)
     dx = dqkv W_qkv,   dW_qkv = dqkv^T x
+With `fused_backward` (where AUTO_OPS names `attention_backward` and `fused_backward_unsupported` allows: up to
+128 positions), the second and third lines are one Triton kernel instead, kernels/attention_backward.py: the
+whole sequence of a head in one tile, dqkv written packed and rotated back.
 """
 
 import math
@@ -41,10 +44,13 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..backend import triton_status
 from .linear_rope import projection_unsupported
 
 # torch.nn.attention.SDPBackend's values, as torch._fused_sdp_choice returns them
 _FLASH, _EFFICIENT, _CUDNN = 1, 2, 3
+# trm_fast's attention backward holds the whole sequence in one tile (kernels/attention_backward.py)
+FUSED_BACKWARD_MAX_S = 128
 
 
 def _rotated_qkv(x: torch.Tensor, weight: torch.Tensor, cos: Optional[torch.Tensor], sin: Optional[torch.Tensor],
@@ -112,63 +118,75 @@ def _attention_backward(dout, q, k, v, out, lse) -> Tuple[torch.Tensor, torch.Te
 
 @torch.library.custom_op("trm_fast::recomputed_attention", mutates_args=())
 def recomputed_attention_fused(x: torch.Tensor, qkv_weight: torch.Tensor, cos: Optional[torch.Tensor],
-                               sin: Optional[torch.Tensor], num_heads: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(out (B, S, H D), logsumexp (B, H, S) fp32)."""
+                               sin: Optional[torch.Tensor], num_heads: int, fused_backward: bool = False
+                               ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(out (B, S, H D), logsumexp (B, H, S) fp32). `fused_backward`: the backward runs trm_fast's attention
+    backward kernel (`_packed_grads`)."""
     b, s, _ = x.shape
     out, lse = _attention_forward(*_heads(_rotated_qkv(x, qkv_weight, cos, sin, num_heads), num_heads))
     return out.transpose(1, 2).reshape(b, s, -1), lse
 
 
 @recomputed_attention_fused.register_fake
-def _(x, qkv_weight, cos, sin, num_heads):
+def _(x, qkv_weight, cos, sin, num_heads, fused_backward=False):
     b, s, _ = x.shape
     return x.new_empty((b, s, qkv_weight.shape[0] // 3)), x.new_empty((b, num_heads, s), dtype=torch.float32)
 
 
-def _attention_grads(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-                     num_heads: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv), each (B, H, S, D), from dout (B, S, H D), the rotated projection qkv (B, S, 3H, D), the
-    output and its logsumexp. A function of its own so that a recomputed qkv is freed when it returns."""
-    (o,) = _heads(out, num_heads)
-    return _attention_backward(*_heads(dout.contiguous(), num_heads), *_heads(qkv, num_heads), o, lse)
+def _packed_grads(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                  cos: Optional[torch.Tensor], sin: Optional[torch.Tensor], num_heads: int,
+                  fused_backward: bool) -> torch.Tensor:
+    """The gradient of the projection's output, dqkv (B, S, 3H, D) contiguous, from dout (B, S, H D), the rotated
+    projection qkv (B, S, 3H, D), the output and its logsumexp: with `fused_backward`, trm_fast's one-tile kernel
+    (kernels/attention_backward.py), otherwise PyTorch's attention backward and then the packing pass. A function
+    of its own so that a recomputed qkv is freed when it returns."""
+    if fused_backward:
+        from ..kernels.attention_backward import attention_backward_packed
 
-
-def _projection_grads(grads, x: torch.Tensor, qkv_weight: torch.Tensor, cos: Optional[torch.Tensor],
-                      sin: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(dx, dqkv_weight) from the attention's gradients of the rotated q and k and of v."""
+        return attention_backward_packed(dout, qkv, out, lse, cos, sin, num_heads)
     from ..kernels.rope import rope_pack_backward
 
+    (o,) = _heads(out, num_heads)
+    grads = _attention_backward(*_heads(dout.contiguous(), num_heads), *_heads(qkv, num_heads), o, lse)
+    return rope_pack_backward(*grads, cos, sin)
+
+
+def _projection_grads(dqkv: torch.Tensor, x: torch.Tensor, qkv_weight: torch.Tensor
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dqkv_weight) from the gradient of the projection's output (B, S, 3H, D), contiguous."""
     b, s, _ = x.shape
-    rows = rope_pack_backward(*grads, cos, sin).view(b * s, -1)  # (B, S, 3H, D) contiguous
+    rows = dqkv.view(b * s, -1)
     return (rows @ qkv_weight).view(x.shape), rows.t() @ x.reshape(b * s, -1)
 
 
 @torch.library.custom_op("trm_fast::recomputed_attention_backward", mutates_args=())
 def recomputed_attention_backward(dout: torch.Tensor, x: torch.Tensor, qkv_weight: torch.Tensor,
                                   cos: Optional[torch.Tensor], sin: Optional[torch.Tensor], out: torch.Tensor,
-                                  lse: torch.Tensor, num_heads: int) -> Tuple[torch.Tensor, torch.Tensor]:
+                                  lse: torch.Tensor, num_heads: int, fused_backward: bool = False
+                                  ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(dx, dqkv_weight) from dout (B, S, H D) and what the forward kept."""
-    grads = _attention_grads(dout, _rotated_qkv(x, qkv_weight, cos, sin, num_heads), out, lse, num_heads)
-    return _projection_grads(grads, x, qkv_weight, cos, sin)
+    qkv = _rotated_qkv(x, qkv_weight, cos, sin, num_heads)
+    return _projection_grads(_packed_grads(dout, qkv, out, lse, cos, sin, num_heads, fused_backward), x, qkv_weight)
 
 
 @recomputed_attention_backward.register_fake
-def _(dout, x, qkv_weight, cos, sin, out, lse, num_heads):
+def _(dout, x, qkv_weight, cos, sin, out, lse, num_heads, fused_backward=False):
     return torch.empty_like(x), torch.empty_like(qkv_weight)
 
 
 def _setup_context(ctx, inputs, output):
-    x, qkv_weight, cos, sin, num_heads = inputs
+    x, qkv_weight, cos, sin, num_heads, *fused_backward = inputs
     out, lse = output
     ctx.mark_non_differentiable(lse)
-    ctx.num_heads = num_heads
+    ctx.num_heads, ctx.fused_backward = num_heads, bool(fused_backward and fused_backward[0])
     ctx.save_for_backward(x, qkv_weight, cos, sin, out, lse)
 
 
 def _backward(ctx, dout, _):
     x, qkv_weight, cos, sin, out, lse = ctx.saved_tensors
-    dx, dweight = recomputed_attention_backward(dout, x, qkv_weight, cos, sin, out, lse, ctx.num_heads)
-    return dx, dweight, None, None, None
+    dx, dweight = recomputed_attention_backward(dout, x, qkv_weight, cos, sin, out, lse, ctx.num_heads,
+                                                ctx.fused_backward)
+    return dx, dweight, None, None, None, None
 
 
 recomputed_attention_fused.register_autograd(_backward, setup_context=_setup_context)
@@ -176,10 +194,10 @@ recomputed_attention_fused.register_autograd(_backward, setup_context=_setup_con
 
 @torch.library.custom_op("trm_fast::kept_attention", mutates_args=())
 def kept_attention_fused(x: torch.Tensor, qkv_weight: torch.Tensor, cos: Optional[torch.Tensor],
-                         sin: Optional[torch.Tensor], num_heads: int
+                         sin: Optional[torch.Tensor], num_heads: int, fused_backward: bool = False
                          ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out (B, S, H D), logsumexp (B, H, S) fp32, the rotated projection (B, S, 3H, D)): the last two kept for
-    the backward."""
+    the backward. `fused_backward` as for `recomputed_attention`."""
     b, s, _ = x.shape
     qkv = _rotated_qkv(x, qkv_weight, cos, sin, num_heads)
     out, lse = _attention_forward(*_heads(qkv, num_heads))
@@ -187,7 +205,7 @@ def kept_attention_fused(x: torch.Tensor, qkv_weight: torch.Tensor, cos: Optiona
 
 
 @kept_attention_fused.register_fake
-def _(x, qkv_weight, cos, sin, num_heads):
+def _(x, qkv_weight, cos, sin, num_heads, fused_backward=False):
     b, s, _ = x.shape
     return (x.new_empty((b, s, qkv_weight.shape[0] // 3)), x.new_empty((b, num_heads, s), dtype=torch.float32),
             x.new_empty((b, s, 3 * num_heads, qkv_weight.shape[0] // (3 * num_heads))))
@@ -196,28 +214,30 @@ def _(x, qkv_weight, cos, sin, num_heads):
 @torch.library.custom_op("trm_fast::kept_attention_backward", mutates_args=())
 def kept_attention_backward(dout: torch.Tensor, x: torch.Tensor, qkv_weight: torch.Tensor, qkv: torch.Tensor,
                             cos: Optional[torch.Tensor], sin: Optional[torch.Tensor], out: torch.Tensor,
-                            lse: torch.Tensor, num_heads: int) -> Tuple[torch.Tensor, torch.Tensor]:
+                            lse: torch.Tensor, num_heads: int, fused_backward: bool = False
+                            ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(dx, dqkv_weight) from dout (B, S, H D) and what the forward kept."""
-    return _projection_grads(_attention_grads(dout, qkv, out, lse, num_heads), x, qkv_weight, cos, sin)
+    return _projection_grads(_packed_grads(dout, qkv, out, lse, cos, sin, num_heads, fused_backward), x, qkv_weight)
 
 
 @kept_attention_backward.register_fake
-def _(dout, x, qkv_weight, qkv, cos, sin, out, lse, num_heads):
+def _(dout, x, qkv_weight, qkv, cos, sin, out, lse, num_heads, fused_backward=False):
     return torch.empty_like(x), torch.empty_like(qkv_weight)
 
 
 def _setup_kept(ctx, inputs, output):
-    x, qkv_weight, cos, sin, num_heads = inputs
+    x, qkv_weight, cos, sin, num_heads, *fused_backward = inputs
     out, lse, qkv = output
     ctx.mark_non_differentiable(lse, qkv)
-    ctx.num_heads = num_heads
+    ctx.num_heads, ctx.fused_backward = num_heads, bool(fused_backward and fused_backward[0])
     ctx.save_for_backward(x, qkv_weight, qkv, cos, sin, out, lse)
 
 
 def _backward_kept(ctx, dout, _lse, _qkv):
     x, qkv_weight, qkv, cos, sin, out, lse = ctx.saved_tensors
-    dx, dweight = kept_attention_backward(dout, x, qkv_weight, qkv, cos, sin, out, lse, ctx.num_heads)
-    return dx, dweight, None, None, None
+    dx, dweight = kept_attention_backward(dout, x, qkv_weight, qkv, cos, sin, out, lse, ctx.num_heads,
+                                          ctx.fused_backward)
+    return dx, dweight, None, None, None, None
 
 
 kept_attention_fused.register_autograd(_backward_kept, setup_context=_setup_kept)
@@ -240,3 +260,14 @@ def unsupported(x: torch.Tensor, qkv_weight: torch.Tensor, cos: Optional[torch.T
             return (f"{name} must be a float32 (S, D) = {(x.shape[1], d)} table on {x.device}, got {table.dtype} "
                     f"{tuple(table.shape)} on {table.device}")
     return None
+
+
+def fused_backward_unsupported(x: torch.Tensor, qkv_weight: torch.Tensor, num_heads: int) -> Optional[str]:
+    """Why trm_fast's attention backward kernel (`fused_backward`) cannot take this call, or None; the op itself
+    must take it (`unsupported`). Shapes only: torch.compile traces it."""
+    s, d = x.shape[1], qkv_weight.shape[0] // (3 * num_heads)
+    if s > FUSED_BACKWARD_MAX_S:
+        return f"the sequence must fit one tile, S <= {FUSED_BACKWARD_MAX_S}, got {s}"
+    if d < 32 or d > 128 or d & (d - 1):
+        return f"the head dim D must be a power of two from 32 to 128 (a half is a dot's K), got {d}"
+    return triton_status()
