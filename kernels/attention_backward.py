@@ -39,9 +39,14 @@ from ..backend import interpreting
 from .rope import tables, unrotate
 from .rope_tables import equal_halves
 
+
 def _configs():
-    # no loop to pipeline: only the warps that share a head's tiles vary (one config under the interpreter)
-    return [triton.Config({}, num_warps=w, num_stages=1) for w in ((4,) if interpreting() else (4, 8))]
+    """Warps sharing a head's tiles, and heads per program (with two stages, the next head's tiles load while
+    this one's products run); one config under the interpreter, with two heads so the tests cover the loop."""
+    if interpreting():
+        return [triton.Config({"HEADS": 2}, num_warps=4, num_stages=1)]
+    return [triton.Config({"HEADS": heads}, num_warps=warps, num_stages=stages)
+            for heads, stages in ((1, 1), (2, 1), (2, 2), (4, 2)) for warps in (4, 8)]
 
 
 @triton.jit
@@ -57,56 +62,59 @@ def _dot(a, b, IEEE: tl.constexpr):
 def _attention_backward_kernel(qkv_ptr, stride_qb, stride_qs, stride_qh, o_ptr, stride_ob, stride_os, do_ptr,
                                stride_db, stride_ds, lse_ptr, stride_lb, stride_lh, g_ptr, stride_gb, stride_gs,
                                stride_gh, cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d,
-                               S, H, scale, D: tl.constexpr, BLOCK: tl.constexpr, ROPE: tl.constexpr,
-                               EQUAL_HALVES: tl.constexpr, IEEE: tl.constexpr):
+                               S, H, BH, scale, D: tl.constexpr, BLOCK: tl.constexpr, ROPE: tl.constexpr,
+                               EQUAL_HALVES: tl.constexpr, IEEE: tl.constexpr, HEADS: tl.constexpr):
+    # one program: HEADS consecutive (batch row, head) pairs of the B H, one after the other
     HALF: tl.constexpr = D // 2
-    pid = tl.program_id(0)
-    b = (pid // H).to(tl.int64)
-    h = (pid % H).to(tl.int64)
     rows = tl.arange(0, BLOCK)
-    valid = rows < S
     half = tl.arange(0, HALF)[None, :]
     full = tl.arange(0, D)[None, :]
     at = rows.to(tl.int64)[:, None]
-
-    # q' and k' in halves (RoPE's transpose works on halves), v, out and dout whole; rows past S read zeros
-    qkv = qkv_ptr + b * stride_qb + at * stride_qs + half
-    q1 = tl.load(qkv + h * stride_qh, mask=valid[:, None], other=0.0)
-    q2 = tl.load(qkv + h * stride_qh + HALF, mask=valid[:, None], other=0.0)
-    k1 = tl.load(qkv + (H + h) * stride_qh, mask=valid[:, None], other=0.0)
-    k2 = tl.load(qkv + (H + h) * stride_qh + HALF, mask=valid[:, None], other=0.0)
-    v = tl.load(qkv_ptr + b * stride_qb + at * stride_qs + (2 * H + h) * stride_qh + full, mask=valid[:, None],
-                other=0.0)
-    o = tl.load(o_ptr + b * stride_ob + at * stride_os + h * D + full, mask=valid[:, None], other=0.0)
-    do = tl.load(do_ptr + b * stride_db + at * stride_ds + h * D + full, mask=valid[:, None], other=0.0)
-    lse = tl.load(lse_ptr + b * stride_lb + h * stride_lh + rows, mask=valid, other=0.0)
-    delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
-
-    scores = _dot(q1, tl.trans(k1), IEEE) + _dot(q2, tl.trans(k2), IEEE)
-    p = tl.exp(scores * scale - lse[:, None])
-    p = tl.where(valid[:, None] & valid[None, :], p, 0.0)  # padded keys and queries take no probability
-    dv = _dot(tl.trans(p.to(do.dtype)), do, IEEE)
-    dp = _dot(do, tl.trans(v), IEEE)
-    ds = (p * (dp - delta[:, None])).to(q1.dtype)
-    dq1 = _dot(ds, k1, IEEE) * scale
-    dq2 = _dot(ds, k2, IEEE) * scale
-    dst = tl.trans(ds)
-    dk1 = _dot(dst, q1, IEEE) * scale
-    dk2 = _dot(dst, q2, IEEE) * scale
-    if ROPE:
+    if ROPE:  # the tables at every position: the same for every head
         cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d,
-                                        rows, tl.arange(0, HALF), valid, HALF, EQUAL_HALVES)
-        dq1, dq2 = unrotate(dq1, dq2, cos1, cos2, sin1, sin2)
-        dk1, dk2 = unrotate(dk1, dk2, cos1, cos2, sin1, sin2)
+                                        rows, tl.arange(0, HALF), rows < S, HALF, EQUAL_HALVES)
+    for i in range(HEADS):
+        pair = tl.program_id(0) * HEADS + i
+        b = (pair // H).to(tl.int64)
+        h = (pair % H).to(tl.int64)
+        valid = rows < tl.where(pair < BH, S, 0)  # the last program's pairs past B H read and write nothing
 
-    g = g_ptr + b * stride_gb + at * stride_gs + half
-    out_dtype = g_ptr.dtype.element_ty
-    tl.store(g + h * stride_gh, dq1.to(out_dtype), mask=valid[:, None])
-    tl.store(g + h * stride_gh + HALF, dq2.to(out_dtype), mask=valid[:, None])
-    tl.store(g + (H + h) * stride_gh, dk1.to(out_dtype), mask=valid[:, None])
-    tl.store(g + (H + h) * stride_gh + HALF, dk2.to(out_dtype), mask=valid[:, None])
-    tl.store(g_ptr + b * stride_gb + at * stride_gs + (2 * H + h) * stride_gh + full, dv.to(out_dtype),
-             mask=valid[:, None])
+        # q' and k' in halves (RoPE's transpose works on halves), v, out and dout whole; rows past S read zeros
+        qkv = qkv_ptr + b * stride_qb + at * stride_qs + half
+        q1 = tl.load(qkv + h * stride_qh, mask=valid[:, None], other=0.0)
+        q2 = tl.load(qkv + h * stride_qh + HALF, mask=valid[:, None], other=0.0)
+        k1 = tl.load(qkv + (H + h) * stride_qh, mask=valid[:, None], other=0.0)
+        k2 = tl.load(qkv + (H + h) * stride_qh + HALF, mask=valid[:, None], other=0.0)
+        v = tl.load(qkv_ptr + b * stride_qb + at * stride_qs + (2 * H + h) * stride_qh + full, mask=valid[:, None],
+                    other=0.0)
+        o = tl.load(o_ptr + b * stride_ob + at * stride_os + h * D + full, mask=valid[:, None], other=0.0)
+        do = tl.load(do_ptr + b * stride_db + at * stride_ds + h * D + full, mask=valid[:, None], other=0.0)
+        lse = tl.load(lse_ptr + b * stride_lb + h * stride_lh + rows, mask=valid, other=0.0)
+        delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
+
+        scores = _dot(q1, tl.trans(k1), IEEE) + _dot(q2, tl.trans(k2), IEEE)
+        p = tl.exp(scores * scale - lse[:, None])
+        p = tl.where(valid[:, None] & valid[None, :], p, 0.0)  # padded keys and queries take no probability
+        dv = _dot(tl.trans(p.to(do.dtype)), do, IEEE)
+        dp = _dot(do, tl.trans(v), IEEE)
+        ds = (p * (dp - delta[:, None])).to(q1.dtype)
+        dq1 = _dot(ds, k1, IEEE) * scale
+        dq2 = _dot(ds, k2, IEEE) * scale
+        dst = tl.trans(ds)
+        dk1 = _dot(dst, q1, IEEE) * scale
+        dk2 = _dot(dst, q2, IEEE) * scale
+        if ROPE:
+            dq1, dq2 = unrotate(dq1, dq2, cos1, cos2, sin1, sin2)
+            dk1, dk2 = unrotate(dk1, dk2, cos1, cos2, sin1, sin2)
+
+        g = g_ptr + b * stride_gb + at * stride_gs + half
+        out_dtype = g_ptr.dtype.element_ty
+        tl.store(g + h * stride_gh, dq1.to(out_dtype), mask=valid[:, None])
+        tl.store(g + h * stride_gh + HALF, dq2.to(out_dtype), mask=valid[:, None])
+        tl.store(g + (H + h) * stride_gh, dk1.to(out_dtype), mask=valid[:, None])
+        tl.store(g + (H + h) * stride_gh + HALF, dk2.to(out_dtype), mask=valid[:, None])
+        tl.store(g_ptr + b * stride_gb + at * stride_gs + (2 * H + h) * stride_gh + full, dv.to(out_dtype),
+                 mask=valid[:, None])
 
 
 def attention_backward_packed(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
@@ -122,10 +130,11 @@ def attention_backward_packed(dout: torch.Tensor, qkv: torch.Tensor, out: torch.
     dqkv = torch.empty((b, s, heads3, d), dtype=qkv.dtype, device=qkv.device)
     rope = cos is not None
     tab_c, tab_s = (cos, sin) if rope else (lse, lse)  # any pointer where there are no tables: never read
-    _attention_backward_kernel[(b * num_heads,)](
+    pairs = b * num_heads
+    _attention_backward_kernel[lambda meta: (triton.cdiv(pairs, meta["HEADS"]),)](
         qkv, qkv.stride(0), qkv.stride(1), qkv.stride(2), out, out.stride(0), out.stride(1), dout, dout.stride(0),
         dout.stride(1), lse, lse.stride(0), lse.stride(1), dqkv, dqkv.stride(0), dqkv.stride(1), dqkv.stride(2),
-        tab_c, tab_c.stride(0), tab_c.stride(-1), tab_s, tab_s.stride(0), tab_s.stride(-1), s, num_heads,
+        tab_c, tab_c.stride(0), tab_c.stride(-1), tab_s, tab_s.stride(0), tab_s.stride(-1), s, num_heads, pairs,
         1 / math.sqrt(d), D=d, BLOCK=max(16, triton.next_power_of_2(s)), ROPE=rope,
         EQUAL_HALVES=rope and equal_halves(cos, sin), IEEE=qkv.dtype == torch.float32)
     return dqkv
