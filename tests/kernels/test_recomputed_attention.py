@@ -81,7 +81,7 @@ def test_cpu_fused_backward_matches_reference(shape, dtype, rope, op):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", SHAPES_FUSED_GPU)
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=["bf16", "fp16", "fp32"])
 @pytest.mark.parametrize("rope", [True, False])
 @pytest.mark.parametrize("op", list(OPS))
 def test_gpu_fused_backward_matches_reference(shape, dtype, rope, op):
@@ -250,7 +250,7 @@ def test_fused_backward_dispatch_and_refusals(monkeypatch):
     # `attention_backward` and the kernel takes the shape; elsewhere PyTorch's backward, without a warning
     called = _spy(monkeypatch, "kept_attention_fused")
     monkeypatch.setattr(trm_fast.backend, "recomputes_in_ops", lambda backend, device: backend != "reference")
-    x, w, cos, sin, _ = _inputs((2, 9, 16, 2, 32), torch.float32, DEVICE, seed=9)
+    x, w, cos, sin, _ = _inputs((2, 9, 16, 2, 32), torch.float16, DEVICE, seed=9)
     x.requires_grad_(True)
     cases = [(trm_fast.backend.AUTO_OPS | {"attention_backward"}, "fused"),
              (trm_fast.backend.AUTO_OPS - {"attention_backward"}, "fused")]
@@ -261,13 +261,15 @@ def test_fused_backward_dispatch_and_refusals(monkeypatch):
         ops.self_attention(x, w, (cos, sin), 2, backend=backend).sum().backward()
         assert called.pop()[-1] is ("attention_backward" in auto_ops)
     monkeypatch.setattr(trm_fast.backend, "AUTO_OPS", trm_fast.backend.AUTO_OPS | {"attention_backward"})
-    long_x, long_cs = _inputs((1, 129, 16, 1, 32), torch.float32, DEVICE, seed=10)[0], None
-    x8, w8, cos8, sin8, _ = _inputs((2, 9, 16, 2, 16), torch.float32, DEVICE, seed=11)
+    long_x, long_cs = _inputs((1, 129, 16, 1, 32), torch.float16, DEVICE, seed=10)[0], None
+    x8, w8, cos8, sin8, _ = _inputs((2, 9, 16, 2, 16), torch.float16, DEVICE, seed=11)
+    x32, w32, cos32, sin32, _ = _inputs((2, 9, 16, 2, 32), torch.float32, DEVICE, seed=12)
+    x32.requires_grad_(True)
     long_x.requires_grad_(True)
     x8.requires_grad_(True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second kernel declines silently
-        for args in ((long_x, w[:96], long_cs), (x8, w8, (cos8, sin8))):
+        for args in ((long_x, w[:96], long_cs), (x8, w8, (cos8, sin8)), (x32, w32, (cos32, sin32))):
             ops.self_attention(*args, 1 if args[0] is long_x else 2, backend="fused")
             assert called.pop()[-1] is False
     assert fused_backward_unsupported(long_x, w[:96], 1) == "the sequence must fit one tile, S <= 128, got 129"
@@ -275,4 +277,6 @@ def test_fused_backward_dispatch_and_refusals(monkeypatch):
                                                      "is a dot's K), got 16")
     assert fused_backward_unsupported(x, torch.zeros(3 * 2 * 48, 16), 2).endswith("got 48")
     assert fused_backward_unsupported(x, torch.zeros(3 * 256, 16), 1).endswith("got 256")
+    assert fused_backward_unsupported(x32, w32, 2) == ("the kernel runs 16-bit inputs (bfloat16, float16), got "
+                                                       "torch.float32")
     assert fused_backward_unsupported(x, w, 2) is None

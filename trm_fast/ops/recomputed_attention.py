@@ -266,6 +266,9 @@ def fused_backward_unsupported(x: torch.Tensor, qkv_weight: torch.Tensor, num_he
     """Why trm_fast's attention backward kernel (`fused_backward`) cannot take this call, or None; the op itself
     must take it (`unsupported`). Shapes only: torch.compile traces it."""
     s, d = x.shape[1], qkv_weight.shape[0] // (3 * num_heads)
+    if x.dtype not in (torch.bfloat16, torch.float16):
+        # measured in bf16 alone; in fp32 its products would run as IEEE FMAs, unmeasured against PyTorch's
+        return f"the kernel runs 16-bit inputs (bfloat16, float16), got {x.dtype}"
     if s > FUSED_BACKWARD_MAX_S:
         return f"the sequence must fit one tile, S <= {FUSED_BACKWARD_MAX_S}, got {s}"
     if d < 32 or d > 128 or d & (d - 1):
