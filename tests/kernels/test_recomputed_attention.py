@@ -61,22 +61,14 @@ def _check(shape, dtype, seed, device, rope=True, op="recomputed", fused_backwar
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
-@pytest.mark.parametrize("shape", SHAPES_CPU)
+@pytest.mark.parametrize("shape, fused_backward",
+                         [(s, False) for s in SHAPES_CPU] + [(s, True) for s in SHAPES_FUSED_CPU])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("rope", [True, False])
 @pytest.mark.parametrize("op", list(OPS))
-def test_cpu_matches_reference(shape, dtype, rope, op):
-    _check(shape, dtype, seed=case_seed((shape, str(dtype), rope, op)), device="cpu", rope=rope, op=op)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
-@pytest.mark.parametrize("shape", SHAPES_FUSED_CPU)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("rope", [True, False])
-@pytest.mark.parametrize("op", list(OPS))
-def test_cpu_fused_backward_matches_reference(shape, dtype, rope, op):
-    _check(shape, dtype, seed=case_seed((shape, str(dtype), rope, op, "fused")), device="cpu", rope=rope, op=op,
-           fused_backward=True)
+def test_cpu_matches_reference(shape, fused_backward, dtype, rope, op):
+    seed = case_seed((shape, str(dtype), rope, op) + (("fused",) if fused_backward else ()))
+    _check(shape, dtype, seed=seed, device="cpu", rope=rope, op=op, fused_backward=fused_backward)
 
 
 @pytest.mark.gpu
