@@ -3,8 +3,9 @@ gradient: one program per (batch row, head) holds the whole sequence, so the pro
 once, no partial sum leaves the chip, and dq and dk are rotated back (RoPE's transpose) on the way out.
 
 It replaces, in the training ops of trm_fast.ops.recomputed_attention, PyTorch's attention backward (cuDNN's on
-an H200: 468 us at sudoku_attn's batch 768, 79 TFLOP/s, bench/results/2026-12-07_h200_d042a21_sdpa_backends.jsonl)
-followed by kernels/rope.rope_pack_backward's packing pass.
+Hopper) followed by kernels/rope.rope_pack_backward's packing pass: on an H200 at sudoku_attn's batch 768 it took
+467.6 us where that pair took 693.5 us (bench/results/2026-12-07_h200_54d41b9_attention_backward_microbench.json;
+cuDNN's backward alone ran 468 us in another call, 79 TFLOP/s).
 
 Math, per batch row b and head h (positions i, j < S, scale = 1/sqrt(D); fp32 unless said otherwise), from the
 forward's rotated q', k', v (as it kept them), its output o and logsumexp lse, and dout:

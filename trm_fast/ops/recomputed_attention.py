@@ -34,8 +34,9 @@ Backward, with dout (B, S, H D):
     dqkv = [RoPE^T(dq) | RoPE^T(dk) | dv]         one pass (kernels/rope.rope_pack_backward)
     dx = dqkv W_qkv,   dW_qkv = dqkv^T x
 With `fused_backward` (where AUTO_OPS names `attention_backward` and `fused_backward_unsupported` allows: up to
-128 positions), the second and third lines are one Triton kernel instead, kernels/attention_backward.py: the
-whole sequence of a head in one tile, dqkv written packed and rotated back.
+128 positions, 16-bit), the second and third lines are one Triton kernel instead, kernels/attention_backward.py:
+the whole sequence of a head in one tile, dqkv written packed and rotated back (468 against 694 us at
+sudoku_attn's batch 768 on an H200).
 """
 
 import math
