@@ -135,8 +135,11 @@ def main(sections) -> int:
             want = _packed_grads(dout32, q32, out, lse, cs, sn, heads, False)
             out, lse, cs, sn = (t.to(dev) for t in (out.to(dt), lse, cs, sn))
             for c in _pinned(attention_backward._attention_backward_kernel, lambda c: True, limit=8):
-                got = attention_backward.attention_backward_packed(dout, qkv, out, lse, cs, sn, heads)
+                got = attention_backward.attention_backward_packed(dout, qkv, out, lse, cs, sn, heads, False)
                 ok &= _close(f"attention_backward S {seq} {c}", got, want)
+            for c in _pinned(attention_backward._attention_backward_blocked_kernel, lambda c: True, limit=8):
+                got = attention_backward.attention_backward_packed(dout, qkv, out, lse, cs, sn, heads, True)
+                ok &= _close(f"attention_backward blocked S {seq} {c}", got, want)
 
     if "swiglu" in sections:
         gate_up = torch.randn(b * s, 2 * n, dtype=dt, device=dev)

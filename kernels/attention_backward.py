@@ -17,6 +17,11 @@ forward's rotated q', k', v (as it kept them), its output o and logsumexp lse, a
     dq, dk = RoPE's transpose of dq', dk' (kernels/rope.unrotate; none without tables)
 p and ds are rounded to the inputs' dtype before their products, as FlashAttention's backward rounds them.
 
+Two kernels compute it. The one `auto` runs holds the whole sequence of a head as one tile, every score tile
+BLOCK x BLOCK (up to four heads per program, one after the other). The query-blocked one (BLOCKED_BY_DEFAULT)
+keeps a head's k' and v while BLOCK_M query rows at a time pass, as FlashAttention's backward does: score tiles
+of BLOCK_M x BLOCK, fewer registers, so that more programs may share an SM; dk and dv sum over the steps.
+
 Shapes: qkv (B, S, 3H, D) (q heads, then k, then v) with unit stride on D; out and dout (B, S, H D) with unit
 stride on the last dim; lse (B, H, S) fp32 with unit stride on S; cos, sin (S, D) fp32 or None -> dqkv
 (B, S, 3H, D) contiguous. S <= 128 (the sequence is one tile), D a power of two from 32 to 128 (a half is a
@@ -58,6 +63,17 @@ def _dot(a, b, IEEE: tl.constexpr):
     return tl.dot(a, b)
 
 
+@triton.jit
+def _rows_of(ptr, b, stride_b, at, stride_s, col0, cols, valid):
+    # a (rows, len(cols)) tile of one head of a (B, S, ...) tensor: its rows `at`, columns col0 + cols
+    return tl.load(ptr + b * stride_b + at * stride_s + col0 + cols, mask=valid[:, None], other=0.0)
+
+
+@triton.jit
+def _store_rows(ptr, b, stride_b, at, stride_s, col0, cols, valid, x):
+    tl.store(ptr + b * stride_b + at * stride_s + col0 + cols, x.to(ptr.dtype.element_ty), mask=valid[:, None])
+
+
 @triton.autotune(configs=_configs(), key=["S", "D"])
 @triton.jit
 def _attention_backward_kernel(qkv_ptr, stride_qb, stride_qs, stride_qh, o_ptr, stride_ob, stride_os, do_ptr,
@@ -81,15 +97,13 @@ def _attention_backward_kernel(qkv_ptr, stride_qb, stride_qs, stride_qh, o_ptr, 
         valid = rows < tl.where(pair < BH, S, 0)  # the last program's pairs past B H read and write nothing
 
         # q' and k' in halves (RoPE's transpose works on halves), v, out and dout whole; rows past S read zeros
-        qkv = qkv_ptr + b * stride_qb + at * stride_qs + half
-        q1 = tl.load(qkv + h * stride_qh, mask=valid[:, None], other=0.0)
-        q2 = tl.load(qkv + h * stride_qh + HALF, mask=valid[:, None], other=0.0)
-        k1 = tl.load(qkv + (H + h) * stride_qh, mask=valid[:, None], other=0.0)
-        k2 = tl.load(qkv + (H + h) * stride_qh + HALF, mask=valid[:, None], other=0.0)
-        v = tl.load(qkv_ptr + b * stride_qb + at * stride_qs + (2 * H + h) * stride_qh + full, mask=valid[:, None],
-                    other=0.0)
-        o = tl.load(o_ptr + b * stride_ob + at * stride_os + h * D + full, mask=valid[:, None], other=0.0)
-        do = tl.load(do_ptr + b * stride_db + at * stride_ds + h * D + full, mask=valid[:, None], other=0.0)
+        q1 = _rows_of(qkv_ptr, b, stride_qb, at, stride_qs, h * stride_qh, half, valid)
+        q2 = _rows_of(qkv_ptr, b, stride_qb, at, stride_qs, h * stride_qh + HALF, half, valid)
+        k1 = _rows_of(qkv_ptr, b, stride_qb, at, stride_qs, (H + h) * stride_qh, half, valid)
+        k2 = _rows_of(qkv_ptr, b, stride_qb, at, stride_qs, (H + h) * stride_qh + HALF, half, valid)
+        v = _rows_of(qkv_ptr, b, stride_qb, at, stride_qs, (2 * H + h) * stride_qh, full, valid)
+        o = _rows_of(o_ptr, b, stride_ob, at, stride_os, h * D, full, valid)
+        do = _rows_of(do_ptr, b, stride_db, at, stride_ds, h * D, full, valid)
         lse = tl.load(lse_ptr + b * stride_lb + h * stride_lh + rows, mask=valid, other=0.0)
         delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
 
@@ -108,22 +122,107 @@ def _attention_backward_kernel(qkv_ptr, stride_qb, stride_qs, stride_qh, o_ptr, 
             dq1, dq2 = unrotate(dq1, dq2, cos1, cos2, sin1, sin2)
             dk1, dk2 = unrotate(dk1, dk2, cos1, cos2, sin1, sin2)
 
-        g = g_ptr + b * stride_gb + at * stride_gs + half
-        out_dtype = g_ptr.dtype.element_ty
-        tl.store(g + h * stride_gh, dq1.to(out_dtype), mask=valid[:, None])
-        tl.store(g + h * stride_gh + HALF, dq2.to(out_dtype), mask=valid[:, None])
-        tl.store(g + (H + h) * stride_gh, dk1.to(out_dtype), mask=valid[:, None])
-        tl.store(g + (H + h) * stride_gh + HALF, dk2.to(out_dtype), mask=valid[:, None])
-        tl.store(g_ptr + b * stride_gb + at * stride_gs + (2 * H + h) * stride_gh + full, dv.to(out_dtype),
-                 mask=valid[:, None])
+        _store_rows(g_ptr, b, stride_gb, at, stride_gs, h * stride_gh, half, valid, dq1)
+        _store_rows(g_ptr, b, stride_gb, at, stride_gs, h * stride_gh + HALF, half, valid, dq2)
+        _store_rows(g_ptr, b, stride_gb, at, stride_gs, (H + h) * stride_gh, half, valid, dk1)
+        _store_rows(g_ptr, b, stride_gb, at, stride_gs, (H + h) * stride_gh + HALF, half, valid, dk2)
+        _store_rows(g_ptr, b, stride_gb, at, stride_gs, (2 * H + h) * stride_gh, full, valid, dv)
+
+
+def _blocked_configs():
+    """Query rows per step, warps, and stages (with two, the next query block loads during this one's
+    products); one config of 32-row blocks under the interpreter, so that the tests cover several steps."""
+    if interpreting():
+        return [triton.Config({"BLOCK_M": 32}, num_warps=4, num_stages=1)]
+    return [triton.Config({"BLOCK_M": block_m}, num_warps=warps, num_stages=stages)
+            for block_m in (32, 64) for warps in (4, 8) for stages in (1, 2)]
+
+
+def _prune_blocked(configs, named_args, **kwargs):
+    # query blocks no taller than the sequence's tile
+    fit = [c for c in configs if c.kwargs["BLOCK_M"] <= kwargs["BLOCK"]]
+    return fit or [triton.Config({"BLOCK_M": kwargs["BLOCK"]}, num_warps=4, num_stages=1)]
+
+
+@triton.autotune(configs=_blocked_configs(), key=["S", "D"], prune_configs_by={"early_config_prune": _prune_blocked})
+@triton.jit
+def _attention_backward_blocked_kernel(qkv_ptr, stride_qb, stride_qs, stride_qh, o_ptr, stride_ob, stride_os,
+                                       do_ptr, stride_db, stride_ds, lse_ptr, stride_lb, stride_lh, g_ptr, stride_gb,
+                                       stride_gs, stride_gh, cos_ptr, stride_cos_s, stride_cos_d, sin_ptr,
+                                       stride_sin_s, stride_sin_d, S, H, BH, scale, D: tl.constexpr,
+                                       BLOCK: tl.constexpr, ROPE: tl.constexpr, EQUAL_HALVES: tl.constexpr,
+                                       IEEE: tl.constexpr, BLOCK_M: tl.constexpr):
+    # one program: one (batch row, head) pair; its k' and v stay while BLOCK_M query rows at a time pass, as in
+    # FlashAttention's backward: the score tiles are BLOCK_M x BLOCK, not BLOCK x BLOCK, dq is whole after each
+    # step, and dk and dv sum over the steps
+    HALF: tl.constexpr = D // 2
+    pair = tl.program_id(0)
+    b = (pair // H).to(tl.int64)
+    h = (pair % H).to(tl.int64)
+    half = tl.arange(0, HALF)[None, :]
+    full = tl.arange(0, D)[None, :]
+    keys = tl.arange(0, BLOCK)
+    key_valid = keys < S
+    at_k = keys.to(tl.int64)[:, None]
+    k1 = _rows_of(qkv_ptr, b, stride_qb, at_k, stride_qs, (H + h) * stride_qh, half, key_valid)
+    k2 = _rows_of(qkv_ptr, b, stride_qb, at_k, stride_qs, (H + h) * stride_qh + HALF, half, key_valid)
+    v = _rows_of(qkv_ptr, b, stride_qb, at_k, stride_qs, (2 * H + h) * stride_qh, full, key_valid)
+    dk1 = tl.zeros((BLOCK, HALF), dtype=tl.float32)
+    dk2 = tl.zeros((BLOCK, HALF), dtype=tl.float32)
+    dv = tl.zeros((BLOCK, D), dtype=tl.float32)
+    for m0 in range(0, BLOCK, BLOCK_M):
+        rows = m0 + tl.arange(0, BLOCK_M)
+        valid = rows < S
+        at = rows.to(tl.int64)[:, None]
+        q1 = _rows_of(qkv_ptr, b, stride_qb, at, stride_qs, h * stride_qh, half, valid)
+        q2 = _rows_of(qkv_ptr, b, stride_qb, at, stride_qs, h * stride_qh + HALF, half, valid)
+        o = _rows_of(o_ptr, b, stride_ob, at, stride_os, h * D, full, valid)
+        do = _rows_of(do_ptr, b, stride_db, at, stride_ds, h * D, full, valid)
+        lse = tl.load(lse_ptr + b * stride_lb + h * stride_lh + rows, mask=valid, other=0.0)
+        delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
+
+        scores = _dot(q1, tl.trans(k1), IEEE) + _dot(q2, tl.trans(k2), IEEE)
+        p = tl.exp(scores * scale - lse[:, None])
+        p = tl.where(valid[:, None] & key_valid[None, :], p, 0.0)  # padded keys and queries take no probability
+        dv += _dot(tl.trans(p.to(do.dtype)), do, IEEE)
+        dp = _dot(do, tl.trans(v), IEEE)
+        ds = (p * (dp - delta[:, None])).to(q1.dtype)
+        dq1 = _dot(ds, k1, IEEE) * scale
+        dq2 = _dot(ds, k2, IEEE) * scale
+        dst = tl.trans(ds)
+        dk1 += _dot(dst, q1, IEEE)
+        dk2 += _dot(dst, q2, IEEE)
+        if ROPE:
+            cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s,
+                                            stride_sin_d, rows, tl.arange(0, HALF), valid, HALF, EQUAL_HALVES)
+            dq1, dq2 = unrotate(dq1, dq2, cos1, cos2, sin1, sin2)
+        _store_rows(g_ptr, b, stride_gb, at, stride_gs, h * stride_gh, half, valid, dq1)
+        _store_rows(g_ptr, b, stride_gb, at, stride_gs, h * stride_gh + HALF, half, valid, dq2)
+
+    dk1 = dk1 * scale
+    dk2 = dk2 * scale
+    if ROPE:
+        cos1, cos2, sin1, sin2 = tables(cos_ptr, stride_cos_s, stride_cos_d, sin_ptr, stride_sin_s, stride_sin_d,
+                                        keys, tl.arange(0, HALF), key_valid, HALF, EQUAL_HALVES)
+        dk1, dk2 = unrotate(dk1, dk2, cos1, cos2, sin1, sin2)
+    _store_rows(g_ptr, b, stride_gb, at_k, stride_gs, (H + h) * stride_gh, half, key_valid, dk1)
+    _store_rows(g_ptr, b, stride_gb, at_k, stride_gs, (H + h) * stride_gh + HALF, half, key_valid, dk2)
+    _store_rows(g_ptr, b, stride_gb, at_k, stride_gs, (2 * H + h) * stride_gh, full, key_valid, dv)
+
+
+# The query-blocked kernel, untimed on a GPU yet (bench/test_kernels.py "attention backward blocked"): the one
+# `attention_backward_packed` runs when True or when asked for
+BLOCKED_BY_DEFAULT = False
 
 
 def attention_backward_packed(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-                              cos: Optional[torch.Tensor], sin: Optional[torch.Tensor], num_heads: int) -> torch.Tensor:
+                              cos: Optional[torch.Tensor], sin: Optional[torch.Tensor], num_heads: int,
+                              blocked: Optional[bool] = None) -> torch.Tensor:
     """The gradient of the QKV projection's output, dqkv (B, S, 3H, D) contiguous: the attention's backward from
     dout (B, S, H D), the kept rotated projection qkv (B, S, 3H, D), the output out (B, S, H D) and its logsumexp
     lse (B, H, S) fp32, with dq and dk rotated back by cos, sin (S, D) fp32 where given. The caller checks shapes
-    (trm_fast.ops.recomputed_attention's `unsupported` and `fused_backward_unsupported`)."""
+    (trm_fast.ops.recomputed_attention's `unsupported` and `fused_backward_unsupported`). `blocked`: the
+    query-blocked kernel (True), the whole-tile one (False), or BLOCKED_BY_DEFAULT's (None)."""
     b, s, heads3, d = qkv.shape
     dout = dout if dout.stride(-1) == 1 else dout.contiguous()
     out = out if out.stride(-1) == 1 else out.contiguous()
@@ -132,10 +231,14 @@ def attention_backward_packed(dout: torch.Tensor, qkv: torch.Tensor, out: torch.
     rope = cos is not None
     tab_c, tab_s = (cos, sin) if rope else (lse, lse)  # any pointer where there are no tables: never read
     pairs = b * num_heads
-    _attention_backward_kernel[lambda meta: (triton.cdiv(pairs, meta["HEADS"]),)](
-        qkv, qkv.stride(0), qkv.stride(1), qkv.stride(2), out, out.stride(0), out.stride(1), dout, dout.stride(0),
-        dout.stride(1), lse, lse.stride(0), lse.stride(1), dqkv, dqkv.stride(0), dqkv.stride(1), dqkv.stride(2),
-        tab_c, tab_c.stride(0), tab_c.stride(-1), tab_s, tab_s.stride(0), tab_s.stride(-1), s, num_heads, pairs,
-        1 / math.sqrt(d), D=d, BLOCK=max(16, triton.next_power_of_2(s)), ROPE=rope,
-        EQUAL_HALVES=rope and equal_halves(cos, sin), IEEE=qkv.dtype == torch.float32)
+    args = (qkv, qkv.stride(0), qkv.stride(1), qkv.stride(2), out, out.stride(0), out.stride(1), dout, dout.stride(0),
+            dout.stride(1), lse, lse.stride(0), lse.stride(1), dqkv, dqkv.stride(0), dqkv.stride(1), dqkv.stride(2),
+            tab_c, tab_c.stride(0), tab_c.stride(-1), tab_s, tab_s.stride(0), tab_s.stride(-1), s, num_heads, pairs,
+            1 / math.sqrt(d))
+    consts = dict(D=d, BLOCK=max(16, triton.next_power_of_2(s)), ROPE=rope,
+                  EQUAL_HALVES=rope and equal_halves(cos, sin), IEEE=qkv.dtype == torch.float32)
+    if BLOCKED_BY_DEFAULT if blocked is None else blocked:
+        _attention_backward_blocked_kernel[(pairs,)](*args, **consts)
+    else:
+        _attention_backward_kernel[lambda meta: (triton.cdiv(pairs, meta["HEADS"]),)](*args, **consts)
     return dqkv

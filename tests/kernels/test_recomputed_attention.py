@@ -76,11 +76,16 @@ def test_cpu_matches_reference(shape, fused_backward, dtype, rope, op):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=["bf16", "fp16", "fp32"])
 @pytest.mark.parametrize("rope", [True, False])
 @pytest.mark.parametrize("op", list(OPS))
-def test_gpu_fused_backward_matches_reference(shape, dtype, rope, op):
+@pytest.mark.parametrize("blocked", [False, True], ids=["whole", "blocked"])
+def test_gpu_fused_backward_matches_reference(shape, dtype, rope, op, blocked, monkeypatch):
+    from trm_fast.kernels import attention_backward
+
+    monkeypatch.setattr(attention_backward, "BLOCKED_BY_DEFAULT", blocked)
     _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda", rope=rope, op=op, fused_backward=True)
 
 
-def test_fused_backward_writes_every_gradient():
+@pytest.mark.parametrize("blocked", [False, True], ids=["whole", "blocked"])
+def test_fused_backward_writes_every_gradient(blocked):
     # the kernel's output against the unfused pair's, every element: nothing left as torch.empty made it, rows
     # past S (the tile's padding) written nowhere, the dtype and layout the projection's backward reads
     from trm_fast.kernels.attention_backward import attention_backward_packed
@@ -97,7 +102,7 @@ def test_fused_backward_writes_every_gradient():
         want = _packed_grads(dout, qkv, out, lse, cos, sin, h, False)
         if DEVICE == "cuda":  # a poisoned pool: an unwritten element would read NaN
             torch.full((4 * want.numel(),), float("nan"), device=DEVICE, dtype=dtype)
-        got = attention_backward_packed(dout, qkv, out, lse, cos, sin, h)
+        got = attention_backward_packed(dout, qkv, out, lse, cos, sin, h, blocked)
         assert got.shape == want.shape and got.dtype == dtype and got.is_contiguous()
         assert torch.isfinite(got).all()
         torch.testing.assert_close(got.float(), want.float(), atol=2e-2 if dtype == torch.bfloat16 else 1e-5,
