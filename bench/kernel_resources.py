@@ -46,6 +46,10 @@ KERNELS = {
     "token_mix_tma": ("token_mix", "_token_mix_tma_kernel", {"INPUT_PRECISION": "tf32", "BLOCK_S": 128},
                       lambda m: {"wgu_desc": (m["BLOCK_I"], 128), "wd_desc": (128, m["BLOCK_I"]),
                                  "h_desc": (1, 128, m["BLOCK_D"]), "y_desc": (1, 128, m["BLOCK_D"])}),
+    "attention_backward": ("attention_backward", "_attention_backward_kernel",
+                           {"D": 64, "BLOCK": 128, "ROPE": True, "EQUAL_HALVES": True, "IEEE": False}, None),
+    "attention_backward_blocked": ("attention_backward", "_attention_backward_blocked_kernel",
+                                   {"D": 64, "BLOCK": 128, "ROPE": True, "EQUAL_HALVES": True, "IEEE": False}, None),
     # not autotuned: its module's LAUNCH config, the persistent form at sudoku_attn's batch 1
     "small_layer": ("small_layer", "_small_layer_kernel",
                     {"H": 8, "D": 512, "I": 1536, "HD": 64, "BS": 128, "USE_ROPE": True, "PRECISION": "tf32",
@@ -57,8 +61,8 @@ SM_REGISTERS, SM_SHARED, PROGRAM_RESERVE = 65536, 233472, 1024
 
 def signature(fn, dtype: str, constexprs: dict, blocks: dict) -> dict:
     """Triton's signature for a compile: by argument name, as trm_fast's kernels name them (`*_desc` a tensor
-    descriptor, `cos_ptr`/`sin_ptr` fp32 tables, other `*_ptr` activations, `qk_scale` and `eps` floats, the
-    rest ints)."""
+    descriptor, `cos_ptr`/`sin_ptr` fp32 tables and the other fp32 pointers named below, other `*_ptr`
+    activations, `qk_scale`, `scale` and `eps` floats, the rest ints)."""
     sig = {}
     for name in fn.arg_names:
         if name in constexprs:
@@ -66,10 +70,10 @@ def signature(fn, dtype: str, constexprs: dict, blocks: dict) -> dict:
         elif name.endswith("_desc"):
             sig[name] = f"tensordesc<{dtype}[{','.join(map(str, blocks[name]))}]>"
         elif name.endswith("_ptr"):
-            fp32 = ("cos_ptr", "sin_ptr", "rstd_ptr", "ss_ptr", "part_ptr")
+            fp32 = ("cos_ptr", "sin_ptr", "rstd_ptr", "ss_ptr", "part_ptr", "lse_ptr")
             sig[name] = "*fp32" if name in fp32 else "*i32" if name == "sync_ptr" else f"*{dtype}"
         else:
-            sig[name] = "fp32" if name in ("qk_scale", "eps") else "i32"
+            sig[name] = "fp32" if name in ("qk_scale", "scale", "eps") else "i32"
     return sig
 
 
