@@ -176,10 +176,10 @@ def _(dout, x, qkv_weight, cos, sin, out, lse, num_heads, fused_backward=False):
 
 
 def _setup_context(ctx, inputs, output):
-    x, qkv_weight, cos, sin, num_heads, *fused_backward = inputs
+    x, qkv_weight, cos, sin, num_heads, fused_backward = inputs  # defaults filled in by the op's schema
     out, lse = output
     ctx.mark_non_differentiable(lse)
-    ctx.num_heads, ctx.fused_backward = num_heads, bool(fused_backward and fused_backward[0])
+    ctx.num_heads, ctx.fused_backward = num_heads, fused_backward
     ctx.save_for_backward(x, qkv_weight, cos, sin, out, lse)
 
 
@@ -227,10 +227,10 @@ def _(dout, x, qkv_weight, qkv, cos, sin, out, lse, num_heads, fused_backward=Fa
 
 
 def _setup_kept(ctx, inputs, output):
-    x, qkv_weight, cos, sin, num_heads, *fused_backward = inputs
+    x, qkv_weight, cos, sin, num_heads, fused_backward = inputs  # defaults filled in by the op's schema
     out, lse, qkv = output
     ctx.mark_non_differentiable(lse, qkv)
-    ctx.num_heads, ctx.fused_backward = num_heads, bool(fused_backward and fused_backward[0])
+    ctx.num_heads, ctx.fused_backward = num_heads, fused_backward
     ctx.save_for_backward(x, qkv_weight, qkv, cos, sin, out, lse)
 
 
