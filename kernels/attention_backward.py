@@ -75,15 +75,13 @@ def _store_rows(ptr, b, stride_b, at, stride_s, col0, cols, valid, x):
 
 
 @triton.jit
-def _probabilities_and_score_grads(q1, q2, k1, k2, v, o, do, lse, valid, key_valid, scale, IEEE: tl.constexpr):
-    # p and ds of a block of query rows against every key: p recomputed from the logsumexp and rounded to the
-    # inputs' dtype for dv's product, ds = p (dp - delta) rounded likewise for dq's and dk's
+def _probabilities(q1, q2, k1, k2, o, do, lse, valid, key_valid, scale, IEEE: tl.constexpr):
+    # (p, delta) of a block of query rows against every key: the forward's softmax recomputed from its logsumexp
+    # (fp32), and delta_i = dout_i . o_i
     delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
     scores = _dot(q1, tl.trans(k1), IEEE) + _dot(q2, tl.trans(k2), IEEE)
     p = tl.exp(scores * scale - lse[:, None])
-    p = tl.where(valid[:, None] & key_valid[None, :], p, 0.0)  # padded keys and queries take no probability
-    dp = _dot(do, tl.trans(v), IEEE)
-    return p.to(do.dtype), (p * (dp - delta[:, None])).to(q1.dtype)
+    return tl.where(valid[:, None] & key_valid[None, :], p, 0.0), delta  # padded keys and queries: no probability
 
 
 @triton.autotune(configs=_configs(), key=["S", "D"])
@@ -117,8 +115,10 @@ def _attention_backward_kernel(qkv_ptr, stride_qb, stride_qs, stride_qh, o_ptr, 
         o = _rows_of(o_ptr, b, stride_ob, at, stride_os, h * D, full, valid)
         do = _rows_of(do_ptr, b, stride_db, at, stride_ds, h * D, full, valid)
         lse = tl.load(lse_ptr + b * stride_lb + h * stride_lh + rows, mask=valid, other=0.0)
-        p, ds = _probabilities_and_score_grads(q1, q2, k1, k2, v, o, do, lse, valid, valid, scale, IEEE)
-        dv = _dot(tl.trans(p), do, IEEE)
+        p, delta = _probabilities(q1, q2, k1, k2, o, do, lse, valid, valid, scale, IEEE)
+        dv = _dot(tl.trans(p.to(do.dtype)), do, IEEE)
+        dp = _dot(do, tl.trans(v), IEEE)
+        ds = (p * (dp - delta[:, None])).to(q1.dtype)
         dq1 = _dot(ds, k1, IEEE) * scale
         dq2 = _dot(ds, k2, IEEE) * scale
         dst = tl.trans(ds)
@@ -185,8 +185,10 @@ def _attention_backward_blocked_kernel(qkv_ptr, stride_qb, stride_qs, stride_qh,
         o = _rows_of(o_ptr, b, stride_ob, at, stride_os, h * D, full, valid)
         do = _rows_of(do_ptr, b, stride_db, at, stride_ds, h * D, full, valid)
         lse = tl.load(lse_ptr + b * stride_lb + h * stride_lh + rows, mask=valid, other=0.0)
-        p, ds = _probabilities_and_score_grads(q1, q2, k1, k2, v, o, do, lse, valid, key_valid, scale, IEEE)
-        dv += _dot(tl.trans(p), do, IEEE)
+        p, delta = _probabilities(q1, q2, k1, k2, o, do, lse, valid, key_valid, scale, IEEE)
+        dv += _dot(tl.trans(p.to(do.dtype)), do, IEEE)
+        dp = _dot(do, tl.trans(v), IEEE)
+        ds = (p * (dp - delta[:, None])).to(q1.dtype)
         dq1 = _dot(ds, k1, IEEE) * scale
         dq2 = _dot(ds, k2, IEEE) * scale
         dst = tl.trans(ds)
