@@ -121,7 +121,7 @@ def main(sections) -> int:
                 ok &= _close(f"rope_attention TMA S {seq} {c}",
                              attention.rope_attention_fwd(qkv, cs, sn, heads, tma=True), want)
 
-    if "attention_backward" in sections:  # the one-tile backward, S 37 and 128 (no padding), each config
+    if "attention_backward" in sections:  # both backward kernels, S 37 and 128 (no padding), each config
         from trm_fast.kernels import attention_backward
         from trm_fast.ops.recomputed_attention import _attention_forward, _heads, _packed_grads
 
