@@ -23,9 +23,11 @@
 #           trainer's gradients with recompute; bench/train_memory.py on the compiled sudoku_attn step with and
 #           without recompute
 #   attention-backward trm_fast's attention backward (kernels/attention_backward.py): its micro-benchmarks against
-#           cuDNN's backward + the packing pass (bench/test_kernels.py), the compiled sudoku_attn step at batch 768 on
-#           'auto' without and with `attention_backward` (bench/train_memory.py: time and memory), its GPU tests,
+#           cuDNN's backward + the packing pass (bench/test_kernels.py, the chosen configs logged), its GPU tests,
 #           compute-sanitizer memcheck on it (bench/sanitize_triton.py); each step bounded, numbers first
+#   attention-backward-step the compiled sudoku_attn step at batch 768 on 'auto' without and with
+#           `attention_backward` (bench/train_memory.py: time and memory)
+#   profile `trm-fast profile sudoku_attn --mode train --compile`: the compiled training step's kernels
 #   recompute-speed the bench's sudoku_attn train rows (engine, reference-compile), then engine with
 #           --recompute; the trainer's steps/s at the same batch, then with arch.recompute, plain and with
 #           cuda_graph
@@ -112,13 +114,10 @@ elif [ "$phase" = recompute ]; then
     python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile,compile+recompute --commit "$commit" \
         --json "$out/memory.jsonl" 2>&1 | sed '/"kept"/d' | tee -a "$log"
 elif [ "$phase" = attention-backward ]; then
-    timeout 90 python3 -m pytest -q -p no:cacheprovider bench/test_kernels.py -k "attention_backward" --benchmark-only \
-        --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 | tail -12 | tee -a "$log" || true
-    without=$(cd /tmp && python3 -c "from trm_fast import backend
-print(','.join(sorted(backend.AUTO_OPS - {'attention_backward'})))")
-    (cd /tmp && timeout 200 python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile \
-        --auto-ops "$without" --auto-ops "$without,attention_backward" --commit "$commit" \
-        --json "$out/memory.jsonl") 2>&1 | sed '/"kept"/d' | tee -a "$log" || true
+    # TRITON_PRINT_AUTOTUNING: the log names each kernel's chosen config
+    TRITON_PRINT_AUTOTUNING=1 timeout 120 python3 -m pytest -q -s -p no:cacheprovider bench/test_kernels.py \
+        -k "attention_backward" --benchmark-only --benchmark-columns=min,mean,max \
+        --benchmark-json "$out/microbench.json" 2>&1 | grep -v "^$" | tail -40 | tee -a "$log" || true
     # the GPU tests of both kernels and the device-agnostic ones (no -m gpu: those carry no marker)
     timeout 180 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_recomputed_attention.py --tb=short \
         -k "fused_backward or writes_every or opcheck" > "$out/pytest_attention_backward.log" 2>&1
@@ -127,6 +126,17 @@ print(','.join(sorted(backend.AUTO_OPS - {'attention_backward'})))")
         python3 bench/sanitize_triton.py attention_backward \
         > "$out/sanitizer_attention_backward.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
         || echo "memcheck: FAILED or cut (see sanitizer_attention_backward.log)" | tee -a "$log"
+elif [ "$phase" = attention-backward-step ]; then
+    without=$(cd /tmp && python3 -c "from trm_fast import backend
+print(','.join(sorted(backend.AUTO_OPS - {'attention_backward'})))")
+    (cd /tmp && timeout 200 python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile \
+        --auto-ops "$without" --auto-ops "$without,attention_backward" --commit "$commit" \
+        --json "$out/memory.jsonl") 2>&1 | sed '/"kept"/d' | tee -a "$log" || true
+elif [ "$phase" = profile ]; then
+    (cd /tmp && timeout 300 python3 -m trm_fast.cli.main profile sudoku_attn --mode train --compile --steps 3 \
+        --out /tmp/profile_train) 2>&1 | grep -v "it/s\]$" | tail -60 | tee -a "$log" || true
+    cp /tmp/profile_train/profile.txt "$out/profile_train.txt" || true
+    cp /tmp/profile_train/kernels.json "$out/profile_train.kernels.json" || true
 elif [ "$phase" = recompute-speed ]; then
     bench sudoku_attn --mode train --backend engine,reference-compile --json "$out/bench_recompute.json" --no-png
     bench sudoku_attn --mode train --backend engine --recompute --json "$out/bench_recompute.json" --no-png
@@ -138,6 +148,6 @@ elif [ "$phase" = recompute-speed ]; then
     echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
     train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
-    echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute, attention-backward or" \
-        "recompute-speed" >&2; exit 2
+    echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute, attention-backward," \
+        "attention-backward-step, profile or recompute-speed" >&2; exit 2
 fi
