@@ -114,6 +114,7 @@ elif [ "$phase" = recompute ]; then
     python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile,compile+recompute --commit "$commit" \
         --json "$out/memory.jsonl" 2>&1 | sed '/"kept"/d' | tee -a "$log"
 elif [ "$phase" = attention-backward ]; then
+    cd "$repo"  # the test files' paths
     # TRITON_PRINT_AUTOTUNING: the log names each kernel's chosen config
     TRITON_PRINT_AUTOTUNING=1 timeout 120 python3 -m pytest -q -s -p no:cacheprovider bench/test_kernels.py \
         -k "attention_backward" --benchmark-only --benchmark-columns=min,mean,max \
