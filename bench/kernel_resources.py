@@ -48,8 +48,6 @@ KERNELS = {
                                  "h_desc": (1, 128, m["BLOCK_D"]), "y_desc": (1, 128, m["BLOCK_D"])}),
     "attention_backward": ("attention_backward", "_attention_backward_kernel",
                            {"D": 64, "BLOCK": 128, "ROPE": True, "EQUAL_HALVES": True, "IEEE": False}, None),
-    "attention_backward_blocked": ("attention_backward", "_attention_backward_blocked_kernel",
-                                   {"D": 64, "BLOCK": 128, "ROPE": True, "EQUAL_HALVES": True, "IEEE": False}, None),
     # not autotuned: its module's LAUNCH config, the persistent form at sudoku_attn's batch 1
     "small_layer": ("small_layer", "_small_layer_kernel",
                     {"H": 8, "D": 512, "I": 1536, "HD": 64, "BS": 128, "USE_ROPE": True, "PRECISION": "tf32",

@@ -162,7 +162,7 @@ def _linear_add_rms_norm_forward(batch, seq, k):
     return calls, (batch * seq * (k + 2 * D) + D * k) * BF16, (batch, seq, k, D)
 
 
-def _attention_backward(batch, seq, blocked=False):
+def _attention_backward(batch, seq):
     """The training attention's backward into the QKV projection's gradient: the kept rotated projection, the
     output, its logsumexp and dout in, dqkv (B, S, 3H, D) out with dq and dk rotated back. The reference is what
     kept_attention runs without the kernel: PyTorch's attention backward (cuDNN's on Hopper), then the packing
@@ -175,10 +175,6 @@ def _attention_backward(batch, seq, blocked=False):
     out = out.transpose(1, 2).reshape(batch, seq, -1)
     calls = {impl: functools.partial(_packed_grads, dout, qkv, out, lse, cos, sin, HEADS, impl == "fused")
              for impl in IMPLS}
-    if blocked:  # the query-blocked kernel (kernels/attention_backward.BLOCKED_BY_DEFAULT)
-        from trm_fast.kernels.attention_backward import attention_backward_packed
-
-        calls["fused"] = functools.partial(attention_backward_packed, dout, qkv, out, lse, cos, sin, HEADS, True)
     # the floor's bytes: q, k, v, out and dout read, dq, dk and dv written
     return calls, 8 * batch * seq * HEADS * HEAD_DIM * BF16, (batch, seq, HEADS, HEAD_DIM)
 
@@ -232,8 +228,6 @@ CASES = {
     "linear_rope forward sm90 arc": functools.partial(_linear_rope_forward, 192, 916, sm90=0),
     "attention backward": functools.partial(_attention_backward, 768, 97),  # sudoku_attn's training step
     "attention backward hrm": functools.partial(_attention_backward, 768, 82),
-    "attention backward blocked": functools.partial(_attention_backward, 768, 97, blocked=True),
-    "attention backward blocked hrm": functools.partial(_attention_backward, 768, 82, blocked=True),
     "token_mix forward": functools.partial(_token_mix_forward, 768),  # sudoku_mlpt
     "token_mix forward b1": functools.partial(_token_mix_forward, 1),
 }

@@ -25,6 +25,7 @@
 #   attention-backward trm_fast's attention backward (kernels/attention_backward.py): its micro-benchmarks against
 #           cuDNN's backward + the packing pass (bench/test_kernels.py, the chosen configs logged), its GPU tests,
 #           compute-sanitizer memcheck on it (bench/sanitize_triton.py); each step bounded, numbers first
+#   rows    the bench's three train rows of sudoku_attn alone (the first of the speed phase's steps)
 #   attention-backward-step the compiled sudoku_attn step at batch 768 on 'auto' without and with
 #           `attention_backward` (bench/train_memory.py: time and memory)
 #   profile `trm-fast profile sudoku_attn --mode train --compile`: the compiled training step's kernels
@@ -120,13 +121,19 @@ elif [ "$phase" = attention-backward ]; then
         -k "attention_backward" --benchmark-only --benchmark-columns=min,mean,max \
         --benchmark-json "$out/microbench.json" 2>&1 | grep -v "^$" | tail -40 | tee -a "$log" || true
     # the GPU tests of both kernels and the device-agnostic ones (no -m gpu: those carry no marker)
-    timeout 180 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_recomputed_attention.py --tb=short \
-        -k "fused_backward or writes_every or opcheck" > "$out/pytest_attention_backward.log" 2>&1
-    tail -3 "$out/pytest_attention_backward.log" | tee -a "$log" || true
-    timeout 90 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    # (bf16 and the kept op alone: each of the kernel's forms compiles per shape; the fp16 and recomputed cases
+    # run the same kernel)
+    timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider tests/kernels/test_recomputed_attention.py \
+        --tb=short -k "(fused_backward and bf16 and kept) or writes_every or opcheck" \
+        > "$out/pytest_attention_backward.log" 2>&1 || true
+    tail -3 "$out/pytest_attention_backward.log" | tee -a "$log"
+    timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 \
         python3 bench/sanitize_triton.py attention_backward \
         > "$out/sanitizer_attention_backward.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
         || echo "memcheck: FAILED or cut (see sanitizer_attention_backward.log)" | tee -a "$log"
+elif [ "$phase" = rows ]; then
+    bench sudoku_attn --mode train --backend engine,reference-compile,reference-eager --json "$out/bench.json" \
+        --png "$out/bench.png"
 elif [ "$phase" = attention-backward-step ]; then
     without=$(cd /tmp && python3 -c "from trm_fast import backend
 print(','.join(sorted(backend.AUTO_OPS - {'attention_backward'})))")
@@ -150,5 +157,5 @@ elif [ "$phase" = recompute-speed ]; then
     train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
     echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute, attention-backward," \
-        "attention-backward-step, profile or recompute-speed" >&2; exit 2
+        "attention-backward-step, profile, rows or recompute-speed" >&2; exit 2
 fi
