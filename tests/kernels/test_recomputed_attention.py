@@ -71,10 +71,10 @@ def test_cpu_matches_reference(shape, fused_backward, dtype, rope, op):
     _check(shape, dtype, seed=seed, device="cpu", rope=rope, op=op, fused_backward=fused_backward)
 
 
-# the attention backward kernel's forms, (keys per step, more than one head per program), each test run on one
-# config of each (on a CPU, the interpreter's one config): autotuning every config per shape and dtype would take
-# minutes here; bench/sanitize_triton.py runs every config under compute-sanitizer
-FORMS = {"whole": (128, False), "keys64_heads2": (64, True), "keys32": (32, False)} if DEVICE == "cuda" else \
+# the attention backward kernel's forms, (heads per program, warps), each test run on one config of each (on a CPU,
+# the interpreter's one config): autotuning every config per shape and dtype would take minutes here;
+# bench/sanitize_triton.py runs every config under compute-sanitizer
+FORMS = {"heads1_warps8": (1, 8), "heads2_warps4": (2, 4), "heads4_warps8": (4, 8)} if DEVICE == "cuda" else \
     {"interpreter": None}
 
 
@@ -84,7 +84,7 @@ def attention_backward_form(request, monkeypatch):
 
     form = FORMS[request.param]
     if form is not None:
-        picked = [c for c in kernel.configs if (c.kwargs["BLOCK_N"], c.kwargs["HEADS"] > 1) == form][:1]
+        picked = [c for c in kernel.configs if (c.kwargs["HEADS"], c.num_warps) == form][:1]
         assert picked, f"no config of the form {request.param}"
         monkeypatch.setattr(kernel, "configs", picked)
         monkeypatch.setattr(kernel, "cache", {})
