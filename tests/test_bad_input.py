@@ -1,7 +1,6 @@
 """Every bad batch gets one clear error naming the problem, before any computation."""
 
 import pytest
-import torch
 import trm_fast
 from helpers import make_batch, tiny_config
 

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from trm_fast import ops
 from trm_fast.ops.attention import attention_reference, rope_attention_reference
 from trm_fast.ops.rms_norm import add_rms_norm_reference

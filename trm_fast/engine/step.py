@@ -5,7 +5,6 @@ This is the piece torch.compile sees on a GPU: its shapes never change for a bat
 nothing of the queue, so one compilation serves every call of `Engine.solve`.
 """
 
-import torch
 from torch import nn
 
 from ..models.act import InnerCarry, halt_margin, restart_steps
