@@ -127,7 +127,7 @@ elif [ "$phase" = attention-backward ]; then
         --tb=short -k "(fused_backward and bf16 and kept) or writes_every or opcheck" \
         > "$out/pytest_attention_backward.log" 2>&1 || true
     tail -3 "$out/pytest_attention_backward.log" | tee -a "$log"
-    timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 \
         python3 bench/sanitize_triton.py attention_backward \
         > "$out/sanitizer_attention_backward.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
         || echo "memcheck: FAILED or cut (see sanitizer_attention_backward.log)" | tee -a "$log"
