@@ -48,9 +48,11 @@ from .rope_tables import equal_halves
 
 def _configs():
     """Warps sharing a head's tiles, heads per program (with two stages, the next head's tiles load while this
-    one's products run), and whether dv's product comes before dp's or after (the same values; the order moves
-    what is live at once: under Triton 3.6 at 8 warps 584 B of spill a thread first, 432 B after). One config
-    under the interpreter, with two heads so the tests cover the loop."""
+    one's products run), and whether dv's product comes before dp's or after (the same values in another order of
+    what is live at once). On an H100 the autotuner took dp's first, 4 heads and 8 warps, at S 97 and 82, a
+    config that spills 2.5 KB a thread under Triton 3.6 (bench/results/2026-12-07_sm90a_triton3.6_whole_tile_*):
+    the spill is not what sets its pace. One config under the interpreter, with two heads so the tests cover the
+    loop."""
     if interpreting():
         return [triton.Config({"HEADS": 2, "DV_FIRST": True}, num_warps=4, num_stages=1)]
     return [triton.Config({"HEADS": heads, "DV_FIRST": dv_first}, num_warps=warps, num_stages=stages)
@@ -77,13 +79,12 @@ def _store_rows(ptr, b, stride_b, at, stride_s, col0, cols, valid, x):
 
 
 @triton.jit
-def _probabilities(q1, q2, k1, k2, o, do, lse, valid, key_valid, scale, IEEE: tl.constexpr):
-    # (p, delta) of a block of query rows against every key: the forward's softmax recomputed from its logsumexp
-    # (fp32), and delta_i = dout_i . o_i
+def _probabilities(q1, q2, k1, k2, o, do, lse, valid, scale, IEEE: tl.constexpr):
+    # (p, delta) of a head: the forward's softmax recomputed from its logsumexp (fp32), and delta_i = dout_i . o_i
     delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
     scores = _dot(q1, tl.trans(k1), IEEE) + _dot(q2, tl.trans(k2), IEEE)
     p = tl.exp(scores * scale - lse[:, None])
-    return tl.where(valid[:, None] & key_valid[None, :], p, 0.0), delta  # padded keys and queries: no probability
+    return tl.where(valid[:, None] & valid[None, :], p, 0.0), delta  # padded keys and queries: no probability
 
 
 @triton.autotune(configs=_configs(), key=["S", "D"])
@@ -118,7 +119,7 @@ def _attention_backward_kernel(qkv_ptr, stride_qb, stride_qs, stride_qh, o_ptr, 
         o = _rows_of(o_ptr, b, stride_ob, at, stride_os, h * D, full, valid)
         do = _rows_of(do_ptr, b, stride_db, at, stride_ds, h * D, full, valid)
         lse = tl.load(lse_ptr + b * stride_lb + h * stride_lh + rows, mask=valid, other=0.0)
-        p, delta = _probabilities(q1, q2, k1, k2, o, do, lse, valid, valid, scale, IEEE)
+        p, delta = _probabilities(q1, q2, k1, k2, o, do, lse, valid, scale, IEEE)
         if DV_FIRST:
             dv = _dot(tl.trans(p.to(do.dtype)), do, IEEE)
             dp = _dot(do, tl.trans(v), IEEE)
