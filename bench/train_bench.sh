@@ -47,11 +47,14 @@ train() {  # $1: run directory, $2: config, then overrides and options; keeps th
     rm -rf "$1"
     trm-fast train "$2" checkpoint_path="$1" eval_interval=null "${@:3}" 2>&1 | grep -v "step/s\|s/step" | tail -4 | tee -a "$log"
 }
+rows() {  # the bench's three train rows of sudoku_attn, into bench.json and bench.png
+    bench sudoku_attn --mode train --backend engine,reference-compile,reference-eager --json "$out/bench.json" \
+        --png "$out/bench.png"
+}
 
 cd /tmp
 if [ "$phase" = speed ]; then
-    bench sudoku_attn --mode train --backend engine,reference-compile,reference-eager --json "$out/bench.json" \
-        --png "$out/bench.png"
+    rows
     bench sudoku_attn --mode train --backend engine --recompute --json "$out/bench.json" --no-png
     data /tmp/gen20k 20000  # 26 steps per epoch at batch 768
     echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
@@ -132,8 +135,7 @@ elif [ "$phase" = attention-backward ]; then
         > "$out/sanitizer_attention_backward.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
         || echo "memcheck: FAILED or cut (see sanitizer_attention_backward.log)" | tee -a "$log"
 elif [ "$phase" = rows ]; then
-    bench sudoku_attn --mode train --backend engine,reference-compile,reference-eager --json "$out/bench.json" \
-        --png "$out/bench.png"
+    rows
 elif [ "$phase" = attention-backward-step ]; then
     without=$(cd /tmp && python3 -c "from trm_fast import backend
 print(','.join(sorted(backend.AUTO_OPS - {'attention_backward'})))")
