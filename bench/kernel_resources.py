@@ -48,6 +48,10 @@ KERNELS = {
                                  "h_desc": (1, 128, m["BLOCK_D"]), "y_desc": (1, 128, m["BLOCK_D"])}),
     "attention_backward": ("attention_backward", "_attention_backward_kernel",
                            {"D": 64, "BLOCK": 128, "ROPE": True, "EQUAL_HALVES": True, "IEEE": False}, None),
+    "down_swiglu_backward": ("down_swiglu_backward", "_down_swiglu_backward_kernel", {"INPUT_PRECISION": "tf32"},
+                             lambda m: {"dy_desc": (m["BLOCK_M"], m["BLOCK_K"]), "w_desc": (m["BLOCK_K"], m["BLOCK_N"]),
+                                        **{f"{t}_desc": (m["BLOCK_M"], m["BLOCK_N"])
+                                           for t in ("gate", "up", "dgate", "dup", "h")}}),
     # not autotuned: its module's LAUNCH config, the persistent form at sudoku_attn's batch 1
     "small_layer": ("small_layer", "_small_layer_kernel",
                     {"H": 8, "D": 512, "I": 1536, "HD": 64, "BS": 128, "USE_ROPE": True, "PRECISION": "tf32",

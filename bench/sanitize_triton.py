@@ -3,8 +3,8 @@
     compute-sanitizer --tool memcheck  python bench/sanitize_triton.py
     compute-sanitizer --tool racecheck python bench/sanitize_triton.py [KERNEL ...]
 
-KERNEL (linear_swiglu, linear_add_rms_norm, linear_rope, attention, attention_backward, swiglu, rope, token_mix,
-small_layer) picks some; default all.
+KERNEL (linear_swiglu, linear_add_rms_norm, linear_rope, attention, attention_backward, down_swiglu_backward,
+swiglu, rope, token_mix, small_layer) picks some; default all.
 
 The autotuned kernels get each of a few representative configs in turn (their tile list cut to that one
 config, so the autotuner launches it once and times nothing: under the tools a timing loop would take
@@ -51,8 +51,8 @@ def _close(name, got, want) -> bool:
     return ok
 
 
-SECTIONS = ("linear_swiglu", "linear_add_rms_norm", "linear_rope", "attention", "attention_backward", "swiglu", "rope",
-            "token_mix", "small_layer")
+SECTIONS = ("linear_swiglu", "linear_add_rms_norm", "linear_rope", "attention", "attention_backward",
+            "down_swiglu_backward", "swiglu", "rope", "token_mix", "small_layer")
 
 
 def main(sections) -> int:
@@ -120,6 +120,24 @@ def main(sections) -> int:
             for c in _pinned(attention._rope_attention_tma_kernel, lambda c: c.num_warps == 8):
                 ok &= _close(f"rope_attention TMA S {seq} {c}",
                              attention.rope_attention_fwd(qkv, cs, sn, heads, tma=True), want)
+
+    if "down_swiglu_backward" in sections:  # every config, M = 3 x 37 rows, I = 1536 (a partial column tile at 136)
+        from trm_fast.kernels import down_swiglu_backward as dsb
+
+        for inner in (n, 136):
+            dy = torch.randn(b * s, k, dtype=dt, device=dev)
+            wd = torch.randn(k, inner, dtype=dt, device=dev) * k**-0.5
+            gate_up = torch.randn(b * s, 2 * inner, dtype=dt, device=dev)
+            g, u = gate_up.cpu().float().chunk(2, dim=-1)
+            dh = (dy.cpu().float() @ wd.cpu().float()).to(dt).float()
+            sig = torch.sigmoid(g)
+            want = torch.cat([dh * u * sig * (1 + g * (1 - sig)), dh * g * sig, g * sig * u], dim=-1)
+            for c in _pinned(dsb._down_swiglu_backward_kernel, lambda c: True, limit=len(dsb._tiles())):
+                # every config that fits this GPU's shared memory (the autotuner's pruning is not asked here)
+                if not dsb.tma_gemm.fits_shared_memory(c, 2, b_blocks=1, out_blocks=2):
+                    continue
+                dgate_up, h = dsb.down_swiglu_backward(dy, wd, gate_up)
+                ok &= _close(f"down_swiglu_backward I {inner} {c}", torch.cat([dgate_up, h], dim=-1), want)
 
     if "attention_backward" in sections:  # the backward kernel, S 37 and 128 (no padding), each config
         from trm_fast.kernels import attention_backward

@@ -179,6 +179,22 @@ def _attention_backward(batch, seq):
     return calls, 8 * batch * seq * HEADS * HEAD_DIM * BF16, (batch, seq, HEADS, HEAD_DIM)
 
 
+def _down_swiglu_backward(batch, seq):
+    """The MLP's backward through the down projection and SwiGLU (kernels/down_swiglu_backward.py): dy (M, D), the
+    down weight (D, I) and the forward's gate_up (M, 2I) in, dgate_up and h out. The reference is the pair it
+    replaces in trm_fast.ops.swiglu_linear's backward: cuBLAS's dh = dy W, then SwiGLU's backward kernel writing
+    h over dh."""
+    from trm_fast.kernels.down_swiglu_backward import down_swiglu_backward
+    from trm_fast.ops.swiglu_linear import down_swiglu_grads
+
+    m = batch * seq
+    dy, w, gate_up = _randn(m, D), _randn(D, INNER) * D**-0.5, _randn(m, 2 * INNER)
+    calls = {"fused": lambda: down_swiglu_backward(dy, w, gate_up),
+             "reference": lambda: down_swiglu_grads(dy, w, gate_up, False)}
+    # the floor's bytes: gate_up read, dgate_up and h written (dy and the weight, 13 and 1.5 MB, apart)
+    return calls, 5 * m * INNER * BF16, (m, D, INNER)
+
+
 def _token_mix_forward(batch):
     """MLP-t's token mix (sudoku_mlpt: 97 positions, hidden 512, inner width 512): h (B, S, D) and the two weights
     in, rms_norm over positions of h + MLP(h) out. The reference is what the compiled model ran before the
@@ -228,6 +244,8 @@ CASES = {
     "linear_rope forward sm90 arc": functools.partial(_linear_rope_forward, 192, 916, sm90=0),
     "attention backward": functools.partial(_attention_backward, 768, 97),  # sudoku_attn's training step
     "attention backward hrm": functools.partial(_attention_backward, 768, 82),
+    "down_swiglu backward": functools.partial(_down_swiglu_backward, 768, 97),  # sudoku_attn's training step
+    "down_swiglu backward arc": functools.partial(_down_swiglu_backward, 192, 916),
     "token_mix forward": functools.partial(_token_mix_forward, 768),  # sudoku_mlpt
     "token_mix forward b1": functools.partial(_token_mix_forward, 1),
 }

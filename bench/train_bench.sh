@@ -29,6 +29,10 @@
 #   attention-backward-step the compiled sudoku_attn step at batch 768 on 'auto' without and with
 #           `attention_backward` (bench/train_memory.py: time and memory)
 #   profile `trm-fast profile sudoku_attn --mode train --compile`: the compiled training step's kernels
+#   down-swiglu-backward the MLP's backward through the down projection and SwiGLU in one kernel
+#           (kernels/down_swiglu_backward.py): its micro-benchmarks against cuBLAS's dh + SwiGLU's backward (the
+#           chosen configs logged), the compiled sudoku_attn step on 'auto' without and with it (bench/train_memory.py),
+#           its GPU tests; $MEMCHECK=1 adds compute-sanitizer memcheck on every config; each step bounded
 #   recompute-speed the bench's sudoku_attn train rows (engine, reference-compile), then engine with
 #           --recompute; the trainer's steps/s at the same batch, then with arch.recompute, plain and with
 #           cuda_graph
@@ -50,6 +54,15 @@ train() {  # $1: run directory, $2: config, then overrides and options; keeps th
 rows() {  # the bench's three train rows of sudoku_attn, into bench.json and bench.png
     bench sudoku_attn --mode train --backend engine,reference-compile,reference-eager --json "$out/bench.json" \
         --png "$out/bench.png"
+}
+
+auto_step() {  # $1: an op of AUTO_OPS, $2: seconds; the compiled sudoku_attn step at b768 on 'auto' without, then with it
+    local without
+    without=$(cd /tmp && python3 -c "from trm_fast import backend
+print(','.join(sorted(backend.AUTO_OPS - {'$1'})))")
+    (cd /tmp && timeout "$2" python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile \
+        --auto-ops "$without" --auto-ops "$without,$1" --commit "$commit" \
+        --json "$out/memory.jsonl") 2>&1 | sed '/"kept"/d' | tee -a "$log" || true
 }
 
 cd /tmp
@@ -137,11 +150,23 @@ elif [ "$phase" = attention-backward ]; then
 elif [ "$phase" = rows ]; then
     rows
 elif [ "$phase" = attention-backward-step ]; then
-    without=$(cd /tmp && python3 -c "from trm_fast import backend
-print(','.join(sorted(backend.AUTO_OPS - {'attention_backward'})))")
-    (cd /tmp && timeout 200 python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile \
-        --auto-ops "$without" --auto-ops "$without,attention_backward" --commit "$commit" \
-        --json "$out/memory.jsonl") 2>&1 | sed '/"kept"/d' | tee -a "$log" || true
+    auto_step attention_backward 200
+elif [ "$phase" = down-swiglu-backward ]; then
+    cd "$repo"  # the test files' paths
+    TRITON_PRINT_AUTOTUNING=1 timeout 150 python3 -m pytest -q -s -p no:cacheprovider bench/test_kernels.py \
+        -k "down_swiglu" --benchmark-only --benchmark-columns=min,mean,max \
+        --benchmark-json "$out/microbench.json" 2>&1 | grep -v "^$\|^Autotuning kernel" | tail -30 | tee -a "$log" || true
+    auto_step "down_swiglu_backward" "${STEP_TIMEOUT:-240}"
+    timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider tests/kernels/test_down_swiglu_backward.py \
+        tests/kernels/test_swiglu_linear.py tests/kernels/test_recomputed_mlp.py --tb=short \
+        -k "down_swiglu or fused_backward or opcheck" > "$out/pytest_down_swiglu_backward.log" 2>&1 || true
+    tail -3 "$out/pytest_down_swiglu_backward.log" | tee -a "$log"
+    if [ "${MEMCHECK:-0}" = 1 ]; then
+        timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
+            python3 bench/sanitize_triton.py down_swiglu_backward \
+            > "$out/sanitizer_down_swiglu_backward.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
+            || echo "memcheck: FAILED or cut (see sanitizer_down_swiglu_backward.log)" | tee -a "$log"
+    fi
 elif [ "$phase" = profile ]; then
     (cd /tmp && timeout 300 python3 -m trm_fast.cli.main profile sudoku_attn --mode train --compile --steps 3 \
         --out /tmp/profile_train) 2>&1 | grep -v "it/s\]$" | tail -60 | tee -a "$log" || true
@@ -159,5 +184,5 @@ elif [ "$phase" = recompute-speed ]; then
     train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
     echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute, attention-backward," \
-        "attention-backward-step, profile, rows or recompute-speed" >&2; exit 2
+        "attention-backward-step, down-swiglu-backward, profile, rows or recompute-speed" >&2; exit 2
 fi

@@ -23,13 +23,13 @@ def _official(x, gate_up_weight, down_weight):
     return F.linear(F.silu(gate) * up, down_weight)
 
 
-def _check(lead, k, inner, n, dtype, seed, device, backend):
+def _check(lead, k, inner, n, dtype, seed, device, backend, fused_backward=False):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(*lead, k, generator=gen).to(device, dtype)
     w_gu = (torch.randn(2 * inner, k, generator=gen) * k**-0.5).to(device, dtype)
     w_down = (torch.randn(n, inner, generator=gen) * inner**-0.5).to(device, dtype)
     dy = torch.randn(*lead, n, generator=gen).to(device, dtype)
-    got = output_and_grads(lambda *a: recomputed_mlp_fused(*a, backend), (x, w_gu, w_down), dy)
+    got = output_and_grads(lambda *a: recomputed_mlp_fused(*a, backend, fused_backward), (x, w_gu, w_down), dy)
     truth = output_and_grads(_official, (x.double(), w_gu.double(), w_down.double()), dy.double())
     torch_ = output_and_grads(_official, (x, w_gu, w_down), dy)
     assert_within_torch_error(("y", "dx", "dgate_up_weight", "ddown_weight"), got, truth, torch_,
@@ -51,6 +51,20 @@ def test_interpreter_matches_reference(lead, k, inner, n, dtype, backend):
 @pytest.mark.parametrize("backend", ["auto", "fused"])
 def test_gpu_matches_reference(lead, k, inner, n, dtype, backend):
     _check(lead, k, inner, n, dtype, seed=torch.seed() % 2**31, device="cuda", backend=backend)
+
+
+# the fused backward kernel (kernels/down_swiglu_backward.py, 16-bit, widths of 16 bytes) in the op's backward
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+def test_interpreter_fused_backward_matches_reference():
+    _check((2, 9), 16, 48, 16, torch.float16, seed=case_seed("fused backward"), device="cpu", backend="fused",
+           fused_backward=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("lead,k,inner,n", SHAPES_GPU[:3])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_gpu_fused_backward_matches_reference(lead, k, inner, n, dtype):
+    _check(lead, k, inner, n, dtype, seed=torch.seed() % 2**31, device="cuda", backend="auto", fused_backward=True)
 
 
 def _kept(fn, *args):

@@ -10,7 +10,7 @@ import trm_fast
 from helpers import assert_within_torch_error, case_seed, output_and_grads
 from trm_fast import ops
 from trm_fast.backend import FusedUnavailableError
-from trm_fast.ops.swiglu_linear import swiglu_backward_with_h, swiglu_linear_fused, swiglu_linear_reference
+from trm_fast.ops.swiglu_linear import down_swiglu_backward, swiglu_linear_fused, swiglu_linear_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (leading shape, I, N): TRM's MLP (B, S) rows, MLP-t's (B, D) rows, an odd width, batch 1
@@ -18,12 +18,12 @@ SHAPES_GPU = [((768, 97), 1536, 512), ((8, 512), 512, 97), ((3, 5), 37, 19), ((1
 SHAPES_CPU = [((2, 9), 48, 24), ((1, 97), 64, 32), ((3, 5), 37, 19), ((1, 1), 8, 4)]
 
 
-def _check(lead, inner, n, dtype, seed, device):
+def _check(lead, inner, n, dtype, seed, device, fused_backward=False):
     torch.manual_seed(seed)
     gate_up = (torch.randn(*lead, 2 * inner, device=device) * 2).to(dtype)
     weight = (torch.randn(n, inner, device=device) * inner**-0.5).to(dtype)
     dy = torch.randn(*lead, n, device=device).to(dtype)
-    got = output_and_grads(swiglu_linear_fused, (gate_up, weight), dy)
+    got = output_and_grads(lambda *args: swiglu_linear_fused(*args, fused_backward), (gate_up, weight), dy)
     truth = output_and_grads(swiglu_linear_reference, (gate_up.double(), weight.double()), dy.double())
     torch_ = output_and_grads(swiglu_linear_reference, (gate_up, weight), dy)
     assert_within_torch_error(("y", "dgate_up", "dweight"), got, truth, torch_, f"{lead} {inner} {n} {dtype}")
@@ -41,6 +41,22 @@ def test_interpreter_matches_reference(lead, inner, n, dtype):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 def test_gpu_matches_reference(lead, inner, n, dtype):
     _check(lead, inner, n, dtype, seed=torch.seed() % 2**31, device="cuda")
+
+
+# the fused backward kernel (kernels/down_swiglu_backward.py): 16-bit, widths of 16 bytes
+SHAPES_FUSED_BACKWARD = [((768, 97), 1536, 512), ((3, 5), 40, 24), ((1, 97), 1536, 512)]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
+def test_interpreter_fused_backward_matches_reference():
+    _check((2, 9), 48, 24, torch.float16, seed=case_seed("fused backward"), device="cpu", fused_backward=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("lead,inner,n", SHAPES_FUSED_BACKWARD)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_gpu_fused_backward_matches_reference(lead, inner, n, dtype):
+    _check(lead, inner, n, dtype, seed=torch.seed() % 2**31, device="cuda", fused_backward=True)
 
 
 def _kept_shapes(fn, *args):
@@ -75,8 +91,13 @@ def test_opcheck():
     gate_up = torch.randn(2, 5, 32, device=DEVICE, requires_grad=True)
     weight = torch.randn(12, 16, device=DEVICE, requires_grad=True)
     torch.library.opcheck(swiglu_linear_fused, (gate_up, weight))
-    dh, gate_up_rows = torch.randn(10, 16, device=DEVICE), torch.randn(10, 32, device=DEVICE)
-    torch.library.opcheck(swiglu_backward_with_h, (dh, gate_up_rows))
+    dy, gate_up_rows = torch.randn(10, 12, device=DEVICE), torch.randn(10, 32, device=DEVICE)
+    torch.library.opcheck(down_swiglu_backward, (dy, weight.detach(), gate_up_rows, False))
+    dtype = torch.float16 if DEVICE == "cpu" else torch.bfloat16  # the fused kernel: 16-bit, 16-byte widths
+    dy, weight, gate_up_rows = (torch.randn(10, 16, device=DEVICE, dtype=dtype),
+                                torch.randn(16, 24, device=DEVICE, dtype=dtype),
+                                torch.randn(10, 48, device=DEVICE, dtype=dtype))
+    torch.library.opcheck(down_swiglu_backward, (dy, weight, gate_up_rows, True))
 
 
 def test_dispatch_and_bad_input(monkeypatch):

@@ -20,6 +20,7 @@ from .linear_swiglu import linear_swiglu
 from .recomputed_mlp import recomputed_mlp_fused
 from .recomputed_mlp import unsupported as recomputed_mlp_unsupported
 from .rms_norm import add_rms_norm
+from .swiglu_linear import fused_backward_unsupported as swiglu_linear_backward_unsupported
 from .swiglu_linear import swiglu_linear, swiglu_linear_reference
 
 
@@ -37,7 +38,9 @@ def swiglu_mlp(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch
         why_not = lambda: recomputed_mlp_unsupported(x, gate_up_weight, down_weight, backend)  # noqa: E731
         if (recompute and _backend.recomputes_in_ops(backend, x.device)
                 and _backend.use_fused(backend, "recomputed_mlp", why_not)):
-            return recomputed_mlp_fused(x, gate_up_weight, down_weight, backend)
+            fused_backward = _backend.offers(backend, "down_swiglu_backward",
+                                             lambda: swiglu_linear_backward_unsupported(down_weight))
+            return recomputed_mlp_fused(x, gate_up_weight, down_weight, backend, fused_backward)
         gate_up = F.linear(x, gate_up_weight)
         if backend == "auto" and x.stride(-1) != 1:
             return swiglu_linear_reference(gate_up, down_weight, backend)

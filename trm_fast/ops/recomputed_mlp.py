@@ -15,6 +15,8 @@ Backward, rows of M, with dy (M, N):
     gate_up = x W_gu^T                                  (M, 2I), the forward's projection again
     dh = dy W_down                                      (M, I)
     dgate_up, h = swiglu_backward(dh, gate_up)          one Triton kernel, written over gate_up and dh
+                                                        (with `fused_backward`, these two lines are one kernel:
+                                                        trm_fast.ops.swiglu_linear.down_swiglu_grads)
     dW_down = dy^T h,   dW_gu = dgate_up^T x,   dx = dgate_up W_gu
 At most one layer's gate_up and dh live at a time (9 I elements a row), and for MLP-t's transposed x a
 row-major copy of it. dx comes back contiguous, whatever x's strides.
@@ -35,35 +37,32 @@ import torch.nn.functional as F
 
 from .. import backend as _backend
 from .linear_swiglu import linear_swiglu
+from .swiglu_linear import down_swiglu_grads
 
 
 @torch.library.custom_op("trm_fast::recomputed_mlp", mutates_args=())
 def recomputed_mlp_fused(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.Tensor,
-                         backend: str) -> torch.Tensor:
+                         backend: str, fused_backward: bool = False) -> torch.Tensor:
     """The forward as the no-grad MLP runs it on `backend` (the gate/up GEMM with SwiGLU where 'auto' measured
-    it faster), then cuBLAS."""
+    it faster), then cuBLAS. `fused_backward` as for trm_fast.ops.swiglu_linear."""
     return F.linear(linear_swiglu(x, gate_up_weight, backend), down_weight)
 
 
 @recomputed_mlp_fused.register_fake
-def _(x, gate_up_weight, down_weight, backend):
+def _(x, gate_up_weight, down_weight, backend, fused_backward=False):
     return x.new_empty((*x.shape[:-1], down_weight.shape[0]))
 
 
 @torch.library.custom_op("trm_fast::recomputed_mlp_backward", mutates_args=())
 def recomputed_mlp_backward(dy: torch.Tensor, x: torch.Tensor, gate_up_weight: torch.Tensor,
-                            down_weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                            down_weight: torch.Tensor, fused_backward: bool = False
+                            ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dgate_up_weight, ddown_weight) from dy (..., N) and the forward's inputs."""
-    from ..kernels.swiglu import swiglu_bwd
-
     k = x.shape[-1]
     rows, weight = _aligned(x.reshape(-1, k)), _aligned(gate_up_weight)  # a copy for MLP-t's transposed x
     dy = dy.reshape(-1, down_weight.shape[0])
-    gate_up = rows @ weight.t()
-    dh = dy @ down_weight
-    # in place: each element of gate_up and dh is read before the same program writes its gradient and h there
-    dgate_up = swiglu_bwd(dh, gate_up, out=gate_up, h_out=dh)
-    ddown = dy.t() @ dh
+    dgate_up, h = down_swiglu_grads(dy, down_weight, rows @ weight.t(), fused_backward, in_place=True)
+    ddown = dy.t() @ h
     dx = (dgate_up @ weight)[:, :k].contiguous().view(x.shape)  # contiguous, as the fake says, padded or not
     return dx, (dgate_up.t() @ rows)[:, :k].contiguous(), ddown
 
@@ -81,17 +80,18 @@ def _aligned(rows: torch.Tensor) -> torch.Tensor:
 
 
 @recomputed_mlp_backward.register_fake
-def _(dy, x, gate_up_weight, down_weight):
+def _(dy, x, gate_up_weight, down_weight, fused_backward=False):
     return x.new_empty(x.shape), torch.empty_like(gate_up_weight), torch.empty_like(down_weight)
 
 
 def _setup_context(ctx, inputs, output):
-    x, gate_up_weight, down_weight, _ = inputs
+    x, gate_up_weight, down_weight, _, fused_backward = inputs  # the default filled in by the op's schema
+    ctx.fused_backward = fused_backward
     ctx.save_for_backward(x, gate_up_weight, down_weight)
 
 
 def _backward(ctx, dy):
-    return (*recomputed_mlp_backward(dy, *ctx.saved_tensors), None)
+    return (*recomputed_mlp_backward(dy, *ctx.saved_tensors, ctx.fused_backward), None, None)
 
 
 recomputed_mlp_fused.register_autograd(_backward, setup_context=_setup_context)
