@@ -50,6 +50,7 @@ KERNELS = {
                            {"D": 64, "BLOCK": 128, "ROPE": True, "EQUAL_HALVES": True, "IEEE": False}, None),
     "down_swiglu_backward": ("down_swiglu_backward", "_down_swiglu_backward_kernel", {"INPUT_PRECISION": "tf32"},
                              lambda m: {"dy_desc": (m["BLOCK_M"], m["BLOCK_K"]), "w_desc": (m["BLOCK_K"], m["BLOCK_N"]),
+                                        "gu_desc": (m["BLOCK_M"], 2, m["BLOCK_N"]),
                                         **{f"{t}_desc": (m["BLOCK_M"], m["BLOCK_N"])
                                            for t in ("gate", "up", "dgate", "dup", "h")}}),
     # not autotuned: its module's LAUNCH config, the persistent form at sudoku_attn's batch 1

@@ -133,8 +133,8 @@ def main(sections) -> int:
             sig = torch.sigmoid(g)
             want = torch.cat([dh * u * sig * (1 + g * (1 - sig)), dh * g * sig, g * sig * u], dim=-1)
             for c in _pinned(dsb._down_swiglu_backward_kernel, lambda c: True, limit=len(dsb._tiles())):
-                # every config that fits this GPU's shared memory (the autotuner's pruning is not asked here)
-                if not dsb.tma_gemm.fits_shared_memory(c, 2, b_blocks=1, out_blocks=2):
+                # every config whose one program fits this GPU's shared memory (no pruning asked: one config)
+                if not dsb.tma_gemm.fits_shared_bytes(dsb.shared_bytes(c, 2)):
                     continue
                 dgate_up, h = dsb.down_swiglu_backward(dy, wd, gate_up)
                 ok &= _close(f"down_swiglu_backward I {inner} {c}", torch.cat([dgate_up, h], dim=-1), want)

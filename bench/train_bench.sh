@@ -33,6 +33,9 @@
 #           (kernels/down_swiglu_backward.py): its micro-benchmarks against cuBLAS's dh + SwiGLU's backward (the
 #           chosen configs logged), the compiled sudoku_attn step on 'auto' without and with it (bench/train_memory.py),
 #           its GPU tests; $MEMCHECK=1 adds compute-sanitizer memcheck on every config; each step bounded
+#   backward-kernels the two backward kernels together: the fused MLP backward's every config timed alone
+#           (bench/down_swiglu_sweep.py), then the GPU tests of it and of the attention backward, then
+#           compute-sanitizer memcheck on both; each step bounded
 #   recompute-speed the bench's sudoku_attn train rows (engine, reference-compile), then engine with
 #           --recompute; the trainer's steps/s at the same batch, then with arch.recompute, plain and with
 #           cuda_graph
@@ -56,7 +59,7 @@ rows() {  # the bench's three train rows of sudoku_attn, into bench.json and ben
         --png "$out/bench.png"
 }
 
-auto_step() {  # $1: an op of AUTO_OPS, $2: seconds; the compiled sudoku_attn step at b768 on 'auto' without, then with it
+auto_step() {  # $1: an op of AUTO_OPS, $2: seconds; the compiled sudoku_attn step at b768 on 'auto' without it, then with
     local without
     without=$(cd /tmp && python3 -c "from trm_fast import backend
 print(','.join(sorted(backend.AUTO_OPS - {'$1'})))")
@@ -155,7 +158,8 @@ elif [ "$phase" = down-swiglu-backward ]; then
     cd "$repo"  # the test files' paths
     TRITON_PRINT_AUTOTUNING=1 timeout 150 python3 -m pytest -q -s -p no:cacheprovider bench/test_kernels.py \
         -k "down_swiglu" --benchmark-only --benchmark-columns=min,mean,max \
-        --benchmark-json "$out/microbench.json" 2>&1 | grep -v "^$\|^Autotuning kernel" | tail -30 | tee -a "$log" || true
+        --benchmark-json "$out/microbench.json" 2>&1 | grep -v "^$\|^Autotuning kernel" | tail -30 \
+        | tee -a "$log" || true
     auto_step "down_swiglu_backward" "${STEP_TIMEOUT:-240}"
     timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider tests/kernels/test_down_swiglu_backward.py \
         tests/kernels/test_swiglu_linear.py tests/kernels/test_recomputed_mlp.py --tb=short \
@@ -167,6 +171,20 @@ elif [ "$phase" = down-swiglu-backward ]; then
             > "$out/sanitizer_down_swiglu_backward.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
             || echo "memcheck: FAILED or cut (see sanitizer_down_swiglu_backward.log)" | tee -a "$log"
     fi
+elif [ "$phase" = backward-kernels ]; then
+    cd "$repo"  # the test files' paths
+    timeout "${SWEEP_TIMEOUT:-170}" python3 bench/down_swiglu_sweep.py --commit "$commit" --json "$out/sweep.jsonl" \
+        2>&1 | tail -40 | tee -a "$log" || true
+    timeout "${TEST_TIMEOUT:-170}" python3 -m pytest -q -p no:cacheprovider tests/kernels/test_down_swiglu_backward.py \
+        tests/kernels/test_swiglu_linear.py tests/kernels/test_recomputed_mlp.py \
+        tests/kernels/test_recomputed_attention.py \
+        --tb=short -k "down_swiglu or fused_backward or opcheck or writes_every" \
+        > "$out/pytest_backward_kernels.log" 2>&1 || true
+    tail -3 "$out/pytest_backward_kernels.log" | tee -a "$log"
+    timeout "${MEMCHECK_TIMEOUT:-140}" compute-sanitizer --tool memcheck --error-exitcode 9 \
+        python3 bench/sanitize_triton.py down_swiglu_backward attention_backward \
+        > "$out/sanitizer_backward_kernels.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
+        || echo "memcheck: FAILED or cut (see sanitizer_backward_kernels.log)" | tee -a "$log"
 elif [ "$phase" = profile ]; then
     (cd /tmp && timeout 300 python3 -m trm_fast.cli.main profile sudoku_attn --mode train --compile --steps 3 \
         --out /tmp/profile_train) 2>&1 | grep -v "it/s\]$" | tail -60 | tee -a "$log" || true
@@ -184,5 +202,5 @@ elif [ "$phase" = recompute-speed ]; then
     train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
     echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute, attention-backward," \
-        "attention-backward-step, down-swiglu-backward, profile, rows or recompute-speed" >&2; exit 2
+        "attention-backward-step, down-swiglu-backward, backward-kernels, profile, rows or recompute-speed" >&2; exit 2
 fi

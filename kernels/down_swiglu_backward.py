@@ -37,12 +37,22 @@ from . import tma_gemm
 
 
 def _tiles():
-    """(BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, programs per SM). One fp32 accumulator per program and the
-    epilogue's tiles in registers; two programs per SM where the registers allow (one's epilogue then overlaps
-    the other's dots, kernels/tma_gemm.py)."""
-    return [(128, 128, 64, 8, 2, 1), (128, 128, 64, 8, 3, 1), (128, 64, 64, 4, 3, 2), (128, 64, 64, 4, 4, 2),
-            (128, 64, 64, 8, 3, 2), (64, 128, 64, 4, 3, 2), (64, 64, 64, 4, 3, 2), (64, 64, 64, 4, 3, 3),
-            (64, 64, 64, 4, 4, 1)]
+    """(BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, programs per SM, LOAD, FLATTEN). One fp32 accumulator per program
+    and the epilogue's tiles in registers; two or three programs per SM where the registers and shared memory allow
+    (one's epilogue then overlaps another's dots, kernels/tma_gemm.py). LOAD: how gate's and up's tiles come in
+    (`_gate_and_up`). FLATTEN: the tile loop flattened into the K loop by Triton's pipeliner, so the next tile's
+    dy and W blocks load during this tile's epilogue."""
+    return [(128, 128, 64, 8, 2, 1, 1, False), (128, 64, 64, 4, 3, 2, 1, False), (128, 64, 64, 8, 3, 2, 0, False),
+            (128, 64, 64, 8, 3, 2, 1, False), (128, 64, 64, 8, 3, 2, 1, True), (64, 128, 64, 4, 3, 2, 1, False),
+            (64, 64, 64, 4, 3, 3, 1, False)]
+
+
+def configs(tiles):
+    """Autotuner configs from `_tiles`-like tuples (one small config under the CPU interpreter)."""
+    made = tma_gemm.configs([t[:6] for t in tiles], pre_hook=_set_block_shapes)
+    for config, tile in zip(made, tiles):
+        config.kwargs.update(LOAD=tile[6], FLATTEN=tile[7])
+    return made
 
 
 def _set_block_shapes(nargs):
@@ -50,27 +60,49 @@ def _set_block_shapes(nargs):
     bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
     nargs["dy_desc"].block_shape = [bm, bk]
     nargs["w_desc"].block_shape = [bk, bn]
+    nargs["gu_desc"].block_shape = [bm, 2, bn]
     for name in ("gate_desc", "up_desc", "dgate_desc", "dup_desc", "h_desc"):
         nargs[name].block_shape = [bm, bn]
 
 
+def shared_bytes(config, element_size: int) -> int:
+    """A program's shared memory, as Triton 3.6 allocates it for sm_90a (bench/kernel_resources.py): the stages of
+    dy's and W's blocks, and the epilogue's staging: one BLOCK_M x BLOCK_N tile where gate and up load apart, a pair
+    of them where they load together."""
+    bm, bn, bk = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.kwargs["BLOCK_K"]
+    staged = bm * bn * (1 if config.kwargs["LOAD"] == 0 else 2)
+    return (config.num_stages * (bm * bk + bk * bn) + staged) * element_size
+
+
 def _prune(configs, named_args, **kwargs):
-    """Tiles that fit shared memory (the stages of dy's and W's blocks, and the epilogue's staging tiles: one
-    when compiled for sm_90a by Triton 3.6, two allowed), no taller than the rows."""
+    """Tiles whose programs fit shared memory, no taller than the rows."""
     size = named_args["ELEMENT_SIZE"]
-    fit = [c for c in configs if tma_gemm.fits_shared_memory(c, size, b_blocks=1, out_blocks=2)]
+    fit = [c for c in configs if tma_gemm.fits_shared_bytes(shared_bytes(c, size), c.kwargs["CTAS"])]
     return tma_gemm.prune_rows(fit, named_args["M"])
 
 
-@triton.autotune(configs=tma_gemm.configs(_tiles(), pre_hook=_set_block_shapes), key=["M", "I", "K", "ELEMENT_SIZE"],
+@triton.jit
+def _gate_and_up(gate_desc, up_desc, gu_desc, off_m, off_n, LOAD: tl.constexpr):
+    """gate's and up's BLOCK_M x BLOCK_N tiles at (off_m, off_n) of their halves, in fp32: two loads (LOAD 0), or one
+    of both through the (M, 2, I) view of gate_up (LOAD 1), which keeps twice the bytes in flight."""
+    if LOAD == 0:
+        return gate_desc.load([off_m, off_n]).to(tl.float32), up_desc.load([off_m, off_n]).to(tl.float32)
+    g, u = tl.split(tl.permute(gu_desc.load([off_m, 0, off_n]), (0, 2, 1)))
+    return g.to(tl.float32), u.to(tl.float32)
+
+
+# gate_up_ptr: gate_up as a tensor, which the kernel does not read (its descriptors do), so that the autotuner
+# restores it after each timing run: written in place, a second run would read the first one's dgate_up.
+@triton.autotune(configs=configs(_tiles()), key=["M", "I", "K", "ELEMENT_SIZE"], restore_value=["gate_up_ptr"],
                  prune_configs_by={"early_config_prune": _prune}, do_bench=tma_gemm.bench)
 @triton.jit
-def _down_swiglu_backward_kernel(dy_desc, w_desc, gate_desc, up_desc, dgate_desc, dup_desc, h_desc, M, I, K,
-                                 ELEMENT_SIZE, INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+def _down_swiglu_backward_kernel(gate_up_ptr, dy_desc, w_desc, gate_desc, up_desc, gu_desc, dgate_desc, dup_desc,
+                                 h_desc, M, I, K, ELEMENT_SIZE, INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                                  BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-                                 CTAS: tl.constexpr):
+                                 CTAS: tl.constexpr, LOAD: tl.constexpr, FLATTEN: tl.constexpr):
     out_ty: tl.constexpr = h_desc.dtype
-    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(I, BLOCK_N), tl.num_programs(0)):
+    for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(I, BLOCK_N), tl.num_programs(0),
+                         flatten=FLATTEN):
         pid_m, pid_n = tma_gemm.tile_coords(tile, M, I, BLOCK_M, BLOCK_N, GROUP_M)
         off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -78,8 +110,7 @@ def _down_swiglu_backward_kernel(dy_desc, w_desc, gate_desc, up_desc, dgate_desc
             acc = tl.dot(dy_desc.load([off_m, k * BLOCK_K]), w_desc.load([k * BLOCK_K, off_n]), acc,
                          input_precision=INPUT_PRECISION)
         dh = acc.to(out_ty).to(tl.float32)  # dh as cuBLAS would have written it
-        g = gate_desc.load([off_m, off_n]).to(tl.float32)
-        u = up_desc.load([off_m, off_n]).to(tl.float32)
+        g, u = _gate_and_up(gate_desc, up_desc, gu_desc, off_m, off_n, LOAD)
         s = tl.sigmoid(g)
         dg = (dh * u * s * (1.0 + g * (1.0 - s))).to(out_ty)
         du = (dh * g * s).to(out_ty)
@@ -137,11 +168,13 @@ def down_swiglu_backward(dy: torch.Tensor, weight: torch.Tensor, gate_up: torch.
         raise ValueError(why)
     if m == 0 or inner == 0:
         return dgate_up, h
-    unset = [1, 1]  # the pre-hook sets each block shape from the tile config
-    descs = [TensorDescriptor.from_tensor(t, unset)
-             for t in (dy, weight, gate_up[:, :inner], gate_up[:, inner:], dgate_up[:, :inner], dgate_up[:, inner:], h)]
+    tma_gemm.ensure_context(dy.device)
+    # the pre-hook sets each block shape from the tile config
+    pairs = gate_up.as_strided((m, 2, inner), (gate_up.stride(0), inner, 1))  # row m: [gate | up]
+    views = (dy, weight, gate_up[:, :inner], gate_up[:, inner:], pairs, dgate_up[:, :inner], dgate_up[:, inner:], h)
+    descs = [TensorDescriptor.from_tensor(t, [1] * t.ndim) for t in views]
     # fp32 operands: true fp32 products, as F.linear gives by default (tl.dot would take TF32 on a GPU)
     precision = "ieee" if dy.dtype == torch.float32 else "tf32"
     launch = tma_gemm.grid(dy.device, tma_gemm.tiles(m, inner))
-    _down_swiglu_backward_kernel[launch](*descs, m, inner, k, dy.element_size(), INPUT_PRECISION=precision)
+    _down_swiglu_backward_kernel[launch](gate_up, *descs, m, inner, k, dy.element_size(), INPUT_PRECISION=precision)
     return dgate_up, h

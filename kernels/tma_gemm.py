@@ -15,6 +15,7 @@ against 543 us at sudoku_attn's batch 768 (bench/results/2026-11-29_h200_8e8edbf
 ..._4fd08a9_microbench.json); the loops stay nested.
 """
 
+import ctypes
 import functools
 
 import torch
@@ -159,6 +160,35 @@ def grid(device: torch.device, work):
 def tiles(rows: int, cols: int):
     """The output tiles of a (rows, cols) GEMM output under a config's BLOCK_M x BLOCK_N, as `grid` takes them."""
     return lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(cols, meta["BLOCK_N"])
+
+
+def ensure_context(device: torch.device):
+    """Make `device`'s primary CUDA context current on this thread where none is. Triton 3.6 builds the tensor maps
+    of descriptor arguments before its launcher makes a context current, so a TMA kernel launched first thing on a
+    thread that has made no CUDA call yet (autograd's backward thread) failed with 'Failed to create tensor map
+    descriptor: invalid device context'. PyTorch's own device guard does not help there: it skips cudaSetDevice
+    when the thread's device index already matches. One driver call where a context is current; nothing on a CPU."""
+    if device.type != "cuda":
+        return
+    driver = _libcuda()
+    context = ctypes.c_void_p()
+    _check(driver.cuCtxGetCurrent(ctypes.byref(context)), "cuCtxGetCurrent")
+    if context.value is None:
+        handle = ctypes.c_int()
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        _check(driver.cuDeviceGet(ctypes.byref(handle), index), "cuDeviceGet")
+        _check(driver.cuDevicePrimaryCtxRetain(ctypes.byref(context), handle), "cuDevicePrimaryCtxRetain")
+        _check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+
+
+@functools.lru_cache(maxsize=None)
+def _libcuda():
+    return ctypes.CDLL("libcuda.so.1")
+
+
+def _check(status: int, call: str):
+    if status != 0:
+        raise RuntimeError(f"CUDA driver call {call} failed with status {status}")
 
 
 def row_major(x: torch.Tensor) -> bool:
