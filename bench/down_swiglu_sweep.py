@@ -1,10 +1,11 @@
 """Every tile config of the fused MLP backward (kernels/down_swiglu_backward.py) timed alone, beside the pair it
 replaces (cuBLAS's dh = dy W, then SwiGLU's backward kernel), at sudoku_attn's batch 768 in bf16 (M = 74,496, K 512,
-I 1536): which tile, load form and loop form the autotuner should be offered. Each config is checked against the
-pair first (bf16 rounding apart); a config that cannot launch here (shared memory) is reported and skipped.
+I 1536): which tiles and load forms the autotuner should be offered. Each config is checked against the pair first
+(bf16 rounding apart); a config that cannot launch here (shared memory) is reported and skipped.
 
-    python bench/down_swiglu_sweep.py --json sweep.jsonl                 # on a GPU, trm_fast installed
-    python bench/down_swiglu_sweep.py --rows 17792 --json sweep.jsonl    # another M (arc_attn's batch 192: 175,872)
+    python bench/down_swiglu_sweep.py --json sweep.jsonl                 # on a GPU, trm_fast installed: its configs
+    python bench/down_swiglu_sweep.py --cross --json sweep.jsonl         # TILES below, each in both load forms
+    python bench/down_swiglu_sweep.py --rows 175872 --json sweep.jsonl   # another M (arc_attn's batch 192)
 """
 
 import argparse
@@ -14,7 +15,7 @@ import json
 import torch
 import triton
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, programs per SM) crossed with LOAD 0/1 and FLATTEN False/True
+# (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, programs per SM), crossed with LOAD 0 and 1 (--cross)
 TILES = [(128, 128, 64, 8, 2, 1), (128, 128, 64, 8, 3, 1), (128, 64, 64, 4, 3, 2), (128, 64, 64, 8, 3, 2),
          (128, 64, 128, 8, 2, 2), (64, 128, 64, 4, 3, 2), (64, 64, 64, 4, 3, 2), (64, 64, 64, 4, 3, 3)]
 
@@ -22,6 +23,7 @@ TILES = [(128, 128, 64, 8, 2, 1), (128, 128, 64, 8, 3, 1), (128, 64, 64, 4, 3, 2
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=768 * 97, help="M, the rows (batch x positions)")
+    parser.add_argument("--cross", action="store_true", help="TILES in both load forms, not the kernel's configs")
     parser.add_argument("--json", help="append one line per config here")
     parser.add_argument("--commit", default="")
     args = parser.parse_args(argv)
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
     rows = [dict(form="pair: cuBLAS + swiglu_bwd", us=pair_us)]
     kernel = dsb._down_swiglu_backward_kernel
     every = kernel.configs
-    tiles = [(*t, load, flatten) for t, load, flatten in itertools.product(TILES, (0, 1), (False, True))]
+    tiles = [(*t, load) for t, load in itertools.product(TILES, (0, 1))] if args.cross else dsb._tiles()
     try:
         for config in dsb.configs(tiles):
             kernel.configs, kernel.cache = [config], {}

@@ -30,9 +30,10 @@
 #           `attention_backward` (bench/train_memory.py: time and memory)
 #   profile `trm-fast profile sudoku_attn --mode train --compile`: the compiled training step's kernels
 #   down-swiglu-backward the MLP's backward through the down projection and SwiGLU in one kernel
-#           (kernels/down_swiglu_backward.py): its micro-benchmarks against cuBLAS's dh + SwiGLU's backward (the
-#           chosen configs logged), the compiled sudoku_attn step on 'auto' without and with it (bench/train_memory.py),
-#           its GPU tests; $MEMCHECK=1 adds compute-sanitizer memcheck on every config; each step bounded
+#           (kernels/down_swiglu_backward.py): its configs timed alone against cuBLAS's dh + SwiGLU's backward
+#           (bench/down_swiglu_sweep.py), its GPU tests, the compiled sudoku_attn step on 'auto' without and with it
+#           (bench/train_memory.py); MICRO=1 adds its micro-benchmarks (bench/test_kernels.py, the autotuner's
+#           choice logged), MEMCHECK=1 compute-sanitizer memcheck on every config; each step bounded
 #   backward-kernels the two backward kernels together: the fused MLP backward's every config timed alone
 #           (bench/down_swiglu_sweep.py), then the GPU tests of it and of the attention backward, then
 #           compute-sanitizer memcheck on both; each step bounded
@@ -156,15 +157,19 @@ elif [ "$phase" = attention-backward-step ]; then
     auto_step attention_backward 200
 elif [ "$phase" = down-swiglu-backward ]; then
     cd "$repo"  # the test files' paths
-    TRITON_PRINT_AUTOTUNING=1 timeout 150 python3 -m pytest -q -s -p no:cacheprovider bench/test_kernels.py \
-        -k "down_swiglu" --benchmark-only --benchmark-columns=min,mean,max \
-        --benchmark-json "$out/microbench.json" 2>&1 | grep -v "^$\|^Autotuning kernel" | tail -30 \
-        | tee -a "$log" || true
-    auto_step "down_swiglu_backward" "${STEP_TIMEOUT:-240}"
-    timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider tests/kernels/test_down_swiglu_backward.py \
+    timeout "${SWEEP_TIMEOUT:-90}" python3 bench/down_swiglu_sweep.py --commit "$commit" --json "$out/sweep.jsonl" \
+        2>&1 | tail -12 | tee -a "$log" || true
+    if [ "${MICRO:-0}" = 1 ]; then
+        TRITON_PRINT_AUTOTUNING=1 timeout 150 python3 -m pytest -q -s -p no:cacheprovider bench/test_kernels.py \
+            -k "down_swiglu" --benchmark-only --benchmark-columns=min,mean,max \
+            --benchmark-json "$out/microbench.json" 2>&1 | grep -v "^$\|^Autotuning kernel" | tail -30 \
+            | tee -a "$log" || true
+    fi
+    timeout "${TEST_TIMEOUT:-120}" python3 -m pytest -q -p no:cacheprovider tests/kernels/test_down_swiglu_backward.py \
         tests/kernels/test_swiglu_linear.py tests/kernels/test_recomputed_mlp.py --tb=short \
         -k "down_swiglu or fused_backward or opcheck" > "$out/pytest_down_swiglu_backward.log" 2>&1 || true
     tail -3 "$out/pytest_down_swiglu_backward.log" | tee -a "$log"
+    auto_step "down_swiglu_backward" "${STEP_TIMEOUT:-200}"
     if [ "${MEMCHECK:-0}" = 1 ]; then
         timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
             python3 bench/sanitize_triton.py down_swiglu_backward \

@@ -37,21 +37,20 @@ from . import tma_gemm
 
 
 def _tiles():
-    """(BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, programs per SM, LOAD, FLATTEN). One fp32 accumulator per program
-    and the epilogue's tiles in registers; two or three programs per SM where the registers and shared memory allow
-    (one's epilogue then overlaps another's dots, kernels/tma_gemm.py). LOAD: how gate's and up's tiles come in
-    (`_gate_and_up`). FLATTEN: the tile loop flattened into the K loop by Triton's pipeliner, so the next tile's
-    dy and W blocks load during this tile's epilogue."""
-    return [(128, 128, 64, 8, 2, 1, 1, False), (128, 64, 64, 4, 3, 2, 1, False), (128, 64, 64, 8, 3, 2, 0, False),
-            (128, 64, 64, 8, 3, 2, 1, False), (128, 64, 64, 8, 3, 2, 1, True), (64, 128, 64, 4, 3, 2, 1, False),
-            (64, 64, 64, 4, 3, 3, 1, False)]
+    """(BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, programs per SM, LOAD): the fastest of 32 configs timed alone on an
+    H100 (bench/down_swiglu_sweep.py; bench/NOTES.md, "SwiGLU's backward in the down projection's backward GEMM")
+    and their neighbours with more programs per SM. One fp32 accumulator per program and the epilogue's tiles in
+    registers; several programs per SM, so that one's epilogue overlaps another's dots (kernels/tma_gemm.py). LOAD:
+    how gate's and up's tiles come in (`_gate_and_up`)."""
+    return [(64, 64, 64, 4, 3, 3, 1), (64, 64, 64, 4, 2, 3, 1), (64, 64, 64, 4, 2, 4, 0), (64, 64, 64, 2, 3, 4, 0),
+            (32, 128, 64, 4, 3, 3, 0), (64, 128, 64, 4, 3, 2, 0), (128, 64, 64, 8, 3, 2, 0), (128, 128, 64, 8, 3, 1, 1)]
 
 
 def configs(tiles):
     """Autotuner configs from `_tiles`-like tuples (one small config under the CPU interpreter)."""
     made = tma_gemm.configs([t[:6] for t in tiles], pre_hook=_set_block_shapes)
     for config, tile in zip(made, tiles):
-        config.kwargs.update(LOAD=tile[6], FLATTEN=tile[7])
+        config.kwargs["LOAD"] = tile[6]
     return made
 
 
@@ -66,11 +65,11 @@ def _set_block_shapes(nargs):
 
 
 def shared_bytes(config, element_size: int) -> int:
-    """A program's shared memory, as Triton 3.6 allocates it for sm_90a (bench/kernel_resources.py): the stages of
-    dy's and W's blocks, and the epilogue's staging: one BLOCK_M x BLOCK_N tile where gate and up load apart, a pair
-    of them where they load together."""
+    """A program's shared memory, about as Triton 3.6 allocates it for sm_90a (bench/kernel_resources.py; at most
+    8 KiB over): the stages of dy's and W's blocks, and the epilogue's staging, one BLOCK_M x BLOCK_N tile where
+    gate and up load apart and two where they load together, and one more for the flattened loop."""
     bm, bn, bk = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.kwargs["BLOCK_K"]
-    staged = bm * bn * (1 if config.kwargs["LOAD"] == 0 else 2)
+    staged = bm * bn * (2 if config.kwargs["LOAD"] == 0 else 3)
     return (config.num_stages * (bm * bk + bk * bn) + staged) * element_size
 
 
@@ -99,10 +98,13 @@ def _gate_and_up(gate_desc, up_desc, gu_desc, off_m, off_n, LOAD: tl.constexpr):
 def _down_swiglu_backward_kernel(gate_up_ptr, dy_desc, w_desc, gate_desc, up_desc, gu_desc, dgate_desc, dup_desc,
                                  h_desc, M, I, K, ELEMENT_SIZE, INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                                  BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-                                 CTAS: tl.constexpr, LOAD: tl.constexpr, FLATTEN: tl.constexpr):
+                                 CTAS: tl.constexpr, LOAD: tl.constexpr):
     out_ty: tl.constexpr = h_desc.dtype
+    # flattened into the K loop by Triton's pipeliner: the next tile's dy and W blocks load during this tile's
+    # epilogue. The eight fastest configs timed on an H100 all flattened it, each 7-10% faster than unflattened;
+    # it lost only where its staging took a program off the SM (bench/NOTES.md)
     for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(I, BLOCK_N), tl.num_programs(0),
-                         flatten=FLATTEN):
+                         flatten=True):
         pid_m, pid_n = tma_gemm.tile_coords(tile, M, I, BLOCK_M, BLOCK_N, GROUP_M)
         off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)

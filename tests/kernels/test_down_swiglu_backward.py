@@ -15,10 +15,10 @@ SHAPES_CPU = [(97, 64, 48), (45, 40, 24), (70, 32, 72), (1, 16, 8)]
 
 
 # one config of each form pinned (the autotuner picks one per shape): on the GPU by tile, programs per SM and how
-# gate and up load (LOAD) and the tile loop runs (FLATTEN); under the interpreter its one tile in each LOAD
-FORMS_GPU = {"128x128": dict(BLOCK_M=128, BLOCK_N=128, LOAD=1), "128x64_two_load0": dict(BLOCK_N=64, CTAS=2, LOAD=0),
-             "128x64_two_load1": dict(BLOCK_N=64, CTAS=2, LOAD=1), "flatten": dict(FLATTEN=True),
-             "64x64_three": dict(BLOCK_M=64, BLOCK_N=64, CTAS=3)}
+# gate and up load (LOAD); under the interpreter its one tile in each LOAD
+FORMS_GPU = {"128x128": dict(BLOCK_M=128, BLOCK_N=128), "128x64": dict(BLOCK_M=128, BLOCK_N=64),
+             "64x64_load1": dict(BLOCK_M=64, BLOCK_N=64, LOAD=1), "64x64_load0_four": dict(BLOCK_M=64, LOAD=0, CTAS=4),
+             "32x128": dict(BLOCK_M=32)}
 FORMS_CPU = {"load0": dict(LOAD=0), "load1": dict(LOAD=1)}
 FORMS = FORMS_GPU if DEVICE == "cuda" else FORMS_CPU
 
