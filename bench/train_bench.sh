@@ -26,6 +26,8 @@
 #           cuDNN's backward + the packing pass (bench/test_kernels.py, the chosen configs logged), its GPU tests,
 #           compute-sanitizer memcheck on it (bench/sanitize_triton.py); each step bounded, numbers first
 #   rows    the bench's three train rows of sudoku_attn alone (the first of the speed phase's steps)
+#   trainer-steps `trm-fast train sudoku_att` on generated Sudoku at the bench's batch (768): its own steps/s and
+#           peak memory (the speed phase's trainer run alone; after `rows` in one call, the issue's pair)
 #   attention-backward-step the compiled sudoku_attn step at batch 768 on 'auto' without and with
 #           `attention_backward` (bench/train_memory.py: time and memory)
 #   profile `trm-fast profile sudoku_attn --mode train --compile`: the compiled training step's kernels
@@ -153,6 +155,10 @@ elif [ "$phase" = attention-backward ]; then
         || echo "memcheck: FAILED or cut (see sanitizer_attention_backward.log)" | tee -a "$log"
 elif [ "$phase" = rows ]; then
     rows
+elif [ "$phase" = trainer-steps ]; then
+    data /tmp/gen20k 20000
+    echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
+    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
 elif [ "$phase" = attention-backward-step ]; then
     auto_step attention_backward 200
 elif [ "$phase" = down-swiglu-backward ]; then
@@ -207,5 +213,6 @@ elif [ "$phase" = recompute-speed ]; then
     train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
     echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute, attention-backward," \
-        "attention-backward-step, down-swiglu-backward, backward-kernels, profile, rows or recompute-speed" >&2; exit 2
+        "attention-backward-step, down-swiglu-backward, backward-kernels, profile, rows, trainer-steps or" \
+        "recompute-speed" >&2; exit 2
 fi

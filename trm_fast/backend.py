@@ -139,15 +139,14 @@ _warned = set()
 # alone (trm_fast.ops.attention.auto_op); the whole attention layer as one kernel for one puzzle
 # (trm_fast.ops.small_layer.MAX_ROWS); the training attention ops' one-tile backward kernel (attention_backward,
 # up to 128 positions in 16-bit: 468 against 694 us at sudoku_attn's batch 768, the compiled step 89.9 against
-# 92.7 ms on an H200, bench/results/2026-12-07_h200_54d41b9_attention_backward_*); the MLP's backward through the
-# down projection and SwiGLU as one kernel (down_swiglu_backward; bench/NOTES.md, "SwiGLU's backward in the down
-# projection's backward GEMM"). The others (attention at
+# 92.7 ms on an H200, bench/results/2026-12-07_h200_54d41b9_attention_backward_*). The others (attention at
 # larger batches, linear_rope, linear_add_rms_norm) run on 'fused' alone; Hopper's CUTLASS ops (linear_swiglu_sm90,
-# linear_rope_sm90: they lost, bench/NOTES.md) only where the set names them (`offers`). An experiment may change
-# the set before it builds a model (bench/engine_ops.py and bench/train_memory.py --auto-ops).
+# linear_rope_sm90: they lost, bench/NOTES.md) and the MLP's backward through the down projection and SwiGLU in one
+# kernel (down_swiglu_backward: 6.7% faster alone, no faster in the step, bench/NOTES.md) only where the set names
+# them (`offers`). An experiment may change the set before it builds a model (bench/engine_ops.py and
+# bench/train_memory.py --auto-ops).
 AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "swiglu_linear", "recomputed_mlp", "recomputed_attention",
-            "kept_attention", "attention_backward", "down_swiglu_backward", "token_mix", "attention_few_puzzles",
-            "small_layer"}
+            "kept_attention", "attention_backward", "token_mix", "attention_few_puzzles", "small_layer"}
 
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:
