@@ -97,7 +97,14 @@ def attention_backward_form(request, monkeypatch):
 @pytest.mark.parametrize("rope", [True, False])
 @pytest.mark.parametrize("op", list(OPS))
 def test_gpu_fused_backward_matches_reference(shape, dtype, rope, op, attention_backward_form):
-    _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda", rope=rope, op=op, fused_backward=True)
+    from triton.runtime.errors import OutOfResources
+
+    try:
+        _check(shape, dtype, seed=torch.seed() % 2**31, device="cuda", rope=rope, op=op, fused_backward=True)
+    except OutOfResources as error:
+        # a pinned form too large for this GPU at this head size (4 heads a program at D 128 asked 289 KiB of an
+        # H100's 227): the autotuner, offered every form, skips such a config (its timing raises the same error)
+        pytest.skip(f"form {attention_backward_form} does not fit this GPU at D = {shape[-1]}: {error}")
 
 
 def test_fused_backward_writes_every_gradient(attention_backward_form):
