@@ -15,17 +15,19 @@ and writes dgate_up and h: 12 I bytes a row in bf16 for the pass, 4 I more for d
 moves gate_up in and dgate_up and h out, 10 I bytes a row, and the GEMM's 2 M K I FLOPs run under that
 traffic. dgate_up may be gate_up itself (in place: each element is read before the same tile writes it).
 
-Floor per call at sudoku_attn's batch 768 (M = 74,496, K = 512, I = 1536), bf16: 117 GFLOP (171 us at cuBLAS's
-683 TFLOP/s measured on an H100) and 1.14 GB (380 us at 3.0 TB/s): memory-bound at ~380 us, against the
-unfused pair's 171 + 458 us (cuBLAS's GEMM, then the pass's 1.37 GB). bench/NOTES.md, "SwiGLU's backward in
-the down projection's backward GEMM", has the floor and the measurements.
+Floor per call at sudoku_attn's batch 768 (M = 74,496, K = 512, I = 1536), bf16: 117 GFLOP (172 us at cuBLAS's
+683 TFLOP/s measured on an H100) and 1.22 GB with dy's reads (404 us at 3.02 TB/s): memory-bound, against the
+unfused pair's 172 + 455 us (cuBLAS's GEMM, then the pass's 1.37 GB). Measured on an H100: 614 us in its best
+config against the pair's 658, and no faster in the compiled training step, so 'auto' leaves it out
+(trm_fast.backend.AUTO_OPS). bench/NOTES.md, "SwiGLU's backward in the down projection's backward GEMM", has the
+floor and the measurements.
 
 The kernel is persistent (kernels/tma_gemm.py): CTAS programs per SM walk the tiles in grouped order, the
 tensor memory accelerator loads dy's and W's blocks and gate's and up's tiles (zero past the edges) on Hopper
 and stores the three output tiles (stores from registers, in the dot's layout, took Triton 3.6 to 255 registers
-and spills a thread at every tile size, bench/kernel_resources.py). Shapes: dy (M, K), W (K,
-I), gate_up (M, 2I), dgate_up (M, 2I) and h (M, I), each with unit stride along its last axis and rows 16-byte
-aligned, in one 16-bit dtype or fp32 (IEEE products, as F.linear computes).
+and spills a thread at every tile size, bench/kernel_resources.py). Shapes: dy (M, K), W (K, I), gate_up (M, 2I),
+dgate_up (M, 2I) and h (M, I), each with unit stride along its last axis and rows 16-byte aligned, in one 16-bit
+dtype or fp32 (IEEE products, as F.linear computes).
 """
 
 import torch
@@ -37,13 +39,12 @@ from . import tma_gemm
 
 
 def _tiles():
-    """(BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, programs per SM, LOAD): the fastest of 32 configs timed alone on an
-    H100 (bench/down_swiglu_sweep.py; bench/NOTES.md, "SwiGLU's backward in the down projection's backward GEMM")
-    and their neighbours with more programs per SM. One fp32 accumulator per program and the epilogue's tiles in
-    registers; several programs per SM, so that one's epilogue overlaps another's dots (kernels/tma_gemm.py). LOAD:
-    how gate's and up's tiles come in (`_gate_and_up`)."""
-    return [(64, 64, 64, 4, 3, 3, 1), (64, 64, 64, 4, 2, 3, 1), (64, 64, 64, 4, 2, 4, 0), (64, 64, 64, 2, 3, 4, 0),
-            (32, 128, 64, 4, 3, 3, 0), (64, 128, 64, 4, 3, 2, 0), (128, 64, 64, 8, 3, 2, 0), (128, 128, 64, 8, 3, 1, 1)]
+    """(BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, programs per SM, LOAD): the three configs that beat the pair it
+    replaces of 40 timed alone on an H100 (bench/down_swiglu_sweep.py; bench/NOTES.md, "SwiGLU's backward in the
+    down projection's backward GEMM"). One fp32 accumulator per program and the epilogue's tiles in registers;
+    several programs per SM, so that one's epilogue overlaps another's dots (kernels/tma_gemm.py). LOAD: how gate's
+    and up's tiles come in (`_gate_and_up`)."""
+    return [(64, 64, 64, 4, 3, 3, 1), (64, 128, 64, 4, 3, 2, 0), (128, 64, 64, 8, 3, 2, 0)]
 
 
 def configs(tiles):
@@ -101,8 +102,8 @@ def _down_swiglu_backward_kernel(gate_up_ptr, dy_desc, w_desc, gate_desc, up_des
                                  CTAS: tl.constexpr, LOAD: tl.constexpr):
     out_ty: tl.constexpr = h_desc.dtype
     # flattened into the K loop by Triton's pipeliner: the next tile's dy and W blocks load during this tile's
-    # epilogue. The eight fastest configs timed on an H100 all flattened it, each 7-10% faster than unflattened;
-    # it lost only where its staging took a program off the SM (bench/NOTES.md)
+    # epilogue. The six fastest configs timed on an H100 all flattened it, each 7-9% faster than unflattened; it
+    # lost where its staging took a program off the SM (bench/NOTES.md)
     for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(I, BLOCK_N), tl.num_programs(0),
                          flatten=True):
         pid_m, pid_n = tma_gemm.tile_coords(tile, M, I, BLOCK_M, BLOCK_N, GROUP_M)

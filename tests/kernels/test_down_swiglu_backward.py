@@ -1,5 +1,5 @@
 """The down projection's backward with SwiGLU's backward in its epilogue (kernels/down_swiglu_backward.py) against
-the unfused pair it replaces (dh = dy W, then SwiGLU's backward) and the fp64 truth: on the GPU in five forms,
+the unfused pair it replaces (dh = dy W, then SwiGLU's backward) and the fp64 truth: on the GPU in its three forms,
 and on the CPU under Triton's interpreter (fp32/fp16 only); in place, into poisoned outputs, h's bits,
 and the inputs it refuses."""
 
@@ -16,9 +16,8 @@ SHAPES_CPU = [(97, 64, 48), (45, 40, 24), (70, 32, 72), (1, 16, 8)]
 
 # one config of each form pinned (the autotuner picks one per shape): on the GPU by tile, programs per SM and how
 # gate and up load (LOAD); under the interpreter its one tile in each LOAD
-FORMS_GPU = {"128x128": dict(BLOCK_M=128, BLOCK_N=128), "128x64": dict(BLOCK_M=128, BLOCK_N=64),
-             "64x64_load1": dict(BLOCK_M=64, BLOCK_N=64, LOAD=1), "64x64_load0_four": dict(BLOCK_M=64, LOAD=0, CTAS=4),
-             "32x128": dict(BLOCK_M=32)}
+FORMS_GPU = {"64x64_load1": dict(BLOCK_M=64, BLOCK_N=64), "64x128_load0": dict(BLOCK_N=128),
+             "128x64_load0": dict(BLOCK_M=128)}
 FORMS_CPU = {"load0": dict(LOAD=0), "load1": dict(LOAD=1)}
 FORMS = FORMS_GPU if DEVICE == "cuda" else FORMS_CPU
 
