@@ -107,6 +107,14 @@ def test_gpu_fused_backward_matches_reference(shape, dtype, rope, op, attention_
         pytest.skip(f"form {attention_backward_form} does not fit this GPU at D = {shape[-1]}: {error}")
 
 
+@pytest.mark.gpu
+def test_gpu_fused_backward_autotuned_at_head_dim_128():
+    # every form offered: the autotuner must time the forms that cannot launch at D 128 as infinite and take one
+    # that can (the pinned test above skips those forms)
+    _check((2, 128, 256, 2, 128), torch.bfloat16, seed=case_seed("autotuned D 128"), device="cuda", op="kept",
+           fused_backward=True)
+
+
 def test_fused_backward_writes_every_gradient(attention_backward_form):
     # the kernel's output against the unfused pair's, every element: nothing left as torch.empty made it, rows
     # past S (the tile's padding) written nowhere, the dtype and layout the projection's backward reads
