@@ -40,7 +40,7 @@ from . import tma_gemm
 
 def _tiles():
     """(BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, programs per SM, LOAD): the three configs that beat the pair it
-    replaces of 40 timed alone on an H100 (bench/down_swiglu_sweep.py; bench/NOTES.md, "SwiGLU's backward in the
+    replaces, of 36 timed alone on an H100 (bench/down_swiglu_sweep.py; bench/NOTES.md, "SwiGLU's backward in the
     down projection's backward GEMM"). One fp32 accumulator per program and the epilogue's tiles in registers;
     several programs per SM, so that one's epilogue overlaps another's dots (kernels/tma_gemm.py). LOAD: how gate's
     and up's tiles come in (`_gate_and_up`)."""
