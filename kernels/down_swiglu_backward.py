@@ -171,7 +171,6 @@ def down_swiglu_backward(dy: torch.Tensor, weight: torch.Tensor, gate_up: torch.
         raise ValueError(why)
     if m == 0 or inner == 0:
         return dgate_up, h
-    tma_gemm.ensure_context(dy.device)
     # the pre-hook sets each block shape from the tile config
     pairs = gate_up.as_strided((m, 2, inner), (gate_up.stride(0), inner, 1))  # row m: [gate | up]
     views = (dy, weight, gate_up[:, :inner], gate_up[:, inner:], pairs, dgate_up[:, :inner], dgate_up[:, inner:], h)

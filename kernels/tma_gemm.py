@@ -153,7 +153,9 @@ def _device_sms(device: torch.device) -> int:
 
 def grid(device: torch.device, work):
     """The persistent launch: the config's CTAS programs per SM, no more programs than the units of work its
-    loop walks (`work(meta)`: `tiles` for a GEMM's output); each kernel strides that loop by tl.num_programs(0)."""
+    loop walks (`work(meta)`: `tiles` for a GEMM's output); each kernel strides that loop by tl.num_programs(0).
+    Called just before the launch, it makes sure a CUDA context is current for the descriptors (`ensure_context`)."""
+    ensure_context(device)
     return lambda meta: (min(_sms(device) * meta["CTAS"], work(meta)),)
 
 
@@ -167,7 +169,8 @@ def ensure_context(device: torch.device):
     of descriptor arguments before its launcher makes a context current, so a TMA kernel launched first thing on a
     thread that has made no CUDA call yet (autograd's backward thread) failed with 'Failed to create tensor map
     descriptor: invalid device context'. PyTorch's own device guard does not help there: it skips cudaSetDevice
-    when the thread's device index already matches. One driver call where a context is current; nothing on a CPU."""
+    when the thread's device index already matches. One driver call where a context is current; nothing on a CPU.
+    Every TMA kernel's launch asks for it: through `grid`, or itself where it has a grid of its own (token_mix)."""
     if device.type != "cuda":
         return
     driver = _libcuda()

@@ -31,6 +31,7 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..backend import interpreting
+from . import tma_gemm
 
 MAX_POSITIONS = 256  # a program holds BLOCK_S >= S rows of fp32 accumulators
 # The TMA kernel (`_token_mix_tma_kernel`) by default where it loads. One H100 call at sudoku_mlpt's batch 768
@@ -174,6 +175,7 @@ def token_mix(h: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch.
                          "multiple of 8, I a multiple of 128, and a Hopper or newer GPU")
     grid = lambda m: (triton.cdiv(width, m["BLOCK_D"]), batch)  # noqa: E731
     if loadable:
+        tma_gemm.ensure_context(h.device)  # its grid is its own, not tma_gemm.grid
         unset = [1, 1]  # the pre-hook sets each descriptor's block from the tile config
         descs = [TensorDescriptor.from_tensor(t, unset if t.ndim == 2 else [1, 1, 1])
                  for t in (padded, down_weight, h, y)]
