@@ -36,9 +36,6 @@
 #           (bench/down_swiglu_sweep.py), its GPU tests, the compiled sudoku_attn step on 'auto' without and with it
 #           (bench/train_memory.py); MICRO=1 adds its micro-benchmarks (bench/test_kernels.py, the autotuner's
 #           choice logged), MEMCHECK=1 compute-sanitizer memcheck on every config; each step bounded
-#   backward-kernels the two backward kernels together: the fused MLP backward's every config timed alone
-#           (bench/down_swiglu_sweep.py), then the GPU tests of it and of the attention backward, then
-#           compute-sanitizer memcheck on both; each step bounded
 #   recompute-speed the bench's sudoku_attn train rows (engine, reference-compile), then engine with
 #           --recompute; the trainer's steps/s at the same batch, then with arch.recompute, plain and with
 #           cuda_graph
@@ -62,6 +59,26 @@ rows() {  # the bench's three train rows of sudoku_attn, into bench.json and ben
         --png "$out/bench.png"
 }
 
+trainer_row() {  # `trm-fast train sudoku_att` at the bench's batch (768) on generated Sudoku: its own steps/s
+    data /tmp/gen20k 20000  # 26 steps per epoch at batch 768
+    echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
+    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
+}
+
+microbench() {  # $1: bench/test_kernels.py's -k expression, $2: seconds; the autotuner's choices logged
+    TRITON_PRINT_AUTOTUNING=1 timeout "$2" python3 -m pytest -q -s -p no:cacheprovider "$repo/bench/test_kernels.py" \
+        -k "$1" --benchmark-only --benchmark-columns=min,mean,max --benchmark-json "$out/microbench.json" 2>&1 \
+        | grep -v "^$\|^Autotuning kernel" | tail -40 | tee -a "$log" || true
+}
+
+memcheck() {  # $1: seconds, then bench/sanitize_triton.py's sections; the log sanitizer_<sections>.log
+    local name
+    name=$(IFS=_; echo "${*:2}")
+    timeout "$1" compute-sanitizer --tool memcheck --error-exitcode 9 \
+        python3 "$repo/bench/sanitize_triton.py" "${@:2}" > "$out/sanitizer_$name.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
+        || echo "memcheck: FAILED or cut (see sanitizer_$name.log)" | tee -a "$log"
+}
+
 auto_step() {  # $1: an op of AUTO_OPS, $2: seconds; the compiled sudoku_attn step at b768 on 'auto' without it, then with
     local without
     without=$(cd /tmp && python3 -c "from trm_fast import backend
@@ -75,9 +92,7 @@ cd /tmp
 if [ "$phase" = speed ]; then
     rows
     bench sudoku_attn --mode train --backend engine --recompute --json "$out/bench.json" --no-png
-    data /tmp/gen20k 20000  # 26 steps per epoch at batch 768
-    echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
-    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
+    trainer_row
     echo "== trainer, the same with arch.recompute=true" | tee -a "$log"
     train /tmp/run_att_rc sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true
 elif [ "$phase" = trainer ]; then
@@ -93,9 +108,7 @@ elif [ "$phase" = trainer ]; then
     python3 "$repo/bench/train_memory.py" sudoku_attn --commit "$commit" --json "$out/memory.jsonl" 2>&1 | tee -a "$log"
 elif [ "$phase" = gap ]; then
     bench sudoku_attn --mode train --backend engine --json "$out/bench_gap.json" --no-png
-    data /tmp/gen20k 20000
-    echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
-    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
+    trainer_row
     echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
     train /tmp/run_att_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 cuda_graph=true
 elif [ "$phase" = curves ]; then
@@ -139,9 +152,7 @@ elif [ "$phase" = recompute ]; then
 elif [ "$phase" = attention-backward ]; then
     cd "$repo"  # the test files' paths
     # TRITON_PRINT_AUTOTUNING: the log names each kernel's chosen config
-    TRITON_PRINT_AUTOTUNING=1 timeout 200 python3 -m pytest -q -s -p no:cacheprovider bench/test_kernels.py \
-        -k "attention_backward" --benchmark-only --benchmark-columns=min,mean,max \
-        --benchmark-json "$out/microbench.json" 2>&1 | grep -v "^$\|^Autotuning kernel" | tail -40 | tee -a "$log" || true
+    microbench attention_backward 200
     # the kernel's GPU tests and the device-agnostic ones (no -m gpu: those carry no marker)
     # (bf16 and the kept op alone: each of the kernel's forms compiles per shape; the fp16 and recomputed cases
     # run the same kernel)
@@ -149,16 +160,11 @@ elif [ "$phase" = attention-backward ]; then
         --tb=short -k "(fused_backward and bf16 and kept) or writes_every or opcheck" \
         > "$out/pytest_attention_backward.log" 2>&1 || true
     tail -3 "$out/pytest_attention_backward.log" | tee -a "$log"
-    timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 \
-        python3 bench/sanitize_triton.py attention_backward \
-        > "$out/sanitizer_attention_backward.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
-        || echo "memcheck: FAILED or cut (see sanitizer_attention_backward.log)" | tee -a "$log"
+    memcheck 180 attention_backward
 elif [ "$phase" = rows ]; then
     rows
 elif [ "$phase" = trainer-steps ]; then
-    data /tmp/gen20k 20000
-    echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
-    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
+    trainer_row
 elif [ "$phase" = attention-backward-step ]; then
     auto_step attention_backward 200
 elif [ "$phase" = down-swiglu-backward ]; then
@@ -166,10 +172,7 @@ elif [ "$phase" = down-swiglu-backward ]; then
     timeout "${SWEEP_TIMEOUT:-90}" python3 bench/down_swiglu_sweep.py --commit "$commit" --json "$out/sweep.jsonl" \
         2>&1 | tail -12 | tee -a "$log" || true
     if [ "${MICRO:-0}" = 1 ]; then
-        TRITON_PRINT_AUTOTUNING=1 timeout 150 python3 -m pytest -q -s -p no:cacheprovider bench/test_kernels.py \
-            -k "down_swiglu" --benchmark-only --benchmark-columns=min,mean,max \
-            --benchmark-json "$out/microbench.json" 2>&1 | grep -v "^$\|^Autotuning kernel" | tail -30 \
-            | tee -a "$log" || true
+        microbench down_swiglu 150
     fi
     timeout "${TEST_TIMEOUT:-120}" python3 -m pytest -q -p no:cacheprovider tests/kernels/test_down_swiglu_backward.py \
         tests/kernels/test_swiglu_linear.py tests/kernels/test_recomputed_mlp.py --tb=short \
@@ -177,25 +180,8 @@ elif [ "$phase" = down-swiglu-backward ]; then
     tail -3 "$out/pytest_down_swiglu_backward.log" | tee -a "$log"
     auto_step "down_swiglu_backward" "${STEP_TIMEOUT:-200}"
     if [ "${MEMCHECK:-0}" = 1 ]; then
-        timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
-            python3 bench/sanitize_triton.py down_swiglu_backward \
-            > "$out/sanitizer_down_swiglu_backward.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
-            || echo "memcheck: FAILED or cut (see sanitizer_down_swiglu_backward.log)" | tee -a "$log"
+        memcheck 150 down_swiglu_backward
     fi
-elif [ "$phase" = backward-kernels ]; then
-    cd "$repo"  # the test files' paths
-    timeout "${SWEEP_TIMEOUT:-170}" python3 bench/down_swiglu_sweep.py --commit "$commit" --json "$out/sweep.jsonl" \
-        2>&1 | tail -40 | tee -a "$log" || true
-    timeout "${TEST_TIMEOUT:-170}" python3 -m pytest -q -p no:cacheprovider tests/kernels/test_down_swiglu_backward.py \
-        tests/kernels/test_swiglu_linear.py tests/kernels/test_recomputed_mlp.py \
-        tests/kernels/test_recomputed_attention.py \
-        --tb=short -k "down_swiglu or fused_backward or opcheck or writes_every" \
-        > "$out/pytest_backward_kernels.log" 2>&1 || true
-    tail -3 "$out/pytest_backward_kernels.log" | tee -a "$log"
-    timeout "${MEMCHECK_TIMEOUT:-140}" compute-sanitizer --tool memcheck --error-exitcode 9 \
-        python3 bench/sanitize_triton.py down_swiglu_backward attention_backward \
-        > "$out/sanitizer_backward_kernels.log" 2>&1 && echo "memcheck: clean" | tee -a "$log" \
-        || echo "memcheck: FAILED or cut (see sanitizer_backward_kernels.log)" | tee -a "$log"
 elif [ "$phase" = profile ]; then
     (cd /tmp && timeout 300 python3 -m trm_fast.cli.main profile sudoku_attn --mode train --compile --steps 3 \
         --out /tmp/profile_train) 2>&1 | grep -v "it/s\]$" | tail -60 | tee -a "$log" || true
@@ -204,15 +190,13 @@ elif [ "$phase" = profile ]; then
 elif [ "$phase" = recompute-speed ]; then
     bench sudoku_attn --mode train --backend engine,reference-compile --json "$out/bench_recompute.json" --no-png
     bench sudoku_attn --mode train --backend engine --recompute --json "$out/bench_recompute.json" --no-png
-    data /tmp/gen20k 20000
-    echo "== trainer, sudoku_att at batch 768 (the bench's engine row)" | tee -a "$log"
-    train /tmp/run_att sudoku_att "data_paths=[/tmp/gen20k]" epochs=4
+    trainer_row
     echo "== trainer, sudoku_att at batch 768 with arch.recompute=true (the bench's engine+recompute row)" | tee -a "$log"
     train /tmp/run_rc sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true
     echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
     train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
     echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute, attention-backward," \
-        "attention-backward-step, down-swiglu-backward, backward-kernels, profile, rows, trainer-steps or" \
+        "attention-backward-step, down-swiglu-backward, profile, rows, trainer-steps or" \
         "recompute-speed" >&2; exit 2
 fi
