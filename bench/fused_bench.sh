@@ -11,7 +11,9 @@
 #   tests    GPU tests of the fused kernels, the engine and the models (the ten slowest listed), then
 #            compute-sanitizer's memcheck and racecheck on every Triton kernel (bench/sanitize_triton.py)
 #   ncu      Nsight Compute on one call of each case in $NCU_CASES (';'-separated, default the two GEMM-epilogue
-#            kernels at sudoku_attn's batch 768), trm_fast's kernel and the reference (bench/ncu_kernels.py)
+#            kernels at sudoku_attn's batch 768), trm_fast's kernel and the reference (bench/ncu_kernels.py;
+#            $NCU_IMPLS picks, default "fused reference"); NCU_SOURCE=1 adds each kernel's SASS with its warp-stall
+#            samples per instruction (ncu_<impl>_sass.csv: which instructions the warps wait on)
 #   sm90     Hopper's CUTLASS kernels (csrc/sm90), in the steps named by $SM90_STEPS (default all five): tests (their
 #            GPU tests), sanitize (compute-sanitizer on them, bench/sanitize_sm90.py), tiles (every gate/up + SwiGLU
 #            shape timed alone and as the op against cuBLAS and the unfused pair, and CUTLASS's plain GEMM in each
@@ -79,10 +81,17 @@ elif [ "$phase" = tests ]; then
     done
 elif [ "$phase" = ncu ]; then
     IFS=';' read -ra cases <<< "${NCU_CASES:-linear_rope forward;linear_swiglu forward}"
-    for impl in fused reference; do
+    for impl in ${NCU_IMPLS:-fused reference}; do
+        source_args=(); [ "${NCU_SOURCE:-0}" = 0 ] || source_args=(--section SourceCounters -f -o "/tmp/ncu_$impl")
         (cd /tmp && ncu --profile-from-start off --section SpeedOfLight --section MemoryWorkloadAnalysis \
             --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats --section WarpStateStats \
-            python3 "$repo/bench/ncu_kernels.py" "$impl" "${cases[@]}") 2>&1 | tee -a "$out/ncu_$impl.txt" | tail -3
+            --section SchedulerStats "${source_args[@]}" python3 "$repo/bench/ncu_kernels.py" "$impl" "${cases[@]}") \
+            2>&1 | tee -a "$out/ncu_$impl.txt" | tail -3
+        if [ "${NCU_SOURCE:-0}" != 0 ]; then  # the report's text, then every kernel's SASS with its stall samples
+            ncu --import "/tmp/ncu_$impl.ncu-rep" --print-summary none >> "$out/ncu_$impl.txt" 2>&1 || true
+            ncu --import "/tmp/ncu_$impl.ncu-rep" --page source --print-source sass --csv \
+                > "$out/ncu_${impl}_sass.csv" 2>&1 || true
+        fi
     done
 elif [ "$phase" = sm90 ]; then
     steps=" ${SM90_STEPS:-tests sanitize tiles kernels engine} "
