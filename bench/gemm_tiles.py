@@ -117,6 +117,7 @@ def sm90(x, w, expected, report, do_bench):
     report("cuBLAS GEMM of one half (N columns)", do_bench(lambda: torch.nn.functional.linear(x, up)), half=True)
     ext = _native.extension()
     plain_sm90(ext, x, w, up, report, do_bench)
+    keep_sm90(x, w, report, do_bench)
     pairs = interleaved_pairs(w)  # the weight of SM90_FIRST_PAIRS_CONFIG and later, but SM90_GROUPS_CONFIG's
     groups = grouped_pairs(w)
     for config in range(ext.SM90_CONFIGS):
@@ -146,6 +147,22 @@ def sm90(x, w, expected, report, do_bench):
         report(f"CUTLASS config {config}: up GEMM + SwiGLU alone", do_bench(alone), half=True, sm90_config=config)
         report(f"CUTLASS config {config}: cuBLAS gate + CUTLASS up", do_bench(lambda: linear_swiglu_sm90(x, w, config)),
                sm90_config=config)
+
+
+def keep_sm90(x, w, report, do_bench):
+    """The training form (gate_up kept for the backward, h for the down projection): the gradient cycle's pair,
+    cuBLAS's GEMM and SwiGLU's Triton kernel, against config 7's GEMM writing both (its weight gathered per call)."""
+    from trm_fast.kernels.swiglu import swiglu_fwd
+    from trm_fast.ops.linear_swiglu import swiglu_keep_sm90
+
+    gate_up, h = swiglu_keep_sm90(x, w)
+    want = torch.nn.functional.linear(x, w)
+    if not (torch.equal(gate_up, want) or (gate_up.float() - want.float()).abs().max().item() <= 2e-2):
+        print("CUTLASS keep WRONG: gate_up", flush=True)
+        return
+    pair = lambda: swiglu_fwd(torch.nn.functional.linear(x, w))  # noqa: E731
+    report("training pair: cuBLAS gate_up + SwiGLU kernel", do_bench(pair))
+    report("CUTLASS config 7 keep: gate_up and h, the op", do_bench(lambda: swiglu_keep_sm90(x, w)))
 
 
 def plain_sm90(ext, x, w, up, report, do_bench):

@@ -36,6 +36,10 @@
 #           (bench/down_swiglu_sweep.py), its GPU tests, the compiled sudoku_attn step on 'auto' without and with it
 #           (bench/train_memory.py); MICRO=1 adds its micro-benchmarks (bench/test_kernels.py, the autotuner's
 #           choice logged), MEMCHECK=1 compute-sanitizer memcheck on every config; each step bounded
+#   kept-mlp Hopper's CUTLASS gate/up GEMM in training (needs .whl/nvidia_cutlass-*.whl carried): the GPU tests of
+#           its kernels and of kept_mlp, the training pair against the kernel that writes gate_up and h
+#           (bench/gemm_tiles.py --sm90-only), then the compiled sudoku_attn step at b768 on 'auto' without either
+#           CUTLASS op, with linear_swiglu_sm90 (the no-grad cycles), and with kept_mlp too (bench/train_memory.py)
 #   recompute-speed the bench's sudoku_attn train rows (engine, reference-compile), then engine with
 #           --recompute; the trainer's steps/s at the same batch, then with arch.recompute, plain and with
 #           cuda_graph
@@ -182,6 +186,18 @@ elif [ "$phase" = down-swiglu-backward ]; then
     if [ "${MEMCHECK:-0}" = 1 ]; then
         memcheck 150 down_swiglu_backward
     fi
+elif [ "$phase" = kept-mlp ]; then
+    (cd "$repo" && timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short \
+        tests/kernels/test_gemm_swiglu_sm90.py tests/kernels/test_recomputed_mlp.py > "$out/pytest_kept_mlp.log" 2>&1) \
+        || true
+    tail -3 "$out/pytest_kept_mlp.log" | tee -a "$log"
+    timeout 90 python3 "$repo/bench/gemm_tiles.py" --sm90-only --commit "$commit" --json "$out/gemm_tiles_sm90.jsonl" \
+        2>&1 | grep -v "config [0-6]:\|RoPE config [0-2]" | tee -a "$log" || true
+    base=$(python3 -c "from trm_fast import backend
+print(','.join(sorted(backend.AUTO_OPS - {'linear_swiglu_sm90', 'kept_mlp'})))")
+    timeout "${STEP_TIMEOUT:-330}" python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile \
+        --auto-ops "$base" --auto-ops "$base,linear_swiglu_sm90" --auto-ops "$base,linear_swiglu_sm90,kept_mlp" \
+        --commit "$commit" --json "$out/memory.jsonl" 2>&1 | sed '/"kept"/d' | tee -a "$log" || true
 elif [ "$phase" = profile ]; then
     (cd /tmp && timeout 300 python3 -m trm_fast.cli.main profile sudoku_attn --mode train --compile --steps 3 \
         --out /tmp/profile_train) 2>&1 | grep -v "it/s\]$" | tail -60 | tee -a "$log" || true
@@ -197,6 +213,6 @@ elif [ "$phase" = recompute-speed ]; then
     train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
     echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute, attention-backward," \
-        "attention-backward-step, down-swiglu-backward, profile, rows, trainer-steps or" \
+        "attention-backward-step, down-swiglu-backward, kept-mlp, profile, rows, trainer-steps or" \
         "recompute-speed" >&2; exit 2
 fi

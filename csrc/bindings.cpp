@@ -90,6 +90,15 @@ void gemm_swiglu_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w_up, int6
         "gemm_swiglu_sm90");
 }
 
+void gemm_swiglu_keep_sm90(uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t gate_up, int64_t ldgu,
+                           uintptr_t h, int64_t ldh, int64_t m, int64_t n, int64_t k, uintptr_t workspace, int device,
+                           uintptr_t stream) {
+  use_device(device, "gemm_swiglu_keep_sm90");
+  check(trm_fast::gemm_swiglu_keep_sm90(ptr<const void>(x), ldx, ptr<const void>(w), ldw, ptr<void>(gate_up), ldgu,
+                                        ptr<void>(h), ldh, m, n, k, ptr<void>(workspace), ptr<CUstream_st>(stream)),
+        "gemm_swiglu_keep_sm90");
+}
+
 void gemm_plain_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t out, int64_t ldo,
                      int64_t m, int64_t n, int64_t k, uintptr_t workspace, int device, uintptr_t stream) {
   use_device(device, "gemm_plain_sm90");
@@ -149,6 +158,10 @@ PYBIND11_MODULE(_C, m) {
   // (config, x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, device, stream); for SM90_FIRST_PAIRS_CONFIG
   // and later, w_up is the interleaved (2n, k) weight (the grouped one for SM90_GROUPS_CONFIG) and gate is not read
   m.def("gemm_swiglu_sm90", &gemm_swiglu_sm90);
+  // (m, n, k) -> bytes of workspace; (x, ldx, w, ldw, gate_up, ldgu, h, ldh, m, n, k, workspace, device, stream):
+  // SM90_GROUPS_CONFIG's GEMM writing gate_up (m, 2n) beside h (sm90/gemm_swiglu.h)
+  m.def("gemm_swiglu_keep_sm90_workspace", &trm_fast::gemm_swiglu_keep_sm90_workspace);
+  m.def("gemm_swiglu_keep_sm90", &gemm_swiglu_keep_sm90);
   m.attr("ROPE_SM90_CONFIGS") = trm_fast::kGemmRopeConfigs;
   // the config whose weight is permuted in 64-row groups as well (trm_fast/ops/linear_rope.py's grouped_rows)
   m.attr("ROPE_SM90_GROUPS_CONFIG") = trm_fast::kGemmRopeGroupsConfig;

@@ -140,13 +140,17 @@ _warned = set()
 # (trm_fast.ops.small_layer.MAX_ROWS); the training attention ops' one-tile backward kernel (attention_backward,
 # up to 128 positions in 16-bit: 468 against 694 us at sudoku_attn's batch 768, the compiled step 89.9 against
 # 92.7 ms on an H200, bench/results/2026-12-07_h200_54d41b9_attention_backward_*). The others (attention at
-# larger batches, linear_rope, linear_add_rms_norm) run on 'fused' alone; Hopper's CUTLASS ops (linear_swiglu_sm90,
-# linear_rope_sm90: they lost, bench/NOTES.md) and the MLP's backward through the down projection and SwiGLU in one
-# kernel (down_swiglu_backward: 6.7% faster alone, no faster in the step, bench/NOTES.md) only where the set names
-# them (`offers`). An experiment may change the set before it builds a model (bench/engine_ops.py and
-# bench/train_memory.py --auto-ops).
-AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "swiglu_linear", "recomputed_mlp", "recomputed_attention",
-            "kept_attention", "attention_backward", "token_mix", "attention_few_puzzles", "small_layer"}
+# larger batches, linear_rope, linear_add_rms_norm) run on 'fused' alone. Hopper's CUTLASS ops run only where the
+# set names them (`offers`): linear_swiglu_sm90 is named (the gate/up GEMM with SwiGLU at CUTLASS's plain GEMM's
+# pace: 396.8 against 581.3 us unfused on an H100, the engine's evaluation 873.6 against 894.7 ms with Triton's
+# kernel, bench/results/2026-12-07_h100_5924a9a_*), and so is kept_mlp, the same GEMM writing gate_up for the
+# training MLP's backward beside h (trm_fast.ops.recomputed_mlp); linear_rope_sm90 (it lost, bench/NOTES.md) and
+# the MLP's backward through the down projection and SwiGLU in one kernel (down_swiglu_backward: 6.7% faster
+# alone, no faster in the step, bench/NOTES.md) are not. An experiment may change the set before it builds a model
+# (bench/engine_ops.py and bench/train_memory.py --auto-ops).
+AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "linear_swiglu_sm90", "swiglu_linear", "kept_mlp",
+            "recomputed_mlp", "recomputed_attention", "kept_attention", "attention_backward", "token_mix",
+            "attention_few_puzzles", "small_layer"}
 
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:

@@ -48,4 +48,13 @@ cudaError_t gemm_swiglu_sm90(GemmSm90Config config, const void* x, int64_t ldx, 
                              const void* gate, int64_t ldg, void* out, int64_t ldo, int64_t m, int64_t n, int64_t k,
                              void* workspace, cudaStream_t stream);
 
+// For training: config 7's GEMM (ping-pong 128x128 over the grouped pairs w, (grouped rows of 2n, k)) writing the
+// pre-activations as well, gate_up (m, 2n) with the gate's n columns first, rounded to bf16, and
+// h = silu(gate) * up of those rounded values (m, n). Leading dimensions in elements, multiples of 8; n a multiple
+// of 8; gate_up and h 16-byte aligned.
+size_t gemm_swiglu_keep_sm90_workspace(int64_t m, int64_t n, int64_t k);
+cudaError_t gemm_swiglu_keep_sm90(const void* x, int64_t ldx, const void* w, int64_t ldw, void* gate_up, int64_t ldgu,
+                                  void* h, int64_t ldh, int64_t m, int64_t n, int64_t k, void* workspace,
+                                  cudaStream_t stream);
+
 }  // namespace trm_fast

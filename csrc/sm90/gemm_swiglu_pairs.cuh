@@ -1,7 +1,8 @@
 // gemm_swiglu.h's single-GEMM shapes: the gate/up weight's rows interleaved in pairs (row 2j = gate_j,
-// row 2j+1 = up_j), or in pairs permuted within 64-row groups (SwigluGroup), one GEMM over all of them, and
-// gemm_sm90.cuh's pairs epilogue turning each pair of accumulators into h. No gate round trip through memory, no
-// shared-memory stage in the epilogue. Each shape is instantiated in a file of its own (gemm_swiglu_pairs*.cu).
+// row 2j+1 = up_j), or in pairs permuted within 64-row groups (SwigluGroup, and SwigluGroupKeep for training),
+// one GEMM over all of them, and gemm_sm90.cuh's pairs epilogue turning each pair of accumulators into h. No gate
+// round trip through memory, no shared-memory stage in the epilogue. Each shape is instantiated in a file of its
+// own (gemm_swiglu_pairs*.cu, gemm_swiglu_keep.cu).
 #pragma once
 
 #include "gemm_swiglu_kernel.cuh"
@@ -47,6 +48,42 @@ struct SwigluGroup {
   }
 };
 
+// SwigluGroup for training: the same GEMM also writes the pre-activations gate_up (m, 2n), gate columns first, as
+// the backward's SwiGLU reads them (trm_fast/ops/recomputed_mlp.py's kept_mlp). Lane q's eight gate values are
+// gate_up's columns 32 g + 8 q ... + 7 and its eight up values the same columns + n: two more 16-byte stores. h is
+// computed from the rounded gate and up, as SwiGLU's kernel computes it from gate_up, so the forward's h and the
+// one the backward writes again for the down weight's gradient are the same numbers.
+struct SwigluGroupKeep {
+  struct Arguments {
+    BF16* h = nullptr;
+    int64_t ldh = 0;
+    BF16* gate_up = nullptr;
+    int64_t ldgu = 0;
+    int64_t n = 0;  // h's columns, gate_up's 2n
+  };
+  static bool valid(Arguments const& args) {
+    return args.h != nullptr && args.gate_up != nullptr && args.n % 8 == 0 && args.ldh % 8 == 0 &&
+           args.ldgu % 8 == 0 && reinterpret_cast<uintptr_t>(args.h) % 16 == 0 &&
+           reinterpret_cast<uintptr_t>(args.gate_up) % 16 == 0;
+  }
+  CUTLASS_DEVICE static void store_group(Arguments const& args, int row, int column, float const (&gate)[8],
+                                         float const (&up)[8]) {
+    int64_t const first = (column / kGroupColumns) * (kGroupColumns / 2) + (column % kGroupColumns) * 4;
+    if (first >= args.n) return;
+    cutlass::Array<BF16, 8> g, u, h;
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < 8; ++i) {
+      g[i] = BF16(gate[i]);
+      u[i] = BF16(up[i]);
+      h[i] = BF16(silu(float(g[i])) * float(u[i]));
+    }
+    BF16* gate_row = args.gate_up + row * args.ldgu + first;
+    *reinterpret_cast<uint4*>(args.h + row * args.ldh + first) = *reinterpret_cast<uint4 const*>(h.data());
+    *reinterpret_cast<uint4*>(gate_row) = *reinterpret_cast<uint4 const*>(g.data());
+    *reinterpret_cast<uint4*>(gate_row + args.n) = *reinterpret_cast<uint4 const*>(u.data());
+  }
+};
+
 // The GEMM's N for h's n columns in groups: 2n rounded up to whole 64-row groups of the permuted weight.
 inline int64_t grouped_rows(int64_t n) { return (2 * n + kGroupColumns - 1) / kGroupColumns * kGroupColumns; }
 
@@ -58,6 +95,18 @@ struct GemmSwigluGroups {
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, const void*,
                                             int64_t, void* h, int64_t ldh, int64_t m, int64_t n, int64_t k) {
     return pairs_arguments<Gemm>(x, ldx, w, ldw, m, grouped_rows(n), k, {static_cast<BF16*>(h), ldh, n});
+  }
+};
+
+template <class Tile, class MainloopSchedule>
+struct GemmSwigluGroupsKeep {
+  using Gemm = GemmPairs<SwigluGroupKeep, Tile, MainloopSchedule>;
+
+  // (m, grouped_rows(n), k) over the permuted rows w, as GemmSwigluGroups, writing gate_up as well
+  static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* gate_up,
+                                            int64_t ldgu, void* h, int64_t ldh, int64_t m, int64_t n, int64_t k) {
+    return pairs_arguments<Gemm>(x, ldx, w, ldw, m, grouped_rows(n), k,
+                                 {static_cast<BF16*>(h), ldh, static_cast<BF16*>(gate_up), ldgu, n});
   }
 };
 

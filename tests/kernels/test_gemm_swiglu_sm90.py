@@ -6,8 +6,11 @@ import pytest
 import torch
 from helpers import assert_close_at_worst, rounding_atol, sm90_configs, sm90_gpu
 from trm_fast import backend, ops
+from trm_fast import _native
 from trm_fast.ops.linear_swiglu import (grouped_pairs, interleaved_pairs, launch_sm90, linear_swiglu_fused,
-                                        linear_swiglu_reference, linear_swiglu_sm90, unsupported_sm90)
+                                        linear_swiglu_reference, linear_swiglu_sm90, swiglu_keep_sm90,
+                                        unsupported_sm90)
+from trm_fast.ops.swiglu import swiglu
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
@@ -63,7 +66,7 @@ def test_poisoned_output_and_padded_rows(config):
 def test_opcheck_and_dispatch():
     x, w = _inputs((2, 9, 64, 40), seed=12)
     torch.library.opcheck(linear_swiglu_sm90, (x, w))
-    # 'auto' and 'fused' take it only where AUTO_OPS names it, else Triton's kernel (measured faster)
+    # 'auto' and 'fused' take it only where AUTO_OPS names it (it does: measured faster), else Triton's kernel
     saved = set(backend.AUTO_OPS)
     try:
         backend.AUTO_OPS.add("linear_swiglu_sm90")
@@ -75,6 +78,34 @@ def test_opcheck_and_dispatch():
     finally:
         backend.AUTO_OPS.clear()
         backend.AUTO_OPS.update(saved)
+
+
+@sm90_gpu
+@pytest.mark.parametrize("shape", SHAPES)
+def test_keep_writes_gate_up_and_h(shape):
+    """The training form: gate_up as PyTorch's bf16 GEMM rounds it (within its error against fp64), h as SwiGLU's
+    own op computes it from that gate_up, both into NaN-poisoned outputs, x read through padded rows."""
+    b, r, k, n = shape
+    x, w = _inputs(shape, seed=torch.seed() % 2**31, row_pad=8 if k % 8 == 0 else 0)
+    rows = x.reshape(-1, k)
+    ext = _native.extension()
+    gate_up = torch.full((rows.shape[0], 2 * n), float("nan"), device=DEVICE, dtype=torch.bfloat16)
+    h = torch.full((rows.shape[0], n), float("nan"), device=DEVICE, dtype=torch.bfloat16)
+    order = grouped_pairs(w)
+    workspace = torch.empty(ext.gemm_swiglu_keep_sm90_workspace(rows.shape[0], n, k), dtype=torch.uint8,
+                            device=DEVICE)
+    ext.gemm_swiglu_keep_sm90(rows.data_ptr(), rows.stride(0), order.data_ptr(), k, gate_up.data_ptr(), 2 * n,
+                              h.data_ptr(), n, rows.shape[0], n, k, workspace.data_ptr(), x.device.index,
+                              _native.stream(x))
+    torch.cuda.synchronize()
+    truth = rows.double() @ w.double().t()
+    torch_err = ((rows @ w.t()).double() - truth).abs().max().item()
+    assert_close_at_worst(gate_up, truth, atol=rounding_atol(torch_err, truth, torch.bfloat16), rtol=0,
+                          what=f"gate_up {shape}")
+    # from the same rounded gate_up: SwiGLU's op and the kernel differ only in how each divides (2 ulp in fp32)
+    torch.testing.assert_close(h, swiglu(gate_up, backend="reference"), atol=1e-2, rtol=1e-2)
+    got = swiglu_keep_sm90(rows, w)
+    assert torch.equal(got[0], gate_up) and torch.equal(got[1], h)
 
 
 @sm90_gpu

@@ -1,15 +1,17 @@
-"""The training MLP that keeps its input alone (trm_fast.ops.recomputed_mlp) against autograd through the
-official ops: on the GPU, and on the CPU under Triton's interpreter (fp32/fp16 only); what it keeps for the
-backward, its dispatch, opcheck and its refusals."""
+"""The training MLP ops of trm_fast.ops.recomputed_mlp against autograd through the official ops: the one that
+keeps its input alone on the GPU, and on the CPU under Triton's interpreter (fp32/fp16 only); the one that keeps
+gate_up from Hopper's CUTLASS kernel (kept_mlp) on such a GPU; what each keeps for the backward, their dispatch,
+opcheck and their refusals."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 import trm_fast
-from helpers import assert_within_torch_error, case_seed, output_and_grads
+from helpers import assert_within_torch_error, case_seed, output_and_grads, sm90_gpu
 from trm_fast import ops
 from trm_fast.backend import FusedUnavailableError
-from trm_fast.ops.recomputed_mlp import recomputed_mlp_backward, recomputed_mlp_fused
+from trm_fast.ops.recomputed_mlp import (kept_mlp, kept_mlp_backward, kept_mlp_fused, kept_mlp_unsupported,
+                                         recomputed_mlp_backward, recomputed_mlp_fused)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (leading shape, K, I, N): sudoku_attn's channel MLP at batch 768 and 1, an odd batch, odd widths
@@ -23,13 +25,15 @@ def _official(x, gate_up_weight, down_weight):
     return F.linear(F.silu(gate) * up, down_weight)
 
 
-def _check(lead, k, inner, n, dtype, seed, device, backend, fused_backward=False):
+def _check(lead, k, inner, n, dtype, seed, device, backend, fused_backward=False, kept=False):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(*lead, k, generator=gen).to(device, dtype)
     w_gu = (torch.randn(2 * inner, k, generator=gen) * k**-0.5).to(device, dtype)
     w_down = (torch.randn(n, inner, generator=gen) * inner**-0.5).to(device, dtype)
     dy = torch.randn(*lead, n, generator=gen).to(device, dtype)
-    got = output_and_grads(lambda *a: recomputed_mlp_fused(*a, backend, fused_backward), (x, w_gu, w_down), dy)
+    op = ((lambda *a: kept_mlp(*a, fused_backward)) if kept
+          else (lambda *a: recomputed_mlp_fused(*a, backend, fused_backward)))
+    got = output_and_grads(op, (x, w_gu, w_down), dy)
     truth = output_and_grads(_official, (x.double(), w_gu.double(), w_down.double()), dy.double())
     torch_ = output_and_grads(_official, (x, w_gu, w_down), dy)
     assert_within_torch_error(("y", "dx", "dgate_up_weight", "ddown_weight"), got, truth, torch_,
@@ -65,6 +69,51 @@ def test_interpreter_fused_backward_matches_reference():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_gpu_fused_backward_matches_reference(lead, k, inner, n, dtype):
     _check(lead, k, inner, n, dtype, seed=torch.seed() % 2**31, device="cuda", backend="auto", fused_backward=True)
+
+
+@sm90_gpu
+@pytest.mark.parametrize("lead,k,inner,n", SHAPES_GPU[:3] + [((3, 5), 24, 40, 19), ((1, 1), 16, 16, 8)])
+@pytest.mark.parametrize("fused_backward", [False, True], ids=["two_kernels", "fused_backward"])
+def test_gpu_kept_matches_reference(lead, k, inner, n, fused_backward):
+    fused_backward = fused_backward and k * 2 % 16 == 0 and n * 2 % 16 == 0 and inner * 2 % 16 == 0
+    _check(lead, k, inner, n, torch.bfloat16, seed=torch.seed() % 2**31, device="cuda", backend="auto",
+           fused_backward=fused_backward, kept=True)
+
+
+@sm90_gpu
+def test_gpu_kept_keeps_gate_up_dispatches_and_opchecks(monkeypatch):
+    x = torch.randn(2, 9, 16, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    w_gu = (torch.randn(96, 16, device="cuda") * 0.25).to(torch.bfloat16).requires_grad_()
+    w_down = (torch.randn(16, 48, device="cuda") * 0.15).to(torch.bfloat16).requires_grad_()
+    kept = _kept(kept_mlp, x, w_gu, w_down)
+    assert len(kept) == 4 and all(a is b for a, b in zip(kept, (x, w_gu, w_down)))
+    assert kept[3].shape == (18, 96)  # gate_up, as autograd through the official ops keeps it
+    torch.library.opcheck(kept_mlp_fused, (x, w_gu, w_down))
+    dy = torch.randn(2, 9, 16, device="cuda", dtype=torch.bfloat16)
+    torch.library.opcheck(kept_mlp_backward, (dy, x.detach(), w_gu.detach(), w_down.detach(), kept[3].detach()))
+    called = []
+    real = trm_fast.ops.mlp.kept_mlp
+    monkeypatch.setattr(trm_fast.ops.mlp, "kept_mlp", lambda *a: called.append(a) or real(*a))
+    monkeypatch.setattr(trm_fast.backend, "AUTO_OPS", trm_fast.backend.AUTO_OPS | {"kept_mlp"})
+    ops.swiglu_mlp(x, w_gu, w_down, backend="auto")
+    assert len(called) == 1
+    ops.swiglu_mlp(x.float(), w_gu.float(), w_down.float(), backend="auto")  # fp32: the ops, with no warning
+    ops.swiglu_mlp(x, w_gu, w_down, backend="auto", recompute=True)  # recompute's op first
+    with torch.no_grad():
+        ops.swiglu_mlp(x, w_gu, w_down, backend="auto")
+    monkeypatch.setattr(trm_fast.backend, "AUTO_OPS", trm_fast.backend.AUTO_OPS - {"kept_mlp"})
+    ops.swiglu_mlp(x, w_gu, w_down, backend="auto")
+    assert len(called) == 1
+
+
+def test_kept_refuses_what_its_kernel_cannot_take():
+    x = torch.randn(2, 9, 16, device=DEVICE)
+    w_gu, w_down = torch.randn(96, 16, device=DEVICE), torch.randn(16, 48, device=DEVICE)
+    # fp32 (and, off a Hopper GPU built with CUTLASS, everything): a reason, never the op
+    assert kept_mlp_unsupported(x, w_gu, w_down, "auto") is not None
+    assert "need x (..., K)" in kept_mlp_unsupported(x, w_gu[:, :15], w_down, "fused")
+    assert "x is empty" in kept_mlp_unsupported(x[:0], w_gu, w_down, "fused")
+    assert "bfloat16" in kept_mlp_unsupported(x.half(), w_gu.half(), w_down.half(), "fused") or DEVICE == "cpu"
 
 
 def _kept(fn, *args):

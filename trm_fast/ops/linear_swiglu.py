@@ -6,25 +6,21 @@ FLOPs per call: 4 M N K for M rows of x. The fused path (trm_fast.kernels.linear
 the GEMM's tiles before they leave the chip, so the (M, 2N) gate_up activation is never written nor read
 back: per sudoku_attn layer at batch 768 that is 915 MB less traffic and one kernel fewer.
 
-On Hopper a second fused path (op ``linear_swiglu_sm90``) splits the projection in two GEMMs: cuBLAS's for
-the gate half, then CUTLASS's warp-specialised GEMM for the up half (csrc/sm90), whose epilogue reads the
-gate tile and writes silu(gate) * up. The gate half makes one round trip through memory (2 M N bytes each
-way in bf16, against 4 M N written and read back unfused). Measured on an H200 it loses: 583.6 us in its best
-shape at sudoku_attn's batch 768, against 512.5 us for cuBLAS + inductor's SwiGLU, its epilogue costing more
-than the GEMM (bench/NOTES.md, "Gate/up + SwiGLU on CUTLASS's Hopper GEMM"). Its later shapes run one GEMM
-over the gate and up rows interleaved in pairs and write h from registers; on an H100 the best of them took
-665 us against 580 unfused (bench/results/2026-12-06_h100_2c85212_sm90_*). Their stores of 2 bytes a thread
-were the cost: the same mainloop with CUTLASS's own TMA-store epilogue runs within 8% of cuBLAS (H200,
-bench/NOTES.md, "The measuring stick"). The shape over the pairs permuted in groups (`grouped_pairs`, the
-extension's SM90_GROUPS_CONFIG) stores 16 bytes a thread instead: on an H200 600 us against 521 us unfused, and
-the engine's evaluation 968 against 854 ms with the Triton kernel below (bench/results/2026-12-07_h200_d042a21_*).
-So it runs only where AUTO_OPS names it, an experiment's set.
+On Hopper a second fused path (op ``linear_swiglu_sm90``) runs CUTLASS's warp-specialised GEMM (csrc/sm90). In
+its default shape (the extension's SM90_GROUPS_CONFIG, ping-pong 128x128 tiles) it is one GEMM over the weight's
+gate and up rows permuted in groups (`grouped_pairs`), whose epilogue turns each thread's gate/up accumulator
+pairs into h and stores 8 of them as one 16-byte vector. On an H100 at sudoku_attn's batch 768 it takes 396.8 us,
+as CUTLASS's plain GEMM of the same mainloop (377.9 us) nearly does, against 581.3 us for cuBLAS's GEMM and
+inductor's SwiGLU (bench/results/2026-12-07_h100_5924a9a_*; bench/NOTES.md, "Gate/up + SwiGLU on CUTLASS's
+Hopper GEMM"). Its other shapes (the gate half by cuBLAS, or 2-byte stores) lost and stay for the bench.
+'auto' runs it where the extension has it (built with CUTLASS's headers) and the call fits, else the Triton
+kernel below.
 
 The fused paths are forward only: while autograd records (grad mode on and x or the weight requiring grad)
 the reference runs, with its own SwiGLU op (trm_fast.ops.swiglu) on the backend asked for.
 """
 
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +29,9 @@ from .. import _native
 from .. import backend as _backend
 from .swiglu import swiglu
 
-# The CUTLASS kernel's shape (csrc/sm90/gemm_swiglu.h's GemmSm90Config): cooperative 128x256, the fastest of the
-# shapes timed at sudoku_attn's and arc_attn's batch (bench/results/2026-11-29_h200_5457fa3_gemm_tiles_sm90.jsonl).
-SM90_CONFIG = 1
+# The CUTLASS kernel's shape (csrc/sm90/gemm_swiglu.h's configs): 7, the grouped pairs (the extension's
+# SM90_GROUPS_CONFIG), the only one faster than the kernels it replaces (bench/results/2026-12-07_h100_5924a9a_*).
+SM90_CONFIG = 7
 
 
 def linear_swiglu_reference(x: torch.Tensor, weight: torch.Tensor, backend: str = "reference") -> torch.Tensor:
@@ -100,6 +96,22 @@ def _(x, weight, config=SM90_CONFIG):
     return x.new_empty((*x.shape[:-1], weight.shape[0] // 2))
 
 
+def swiglu_keep_sm90(rows: torch.Tensor, weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """For training: (gate_up (M, 2N), h (M, N)) from rows (M, K) and the (2N, K) weight in one CUTLASS GEMM, the
+    default shape's (SM90_GROUPS_CONFIG) writing the pre-activations beside h, where the unfused pair writes
+    gate_up, reads it back and writes h. h is computed from the rounded gate_up, as SwiGLU's kernel computes it.
+    Inputs as unsupported_sm90 takes; no autograd (trm_fast.ops.recomputed_mlp's kept_mlp is the op)."""
+    n, k = weight.shape[0] // 2, weight.shape[1]
+    m = rows.shape[0]
+    ext = _native.extension()
+    gate_up, h = rows.new_empty(m, 2 * n), rows.new_empty(m, n)
+    w = grouped_pairs(weight)
+    workspace = rows.new_empty(ext.gemm_swiglu_keep_sm90_workspace(m, n, k), dtype=torch.uint8)
+    ext.gemm_swiglu_keep_sm90(rows.data_ptr(), rows.stride(0), w.data_ptr(), w.stride(0), gate_up.data_ptr(), 2 * n,
+                              h.data_ptr(), n, m, n, k, workspace.data_ptr(), rows.device.index, _native.stream(rows))
+    return gate_up, h
+
+
 def interleaved_pairs(weight: torch.Tensor) -> torch.Tensor:
     """The (2N, K) gate_up weight (gate rows first) with its rows interleaved: row 2j gate_j, row 2j + 1 up_j."""
     n = weight.shape[0] // 2
@@ -111,14 +123,34 @@ def grouped_pairs(weight: torch.Tensor) -> torch.Tensor:
     64-row groups, row 64 g + 8 i + 2 q gate_j and the next row up_j for j = 32 g + 8 q + i (q < 4, i < 8), zero
     rows for j >= N. A wgmma fragment gives lane q of each quad the columns 64 g + 8 i + 2 q and + 1 of its rows,
     so that lane holds h's columns 32 g + 8 q ... + 7 and stores them as one 16-byte vector
-    (csrc/sm90/gemm_swiglu_pairs.cuh's SwigluGroup)."""
+    (csrc/sm90/gemm_swiglu_pairs.cuh's SwigluGroup). One gather of whole rows: the op makes it on every call
+    (a cached copy would go stale inside a CUDA graph replayed after the weight changed), and the permuted copy
+    of a 5-D view cost ~28 us a call on an H100 (bench/results/2026-12-07_h100_5924a9a_gemm_tiles_sm90.jsonl)."""
     n, k = weight.shape[0] // 2, weight.shape[1]
     half = _native.SM90_GROUP_ROWS // 2
     padded = -(-n // half) * half
     if padded != n:
         weight = torch.cat([F.pad(t, (0, 0, 0, padded - n)) for t in (weight[:n], weight[n:])])
-    # (e, g, q, i) -> (g, i, q, e): row 64 g + 8 i + 2 q + e is half e's (gate's, up's) row 32 g + 8 q + i; one copy
-    return weight.view(2, padded // half, 4, 8, k).permute(1, 3, 2, 0, 4).reshape(2 * padded, k)
+    rows = weight.contiguous()
+    if k * rows.element_size() % 8 == 0:  # whole rows as 8-byte words: a quarter of the elements to gather
+        rows = rows.view(torch.int64)
+    return rows.index_select(0, _group_order(padded, weight.device)).view(weight.dtype)
+
+
+_GROUP_ORDER: Dict[Tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _group_order(padded: int, device: torch.device) -> torch.Tensor:
+    """grouped_pairs' source row of each of its 2 `padded` rows: row 64 g + 8 i + 2 q + e is half e's row
+    32 g + 8 q + i. Kept per size and device, except one made while a CUDA graph is being captured (its values
+    exist only once the graph replays)."""
+    order = _GROUP_ORDER.get((padded, device))
+    if order is None:
+        r = torch.arange(2 * padded, device=device)
+        order = (r % 2) * padded + (r // 64) * 32 + (r // 2 % 4) * 8 + r // 8 % 8
+        if device.type != "cuda" or not torch.cuda.is_current_stream_capturing():
+            _GROUP_ORDER[(padded, device)] = order
+    return order
 
 
 def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:

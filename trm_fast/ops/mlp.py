@@ -3,9 +3,10 @@ rms_norm(x + MLP(x)): which ops run them.
 
 While autograd records (the gradient-carrying cycle of a training step), a model built with `recompute` asks
 for trm_fast.ops.recomputed_mlp, which keeps x alone and runs the gate/up projection again in the backward
-(on a GPU: trm_fast.backend.recomputes_in_ops). Otherwise the MLP is the gate/up projection, then
-trm_fast.ops.swiglu_linear, which keeps gate_up and not swiglu's output for the backward. Without autograd
-the forward-only GEMM-epilogue kernels may run: the gate/up projection with SwiGLU
+(on a GPU: trm_fast.backend.recomputes_in_ops). Otherwise, on Hopper where AUTO_OPS names it, kept_mlp (same
+module): the gate/up GEMM writes gate_up for the backward and h in one kernel. Otherwise the MLP is the gate/up
+projection, then trm_fast.ops.swiglu_linear, which keeps gate_up and not swiglu's output for the backward.
+Without autograd the forward-only GEMM-epilogue kernels may run: the gate/up projection with SwiGLU
 (trm_fast.ops.linear_swiglu), and in the block the down projection with the residual add and the norm
 (trm_fast.ops.linear_add_rms_norm). On the reference backend both are the same ops in the same order as
 the official model.
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from .. import backend as _backend
 from .linear_add_rms_norm import linear_add_rms_norm
 from .linear_swiglu import linear_swiglu
-from .recomputed_mlp import recomputed_mlp_fused
+from .recomputed_mlp import kept_mlp, kept_mlp_unsupported, recomputed_mlp_fused
 from .recomputed_mlp import unsupported as recomputed_mlp_unsupported
 from .rms_norm import add_rms_norm
 from .swiglu_linear import fused_backward_unsupported as swiglu_linear_backward_unsupported
@@ -36,11 +37,13 @@ def swiglu_mlp(x: torch.Tensor, gate_up_weight: torch.Tensor, down_weight: torch
     bench/results/2026-11-29_h200_e45b3cd_memory.jsonl)."""
     if _backend.records(x, gate_up_weight, down_weight):
         why_not = lambda: recomputed_mlp_unsupported(x, gate_up_weight, down_weight, backend)  # noqa: E731
+        fused_backward = lambda: _backend.offers(  # noqa: E731
+            backend, "down_swiglu_backward", lambda: swiglu_linear_backward_unsupported(down_weight))
         if (recompute and _backend.recomputes_in_ops(backend, x.device)
                 and _backend.use_fused(backend, "recomputed_mlp", why_not)):
-            fused_backward = _backend.offers(backend, "down_swiglu_backward",
-                                             lambda: swiglu_linear_backward_unsupported(down_weight))
-            return recomputed_mlp_fused(x, gate_up_weight, down_weight, backend, fused_backward)
+            return recomputed_mlp_fused(x, gate_up_weight, down_weight, backend, fused_backward())
+        if _backend.offers(backend, "kept_mlp", lambda: kept_mlp_unsupported(x, gate_up_weight, down_weight, backend)):
+            return kept_mlp(x, gate_up_weight, down_weight, fused_backward())
         gate_up = F.linear(x, gate_up_weight)
         if backend == "auto" and x.stride(-1) != 1:
             return swiglu_linear_reference(gate_up, down_weight, backend)
