@@ -7,9 +7,9 @@ runtime: no torch at build time, so one build serves every supported torch. Knob
 - ``CMAKE_ARGS``: extra arguments for the CMake configure step.
 - ``CMAKE_BUILD_PARALLEL_LEVEL`` (or ``MAX_JOBS``): parallel compile jobs.
 - ``CUTLASS_PATH``: a CUTLASS checkout (its ``include/``) for the Hopper kernels of ``csrc/sm90``; else
-  the headers of an installed ``nvidia-cutlass`` (``pip install nvidia-cutlass``, then install trm_fast with
-  ``--no-build-isolation`` so that the build sees it). Without either, those kernels are not built and the
-  Triton kernels run in their place.
+  the headers of ``nvidia-cutlass``, a build requirement (pyproject.toml), so an isolated build has them; a
+  build with ``--no-build-isolation`` needs it installed first. Without either, those kernels are not built
+  and the Triton kernels run in their place.
 
 What was built, and why not where nothing was, is written to ``trm_fast/_build_info.json`` so
 that the fused backend can say at run time why it is unavailable.
@@ -62,8 +62,8 @@ def find_cutlass():
         include = Path(location) / "source" / "include"
         if (include / "cutlass" / "cutlass.h").is_file():
             return str(include), ""
-    return None, ("CUTLASS's headers were not found at install time (pip install nvidia-cutlass, then "
-                  "pip install --no-build-isolation .; or set CUTLASS_PATH)")
+    return None, ("CUTLASS's headers were not found at install time (a build without isolation needs "
+                  "pip install nvidia-cutlass first; or set CUTLASS_PATH)")
 
 
 CUTLASS, NO_CUTLASS_REASON = find_cutlass() if NVCC else (None, NO_CUDA_REASON)
