@@ -1,5 +1,5 @@
-"""Run Hopper's CUTLASS kernels (csrc/sm90: gate/up + SwiGLU in each shape config, QKV + RoPE, the plain GEMM) at
-small odd sizes, for compute-sanitizer:
+"""Run Hopper's CUTLASS kernels (csrc/sm90: gate/up + SwiGLU in each shape config and in the form that writes gate_up
+too, QKV + RoPE, the plain GEMM) at small odd sizes, for compute-sanitizer:
 
     compute-sanitizer --tool memcheck  python bench/sanitize_sm90.py
     compute-sanitizer --tool racecheck python bench/sanitize_sm90.py
@@ -22,7 +22,8 @@ import torch  # noqa: E402
 from trm_fast import _native  # noqa: E402
 from trm_fast.models.layers import RotaryEmbedding  # noqa: E402
 from trm_fast.ops import linear_rope  # noqa: E402
-from trm_fast.ops.linear_swiglu import launch_sm90, linear_swiglu_reference, unsupported_sm90  # noqa: E402
+from trm_fast.ops.linear_swiglu import (launch_sm90, linear_swiglu_reference, swiglu_keep_sm90,  # noqa: E402
+                                        unsupported_sm90)
 
 
 def gemm_swiglu(config, m, n, k, pad):
@@ -40,6 +41,22 @@ def gemm_swiglu(config, m, n, k, pad):
     ok = err <= 0.05 * max(1.0, want.abs().max().item())
     print(f"gemm_swiglu_sm90 config {config} m {m} n {n} k {k} pad {pad}: max error {err:.3g}"
           f"{'' if ok else '  <-- OFF'}")
+    return ok
+
+
+def gemm_swiglu_keep(m, n, k, pad):
+    """The training form (gate_up and h) on (m, k) x read through rows of k + pad, against the fp32 references;
+    True if both agree. The weight's gather runs on the GPU (PyTorch's index_select)."""
+    gen = torch.Generator().manual_seed(m * n + k + 99)
+    x_cpu = torch.randn(m, k + pad, generator=gen).bfloat16()[:, :k]
+    w_cpu = (torch.randn(2 * n, k, generator=gen) * k**-0.5).bfloat16()
+    gate_up, h = swiglu_keep_sm90(x_cpu.cuda(), w_cpu.cuda())
+    torch.cuda.synchronize()
+    want_gu = x_cpu.float() @ w_cpu.float().t()
+    want_h = linear_swiglu_reference(x_cpu.float(), w_cpu.float())
+    err = max((gate_up.cpu().float() - want_gu).abs().max().item(), (h.cpu().float() - want_h).abs().max().item())
+    ok = err <= 0.05 * max(1.0, want_gu.abs().max().item())
+    print(f"gemm_swiglu_keep_sm90 m {m} n {n} k {k} pad {pad}: max error {err:.3g}{'' if ok else '  <-- OFF'}")
     return ok
 
 
@@ -89,6 +106,7 @@ def main():
         return 2
     shapes = [(3 * 37, 40, 72, 8), (130, 136, 520, 0), (1, 16, 16, 0)]
     ok = [gemm_swiglu(config, *shape) for config in range(_native.extension().SM90_CONFIGS) for shape in shapes]
+    ok += [gemm_swiglu_keep(*shape) for shape in shapes]
     rope_shapes = [(3, 37, 72, 2, 16, 8), (2, 65, 520, 3, 64, 0), (1, 1, 16, 1, 8, 0)]
     configs = range(_native.extension().ROPE_SM90_CONFIGS)
     groups = _native.extension().ROPE_SM90_GROUPS_CONFIG  # whole 64-column groups, head dims in 16s: the middle shape

@@ -39,7 +39,8 @@
 #   kept-mlp Hopper's CUTLASS gate/up GEMM in training (needs .whl/nvidia_cutlass-*.whl carried): the GPU tests of
 #           its kernels and of kept_mlp, the training pair against the kernel that writes gate_up and h
 #           (bench/gemm_tiles.py --sm90-only), then the compiled sudoku_attn step at b768 on 'auto' without either
-#           CUTLASS op, with linear_swiglu_sm90 (the no-grad cycles), and with kept_mlp too (bench/train_memory.py)
+#           CUTLASS op, with linear_swiglu_sm90 (the no-grad cycles), and with kept_mlp too, timed in turns
+#           (bench/train_memory.py --interleave)
 #   recompute-speed the bench's sudoku_attn train rows (engine, reference-compile), then engine with
 #           --recompute; the trainer's steps/s at the same batch, then with arch.recompute, plain and with
 #           cuda_graph
@@ -83,12 +84,13 @@ memcheck() {  # $1: seconds, then bench/sanitize_triton.py's sections; the log s
         || echo "memcheck: FAILED or cut (see sanitizer_$name.log)" | tee -a "$log"
 }
 
-auto_step() {  # $1: an op of AUTO_OPS, $2: seconds; the compiled sudoku_attn step at b768 on 'auto' without it, then with
+auto_step() {  # $1: an op of AUTO_OPS, $2: seconds; the compiled sudoku_attn step at b768 on 'auto' without it and with
+    # it, timed in turns (5 rounds)
     local without
     without=$(cd /tmp && python3 -c "from trm_fast import backend
 print(','.join(sorted(backend.AUTO_OPS - {'$1'})))")
     (cd /tmp && timeout "$2" python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile \
-        --auto-ops "$without" --auto-ops "$without,$1" --commit "$commit" \
+        --auto-ops "$without" --auto-ops "$without,$1" --interleave 5 --commit "$commit" \
         --json "$out/memory.jsonl") 2>&1 | sed '/"kept"/d' | tee -a "$log" || true
 }
 
@@ -197,7 +199,7 @@ elif [ "$phase" = kept-mlp ]; then
 print(','.join(sorted(backend.AUTO_OPS - {'linear_swiglu_sm90', 'kept_mlp'})))")
     timeout "${STEP_TIMEOUT:-330}" python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile \
         --auto-ops "$base" --auto-ops "$base,linear_swiglu_sm90" --auto-ops "$base,linear_swiglu_sm90,kept_mlp" \
-        --commit "$commit" --json "$out/memory.jsonl" 2>&1 | sed '/"kept"/d' | tee -a "$log" || true
+        --interleave 5 --commit "$commit" --json "$out/memory.jsonl" 2>&1 | sed '/"kept"/d' | tee -a "$log" || true
 elif [ "$phase" = profile ]; then
     (cd /tmp && timeout 300 python3 -m trm_fast.cli.main profile sudoku_attn --mode train --compile --steps 3 \
         --out /tmp/profile_train) 2>&1 | grep -v "it/s\]$" | tail -60 | tee -a "$log" || true
