@@ -5,10 +5,9 @@ best tile is from cuBLAS. One line per config, and JSON lines with --json:
     python bench/gemm_tiles.py --batch 768 --seq 97            # sudoku_attn's MLP
     python bench/gemm_tiles.py --batch 192 --seq 916 --json out.jsonl
 
-On Hopper, with trm_fast._C built with CUTLASS, also each shape of the CUTLASS path (csrc/sm90/gemm_swiglu.h):
-its up GEMM with the SwiGLU epilogue alone (the gate given), then with cuBLAS's gate GEMM before it, as the
-op runs them; and cuBLAS's GEMM of one half alone (N columns), the floor of each of the two. The
-single-GEMM shape (interleaved pairs) alone, then as the op runs it, interleaving the weight per call. And each
+On Hopper, with trm_fast._C built with CUTLASS, also the CUTLASS path (csrc/sm90/gemm_swiglu.h): its GEMM over
+the grouped weight alone, then as the op runs it, gathering the weight per call; its training form (gate_up
+written too) against cuBLAS's GEMM and SwiGLU's kernel; and cuBLAS's GEMM of one half alone (N columns). Each
 shape of the QKV + RoPE kernel (csrc/sm90/gemm_rope.h) on the (M, N) half as a plain GEMM, then with RoPE. And
 CUTLASS's plain GEMM with its own epilogue (csrc/sm90/gemm_plain.h) in each mainloop shape, beside cuBLAS.
 --sm90-only skips the Triton tiles.
@@ -104,7 +103,7 @@ def main():
 def sm90(x, w, expected, report, do_bench):
     """The CUTLASS path's rows (see the module's docstring), where this GPU and build have it."""
     from trm_fast import _native
-    from trm_fast.ops.linear_swiglu import grouped_pairs, interleaved_pairs, linear_swiglu_sm90, unsupported_sm90
+    from trm_fast.ops.linear_swiglu import grouped_pairs, linear_swiglu_sm90, unsupported_sm90
 
     why = unsupported_sm90(x, w)
     if why is not None:
@@ -112,46 +111,33 @@ def sm90(x, w, expected, report, do_bench):
         return
     m, k = x.shape
     n = w.shape[0] // 2
-    gate, up = torch.nn.functional.linear(x, w[:n]), w[n:]
+    up = w[n:]
     out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
     report("cuBLAS GEMM of one half (N columns)", do_bench(lambda: torch.nn.functional.linear(x, up)), half=True)
     ext = _native.extension()
     plain_sm90(ext, x, w, up, report, do_bench)
     keep_sm90(x, w, report, do_bench)
-    pairs = interleaved_pairs(w)  # the weight of SM90_FIRST_PAIRS_CONFIG and later, but SM90_GROUPS_CONFIG's
     groups = grouped_pairs(w)
-    for config in range(ext.SM90_CONFIGS):
-        ws = torch.empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8, device="cuda")
-        single = config >= ext.SM90_FIRST_PAIRS_CONFIG
-        w_config, gate_address = (pairs, 0) if single else (up, gate.data_ptr())
-        if config == ext.SM90_GROUPS_CONFIG:
-            w_config = groups
+    ws = torch.empty(ext.gemm_swiglu_sm90_workspace(m, n, k), dtype=torch.uint8, device="cuda")
 
-        def alone():
-            ext.gemm_swiglu_sm90(config, x.data_ptr(), k, w_config.data_ptr(), k, gate_address, n, out.data_ptr(),
-                                 n, m, n, k, ws.data_ptr(), x.device.index, _native.stream(x))
+    def alone():
+        ext.gemm_swiglu_sm90(x.data_ptr(), k, groups.data_ptr(), k, out.data_ptr(), n, m, n, k, ws.data_ptr(),
+                             x.device.index, _native.stream(x))
 
-        out.fill_(float("nan"))
-        alone()
-        both = linear_swiglu_sm90(x, w, config)
-        error = max((t.float() - expected.float()).abs().max().item() for t in (out, both))
-        if not error <= 2e-2 + 2e-2 * expected.float().abs().max().item():
-            print(f"CUTLASS config {config} WRONG: max error {error:.3g}", flush=True)
-            continue
-        if single:  # one GEMM over both halves: alone, then with the op's interleaving copy of the weight
-            order = "grouped" if config == ext.SM90_GROUPS_CONFIG else "interleaved"
-            report(f"CUTLASS config {config}: one GEMM over {order} pairs", do_bench(alone), sm90_config=config)
-            report(f"CUTLASS config {config}: the op (weight interleaved per call)",
-                   do_bench(lambda: linear_swiglu_sm90(x, w, config)), sm90_config=config)
-            continue
-        report(f"CUTLASS config {config}: up GEMM + SwiGLU alone", do_bench(alone), half=True, sm90_config=config)
-        report(f"CUTLASS config {config}: cuBLAS gate + CUTLASS up", do_bench(lambda: linear_swiglu_sm90(x, w, config)),
-               sm90_config=config)
+    out.fill_(float("nan"))
+    alone()
+    both = linear_swiglu_sm90(x, w)
+    error = max((t.float() - expected.float()).abs().max().item() for t in (out, both))
+    if not error <= 2e-2 + 2e-2 * expected.float().abs().max().item():
+        print(f"CUTLASS gate/up + SwiGLU WRONG: max error {error:.3g}", flush=True)
+        return
+    report("CUTLASS gate/up + SwiGLU: one GEMM over grouped pairs", do_bench(alone))
+    report("CUTLASS gate/up + SwiGLU: the op (weight gathered per call)", do_bench(lambda: linear_swiglu_sm90(x, w)))
 
 
 def keep_sm90(x, w, report, do_bench):
     """The training form (gate_up kept for the backward, h for the down projection): the gradient cycle's pair,
-    cuBLAS's GEMM and SwiGLU's Triton kernel, against config 7's GEMM writing both (its weight gathered per call)."""
+    cuBLAS's GEMM and SwiGLU's Triton kernel, against the CUTLASS GEMM writing both (its weight gathered per call)."""
     from trm_fast.kernels.swiglu import swiglu_fwd
     from trm_fast.ops.linear_swiglu import swiglu_keep_sm90
 
@@ -162,7 +148,7 @@ def keep_sm90(x, w, report, do_bench):
         return
     pair = lambda: swiglu_fwd(torch.nn.functional.linear(x, w))  # noqa: E731
     report("training pair: cuBLAS gate_up + SwiGLU kernel", do_bench(pair))
-    report("CUTLASS config 7 keep: gate_up and h, the op", do_bench(lambda: swiglu_keep_sm90(x, w)))
+    report("CUTLASS keep: gate_up and h, the op", do_bench(lambda: swiglu_keep_sm90(x, w)))
 
 
 def plain_sm90(ext, x, w, up, report, do_bench):

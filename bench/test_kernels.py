@@ -85,19 +85,19 @@ def _rope_attention_forward(batch, seq, tma=None, rope=True):
     return calls, nbytes, (batch, seq, 3 * HEADS, HEAD_DIM)
 
 
-def _linear_swiglu_forward(batch, seq, k, n, transposed=False, tma=None, sm90=None):
+def _linear_swiglu_forward(batch, seq, k, n, transposed=False, tma=None, sm90=False):
     """The MLP's gate/up projection and SwiGLU (MLP-t's on the transposed activation). The reference is what
     the compiled model runs without the kernel: cuBLAS's GEMM, then inductor's SwiGLU kernel (compiled here,
     before any timing). `tma`: which Triton kernel (None: the persistent TMA one where it runs, as the op
-    does); `sm90`: Hopper's CUTLASS op (linear_swiglu_sm90) in that shape config instead (bench/gemm_tiles.py
-    --sm90-only times every shape)."""
+    does); `sm90`: Hopper's CUTLASS op (linear_swiglu_sm90) instead (bench/gemm_tiles.py --sm90-only times its
+    GEMM alone too)."""
     from trm_fast.kernels.linear_swiglu import linear_swiglu
     from trm_fast.ops.linear_swiglu import linear_swiglu_sm90
 
     x = _randn(batch, k, seq).transpose(1, 2) if transposed else _randn(batch, seq, k)
     w = _randn(2 * n, k) * k**-0.5
     reference = torch.compile(linear_swiglu_reference, dynamic=False)
-    fused = (lambda: linear_swiglu_sm90(x, w, sm90)) if sm90 is not None else (lambda: linear_swiglu(x, w, tma=tma))
+    fused = (lambda: linear_swiglu_sm90(x, w)) if sm90 else (lambda: linear_swiglu(x, w, tma=tma))
     calls = {"fused": fused, "reference": lambda: reference(x, w)}
     return calls, (batch * seq * (k + n) + 2 * n * k) * BF16, (batch, seq, k, n)
 
@@ -225,11 +225,10 @@ CASES = {
     "linear_swiglu forward b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER),
     "linear_swiglu forward arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER),
     "linear_swiglu forward mlp_t": functools.partial(_linear_swiglu_forward, 768, D, 97, 512, transposed=True),
-    "linear_swiglu forward sm90": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER, sm90=1),
-    "linear_swiglu forward sm90 c7": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER, sm90=7),  # grouped
-    "linear_swiglu forward sm90 b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER, sm90=1),
-    "linear_swiglu forward sm90 arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER, sm90=1),
-    "gemm_plain sm90": functools.partial(_gemm_plain_sm90, 768, 97, D, INNER),  # ping-pong 128x128, as config 7's
+    "linear_swiglu forward sm90": functools.partial(_linear_swiglu_forward, 768, 97, D, INNER, sm90=True),
+    "linear_swiglu forward sm90 b1": functools.partial(_linear_swiglu_forward, 1, 97, D, INNER, sm90=True),
+    "linear_swiglu forward sm90 arc": functools.partial(_linear_swiglu_forward, 192, 916, D, INNER, sm90=True),
+    "gemm_plain sm90": functools.partial(_gemm_plain_sm90, 768, 97, D, INNER),  # ping-pong 128x128: the SwiGLU GEMM
     "linear_add_rms_norm forward": functools.partial(_linear_add_rms_norm_forward, 768, 97, D),  # o projection
     "linear_add_rms_norm forward down": functools.partial(_linear_add_rms_norm_forward, 768, 97, INNER),
     "linear_add_rms_norm forward b1": functools.partial(_linear_add_rms_norm_forward, 1, 97, INNER),

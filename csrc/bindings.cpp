@@ -80,13 +80,11 @@ void backward(trm_fast::DType dtype, uintptr_t dy, Triple sdy, uintptr_t y, Trip
 }
 
 #ifdef TRM_FAST_WITH_SM90
-void gemm_swiglu_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w_up, int64_t ldw, uintptr_t gate, int64_t ldg,
-                      uintptr_t out, int64_t ldo, int64_t m, int64_t n, int64_t k, uintptr_t workspace, int device,
-                      uintptr_t stream) {
+void gemm_swiglu_sm90(uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t h, int64_t ldh, int64_t m,
+                      int64_t n, int64_t k, uintptr_t workspace, int device, uintptr_t stream) {
   use_device(device, "gemm_swiglu_sm90");
-  check(trm_fast::gemm_swiglu_sm90(static_cast<trm_fast::GemmSm90Config>(config), ptr<const void>(x), ldx,
-                                   ptr<const void>(w_up), ldw, ptr<const void>(gate), ldg, ptr<void>(out), ldo, m, n,
-                                   k, ptr<void>(workspace), ptr<CUstream_st>(stream)),
+  check(trm_fast::gemm_swiglu_sm90(ptr<const void>(x), ldx, ptr<const void>(w), ldw, ptr<void>(h), ldh, m, n, k,
+                                   ptr<void>(workspace), ptr<CUstream_st>(stream)),
         "gemm_swiglu_sm90");
 }
 
@@ -144,22 +142,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("add_rms_norm_rows_bwd", &backward<trm_fast::add_rms_norm_rows_bwd>);
   m.def("add_rms_norm_strided_bwd", &backward<trm_fast::add_rms_norm_strided_bwd>);
 
-  // Hopper's CUTLASS kernels, where the build had CUTLASS (setup.py); SM90_CONFIGS is 0 where it did not.
+  // Hopper's CUTLASS kernels, where the build had CUTLASS (setup.py); WITH_SM90 is false where it did not.
 #ifdef TRM_FAST_WITH_SM90
-  m.attr("SM90_CONFIGS") = trm_fast::kGemmSm90Configs;
-  // the first config whose weight is the interleaved (2n, k) pairs and which reads no gate; so are all later ones,
-  // except SM90_GROUPS_CONFIG, whose weight is the pairs permuted in 64-row groups (sm90/gemm_swiglu_pairs.cuh)
-  m.attr("SM90_FIRST_PAIRS_CONFIG") = trm_fast::kGemmSm90FirstPairsConfig;
-  m.attr("SM90_GROUPS_CONFIG") = trm_fast::kGemmSm90GroupsConfig;
-  // (config, m, n, k) -> bytes of workspace
-  m.def("gemm_swiglu_sm90_workspace", [](int config, int64_t m, int64_t n, int64_t k) {
-    return trm_fast::gemm_swiglu_sm90_workspace(static_cast<trm_fast::GemmSm90Config>(config), m, n, k);
-  });
-  // (config, x, ldx, w_up, ldw, gate, ldg, out, ldo, m, n, k, workspace, device, stream); for SM90_FIRST_PAIRS_CONFIG
-  // and later, w_up is the interleaved (2n, k) weight (the grouped one for SM90_GROUPS_CONFIG) and gate is not read
+  m.attr("WITH_SM90") = true;
+  // (m, n, k) -> bytes of workspace; (x, ldx, w, ldw, h, ldh, m, n, k, workspace, device, stream): h (m, n) from
+  // x (m, k) and the gate/up weight w with its rows in groups (sm90/gemm_swiglu.h)
+  m.def("gemm_swiglu_sm90_workspace", &trm_fast::gemm_swiglu_sm90_workspace);
   m.def("gemm_swiglu_sm90", &gemm_swiglu_sm90);
   // (m, n, k) -> bytes of workspace; (x, ldx, w, ldw, gate_up, ldgu, h, ldh, m, n, k, workspace, device, stream):
-  // SM90_GROUPS_CONFIG's GEMM writing gate_up (m, 2n) beside h (sm90/gemm_swiglu.h)
+  // the same GEMM writing gate_up (m, 2n) beside h (sm90/gemm_swiglu.h)
   m.def("gemm_swiglu_keep_sm90_workspace", &trm_fast::gemm_swiglu_keep_sm90_workspace);
   m.def("gemm_swiglu_keep_sm90", &gemm_swiglu_keep_sm90);
   m.attr("ROPE_SM90_CONFIGS") = trm_fast::kGemmRopeConfigs;
@@ -180,7 +171,7 @@ PYBIND11_MODULE(_C, m) {
   // (config, x, ldx, w, ldw, out, ldo, m, n, k, workspace, device, stream): out = x w^T, CUTLASS's own epilogue
   m.def("gemm_plain_sm90", &gemm_plain_sm90);
 #else
-  m.attr("SM90_CONFIGS") = 0;
+  m.attr("WITH_SM90") = false;
   m.attr("ROPE_SM90_CONFIGS") = 0;
   m.attr("PLAIN_SM90_CONFIGS") = 0;
 #endif

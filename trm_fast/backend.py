@@ -83,7 +83,7 @@ def sm90_status() -> Optional[str]:
         if reason is None:
             from . import _C
 
-            if not getattr(_C, "SM90_CONFIGS", 0):
+            if not getattr(_C, "WITH_SM90", False):
                 reason = f"trm_fast._C was built without its CUTLASS kernels: {_build_info().get('cutlass_reason')}"
         _status["sm90"] = reason
     return _status["sm90"]

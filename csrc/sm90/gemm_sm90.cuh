@@ -1,7 +1,7 @@
 // What every Hopper GEMM of csrc/sm90 shares: the mainloop and kernel around an epilogue (GemmAround), the
 // launch (run), and the pairs epilogue (PairsEpilogue), which hands each thread's accumulators to a functor two
-// adjacent columns at a time and stores from registers. Two GEMMs use it: gate/up with SwiGLU over interleaved
-// gate and up rows (gemm_swiglu_pairs.cu) and QKV with RoPE over q and k rows in rotation-pair order
+// adjacent columns at a time and stores from registers. Two GEMMs use it: gate/up with SwiGLU over gate and up
+// rows permuted in groups (gemm_swiglu.cuh) and QKV with RoPE over q and k rows in rotation-pair order
 // (gemm_rope.cu).
 //
 // Why pairs land in one thread: a Hopper wgmma accumulator fragment gives each thread two adjacent columns per
@@ -85,7 +85,7 @@ constexpr int kGroupColumns = 64;
 //   (&second)[8])` for the pairs at (row, column + 8 i) and (row, column + 8 i + 1), i = 0..7, where column =
 //   64 g + 2 q for the thread's lane q within its quad: one thread's eight pairs of one row in a 64-column group,
 //   so that it can store what they become as one 16-byte vector where the output's layout puts them side by side
-//   (a weight's rows permuted so: gemm_swiglu_pairs.cuh, gemm_rope_kernel.cuh). Stores of 2 or 4 bytes a thread
+//   (a weight's rows permuted so: gemm_swiglu.cuh, gemm_rope_kernel.cuh). Stores of 2 or 4 bytes a thread
 //   cost as much as the GEMM itself (bench/NOTES.md, "The measuring stick").
 // No shared-memory stage: in the ping-pong schedule one warpgroup's epilogue runs under the other's MMAs.
 template <class Pair>

@@ -4,17 +4,14 @@ such a GPU: the reasons it gives, and that the op's other paths run instead."""
 
 import pytest
 import torch
-from helpers import assert_close_at_worst, rounding_atol, sm90_configs, sm90_gpu
-from trm_fast import backend, ops
-from trm_fast import _native
-from trm_fast.ops.linear_swiglu import (grouped_pairs, interleaved_pairs, launch_sm90, linear_swiglu_fused,
-                                        linear_swiglu_reference, linear_swiglu_sm90, swiglu_keep_sm90,
-                                        unsupported_sm90)
+from helpers import assert_close_at_worst, rounding_atol, sm90_gpu
+from trm_fast import _native, backend, ops
+from trm_fast.ops.linear_swiglu import (grouped_pairs, launch_sm90, linear_swiglu_fused, linear_swiglu_reference,
+                                        linear_swiglu_sm90, swiglu_keep_sm90, unsupported_sm90)
 from trm_fast.ops.swiglu import swiglu
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
-CONFIGS = sm90_configs("SM90_CONFIGS")
 # (B, R, K, N): TRM's MLP at batch 768 and 1, HRM's sequence (82), and odd sizes: rows and columns that are
 # not multiples of a tile, K not a multiple of the 64-wide K step
 SHAPES = [(768, 97, 512, 1536), (1, 97, 512, 1536), (3, 82, 512, 1536), (2, 5, 40, 24), (1, 1, 16, 16)]
@@ -39,27 +36,25 @@ def _assert_matches(h, x, w, what):
 
 @sm90_gpu
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("config", CONFIGS)
-def test_matches_reference(shape, config):
+def test_matches_reference(shape):
     x, w = _inputs(shape, seed=torch.seed() % 2**31)
-    h = linear_swiglu_sm90(x, w, config)
+    h = linear_swiglu_sm90(x, w)
     assert h.shape == (*x.shape[:-1], w.shape[0] // 2) and h.dtype == torch.bfloat16 and h.is_contiguous()
-    _assert_matches(h, x, w, f"{shape} config {config}")
+    _assert_matches(h, x, w, f"{shape}")
 
 
 @sm90_gpu
-@pytest.mark.parametrize("config", CONFIGS)
-def test_poisoned_output_and_padded_rows(config):
+def test_poisoned_output_and_padded_rows():
     """Straight to the launcher: every element of a NaN-filled output written, x read through rows longer
     than K (its leading dimension), 4-D and 1-row x through the op."""
     x, w = _inputs((3, 37, 64, 40), seed=11, row_pad=8)
     rows = x.view(-1, 64)
     out = torch.full((rows.shape[0], 40), float("nan"), device=DEVICE, dtype=torch.bfloat16)
-    launch_sm90(config, rows, w, out)
+    launch_sm90(rows, w, out)
     assert not out.isnan().any()
-    _assert_matches(out.view(3, 37, 40), x, w, f"padded rows, config {config}")
+    _assert_matches(out.view(3, 37, 40), x, w, "padded rows")
     for xs in (x.reshape(1, 3, 37, 64), x[0, :1]):
-        _assert_matches(linear_swiglu_sm90(xs, w, config), xs, w, f"x {tuple(xs.shape)}")
+        _assert_matches(linear_swiglu_sm90(xs, w), xs, w, f"x {tuple(xs.shape)}")
 
 
 @sm90_gpu
@@ -134,15 +129,6 @@ def test_off_hopper_the_reason_is_given_and_the_other_paths_run():
     assert not backend.offers("auto", "linear_swiglu", lambda: "no")
     want = linear_swiglu_reference(x.float(), w.float())
     torch.testing.assert_close(ops.linear_swiglu(x.float(), w.float(), backend="reference"), want)
-
-
-def test_interleaved_pairs_put_gate_and_up_side_by_side():
-    # what the single-GEMM shape relies on: column 2j of x @ pairs^T is gate_j, column 2j + 1 up_j
-    gen = torch.Generator().manual_seed(15)
-    x, w = torch.randn(5, 16, generator=gen), torch.randn(24, 16, generator=gen)
-    product = x @ interleaved_pairs(w).t()
-    torch.testing.assert_close(product[:, 0::2], x @ w[:12].t())
-    torch.testing.assert_close(product[:, 1::2], x @ w[12:].t())
 
 
 @pytest.mark.parametrize("n", [24, 32, 40, 768])

@@ -1,8 +1,8 @@
-// Host-side check of what csrc/sm90/gemm_swiglu_pairs.cu relies on: in the accumulator fragment of each of
-// gemm_swiglu's tiled MMAs, values 2i and 2i + 1 of every thread sit at (row, column) and (row, column + 1)
-// with the column even, so that gate_j and up_j of an interleaved weight meet in one thread. CuTe's layout
-// algebra runs on the host; no GPU is needed. Also the groups of eight pairs that csrc/sm90/gemm_swiglu_pairs.cuh's
-// SwigluGroup stores as one vector. Prints two lines per MMA and exits 1 on any other pairing.
+// Host-side check of what csrc/sm90's pairs GEMMs rely on: in the accumulator fragment of each of their tiled
+// MMAs, values 2i and 2i + 1 of every thread sit at (row, column) and (row, column + 1) with the column even, so
+// that a gate/up (or RoPE) pair of the permuted weight meets in one thread. CuTe's layout algebra runs on the host;
+// no GPU is needed. Also the groups of eight pairs that csrc/sm90/gemm_swiglu.cuh's SwigluGroup stores as one
+// vector. Prints two lines per MMA and exits 1 on any other pairing.
 #include <cstdio>
 
 #include <cute/tensor.hpp>

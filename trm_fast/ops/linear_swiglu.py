@@ -6,15 +6,13 @@ FLOPs per call: 4 M N K for M rows of x. The fused path (trm_fast.kernels.linear
 the GEMM's tiles before they leave the chip, so the (M, 2N) gate_up activation is never written nor read
 back: per sudoku_attn layer at batch 768 that is 915 MB less traffic and one kernel fewer.
 
-On Hopper a second fused path (op ``linear_swiglu_sm90``) runs CUTLASS's warp-specialised GEMM (csrc/sm90). In
-its default shape (the extension's SM90_GROUPS_CONFIG, ping-pong 128x128 tiles) it is one GEMM over the weight's
-gate and up rows permuted in groups (`grouped_pairs`), whose epilogue turns each thread's gate/up accumulator
-pairs into h and stores 8 of them as one 16-byte vector. On an H100 at sudoku_attn's batch 768 it takes 396.8 us,
-as CUTLASS's plain GEMM of the same mainloop (377.9 us) nearly does, against 581.3 us for cuBLAS's GEMM and
-inductor's SwiGLU (bench/results/2026-12-07_h100_5924a9a_*; bench/NOTES.md, "Gate/up + SwiGLU on CUTLASS's
-Hopper GEMM"). Its other shapes (the gate half by cuBLAS, or 2-byte stores) lost and stay for the bench.
-'auto' runs it where the extension has it (built with CUTLASS's headers) and the call fits, else the Triton
-kernel below.
+On Hopper a second fused path (op ``linear_swiglu_sm90``) runs CUTLASS's warp-specialised GEMM (csrc/sm90): one
+ping-pong GEMM over the weight's gate and up rows permuted in groups (`grouped_pairs`), whose epilogue turns each
+thread's gate/up accumulator pairs into h and stores 8 of them as one 16-byte vector. On an H100 at sudoku_attn's
+batch 768 it takes 401.0 us with the weight's gather, near CUTLASS's plain GEMM of the same shape (377.9 us),
+against 581.3 us for cuBLAS's GEMM and inductor's SwiGLU (bench/results/2026-12-07_h100_{5924a9a,17d50c6}_*;
+bench/NOTES.md, "Gate/up + SwiGLU on CUTLASS's Hopper GEMM"). 'auto' runs it where the extension has it (built
+with CUTLASS's headers) and the call fits, else the Triton kernel below.
 
 The fused paths are forward only: while autograd records (grad mode on and x or the weight requiring grad)
 the reference runs, with its own SwiGLU op (trm_fast.ops.swiglu) on the backend asked for.
@@ -28,11 +26,6 @@ import torch.nn.functional as F
 from .. import _native
 from .. import backend as _backend
 from .swiglu import swiglu
-
-# The CUTLASS kernel's shape (csrc/sm90/gemm_swiglu.h's configs): 7, the grouped pairs (the extension's
-# SM90_GROUPS_CONFIG), the only one faster than the kernels it replaces (bench/results/2026-12-07_h100_5924a9a_*).
-SM90_CONFIG = 7
-
 
 def linear_swiglu_reference(x: torch.Tensor, weight: torch.Tensor, backend: str = "reference") -> torch.Tensor:
     """The model's unfused path: the projection (M, 2N) in x's dtype, then SwiGLU on it."""
@@ -58,47 +51,36 @@ def _(x, weight):
 
 
 @torch.library.custom_op("trm_fast::linear_swiglu_sm90", mutates_args=())
-def linear_swiglu_sm90(x: torch.Tensor, weight: torch.Tensor, config: int = SM90_CONFIG) -> torch.Tensor:
-    """CUTLASS's GEMM with SwiGLU in its epilogue (after cuBLAS's gate GEMM, or over interleaved pairs: see
-    launch_sm90) on bf16 x whose rows flatten to one stride with unit stride along K (unsupported_sm90
-    checks); forward only."""
+def linear_swiglu_sm90(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """CUTLASS's GEMM with SwiGLU in its epilogue (csrc/sm90/gemm_swiglu.h) on bf16 x whose rows flatten to one
+    stride with unit stride along K (unsupported_sm90 checks); forward only."""
     n, k = weight.shape[0] // 2, weight.shape[1]
     rows = x.view(-1, k)
     out = rows.new_empty(rows.shape[0], n)
-    launch_sm90(config, rows, weight, out)
+    launch_sm90(rows, weight, out)
     return out.view(*x.shape[:-1], n)
 
 
-def launch_sm90(config: int, rows: torch.Tensor, weight: torch.Tensor, out: torch.Tensor,
-                gate: Optional[torch.Tensor] = None):
-    """out (M, N) = silu(rows W_gate^T) * (rows W_up^T) through the CUTLASS kernel in shape `config`: cuBLAS's
-    gate GEMM first (unless `gate` is given), or, from the extension's SM90_FIRST_PAIRS_CONFIG on, one GEMM over
-    the weight's gate and up rows interleaved in pairs (a 2N x K copy made here; for SM90_GROUPS_CONFIG the pairs
-    permuted in groups, `grouped_pairs`). Inputs as unsupported_sm90 takes."""
+def launch_sm90(rows: torch.Tensor, weight: torch.Tensor, out: torch.Tensor):
+    """out (M, N) = silu(rows W_gate^T) * (rows W_up^T) through the CUTLASS kernel, on the weight's rows gathered
+    in groups here (`grouped_pairs`). Inputs as unsupported_sm90 takes."""
     n, k = weight.shape[0] // 2, weight.shape[1]
     m = rows.shape[0]
     ext = _native.extension()
-    if config == ext.SM90_GROUPS_CONFIG:
-        w, gate_address, gate_stride = grouped_pairs(weight), 0, 0
-    elif config >= ext.SM90_FIRST_PAIRS_CONFIG:
-        w, gate_address, gate_stride = interleaved_pairs(weight), 0, 0
-    else:
-        gate = torch.mm(rows, weight[:n].t()) if gate is None else gate
-        w, gate_address, gate_stride = weight[n:], gate.data_ptr(), gate.stride(0)
-    workspace = rows.new_empty(ext.gemm_swiglu_sm90_workspace(config, m, n, k), dtype=torch.uint8)
-    ext.gemm_swiglu_sm90(config, rows.data_ptr(), rows.stride(0), w.data_ptr(), w.stride(0), gate_address,
-                         gate_stride, out.data_ptr(), out.stride(0), m, n, k, workspace.data_ptr(), rows.device.index,
-                         _native.stream(rows))
+    w = grouped_pairs(weight)
+    workspace = rows.new_empty(ext.gemm_swiglu_sm90_workspace(m, n, k), dtype=torch.uint8)
+    ext.gemm_swiglu_sm90(rows.data_ptr(), rows.stride(0), w.data_ptr(), w.stride(0), out.data_ptr(), out.stride(0),
+                         m, n, k, workspace.data_ptr(), rows.device.index, _native.stream(rows))
 
 
 @linear_swiglu_sm90.register_fake
-def _(x, weight, config=SM90_CONFIG):
+def _(x, weight):
     return x.new_empty((*x.shape[:-1], weight.shape[0] // 2))
 
 
 def swiglu_keep_sm90(rows: torch.Tensor, weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """For training: (gate_up (M, 2N), h (M, N)) from rows (M, K) and the (2N, K) weight in one CUTLASS GEMM, the
-    default shape's (SM90_GROUPS_CONFIG) writing the pre-activations beside h, where the unfused pair writes
+    """For training: (gate_up (M, 2N), h (M, N)) from rows (M, K) and the (2N, K) weight in one CUTLASS GEMM,
+    linear_swiglu_sm90's writing the pre-activations beside h, where the unfused pair writes
     gate_up, reads it back and writes h. h is computed from the rounded gate_up, as SwiGLU's kernel computes it.
     Inputs as unsupported_sm90 takes; no autograd (trm_fast.ops.recomputed_mlp's kept_mlp is the op)."""
     n, k = weight.shape[0] // 2, weight.shape[1]
@@ -112,18 +94,12 @@ def swiglu_keep_sm90(rows: torch.Tensor, weight: torch.Tensor) -> Tuple[torch.Te
     return gate_up, h
 
 
-def interleaved_pairs(weight: torch.Tensor) -> torch.Tensor:
-    """The (2N, K) gate_up weight (gate rows first) with its rows interleaved: row 2j gate_j, row 2j + 1 up_j."""
-    n = weight.shape[0] // 2
-    return torch.stack((weight[:n], weight[n:]), dim=1).view(2 * n, weight.shape[1])
-
-
 def grouped_pairs(weight: torch.Tensor) -> torch.Tensor:
     """The (2N, K) gate_up weight (gate rows first) as the grouped-pairs shape reads it: 2N rounded up to whole
     64-row groups, row 64 g + 8 i + 2 q gate_j and the next row up_j for j = 32 g + 8 q + i (q < 4, i < 8), zero
     rows for j >= N. A wgmma fragment gives lane q of each quad the columns 64 g + 8 i + 2 q and + 1 of its rows,
     so that lane holds h's columns 32 g + 8 q ... + 7 and stores them as one 16-byte vector
-    (csrc/sm90/gemm_swiglu_pairs.cuh's SwigluGroup). One gather of whole rows: the op makes it on every call
+    (csrc/sm90/gemm_swiglu.cuh's SwigluGroup). One gather of whole rows: the op makes it on every call
     (a cached copy would go stale inside a CUDA graph replayed after the weight changed), and the permuted copy
     of a 5-D view cost ~28 us a call on an H100 (bench/results/2026-12-07_h100_5924a9a_gemm_tiles_sm90.jsonl)."""
     n, k = weight.shape[0] // 2, weight.shape[1]
@@ -217,7 +193,7 @@ def linear_swiglu(x: torch.Tensor, weight: torch.Tensor, backend: str = "referen
     kernels are forward only: while autograd records, the reference runs."""
     recording = _backend.records(x, weight)
     if not recording and _backend.offers(backend, "linear_swiglu_sm90", lambda: unsupported_sm90(x, weight)):
-        return linear_swiglu_sm90(x, weight, SM90_CONFIG)  # read here, so that an experiment may set it
+        return linear_swiglu_sm90(x, weight)
     why_not = lambda: unsupported(x, weight, backend)  # noqa: E731
     slower = backend == "auto" and _not_measured_faster(x)
     if not recording and not slower and _backend.use_fused(backend, "linear_swiglu", why_not):

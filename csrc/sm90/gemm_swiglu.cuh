@@ -1,28 +1,24 @@
-// gemm_swiglu.h's single-GEMM shapes: the gate/up weight's rows interleaved in pairs (row 2j = gate_j,
-// row 2j+1 = up_j), or in pairs permuted within 64-row groups (SwigluGroup, and SwigluGroupKeep for training),
-// one GEMM over all of them, and gemm_sm90.cuh's pairs epilogue turning each pair of accumulators into h. No gate
-// round trip through memory, no shared-memory stage in the epilogue. Each shape is instantiated in a file of its
-// own (gemm_swiglu_pairs*.cu, gemm_swiglu_keep.cu).
+// gemm_swiglu.h's kernels: gemm_sm90.cuh's pairs GEMM over the gate/up weight's rows permuted in 64-row groups,
+// with an epilogue that turns each thread's gate/up accumulator pairs into h (SwigluGroup) or into h and the
+// pre-activations (SwigluGroupKeep, for training). No gate round trip through memory, no shared-memory stage in
+// the epilogue. gemm_swiglu.cu and gemm_swiglu_keep.cu instantiate them, so that the build compiles them in
+// parallel.
 #pragma once
 
-#include "gemm_swiglu_kernel.cuh"
+#include "gemm_sm90.cuh"
+#include "gemm_swiglu.h"
 
 namespace trm_fast {
 namespace sm90 {
 
-// h[m, j] = silu(acc[m, 2j]) * acc[m, 2j + 1]
-struct SwigluPair {
-  struct Arguments {
-    BF16* h = nullptr;
-    int64_t ldh = 0;
-  };
-  static bool valid(Arguments const& args) { return args.h != nullptr; }
-  CUTLASS_DEVICE static void store(Arguments const& args, int row, int column, float gate, float up) {
-    args.h[row * args.ldh + column / 2] = BF16(silu(gate) * up);
-  }
-};
+// silu(g) = g / (1 + e^-g) in fp32, with the approximate division (a reciprocal and a multiply): the IEEE one
+// compiles to a reciprocal, a range check (FCHK) and a call to a slow path per element, which made the epilogue
+// cost half the GEMM (bench/NOTES.md, "The cheaper division timed"). Triton's sigmoid, which the other kernels
+// use, divides the same way; both are within 2 ulp of the IEEE quotient before the product is rounded to bf16.
+// For g below about -88 the denominator is infinite and the quotient 0, as silu's limit.
+CUTLASS_DEVICE float silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
 
-// The same over the weight's rows in groups (kPairsGroupsPingpong128x128): in each 64-row group g of the permuted
+// h from the weight's rows in groups: in each 64-row group g of the permuted
 // weight, row 64 g + 8 i + 2 q is gate_j and the next row up_j for j = 32 g + 8 q + i (q = 0..3, i = 0..7;
 // trm_fast/ops/linear_swiglu.py's `grouped_pairs` makes it, zero rows past n). Lane q of a quad then holds h's
 // columns 32 g + 8 q ... + 7 of its rows, and stores them as one 16-byte vector.
@@ -87,37 +83,25 @@ struct SwigluGroupKeep {
 // The GEMM's N for h's n columns in groups: 2n rounded up to whole 64-row groups of the permuted weight.
 inline int64_t grouped_rows(int64_t n) { return (2 * n + kGroupColumns - 1) / kGroupColumns * kGroupColumns; }
 
-template <class Tile, class MainloopSchedule, class Cluster = Shape<_1, _1, _1>>
-struct GemmSwigluGroups {
-  using Gemm = GemmPairs<SwigluGroup, Tile, MainloopSchedule, Cluster>;
+// Both forms' GEMM: ping-pong 128x128 tiles, the mainloop that ran within 8% of cuBLAS as a plain GEMM
+// (bench/NOTES.md, "The measuring stick"), over (m, grouped_rows(n), k) of the permuted rows w.
+using SwigluTile = Shape<_128, _128, _64>;
+using SwigluSchedule = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
 
-  // (m, grouped_rows(n), k): over the permuted rows w; the gate's parameters are not read
-  static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, const void*,
-                                            int64_t, void* h, int64_t ldh, int64_t m, int64_t n, int64_t k) {
+struct GemmSwigluGroups {
+  using Gemm = GemmPairs<SwigluGroup, SwigluTile, SwigluSchedule>;
+  static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* h,
+                                            int64_t ldh, int64_t m, int64_t n, int64_t k) {
     return pairs_arguments<Gemm>(x, ldx, w, ldw, m, grouped_rows(n), k, {static_cast<BF16*>(h), ldh, n});
   }
 };
 
-template <class Tile, class MainloopSchedule>
 struct GemmSwigluGroupsKeep {
-  using Gemm = GemmPairs<SwigluGroupKeep, Tile, MainloopSchedule>;
-
-  // (m, grouped_rows(n), k) over the permuted rows w, as GemmSwigluGroups, writing gate_up as well
+  using Gemm = GemmPairs<SwigluGroupKeep, SwigluTile, SwigluSchedule>;
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* gate_up,
                                             int64_t ldgu, void* h, int64_t ldh, int64_t m, int64_t n, int64_t k) {
     return pairs_arguments<Gemm>(x, ldx, w, ldw, m, grouped_rows(n), k,
                                  {static_cast<BF16*>(h), ldh, static_cast<BF16*>(gate_up), ldgu, n});
-  }
-};
-
-template <class Tile, class MainloopSchedule, class Cluster = Shape<_1, _1, _1>>
-struct GemmSwigluPairs {
-  using Gemm = GemmPairs<SwigluPair, Tile, MainloopSchedule, Cluster>;
-
-  // (m, 2n, k): the GEMM's own shape, over the interleaved rows w; the gate's parameters are not read
-  static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, const void*,
-                                            int64_t, void* h, int64_t ldh, int64_t m, int64_t n, int64_t k) {
-    return pairs_arguments<Gemm>(x, ldx, w, ldw, m, 2 * n, k, {static_cast<BF16*>(h), ldh});
   }
 };
 
