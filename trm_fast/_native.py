@@ -10,7 +10,7 @@ before it launches.
 ``trm_fast.backend.native_status()`` says why it is missing.
 """
 
-from typing import Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -20,6 +20,29 @@ from . import backend
 # 8-column blocks of a wgmma accumulator fragment): trm_fast.ops.linear_swiglu.grouped_pairs and
 # trm_fast.ops.linear_rope.grouped_rows
 SM90_GROUP_ROWS = 64
+
+_ROW_ORDERS: Dict[tuple, torch.Tensor] = {}
+
+
+def gather_rows(weight: torch.Tensor, key: tuple, order: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """weight's rows in the order `order(torch.arange(rows))` gives, as one index_select: how the CUTLASS ops lay
+    out their weight on every call (a copy cached across calls would go stale inside a CUDA graph replayed after
+    the weight changed). A permuted 5-D view's copy ran PyTorch's generic copy kernel with 2-byte stores, ~28 us
+    a call on an H100; the gather moves whole rows as 8-byte words, ~4 us (bench/results/2026-12-07_h100_{5924a9a,
+    17d50c6}_gemm_tiles_*.jsonl).
+    The order is computed once per `key`, rows and device, except while a CUDA graph is being captured (its
+    values would exist only once the graph replays)."""
+    rows = weight.shape[0]
+    full_key = (key, rows, weight.device)
+    index = _ROW_ORDERS.get(full_key)
+    if index is None:
+        index = order(torch.arange(rows, device=weight.device))
+        if weight.device.type != "cuda" or not torch.cuda.is_current_stream_capturing():
+            _ROW_ORDERS[full_key] = index
+    source = weight.contiguous()
+    if source.shape[1] * source.element_size() % 8 == 0:
+        source = source.view(torch.int64)
+    return source.index_select(0, index).view(weight.dtype)
 
 
 @torch.compiler.assume_constant_result

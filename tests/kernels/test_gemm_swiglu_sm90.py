@@ -148,3 +148,15 @@ def test_grouped_pairs_give_each_lane_eight_columns_of_h(n):
                 want = (gate[:, j], up[:, j]) if j < n else (torch.zeros(5), torch.zeros(5))
                 torch.testing.assert_close(product[:, column], want[0])
                 torch.testing.assert_close(product[:, column + 1], want[1])
+
+
+def test_grouped_pairs_is_the_permuted_view_copied():
+    # the one gather (trm_fast._native.gather_rows) against the 5-D permuted copy it replaced, whole 8-byte words
+    # (K = 16 bf16) and not (K = 6), with padding (N = 33) and without
+    gen = torch.Generator().manual_seed(17)
+    for n, k in ((1536, 16), (40, 6), (33, 8)):
+        w = torch.randn(2 * n, k, generator=gen).bfloat16()
+        padded = -(-n // 32) * 32
+        halves = [torch.nn.functional.pad(t, (0, 0, 0, padded - n)) for t in (w[:n], w[n:])]
+        want = torch.cat(halves).view(2, padded // 32, 4, 8, k).permute(1, 3, 2, 0, 4).reshape(2 * padded, k)
+        assert torch.equal(grouped_pairs(w), want), (n, k)

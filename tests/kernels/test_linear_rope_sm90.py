@@ -11,7 +11,8 @@ from trm_fast import backend
 from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.attention import attention_reference, self_attention
 from trm_fast.ops.linear_rope import (grouped_rows, launch_sm90, linear_rope_pairs_reference,
-                                      linear_rope_reference, linear_rope_sm90, rope_pair_order, unsupported_sm90)
+                                      linear_rope_reference, linear_rope_sm90, rope_pair_order, sm90_weight,
+                                      unsupported_sm90)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (B, S, K, H, D): TRM's attention at batch 768 and 1, HRM's sequence (82), ARC's (916) at a small batch, a
@@ -163,3 +164,21 @@ def test_grouped_rows_give_each_lane_sixteen_adjacent_columns():
     for c in range(192):
         g, i, q, e = c // 64, c % 64 // 8, c % 8 // 2, c % 2
         assert order[c] == 64 * g + 16 * q + 2 * i + e
+
+
+@pytest.mark.parametrize("heads,d,k", [(8, 64, 512), (2, 16, 24), (3, 8, 6)])
+def test_the_ops_weight_is_one_gather_of_both_orders(heads, d, k):
+    # what linear_rope_sm90 hands the kernel: the weight in rope_pair_order, then grouped_rows for the grouped
+    # shape, gathered at once (rows of 6 bf16: not whole 8-byte words, gathered element by element)
+    from trm_fast import _native
+
+    if backend.sm90_status() is not None:
+        pytest.skip(f"needs trm_fast._C built with CUTLASS ({backend.sm90_status()})")
+    w = torch.randn(3 * heads * d, k).bfloat16()
+    groups = _native.extension().ROPE_SM90_GROUPS_CONFIG
+    for config in range(_native.extension().ROPE_SM90_CONFIGS):
+        if config == groups and w.shape[0] % 64:
+            continue
+        want = rope_pair_order(w, heads, dim=0)
+        want = grouped_rows(want) if config == groups else want
+        assert torch.equal(sm90_weight(w, heads, config), want), config

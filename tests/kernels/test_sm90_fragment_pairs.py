@@ -2,9 +2,9 @@
 thread's accumulator fragment of its tiled MMAs, values 2i and 2i + 1 are one row's columns 2q and 2q + 1, and
 eight such pairs of one row make a group. tests/sm90/fragment_pairs.cu computes that with CuTe's layout algebra on
 the host; this test compiles and runs it with nvcc against CUTLASS's headers: those the installed extension was
-built with where they still exist (trm_fast/_build_info.json), else those of an installed nvidia-cutlass (the test
-extra; an isolated build's copy is gone once the build ends). Skips with the reason where nvcc or the headers are
-missing. About 30 s of compiling."""
+built with where they still exist (trm_fast/_build_info.json), else those of an installed nvidia-cutlass (an
+isolated build's copy is gone once the build ends, so CI skips it). Skips with the reason where nvcc or the
+headers are missing. About 30 s of compiling."""
 
 import importlib.util
 import shutil

@@ -151,14 +151,26 @@ def linear_rope_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, s
                      num_heads: int, config: int = SM90_CONFIG) -> torch.Tensor:
     """CUTLASS's GEMM with RoPE in its epilogue (csrc/sm90/gemm_rope.h): (B, S, 3H, D) contiguous, q and k
     rotated and in rope_pair_order, for attention alone to read; forward only; `config`: the kernel's shape.
-    unsupported_sm90 checks the inputs. The reordered weight is a (3 H D, K) copy made here, each call (1.5 MB
-    at sudoku_attn's)."""
+    unsupported_sm90 checks the inputs. The reordered weight is a (3 H D, K) gather made here, each call (1.5 MB
+    at sudoku_attn's: `sm90_weight`)."""
     b, s, k = x.shape
     out = x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
     # the rows as a view: unsupported_sm90 checks that they flatten to one stride
-    launch_sm90(x.reshape(b * s, k), rope_pair_order(weight, num_heads, dim=0), out.view(b * s, -1), cos, sin, s,
-                num_heads, config)
+    _launch(x.reshape(b * s, k), sm90_weight(weight, num_heads, config), out.view(b * s, -1), cos, sin, s, num_heads,
+            config)
     return out
+
+
+def sm90_weight(weight: torch.Tensor, num_heads: int, config: int) -> torch.Tensor:
+    """The (3 H D, K) qkv weight as the kernel in shape `config` reads it: q and k rows in rope_pair_order, and for
+    the extension's ROPE_SM90_GROUPS_CONFIG permuted in groups as well (`grouped_rows`), in one gather of whole
+    rows (_native.gather_rows) where the two permuted copies took ~10 us or more each."""
+    grouped = config == _native.extension().ROPE_SM90_GROUPS_CONFIG
+
+    def order(r: torch.Tensor) -> torch.Tensor:
+        r = rope_pair_order(r.unsqueeze(1), num_heads, dim=0)
+        return (grouped_rows(r) if grouped else r).squeeze(1)
+    return _native.gather_rows(weight, ("rope", num_heads, grouped), order)
 
 
 def launch_sm90(rows: torch.Tensor, pairs: torch.Tensor, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -167,13 +179,19 @@ def launch_sm90(rows: torch.Tensor, pairs: torch.Tensor, out: torch.Tensor, cos:
     m % seq for row m: the CUTLASS kernel in shape `config`, on the weight already in rope_pair_order (pairs,
     row-major; for the extension's ROPE_SM90_GROUPS_CONFIG permuted here by `grouped_rows`). Inputs as
     unsupported_sm90 takes them."""
-    (m, k), n = rows.shape, pairs.shape[0]
+    if config == _native.extension().ROPE_SM90_GROUPS_CONFIG:
+        pairs = grouped_rows(pairs)
+    _launch(rows, pairs, out, cos, sin, seq, num_heads, config)
+
+
+def _launch(rows: torch.Tensor, w: torch.Tensor, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, seq: int,
+            num_heads: int, config: int):
+    """The kernel in shape `config` on w as that shape reads it (sm90_weight)."""
+    (m, k), n = rows.shape, w.shape[0]
     d = n // (3 * num_heads)
     ext = _native.extension()
-    if config == ext.ROPE_SM90_GROUPS_CONFIG:
-        pairs = grouped_rows(pairs)
     workspace = rows.new_empty(ext.gemm_rope_sm90_workspace(config, m, n, k), dtype=torch.uint8)
-    ext.gemm_rope_sm90(config, rows.data_ptr(), rows.stride(0), pairs.data_ptr(), pairs.stride(0), out.data_ptr(),
+    ext.gemm_rope_sm90(config, rows.data_ptr(), rows.stride(0), w.data_ptr(), w.stride(0), out.data_ptr(),
                        out.stride(0), cos.data_ptr(), sin.data_ptr(), seq, d, 2 * num_heads * d, m, n, k,
                        workspace.data_ptr(), rows.device.index, _native.stream(rows))
 

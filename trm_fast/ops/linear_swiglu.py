@@ -18,7 +18,7 @@ The fused paths are forward only: while autograd records (grad mode on and x or 
 the reference runs, with its own SwiGLU op (trm_fast.ops.swiglu) on the backend asked for.
 """
 
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -95,38 +95,19 @@ def swiglu_keep_sm90(rows: torch.Tensor, weight: torch.Tensor) -> Tuple[torch.Te
 
 
 def grouped_pairs(weight: torch.Tensor) -> torch.Tensor:
-    """The (2N, K) gate_up weight (gate rows first) as the grouped-pairs shape reads it: 2N rounded up to whole
+    """The (2N, K) gate_up weight (gate rows first) as the grouped-pairs GEMM reads it: 2N rounded up to whole
     64-row groups, row 64 g + 8 i + 2 q gate_j and the next row up_j for j = 32 g + 8 q + i (q < 4, i < 8), zero
     rows for j >= N. A wgmma fragment gives lane q of each quad the columns 64 g + 8 i + 2 q and + 1 of its rows,
     so that lane holds h's columns 32 g + 8 q ... + 7 and stores them as one 16-byte vector
-    (csrc/sm90/gemm_swiglu.cuh's SwigluGroup). One gather of whole rows: the op makes it on every call
-    (a cached copy would go stale inside a CUDA graph replayed after the weight changed), and the permuted copy
-    of a 5-D view cost ~28 us a call on an H100 (bench/results/2026-12-07_h100_5924a9a_gemm_tiles_sm90.jsonl)."""
-    n, k = weight.shape[0] // 2, weight.shape[1]
+    (csrc/sm90/gemm_swiglu.cuh's SwigluGroup). One gather of whole rows (_native.gather_rows)."""
+    n = weight.shape[0] // 2
     half = _native.SM90_GROUP_ROWS // 2
     padded = -(-n // half) * half
     if padded != n:
         weight = torch.cat([F.pad(t, (0, 0, 0, padded - n)) for t in (weight[:n], weight[n:])])
-    rows = weight.contiguous()
-    if k * rows.element_size() % 8 == 0:  # whole rows as 8-byte words: a quarter of the elements to gather
-        rows = rows.view(torch.int64)
-    return rows.index_select(0, _group_order(padded, weight.device)).view(weight.dtype)
-
-
-_GROUP_ORDER: Dict[Tuple[int, torch.device], torch.Tensor] = {}
-
-
-def _group_order(padded: int, device: torch.device) -> torch.Tensor:
-    """grouped_pairs' source row of each of its 2 `padded` rows: row 64 g + 8 i + 2 q + e is half e's row
-    32 g + 8 q + i. Kept per size and device, except one made while a CUDA graph is being captured (its values
-    exist only once the graph replays)."""
-    order = _GROUP_ORDER.get((padded, device))
-    if order is None:
-        r = torch.arange(2 * padded, device=device)
-        order = (r % 2) * padded + (r // 64) * 32 + (r // 2 % 4) * 8 + r // 8 % 8
-        if device.type != "cuda" or not torch.cuda.is_current_stream_capturing():
-            _GROUP_ORDER[(padded, device)] = order
-    return order
+    # row 64 g + 8 i + 2 q + e is half e's row 32 g + 8 q + i
+    return _native.gather_rows(weight, ("swiglu pairs",), lambda r: (r % 2) * padded + r // 64 * 32
+                               + r // 2 % 4 * 8 + r // 8 % 8)
 
 
 def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
