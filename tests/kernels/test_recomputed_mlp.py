@@ -185,3 +185,26 @@ def test_transposed_token_mix_matches_reference():
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
     # K = 9 is not a multiple of 16 bytes: the backward pads; its outputs keep the strides its fake promises
     torch.library.opcheck(recomputed_mlp_backward, (dy, x, w_gu, w_down))
+
+
+def test_training_mlp_dispatch_order(monkeypatch):
+    # while autograd records: recompute's op for a model built with it, else kept_mlp where AUTO_OPS names it and
+    # its kernel can take the call, else the gate/up GEMM and swiglu_linear; kept_mlp stands in for its GPU here
+    calls = []
+    monkeypatch.setattr(trm_fast.ops.mlp, "kept_mlp",
+                        lambda x, wg, wd, fb: calls.append("kept") or _official(x, wg, wd))
+    monkeypatch.setattr(trm_fast.ops.mlp, "kept_mlp_unsupported", lambda *a: None)
+    monkeypatch.setattr(trm_fast.ops.mlp, "recomputed_mlp_fused",
+                        lambda *a: calls.append("recomputed") or _official(*a[:3]))
+    monkeypatch.setattr(trm_fast.backend, "recomputes_in_ops", lambda backend, device: True)
+    x = torch.randn(2, 9, 16, device=DEVICE, requires_grad=True)
+    w_gu = torch.randn(96, 16, device=DEVICE, requires_grad=True)
+    w_down = torch.randn(16, 48, device=DEVICE, requires_grad=True)
+    ops.swiglu_mlp(x, w_gu, w_down, backend="fused", recompute=True)
+    ops.swiglu_mlp(x, w_gu, w_down, backend="fused")
+    ops.swiglu_mlp(x, w_gu, w_down, backend="reference")  # never on the reference ops
+    with torch.no_grad():
+        ops.swiglu_mlp(x, w_gu, w_down, backend="fused")  # nor without autograd
+    monkeypatch.setattr(trm_fast.backend, "AUTO_OPS", trm_fast.backend.AUTO_OPS - {"kept_mlp"})
+    ops.swiglu_mlp(x, w_gu, w_down, backend="fused")  # nor where AUTO_OPS leaves it out
+    assert calls == ["recomputed", "kept"]
