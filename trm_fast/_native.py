@@ -40,7 +40,8 @@ def gather_rows(weight: torch.Tensor, key: tuple, order: Callable[[torch.Tensor]
         if weight.device.type != "cuda" or not torch.cuda.is_current_stream_capturing():
             _ROW_ORDERS[full_key] = index
     source = weight.contiguous()
-    if source.shape[1] * source.element_size() % 8 == 0:
+    size = source.element_size()
+    if source.shape[1] * size % 8 == 0 and source.storage_offset() * size % 8 == 0:
         source = source.view(torch.int64)
     return source.index_select(0, index).view(weight.dtype)
 

@@ -160,3 +160,12 @@ def test_grouped_pairs_is_the_permuted_view_copied():
         halves = [torch.nn.functional.pad(t, (0, 0, 0, padded - n)) for t in (w[:n], w[n:])]
         want = torch.cat(halves).view(2, padded // 32, 4, 8, k).permute(1, 3, 2, 0, 4).reshape(2 * padded, k)
         assert torch.equal(grouped_pairs(w), want), (n, k)
+
+
+def test_gather_rows_takes_any_width_and_offset():
+    # the CUTLASS ops' weight layout helper: whole rows as 8-byte words where width and offset allow, else
+    # element by element; the order is kept per key and size
+    gen = torch.Generator().manual_seed(18)
+    base = torch.randn(12 * 16 + 1, generator=gen).bfloat16()
+    for w in (base[1:].view(12, 16), base[:12 * 16].view(12, 16), base[:36].view(12, 3), base[:48].view(12, 4).t()):
+        assert torch.equal(_native.gather_rows(w, ("test",), lambda r: r.flip(0)), w.flip(0))
