@@ -10,7 +10,6 @@ engine before `auto` takes it. Given more than once, `auto` is timed with each s
 """
 
 import argparse
-import importlib
 import time
 
 import torch
@@ -38,9 +37,6 @@ def main():
     parser.add_argument("--sdpa", choices=("cudnn", "flash", "efficient", "math"),
                         help="the one backend PyTorch's scaled_dot_product_attention may pick (default: any; cuDNN's "
                              "on Hopper, three kernels a call at batch 1)")
-    parser.add_argument("--rope-sm90-config", type=int, default=None,
-                        help="the shape of the CUTLASS QKV + RoPE op where `linear_rope_sm90` is in the auto set "
-                             "(trm_fast.ops.linear_rope.SM90_CONFIG; csrc/sm90/gemm_rope.h)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -57,9 +53,6 @@ def main():
         for name, switch in (("cudnn", "enable_cudnn_sdp"), ("flash", "enable_flash_sdp"),
                              ("efficient", "enable_mem_efficient_sdp"), ("math", "enable_math_sdp")):
             getattr(torch.backends.cuda, switch)(name == args.sdpa)
-    # the module itself: trm_fast.ops's own name linear_rope is a function
-    if args.rope_sm90_config is not None:
-        importlib.import_module("trm_fast.ops.linear_rope").SM90_CONFIG = args.rope_sm90_config
     runs = [(ops, auto) for ops in args.ops.split(",") for auto in (auto_sets if ops == "auto" else [None])]
     bc, device = configs.load(args.config), torch.device("cuda")
     for batch in map(int, args.batches.split(",")):
@@ -82,7 +75,6 @@ def main():
             times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
             row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(auto_ops or ()), warmup_s=warm,
                        attention_tma=args.attention_tma, token_mix_tma=not args.token_mix_pointer, sdpa=args.sdpa,
-                       rope_sm90_config=args.rope_sm90_config,
                        **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                        device=torch.cuda.get_device_name())
             emit(row, args.out)

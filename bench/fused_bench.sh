@@ -16,13 +16,12 @@
 #            samples per instruction (ncu_<impl>_sass.csv: which instructions the warps wait on)
 #   sm90     Hopper's CUTLASS kernels (csrc/sm90), in the steps named by $SM90_STEPS (default all five): tests (their
 #            GPU tests), sanitize (compute-sanitizer on them, bench/sanitize_sm90.py), tiles (the gate/up + SwiGLU
-#            GEMM alone and as the op against cuBLAS and the unfused pair, its training form, each RoPE shape, and
+#            GEMM alone and as the op against cuBLAS and the unfused pair, its training form, the RoPE GEMM, and
 #            CUTLASS's plain GEMM in each mainloop shape beside cuBLAS's, bench/gemm_tiles.py --sm90-only, at each
 #            batch,seq of $SM90_TILES, default sudoku_attn's and arc_attn's), kernels (QKV + RoPE against cuBLAS
 #            + inductor's RoPE, bench/test_kernels.py), engine (the 16-step evaluation of sudoku_attn at batch 768 on
-#            'auto' without the CUTLASS ops, then with each ';'-separated set of $SM90_SETS added, the RoPE op in
-#            shape $SM90_ROPE_SHAPE (unset: its SM90_CONFIG); on $SM90_OPS, default auto, add ",reference" for
-#            PyTorch's ops). Needs .whl/nvidia_cutlass-*.whl carried
+#            'auto' without the CUTLASS ops, then with each ';'-separated set of $SM90_SETS added; on $SM90_OPS,
+#            default auto, add ",reference" for PyTorch's ops). Needs .whl/nvidia_cutlass-*.whl carried
 #   mlpt     MLP-t's token mix (kernels/token_mix.py): its GPU tests, compute-sanitizer on its two
 #            kernels, each against its floor and the compiled official order (bench/token_mix.py, batch 768 and 1,
 #            pointer then TMA kernel; then each pointer-kernel tile of $TOKEN_MIX_TILES alone, e.g. "64,64,4,1"),
@@ -120,7 +119,6 @@ elif [ "$phase" = sm90 ]; then
         sets=(--auto-ops "$base")
         IFS=';' read -ra extra <<< "${SM90_SETS:-linear_swiglu_sm90;linear_rope_sm90;linear_swiglu_sm90,linear_rope_sm90}"
         for set in "${extra[@]}"; do sets+=(--auto-ops "$base,$set"); done
-        [ -z "${SM90_ROPE_SHAPE:-}" ] || sets+=(--rope-sm90-config "$SM90_ROPE_SHAPE")
         (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops "${SM90_OPS:-auto}" "${sets[@]}" \
             --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
     fi

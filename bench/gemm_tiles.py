@@ -175,9 +175,9 @@ def plain_sm90(ext, x, w, up, report, do_bench):
 
 def rope_sm90(x, w, seq, report, do_bench, heads=8):
     """The CUTLASS QKV + RoPE kernel (csrc/sm90/gemm_rope.h) on the same x with an (N, K) weight read as the QKV
-    projection's (N = 3 H D), in each shape: first as a plain GEMM (nothing turned: its pairs epilogue stores
-    the accumulators as they are), then with q and k turned, so that the mainloop's and the rotation's costs
-    show apart; against "cuBLAS GEMM of one half" above, the same (M, N) GEMM."""
+    projection's (N = 3 H D): first as a plain GEMM (nothing turned: its pairs epilogue stores the accumulators
+    as they are), then with q and k turned, so that the mainloop's and the rotation's costs show apart, then as
+    the op (the weight gathered per call); against "cuBLAS GEMM of one half" above, the same (M, N) GEMM."""
     from trm_fast import _native
     from trm_fast.models.layers import RotaryEmbedding
     from trm_fast.ops import linear_rope
@@ -195,25 +195,24 @@ def rope_sm90(x, w, seq, report, do_bench, heads=8):
     plain = torch.nn.functional.linear(x, pairs)
     turned = linear_rope.linear_rope_pairs_reference(x.view(m // seq, seq, k), w, cos, sin, heads).view(m, n)
     out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
-    ws = {c: torch.empty(ext.gemm_rope_sm90_workspace(c, m, n, k), dtype=torch.uint8, device="cuda")
-          for c in range(ext.ROPE_SM90_CONFIGS)}
-    for config in range(ext.ROPE_SM90_CONFIGS):
-        cases = ((0, plain, "plain GEMM (nothing turned)"), (2 * heads * d, turned, "q, k turned"))
-        grouped = config == ext.ROPE_SM90_GROUPS_CONFIG  # its weight permuted in groups as well
-        w_config = linear_rope.grouped_rows(pairs) if grouped else pairs
-        for rotated, expected, what in cases:
-            def call():
-                ext.gemm_rope_sm90(config, x.data_ptr(), k, w_config.data_ptr(), k, out.data_ptr(), n, cos.data_ptr(),
-                                   sin.data_ptr(), seq, d, rotated, m, n, k, ws[config].data_ptr(), x.device.index,
-                                   _native.stream(x))
+    ws = torch.empty(ext.gemm_rope_sm90_workspace(m, n, k), dtype=torch.uint8, device="cuda")
+    grouped = linear_rope.sm90_weight(w, heads)
+    for rotated, expected, what in ((0, plain, "plain GEMM (nothing turned)"), (2 * heads * d, turned, "q, k turned")):
+        def call():
+            ext.gemm_rope_sm90(x.data_ptr(), k, grouped.data_ptr(), k, out.data_ptr(), n, cos.data_ptr(),
+                               sin.data_ptr(), seq, d, rotated, m, n, k, ws.data_ptr(), x.device.index,
+                               _native.stream(x))
 
-            out.fill_(float("nan"))
-            call()
-            error = (out.float() - expected.float()).abs().max().item()
-            if not error <= 2e-2 + 2e-2 * expected.float().abs().max().item():
-                print(f"CUTLASS RoPE config {config}, {what}: WRONG, max error {error:.3g}", flush=True)
-                continue
-            report(f"CUTLASS RoPE config {config}: {what}", do_bench(call), half=True, rope_sm90_config=config)
+        out.fill_(float("nan"))
+        call()
+        error = (out.float() - expected.float()).abs().max().item()
+        if not error <= 2e-2 + 2e-2 * expected.float().abs().max().item():
+            print(f"CUTLASS RoPE, {what}: WRONG, max error {error:.3g}", flush=True)
+            continue
+        report(f"CUTLASS RoPE: {what}", do_bench(call), half=True)
+    x3 = x.view(m // seq, seq, k)
+    report("CUTLASS RoPE: the op (weight gathered per call)",
+           do_bench(lambda: linear_rope.linear_rope_sm90(x3, w, cos, sin, heads)), half=True)
 
 
 if __name__ == "__main__":

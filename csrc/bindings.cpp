@@ -106,14 +106,13 @@ void gemm_plain_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w, int64_t 
         "gemm_plain_sm90");
 }
 
-void gemm_rope_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t out, int64_t ldo,
-                    uintptr_t cos, uintptr_t sin, int64_t seq, int64_t head_dim, int64_t rotated, int64_t m, int64_t n,
-                    int64_t k, uintptr_t workspace, int device, uintptr_t stream) {
+void gemm_rope_sm90(uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t out, int64_t ldo, uintptr_t cos,
+                    uintptr_t sin, int64_t seq, int64_t head_dim, int64_t rotated, int64_t m, int64_t n, int64_t k,
+                    uintptr_t workspace, int device, uintptr_t stream) {
   use_device(device, "gemm_rope_sm90");
-  check(trm_fast::gemm_rope_sm90(static_cast<trm_fast::GemmRopeConfig>(config), ptr<const void>(x), ldx,
-                                 ptr<const void>(w), ldw, ptr<void>(out), ldo, ptr<const float>(cos),
-                                 ptr<const float>(sin), seq, head_dim, rotated, m, n, k, ptr<void>(workspace),
-                                 ptr<CUstream_st>(stream)),
+  check(trm_fast::gemm_rope_sm90(ptr<const void>(x), ldx, ptr<const void>(w), ldw, ptr<void>(out), ldo,
+                                 ptr<const float>(cos), ptr<const float>(sin), seq, head_dim, rotated, m, n, k,
+                                 ptr<void>(workspace), ptr<CUstream_st>(stream)),
         "gemm_rope_sm90");
 }
 #endif
@@ -153,15 +152,9 @@ PYBIND11_MODULE(_C, m) {
   // the same GEMM writing gate_up (m, 2n) beside h (sm90/gemm_swiglu.h)
   m.def("gemm_swiglu_keep_sm90_workspace", &trm_fast::gemm_swiglu_keep_sm90_workspace);
   m.def("gemm_swiglu_keep_sm90", &gemm_swiglu_keep_sm90);
-  m.attr("ROPE_SM90_CONFIGS") = trm_fast::kGemmRopeConfigs;
-  // the config whose weight is permuted in 64-row groups as well (trm_fast/ops/linear_rope.py's grouped_rows)
-  m.attr("ROPE_SM90_GROUPS_CONFIG") = trm_fast::kGemmRopeGroupsConfig;
-  // (config, m, n, k) -> bytes of workspace
-  m.def("gemm_rope_sm90_workspace", [](int config, int64_t m, int64_t n, int64_t k) {
-    return trm_fast::gemm_rope_sm90_workspace(static_cast<trm_fast::GemmRopeConfig>(config), m, n, k);
-  });
-  // (config, x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n, k, workspace, device, stream): w's
-  // q and k rows in rotation-pair order (sm90/gemm_rope.h)
+  // (m, n, k) -> bytes of workspace; (x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n, k,
+  // workspace, device, stream): w's q and k rows in rotation-pair order, then in 64-row groups (sm90/gemm_rope.h)
+  m.def("gemm_rope_sm90_workspace", &trm_fast::gemm_rope_sm90_workspace);
   m.def("gemm_rope_sm90", &gemm_rope_sm90);
   m.attr("PLAIN_SM90_CONFIGS") = trm_fast::kGemmPlainConfigs;
   // (config, m, n, k) -> bytes of workspace
@@ -172,7 +165,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("gemm_plain_sm90", &gemm_plain_sm90);
 #else
   m.attr("WITH_SM90") = false;
-  m.attr("ROPE_SM90_CONFIGS") = 0;
   m.attr("PLAIN_SM90_CONFIGS") = 0;
 #endif
 }

@@ -1,6 +1,5 @@
-// gemm_rope.h's kernel as a template over its tile shape, schedule and cluster: gemm_sm90.cuh's pairs GEMM with
-// a rotation for its pair. Each shape is instantiated in a file of its own (gemm_rope_<shape>.cu), so that the
-// build compiles them in parallel.
+// gemm_rope.h's kernel: gemm_sm90.cuh's pairs GEMM with a rotation for each group of pairs (RopeGroup),
+// instantiated by gemm_rope.cu.
 #pragma once
 
 #include "gemm_rope.h"
@@ -12,51 +11,31 @@
 namespace trm_fast {
 namespace sm90 {
 
-struct RopePair {
-  struct Arguments {
-    BF16* out = nullptr;
-    int64_t ldo = 0;
-    const float* cos = nullptr;  // (seq, head_dim): column i < head_dim / 2 is pair i's
-    const float* sin = nullptr;
-    int rotated = 0;  // columns below it (the q and k heads) turn
-    // seq and head_dim as divisors: row % seq and column % head_dim by multiply and shift, where a division by a
-    // run-time value is ~20 instructions and the epilogue takes two per pair (bench/NOTES.md, "QKV + RoPE on
-    // CUTLASS")
-    cutlass::FastDivmod seq{1}, head_dim{2};
-    int64_t n = 0;  // out's columns (RopeGroup's check: whole groups)
-  };
-  static bool valid(Arguments const& args) {
-    return args.out != nullptr && args.seq.divisor > 0 && args.head_dim.divisor > 0 &&
-           args.head_dim.divisor % 2 == 0 && (args.rotated == 0 || (args.cos != nullptr && args.sin != nullptr));
-  }
-  CUTLASS_DEVICE static void store(Arguments const& args, int row, int column, float a, float b) {
-    if (column < args.rotated) {
-      int sequence, position, head, dim;
-      args.seq(sequence, position, row);
-      args.head_dim(head, dim, column);
-      int const table = position * args.head_dim.divisor + dim / 2;
-      float const c = args.cos[table], s = args.sin[table];
-      float const turned_a = a * c - b * s;
-      b = b * c + a * s;
-      a = turned_a;
-    }
-    // column is even and ldo a multiple of 8: a 4-byte aligned pair
-    *reinterpret_cast<__nv_bfloat162*>(args.out + row * args.ldo + column) = __floats2bfloat162_rn(a, b);
-  }
+struct RopeArguments {
+  BF16* out = nullptr;
+  int64_t ldo = 0;
+  const float* cos = nullptr;  // (seq, head_dim): column i < head_dim / 2 is pair i's
+  const float* sin = nullptr;
+  int rotated = 0;  // columns below it (the q and k heads) turn
+  // seq and head_dim as divisors: row % seq and column % head_dim by multiply and shift, where a division by a
+  // run-time value is ~20 instructions (bench/NOTES.md, "QKV + RoPE on CUTLASS")
+  cutlass::FastDivmod seq{1}, head_dim{2};
+  int64_t n = 0;  // out's columns: whole groups
 };
 
-// The same over the weight's rows permuted within 64-row groups (kGroupsPingpong128x128): accumulator column
+// RoPE over the weight's rows (in rotation-pair order) permuted within 64-row groups: accumulator column
 // 64 g + 8 i + 2 q + e holds out's column 64 g + 16 q + 2 i + e (trm_fast/ops/linear_rope.py's `grouped_rows`),
 // so that lane q of a quad holds out's 16 columns 64 g + 16 q onwards of its rows, and with them 8 consecutive
 // entries of each table: two 16-byte loads of each, two 16-byte stores. Needs out's columns in whole groups, a
 // head dim and `rotated` that groups do not straddle, 16-byte aligned tables and out.
 struct RopeGroup {
-  using Arguments = RopePair::Arguments;
+  using Arguments = RopeArguments;
   static bool valid(Arguments const& args) {
-    bool const aligned = reinterpret_cast<uintptr_t>(args.out) % 16 == 0 && args.ldo % 8 == 0 &&
-                         (args.rotated == 0 || (reinterpret_cast<uintptr_t>(args.cos) % 16 == 0 &&
-                                                reinterpret_cast<uintptr_t>(args.sin) % 16 == 0));
-    return RopePair::valid(args) && aligned && args.n % kGroupColumns == 0 && args.head_dim.divisor % 16 == 0 &&
+    bool const tables = args.rotated == 0 || (args.cos != nullptr && args.sin != nullptr &&
+                                              reinterpret_cast<uintptr_t>(args.cos) % 16 == 0 &&
+                                              reinterpret_cast<uintptr_t>(args.sin) % 16 == 0);
+    return args.out != nullptr && reinterpret_cast<uintptr_t>(args.out) % 16 == 0 && args.ldo % 8 == 0 && tables &&
+           args.seq.divisor > 0 && args.head_dim.divisor % 16 == 0 && args.n % kGroupColumns == 0 &&
            args.rotated % 16 == 0;
   }
   CUTLASS_DEVICE static void store_group(Arguments const& args, int row, int column, float const (&a)[8],
@@ -94,36 +73,20 @@ struct RopeGroup {
   }
 };
 
-template <class Tile, class MainloopSchedule, class Cluster = Shape<_1, _1, _1>, class Pair = RopePair>
+// ping-pong 128x128 tiles, one CTA per cluster: the mainloop of the plain GEMM that ran within 8% of cuBLAS
+// (bench/NOTES.md, "The measuring stick")
 struct GemmRope {
-  using Gemm = GemmPairs<Pair, Tile, MainloopSchedule, Cluster>;
+  using Gemm = GemmPairs<RopeGroup, Shape<_128, _128, _64>, cutlass::gemm::KernelTmaWarpSpecializedPingpong>;
 
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out,
                                             int64_t ldo, const float* cos, const float* sin, int64_t seq,
                                             int64_t head_dim, int64_t rotated, int64_t m, int64_t n, int64_t k) {
-    RopePair::Arguments pair{static_cast<BF16*>(out), ldo, cos, sin, static_cast<int>(rotated),
-                             cutlass::FastDivmod(static_cast<int>(seq)),
-                             cutlass::FastDivmod(static_cast<int>(head_dim)), n};
+    RopeArguments pair{static_cast<BF16*>(out), ldo, cos, sin, static_cast<int>(rotated),
+                       cutlass::FastDivmod(static_cast<int>(seq)), cutlass::FastDivmod(static_cast<int>(head_dim)),
+                       n};
     return pairs_arguments<Gemm>(x, ldx, w, ldw, m, n, k, pair);
   }
 };
 
 }  // namespace sm90
-
-// One shape's entry points, defined by its gemm_rope_<shape>.cu; the arguments after the name are the GemmRope
-// instantiation (variadic: its template arguments hold commas).
-#define TRM_FAST_GEMM_ROPE_SHAPE(name, ...)                                                                        \
-  size_t gemm_rope_workspace_##name(int64_t m, int64_t n, int64_t k) {                                             \
-    using G = __VA_ARGS__;                                                                                         \
-    return G::Gemm::get_workspace_size(G::arguments(nullptr, k, nullptr, k, nullptr, n, nullptr, nullptr, 1, 2, 0, \
-                                                    m, n, k));                                                     \
-  }                                                                                                                \
-  cudaError_t gemm_rope_##name(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out, int64_t ldo,     \
-                               const float* cos, const float* sin, int64_t seq, int64_t head_dim, int64_t rotated, \
-                               int64_t m, int64_t n, int64_t k, void* ws, cudaStream_t stream) {                   \
-    using G = __VA_ARGS__;                                                                                         \
-    return sm90::run<typename G::Gemm>(                                                                            \
-        G::arguments(x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n, k), ws, stream);            \
-  }
-
 }  // namespace trm_fast

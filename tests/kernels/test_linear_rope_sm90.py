@@ -6,7 +6,7 @@ adjacent pairs of the GEMM's output) is RoPE in that order, and the reasons the 
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close_at_worst, rounding_atol, sm90_configs, sm90_gpu
+from helpers import assert_close_at_worst, rounding_atol, sm90_gpu
 from trm_fast import backend
 from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.attention import attention_reference, self_attention
@@ -19,7 +19,6 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # 128-wide head, and odd sizes: rows and columns that are not multiples of a tile, K not one of the 64-wide K step
 SHAPES = [(768, 97, 512, 8, 64), (1, 97, 512, 8, 64), (3, 82, 512, 8, 64), (2, 916, 512, 8, 64),
           (2, 33, 64, 1, 128), (2, 5, 40, 2, 8), (1, 1, 16, 1, 8)]
-CONFIGS = sm90_configs("ROPE_SM90_CONFIGS")
 
 
 def _inputs(shape, seed, dtype=torch.bfloat16, device=DEVICE):
@@ -40,44 +39,40 @@ def _assert_matches(out, x, w, cos, sin, h, what):
     assert_close_at_worst(out, truth, atol=rounding_atol(torch_err, truth, torch.bfloat16), rtol=0, what=what)
 
 
-def _refused(x, w, cos, sin, h, config):
-    """True where the grouped shape cannot take these sizes, after checking that it says why."""
-    from trm_fast import _native
-
+def _refused(x, w, cos, sin, h):
+    """True where the kernel's groups cannot take these sizes, after checking that it says why."""
     n = w.shape[0]
-    if config != _native.extension().ROPE_SM90_GROUPS_CONFIG or (n % 64 == 0 and n // (3 * h) % 16 == 0):
+    if n % 64 == 0 and n // (3 * h) % 16 == 0:
         return False
-    assert "grouped shape" in unsupported_sm90(x, w, cos, sin, h, config)
+    assert "the kernel's groups" in unsupported_sm90(x, w, cos, sin, h)
     return True
 
 
 @sm90_gpu
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("config", CONFIGS)
-def test_matches_reference(shape, config):
+def test_matches_reference(shape):
     x, w, cos, sin = _inputs(shape, seed=torch.seed() % 2**31)
     b, s, _, h, d = shape
-    if _refused(x, w, cos, sin, h, config):
+    if _refused(x, w, cos, sin, h):
         return
-    out = linear_rope_sm90(x, w, cos, sin, h, config)
+    out = linear_rope_sm90(x, w, cos, sin, h)
     assert out.shape == (b, s, 3 * h, d) and out.dtype == torch.bfloat16 and out.is_contiguous()
-    _assert_matches(out, x, w, cos, sin, h, f"{shape} config {config}")
+    _assert_matches(out, x, w, cos, sin, h, f"{shape}")
 
 
 @sm90_gpu
-@pytest.mark.parametrize("config", CONFIGS)
-def test_poisoned_output_and_padded_rows(config):
+def test_poisoned_output_and_padded_rows():
     """Straight to the launcher: every element of a NaN-filled output written, x read through rows longer than
     K (its leading dimension); then one row through the op."""
-    b, s, k, h, d = 3, 37, 64, 2, 32  # 3 H D = 192: whole 64-column groups, for the grouped shape too
+    b, s, k, h, d = 3, 37, 64, 2, 32  # 3 H D = 192: whole 64-column groups
     x, w, cos, sin = _inputs((b, s, k + 8, h, d), seed=11)
     x, w = x[..., :k], w[:, :k].contiguous()
     out = torch.full((b * s, 3 * h * d), float("nan"), device=DEVICE, dtype=torch.bfloat16)
-    launch_sm90(x.reshape(b * s, k), rope_pair_order(w, h, dim=0), out, cos, sin, s, h, config)
+    launch_sm90(x.reshape(b * s, k), rope_pair_order(w, h, dim=0), out, cos, sin, s, h)
     assert not out.isnan().any()
     _assert_matches(out.view(b, s, 3 * h, d), x, w, cos, sin, h, "padded rows")
     one = x[:1, :1]
-    _assert_matches(linear_rope_sm90(one, w, cos[:1], sin[:1], h, config), one, w, cos[:1], sin[:1], h, "one row")
+    _assert_matches(linear_rope_sm90(one, w, cos[:1], sin[:1], h), one, w, cos[:1], sin[:1], h, "one row")
 
 
 @sm90_gpu
@@ -99,11 +94,11 @@ def test_opcheck_and_attention_through_it():
 
 @sm90_gpu
 def test_bad_inputs_name_the_problem():
-    # 3 H D = 192 and D = 32: whole groups, so that each refusal below is the same in every config
+    # 3 H D = 192 and D = 32: whole groups, so that each refusal below is for its own reason
     x, w, cos, sin = _inputs((2, 9, 64, 2, 32), seed=13)
     assert "bfloat16" in unsupported_sm90(x.half(), w.half(), cos, sin, 2)
     assert "must have x's dtype" in unsupported_sm90(x, w.float(), cos, sin, 2)
-    assert "multiples of 8" in unsupported_sm90(x[..., :60], w[:, :60], cos, sin, 2)
+    assert "multiple of 8" in unsupported_sm90(x[..., :60], w[:, :60], cos, sin, 2)
     assert "(3 * num_heads * D, K)" in unsupported_sm90(x, w[:-1], cos, sin, 2)
     assert "even" in unsupported_sm90(*_inputs((2, 9, 64, 2, 9), seed=13)[:2], cos[:, :9].contiguous(),
                                       sin[:, :9].contiguous(), 2)
@@ -112,11 +107,8 @@ def test_bad_inputs_name_the_problem():
     assert "aligned" in unsupported_sm90(torch.randn(2, 9, 72, device=DEVICE, dtype=torch.bfloat16)[..., 1:65],
                                          w, cos, sin, 2)
     assert "one stride" in unsupported_sm90(x.transpose(0, 1).contiguous().transpose(0, 1), w, cos, sin, 2)
-    from trm_fast import _native
-
-    groups = _native.extension().ROPE_SM90_GROUPS_CONFIG
     x, w, cos, sin = _inputs((2, 9, 64, 2, 16), seed=13)
-    assert "grouped shape" in unsupported_sm90(x, w, cos, sin, 2, groups)  # 3 H D = 96: not whole groups
+    assert "the kernel's groups" in unsupported_sm90(x, w, cos, sin, 2)  # 3 H D = 96: not whole groups
 
 
 def test_off_hopper_the_reason_is_given():
@@ -166,19 +158,9 @@ def test_grouped_rows_give_each_lane_sixteen_adjacent_columns():
         assert order[c] == 64 * g + 16 * q + 2 * i + e
 
 
-@pytest.mark.parametrize("heads,d,k", [(8, 64, 512), (2, 16, 24), (3, 8, 6)])
+@pytest.mark.parametrize("heads,d,k", [(8, 64, 512), (2, 32, 24), (4, 16, 6)])
 def test_the_ops_weight_is_one_gather_of_both_orders(heads, d, k):
-    # what linear_rope_sm90 hands the kernel: the weight in rope_pair_order, then grouped_rows for the grouped
-    # shape, gathered at once (rows of 6 bf16: not whole 8-byte words, gathered element by element)
-    from trm_fast import _native
-
-    if backend.sm90_status() is not None:
-        pytest.skip(f"needs trm_fast._C built with CUTLASS ({backend.sm90_status()})")
+    # what linear_rope_sm90 hands the kernel: the weight in rope_pair_order, then grouped_rows, gathered at once
+    # (rows of 6 bf16: not whole 8-byte words, gathered element by element)
     w = torch.randn(3 * heads * d, k).bfloat16()
-    groups = _native.extension().ROPE_SM90_GROUPS_CONFIG
-    for config in range(_native.extension().ROPE_SM90_CONFIGS):
-        if config == groups and w.shape[0] % 64:
-            continue
-        want = rope_pair_order(w, heads, dim=0)
-        want = grouped_rows(want) if config == groups else want
-        assert torch.equal(sm90_weight(w, heads, config), want), config
+    assert torch.equal(sm90_weight(w, heads), grouped_rows(rope_pair_order(w, heads, dim=0)))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import backend as _backend
-from .linear_rope import linear_rope_fused, linear_rope_sm90_as_set
+from .linear_rope import linear_rope_fused, linear_rope_sm90
 from .linear_rope import unsupported as linear_rope_unsupported
 from .linear_rope import unsupported_sm90 as linear_rope_sm90_unsupported
 from .recomputed_attention import fused_backward_unsupported, kept_attention_fused, recomputed_attention_fused
@@ -149,7 +149,7 @@ def self_attention(x: torch.Tensor, qkv_weight: torch.Tensor, cos_sin, num_heads
         if _backend.offers(backend, "linear_rope_sm90",
                            lambda: linear_rope_sm90_unsupported(x, qkv_weight, cos, sin, num_heads)):
             # q and k rotated, their dims in RoPE's pair order: attention's q.k does not see the order
-            return rope_attention(linear_rope_sm90_as_set(x, qkv_weight, cos, sin, num_heads), None, num_heads, backend)
+            return rope_attention(linear_rope_sm90(x, qkv_weight, cos, sin, num_heads), None, num_heads, backend)
         why_not = lambda: linear_rope_unsupported(x, qkv_weight, cos, sin, num_heads, backend)  # noqa: E731
         if _backend.use_fused(backend, "linear_rope", why_not):
             return rope_attention(linear_rope_fused(x, qkv_weight, cos, sin, num_heads), None, num_heads, backend)

@@ -15,11 +15,12 @@ On Hopper a second fused path (op ``linear_rope_sm90``, csrc/sm90/gemm_rope.h) i
 GEMM whose epilogue rotates each thread's accumulators in registers. It needs RoPE's pairs (a head's dims j and
 j + D/2) in adjacent columns, so it runs on the weight's q and k rows reordered (`rope_pair_order`) and returns
 q and k in that order: attention's q.k is the same sum in any order of a head's dims, and attention is the
-output's only reader. On an H100 it lost by far (867 us in its best shape; the engine's evaluation 1,147
-against 888 ms, bench/results/2026-12-06_h100_2c85212_sm90_*). Its grouped shape (ROPE_SM90_GROUPS_CONFIG,
-16-byte table loads and stores) took 291 us on an H200 against ~279 us for cuBLAS and inductor's RoPE, and the
-engine's evaluation 882 against 854 ms (bench/results/2026-12-07_h200_d042a21_*): closer, still a loss. So it runs
-only where AUTO_OPS names it, an experiment's set.
+output's only reader. Its rows are permuted in 64-row groups as well (`grouped_rows`), so that each thread
+loads 8 table entries and stores 16 columns at a time. It took 291 us on an H200 against ~279 us for cuBLAS and
+inductor's RoPE, and the engine's evaluation 882 against 854 ms (bench/results/2026-12-07_h200_d042a21_*): close,
+still a loss, its epilogue 71 us over its own mainloop on an H100 (..._5924a9a_gemm_tiles_sm90.jsonl). So it runs
+only where AUTO_OPS names it, an experiment's set. Its other shapes (no groups: 867 us at best on an H100) were
+deleted after bench/NOTES.md recorded them.
 
 The model reaches them through `trm_fast.ops.attention.self_attention`, which runs one where the backend and
 the call allow (forward only: while autograd records, the official two steps run) and otherwise the
@@ -34,12 +35,6 @@ import torch.nn.functional as F
 from .. import _native
 from .. import backend as _backend
 from .rope import rope_reference
-
-# The CUTLASS kernel's shape (csrc/sm90/gemm_rope.h's GemmRopeConfig): cooperative 256x128 in clusters of two,
-# the fastest of the three on an H100 (bench/results/2026-12-06_h100_2c85212_sm90_microbench_sm90.json). Read at
-# each call, so that an experiment may set it (bench/engine_ops.py --rope-sm90-config).
-SM90_CONFIG = 1
-
 
 def linear_rope_reference(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                           num_heads: int) -> torch.Tensor:
@@ -148,52 +143,45 @@ def linear_rope_pairs_reference(x: torch.Tensor, weight: torch.Tensor, cos: torc
 
 @torch.library.custom_op("trm_fast::linear_rope_sm90", mutates_args=())
 def linear_rope_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                     num_heads: int, config: int = SM90_CONFIG) -> torch.Tensor:
+                     num_heads: int) -> torch.Tensor:
     """CUTLASS's GEMM with RoPE in its epilogue (csrc/sm90/gemm_rope.h): (B, S, 3H, D) contiguous, q and k
-    rotated and in rope_pair_order, for attention alone to read; forward only; `config`: the kernel's shape.
-    unsupported_sm90 checks the inputs. The reordered weight is a (3 H D, K) gather made here, each call (1.5 MB
-    at sudoku_attn's: `sm90_weight`)."""
+    rotated and in rope_pair_order, for attention alone to read; forward only. unsupported_sm90 checks the
+    inputs. The reordered weight is a (3 H D, K) gather made here, each call (1.5 MB at sudoku_attn's:
+    `sm90_weight`)."""
     b, s, k = x.shape
     out = x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
     # the rows as a view: unsupported_sm90 checks that they flatten to one stride
-    _launch(x.reshape(b * s, k), sm90_weight(weight, num_heads, config), out.view(b * s, -1), cos, sin, s, num_heads,
-            config)
+    _launch(x.reshape(b * s, k), sm90_weight(weight, num_heads), out.view(b * s, -1), cos, sin, s, num_heads)
     return out
 
 
-def sm90_weight(weight: torch.Tensor, num_heads: int, config: int) -> torch.Tensor:
-    """The (3 H D, K) qkv weight as the kernel in shape `config` reads it: q and k rows in rope_pair_order, and for
-    the extension's ROPE_SM90_GROUPS_CONFIG permuted in groups as well (`grouped_rows`), in one gather of whole
-    rows (_native.gather_rows) where the two permuted copies took ~10 us or more each."""
-    grouped = config == _native.extension().ROPE_SM90_GROUPS_CONFIG
-
+def sm90_weight(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """The (3 H D, K) qkv weight as the kernel reads it: q and k rows in rope_pair_order, then all rows permuted in
+    groups (`grouped_rows`), in one gather of whole rows (_native.gather_rows) where the two permuted copies took
+    ~10 us or more each."""
     def order(r: torch.Tensor) -> torch.Tensor:
-        r = rope_pair_order(r.unsqueeze(1), num_heads, dim=0)
-        return (grouped_rows(r) if grouped else r).squeeze(1)
-    return _native.gather_rows(weight, ("rope", num_heads, grouped), order)
+        return grouped_rows(rope_pair_order(r.unsqueeze(1), num_heads, dim=0)).squeeze(1)
+    return _native.gather_rows(weight, ("rope", num_heads), order)
 
 
 def launch_sm90(rows: torch.Tensor, pairs: torch.Tensor, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                seq: int, num_heads: int, config: int = SM90_CONFIG):
+                seq: int, num_heads: int):
     """out (M, 3 H D) = rows (M, K) @ pairs^T, each q and k pair of columns turned by RoPE at position
-    m % seq for row m: the CUTLASS kernel in shape `config`, on the weight already in rope_pair_order (pairs,
-    row-major; for the extension's ROPE_SM90_GROUPS_CONFIG permuted here by `grouped_rows`). Inputs as
-    unsupported_sm90 takes them."""
-    if config == _native.extension().ROPE_SM90_GROUPS_CONFIG:
-        pairs = grouped_rows(pairs)
-    _launch(rows, pairs, out, cos, sin, seq, num_heads, config)
+    m % seq for row m: the CUTLASS kernel on the weight already in rope_pair_order (pairs, row-major), permuted
+    here in groups (`grouped_rows`). Inputs as unsupported_sm90 takes them."""
+    _launch(rows, grouped_rows(pairs), out, cos, sin, seq, num_heads)
 
 
 def _launch(rows: torch.Tensor, w: torch.Tensor, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, seq: int,
-            num_heads: int, config: int):
-    """The kernel in shape `config` on w as that shape reads it (sm90_weight)."""
+            num_heads: int):
+    """The kernel on w as it reads it (sm90_weight)."""
     (m, k), n = rows.shape, w.shape[0]
     d = n // (3 * num_heads)
     ext = _native.extension()
-    workspace = rows.new_empty(ext.gemm_rope_sm90_workspace(config, m, n, k), dtype=torch.uint8)
-    ext.gemm_rope_sm90(config, rows.data_ptr(), rows.stride(0), w.data_ptr(), w.stride(0), out.data_ptr(),
-                       out.stride(0), cos.data_ptr(), sin.data_ptr(), seq, d, 2 * num_heads * d, m, n, k,
-                       workspace.data_ptr(), rows.device.index, _native.stream(rows))
+    workspace = rows.new_empty(ext.gemm_rope_sm90_workspace(m, n, k), dtype=torch.uint8)
+    ext.gemm_rope_sm90(rows.data_ptr(), rows.stride(0), w.data_ptr(), w.stride(0), out.data_ptr(), out.stride(0),
+                       cos.data_ptr(), sin.data_ptr(), seq, d, 2 * num_heads * d, m, n, k, workspace.data_ptr(),
+                       rows.device.index, _native.stream(rows))
 
 
 def grouped_rows(pairs: torch.Tensor) -> torch.Tensor:
@@ -206,25 +194,19 @@ def grouped_rows(pairs: torch.Tensor) -> torch.Tensor:
     return pairs.view(n // group, 4, 8, 2, k).permute(0, 2, 1, 3, 4).reshape(n, k)
 
 
-def linear_rope_sm90_as_set(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                            num_heads: int) -> torch.Tensor:
-    """linear_rope_sm90 in the shape SM90_CONFIG names when it is called, so that an experiment may set it."""
-    return linear_rope_sm90(x, weight, cos, sin, num_heads, SM90_CONFIG)
-
-
 @linear_rope_sm90.register_fake
-def _(x, weight, cos, sin, num_heads, config=SM90_CONFIG):
+def _(x, weight, cos, sin, num_heads):
     b, s, _ = x.shape
     return x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
 
 
 def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                     num_heads: int, config: Optional[int] = None) -> Optional[str]:
-    """Why the CUTLASS kernel in shape `config` (None: SM90_CONFIG when called) cannot take this call, or None:
-    a Hopper GPU (compute capability 9.0), the extension built with it, bf16, the operands and tables every
-    kernel takes, an even head dim, and the 16-byte alignment TMA needs (K and 3 H D multiples of 8, x's rows
-    flattened to one 16-byte aligned stride); the grouped shape also needs 3 H D in whole 64-column groups and a
-    head dim that is a multiple of 16. Strides and offsets only: torch.compile traces it."""
+                     num_heads: int) -> Optional[str]:
+    """Why the CUTLASS kernel cannot take this call, or None: a Hopper GPU (compute capability 9.0), the
+    extension built with it, bf16, the operands and tables every kernel takes, the 16-byte alignment TMA needs
+    (K a multiple of 8, x's rows flattened to one 16-byte aligned stride), and its groups: 3 H D in whole
+    64-column groups and a head dim that is a multiple of 16. Strides and offsets only: torch.compile traces
+    it."""
     why = _native.sm90_unsupported(x) or _operands_unsupported(x, weight, num_heads)
     if why is not None:
         return why
@@ -235,12 +217,10 @@ def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, s
     why = _tables_unsupported(x, cos, sin, d)
     if why is not None:
         return why
-    if k % 8 or n % 8:
-        return f"K ({k}) and 3 H D ({n}) must be multiples of 8"
-    config = SM90_CONFIG if config is None else config
-    grouped = config == _native.extension().ROPE_SM90_GROUPS_CONFIG
-    if grouped and (n % _native.SM90_GROUP_ROWS or d % 16):
-        return f"the grouped shape (config {config}) needs 3 H D ({n}) a multiple of 64 and D ({d}) one of 16"
+    if k % 8:
+        return f"K ({k}) must be a multiple of 8"
+    if n % _native.SM90_GROUP_ROWS or d % 16:
+        return f"the kernel's groups need 3 H D ({n}) a multiple of 64 and D ({d}) one of 16"
     if x.stride(2) != 1 or (x.shape[0] > 1 and x.stride(0) != x.shape[1] * x.stride(1)):
         return f"x's rows must flatten to one stride with unit stride along K (strides {x.stride()})"
     # the weight is copied (rope_pair_order): only x's offsets matter; offsets, not addresses (traced tensors
