@@ -1,8 +1,8 @@
 // What every Hopper GEMM of csrc/sm90 shares: the mainloop and kernel around an epilogue (GemmAround), the
-// launch (run), and the pairs epilogue (PairsEpilogue), which hands each thread's accumulators to a functor two
-// adjacent columns at a time and stores from registers. Two GEMMs use it: gate/up with SwiGLU over gate and up
-// rows permuted in groups (gemm_swiglu.cuh) and QKV with RoPE over q and k rows in rotation-pair order
-// (gemm_rope.cu).
+// launch (run), and the pairs epilogue (PairsEpilogue), which hands each thread's accumulators to a functor eight
+// pairs of adjacent columns at a time and stores from registers. Two GEMMs use it: gate/up with SwiGLU over gate
+// and up rows permuted in groups (gemm_swiglu.cuh) and QKV with RoPE over q and k rows in rotation-pair order,
+// permuted in groups too (gemm_rope_kernel.cuh).
 //
 // Why pairs land in one thread: a Hopper wgmma accumulator fragment gives each thread two adjacent columns per
 // 8-column block (values 0 and 1 of its fragment: columns 2q and 2q + 1 of one row), whatever the tile and the
@@ -17,8 +17,6 @@
 #include <cutlass/gemm/device/gemm_universal_adapter.h>
 #include <cutlass/gemm/kernel/gemm_universal.hpp>
 #include <cutlass/numeric_types.h>
-
-#include <type_traits>
 
 namespace trm_fast {
 namespace sm90 {
@@ -67,26 +65,18 @@ cudaError_t run(typename Gemm::Arguments const& args, void* workspace, cudaStrea
   return cudaGetLastError();
 }
 
-// Whether `Pair` takes its accumulators eight pairs at a time (a static `store_group`, below).
-template <class Pair, class = void>
-struct StoresGroups : std::false_type {};
-template <class Pair>
-struct StoresGroups<Pair, std::void_t<decltype(&Pair::store_group)>> : std::true_type {};
-
 // Columns of one group: eight 8-column blocks of the accumulator fragment (below).
 constexpr int kGroupColumns = 64;
 
 // An operator-style epilogue (CUTLASS's DefaultEpilogue interface), run by the warp-specialised kernels through
-// CUTLASS's Sm90TmaWarpSpecializedAdapter. `Pair` says what a pair of accumulators becomes: it has Arguments,
-// `static bool valid(Arguments const&)`, and either
-// - `static void store(Arguments const&, int row, int column, float first, float second)` for the fp32 values at
-//   (row, column) and (row, column + 1), column even; or
-// - `static void store_group(Arguments const&, int row, int column, float const (&first)[8], float const
-//   (&second)[8])` for the pairs at (row, column + 8 i) and (row, column + 8 i + 1), i = 0..7, where column =
-//   64 g + 2 q for the thread's lane q within its quad: one thread's eight pairs of one row in a 64-column group,
-//   so that it can store what they become as one 16-byte vector where the output's layout puts them side by side
-//   (a weight's rows permuted so: gemm_swiglu.cuh, gemm_rope_kernel.cuh). Stores of 2 or 4 bytes a thread
-//   cost as much as the GEMM itself (bench/NOTES.md, "The measuring stick").
+// CUTLASS's Sm90TmaWarpSpecializedAdapter. `Pair` says what a thread's pairs of accumulators become: it has
+// Arguments, `static bool valid(Arguments const&)`, and `static void store_group(Arguments const&, int row, int
+// column, float const (&first)[8], float const (&second)[8])` for the pairs at (row, column + 8 i) and (row,
+// column + 8 i + 1), i = 0..7, where column = 64 g + 2 q for the thread's lane q within its quad: one thread's
+// eight pairs of one row in a 64-column group, so that it can store what they become as one 16-byte vector where
+// the output's layout puts them side by side (a weight's rows permuted so: gemm_swiglu.cuh,
+// gemm_rope_kernel.cuh). Stores of 2 or 4 bytes a thread cost as much as the GEMM itself (bench/NOTES.md, "The
+// measuring stick"); 16-byte ones nothing over CUTLASS's own TMA-store epilogue ("The cheaper division timed").
 // No shared-memory stage: in the ping-pong schedule one warpgroup's epilogue runs under the other's MMAs.
 template <class Pair>
 class PairsEpilogue {
@@ -140,15 +130,7 @@ class PairsEpilogue {
     Tensor thread_coords = tiled_mma.get_thread_slice(thread_idx).partition_C(coords);
     CUTE_STATIC_ASSERT_V(size(thread_coords) == size(accumulators));
     static_assert(decltype(size(accumulators))::value % 2 == 0, "accumulators come in column pairs");
-    if constexpr (StoresGroups<Pair>::value) {
-      store_groups(accumulators, thread_coords, m_size, n_size);
-    } else {
-      CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < size(accumulators); i += 2) {
-        auto [row, column] = thread_coords(i);  // value i + 1 is (row, column + 1)
-        if (row < m_size && column < n_size) Pair::store(params_, row, column, accumulators(i), accumulators(i + 1));
-      }
-    }
+    store_groups(accumulators, thread_coords, m_size, n_size);
   }
 
  private:
