@@ -41,8 +41,10 @@ def test_evaluation_does_not_recompute(monkeypatch):
 def test_compiled_recompute_on_the_gpu_matches_eager(cls, overrides):
     plain, _ = training_grads(cls, overrides, False, device="cuda")
     again, _ = training_grads(cls, overrides, True, device="cuda", compile=True)
-    for name in plain:  # inductor's fused kernels sum in another order
-        torch.testing.assert_close(again[name], plain[name], atol=1e-4, rtol=1e-3, msg=name)
+    # inductor's fused kernels sum in another order; every tensor off is named, with its largest difference
+    off = {name: (again[name] - plain[name]).abs().max().item() for name in plain
+           if not torch.allclose(again[name], plain[name], atol=1e-4, rtol=1e-3)}
+    assert not off, f"gradients off (largest absolute difference): {off}"
 
 
 @pytest.mark.parametrize("cls, overrides", TRAINING_VARIANTS[:1] + TRAINING_VARIANTS[2:],
