@@ -151,6 +151,18 @@ def keep_sm90(x, w, report, do_bench):
     report("CUTLASS keep: gate_up and h, the op", do_bench(lambda: swiglu_keep_sm90(x, w)))
 
 
+def right(name, call, out, expected):
+    """Whether `call`, writing into a NaN-filled `out`, leaves it within bf16's error of `expected`; says so where
+    not (a fast wrong kernel is no result)."""
+    out.fill_(float("nan"))
+    call()
+    error = (out.float() - expected.float()).abs().max().item()
+    if error <= 2e-2 + 2e-2 * expected.float().abs().max().item():
+        return True
+    print(f"{name}: WRONG, max error {error:.3g}", flush=True)
+    return False
+
+
 def plain_sm90(ext, x, w, up, report, do_bench):
     """CUTLASS's plain GEMM (csrc/sm90/gemm_plain.h: its own TMA-store epilogue, nothing fused) in each mainloop
     shape, on the whole (M, 2N) weight and on one half: against the cuBLAS rows of the same GEMMs, the pace of the
@@ -164,13 +176,9 @@ def plain_sm90(ext, x, w, up, report, do_bench):
             def call():
                 _native.gemm_plain_sm90(config, x, weight, out)
 
-            out.fill_(float("nan"))
-            call()
-            error = (out.float() - expected.float()).abs().max().item()
-            if not error <= 2e-2 + 2e-2 * expected.float().abs().max().item():
-                print(f"CUTLASS plain GEMM config {config}, {what}: WRONG, max error {error:.3g}", flush=True)
-                continue
-            report(f"CUTLASS plain GEMM config {config}: {what}", do_bench(call), half=half, plain_sm90_config=config)
+            if right(f"CUTLASS plain GEMM config {config}, {what}", call, out, expected):
+                report(f"CUTLASS plain GEMM config {config}: {what}", do_bench(call), half=half,
+                       plain_sm90_config=config)
 
 
 def rope_sm90(x, w, seq, report, do_bench, heads=8):
@@ -203,13 +211,8 @@ def rope_sm90(x, w, seq, report, do_bench, heads=8):
                                sin.data_ptr(), seq, d, rotated, m, n, k, ws.data_ptr(), x.device.index,
                                _native.stream(x))
 
-        out.fill_(float("nan"))
-        call()
-        error = (out.float() - expected.float()).abs().max().item()
-        if not error <= 2e-2 + 2e-2 * expected.float().abs().max().item():
-            print(f"CUTLASS RoPE, {what}: WRONG, max error {error:.3g}", flush=True)
-            continue
-        report(f"CUTLASS RoPE: {what}", do_bench(call), half=True)
+        if right(f"CUTLASS RoPE, {what}", call, out, expected):
+            report(f"CUTLASS RoPE: {what}", do_bench(call), half=True)
     x3 = x.view(m // seq, seq, k)
     report("CUTLASS RoPE: the op (weight gathered per call)",
            do_bench(lambda: linear_rope.linear_rope_sm90(x3, w, cos, sin, heads)), half=True)
