@@ -17,6 +17,7 @@ against 543 us at sudoku_attn's batch 768 (bench/results/2026-11-29_h200_8e8edbf
 
 import ctypes
 import functools
+import threading
 
 import torch
 import triton
@@ -169,9 +170,10 @@ def ensure_context(device: torch.device):
     of descriptor arguments before its launcher makes a context current, so a TMA kernel launched first thing on a
     thread that has made no CUDA call yet (autograd's backward thread) failed with 'Failed to create tensor map
     descriptor: invalid device context'. PyTorch's own device guard does not help there: it skips cudaSetDevice
-    when the thread's device index already matches. One driver call where a context is current; nothing on a CPU.
-    Every TMA kernel's launch asks for it: through `grid`, or itself where it has a grid of its own (token_mix)."""
-    if device.type != "cuda":
+    when the thread's device index already matches. One driver call on a thread's first TMA launch, then none (a
+    context once current stays so: PyTorch only uses primary contexts); nothing on a CPU. Every TMA kernel's launch
+    asks for it: through `grid`, or itself where it has a grid of its own (token_mix)."""
+    if device.type != "cuda" or getattr(_thread, "has_context", False):
         return
     driver = _libcuda()
     context = ctypes.c_void_p()
@@ -182,6 +184,10 @@ def ensure_context(device: torch.device):
         _check(driver.cuDeviceGet(ctypes.byref(handle), index), "cuDeviceGet")
         _check(driver.cuDevicePrimaryCtxRetain(ctypes.byref(context), handle), "cuDevicePrimaryCtxRetain")
         _check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+    _thread.has_context = True
+
+
+_thread = threading.local()  # per thread: whether ensure_context found or made a current context
 
 
 @functools.lru_cache(maxsize=None)
