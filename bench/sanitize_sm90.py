@@ -105,8 +105,9 @@ def main():
     shapes = [(3 * 37, 40, 72, 8), (130, 136, 520, 0), (1, 16, 16, 0)]
     ok = [gemm_swiglu(*shape) for shape in shapes]
     ok += [gemm_swiglu_keep(*shape) for shape in shapes]
-    # whole 64-column groups and head dims in 16s, rows not a multiple of a tile, padded rows, one row
-    rope_shapes = [(3, 37, 72, 2, 32, 8), (2, 65, 520, 3, 64, 0), (1, 1, 16, 4, 16, 0)]
+    # whole 64-column groups and head dims in 16s, rows not a multiple of a tile, padded rows, one row; a head
+    # dim of 128, whose groups load their own tables (not their row's)
+    rope_shapes = [(3, 37, 72, 2, 32, 8), (2, 65, 520, 3, 64, 0), (1, 1, 16, 4, 16, 0), (2, 33, 64, 1, 128, 0)]
     ok += [gemm_rope(*shape) for shape in rope_shapes]
     ok += [gemm_plain(config, *shape) for config in range(_native.extension().PLAIN_SM90_CONFIGS) for shape in shapes]
     return 0 if all(ok) else 1

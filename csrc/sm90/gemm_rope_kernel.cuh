@@ -28,8 +28,18 @@ struct RopeArguments {
 // so that lane q of a quad holds out's 16 columns 64 g + 16 q onwards of its rows, and with them 8 consecutive
 // entries of each table: two 16-byte loads of each, two 16-byte stores. Needs out's columns in whole groups, a
 // head dim and `rotated` that groups do not straddle, 16-byte aligned tables and out.
+//
+// Where the head dim divides 64 (TRM's and HRM's 64) every group of a row turns by the same 8 entries, so `Row`
+// holds them, loaded once per row before the tile's first store. Groups of other head dims load their own where
+// theirs differ. Loaded per group, between stores, the tables cost 71 us of the 295 of sudoku_attn's QKV at batch
+// 768 on an H100 (bench/NOTES.md, "RoPE's tables loaded once per row").
 struct RopeGroup {
   using Arguments = RopeArguments;
+  struct Row {
+    int position = 0;  // row % seq: the tables' row
+    int dim = -1;      // the head dim the entries are for; -1: none loaded (a tile of v columns only)
+    float cos[8], sin[8];
+  };
   static bool valid(Arguments const& args) {
     bool const tables = args.rotated == 0 || (args.cos != nullptr && args.sin != nullptr &&
                                               reinterpret_cast<uintptr_t>(args.cos) % 16 == 0 &&
@@ -38,26 +48,51 @@ struct RopeGroup {
            args.seq.divisor > 0 && args.head_dim.divisor % 16 == 0 && args.n % kGroupColumns == 0 &&
            args.rotated % 16 == 0;
   }
-  CUTLASS_DEVICE static void store_group(Arguments const& args, int row, int column, float const (&a)[8],
-                                         float const (&b)[8]) {
-    // column = 64 g + 2 q (PairsEpilogue): out's columns 64 g + 16 q onwards, pair i at 2 i and 2 i + 1
-    int const first = (column / kGroupColumns) * kGroupColumns + (column % kGroupColumns) * 8;
+  // column = 64 g + 2 q (PairsEpilogue): out's columns 64 g + 16 q onwards, pair i at 2 i and 2 i + 1
+  CUTLASS_DEVICE static int first_column(int column) {
+    return (column / kGroupColumns) * kGroupColumns + (column % kGroupColumns) * 8;
+  }
+  CUTLASS_DEVICE static int dim_of(Arguments const& args, int first) {
+    int head, dim;
+    args.head_dim(head, dim, first);
+    return dim;
+  }
+  // the 8 entries of each table from pair dim / 2 on, at the row's position: 32-byte aligned, the head dim being
+  // a multiple of 16; every position (row % seq) exists, past m too
+  CUTLASS_DEVICE static void load(Arguments const& args, Row& r, int dim) {
+    int const table = r.position * args.head_dim.divisor + dim / 2;
+    float4 const* cos = reinterpret_cast<float4 const*>(args.cos + table);
+    float4 const* sin = reinterpret_cast<float4 const*>(args.sin + table);
+    float4 const c[2] = {cos[0], cos[1]}, s[2] = {sin[0], sin[1]};
+    float const cs[8] = {c[0].x, c[0].y, c[0].z, c[0].w, c[1].x, c[1].y, c[1].z, c[1].w};
+    float const sn[8] = {s[0].x, s[0].y, s[0].z, s[0].w, s[1].x, s[1].y, s[1].z, s[1].w};
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < 8; ++i) {
+      r.cos[i] = cs[i];
+      r.sin[i] = sn[i];
+    }
+    r.dim = dim;
+  }
+  CUTLASS_DEVICE static Row load_row(Arguments const& args, int row, int column) {
+    Row r;
+    int sequence;
+    args.seq(sequence, r.position, row);
+    int const first = first_column(column);
+    if (first < args.rotated) load(args, r, dim_of(args, first));
+    return r;
+  }
+  CUTLASS_DEVICE static void store_group(Arguments const& args, Row const& row_entries, int row, int column,
+                                         float const (&a)[8], float const (&b)[8]) {
+    int const first = first_column(column);
     cutlass::Array<BF16, 16> out;
     if (first < args.rotated) {
-      int sequence, position, head, dim;
-      args.seq(sequence, position, row);
-      args.head_dim(head, dim, first);
-      // 8 entries from a multiple of 8: 32-byte aligned, the head dim being a multiple of 16
-      int const table = position * args.head_dim.divisor + dim / 2;
-      float4 const* cos = reinterpret_cast<float4 const*>(args.cos + table);
-      float4 const* sin = reinterpret_cast<float4 const*>(args.sin + table);
-      float4 const c[2] = {cos[0], cos[1]}, s[2] = {sin[0], sin[1]};
-      float const cs[8] = {c[0].x, c[0].y, c[0].z, c[0].w, c[1].x, c[1].y, c[1].z, c[1].w};
-      float const sn[8] = {s[0].x, s[0].y, s[0].z, s[0].w, s[1].x, s[1].y, s[1].z, s[1].w};
+      Row r = row_entries;
+      int const dim = dim_of(args, first);
+      if (dim != r.dim) load(args, r, dim);  // never where the head dim divides 64
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < 8; ++i) {
-        out[2 * i] = BF16(a[i] * cs[i] - b[i] * sn[i]);
-        out[2 * i + 1] = BF16(b[i] * cs[i] + a[i] * sn[i]);
+        out[2 * i] = BF16(a[i] * r.cos[i] - b[i] * r.sin[i]);
+        out[2 * i + 1] = BF16(b[i] * r.cos[i] + a[i] * r.sin[i]);
       }
     } else {
       CUTLASS_PRAGMA_UNROLL

@@ -68,15 +68,32 @@ cudaError_t run(typename Gemm::Arguments const& args, void* workspace, cudaStrea
 // Columns of one group: eight 8-column blocks of the accumulator fragment (below).
 constexpr int kGroupColumns = 64;
 
+// A pair of PairsEpilogue (below) that loads nothing per row.
+struct NoRow {
+  struct Row {};
+  template <class Arguments>
+  CUTLASS_DEVICE static Row load_row(Arguments const&, int, int) {
+    return {};
+  }
+};
+
 // An operator-style epilogue (CUTLASS's DefaultEpilogue interface), run by the warp-specialised kernels through
 // CUTLASS's Sm90TmaWarpSpecializedAdapter. `Pair` says what a thread's pairs of accumulators become: it has
-// Arguments, `static bool valid(Arguments const&)`, and `static void store_group(Arguments const&, int row, int
-// column, float const (&first)[8], float const (&second)[8])` for the pairs at (row, column + 8 i) and (row,
-// column + 8 i + 1), i = 0..7, where column = 64 g + 2 q for the thread's lane q within its quad: one thread's
-// eight pairs of one row in a 64-column group, so that it can store what they become as one 16-byte vector where
-// the output's layout puts them side by side (a weight's rows permuted so: gemm_swiglu.cuh,
-// gemm_rope_kernel.cuh). Stores of 2 or 4 bytes a thread cost as much as the GEMM itself (bench/NOTES.md, "The
-// measuring stick"); 16-byte ones nothing over CUTLASS's own TMA-store epilogue ("The cheaper division timed").
+// Arguments, `static bool valid(Arguments const&)`, a `Row` with `static Row load_row(Arguments const&, int row, int
+// column)`, and `static void store_group(Arguments const&, Row const&, int row, int column, float const (&first)[8],
+// float const (&second)[8])` for the pairs at (row, column + 8 i) and (row, column + 8 i + 1), i = 0..7, where
+// column = 64 g + 2 q for the thread's lane q within its quad: one thread's eight pairs of one row in a 64-column
+// group, so that it can store what they become as one 16-byte vector where the output's layout puts them side by
+// side (a weight's rows permuted so: gemm_swiglu.cuh, gemm_rope_kernel.cuh). Stores of 2 or 4 bytes a thread cost
+// as much as the GEMM itself (bench/NOTES.md, "The measuring stick"); 16-byte ones nothing over CUTLASS's own
+// TMA-store epilogue ("The cheaper division timed").
+//
+// `Row` is what a row's groups share (RoPE's table entries): load_row runs for each of the thread's rows, with the
+// column of the row's first group in the tile, before the first store, and store_group gets its row's. Loads
+// between stores would each wait out their own latency, since a store may alias what the next group loads; loads
+// issued together wait out one (bench/NOTES.md, "RoPE's tables loaded once per row"). load_row also sees rows past
+// m and must read only what exists for them. Pairs that need nothing per row derive from NoRow.
+//
 // No shared-memory stage: in the ping-pong schedule one warpgroup's epilogue runs under the other's MMAs.
 template <class Pair>
 class PairsEpilogue {
@@ -145,6 +162,15 @@ class PairsEpilogue {
                   "a wgmma accumulator fragment: ((2, 2, N / 8), MMA_M, MMA_N)");
     constexpr int kBlocks = size<0, 2>(Frag{});
     static_assert(kBlocks * 8 % kGroupColumns == 0, "an atom's columns are whole groups");
+    typename Pair::Row rows[size<1>(Frag{})][2];
+    CUTLASS_PRAGMA_UNROLL
+    for (int mm = 0; mm < size<1>(Frag{}); ++mm) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int half = 0; half < 2; ++half) {
+        auto [row, column] = thread_coords(make_coord(make_coord(0, half, 0), mm, 0));
+        rows[mm][half] = Pair::load_row(params_, row, column);
+      }
+    }
     CUTLASS_PRAGMA_UNROLL
     for (int mm = 0; mm < size<1>(Frag{}); ++mm) {
       CUTLASS_PRAGMA_UNROLL
@@ -160,7 +186,7 @@ class PairsEpilogue {
               second[i] = accumulators(make_coord(make_coord(1, half, 8 * group + i), mm, nn));
             }
             auto [row, column] = thread_coords(make_coord(make_coord(0, half, 8 * group), mm, nn));
-            if (row < m_size && column < n_size) Pair::store_group(params_, row, column, first, second);
+            if (row < m_size && column < n_size) Pair::store_group(params_, rows[mm][half], row, column, first, second);
           }
         }
       }

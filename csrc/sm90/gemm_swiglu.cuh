@@ -22,7 +22,7 @@ CUTLASS_DEVICE float silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
 // weight, row 64 g + 8 i + 2 q is gate_j and the next row up_j for j = 32 g + 8 q + i (q = 0..3, i = 0..7;
 // trm_fast/ops/linear_swiglu.py's `grouped_pairs` makes it, zero rows past n). Lane q of a quad then holds h's
 // columns 32 g + 8 q ... + 7 of its rows, and stores them as one 16-byte vector.
-struct SwigluGroup {
+struct SwigluGroup : NoRow {
   struct Arguments {
     BF16* h = nullptr;
     int64_t ldh = 0;
@@ -32,7 +32,7 @@ struct SwigluGroup {
     return args.h != nullptr && args.n % 8 == 0 && args.ldh % 8 == 0 &&
            reinterpret_cast<uintptr_t>(args.h) % 16 == 0;  // whole 16-byte vectors
   }
-  CUTLASS_DEVICE static void store_group(Arguments const& args, int row, int column, float const (&gate)[8],
+  CUTLASS_DEVICE static void store_group(Arguments const& args, Row, int row, int column, float const (&gate)[8],
                                          float const (&up)[8]) {
     // column = 64 g + 2 q (PairsEpilogue): h's columns 32 g + 8 q onwards
     int64_t const first = (column / kGroupColumns) * (kGroupColumns / 2) + (column % kGroupColumns) * 4;
@@ -49,7 +49,7 @@ struct SwigluGroup {
 // gate_up's columns 32 g + 8 q ... + 7 and its eight up values the same columns + n: two more 16-byte stores. h is
 // computed from the rounded gate and up, as SwiGLU's kernel computes it from gate_up, so the forward's h and the
 // one the backward writes again for the down weight's gradient are the same numbers.
-struct SwigluGroupKeep {
+struct SwigluGroupKeep : NoRow {
   struct Arguments {
     BF16* h = nullptr;
     int64_t ldh = 0;
@@ -62,7 +62,7 @@ struct SwigluGroupKeep {
            args.ldgu % 8 == 0 && reinterpret_cast<uintptr_t>(args.h) % 16 == 0 &&
            reinterpret_cast<uintptr_t>(args.gate_up) % 16 == 0;
   }
-  CUTLASS_DEVICE static void store_group(Arguments const& args, int row, int column, float const (&gate)[8],
+  CUTLASS_DEVICE static void store_group(Arguments const& args, Row, int row, int column, float const (&gate)[8],
                                          float const (&up)[8]) {
     int64_t const first = (column / kGroupColumns) * (kGroupColumns / 2) + (column % kGroupColumns) * 4;
     if (first >= args.n) return;
