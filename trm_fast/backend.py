@@ -144,13 +144,15 @@ _warned = set()
 # set names them (`offers`): linear_swiglu_sm90 is named (the gate/up GEMM with SwiGLU at CUTLASS's plain GEMM's
 # pace: 396.8 against 581.3 us unfused on an H100, the engine's evaluation 873.6 against 894.7 ms with Triton's
 # kernel, bench/results/2026-12-07_h100_5924a9a_*), and so is kept_mlp, the same GEMM writing gate_up for the
-# training MLP's backward beside h (trm_fast.ops.recomputed_mlp); linear_rope_sm90 (it lost, bench/NOTES.md) and
-# the MLP's backward through the down projection and SwiGLU in one kernel (down_swiglu_backward: 6.7% faster
-# alone, no faster in the step, bench/NOTES.md) are not. An experiment may change the set before it builds a model
+# training MLP's backward beside h (trm_fast.ops.recomputed_mlp), and linear_rope_sm90, the QKV GEMM with RoPE
+# since its tables are loaded once per row (256.9 us, where cuBLAS's GEMM takes 191.3 and with inductor's RoPE pass
+# ~279; the engine's evaluation 856.0 against 875.1 ms, bench/results/2026-12-07_h100_fe9f4af_*); the MLP's
+# backward through the down projection and SwiGLU in one kernel (down_swiglu_backward: 6.7% faster alone, no
+# faster in the step, bench/NOTES.md) is not. An experiment may change the set before it builds a model
 # (bench/engine_ops.py and bench/train_memory.py --auto-ops).
-AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "linear_swiglu_sm90", "swiglu_linear", "kept_mlp",
-            "recomputed_mlp", "recomputed_attention", "kept_attention", "attention_backward", "token_mix",
-            "attention_few_puzzles", "small_layer"}
+AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "linear_swiglu_sm90", "linear_rope_sm90", "swiglu_linear",
+            "kept_mlp", "recomputed_mlp", "recomputed_attention", "kept_attention", "attention_backward",
+            "token_mix", "attention_few_puzzles", "small_layer"}
 
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:
