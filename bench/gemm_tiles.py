@@ -55,9 +55,11 @@ def main():
 
     rows = []
 
-    def report(name, ms, half=False, **extra):
-        row = {"commit": args.commit, "shape": [m, k, n], "name": name, "ms": ms,
-               "tflops": flops / (2 if half else 1) / ms / 1e9, **extra}
+    def report(name, ms, half=False, shape=None, **extra):
+        # shape (M, K, N) of another GEMM than the gate/up one: its own 2 M K N FLOPs
+        work = flops / (2 if half else 1) if shape is None else 2 * shape[0] * shape[1] * shape[2]
+        row = {"commit": args.commit, "shape": list(shape or (m, k, n)), "name": name, "ms": ms,
+               "tflops": work / ms / 1e9, **extra}
         rows.append(row)
         print(f"{name:<42} {ms * 1e3:9.1f} us {row['tflops']:7.1f} TFLOP/s", flush=True)
 
@@ -65,6 +67,7 @@ def main():
     report("cuBLAS + inductor SwiGLU", triton.testing.do_bench(lambda: unfused(x, w)))
     sm90(x, w, expected, report, triton.testing.do_bench)
     rope_sm90(x, w[:n], args.seq, report, triton.testing.do_bench)
+    residual_sm90(x, w, report, triton.testing.do_bench)
     kernel = ls._linear_swiglu_tma_kernel
     unset = [1, 1]
     descs = {"x_desc": TensorDescriptor.from_tensor(x, unset), "w_desc": TensorDescriptor.from_tensor(w, unset),
@@ -216,6 +219,44 @@ def rope_sm90(x, w, seq, report, do_bench, heads=8):
     x3 = x.view(m // seq, seq, k)
     report("CUTLASS RoPE: the op (weight gathered per call)",
            do_bench(lambda: linear_rope.linear_rope_sm90(x3, w, cos, sin, heads)), half=True)
+
+
+def residual_sm90(x, w, report, do_bench, eps=1e-5):
+    """The residual projection that carries the RMSNorm (csrc/sm90/gemm_residual.h) at the o projection's shape
+    (K = hidden) and the down projection's (K = the MLP's inner width), N = hidden: against cuBLAS's GEMM alone
+    and cuBLAS + inductor's add + RMSNorm (what the block runs today), then the kernel with a plain residual and
+    with a carried one (r's partials read, its scale applied)."""
+    from trm_fast.ops import carried_norm
+    from trm_fast.ops.rms_norm import rms_norm_reference
+
+    m, hidden = x.shape
+    inner = w.shape[0] // 2
+    unfused = torch.compile(lambda x, w, r: rms_norm_reference(r + torch.nn.functional.linear(x, w), eps),
+                            dynamic=False)
+    for what, k in (("o", hidden), ("down", inner)):
+        rows = x if k == hidden else torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        weight = w[:hidden, :k] if k <= w.shape[1] else torch.randn(hidden, k, device="cuda").bfloat16() * k**-0.5
+        weight = weight.contiguous()
+        r = torch.randn(m, hidden, device="cuda", dtype=torch.bfloat16)
+        r_partials = carried_norm.linear_residual_reference(rows[:, :8], weight[:, :8] * 0, r, None, eps)[1]
+        y = torch.empty_like(r)
+        partials = torch.empty_like(r_partials)
+        why = carried_norm.unsupported_sm90(rows, weight, r, r_partials, y, partials)
+        if why is not None:
+            print(f"no CUTLASS residual rows: {why}", flush=True)
+            return
+        shape = (m, k, hidden)
+        report(f"{what}: cuBLAS GEMM alone", do_bench(lambda: torch.nn.functional.linear(rows, weight)), shape=shape)
+        report(f"{what}: cuBLAS + inductor's add + RMSNorm", do_bench(lambda: unfused(rows, weight, r)), shape=shape)
+        for carried in (None, r_partials):
+            name = f"{what}: CUTLASS residual GEMM, {'carried scale' if carried is not None else 'plain residual'}"
+            expected = carried_norm.linear_residual_reference(rows, weight, r, carried, eps)[0]
+
+            def call():
+                carried_norm.launch_sm90(rows, weight, r, carried, y, partials, eps)
+
+            if right(name, call, y, expected):
+                report(name, do_bench(call), shape=shape)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Run Hopper's CUTLASS kernels (csrc/sm90: gate/up + SwiGLU, and its form that writes gate_up too, QKV + RoPE, the
-plain GEMM in each shape config) at small odd sizes, for compute-sanitizer:
+residual projection that carries the RMSNorm, the plain GEMM in each shape config) at small odd sizes, for
+compute-sanitizer:
 
     compute-sanitizer --tool memcheck  python bench/sanitize_sm90.py
     compute-sanitizer --tool racecheck python bench/sanitize_sm90.py
@@ -21,7 +22,7 @@ import torch  # noqa: E402
 
 from trm_fast import _native  # noqa: E402
 from trm_fast.models.layers import RotaryEmbedding  # noqa: E402
-from trm_fast.ops import linear_rope  # noqa: E402
+from trm_fast.ops import carried_norm, linear_rope  # noqa: E402
 from trm_fast.ops.linear_swiglu import (launch_sm90, linear_swiglu_reference, swiglu_keep_sm90,  # noqa: E402
                                         unsupported_sm90)
 
@@ -79,6 +80,30 @@ def gemm_rope(batch, seq, k, heads, d, pad):
     return ok
 
 
+def gemm_residual(m, k, n, carried, in_place):
+    """The residual projection (csrc/sm90/gemm_residual.h) into NaN-filled y and partials, or in place over r,
+    against the fp32 reference; True if both agree."""
+    gen = torch.Generator().manual_seed(m * n + k)
+    x_cpu = torch.randn(m, k, generator=gen).bfloat16()
+    w_cpu = (torch.randn(n, k, generator=gen) * k**-0.5).bfloat16()
+    r_cpu = torch.randn(m, n, generator=gen).bfloat16()
+    rp_cpu = carried_norm.linear_residual_reference(r_cpu[:, :8], w_cpu[:, :8] * 0, r_cpu, None, 1e-5)[1]
+    rp_cpu = rp_cpu if carried else None
+    x, w, r = x_cpu.cuda(), w_cpu.cuda(), r_cpu.cuda()
+    r_partials = rp_cpu.cuda() if carried else None
+    y = r if in_place else torch.full((m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
+    partials = torch.full((m, n // 64), float("nan"), device="cuda")
+    carried_norm.launch_sm90(x, w, r, r_partials, y, partials, 1e-5)
+    torch.cuda.synchronize()
+    want_y, want_p = carried_norm.linear_residual_reference(x_cpu, w_cpu, r_cpu, rp_cpu, 1e-5)
+    err = (y.cpu().float() - want_y.float()).abs().max().item()
+    err_p = ((partials.cpu() - want_p).abs() / want_p.abs().clamp_min(1)).max().item()
+    ok = err <= 0.05 * max(1.0, want_y.float().abs().max().item()) and err_p <= 0.05
+    print(f"gemm_residual_sm90 m {m} k {k} n {n} carried {carried} in place {in_place}: max error {err:.3g}, "
+          f"partials {err_p:.3g}{'' if ok else '  <-- OFF'}")
+    return ok
+
+
 def gemm_plain(config, m, n, k, pad):
     """The plain GEMM on (m, k) x read through rows of k + pad, against the fp32 product; True if it agrees."""
     gen = torch.Generator().manual_seed(m * n + k + config)
@@ -109,6 +134,9 @@ def main():
     # dim of 128, whose groups load their own tables (not their row's)
     rope_shapes = [(3, 37, 72, 2, 32, 8), (2, 65, 520, 3, 64, 0), (1, 1, 16, 4, 16, 0), (2, 33, 64, 1, 128, 0)]
     ok += [gemm_rope(*shape) for shape in rope_shapes]
+    # rows not a multiple of a tile, N of three groups (a tile's second group past N), K not a multiple of 64
+    ok += [gemm_residual(*shape) for shape in [(130, 520, 192, True, False), (37, 64, 512, False, True),
+                                               (1, 72, 64, True, True)]]
     ok += [gemm_plain(config, *shape) for config in range(_native.extension().PLAIN_SM90_CONFIGS) for shape in shapes]
     return 0 if all(ok) else 1
 

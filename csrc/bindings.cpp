@@ -14,6 +14,7 @@
 #include "add_rms_norm.h"
 #ifdef TRM_FAST_WITH_SM90
 #include "sm90/gemm_plain.h"
+#include "sm90/gemm_residual.h"
 #include "sm90/gemm_rope.h"
 #include "sm90/gemm_swiglu.h"
 #endif
@@ -115,6 +116,16 @@ void gemm_rope_sm90(uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_
                                  ptr<void>(workspace), ptr<CUstream_st>(stream)),
         "gemm_rope_sm90");
 }
+
+void gemm_residual_sm90(uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t r, int64_t ldr,
+                        uintptr_t r_partials, uintptr_t y, int64_t ldy, uintptr_t partials, float eps, int64_t m,
+                        int64_t n, int64_t k, uintptr_t workspace, int device, uintptr_t stream) {
+  use_device(device, "gemm_residual_sm90");
+  check(trm_fast::gemm_residual_sm90(ptr<const void>(x), ldx, ptr<const void>(w), ldw, ptr<const void>(r), ldr,
+                                     ptr<const float>(r_partials), ptr<void>(y), ldy, ptr<float>(partials), eps, m,
+                                     n, k, ptr<void>(workspace), ptr<CUstream_st>(stream)),
+        "gemm_residual_sm90");
+}
 #endif
 
 }  // namespace
@@ -156,6 +167,11 @@ PYBIND11_MODULE(_C, m) {
   // workspace, device, stream): w's q and k rows in rotation-pair order, then in 64-row groups (sm90/gemm_rope.h)
   m.def("gemm_rope_sm90_workspace", &trm_fast::gemm_rope_sm90_workspace);
   m.def("gemm_rope_sm90", &gemm_rope_sm90);
+  // (m, n, k) -> bytes of workspace; (x, ldx, w, ldw, r, ldr, r_partials (0: none), y, ldy, partials, eps, m, n, k,
+  // workspace, device, stream): y = x w^T + s_r r and y's partial sums of squares, w's rows in 64-row groups
+  // (sm90/gemm_residual.h)
+  m.def("gemm_residual_sm90_workspace", &trm_fast::gemm_residual_sm90_workspace);
+  m.def("gemm_residual_sm90", &gemm_residual_sm90);
   m.attr("PLAIN_SM90_CONFIGS") = trm_fast::kGemmPlainConfigs;
   // (config, m, n, k) -> bytes of workspace
   m.def("gemm_plain_sm90_workspace", [](int config, int64_t m, int64_t n, int64_t k) {

@@ -68,6 +68,24 @@ cudaError_t run(typename Gemm::Arguments const& args, void* workspace, cudaStrea
 // Columns of one group: eight 8-column blocks of the accumulator fragment (below).
 constexpr int kGroupColumns = 64;
 
+// The carried RMSNorm's scale of one row, s = rsqrt(mean(y^2) + eps) for y n columns wide, from the row's partial
+// sums of squares (gemm_residual.h: one per 64-column group, contiguous), summed in their order. Called per row
+// before a tile's stores (PairsEpilogue's load_row). Straight-line loads, predicated up to kCarriedMaxColumns:
+// a loop over a run-time count would keep the compiler from issuing the next row's loads before this row's sum.
+// Null partials: 1, without a branch.
+constexpr int kCarriedMaxColumns = 1024;
+CUTLASS_DEVICE float carried_scale(float const* partials, int row, int n, float eps) {
+  int const groups = partials != nullptr ? n / kGroupColumns : 0;
+  float const* p = partials + static_cast<int64_t>(row) * groups;
+  float part[kCarriedMaxColumns / kGroupColumns];
+  CUTLASS_PRAGMA_UNROLL
+  for (int g = 0; g < kCarriedMaxColumns / kGroupColumns; ++g) part[g] = g < groups ? p[g] : 0.0f;
+  float sum = 0.0f;
+  CUTLASS_PRAGMA_UNROLL
+  for (int g = 0; g < kCarriedMaxColumns / kGroupColumns; ++g) sum += part[g];
+  return groups > 0 ? rsqrtf(sum / n + eps) : 1.0f;
+}
+
 // A pair of PairsEpilogue (below) that loads nothing per row.
 struct NoRow {
   struct Row {};

@@ -1,0 +1,105 @@
+"""The post-norm block's RMSNorm carried as a statistic: a projection with the residual add in its epilogue that
+writes the un-normalised sum y and one partial sum of squares per 64 columns, for the next GEMM to apply the
+row's scale in its own epilogue.
+
+The official block computes h1 = rms_norm(h + o(h)) and h2 = rms_norm(h1 + down(h1)); rms_norm(y) = s y with
+s = rsqrt(mean(y^2) + eps), one number per row, and a row's scale passes through a GEMM:
+(diag(s) Y) W^T = diag(s) (Y W^T). So the normalised rows need never be written: each residual projection
+stores y and its partials (this module's kernel, csrc/sm90/gemm_residual.h), and whatever reads y next scales
+it by s (the next residual add here; the QKV + RoPE and gate/up + SwiGLU GEMMs' epilogues next). That removes the
+two add + RMSNorm passes of a layer, ~110 us a sudoku_attn layer at batch 768 at their byte floors
+(bench/NOTES.md, "The carried statistic").
+
+What is here: the kernel (Hopper, CUTLASS: `launch_sm90`) with its reference and checks. The epilogues that
+apply s and the model's chain that carries (y, partials) from layer to layer are not written yet.
+
+Shapes: x (M, K), weight (N, K), the residual r and y (M, N), partials (M, N / 64) fp32; N a multiple of 64 and at
+most 1,024 (the consumer's loads are unrolled to that).
+"""
+
+from typing import Optional
+
+import torch
+
+from .. import _native
+from .linear_rope import grouped_rows
+
+GROUP = _native.SM90_GROUP_ROWS
+MAX_COLUMNS = 1024  # csrc/sm90/gemm_sm90.cuh's kCarriedMaxColumns
+
+
+def carried_scale_reference(partials: torch.Tensor, n: int, eps: float) -> torch.Tensor:
+    """The row scale s = rsqrt(mean(y^2) + eps) of rows n wide from their partial sums of squares (M, n / 64),
+    summed in their order as the kernels sum them; fp32 (M,)."""
+    return torch.rsqrt(partials.float().sum(-1) / n + eps)
+
+
+def linear_residual_reference(x: torch.Tensor, weight: torch.Tensor, r: torch.Tensor,
+                              r_partials: Optional[torch.Tensor], eps: float):
+    """(y, partials): y = x weight^T + s_r r in fp32 (s_r from r's partials, 1 without them), rounded to x's
+    dtype, and partials[:, g] the sum of y's squares over columns 64 g ... 64 g + 63, of y as rounded. Computed in
+    x's dtype where it is fp64 (the tests' truth), else in fp32."""
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    n = weight.shape[0]
+    y = x.to(compute) @ weight.to(compute).t()
+    scale = 1.0 if r_partials is None else carried_scale_reference(r_partials, n, eps).to(compute)[:, None]
+    y = (y + scale * r.to(compute)).to(x.dtype)
+    partials = y.to(compute).square().view(y.shape[0], n // GROUP, GROUP).sum(-1).to(torch.float32)
+    return y, partials
+
+
+def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor, r: torch.Tensor, r_partials: Optional[torch.Tensor],
+                     y: torch.Tensor, partials: torch.Tensor) -> Optional[str]:
+    """Why the kernel cannot take these (M, K) rows, or None: a Hopper GPU and the extension built with CUTLASS,
+    bf16, weight (N, K) with N a multiple of 64 up to 1,024, r and y (M, N) with unit column stride and 16-byte
+    aligned rows, partials and r's partials (M, N / 64) fp32 contiguous, partials not r's partials."""
+    why = _native.sm90_unsupported(x)
+    if why is not None:
+        return why
+    if x.ndim != 2 or x.numel() == 0:
+        return f"x must be non-empty (M, K) rows, got shape {tuple(x.shape)}"
+    m, k = x.shape
+    if weight.ndim != 2 or weight.shape[1] != k:
+        return f"weight must be (N, K) with K = {k}, got {tuple(weight.shape)}"
+    n = weight.shape[0]
+    if n % GROUP or n > MAX_COLUMNS:
+        return f"N ({n}) must be a multiple of {GROUP} up to {MAX_COLUMNS}"
+    for name, t, dtype, shape in (("weight", weight, x.dtype, (n, k)), ("r", r, x.dtype, (m, n)),
+                                  ("y", y, x.dtype, (m, n)), ("partials", partials, torch.float32, (m, n // GROUP)),
+                                  ("r_partials", r_partials, torch.float32, (m, n // GROUP))):
+        if t is None:
+            continue
+        if t.device != x.device or t.dtype != dtype or tuple(t.shape) != shape:
+            return f"{name} must be {dtype} {shape} on {x.device}, got {t.dtype} {tuple(t.shape)} on {t.device}"
+    for name, t in (("x", x), ("r", r), ("y", y)):
+        if t.stride(1) != 1 or t.stride(0) % 8 or t.storage_offset() % 8:
+            return f"{name}'s rows must be 16-byte aligned with unit column stride (strides {t.stride()})"
+    if k % 8:
+        return f"K ({k}) must be a multiple of 8"
+    for name, t in (("partials", partials), ("r_partials", r_partials)):
+        if t is not None and not t.is_contiguous():
+            return f"{name} must be contiguous"
+    if r_partials is not None and r_partials.data_ptr() == partials.data_ptr():
+        return "partials must not be r's partials: the other tiles of a row still read them"
+    return None
+
+
+def grouped_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The (N, K) weight as the kernel reads it: rows permuted in 64-row groups as RoPE's grouped shape permutes
+    them (trm_fast.ops.linear_rope.grouped_rows), so that each thread holds 16 adjacent columns of y; one gather
+    (_native.gather_rows)."""
+    return _native.gather_rows(weight, ("residual",), lambda r: grouped_rows(r.unsqueeze(1)).squeeze(1))
+
+
+def launch_sm90(x: torch.Tensor, weight: torch.Tensor, r: torch.Tensor, r_partials: Optional[torch.Tensor],
+                y: torch.Tensor, partials: torch.Tensor, eps: float):
+    """y = x weight^T + s_r r and y's partials, written in place (y may be r itself). Inputs as unsupported_sm90
+    takes them; the weight in its own order (it is gathered here)."""
+    (m, k), n = x.shape, weight.shape[0]
+    ext = _native.extension()
+    w = grouped_weight(weight)
+    workspace = x.new_empty(ext.gemm_residual_sm90_workspace(m, n, k), dtype=torch.uint8)
+    ext.gemm_residual_sm90(x.data_ptr(), x.stride(0), w.data_ptr(), w.stride(0), r.data_ptr(), r.stride(0),
+                           0 if r_partials is None else r_partials.data_ptr(), y.data_ptr(), y.stride(0),
+                           partials.data_ptr(), float(eps), m, n, k, workspace.data_ptr(), x.device.index,
+                           _native.stream(x))
