@@ -124,7 +124,7 @@ def sm90(x, w, expected, report, do_bench):
     ws = torch.empty(ext.gemm_swiglu_sm90_workspace(m, n, k), dtype=torch.uint8, device="cuda")
 
     def alone():
-        ext.gemm_swiglu_sm90(x.data_ptr(), k, groups.data_ptr(), k, out.data_ptr(), n, m, n, k, ws.data_ptr(),
+        ext.gemm_swiglu_sm90(x.data_ptr(), k, groups.data_ptr(), k, out.data_ptr(), n, 0, 0.0, m, n, k, ws.data_ptr(),
                              x.device.index, _native.stream(x))
 
     out.fill_(float("nan"))
@@ -136,6 +136,20 @@ def sm90(x, w, expected, report, do_bench):
         return
     report("CUTLASS gate/up + SwiGLU: one GEMM over grouped pairs", do_bench(alone))
     report("CUTLASS gate/up + SwiGLU: the op (weight gathered per call)", do_bench(lambda: linear_swiglu_sm90(x, w)))
+    # x as the carried RMSNorm's y (trm_fast.ops.carried_norm): its rows' scale applied before SwiGLU
+    from trm_fast.ops.carried_norm import carried_scale_reference, linear_residual_reference
+    from trm_fast.ops.linear_swiglu import launch_sm90
+    from trm_fast.ops.swiglu import swiglu_reference
+
+    partials = linear_residual_reference(x[:, :8], w[:, :8] * 0, x, None, 1e-5)[1]
+    scale = carried_scale_reference(partials, k, 1e-5)[:, None]
+    scaled = swiglu_reference(torch.nn.functional.linear((x.float() * scale).bfloat16(), w))
+
+    def carried():
+        launch_sm90(x, w, out, partials, 1e-5)
+
+    if right("CUTLASS gate/up + SwiGLU, carried scale", carried, out, scaled):
+        report("CUTLASS gate/up + SwiGLU: the op, carried scale (x's partials read)", do_bench(carried))
 
 
 def keep_sm90(x, w, report, do_bench):
@@ -211,11 +225,22 @@ def rope_sm90(x, w, seq, report, do_bench, heads=8):
     for rotated, expected, what in ((0, plain, "plain GEMM (nothing turned)"), (2 * heads * d, turned, "q, k turned")):
         def call():
             ext.gemm_rope_sm90(x.data_ptr(), k, grouped.data_ptr(), k, out.data_ptr(), n, cos.data_ptr(),
-                               sin.data_ptr(), seq, d, rotated, m, n, k, ws.data_ptr(), x.device.index,
+                               sin.data_ptr(), seq, d, rotated, 0, 0.0, m, n, k, ws.data_ptr(), x.device.index,
                                _native.stream(x))
 
         if right(f"CUTLASS RoPE, {what}", call, out, expected):
             report(f"CUTLASS RoPE: {what}", do_bench(call), half=True)
+    # x as the carried RMSNorm's y (trm_fast.ops.carried_norm): its rows' scale applied in the epilogue
+    from trm_fast.ops.carried_norm import carried_scale_reference, linear_residual_reference
+
+    partials = linear_residual_reference(x[:, :8], w[:, :8] * 0, x, None, 1e-5)[1]
+    scaled = turned * carried_scale_reference(partials, k, 1e-5)[:, None].to(turned.dtype)
+
+    def carried():
+        linear_rope.launch_sm90(x, pairs, out, cos, sin, seq, heads, partials, 1e-5)
+
+    if right("CUTLASS RoPE, carried scale", carried, out, scaled):
+        report("CUTLASS RoPE: q, k turned, carried scale (x's partials read)", do_bench(carried), half=True)
     x3 = x.view(m // seq, seq, k)
     report("CUTLASS RoPE: the op (weight gathered per call)",
            do_bench(lambda: linear_rope.linear_rope_sm90(x3, w, cos, sin, heads)), half=True)

@@ -81,11 +81,13 @@ void backward(trm_fast::DType dtype, uintptr_t dy, Triple sdy, uintptr_t y, Trip
 }
 
 #ifdef TRM_FAST_WITH_SM90
-void gemm_swiglu_sm90(uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t h, int64_t ldh, int64_t m,
-                      int64_t n, int64_t k, uintptr_t workspace, int device, uintptr_t stream) {
+void gemm_swiglu_sm90(uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t h, int64_t ldh,
+                      uintptr_t x_partials, float eps, int64_t m, int64_t n, int64_t k, uintptr_t workspace, int device,
+                      uintptr_t stream) {
   use_device(device, "gemm_swiglu_sm90");
-  check(trm_fast::gemm_swiglu_sm90(ptr<const void>(x), ldx, ptr<const void>(w), ldw, ptr<void>(h), ldh, m, n, k,
-                                   ptr<void>(workspace), ptr<CUstream_st>(stream)),
+  check(trm_fast::gemm_swiglu_sm90(ptr<const void>(x), ldx, ptr<const void>(w), ldw, ptr<void>(h), ldh,
+                                   ptr<const float>(x_partials), eps, m, n, k, ptr<void>(workspace),
+                                   ptr<CUstream_st>(stream)),
         "gemm_swiglu_sm90");
 }
 
@@ -108,12 +110,13 @@ void gemm_plain_sm90(int config, uintptr_t x, int64_t ldx, uintptr_t w, int64_t 
 }
 
 void gemm_rope_sm90(uintptr_t x, int64_t ldx, uintptr_t w, int64_t ldw, uintptr_t out, int64_t ldo, uintptr_t cos,
-                    uintptr_t sin, int64_t seq, int64_t head_dim, int64_t rotated, int64_t m, int64_t n, int64_t k,
-                    uintptr_t workspace, int device, uintptr_t stream) {
+                    uintptr_t sin, int64_t seq, int64_t head_dim, int64_t rotated, uintptr_t x_partials, float eps,
+                    int64_t m, int64_t n, int64_t k, uintptr_t workspace, int device, uintptr_t stream) {
   use_device(device, "gemm_rope_sm90");
   check(trm_fast::gemm_rope_sm90(ptr<const void>(x), ldx, ptr<const void>(w), ldw, ptr<void>(out), ldo,
-                                 ptr<const float>(cos), ptr<const float>(sin), seq, head_dim, rotated, m, n, k,
-                                 ptr<void>(workspace), ptr<CUstream_st>(stream)),
+                                 ptr<const float>(cos), ptr<const float>(sin), seq, head_dim, rotated,
+                                 ptr<const float>(x_partials), eps, m, n, k, ptr<void>(workspace),
+                                 ptr<CUstream_st>(stream)),
         "gemm_rope_sm90");
 }
 
@@ -155,16 +158,17 @@ PYBIND11_MODULE(_C, m) {
   // Hopper's CUTLASS kernels, where the build had CUTLASS (setup.py); WITH_SM90 is false where it did not.
 #ifdef TRM_FAST_WITH_SM90
   m.attr("WITH_SM90") = true;
-  // (m, n, k) -> bytes of workspace; (x, ldx, w, ldw, h, ldh, m, n, k, workspace, device, stream): h (m, n) from
-  // x (m, k) and the gate/up weight w with its rows in groups (sm90/gemm_swiglu.h)
+  // (m, n, k) -> bytes of workspace; (x, ldx, w, ldw, h, ldh, x_partials (0: none), eps, m, n, k, workspace, device,
+  // stream): h (m, n) from x (m, k) and the gate/up weight w with its rows in groups (sm90/gemm_swiglu.h)
   m.def("gemm_swiglu_sm90_workspace", &trm_fast::gemm_swiglu_sm90_workspace);
   m.def("gemm_swiglu_sm90", &gemm_swiglu_sm90);
   // (m, n, k) -> bytes of workspace; (x, ldx, w, ldw, gate_up, ldgu, h, ldh, m, n, k, workspace, device, stream):
   // the same GEMM writing gate_up (m, 2n) beside h (sm90/gemm_swiglu.h)
   m.def("gemm_swiglu_keep_sm90_workspace", &trm_fast::gemm_swiglu_keep_sm90_workspace);
   m.def("gemm_swiglu_keep_sm90", &gemm_swiglu_keep_sm90);
-  // (m, n, k) -> bytes of workspace; (x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n, k,
-  // workspace, device, stream): w's q and k rows in rotation-pair order, then in 64-row groups (sm90/gemm_rope.h)
+  // (m, n, k) -> bytes of workspace; (x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, x_partials (0:
+  // none), eps, m, n, k, workspace, device, stream): w's q and k rows in rotation-pair order, then in 64-row groups
+  // (sm90/gemm_rope.h)
   m.def("gemm_rope_sm90_workspace", &trm_fast::gemm_rope_sm90_workspace);
   m.def("gemm_rope_sm90", &gemm_rope_sm90);
   // (m, n, k) -> bytes of workspace; (x, ldx, w, ldw, r, ldr, r_partials (0: none), y, ldy, partials, eps, m, n, k,

@@ -5,16 +5,18 @@ namespace trm_fast {
 
 size_t gemm_rope_sm90_workspace(int64_t m, int64_t n, int64_t k) {
   using G = sm90::GemmRope;
-  return G::Gemm::get_workspace_size(G::arguments(nullptr, k, nullptr, k, nullptr, n, nullptr, nullptr, 1, 16, 0, m,
-                                                  n, k));
+  return G::Gemm::get_workspace_size(G::arguments(nullptr, k, nullptr, k, nullptr, n, nullptr, nullptr, 1, 16, 0,
+                                                  nullptr, 0.0f, m, n, k));
 }
 
 cudaError_t gemm_rope_sm90(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out, int64_t ldo,
                            const float* cos, const float* sin, int64_t seq, int64_t head_dim, int64_t rotated,
-                           int64_t m, int64_t n, int64_t k, void* workspace, cudaStream_t stream) {
+                           const float* x_partials, float eps, int64_t m, int64_t n, int64_t k, void* workspace,
+                           cudaStream_t stream) {
   using G = sm90::GemmRope;
-  return sm90::run<G::Gemm>(G::arguments(x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, m, n, k),
-                            workspace, stream);
+  return sm90::run<G::Gemm>(
+      G::arguments(x, ldx, w, ldw, out, ldo, cos, sin, seq, head_dim, rotated, x_partials, eps, m, n, k), workspace,
+      stream);
 }
 
 }  // namespace trm_fast

@@ -29,9 +29,13 @@ namespace trm_fast {
 // Bytes of device workspace the launch needs (0 today; asked so that the caller never guesses).
 size_t gemm_rope_sm90_workspace(int64_t m, int64_t n, int64_t k);
 
-// cudaErrorInvalidValue where CUTLASS cannot take the problem (alignment, whole groups), else the launch's error.
+// With x_partials ((m, k / 64) fp32 contiguous, k a multiple of 64 up to 1,024; null: none), x is the carried
+// RMSNorm's un-normalised y and its row's scale rsqrt(mean(y^2) + eps) multiplies the projection before RoPE
+// (gemm_residual.h). cudaErrorInvalidValue where CUTLASS cannot take the problem (alignment, whole groups), else
+// the launch's error.
 cudaError_t gemm_rope_sm90(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out, int64_t ldo,
                            const float* cos, const float* sin, int64_t seq, int64_t head_dim, int64_t rotated,
-                           int64_t m, int64_t n, int64_t k, void* workspace, cudaStream_t stream);
+                           const float* x_partials, float eps, int64_t m, int64_t n, int64_t k, void* workspace,
+                           cudaStream_t stream);
 
 }  // namespace trm_fast

@@ -21,6 +21,11 @@ struct RopeArguments {
   // run-time value is ~20 instructions (bench/NOTES.md, "QKV + RoPE on CUTLASS")
   cutlass::FastDivmod seq{1}, head_dim{2};
   int64_t n = 0;  // out's columns: whole groups
+  // x's (m, k / 64) partial sums of squares where x is the carried RMSNorm's un-normalised y (gemm_residual.h),
+  // whose row scale then multiplies every accumulator first; null: x as it is
+  float const* x_partials = nullptr;
+  int m = 0, k = 0;
+  float eps = 0.0f;
 };
 
 // RoPE over the weight's rows (in rotation-pair order) permuted within 64-row groups: accumulator column
@@ -36,9 +41,9 @@ struct RopeArguments {
 struct RopeGroup {
   using Arguments = RopeArguments;
   struct Row {
-    int position = 0;  // row % seq: the tables' row
-    int dim = -1;      // the head dim the entries are for; -1: none loaded (a tile of v columns only)
-    float cos[8], sin[8];
+    int dim = -1;  // the head dim the entries are for; -1: none loaded (a tile of v columns only)
+    float cos[8], sin[8];  // times scale: the rotation is linear
+    float scale;           // the carried RMSNorm's, 1 without x's partials
   };
   static bool valid(Arguments const& args) {
     bool const tables = args.rotated == 0 || (args.cos != nullptr && args.sin != nullptr &&
@@ -46,7 +51,8 @@ struct RopeGroup {
                                               reinterpret_cast<uintptr_t>(args.sin) % 16 == 0);
     return args.out != nullptr && reinterpret_cast<uintptr_t>(args.out) % 16 == 0 && args.ldo % 8 == 0 && tables &&
            args.seq.divisor > 0 && args.head_dim.divisor % 16 == 0 && args.n % kGroupColumns == 0 &&
-           args.rotated % 16 == 0;
+           args.rotated % 16 == 0 &&
+           (args.x_partials == nullptr || (args.k % kGroupColumns == 0 && args.k <= kCarriedMaxColumns));
   }
   // column = 64 g + 2 q (PairsEpilogue): out's columns 64 g + 16 q onwards, pair i at 2 i and 2 i + 1
   CUTLASS_DEVICE static int first_column(int column) {
@@ -57,10 +63,12 @@ struct RopeGroup {
     args.head_dim(head, dim, first);
     return dim;
   }
-  // the 8 entries of each table from pair dim / 2 on, at the row's position: 32-byte aligned, the head dim being
-  // a multiple of 16; every position (row % seq) exists, past m too
-  CUTLASS_DEVICE static void load(Arguments const& args, Row& r, int dim) {
-    int const table = r.position * args.head_dim.divisor + dim / 2;
+  // the 8 entries of each table from pair dim / 2 on, at the row's position (row % seq), times the row's scale:
+  // 32-byte aligned, the head dim being a multiple of 16; every position exists, past m too
+  CUTLASS_DEVICE static void load(Arguments const& args, Row& r, int row, int dim) {
+    int sequence, position;
+    args.seq(sequence, position, row);
+    int const table = position * args.head_dim.divisor + dim / 2;
     float4 const* cos = reinterpret_cast<float4 const*>(args.cos + table);
     float4 const* sin = reinterpret_cast<float4 const*>(args.sin + table);
     float4 const c[2] = {cos[0], cos[1]}, s[2] = {sin[0], sin[1]};
@@ -68,17 +76,25 @@ struct RopeGroup {
     float const sn[8] = {s[0].x, s[0].y, s[0].z, s[0].w, s[1].x, s[1].y, s[1].z, s[1].w};
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < 8; ++i) {
-      r.cos[i] = cs[i];
-      r.sin[i] = sn[i];
+      r.cos[i] = r.scale * cs[i];
+      r.sin[i] = r.scale * sn[i];
     }
     r.dim = dim;
   }
   CUTLASS_DEVICE static Row load_row(Arguments const& args, int row, int column) {
     Row r;
-    int sequence;
-    args.seq(sequence, r.position, row);
+    // the tables first, then the partials (rows past m read the last row's, and are never stored): the
+    // tables' loads need not wait for the scale
+    r.scale = 1.0f;
     int const first = first_column(column);
-    if (first < args.rotated) load(args, r, dim_of(args, first));
+    if (first < args.rotated) load(args, r, row, dim_of(args, first));
+    float const scale = carried_scale(args.x_partials, min(row, args.m - 1), args.k, args.eps);
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < 8; ++i) {
+      r.cos[i] *= scale;
+      r.sin[i] *= scale;
+    }
+    r.scale = scale;
     return r;
   }
   CUTLASS_DEVICE static void store_group(Arguments const& args, Row const& row_entries, int row, int column,
@@ -88,7 +104,7 @@ struct RopeGroup {
     if (first < args.rotated) {
       Row r = row_entries;
       int const dim = dim_of(args, first);
-      if (dim != r.dim) load(args, r, dim);  // never where the head dim divides 64
+      if (dim != r.dim) load(args, r, row, dim);  // never where the head dim divides 64
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < 8; ++i) {
         out[2 * i] = BF16(a[i] * r.cos[i] - b[i] * r.sin[i]);
@@ -97,8 +113,8 @@ struct RopeGroup {
     } else {
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < 8; ++i) {
-        out[2 * i] = BF16(a[i]);
-        out[2 * i + 1] = BF16(b[i]);
+        out[2 * i] = BF16(row_entries.scale * a[i]);
+        out[2 * i + 1] = BF16(row_entries.scale * b[i]);
       }
     }
     uint4* dst = reinterpret_cast<uint4*>(args.out + row * args.ldo + first);
@@ -115,10 +131,11 @@ struct GemmRope {
 
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out,
                                             int64_t ldo, const float* cos, const float* sin, int64_t seq,
-                                            int64_t head_dim, int64_t rotated, int64_t m, int64_t n, int64_t k) {
+                                            int64_t head_dim, int64_t rotated, const float* x_partials, float eps,
+                                            int64_t m, int64_t n, int64_t k) {
     RopeArguments pair{static_cast<BF16*>(out), ldo, cos, sin, static_cast<int>(rotated),
                        cutlass::FastDivmod(static_cast<int>(seq)), cutlass::FastDivmod(static_cast<int>(head_dim)),
-                       n};
+                       n, x_partials, static_cast<int>(m), static_cast<int>(k), eps};
     return pairs_arguments<Gemm>(x, ldx, w, ldw, m, n, k, pair);
   }
 };

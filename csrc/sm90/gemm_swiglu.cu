@@ -5,13 +5,14 @@ namespace trm_fast {
 
 size_t gemm_swiglu_sm90_workspace(int64_t m, int64_t n, int64_t k) {
   using G = sm90::GemmSwigluGroups;
-  return G::Gemm::get_workspace_size(G::arguments(nullptr, k, nullptr, k, nullptr, n, m, n, k));
+  return G::Gemm::get_workspace_size(G::arguments(nullptr, k, nullptr, k, nullptr, n, nullptr, 0.0f, m, n, k));
 }
 
-cudaError_t gemm_swiglu_sm90(const void* x, int64_t ldx, const void* w, int64_t ldw, void* h, int64_t ldh, int64_t m,
-                             int64_t n, int64_t k, void* workspace, cudaStream_t stream) {
+cudaError_t gemm_swiglu_sm90(const void* x, int64_t ldx, const void* w, int64_t ldw, void* h, int64_t ldh,
+                             const float* x_partials, float eps, int64_t m, int64_t n, int64_t k, void* workspace,
+                             cudaStream_t stream) {
   using G = sm90::GemmSwigluGroups;
-  return sm90::run<G::Gemm>(G::arguments(x, ldx, w, ldw, h, ldh, m, n, k), workspace, stream);
+  return sm90::run<G::Gemm>(G::arguments(x, ldx, w, ldw, h, ldh, x_partials, eps, m, n, k), workspace, stream);
 }
 
 }  // namespace trm_fast

@@ -22,24 +22,39 @@ CUTLASS_DEVICE float silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
 // weight, row 64 g + 8 i + 2 q is gate_j and the next row up_j for j = 32 g + 8 q + i (q = 0..3, i = 0..7;
 // trm_fast/ops/linear_swiglu.py's `grouped_pairs` makes it, zero rows past n). Lane q of a quad then holds h's
 // columns 32 g + 8 q ... + 7 of its rows, and stores them as one 16-byte vector.
-struct SwigluGroup : NoRow {
+//
+// x may come un-normalised with the carried RMSNorm's partials (gemm_residual.h): the row's scale then multiplies
+// gate and up before SwiGLU, as if x had been normalised (a row scale passes through the GEMM).
+struct SwigluGroup {
   struct Arguments {
     BF16* h = nullptr;
     int64_t ldh = 0;
     int64_t n = 0;  // h's columns: the groups past them hold the weight's zero rows, never stored
+    float const* x_partials = nullptr;  // x's (m, k / 64) partial sums of squares; null: x as it is
+    int m = 0, k = 0;
+    float eps = 0.0f;
+  };
+  struct Row {
+    float scale;
   };
   static bool valid(Arguments const& args) {
     return args.h != nullptr && args.n % 8 == 0 && args.ldh % 8 == 0 &&
-           reinterpret_cast<uintptr_t>(args.h) % 16 == 0;  // whole 16-byte vectors
+           reinterpret_cast<uintptr_t>(args.h) % 16 == 0 &&  // whole 16-byte vectors
+           (args.x_partials == nullptr || (args.k % kGroupColumns == 0 && args.k <= kCarriedMaxColumns));
   }
-  CUTLASS_DEVICE static void store_group(Arguments const& args, Row, int row, int column, float const (&gate)[8],
-                                         float const (&up)[8]) {
+  // rows past m read the last row's partials (and are never stored): no branch between the rows' loads
+  CUTLASS_DEVICE static Row load_row(Arguments const& args, int row, int) {
+    return {carried_scale(args.x_partials, min(row, args.m - 1), args.k, args.eps)};
+  }
+  CUTLASS_DEVICE static void store_group(Arguments const& args, Row const& row_state, int row, int column,
+                                         float const (&gate)[8], float const (&up)[8]) {
     // column = 64 g + 2 q (PairsEpilogue): h's columns 32 g + 8 q onwards
     int64_t const first = (column / kGroupColumns) * (kGroupColumns / 2) + (column % kGroupColumns) * 4;
     if (first >= args.n) return;
+    float const s = row_state.scale;
     cutlass::Array<BF16, 8> h;
     CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < 8; ++i) h[i] = BF16(silu(gate[i]) * up[i]);
+    for (int i = 0; i < 8; ++i) h[i] = BF16(silu(s * gate[i]) * (s * up[i]));
     *reinterpret_cast<uint4*>(args.h + row * args.ldh + first) = *reinterpret_cast<uint4 const*>(h.data());
   }
 };
@@ -49,7 +64,7 @@ struct SwigluGroup : NoRow {
 // gate_up's columns 32 g + 8 q ... + 7 and its eight up values the same columns + n: two more 16-byte stores. h is
 // computed from the rounded gate and up, as SwiGLU's kernel computes it from gate_up, so the forward's h and the
 // one the backward writes again for the down weight's gradient are the same numbers.
-struct SwigluGroupKeep : NoRow {
+struct SwigluGroupKeep : NoRow {  // the training forward: x normalised
   struct Arguments {
     BF16* h = nullptr;
     int64_t ldh = 0;
@@ -91,8 +106,11 @@ using SwigluSchedule = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
 struct GemmSwigluGroups {
   using Gemm = GemmPairs<SwigluGroup, SwigluTile, SwigluSchedule>;
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* h,
-                                            int64_t ldh, int64_t m, int64_t n, int64_t k) {
-    return pairs_arguments<Gemm>(x, ldx, w, ldw, m, grouped_rows(n), k, {static_cast<BF16*>(h), ldh, n});
+                                            int64_t ldh, const float* x_partials, float eps, int64_t m, int64_t n,
+                                            int64_t k) {
+    return pairs_arguments<Gemm>(x, ldx, w, ldw, m, grouped_rows(n), k,
+                                 {static_cast<BF16*>(h), ldh, n, x_partials, static_cast<int>(m),
+                                  static_cast<int>(k), eps});
   }
 };
 

@@ -25,10 +25,13 @@ namespace trm_fast {
 // Bytes of device workspace the launch needs (0 today; asked so that the caller never guesses).
 size_t gemm_swiglu_sm90_workspace(int64_t m, int64_t n, int64_t k);
 
-// h = SwiGLU of x @ w^T for the grouped weight w ((2n rounded up to 64 rows), k). cudaErrorInvalidValue where
-// CUTLASS cannot take the problem (alignment), else the launch's error.
-cudaError_t gemm_swiglu_sm90(const void* x, int64_t ldx, const void* w, int64_t ldw, void* h, int64_t ldh, int64_t m,
-                             int64_t n, int64_t k, void* workspace, cudaStream_t stream);
+// h = SwiGLU of x @ w^T for the grouped weight w ((2n rounded up to 64 rows), k). With x_partials ((m, k / 64)
+// fp32 contiguous, k a multiple of 64 up to 1,024; null: none), x is the carried RMSNorm's un-normalised y and
+// SwiGLU takes its row's scale rsqrt(mean(y^2) + eps) times gate and up (gemm_residual.h). cudaErrorInvalidValue
+// where CUTLASS cannot take the problem (alignment), else the launch's error.
+cudaError_t gemm_swiglu_sm90(const void* x, int64_t ldx, const void* w, int64_t ldw, void* h, int64_t ldh,
+                             const float* x_partials, float eps, int64_t m, int64_t n, int64_t k, void* workspace,
+                             cudaStream_t stream);
 
 // For training: the same GEMM writing the pre-activations as well, gate_up (m, 2n) with the gate's n columns
 // first, rounded to bf16, and h = silu(gate) * up of those rounded values. gate_up's leading dimension a

@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import assert_close_at_worst, rounding_atol, sm90_gpu
 from trm_fast.ops.carried_norm import (carried_scale_reference, grouped_weight, launch_sm90,
-                                       linear_residual_reference, unsupported_sm90)
+                                       linear_residual_reference, partials_unsupported, unsupported_sm90)
 from trm_fast.ops.rms_norm import rms_norm_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -110,3 +110,47 @@ def test_bad_inputs_name_the_problem():
     assert "must not be r's partials" in unsupported_sm90(x, w, r, r_partials, y, r_partials)
     assert "multiple of 8" in unsupported_sm90(torch.zeros(9, 60, device=DEVICE).bfloat16(),
                                                torch.zeros(128, 60, device=DEVICE).bfloat16(), r, None, y, partials)
+
+
+@sm90_gpu
+@pytest.mark.parametrize("m", [768 * 97, 37, 1])
+def test_the_next_gemms_apply_the_scale(m):
+    """gate/up + SwiGLU and QKV + RoPE on an un-normalised y with its partials: as the official ops on rms_norm(y)
+    (x normalised in fp64, then rounded to bf16 as the official norm's output is)."""
+    from trm_fast.models.layers import RotaryEmbedding
+    from trm_fast.ops import linear_rope, linear_swiglu
+
+    seq, heads, d, k = 97 if m % 97 == 0 else m, 8, 64, 512
+    gen = torch.Generator().manual_seed(torch.seed() % 2**31)
+    y = (torch.randn(m, k, generator=gen) * 3).bfloat16().to(DEVICE)
+    partials = linear_residual_reference(y[:, :8], torch.zeros(k, 8, device=DEVICE).bfloat16(), y, None, EPS)[1]
+    assert partials_unsupported(y, partials) is None
+    normed = rms_norm_reference(y.double(), EPS).bfloat16()
+    w = (torch.randn(2 * 1536, k, generator=gen) * k**-0.5).bfloat16().to(DEVICE)
+    h = torch.full((m, 1536), float("nan"), device=DEVICE).bfloat16()
+    linear_swiglu.launch_sm90(y, w, h, partials, EPS)
+    want = linear_swiglu.linear_swiglu_reference(normed.double(), w.double())
+    err = (linear_swiglu.linear_swiglu_reference(normed, w).double() - want).abs().max().item()
+    assert_close_at_worst(h, want, atol=2 * rounding_atol(err, want, torch.bfloat16), rtol=0, what="SwiGLU")
+
+    qkv = (torch.randn(3 * heads * d, k, generator=gen) * k**-0.5).bfloat16().to(DEVICE)
+    cos, sin = (t.to(DEVICE) for t in RotaryEmbedding(d, seq, 10000.0)())
+    out = torch.full((m, 3 * heads * d), float("nan"), device=DEVICE).bfloat16()
+    pairs = linear_rope.rope_pair_order(qkv, heads, dim=0)
+    linear_rope.launch_sm90(y, pairs, out, cos, sin, seq, heads, partials, EPS)
+    want = linear_rope.linear_rope_pairs_reference(normed.double().view(-1, seq, k), qkv.double(), cos.double(),
+                                                   sin.double(), heads).view(m, -1)
+    got_torch = linear_rope.linear_rope_pairs_reference(normed.view(-1, seq, k), qkv, cos, sin, heads).view(m, -1)
+    err = (got_torch.double() - want).abs().max().item()
+    assert_close_at_worst(out, want, atol=2 * rounding_atol(err, want, torch.bfloat16), rtol=0, what="RoPE")
+
+
+@sm90_gpu
+def test_partials_bad_inputs_name_the_problem():
+    y = torch.zeros(9, 128, device=DEVICE).bfloat16()
+    good = torch.zeros(9, 2, device=DEVICE)
+    assert partials_unsupported(y, good) is None
+    assert "float32" in partials_unsupported(y, good.double())
+    assert "(9, 2)" in partials_unsupported(y, good[:, :1])
+    assert "contiguous" in partials_unsupported(y, torch.zeros(2, 9, device=DEVICE).t())
+    assert "multiple of 64" in partials_unsupported(y[:, :96], good)

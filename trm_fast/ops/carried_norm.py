@@ -10,8 +10,10 @@ it by s (the next residual add here; the QKV + RoPE and gate/up + SwiGLU GEMMs' 
 two add + RMSNorm passes of a layer, ~110 us a sudoku_attn layer at batch 768 at their byte floors
 (bench/NOTES.md, "The carried statistic").
 
-What is here: the kernel (Hopper, CUTLASS: `launch_sm90`) with its reference and checks. The epilogues that
-apply s and the model's chain that carries (y, partials) from layer to layer are not written yet.
+What is here: the kernel (Hopper, CUTLASS: `launch_sm90`) with its reference and checks, and the partials' check
+for the GEMMs that apply s in their epilogue (trm_fast.ops.linear_swiglu.launch_sm90 and
+trm_fast.ops.linear_rope.launch_sm90 take `x_partials`). The model's chain that carries (y, partials) from layer
+to layer is not written yet.
 
 Shapes: x (M, K), weight (N, K), the residual r and y (M, N), partials (M, N / 64) fp32; N a multiple of 64 and at
 most 1,024 (the consumer's loads are unrolled to that).
@@ -48,6 +50,19 @@ def linear_residual_reference(x: torch.Tensor, weight: torch.Tensor, r: torch.Te
     return y, partials
 
 
+def partials_unsupported(rows: torch.Tensor, partials: torch.Tensor, name: str = "partials") -> Optional[str]:
+    """Why `partials` are not the carried statistic of (M, N) rows as the kernels read and write it, or None:
+    (M, N / 64) fp32 contiguous on the rows' device, N a multiple of 64 up to 1,024."""
+    m, n = rows.shape
+    if n % GROUP or n > MAX_COLUMNS:
+        return f"the rows' width ({n}) must be a multiple of {GROUP} up to {MAX_COLUMNS}"
+    if (partials.dtype != torch.float32 or tuple(partials.shape) != (m, n // GROUP) or not partials.is_contiguous()
+            or partials.device != rows.device):
+        return (f"{name} must be contiguous float32 {(m, n // GROUP)} on {rows.device}, got {partials.dtype} "
+                f"{tuple(partials.shape)} on {partials.device}")
+    return None
+
+
 def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor, r: torch.Tensor, r_partials: Optional[torch.Tensor],
                      y: torch.Tensor, partials: torch.Tensor) -> Optional[str]:
     """Why the kernel cannot take these (M, K) rows, or None: a Hopper GPU and the extension built with CUTLASS,
@@ -64,21 +79,19 @@ def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor, r: torch.Tensor, r_p
     n = weight.shape[0]
     if n % GROUP or n > MAX_COLUMNS:
         return f"N ({n}) must be a multiple of {GROUP} up to {MAX_COLUMNS}"
-    for name, t, dtype, shape in (("weight", weight, x.dtype, (n, k)), ("r", r, x.dtype, (m, n)),
-                                  ("y", y, x.dtype, (m, n)), ("partials", partials, torch.float32, (m, n // GROUP)),
-                                  ("r_partials", r_partials, torch.float32, (m, n // GROUP))):
-        if t is None:
-            continue
-        if t.device != x.device or t.dtype != dtype or tuple(t.shape) != shape:
-            return f"{name} must be {dtype} {shape} on {x.device}, got {t.dtype} {tuple(t.shape)} on {t.device}"
+    for name, t in (("weight", weight), ("r", r), ("y", y)):
+        shape = (n, k) if name == "weight" else (m, n)
+        if t.device != x.device or t.dtype != x.dtype or tuple(t.shape) != shape:
+            return f"{name} must be {x.dtype} {shape} on {x.device}, got {t.dtype} {tuple(t.shape)} on {t.device}"
     for name, t in (("x", x), ("r", r), ("y", y)):
         if t.stride(1) != 1 or t.stride(0) % 8 or t.storage_offset() % 8:
             return f"{name}'s rows must be 16-byte aligned with unit column stride (strides {t.stride()})"
     if k % 8:
         return f"K ({k}) must be a multiple of 8"
-    for name, t in (("partials", partials), ("r_partials", r_partials)):
-        if t is not None and not t.is_contiguous():
-            return f"{name} must be contiguous"
+    why = partials_unsupported(y, partials) or (r_partials is not None and
+                                                partials_unsupported(r, r_partials, "r_partials")) or None
+    if why is not None:
+        return why
     if r_partials is not None and r_partials.data_ptr() == partials.data_ptr():
         return "partials must not be r's partials: the other tiles of a row still read them"
     return None

@@ -166,22 +166,24 @@ def sm90_weight(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 
 def launch_sm90(rows: torch.Tensor, pairs: torch.Tensor, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                seq: int, num_heads: int):
+                seq: int, num_heads: int, x_partials: Optional[torch.Tensor] = None, eps: float = 0.0):
     """out (M, 3 H D) = rows (M, K) @ pairs^T, each q and k pair of columns turned by RoPE at position
     m % seq for row m: the CUTLASS kernel on the weight already in rope_pair_order (pairs, row-major), permuted
-    here in groups (`grouped_rows`). Inputs as unsupported_sm90 takes them."""
-    _launch(rows, grouped_rows(pairs), out, cos, sin, seq, num_heads)
+    here in groups (`grouped_rows`). Inputs as unsupported_sm90 takes them. With `x_partials`, rows are the carried
+    RMSNorm's un-normalised y and their scale is applied first (trm_fast.ops.carried_norm, which checks them)."""
+    _launch(rows, grouped_rows(pairs), out, cos, sin, seq, num_heads, x_partials, eps)
 
 
 def _launch(rows: torch.Tensor, w: torch.Tensor, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, seq: int,
-            num_heads: int):
+            num_heads: int, x_partials: Optional[torch.Tensor] = None, eps: float = 0.0):
     """The kernel on w as it reads it (sm90_weight)."""
     (m, k), n = rows.shape, w.shape[0]
     d = n // (3 * num_heads)
     ext = _native.extension()
     workspace = rows.new_empty(ext.gemm_rope_sm90_workspace(m, n, k), dtype=torch.uint8)
     ext.gemm_rope_sm90(rows.data_ptr(), rows.stride(0), w.data_ptr(), w.stride(0), out.data_ptr(), out.stride(0),
-                       cos.data_ptr(), sin.data_ptr(), seq, d, 2 * num_heads * d, m, n, k, workspace.data_ptr(),
+                       cos.data_ptr(), sin.data_ptr(), seq, d, 2 * num_heads * d,
+                       0 if x_partials is None else x_partials.data_ptr(), float(eps), m, n, k, workspace.data_ptr(),
                        rows.device.index, _native.stream(rows))
 
 

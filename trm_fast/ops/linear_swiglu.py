@@ -61,16 +61,19 @@ def linear_swiglu_sm90(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return out.view(*x.shape[:-1], n)
 
 
-def launch_sm90(rows: torch.Tensor, weight: torch.Tensor, out: torch.Tensor):
+def launch_sm90(rows: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, x_partials: Optional[torch.Tensor] = None,
+                eps: float = 0.0):
     """out (M, N) = silu(rows W_gate^T) * (rows W_up^T) through the CUTLASS kernel, on the weight's rows gathered
-    in groups here (`grouped_pairs`). Inputs as unsupported_sm90 takes."""
+    in groups here (`grouped_pairs`). Inputs as unsupported_sm90 takes. With `x_partials`, rows are the carried
+    RMSNorm's un-normalised y and their scale is applied first (trm_fast.ops.carried_norm, which checks them)."""
     n, k = weight.shape[0] // 2, weight.shape[1]
     m = rows.shape[0]
     ext = _native.extension()
     w = grouped_pairs(weight)
     workspace = rows.new_empty(ext.gemm_swiglu_sm90_workspace(m, n, k), dtype=torch.uint8)
     ext.gemm_swiglu_sm90(rows.data_ptr(), rows.stride(0), w.data_ptr(), w.stride(0), out.data_ptr(), out.stride(0),
-                         m, n, k, workspace.data_ptr(), rows.device.index, _native.stream(rows))
+                         0 if x_partials is None else x_partials.data_ptr(), float(eps), m, n, k,
+                         workspace.data_ptr(), rows.device.index, _native.stream(rows))
 
 
 @linear_swiglu_sm90.register_fake
