@@ -9,7 +9,7 @@ import pytest
 import torch
 import trm_fast
 from trm_fast.engine import engine as engine_module
-from helpers import halting_margins, make_batch, official_loop, spread_halting, tiny_config
+from helpers import halting_margins, make_batch, official_loop, sm90_gpu, spread_halting, tiny_config
 
 pytestmark = pytest.mark.gpu
 
@@ -64,6 +64,34 @@ def test_bfloat16_engine_is_as_accurate_as_the_bfloat16_model(cls, overrides):
     def error(x):
         return ((x.float() - truth).norm() / truth.norm()).item()
     assert error(sol.logits) <= 3 * error(eager) + 2e-2, (error(sol.logits), error(eager))
+
+
+@sm90_gpu
+@pytest.mark.parametrize("cls", [trm_fast.TRM, trm_fast.HRM], ids=["trm-attn", "hrm"])
+def test_the_carried_norm_is_as_accurate_as_the_bfloat16_model(cls, monkeypatch):
+    """The layers on the carried RMSNorm (trm_fast.ops.carried_norm, Hopper's CUTLASS kernels), where AUTO_OPS
+    names it: the model's and the engine's logits no further from a float32 run than the bf16 model's own
+    without it, and the chain ran."""
+    from trm_fast import backend
+    from trm_fast.models.layers import Block
+
+    cfg, model, batch = build(cls, dict(), "bfloat16", 16)
+    _, exact, _ = build(cls, dict(), "float32", 16)
+    exact.load_state_dict(model.state_dict())
+    truth = official_loop(exact, batch)[-1]["logits"]
+    own = official_loop(model, batch)[-1]["logits"]
+    monkeypatch.setattr(backend, "AUTO_OPS", backend.AUTO_OPS | {"carried_norm"})
+    calls = []
+    carried = Block.carried
+    monkeypatch.setattr(Block, "carried", lambda self, *args: calls.append(1) or carried(self, *args))
+    chained = official_loop(model, batch)[-1]["logits"]
+    assert calls, "the model did not run its layers on the carried chain"
+    sol = trm_fast.Engine(model, 16).solve(batch["inputs"], batch["puzzle_identifiers"], return_logits=True)
+
+    def error(x):
+        return ((x.float() - truth).norm() / truth.norm()).item()
+    for got in (chained, sol.logits):
+        assert error(got) <= 3 * error(own) + 2e-2, (error(got), error(own))
 
 
 def test_inputs_on_the_cpu_and_labels_on_the_gpu_are_taken_as_they_come():

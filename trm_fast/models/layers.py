@@ -142,8 +142,7 @@ class Block(nn.Module):
             h = self.mlp_t(h, eps=self.eps, positions=True)
         else:
             if ops.small_layer_offered(self.backend, h):  # the whole layer as one kernel for one puzzle
-                weights = [m.weight.to(h.dtype) for m in (self.self_attn.qkv_proj, self.self_attn.o_proj,
-                                                          self.mlp.gate_up_proj, self.mlp.down_proj)]
+                weights = self.weights(h.dtype)
                 heads = self.self_attn.num_heads
                 if ops.small_layer_takes(h, *weights, cos_sin, heads, self.backend):
                     return ops.small_layer(h, *weights, cos_sin, heads, self.eps, self.backend)
@@ -151,6 +150,25 @@ class Block(nn.Module):
             h = ops.linear_add_rms_norm(mixed, self.self_attn.o_proj.weight.to(mixed.dtype), h, self.eps,
                                         backend=self.backend)
         return self.mlp(h, eps=self.eps)
+
+    def weights(self, dtype):
+        """The attention layer's four weights in `dtype`: qkv, o, gate/up, down."""
+        return [m.weight.to(dtype) for m in (self.self_attn.qkv_proj, self.self_attn.o_proj, self.mlp.gate_up_proj,
+                                             self.mlp.down_proj)]
+
+    def carried(self, y: torch.Tensor, partials: Optional[torch.Tensor], cos_sin):
+        """This attention layer on the carried RMSNorm (trm_fast.ops.carried_norm): y (B, S, D) un-normalised with
+        its partial sums of squares (None: y as it is) in, the layer's output the same way out; forward only. The
+        norms are never a pass of their own: each residual projection writes y and its partials, and the next GEMM
+        applies the row's scale in its epilogue."""
+        qkv_w, o_w, gate_up_w, down_w = self.weights(y.dtype)
+        heads = self.self_attn.num_heads
+        # q and k rotated in RoPE's pair order, which attention does not see
+        mixed = ops.rope_attention(ops.linear_rope_sm90(y, qkv_w, *cos_sin, heads, partials, self.eps), None, heads,
+                                   self.backend)
+        y, partials = ops.linear_residual_sm90(mixed, o_w, y, partials, self.eps)
+        h = ops.linear_swiglu_sm90(y, gate_up_w, partials, self.eps)
+        return ops.linear_residual_sm90(h, down_w, y, partials, self.eps)
 
 
 class ReasoningModule(nn.Module):
@@ -178,6 +196,25 @@ class ReasoningModule(nn.Module):
 
     def _run_layers(self, h: torch.Tensor, injection: torch.Tensor, cos_sin) -> torch.Tensor:
         h = h + injection
+        if self._carries(h, cos_sin):
+            y, partials = h, None
+            for layer in self.layers:
+                y, partials = layer.carried(y, partials, cos_sin)
+            return ops.carried_normalize(y, partials, self.layers[0].eps)
         for layer in self.layers:
             h = layer(h, cos_sin)
         return h
+
+    def _carries(self, h: torch.Tensor, cos_sin) -> bool:
+        """Whether the layers run on the carried RMSNorm (Block.carried): attention layers, the chain offered
+        (trm_fast.ops.carried_norm.offered) and able to take them, and not one puzzle, whose layers run whole as
+        one kernel each (small_layer)."""
+        first = self.layers[0]
+        if first.use_mlp_t or not ops.carried_offered(self.backend, h, *self.parameters()):
+            return False
+        weights = first.weights(h.dtype)
+        heads = first.self_attn.num_heads
+        if ops.small_layer_offered(self.backend, h) and ops.small_layer_takes(h, *weights, cos_sin, heads,
+                                                                                self.backend):
+            return False
+        return ops.carried_layer_unsupported(h, *weights, cos_sin, heads) is None

@@ -10,20 +10,22 @@ it by s (the next residual add here; the QKV + RoPE and gate/up + SwiGLU GEMMs' 
 two add + RMSNorm passes of a layer, ~110 us a sudoku_attn layer at batch 768 at their byte floors
 (bench/NOTES.md, "The carried statistic").
 
-What is here: the kernel (Hopper, CUTLASS: `launch_sm90`) with its reference and checks, and the partials' check
-for the GEMMs that apply s in their epilogue (trm_fast.ops.linear_swiglu.launch_sm90 and
-trm_fast.ops.linear_rope.launch_sm90 take `x_partials`). The model's chain that carries (y, partials) from layer
-to layer is not written yet.
+What is here: the kernel (Hopper, CUTLASS: `launch_sm90`, op `linear_residual_sm90`) with its reference and
+checks; the partials' check for the GEMMs that apply s in their epilogue (the ops linear_swiglu_sm90 and
+linear_rope_sm90 take `x_partials`); `normalize`, for the chain's last output; and what the model asks before it
+carries (y, partials) from layer to layer (`offered`, `layer_unsupported`; trm_fast.models.layers runs the chain,
+outside autograd, where AUTO_OPS names `carried_norm`).
 
 Shapes: x (M, K), weight (N, K), the residual r and y (M, N), partials (M, N / 64) fp32; N a multiple of 64 and at
 most 1,024 (the consumer's loads are unrolled to that).
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
 from .. import _native
+from .. import backend as _backend
 from .linear_rope import grouped_rows
 
 GROUP = _native.SM90_GROUP_ROWS
@@ -116,3 +118,66 @@ def launch_sm90(x: torch.Tensor, weight: torch.Tensor, r: torch.Tensor, r_partia
                            0 if r_partials is None else r_partials.data_ptr(), y.data_ptr(), y.stride(0),
                            partials.data_ptr(), float(eps), m, n, k, workspace.data_ptr(), x.device.index,
                            _native.stream(x))
+
+
+def normalize(y: torch.Tensor, partials: Optional[torch.Tensor], eps: float) -> torch.Tensor:
+    """rms_norm(y) from y's partials (the chain's last output becoming a latent): s y in fp32, rounded to y's dtype;
+    y itself without partials. Plain PyTorch: under torch.compile inductor makes it one pass, with whatever
+    elementwise work follows (the engine's next input injection)."""
+    if partials is None:
+        return y
+    scale = carried_scale_reference(partials, y.shape[-1], eps).view(*y.shape[:-1], 1)
+    return (y.float() * scale).to(y.dtype)
+
+
+@torch.library.custom_op("trm_fast::linear_residual_sm90", mutates_args=())
+def linear_residual_sm90(x: torch.Tensor, weight: torch.Tensor, r: torch.Tensor, r_partials: Optional[torch.Tensor],
+                         eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(y, partials) for x (..., K) and r (..., N) whose rows flatten to (M, K) and (M, N) views: the kernel
+    (`launch_sm90`) into new tensors, y shaped as r, partials (M, N / 64); forward only. `layer_unsupported`
+    checks the inputs."""
+    k, n = x.shape[-1], r.shape[-1]
+    rows, r_rows = x.reshape(-1, k), r.reshape(-1, n)
+    y = torch.empty_like(r_rows)
+    partials = r_rows.new_empty((r_rows.shape[0], n // GROUP), dtype=torch.float32)
+    launch_sm90(rows, weight, r_rows, r_partials, y, partials, eps)
+    return y.view(r.shape), partials
+
+
+@linear_residual_sm90.register_fake
+def _(x, weight, r, r_partials, eps):
+    m = r.numel() // r.shape[-1]
+    return torch.empty_like(r), r.new_empty((m, r.shape[-1] // GROUP), dtype=torch.float32)
+
+
+def offered(backend: str, h: torch.Tensor, *parameters: torch.Tensor) -> bool:
+    """Whether the carried chain may run the post-norm layers that start from h with these parameters: where
+    AUTO_OPS names `carried_norm`, on a Hopper GPU, and where autograd does not record (forward only; the training
+    backward wants the normalised halves)."""
+    return not _backend.records(h, *parameters) and \
+        _backend.offers(backend, "carried_norm", lambda: _native.sm90_unsupported(h))
+
+
+def layer_unsupported(h: torch.Tensor, qkv_weight: torch.Tensor, o_weight: torch.Tensor,
+                      gate_up_weight: torch.Tensor, down_weight: torch.Tensor, cos_sin, num_heads: int
+                      ) -> Optional[str]:
+    """Why the chain cannot run an attention layer on h (B, S, D), or None: RoPE's tables, the QKV + RoPE and
+    gate/up + SwiGLU kernels' own conditions, D a multiple of 64 up to 1,024, contiguous h, and the residual
+    projections' K (H D and the MLP's inner width) multiples of 8."""
+    from .linear_rope import unsupported_sm90 as rope_unsupported
+    from .linear_swiglu import unsupported_sm90 as swiglu_unsupported
+
+    if cos_sin is None:
+        return "the chain's QKV kernel applies RoPE: the model has no RoPE tables"
+    if h.ndim != 3 or not h.is_contiguous():
+        return f"h must be a contiguous (B, S, D) tensor, got shape {tuple(h.shape)} strides {h.stride()}"
+    why = rope_unsupported(h, qkv_weight, *cos_sin, num_heads) or swiglu_unsupported(h, gate_up_weight)
+    if why is not None:
+        return why
+    d = h.shape[-1]
+    for name, w in (("o_weight", o_weight), ("down_weight", down_weight)):
+        if w.ndim != 2 or w.shape[0] != d or w.shape[1] % 8 or w.dtype != h.dtype or w.device != h.device:
+            return f"{name} must be {h.dtype} (D = {d}, K) with K a multiple of 8, got {w.dtype} {tuple(w.shape)}"
+    if d % GROUP or d > MAX_COLUMNS:
+        return f"D ({d}) must be a multiple of {GROUP} up to {MAX_COLUMNS}"
+    return None

@@ -143,16 +143,18 @@ def linear_rope_pairs_reference(x: torch.Tensor, weight: torch.Tensor, cos: torc
 
 
 @torch.library.custom_op("trm_fast::linear_rope_sm90", mutates_args=())
-def linear_rope_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                     num_heads: int) -> torch.Tensor:
+def linear_rope_sm90(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_heads: int,
+                     x_partials: Optional[torch.Tensor] = None, eps: float = 0.0) -> torch.Tensor:
     """CUTLASS's GEMM with RoPE in its epilogue (csrc/sm90/gemm_rope.h): (B, S, 3H, D) contiguous, q and k
     rotated and in rope_pair_order, for attention alone to read; forward only. unsupported_sm90 checks the
     inputs. The reordered weight is a (3 H D, K) gather made here, each call (1.5 MB at sudoku_attn's:
-    `sm90_weight`)."""
+    `sm90_weight`). With `x_partials` ((B S, K / 64)), x is the carried RMSNorm's un-normalised y
+    (trm_fast.ops.carried_norm, which checks them) and the projection is rms_norm(x)'s."""
     b, s, k = x.shape
     out = x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
     # the rows as a view: unsupported_sm90 checks that they flatten to one stride
-    _launch(x.reshape(b * s, k), sm90_weight(weight, num_heads), out.view(b * s, -1), cos, sin, s, num_heads)
+    _launch(x.reshape(b * s, k), sm90_weight(weight, num_heads), out.view(b * s, -1), cos, sin, s, num_heads,
+            x_partials, eps)
     return out
 
 
@@ -198,7 +200,7 @@ def grouped_rows(pairs: torch.Tensor) -> torch.Tensor:
 
 
 @linear_rope_sm90.register_fake
-def _(x, weight, cos, sin, num_heads):
+def _(x, weight, cos, sin, num_heads, x_partials=None, eps=0.0):
     b, s, _ = x.shape
     return x.new_empty((b, s, 3 * num_heads, weight.shape[0] // (3 * num_heads)))
 

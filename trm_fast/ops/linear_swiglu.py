@@ -51,13 +51,16 @@ def _(x, weight):
 
 
 @torch.library.custom_op("trm_fast::linear_swiglu_sm90", mutates_args=())
-def linear_swiglu_sm90(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def linear_swiglu_sm90(x: torch.Tensor, weight: torch.Tensor, x_partials: Optional[torch.Tensor] = None,
+                       eps: float = 0.0) -> torch.Tensor:
     """CUTLASS's GEMM with SwiGLU in its epilogue (csrc/sm90/gemm_swiglu.h) on bf16 x whose rows flatten to one
-    stride with unit stride along K (unsupported_sm90 checks); forward only."""
+    stride with unit stride along K (unsupported_sm90 checks); forward only. With `x_partials`, x is the carried
+    RMSNorm's un-normalised y (trm_fast.ops.carried_norm, which checks them) and SwiGLU runs on rms_norm(x)'s
+    projection."""
     n, k = weight.shape[0] // 2, weight.shape[1]
     rows = x.view(-1, k)
     out = rows.new_empty(rows.shape[0], n)
-    launch_sm90(rows, weight, out)
+    launch_sm90(rows, weight, out, x_partials, eps)
     return out.view(*x.shape[:-1], n)
 
 
@@ -77,7 +80,7 @@ def launch_sm90(rows: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, x_p
 
 
 @linear_swiglu_sm90.register_fake
-def _(x, weight):
+def _(x, weight, x_partials=None, eps=0.0):
     return x.new_empty((*x.shape[:-1], weight.shape[0] // 2))
 
 
