@@ -96,7 +96,8 @@ elif [ "$phase" = sm90 ]; then
     if [[ $steps == *" tests "* ]]; then
         timeout 200 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_gemm_swiglu_sm90.py \
             tests/kernels/test_linear_rope_sm90.py tests/kernels/test_gemm_plain_sm90.py \
-            tests/kernels/test_gemm_residual_sm90.py tests/engine/test_engine_gpu.py::test_the_carried_norm_is_as_accurate_as_the_bfloat16_model \
+            tests/kernels/test_gemm_residual_sm90.py \
+            "tests/engine/test_engine_gpu.py::test_the_carried_norm_is_as_accurate_as_the_bfloat16_model" \
             > "$out/pytest_sm90.log" 2>&1 \
             || true
         tail -3 "$out/pytest_sm90.log" | tee -a "$log"
