@@ -137,11 +137,11 @@ def sm90(x, w, expected, report, do_bench):
     report("CUTLASS gate/up + SwiGLU: one GEMM over grouped pairs", do_bench(alone))
     report("CUTLASS gate/up + SwiGLU: the op (weight gathered per call)", do_bench(lambda: linear_swiglu_sm90(x, w)))
     # x as the carried RMSNorm's y (trm_fast.ops.carried_norm): its rows' scale applied before SwiGLU
-    from trm_fast.ops.carried_norm import carried_scale_reference, linear_residual_reference
+    from trm_fast.ops.carried_norm import carried_scale_reference, partials_reference
     from trm_fast.ops.linear_swiglu import launch_sm90
     from trm_fast.ops.swiglu import swiglu_reference
 
-    partials = linear_residual_reference(x[:, :8], w[:, :8] * 0, x, None, 1e-5)[1]
+    partials = partials_reference(x)
     scale = carried_scale_reference(partials, k, 1e-5)[:, None]
     scaled = swiglu_reference(torch.nn.functional.linear((x.float() * scale).bfloat16(), w))
 
@@ -231,9 +231,9 @@ def rope_sm90(x, w, seq, report, do_bench, heads=8):
         if right(f"CUTLASS RoPE, {what}", call, out, expected):
             report(f"CUTLASS RoPE: {what}", do_bench(call), half=True)
     # x as the carried RMSNorm's y (trm_fast.ops.carried_norm): its rows' scale applied in the epilogue
-    from trm_fast.ops.carried_norm import carried_scale_reference, linear_residual_reference
+    from trm_fast.ops.carried_norm import carried_scale_reference, partials_reference
 
-    partials = linear_residual_reference(x[:, :8], w[:, :8] * 0, x, None, 1e-5)[1]
+    partials = partials_reference(x)
     scaled = turned * carried_scale_reference(partials, k, 1e-5)[:, None].to(turned.dtype)
 
     def carried():
@@ -263,7 +263,7 @@ def residual_sm90(x, w, report, do_bench, eps=1e-5):
         weight = w[:hidden, :k] if k <= w.shape[1] else torch.randn(hidden, k, device="cuda").bfloat16() * k**-0.5
         weight = weight.contiguous()
         r = torch.randn(m, hidden, device="cuda", dtype=torch.bfloat16)
-        r_partials = carried_norm.linear_residual_reference(rows[:, :8], weight[:, :8] * 0, r, None, eps)[1]
+        r_partials = carried_norm.partials_reference(r)
         y = torch.empty_like(r)
         partials = torch.empty_like(r_partials)
         why = carried_norm.unsupported_sm90(rows, weight, r, r_partials, y, partials)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from helpers import assert_close_at_worst, rounding_atol, sm90_gpu
 from trm_fast.ops.carried_norm import (carried_scale_reference, grouped_weight, launch_sm90,
-                                       linear_residual_reference, partials_unsupported, unsupported_sm90)
+                                       linear_residual_reference, partials_reference, partials_unsupported,
+                                       unsupported_sm90)
 from trm_fast.ops.rms_norm import rms_norm_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -23,19 +24,18 @@ def _inputs(m, k, n, seed, device=DEVICE, partials=True):
     x = torch.randn(m, k, generator=gen).bfloat16()
     w = (torch.randn(n, k, generator=gen) * k**-0.5).bfloat16()
     r = (torch.randn(m, n, generator=gen) * 3).bfloat16()  # un-normalised, as a carried y is
-    r_partials = linear_residual_reference(torch.zeros(m, 8).bfloat16(), torch.zeros(n, 8).bfloat16(), r, None,
-                                           EPS)[1] if partials else None
+    r_partials = partials_reference(r) if partials else None
     return tuple(t.to(device) if t is not None else None for t in (x, w, r, r_partials))
 
 
 def _check(y, partials, x, w, r, r_partials, what):
     want_y = linear_residual_reference(x.double(), w.double(), r.double(),
-                                               None if r_partials is None else r_partials.double(), EPS)[0]
+                                       None if r_partials is None else r_partials.double(), EPS)[0]
     torch_y = linear_residual_reference(x, w, r, r_partials, EPS)[0]
     torch_err = (torch_y.double() - want_y).abs().max().item()
     assert_close_at_worst(y, want_y, atol=rounding_atol(torch_err, want_y, torch.bfloat16), rtol=0, what=what)
     # the partials of the kernel's own y: fp32 sums of 64 squares in another order
-    own = y.double().square().view(y.shape[0], -1, 64).sum(-1)
+    own = partials_reference(y.double())
     assert_close_at_worst(partials, own, atol=1e-3, rtol=1e-5, what=f"{what}: partials")
 
 
@@ -123,7 +123,7 @@ def test_the_next_gemms_apply_the_scale(m):
     seq, heads, d, k = 97 if m % 97 == 0 else m, 8, 64, 512
     gen = torch.Generator().manual_seed(torch.seed() % 2**31)
     y = (torch.randn(m, k, generator=gen) * 3).bfloat16().to(DEVICE)
-    partials = linear_residual_reference(y[:, :8], torch.zeros(k, 8, device=DEVICE).bfloat16(), y, None, EPS)[1]
+    partials = partials_reference(y)
     assert partials_unsupported(y, partials) is None
     normed = rms_norm_reference(y.double(), EPS).bfloat16()
     w = (torch.randn(2 * 1536, k, generator=gen) * k**-0.5).bfloat16().to(DEVICE)

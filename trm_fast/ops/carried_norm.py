@@ -38,6 +38,13 @@ def carried_scale_reference(partials: torch.Tensor, n: int, eps: float) -> torch
     return torch.rsqrt(partials.float().sum(-1) / n + eps)
 
 
+def partials_reference(y: torch.Tensor) -> torch.Tensor:
+    """The carried statistic of rows y (M, N): the sum of their squares over columns 64 g ... 64 g + 63, fp32 (M,
+    N / 64); computed in fp64 where y is fp64."""
+    compute = torch.float64 if y.dtype == torch.float64 else torch.float32
+    return y.to(compute).square().view(y.shape[0], -1, GROUP).sum(-1).to(torch.float32)
+
+
 def linear_residual_reference(x: torch.Tensor, weight: torch.Tensor, r: torch.Tensor,
                               r_partials: Optional[torch.Tensor], eps: float):
     """(y, partials): y = x weight^T + s_r r in fp32 (s_r from r's partials, 1 without them), rounded to x's
@@ -48,8 +55,7 @@ def linear_residual_reference(x: torch.Tensor, weight: torch.Tensor, r: torch.Te
     y = x.to(compute) @ weight.to(compute).t()
     scale = 1.0 if r_partials is None else carried_scale_reference(r_partials, n, eps).to(compute)[:, None]
     y = (y + scale * r.to(compute)).to(x.dtype)
-    partials = y.to(compute).square().view(y.shape[0], n // GROUP, GROUP).sum(-1).to(torch.float32)
-    return y, partials
+    return y, partials_reference(y)
 
 
 def partials_unsupported(rows: torch.Tensor, partials: torch.Tensor, name: str = "partials") -> Optional[str]:
