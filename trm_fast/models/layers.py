@@ -210,7 +210,7 @@ class ReasoningModule(nn.Module):
         (trm_fast.ops.carried_norm.offered) and able to take them, and not one puzzle, whose layers run whole as
         one kernel each (small_layer)."""
         first = self.layers[0]
-        if first.use_mlp_t or not ops.carried_offered(self.backend, h, *self.parameters()):
+        if first.use_mlp_t or not ops.carried_offered(self.backend, h, self.parameters()):
             return False
         weights = first.weights(h.dtype)
         heads = first.self_attn.num_heads

@@ -20,7 +20,7 @@ Shapes: x (M, K), weight (N, K), the residual r and y (M, N), partials (M, N / 6
 most 1,024 (the consumer's loads are unrolled to that).
 """
 
-from typing import Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 import torch
 
@@ -156,12 +156,12 @@ def _(x, weight, r, r_partials, eps):
     return torch.empty_like(r), r.new_empty((m, r.shape[-1] // GROUP), dtype=torch.float32)
 
 
-def offered(backend: str, h: torch.Tensor, *parameters: torch.Tensor) -> bool:
+def offered(backend: str, h: torch.Tensor, parameters: Iterable[torch.Tensor]) -> bool:
     """Whether the carried chain may run the post-norm layers that start from h with these parameters: where
     AUTO_OPS names `carried_norm`, on a Hopper GPU, and where autograd does not record (forward only; the training
-    backward wants the normalised halves)."""
-    return not _backend.records(h, *parameters) and \
-        _backend.offers(backend, "carried_norm", lambda: _native.sm90_unsupported(h))
+    backward wants the normalised halves). The parameters are read last: by default the answer is no before."""
+    return _backend.offers(backend, "carried_norm", lambda: _native.sm90_unsupported(h)) and \
+        not _backend.records(h, *parameters)
 
 
 def layer_unsupported(h: torch.Tensor, qkv_weight: torch.Tensor, o_weight: torch.Tensor,
