@@ -33,15 +33,11 @@ struct ResidualGroup {
            aligned(args.y) && args.ldr % 8 == 0 && args.ldy % 8 == 0 && args.n % kGroupColumns == 0 &&
            args.n <= kCarriedMaxColumns && args.r_partials != args.partials;
   }
-  // column = 64 g + 2 q (PairsEpilogue): y's columns 64 g + 16 q onwards
-  CUTLASS_DEVICE static int first_column(int column) {
-    return (column / kGroupColumns) * kGroupColumns + (column % kGroupColumns) * 8;
-  }
   // Branch-free, rows past m and groups past n read from the last that exist (and are never stored): a branch
   // per row would keep the compiler from issuing the next row's loads before this row's sum.
   CUTLASS_DEVICE static Row load_row(Arguments const& args, int row, int column) {
     Row row_state;
-    int const r = min(row, args.m - 1), first = first_column(column);
+    int const r = min(row, args.m - 1), first = grouped_first_column(column);
     CUTLASS_PRAGMA_UNROLL
     for (int g = 0; g < TileGroups; ++g) {
       int const at = min(first + g * kGroupColumns, args.n - kGroupColumns + (column % kGroupColumns) * 8);
@@ -54,7 +50,7 @@ struct ResidualGroup {
   }
   CUTLASS_DEVICE static void store_group(Arguments const& args, Row const& row_state, int row, int column,
                                          float const (&a)[8], float const (&b)[8]) {
-    int const first = first_column(column);
+    int const first = grouped_first_column(column);
     // the group within the tile (tiles start at whole tiles), picked by selects: an index the compiler cannot
     // fold would put Row in local memory
     int const g = (first / kGroupColumns) % TileGroups;

@@ -54,10 +54,6 @@ struct RopeGroup {
            args.rotated % 16 == 0 &&
            (args.x_partials == nullptr || (args.k % kGroupColumns == 0 && args.k <= kCarriedMaxColumns));
   }
-  // column = 64 g + 2 q (PairsEpilogue): out's columns 64 g + 16 q onwards, pair i at 2 i and 2 i + 1
-  CUTLASS_DEVICE static int first_column(int column) {
-    return (column / kGroupColumns) * kGroupColumns + (column % kGroupColumns) * 8;
-  }
   CUTLASS_DEVICE static int dim_of(Arguments const& args, int first) {
     int head, dim;
     args.head_dim(head, dim, first);
@@ -86,7 +82,7 @@ struct RopeGroup {
     // the tables first, then the partials (rows past m read the last row's, and are never stored): the
     // tables' loads need not wait for the scale
     r.scale = 1.0f;
-    int const first = first_column(column);
+    int const first = grouped_first_column(column);
     if (first < args.rotated) load(args, r, row, dim_of(args, first));
     float const scale = carried_scale(args.x_partials, min(row, args.m - 1), args.k, args.eps);
     CUTLASS_PRAGMA_UNROLL
@@ -99,7 +95,7 @@ struct RopeGroup {
   }
   CUTLASS_DEVICE static void store_group(Arguments const& args, Row const& row_entries, int row, int column,
                                          float const (&a)[8], float const (&b)[8]) {
-    int const first = first_column(column);
+    int const first = grouped_first_column(column);
     cutlass::Array<BF16, 16> out;
     if (first < args.rotated) {
       Row r = row_entries;

@@ -68,6 +68,13 @@ cudaError_t run(typename Gemm::Arguments const& args, void* workspace, cudaStrea
 // Columns of one group: eight 8-column blocks of the accumulator fragment (below).
 constexpr int kGroupColumns = 64;
 
+// The first of the 16 output columns that lane q of a quad holds for PairsEpilogue's column = 64 g + 2 q, where a
+// weight's rows are permuted in 64-row groups so that accumulator column 64 g + 8 i + 2 q + e holds output column
+// 64 g + 16 q + 2 i + e (trm_fast/ops/linear_rope.py's `grouped_rows`; the RoPE and residual GEMMs): 64 g + 16 q.
+CUTLASS_DEVICE int grouped_first_column(int column) {
+  return (column / kGroupColumns) * kGroupColumns + (column % kGroupColumns) * 8;
+}
+
 // The carried RMSNorm's scale of one row, s = rsqrt(mean(y^2) + eps) for y n columns wide, from the row's partial
 // sums of squares (gemm_residual.h: one per 64-column group, contiguous), summed in their order. Called per row
 // before a tile's stores (PairsEpilogue's load_row). Straight-line loads, predicated up to kCarriedMaxColumns:

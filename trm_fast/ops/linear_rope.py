@@ -17,11 +17,11 @@ j + D/2) in adjacent columns, so it runs on the weight's q and k rows reordered 
 q and k in that order: attention's q.k is the same sum in any order of a head's dims, and attention is the
 output's only reader. Its rows are permuted in 64-row groups as well (`grouped_rows`), so that each thread
 loads 8 table entries and stores 16 columns at a time, each row's entries once before the tile's first store.
-On an H100 at sudoku_attn's batch 768 it takes 256.9 us, its mainloop alone 229.5, where cuBLAS's GEMM takes 191.3
-and inductor's RoPE pass ~80 more; the engine's 16-step evaluation 856.0 against 875.1 ms without it
-(bench/results/2026-12-07_h100_fe9f4af_*). So 'auto' runs it (AUTO_OPS). Loaded per group, behind the previous
-group's stores, the tables had cost 71 us over the mainloop. Its other shapes (no groups: 867 us at best on an
-H100) were deleted after bench/NOTES.md recorded them.
+On an H100 at sudoku_attn's batch 768 it takes 256.9 us, its mainloop alone 229.5, where cuBLAS's GEMM takes 191.3;
+as the op 327.0 against 343.3 us for cuBLAS and inductor's RoPE (pytest-benchmark medians); the engine's 16-step
+evaluation 856.0 against 875.1 ms without it (bench/results/2026-12-07_h100_fe9f4af_*). So 'auto' runs it
+(AUTO_OPS). Loaded per group, behind the previous group's stores, the tables had cost 71 us over the mainloop. Its
+other shapes (no groups: 867 us at best on an H100) were deleted after bench/NOTES.md recorded them.
 
 The model reaches them through `trm_fast.ops.attention.self_attention`, which runs one where the backend and
 the call allow (forward only: while autograd records, the official two steps run) and otherwise the
