@@ -152,7 +152,7 @@ _warned = set()
 # (bench/engine_ops.py and bench/train_memory.py --auto-ops).
 AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "linear_swiglu_sm90", "linear_rope_sm90", "swiglu_linear",
             "kept_mlp", "recomputed_mlp", "recomputed_attention", "kept_attention", "attention_backward",
-            "token_mix", "attention_few_puzzles", "small_layer"}
+            "token_mix", "attention_few_puzzles", "small_layer", "carried_norm"}
 
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:
