@@ -148,11 +148,13 @@ _warned = set()
 # since its tables are loaded once per row (256.9 us, where cuBLAS's GEMM takes 191.3 and with inductor's RoPE pass
 # ~279; the engine's evaluation 856.0 against 875.1 ms, bench/results/2026-12-07_h100_fe9f4af_*); the MLP's
 # backward through the down projection and SwiGLU in one kernel (down_swiglu_backward: 6.7% faster alone, no
-# faster in the step, bench/NOTES.md) is not. An experiment may change the set before it builds a model
-# (bench/engine_ops.py and bench/train_memory.py --auto-ops).
+# faster in the step, bench/NOTES.md) is not, nor is carried_norm, the RMSNorm carried as partial sums of squares
+# (trm_fast.ops.carried_norm: the engine's evaluation 913.2 against 872.6 ms without it, the compiled training
+# step's forward + backward 98.2 against 93.7 ms, bench/results/2026-12-07_h100_9c9000d_*). An experiment may
+# change the set before it builds a model (bench/engine_ops.py and bench/train_memory.py --auto-ops).
 AUTO_OPS = {"add_rms_norm", "swiglu", "linear_swiglu", "linear_swiglu_sm90", "linear_rope_sm90", "swiglu_linear",
             "kept_mlp", "recomputed_mlp", "recomputed_attention", "kept_attention", "attention_backward",
-            "token_mix", "attention_few_puzzles", "small_layer", "carried_norm"}
+            "token_mix", "attention_few_puzzles", "small_layer"}
 
 
 def use_fused(backend: str, op: str, why_not: Callable[[], Optional[str]]) -> bool:

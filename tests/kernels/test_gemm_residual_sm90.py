@@ -118,7 +118,10 @@ def test_the_next_gemms_apply_the_scale(m):
     """gate/up + SwiGLU and QKV + RoPE on an un-normalised y with its partials: as the official ops on rms_norm(y)
     (x normalised in fp64, then rounded to bf16 as the official norm's output is)."""
     from trm_fast.models.layers import RotaryEmbedding
-    from trm_fast.ops import linear_rope, linear_swiglu
+    from trm_fast.ops.linear_rope import launch_sm90 as rope_sm90
+    from trm_fast.ops.linear_rope import linear_rope_pairs_reference, rope_pair_order
+    from trm_fast.ops.linear_swiglu import launch_sm90 as swiglu_sm90
+    from trm_fast.ops.linear_swiglu import linear_swiglu_reference
 
     seq, heads, d, k = 97 if m % 97 == 0 else m, 8, 64, 512
     gen = torch.Generator().manual_seed(torch.seed() % 2**31)
@@ -128,19 +131,19 @@ def test_the_next_gemms_apply_the_scale(m):
     normed = rms_norm_reference(y.double(), EPS).bfloat16()
     w = (torch.randn(2 * 1536, k, generator=gen) * k**-0.5).bfloat16().to(DEVICE)
     h = torch.full((m, 1536), float("nan"), device=DEVICE).bfloat16()
-    linear_swiglu.launch_sm90(y, w, h, partials, EPS)
-    want = linear_swiglu.linear_swiglu_reference(normed.double(), w.double())
-    err = (linear_swiglu.linear_swiglu_reference(normed, w).double() - want).abs().max().item()
+    swiglu_sm90(y, w, h, partials, EPS)
+    want = linear_swiglu_reference(normed.double(), w.double())
+    err = (linear_swiglu_reference(normed, w).double() - want).abs().max().item()
     assert_close_at_worst(h, want, atol=2 * rounding_atol(err, want, torch.bfloat16), rtol=0, what="SwiGLU")
 
     qkv = (torch.randn(3 * heads * d, k, generator=gen) * k**-0.5).bfloat16().to(DEVICE)
     cos, sin = (t.to(DEVICE) for t in RotaryEmbedding(d, seq, 10000.0)())
     out = torch.full((m, 3 * heads * d), float("nan"), device=DEVICE).bfloat16()
-    pairs = linear_rope.rope_pair_order(qkv, heads, dim=0)
-    linear_rope.launch_sm90(y, pairs, out, cos, sin, seq, heads, partials, EPS)
-    want = linear_rope.linear_rope_pairs_reference(normed.double().view(-1, seq, k), qkv.double(), cos.double(),
+    pairs = rope_pair_order(qkv, heads, dim=0)
+    rope_sm90(y, pairs, out, cos, sin, seq, heads, partials, EPS)
+    want = linear_rope_pairs_reference(normed.double().view(-1, seq, k), qkv.double(), cos.double(),
                                                    sin.double(), heads).view(m, -1)
-    got_torch = linear_rope.linear_rope_pairs_reference(normed.view(-1, seq, k), qkv, cos, sin, heads).view(m, -1)
+    got_torch = linear_rope_pairs_reference(normed.view(-1, seq, k), qkv, cos, sin, heads).view(m, -1)
     err = (got_torch.double() - want).abs().max().item()
     assert_close_at_worst(out, want, atol=2 * rounding_atol(err, want, torch.bfloat16), rtol=0, what="RoPE")
 

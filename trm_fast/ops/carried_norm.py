@@ -91,11 +91,11 @@ def unsupported_sm90(x: torch.Tensor, weight: torch.Tensor, r: torch.Tensor, r_p
         shape = (n, k) if name == "weight" else (m, n)
         if t.device != x.device or t.dtype != x.dtype or tuple(t.shape) != shape:
             return f"{name} must be {x.dtype} {shape} on {x.device}, got {t.dtype} {tuple(t.shape)} on {t.device}"
+    if k % 8:  # before the rows' alignment, which it implies for contiguous x
+        return f"K ({k}) must be a multiple of 8"
     for name, t in (("x", x), ("r", r), ("y", y)):
         if t.stride(1) != 1 or t.stride(0) % 8 or t.storage_offset() % 8:
             return f"{name}'s rows must be 16-byte aligned with unit column stride (strides {t.stride()})"
-    if k % 8:
-        return f"K ({k}) must be a multiple of 8"
     why = partials_unsupported(y, partials) or (r_partials is not None and
                                                 partials_unsupported(r, r_partials, "r_partials")) or None
     if why is not None:
