@@ -1,5 +1,5 @@
 // gemm_rope.h's kernel: gemm_sm90.cuh's pairs GEMM with a rotation for each group of pairs (RopeGroup),
-// instantiated by gemm_rope.cu.
+// instantiated by gemm_rope.cu and, on the carried RMSNorm's x, gemm_rope_carried.cu.
 #pragma once
 
 #include "gemm_rope.h"
@@ -7,6 +7,8 @@
 
 #include <cuda_bf16.h>
 #include <cutlass/fast_math.h>
+
+#include <type_traits>
 
 namespace trm_fast {
 namespace sm90 {
@@ -21,8 +23,8 @@ struct RopeArguments {
   // run-time value is ~20 instructions (bench/NOTES.md, "QKV + RoPE on CUTLASS")
   cutlass::FastDivmod seq{1}, head_dim{2};
   int64_t n = 0;  // out's columns: whole groups
-  // x's (m, k / 64) partial sums of squares where x is the carried RMSNorm's un-normalised y (gemm_residual.h),
-  // whose row scale then multiplies every accumulator first; null: x as it is
+  // RopeGroup<true>: x's (m, k / 64) partial sums of squares, x being the carried RMSNorm's un-normalised y
+  // (gemm_residual.h), whose row scale then multiplies every accumulator first; else null
   float const* x_partials = nullptr;
   int m = 0, k = 0;
   float eps = 0.0f;
@@ -38,33 +40,42 @@ struct RopeArguments {
 // holds them, loaded once per row before the tile's first store. Groups of other head dims load their own where
 // theirs differ. Loaded per group, between stores, the tables cost 71 us of the 295 of sudoku_attn's QKV at batch
 // 768 on an H100 (bench/NOTES.md, "RoPE's tables loaded once per row").
+//
+// Carried: x is the carried RMSNorm's un-normalised y with its partials (gemm_residual.h), and the row's scale
+// multiplies every accumulator first, folded into the row's table entries (the rotation is linear). A separate
+// instantiation (gemm_rope_carried.cu), as SwiGLU's (gemm_swiglu.cuh says what a run-time check cost).
+template <bool Carried>
 struct RopeGroup {
   using Arguments = RopeArguments;
-  struct Row {
-    int dim = -1;  // the head dim the entries are for; -1: none loaded (a tile of v columns only)
-    float cos[8], sin[8];  // times scale: the rotation is linear
-    float scale;           // the carried RMSNorm's, 1 without x's partials
+  struct Entries {
+    int position = 0;  // row % seq: the tables' row
+    int dim = -1;      // the head dim the entries are for; -1: none loaded (a tile of v columns only)
+    float cos[8], sin[8];  // Carried: times scale
   };
+  struct ScaledEntries : Entries {
+    float scale = 1.0f;
+  };
+  using Row = std::conditional_t<Carried, ScaledEntries, Entries>;
   static bool valid(Arguments const& args) {
     bool const tables = args.rotated == 0 || (args.cos != nullptr && args.sin != nullptr &&
                                               reinterpret_cast<uintptr_t>(args.cos) % 16 == 0 &&
                                               reinterpret_cast<uintptr_t>(args.sin) % 16 == 0);
+    bool const partials = Carried ? args.x_partials != nullptr && args.k % kGroupColumns == 0 &&
+                                        args.k <= kCarriedMaxColumns
+                                  : args.x_partials == nullptr;
     return args.out != nullptr && reinterpret_cast<uintptr_t>(args.out) % 16 == 0 && args.ldo % 8 == 0 && tables &&
            args.seq.divisor > 0 && args.head_dim.divisor % 16 == 0 && args.n % kGroupColumns == 0 &&
-           args.rotated % 16 == 0 &&
-           (args.x_partials == nullptr || (args.k % kGroupColumns == 0 && args.k <= kCarriedMaxColumns));
+           args.rotated % 16 == 0 && partials;
   }
   CUTLASS_DEVICE static int dim_of(Arguments const& args, int first) {
     int head, dim;
     args.head_dim(head, dim, first);
     return dim;
   }
-  // the 8 entries of each table from pair dim / 2 on, at the row's position (row % seq), times the row's scale:
-  // 32-byte aligned, the head dim being a multiple of 16; every position exists, past m too
-  CUTLASS_DEVICE static void load(Arguments const& args, Row& r, int row, int dim) {
-    int sequence, position;
-    args.seq(sequence, position, row);
-    int const table = position * args.head_dim.divisor + dim / 2;
+  // the 8 entries of each table from pair dim / 2 on, at the row's position (times its scale where carried):
+  // 32-byte aligned, the head dim being a multiple of 16; every position (row % seq) exists, past m too
+  CUTLASS_DEVICE static void load(Arguments const& args, Row& r, int dim) {
+    int const table = r.position * args.head_dim.divisor + dim / 2;
     float4 const* cos = reinterpret_cast<float4 const*>(args.cos + table);
     float4 const* sin = reinterpret_cast<float4 const*>(args.sin + table);
     float4 const c[2] = {cos[0], cos[1]}, s[2] = {sin[0], sin[1]};
@@ -72,25 +83,32 @@ struct RopeGroup {
     float const sn[8] = {s[0].x, s[0].y, s[0].z, s[0].w, s[1].x, s[1].y, s[1].z, s[1].w};
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < 8; ++i) {
-      r.cos[i] = r.scale * cs[i];
-      r.sin[i] = r.scale * sn[i];
+      if constexpr (Carried) {
+        r.cos[i] = r.scale * cs[i];
+        r.sin[i] = r.scale * sn[i];
+      } else {
+        r.cos[i] = cs[i];
+        r.sin[i] = sn[i];
+      }
     }
     r.dim = dim;
   }
   CUTLASS_DEVICE static Row load_row(Arguments const& args, int row, int column) {
     Row r;
-    // the tables first, then the partials (rows past m read the last row's, and are never stored): the
-    // tables' loads need not wait for the scale
-    r.scale = 1.0f;
+    int sequence;
+    args.seq(sequence, r.position, row);
     int const first = grouped_first_column(column);
-    if (first < args.rotated) load(args, r, row, dim_of(args, first));
-    float const scale = carried_scale(args.x_partials, min(row, args.m - 1), args.k, args.eps);
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < 8; ++i) {
-      r.cos[i] *= scale;
-      r.sin[i] *= scale;
+    if (first < args.rotated) load(args, r, dim_of(args, first));
+    if constexpr (Carried) {
+      // after the tables' loads (at scale 1), which need not wait for the scale; rows past m read the last row's
+      // partials, and are never stored
+      r.scale = carried_scale(args.x_partials, min(row, args.m - 1), args.k, args.eps);
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < 8; ++i) {
+        r.cos[i] *= r.scale;
+        r.sin[i] *= r.scale;
+      }
     }
-    r.scale = scale;
     return r;
   }
   CUTLASS_DEVICE static void store_group(Arguments const& args, Row const& row_entries, int row, int column,
@@ -100,7 +118,7 @@ struct RopeGroup {
     if (first < args.rotated) {
       Row r = row_entries;
       int const dim = dim_of(args, first);
-      if (dim != r.dim) load(args, r, row, dim);  // never where the head dim divides 64
+      if (dim != r.dim) load(args, r, dim);  // never where the head dim divides 64
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < 8; ++i) {
         out[2 * i] = BF16(a[i] * r.cos[i] - b[i] * r.sin[i]);
@@ -109,8 +127,13 @@ struct RopeGroup {
     } else {
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < 8; ++i) {
-        out[2 * i] = BF16(row_entries.scale * a[i]);
-        out[2 * i + 1] = BF16(row_entries.scale * b[i]);
+        if constexpr (Carried) {
+          out[2 * i] = BF16(row_entries.scale * a[i]);
+          out[2 * i + 1] = BF16(row_entries.scale * b[i]);
+        } else {
+          out[2 * i] = BF16(a[i]);
+          out[2 * i + 1] = BF16(b[i]);
+        }
       }
     }
     uint4* dst = reinterpret_cast<uint4*>(args.out + row * args.ldo + first);
@@ -122,8 +145,9 @@ struct RopeGroup {
 
 // ping-pong 128x128 tiles, one CTA per cluster: the mainloop of the plain GEMM that ran within 8% of cuBLAS
 // (bench/NOTES.md, "The measuring stick")
+template <bool Carried>
 struct GemmRope {
-  using Gemm = GemmPairs<RopeGroup, Shape<_128, _128, _64>, cutlass::gemm::KernelTmaWarpSpecializedPingpong>;
+  using Gemm = GemmPairs<RopeGroup<Carried>, Shape<_128, _128, _64>, cutlass::gemm::KernelTmaWarpSpecializedPingpong>;
 
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out,
                                             int64_t ldo, const float* cos, const float* sin, int64_t seq,
@@ -135,6 +159,12 @@ struct GemmRope {
     return pairs_arguments<Gemm>(x, ldx, w, ldw, m, n, k, pair);
   }
 };
+
+// gemm_rope_sm90 with x's partials (gemm_rope_carried.cu, compiled beside gemm_rope.cu).
+cudaError_t gemm_rope_carried(const void* x, int64_t ldx, const void* w, int64_t ldw, void* out, int64_t ldo,
+                              const float* cos, const float* sin, int64_t seq, int64_t head_dim, int64_t rotated,
+                              const float* x_partials, float eps, int64_t m, int64_t n, int64_t k, void* workspace,
+                              cudaStream_t stream);
 
 }  // namespace sm90
 }  // namespace trm_fast

@@ -1,9 +1,11 @@
 // gemm_swiglu.h's kernels: gemm_sm90.cuh's pairs GEMM over the gate/up weight's rows permuted in 64-row groups,
 // with an epilogue that turns each thread's gate/up accumulator pairs into h (SwigluGroup) or into h and the
 // pre-activations (SwigluGroupKeep, for training). No gate round trip through memory, no shared-memory stage in
-// the epilogue. gemm_swiglu.cu and gemm_swiglu_keep.cu instantiate them, so that the build compiles them in
-// parallel.
+// the epilogue. gemm_swiglu.cu, gemm_swiglu_carried.cu and gemm_swiglu_keep.cu instantiate them, so that the
+// build compiles them in parallel.
 #pragma once
+
+#include <type_traits>
 
 #include "gemm_sm90.cuh"
 #include "gemm_swiglu.h"
@@ -23,38 +25,54 @@ CUTLASS_DEVICE float silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
 // trm_fast/ops/linear_swiglu.py's `grouped_pairs` makes it, zero rows past n). Lane q of a quad then holds h's
 // columns 32 g + 8 q ... + 7 of its rows, and stores them as one 16-byte vector.
 //
-// x may come un-normalised with the carried RMSNorm's partials (gemm_residual.h): the row's scale then multiplies
-// gate and up before SwiGLU, as if x had been normalised (a row scale passes through the GEMM).
+// Carried: x is the carried RMSNorm's un-normalised y with its partials (gemm_residual.h), and the row's scale
+// multiplies gate and up before SwiGLU, as if x had been normalised (a row scale passes through the GEMM). A
+// separate instantiation (gemm_swiglu_carried.cu) rather than a run-time null check: the scale's loads and
+// multiplies in every launch cost the plain form 53 us of its 381 at sudoku_attn's b768 on an H100
+// (bench/results/2026-12-07_h100_7658573_gemm_tiles_sm90.jsonl against ..._fe9f4af_...).
+template <bool Carried>
 struct SwigluGroup {
   struct Arguments {
     BF16* h = nullptr;
     int64_t ldh = 0;
     int64_t n = 0;  // h's columns: the groups past them hold the weight's zero rows, never stored
-    float const* x_partials = nullptr;  // x's (m, k / 64) partial sums of squares; null: x as it is
+    float const* x_partials = nullptr;  // Carried: x's (m, k / 64) partial sums of squares; else null
     int m = 0, k = 0;
     float eps = 0.0f;
   };
-  struct Row {
+  struct Scale {
     float scale;
   };
+  using Row = std::conditional_t<Carried, Scale, NoRow::Row>;
   static bool valid(Arguments const& args) {
+    bool const partials = Carried ? args.x_partials != nullptr && args.k % kGroupColumns == 0 &&
+                                        args.k <= kCarriedMaxColumns
+                                  : args.x_partials == nullptr;
     return args.h != nullptr && args.n % 8 == 0 && args.ldh % 8 == 0 &&
-           reinterpret_cast<uintptr_t>(args.h) % 16 == 0 &&  // whole 16-byte vectors
-           (args.x_partials == nullptr || (args.k % kGroupColumns == 0 && args.k <= kCarriedMaxColumns));
+           reinterpret_cast<uintptr_t>(args.h) % 16 == 0 && partials;  // whole 16-byte vectors
   }
   // rows past m read the last row's partials (and are never stored): no branch between the rows' loads
   CUTLASS_DEVICE static Row load_row(Arguments const& args, int row, int) {
-    return {carried_scale(args.x_partials, min(row, args.m - 1), args.k, args.eps)};
+    if constexpr (Carried) {
+      return {carried_scale(args.x_partials, min(row, args.m - 1), args.k, args.eps)};
+    } else {
+      return {};
+    }
   }
   CUTLASS_DEVICE static void store_group(Arguments const& args, Row const& row_state, int row, int column,
                                          float const (&gate)[8], float const (&up)[8]) {
     // column = 64 g + 2 q (PairsEpilogue): h's columns 32 g + 8 q onwards
     int64_t const first = (column / kGroupColumns) * (kGroupColumns / 2) + (column % kGroupColumns) * 4;
     if (first >= args.n) return;
-    float const s = row_state.scale;
     cutlass::Array<BF16, 8> h;
     CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < 8; ++i) h[i] = BF16(silu(s * gate[i]) * (s * up[i]));
+    for (int i = 0; i < 8; ++i) {
+      if constexpr (Carried) {
+        h[i] = BF16(silu(row_state.scale * gate[i]) * (row_state.scale * up[i]));
+      } else {
+        h[i] = BF16(silu(gate[i]) * up[i]);
+      }
+    }
     *reinterpret_cast<uint4*>(args.h + row * args.ldh + first) = *reinterpret_cast<uint4 const*>(h.data());
   }
 };
@@ -103,8 +121,9 @@ inline int64_t grouped_rows(int64_t n) { return (2 * n + kGroupColumns - 1) / kG
 using SwigluTile = Shape<_128, _128, _64>;
 using SwigluSchedule = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
 
+template <bool Carried>
 struct GemmSwigluGroups {
-  using Gemm = GemmPairs<SwigluGroup, SwigluTile, SwigluSchedule>;
+  using Gemm = GemmPairs<SwigluGroup<Carried>, SwigluTile, SwigluSchedule>;
   static typename Gemm::Arguments arguments(const void* x, int64_t ldx, const void* w, int64_t ldw, void* h,
                                             int64_t ldh, const float* x_partials, float eps, int64_t m, int64_t n,
                                             int64_t k) {
@@ -113,6 +132,11 @@ struct GemmSwigluGroups {
                                   static_cast<int>(k), eps});
   }
 };
+
+// gemm_swiglu_sm90 with x's partials (gemm_swiglu_carried.cu, compiled beside gemm_swiglu.cu).
+cudaError_t gemm_swiglu_carried(const void* x, int64_t ldx, const void* w, int64_t ldw, void* h, int64_t ldh,
+                                const float* x_partials, float eps, int64_t m, int64_t n, int64_t k, void* workspace,
+                                cudaStream_t stream);
 
 struct GemmSwigluGroupsKeep {
   using Gemm = GemmPairs<SwigluGroupKeep, SwigluTile, SwigluSchedule>;
