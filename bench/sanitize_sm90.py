@@ -1,6 +1,6 @@
-"""Run Hopper's CUTLASS kernels (csrc/sm90: gate/up + SwiGLU, and its form that writes gate_up too, QKV + RoPE, the
-residual projection that carries the RMSNorm, the plain GEMM in each shape config) at small odd sizes, for
-compute-sanitizer:
+"""Run Hopper's CUTLASS kernels (csrc/sm90: gate/up + SwiGLU, and its form that writes gate_up too, QKV + RoPE, both
+also on the carried RMSNorm's x, the residual projection that carries it, the plain GEMM in each shape config) at
+small odd sizes, for compute-sanitizer:
 
     compute-sanitizer --tool memcheck  python bench/sanitize_sm90.py
     compute-sanitizer --tool racecheck python bench/sanitize_sm90.py
@@ -26,20 +26,38 @@ from trm_fast.ops import carried_norm, linear_rope  # noqa: E402
 from trm_fast.ops.linear_swiglu import (launch_sm90, linear_swiglu_reference, swiglu_keep_sm90,  # noqa: E402
                                         unsupported_sm90)
 
+EPS = 1e-5
 
-def gemm_swiglu(m, n, k, pad):
-    """The launcher on (m, k) x read through rows of k + pad, against the fp32 reference; True if it agrees."""
+
+def carried_x(x_full, k, carried):
+    """x (m, k) as the readers take it, read through x_full's padded rows: (x on the GPU, its partials on the GPU or
+    None, the rows the reference multiplies, fp32). Carried, x is 3 times larger, so that a scale left out would be
+    off by more than the tolerance."""
+    if carried:
+        x_full = x_full * 3
+    x_cpu = x_full[:, :k]
+    if not carried:
+        return x_full.cuda()[:, :k], None, x_cpu.float()
+    partials = carried_norm.partials_reference(x_cpu.contiguous())
+    scale = carried_norm.carried_scale_reference(partials, k, EPS)[:, None]
+    return x_full.cuda()[:, :k], partials.cuda(), x_cpu.float() * scale
+
+
+def gemm_swiglu(m, n, k, pad, carried=False):
+    """The launcher on (m, k) x read through rows of k + pad (carried: with x's partials, gemm_swiglu_carried.cu),
+    against the fp32 reference; True if it agrees."""
     gen = torch.Generator().manual_seed(m * n + k)
-    x_cpu = torch.randn(m, k + pad, generator=gen).bfloat16()[:, :k]
+    x_full = torch.randn(m, k + pad, generator=gen).bfloat16()
     w_cpu = (torch.randn(2 * n, k, generator=gen) * k**-0.5).bfloat16()
-    x, w = x_cpu.cuda(), w_cpu.cuda()
+    x, partials, x_ref = carried_x(x_full, k, carried)
     out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
-    launch_sm90(x, w, out)  # the weight's gather in groups is PyTorch's index_select
+    launch_sm90(x, w_cpu.cuda(), out, partials, EPS)  # the weight's gather in groups is PyTorch's index_select
     torch.cuda.synchronize()
-    want = linear_swiglu_reference(x_cpu.float(), w_cpu.float())
+    want = linear_swiglu_reference(x_ref, w_cpu.float())
     err = (out.cpu().float() - want).abs().max().item()
     ok = err <= 0.05 * max(1.0, want.abs().max().item())
-    print(f"gemm_swiglu_sm90 m {m} n {n} k {k} pad {pad}: max error {err:.3g}{'' if ok else '  <-- OFF'}")
+    print(f"gemm_swiglu_sm90 m {m} n {n} k {k} pad {pad} carried {carried}: max error {err:.3g}"
+          f"{'' if ok else '  <-- OFF'}")
     return ok
 
 
@@ -59,23 +77,24 @@ def gemm_swiglu_keep(m, n, k, pad):
     return ok
 
 
-def gemm_rope(batch, seq, k, heads, d, pad):
-    """The QKV + RoPE launcher on (batch * seq, k) x read through rows of k + pad, against the fp32 reference in
-    RoPE's pair order; True if it agrees."""
+def gemm_rope(batch, seq, k, heads, d, pad, carried=False):
+    """The QKV + RoPE launcher on (batch * seq, k) x read through rows of k + pad (carried: with x's partials,
+    gemm_rope_carried.cu), against the fp32 reference in RoPE's pair order; True if it agrees."""
     gen = torch.Generator().manual_seed(batch * seq + k + d)
-    x_cpu = torch.randn(batch * seq, k + pad, generator=gen).bfloat16()[:, :k]
+    x_full = torch.randn(batch * seq, k + pad, generator=gen).bfloat16()
     w_cpu = (torch.randn(3 * heads * d, k, generator=gen) * k**-0.5).bfloat16()
     cos_cpu, sin_cpu = RotaryEmbedding(d, seq, 10000.0)()
     pairs_cpu = linear_rope.rope_pair_order(w_cpu, heads, dim=0)
-    x, pairs, cos, sin = (t.cuda() for t in (x_cpu, pairs_cpu, cos_cpu, sin_cpu))
+    x, partials, x_ref = carried_x(x_full, k, carried)
+    pairs, cos, sin = (t.cuda() for t in (pairs_cpu, cos_cpu, sin_cpu))
     out = torch.full((batch * seq, 3 * heads * d), float("nan"), dtype=torch.bfloat16, device="cuda")
-    linear_rope.launch_sm90(x, pairs, out, cos, sin, seq, heads)
+    linear_rope.launch_sm90(x, pairs, out, cos, sin, seq, heads, partials, EPS)
     torch.cuda.synchronize()
-    want = linear_rope.linear_rope_pairs_reference(x_cpu.float().view(batch, seq, k), w_cpu.float(), cos_cpu,
-                                                   sin_cpu, heads).view(batch * seq, -1)
+    want = linear_rope.linear_rope_pairs_reference(x_ref.view(batch, seq, k), w_cpu.float(), cos_cpu, sin_cpu,
+                                                   heads).view(batch * seq, -1)
     err = (out.cpu().float() - want).abs().max().item()
     ok = err <= 0.05 * max(1.0, want.abs().max().item())
-    print(f"gemm_rope_sm90 batch {batch} seq {seq} k {k} heads {heads} d {d} pad {pad}: "
+    print(f"gemm_rope_sm90 batch {batch} seq {seq} k {k} heads {heads} d {d} pad {pad} carried {carried}: "
           f"max error {err:.3g}{'' if ok else '  <-- OFF'}")
     return ok
 
@@ -133,6 +152,9 @@ def main():
     # dim of 128, whose groups load their own tables (not their row's)
     rope_shapes = [(3, 37, 72, 2, 32, 8), (2, 65, 520, 3, 64, 0), (1, 1, 16, 4, 16, 0), (2, 33, 64, 1, 128, 0)]
     ok += [gemm_rope(*shape) for shape in rope_shapes]
+    # the readers' carried forms: K in whole 64-column groups (the partials' unit), padded rows, one row
+    ok += [gemm_swiglu(*shape, carried=True) for shape in [(3 * 37, 40, 128, 8), (1, 16, 64, 0)]]
+    ok += [gemm_rope(*shape, carried=True) for shape in [(3, 37, 128, 2, 32, 8), (2, 33, 64, 1, 128, 0)]]
     # rows not a multiple of a tile, N of three groups (a tile's second group past N), K not a multiple of 64
     ok += [gemm_residual(*shape) for shape in [(130, 520, 192, True, False), (37, 64, 512, False, True),
                                                (1, 72, 64, True, True)]]
