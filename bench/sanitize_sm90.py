@@ -37,7 +37,7 @@ def carried_x(x_full, k, carried):
         x_full = x_full * 3
     x_cpu = x_full[:, :k]
     if not carried:
-        return x_full.cuda()[:, :k], None, x_cpu.float()
+        return x_full.cuda()[:, :k], None, x_cpu.float()  # .cuda() of x_cpu would make it contiguous
     partials = carried_norm.partials_reference(x_cpu.contiguous())
     scale = carried_norm.carried_scale_reference(partials, k, EPS)[:, None]
     return x_full.cuda()[:, :k], partials.cuda(), x_cpu.float() * scale
@@ -65,9 +65,10 @@ def gemm_swiglu_keep(m, n, k, pad):
     """The training form (gate_up and h) on (m, k) x read through rows of k + pad, against the fp32 references;
     True if both agree. The weight's gather runs on the GPU (PyTorch's index_select)."""
     gen = torch.Generator().manual_seed(m * n + k + 99)
-    x_cpu = torch.randn(m, k + pad, generator=gen).bfloat16()[:, :k]
+    x_full = torch.randn(m, k + pad, generator=gen).bfloat16()
+    x_cpu = x_full[:, :k]
     w_cpu = (torch.randn(2 * n, k, generator=gen) * k**-0.5).bfloat16()
-    gate_up, h = swiglu_keep_sm90(x_cpu.cuda(), w_cpu.cuda())
+    gate_up, h = swiglu_keep_sm90(x_full.cuda()[:, :k], w_cpu.cuda())
     torch.cuda.synchronize()
     want_gu = x_cpu.float() @ w_cpu.float().t()
     want_h = linear_swiglu_reference(x_cpu.float(), w_cpu.float())
@@ -125,9 +126,10 @@ def gemm_residual(m, k, n, carried, in_place):
 def gemm_plain(config, m, n, k, pad):
     """The plain GEMM on (m, k) x read through rows of k + pad, against the fp32 product; True if it agrees."""
     gen = torch.Generator().manual_seed(m * n + k + config)
-    x_cpu = torch.randn(m, k + pad, generator=gen).bfloat16()[:, :k]
+    x_full = torch.randn(m, k + pad, generator=gen).bfloat16()
+    x_cpu = x_full[:, :k]
     w_cpu = (torch.randn(n, k, generator=gen) * k**-0.5).bfloat16()
-    x, w = x_cpu.cuda(), w_cpu.cuda()
+    x, w = x_full.cuda()[:, :k], w_cpu.cuda()  # .cuda() of the sliced view would make it contiguous
     out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
     _native.gemm_plain_sm90(config, x, w, out)
     torch.cuda.synchronize()
