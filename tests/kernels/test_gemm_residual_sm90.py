@@ -157,3 +157,25 @@ def test_partials_bad_inputs_name_the_problem():
     assert "(9, 2)" in partials_unsupported(y, good[:, :1])
     assert "contiguous" in partials_unsupported(y, torch.zeros(2, 9, device=DEVICE).t())
     assert "multiple of 64" in partials_unsupported(y[:, :96], good)
+
+
+@sm90_gpu
+def test_opcheck_of_the_chain_ops_with_partials():
+    """torch.library.opcheck of the residual op, with and without r's partials, and of the QKV + RoPE and gate/up +
+    SwiGLU ops given x's partials (their carried instantiations)."""
+    from trm_fast.models.layers import RotaryEmbedding
+    from trm_fast.ops.carried_norm import linear_residual_sm90
+    from trm_fast.ops.linear_rope import linear_rope_sm90
+    from trm_fast.ops.linear_swiglu import linear_swiglu_sm90
+
+    b, s, k, n, heads, d = 2, 9, 64, 128, 2, 32
+    x, w, r, r_partials = _inputs(b * s, k, n, seed=5)
+    x, r = x.view(b, s, k), r.view(b, s, n)
+    for carried in (r_partials, None):
+        torch.library.opcheck(linear_residual_sm90, (x, w, r, carried, EPS))
+    x_partials = partials_reference(x.view(-1, k))
+    gate_up = (torch.randn(2 * 40, k, device=DEVICE) * k**-0.5).bfloat16()
+    torch.library.opcheck(linear_swiglu_sm90, (x, gate_up, x_partials, EPS))
+    qkv = (torch.randn(3 * heads * d, k, device=DEVICE) * k**-0.5).bfloat16()
+    cos, sin = (t.to(DEVICE) for t in RotaryEmbedding(d, s, 10000.0)())
+    torch.library.opcheck(linear_rope_sm90, (x, qkv, cos, sin, heads, x_partials, EPS))
