@@ -42,8 +42,9 @@ struct RopeArguments {
 // 768 on an H100 (bench/NOTES.md, "RoPE's tables loaded once per row").
 //
 // Carried: x is the carried RMSNorm's un-normalised y with its partials (gemm_residual.h), and the row's scale
-// multiplies every accumulator first, folded into the row's table entries (the rotation is linear). A separate
-// instantiation (gemm_rope_carried.cu), as SwiGLU's (gemm_swiglu.cuh says what a run-time check cost).
+// multiplies every accumulator first, folded into the row's table entries (the rotation is linear); the
+// epilogue's producer warp stages each tile's scales (RowScales). A separate instantiation (gemm_rope_carried.cu),
+// as SwiGLU's (gemm_swiglu.cuh says what a run-time check cost).
 template <bool Carried>
 struct RopeGroup {
   using Arguments = RopeArguments;
@@ -56,13 +57,12 @@ struct RopeGroup {
     float scale = 1.0f;
   };
   using Row = std::conditional_t<Carried, ScaledEntries, Entries>;
+  using Stage = std::conditional_t<Carried, RowScales, NoStage>;
   static bool valid(Arguments const& args) {
     bool const tables = args.rotated == 0 || (args.cos != nullptr && args.sin != nullptr &&
                                               reinterpret_cast<uintptr_t>(args.cos) % 16 == 0 &&
                                               reinterpret_cast<uintptr_t>(args.sin) % 16 == 0);
-    bool const partials = Carried ? args.x_partials != nullptr && args.k % kGroupColumns == 0 &&
-                                        args.k <= kCarriedMaxColumns
-                                  : args.x_partials == nullptr;
+    bool const partials = Carried ? row_scales_valid(args.x_partials, args.k) : args.x_partials == nullptr;
     return args.out != nullptr && reinterpret_cast<uintptr_t>(args.out) % 16 == 0 && args.ldo % 8 == 0 && tables &&
            args.seq.divisor > 0 && args.head_dim.divisor % 16 == 0 && args.n % kGroupColumns == 0 &&
            args.rotated % 16 == 0 && partials;
@@ -93,16 +93,18 @@ struct RopeGroup {
     }
     r.dim = dim;
   }
-  CUTLASS_DEVICE static Row load_row(Arguments const& args, int row, int column) {
+  CUTLASS_DEVICE static void stage(Arguments const& args, Stage& scales, typename Stage::Scratch& scratch, int m0,
+                                   int lane) {
+    scales.fill(scratch, args.x_partials, args.m, args.k, args.eps, m0, lane);
+  }
+  CUTLASS_DEVICE static Row load_row(Arguments const& args, Stage const& stage, int row, int column) {
     Row r;
     int sequence;
     args.seq(sequence, r.position, row);
     int const first = grouped_first_column(column);
     if (first < args.rotated) load(args, r, dim_of(args, first));
     if constexpr (Carried) {
-      // after the tables' loads (at scale 1), which need not wait for the scale; rows past m read the last row's
-      // partials, and are never stored
-      r.scale = carried_scale(args.x_partials, min(row, args.m - 1), args.k, args.eps);
+      r.scale = stage.of(row);
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < 8; ++i) {
         r.cos[i] *= r.scale;

@@ -26,9 +26,10 @@ CUTLASS_DEVICE float silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
 // columns 32 g + 8 q ... + 7 of its rows, and stores them as one 16-byte vector.
 //
 // Carried: x is the carried RMSNorm's un-normalised y with its partials (gemm_residual.h), and the row's scale
-// multiplies gate and up before SwiGLU, as if x had been normalised (a row scale passes through the GEMM). A
-// separate instantiation (gemm_swiglu_carried.cu) rather than a run-time null check: the scale's loads and
-// multiplies in every launch cost the plain form 53 us of its 381 at sudoku_attn's b768 on an H100
+// multiplies gate and up before SwiGLU, as if x had been normalised (a row scale passes through the GEMM); the
+// epilogue's producer warp stages each tile's scales (RowScales). A separate instantiation
+// (gemm_swiglu_carried.cu) rather than a run-time null check: the scale's loads and multiplies in every launch
+// cost the plain form 53 us of its 381 at sudoku_attn's b768 on an H100
 // (bench/results/2026-12-07_h100_7658573_gemm_tiles_sm90.jsonl against ..._fe9f4af_...).
 template <bool Carried>
 struct SwigluGroup {
@@ -44,17 +45,19 @@ struct SwigluGroup {
     float scale;
   };
   using Row = std::conditional_t<Carried, Scale, NoRow::Row>;
+  using Stage = std::conditional_t<Carried, RowScales, NoStage>;
   static bool valid(Arguments const& args) {
-    bool const partials = Carried ? args.x_partials != nullptr && args.k % kGroupColumns == 0 &&
-                                        args.k <= kCarriedMaxColumns
-                                  : args.x_partials == nullptr;
+    bool const partials = Carried ? row_scales_valid(args.x_partials, args.k) : args.x_partials == nullptr;
     return args.h != nullptr && args.n % 8 == 0 && args.ldh % 8 == 0 &&
            reinterpret_cast<uintptr_t>(args.h) % 16 == 0 && partials;  // whole 16-byte vectors
   }
-  // rows past m read the last row's partials (and are never stored): no branch between the rows' loads
-  CUTLASS_DEVICE static Row load_row(Arguments const& args, int row, int) {
+  CUTLASS_DEVICE static void stage(Arguments const& args, Stage& scales, typename Stage::Scratch& scratch, int m0,
+                                   int lane) {
+    scales.fill(scratch, args.x_partials, args.m, args.k, args.eps, m0, lane);
+  }
+  CUTLASS_DEVICE static Row load_row(Arguments const&, Stage const& stage, int row, int) {
     if constexpr (Carried) {
-      return {carried_scale(args.x_partials, min(row, args.m - 1), args.k, args.eps)};
+      return {stage.of(row)};
     } else {
       return {};
     }

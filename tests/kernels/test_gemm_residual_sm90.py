@@ -57,6 +57,16 @@ def test_off_hopper_the_reason_is_given():
     assert reason is not None and "CUDA device" in reason
 
 
+def test_partials_must_start_16_byte_aligned():
+    """The readers copy a tile's partials 16 bytes at a time: partials one float past an aligned start are refused
+    with the reason, on any device."""
+    rows = torch.zeros(9, 128).bfloat16()
+    storage = torch.zeros(9 * 2 + 4)
+    assert partials_unsupported(rows, storage[:18].view(9, 2)) is None
+    reason = partials_unsupported(rows, storage[1:19].view(9, 2), "x_partials")
+    assert reason is not None and "x_partials must start 16-byte aligned" in reason
+
+
 @sm90_gpu
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("carried", [True, False])

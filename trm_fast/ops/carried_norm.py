@@ -16,8 +16,8 @@ linear_rope_sm90 take `x_partials`); `normalize`, for the chain's last output; a
 carries (y, partials) from layer to layer (`offered`, `layer_unsupported`; trm_fast.models.layers runs the chain,
 outside autograd, where AUTO_OPS names `carried_norm`).
 
-Shapes: x (M, K), weight (N, K), the residual r and y (M, N), partials (M, N / 64) fp32; N a multiple of 64 and at
-most 1,024 (the consumer's loads are unrolled to that).
+Shapes: x (M, K), weight (N, K), the residual r and y (M, N), partials (M, N / 64) fp32, 16-byte aligned; N a
+multiple of 64 and at most 1,024 (the readers' producer warp stages a tile's partials in a buffer of that size).
 """
 
 from typing import Iterable, Optional, Tuple
@@ -60,7 +60,7 @@ def linear_residual_reference(x: torch.Tensor, weight: torch.Tensor, r: torch.Te
 
 def partials_unsupported(rows: torch.Tensor, partials: torch.Tensor, name: str = "partials") -> Optional[str]:
     """Why `partials` are not the carried statistic of (M, N) rows as the kernels read and write it, or None:
-    (M, N / 64) fp32 contiguous on the rows' device, N a multiple of 64 up to 1,024."""
+    (M, N / 64) fp32 contiguous and 16-byte aligned on the rows' device, N a multiple of 64 up to 1,024."""
     m, n = rows.shape
     if n % GROUP or n > MAX_COLUMNS:
         return f"the rows' width ({n}) must be a multiple of {GROUP} up to {MAX_COLUMNS}"
@@ -68,6 +68,8 @@ def partials_unsupported(rows: torch.Tensor, partials: torch.Tensor, name: str =
             or partials.device != rows.device):
         return (f"{name} must be contiguous float32 {(m, n // GROUP)} on {rows.device}, got {partials.dtype} "
                 f"{tuple(partials.shape)} on {partials.device}")
+    if partials.data_ptr() % 16:  # the readers copy a tile's partials 16 bytes at a time (gemm_sm90.cuh's RowScales)
+        return f"{name} must start 16-byte aligned (its address is {partials.data_ptr():#x})"
     return None
 
 
