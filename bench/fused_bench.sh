@@ -14,7 +14,8 @@
 #            kernels at sudoku_attn's batch 768), trm_fast's kernel and the reference (bench/ncu_kernels.py;
 #            $NCU_IMPLS picks, default "fused reference"); NCU_SOURCE=1 adds each kernel's SASS with its warp-stall
 #            samples per instruction (ncu_<impl>_sass.csv: which instructions the warps wait on)
-#   sm90     Hopper's CUTLASS kernels (csrc/sm90), in the steps named by $SM90_STEPS (default all five): tests (their
+#   sm90     Hopper's CUTLASS kernels (csrc/sm90), in the steps named by $SM90_STEPS (default the five below; "none":
+#            the install alone; "smoke" first: the residual kernel's tests within 100 s, or no step runs): tests (their
 #            GPU tests), sanitize (compute-sanitizer on them, bench/sanitize_sm90.py), tiles (the gate/up + SwiGLU
 #            GEMM alone and as the op against cuBLAS and the unfused pair, its training form, the RoPE GEMM, and
 #            CUTLASS's plain GEMM in each mainloop shape beside cuBLAS's, bench/gemm_tiles.py --sm90-only, at each
@@ -93,6 +94,13 @@ elif [ "$phase" = ncu ]; then
     done
 elif [ "$phase" = sm90 ]; then
     steps=" ${SM90_STEPS:-tests sanitize tiles kernels engine} "
+    # smoke: the residual kernel's tests (every staged epilogue, csrc/sm90/gemm_sm90.cuh) within 100 s; where they
+    # fail or hang, no other step runs, so that a deadlocked pipeline cannot eat the call
+    if [[ $steps == *" smoke "* ]] && ! timeout 100 python3 -m pytest -q -x -m gpu -p no:cacheprovider \
+            tests/kernels/test_gemm_residual_sm90.py > "$out/pytest_smoke.log" 2>&1; then
+        echo "smoke: FAILED or timed out (see pytest_smoke.log); no other step ran" | tee -a "$log"
+        steps=" "
+    fi
     if [[ $steps == *" tests "* ]]; then
         timeout 200 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_gemm_swiglu_sm90.py \
             tests/kernels/test_linear_rope_sm90.py tests/kernels/test_gemm_plain_sm90.py \
