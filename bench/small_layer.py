@@ -28,8 +28,11 @@ from trm_fast.ops.small_layer import small_layer_reference
 
 SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
 # as it runs; 8 warps (one warp per scheduler left phase D latency-bound under Nsight Compute: twice the warps keep
-# twice the loads in flight); the launches and barriers alone
-SWEEP = [{}, {"num_warps": 8}, {"num_warps": 8, "BN": 32}, {"WORK": False}]
+# twice the loads in flight); 128-row tiles, which read each weight once at batch 1 instead of once per 64-row
+# block (13.6 of a layer's ~18 MB of L2 reads are weights read twice), at 8 warps for their accumulators; phase F
+# over one row a program (97 programs, not 25); the launches and barriers alone
+SWEEP = [{}, {"num_warps": 8}, {"num_warps": 8, "BN": 32}, {"num_warps": 8, "BM": 128},
+         {"num_warps": 8, "BM": 128, "BN": 32}, {"BR": 1}, {"WORK": False}]
 # earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
 
