@@ -283,3 +283,79 @@ def test_token_mix_floor_counts_at_the_best_rate_of_the_other_gemms(monkeypatch)
     mix = sum(2 * m * k * n for m, k, n in ceilings.token_mix_shapes(cfg, 768)) / (600.0 * 1e12)
     assert math.isclose(got["layer_floor_ms"], (channel + mix) * 1e3)
     assert ceilings.token_mix_shapes(configs.load("sudoku_attn").build(1, "reference").config, 768) == []
+
+
+def _fake_ceilings(monkeypatch, l2_tb_per_s=5.0):
+    """Rates that grow with the rows (cuBLAS at M = 97 is slow), a copy and an L2 copy, each call recorded."""
+    from trm_fast.bench import ceilings
+
+    calls = []
+
+    def gemm(m, k, n, device):
+        calls.append(("gemm", m, k, n))
+        return 50.0 if m < 10_000 else 600.0
+
+    def attention(batch, heads, seq, head_dim, device):
+        calls.append(("attention", batch))
+        return 5.0 if batch < 100 else 300.0
+
+    def l2_copy(device):
+        calls.append(("l2",))
+        return l2_tb_per_s
+    monkeypatch.setattr(ceilings, "measure_gemm", gemm)
+    monkeypatch.setattr(ceilings, "measure_attention", attention)
+    monkeypatch.setattr(ceilings, "measure_copy", lambda device: 4.0)
+    monkeypatch.setattr(ceilings, "measure_l2_copy", l2_copy)
+    return ceilings, calls
+
+
+def test_small_batch_floor_is_the_latency_model_where_that_is_lower(monkeypatch):
+    # at batch 1 a persistent kernel can beat back-to-back library calls: the floor is the lower of the library
+    # floor and the latency model (the layer's weights once from L2, or its FLOPs at the rates of a batch whose
+    # rows fill the GPU, whichever is longer)
+    ceilings, calls = _fake_ceilings(monkeypatch)
+    cfg = configs.load("sudoku_attn").build(1, "reference").config
+    full = ceilings.full_batch(cfg, 1)
+    assert full == 676 and full * 97 >= ceilings.FULL_ROWS > (full - 1) * 97
+    got = ceilings.measure(cfg, 1, "cuda")
+    shapes = [(97, 512, 3072), (97, 1536, 512), (97, 512, 1536), (97, 512, 512)]
+    flops = sum(2 * m * k * n for m, k, n in shapes)
+    attn_flops = 4 * 97 * 97 * 512
+    library = flops / 50e12 + attn_flops / 5e12
+    weights = sum(k * n * 2 for _, k, n in shapes)
+    latency = max(weights / 5e12, flops / 600e12 + attn_flops / 300e12)
+    assert math.isclose(got["layer_library_floor_ms"], library * 1e3)
+    assert math.isclose(got["layer_latency_floor_ms"], latency * 1e3)
+    assert math.isclose(got["layer_floor_ms"], latency * 1e3) and latency < library
+    assert got["l2_copy_tb_per_s"] == 5.0 and got["attention_tflops_latency_model"] == 300.0
+    assert ("gemm", full * 97, 512, 3072) in calls and ("attention", full) in calls
+    assert [g["kind"] for g in got["gemm"]] == ["gemm"] * 4 + ["gemm, latency model"] * 4
+
+
+def test_latency_model_never_raises_the_floor(monkeypatch):
+    # an L2 so slow that reading the weights takes longer than the library calls: the library floor stands
+    ceilings, _ = _fake_ceilings(monkeypatch, l2_tb_per_s=1e-4)
+    cfg = configs.load("sudoku_attn").build(1, "reference").config
+    got = ceilings.measure(cfg, 1, "cuda")
+    assert got["layer_latency_floor_ms"] > got["layer_library_floor_ms"] == got["layer_floor_ms"]
+
+
+def test_batches_that_fill_the_gpu_keep_the_library_floor_alone(monkeypatch):
+    ceilings, calls = _fake_ceilings(monkeypatch)
+    for name, batch in (("sudoku_attn", 768), ("arc_attn", 72)):
+        cfg = configs.load(name).build(1, "reference").config
+        got = ceilings.measure(cfg, batch, "cuda")
+        assert ceilings.full_batch(cfg, batch) == batch
+        assert got["layer_floor_ms"] == got["layer_library_floor_ms"] and "layer_latency_floor_ms" not in got
+    assert ("l2",) not in calls
+
+
+def test_small_batch_floor_of_mlpt_counts_its_token_mix_weights(monkeypatch):
+    # MLP-t has no attention; its token mix's FLOPs count at the best rate of the channel MLP's GEMMs, its
+    # weights (97 x 2 I_t and I_t x 97) among the layer's
+    ceilings, _ = _fake_ceilings(monkeypatch, l2_tb_per_s=1e-3)
+    cfg = configs.load("sudoku_mlpt").build(1, "reference").config
+    got = ceilings.measure(cfg, 1, "cuda")
+    weights = sum(k * n * 2 for _, k, n in ceilings.gemm_shapes(cfg, 1))
+    assert math.isclose(got["layer_latency_floor_ms"], weights / 1e-3 / 1e12 * 1e3)
+    assert "attention_tflops_latency_model" not in got

@@ -1,14 +1,19 @@
 """What the hardware can do at TRM's own shapes, measured in the same run as the benchmarks:
 cuBLAS bf16 GEMM rates at the model's matmul shapes, the attention kernel's rate at the model's
-attention shape, and device-to-device copy bandwidth. Shared by bench and profile."""
+attention shape, device-to-device copy bandwidth, and, below the batch at which those shapes fill the GPU,
+the latency model's rates (the same shapes at that batch, and a copy within L2). Shared by bench and profile."""
 
 import torch
 import torch.nn.functional as F
 
-from .flops import _swiglu_inner
+from .flops import _DTYPE_BYTES, _swiglu_inner
 from .timing import summary, time_unit
 
 BACK_TO_BACK = 50  # calls per timed unit, captured in one CUDA graph: no launch latency, as in the engine
+# Rows at which every GEMM of the model fills an H100 or H200 with tiles (N = 512 in 128 x 256 tiles: 1,024 of
+# them, 7.8 waves of 132 SMs); sudoku_attn's batch 768 has 74,496. Below it the latency model bounds the floor.
+FULL_ROWS = 65_536
+L2_COPY_BYTES = 8 * 2**20  # read + written by the L2 copy: within any Hopper's 50 MB L2, as a layer's weights are
 
 
 def gemm_shapes(cfg, batch: int):
@@ -91,38 +96,94 @@ def measure_copy(device, gbytes: float = 2.0, reps: int = 10) -> float:
     return 2 * n * 2 / (ms * 1e-3) / 1e12
 
 
+def measure_l2_copy(device, reps: int = 5) -> float:
+    """TB/s (bytes read + bytes written) of a copy whose source and destination stay in L2, replayed back to back
+    from a CUDA graph: the rate at which a kernel can read weights that an earlier layer left there."""
+    n = L2_COPY_BYTES // 4  # bf16 elements in each half
+    src = torch.randn(n, dtype=torch.bfloat16, device=device)
+    dst = torch.empty_like(src)
+    ms = per_call_ms(lambda: dst.copy_(src), device, reps)
+    return L2_COPY_BYTES / (ms * 1e-3) / 1e12
+
+
+def full_batch(cfg, batch: int) -> int:
+    """The smallest batch, at least `batch`, whose rows fill the GPU with every GEMM's tiles (FULL_ROWS)."""
+    return max(batch, -(-FULL_ROWS // cfg.full_seq_len))
+
+
 def measure(cfg, batch: int, device, backward: bool = False):
     """Ceilings for this config and batch, and the floor time of one block application; with `backward`,
     that of its backward too (its GEMMs at their own shapes' rates; attention's 2.5x forward FLOPs at the
-    forward kernel's rate). MLP-t's forward token mix counts at the best rate of the other GEMMs."""
-    def gemm_floor_s(shapes, kind):
-        seconds = 0.0
-        for m, k, n in shapes:
-            tflops = measure_gemm(m, k, n, device)
-            gemms.append(dict(kind=kind, M=m, K=k, N=n, tflops=tflops))
-            seconds += 2 * m * n * k / (tflops * 1e12)
-        return seconds
+    forward kernel's rate). MLP-t's forward token mix counts at the best rate of the other GEMMs.
 
+    The forward's floor is the lower of two. The library floor: each GEMM at cuBLAS's rate at its own shape,
+    attention at SDPA's, each a kernel of its own. Below FULL_ROWS a persistent or fused kernel can beat that, so
+    the latency model bounds it too: the layer's weights read once from L2, or its FLOPs at the rates its GEMMs'
+    (K, N) and SDPA reach where the rows fill the GPU, whichever takes longer.
+    From FULL_ROWS rows on the two are the same rates and the library floor stands alone. (Training runs at
+    batches that fill the GPU: its backward keeps the library floor.)"""
     gemms = []
-    shapes, mix = gemm_shapes(cfg, batch), token_mix_shapes(cfg, batch)
-    layer_s = gemm_floor_s(shapes[:len(shapes) - len(mix)], "gemm")  # the token mix's come last
-    if mix:
-        # MLP-t's token mix runs as one kernel (kernels/token_mix.py) that writes none of what cuBLAS's two GEMMs
-        # at these shapes must (the (B D, 2I) activation alone is 805 MB at batch 768), so their rate is no floor
-        # for it: its FLOPs count at the fastest rate cuBLAS reaches at the model's other GEMMs
-        best = max(g["tflops"] for g in gemms)
-        layer_s += sum(2 * m * k * n for m, k, n in mix) / (best * 1e12)
-    backward_s = gemm_floor_s(backward_gemm_shapes(cfg, batch), "gemm backward") if backward else None
+    library_s = sum(seconds for _, _, seconds in _forward_gemms(cfg, batch, batch, device, gemms, "gemm"))
+    backward_s = None
+    for m, k, n in backward_gemm_shapes(cfg, batch) if backward else []:
+        tflops = measure_gemm(m, k, n, device)
+        gemms.append(dict(kind="gemm backward", M=m, K=k, N=n, tflops=tflops))
+        backward_s = (backward_s or 0.0) + 2 * m * k * n / (tflops * 1e12)
     result = dict(gemm=gemms, copy_tb_per_s=measure_copy(device))
     if not cfg.mlp_t:
         heads, s = cfg.num_heads, cfg.full_seq_len
         attn = measure_attention(batch, heads, s, cfg.hidden_size // heads, device)
         result["attention_tflops"] = attn
-        attn_s = 4 * batch * s * s * cfg.hidden_size / (attn * 1e12)
-        layer_s += attn_s
+        attn_s = _attention_flops(cfg, batch) / (attn * 1e12)
+        library_s += attn_s
         if backward:
             backward_s += 2.5 * attn_s
-    result["layer_floor_ms"] = layer_s * 1e3
+    result["layer_floor_ms"] = result["layer_library_floor_ms"] = library_s * 1e3
+    full = full_batch(cfg, batch)
+    if full > batch:
+        latency_s = _latency_s(cfg, batch, full, device, gemms, result)
+        result["layer_latency_floor_ms"] = latency_s * 1e3
+        result["layer_floor_ms"] = min(library_s, latency_s) * 1e3
     if backward:
         result["layer_backward_floor_ms"] = backward_s * 1e3
     return result
+
+
+def _forward_gemms(cfg, batch: int, rate_batch: int, device, gemms: list, kind: str):
+    """(K, N, seconds) of each of one block application's forward GEMMs at `batch`, its FLOPs at cuBLAS's rate
+    at `rate_batch`'s shape (each rate appended to `gemms`). MLP-t's token mix runs as one kernel
+    (kernels/token_mix.py) that writes none of what cuBLAS's two GEMMs at its shapes must (the (B D, 2I)
+    activation alone is 805 MB at batch 768), so their rate is no floor for it: its FLOPs count at the fastest
+    rate cuBLAS reaches at the model's other GEMMs."""
+    scale = batch / rate_batch  # the rows at `batch` over those at `rate_batch`
+    shapes, mix = gemm_shapes(cfg, rate_batch), token_mix_shapes(cfg, rate_batch)
+    timed = []
+    for m, k, n in shapes[:len(shapes) - len(mix)]:  # the token mix's come last
+        tflops = measure_gemm(m, k, n, device)
+        gemms.append(dict(kind=kind, M=m, K=k, N=n, tflops=tflops))
+        timed.append((k, n, 2 * m * k * n * scale / (tflops * 1e12), tflops))
+    best = max(tflops for *_, tflops in timed)
+    return [(k, n, seconds) for k, n, seconds, _ in timed] + \
+        [(k, n, 2 * m * k * n * scale / (best * 1e12)) for m, k, n in mix]
+
+
+def _attention_flops(cfg, batch: int) -> float:
+    return 4 * batch * cfg.full_seq_len ** 2 * cfg.hidden_size
+
+
+def _latency_s(cfg, batch: int, full: int, device, gemms: list, result: dict) -> float:
+    """The latency model's seconds for one block application at `batch`: the layer's weights read once from L2,
+    or its FLOPs at the rates of `full`'s shapes (which fill the GPU), whichever takes longer (a kernel may read
+    the next GEMM's weights during this one's math, so the two overlap across the layer). Its rates go into
+    `gemms` (kind "gemm, latency model") and `result`."""
+    weights_bytes, compute_s = 0, 0.0
+    for k, n, seconds in _forward_gemms(cfg, batch, full, device, gemms, "gemm, latency model"):
+        weights_bytes += k * n * _DTYPE_BYTES[cfg.forward_dtype]
+        compute_s += seconds
+    if not cfg.mlp_t:
+        heads, s = cfg.num_heads, cfg.full_seq_len
+        attn = measure_attention(full, heads, s, cfg.hidden_size // heads, device)
+        result["attention_tflops_latency_model"] = attn
+        compute_s += _attention_flops(cfg, batch) / (attn * 1e12)
+    result["l2_copy_tb_per_s"] = measure_l2_copy(device)
+    return max(weights_bytes / (result["l2_copy_tb_per_s"] * 1e12), compute_s)
