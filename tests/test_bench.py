@@ -207,6 +207,20 @@ def test_bench_warns_about_noisy_rows_and_draws_their_spread(tmp_path, monkeypat
         assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_bench_warns_about_a_row_that_beats_its_floor(monkeypatch, capsys):
+    # a floor is what nothing can beat without doing less work: a row under it says the floor is wrong
+    from trm_fast.bench import harness
+
+    def rows(bc, modes, backends, batches, *args, **kwargs):
+        return [dict(config="tiny", mode="infer", backend=backend, batch=1, ms=ms, ms_iqr=0.0, floor_ms=10.0)
+                for backend, ms in (("reference-eager", 9.5), ("reference-compile", 10.0))]
+    monkeypatch.setattr(harness, "run", rows)
+    assert main(["bench", "tiny", "--device", "cpu", "--mode", "infer", "--batch", "1", "--no-png"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == ["trm-fast bench: warning: tiny infer b1 reference-eager: 9.5 ms beats its floor of 10 ms: "
+                        "the floor is wrong (trm_fast/bench/ceilings.py), and so is every x floor of this run"]
+
+
 def test_train_fit_finds_the_largest_batch_within_one_percent(monkeypatch):
     # bench/train_fit.py's search, on a stand-in for the GPU: batches up to 1,234 rows fit
     import importlib.util

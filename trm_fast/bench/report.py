@@ -99,6 +99,14 @@ def noise_warnings(rows):
             "short; rerun on an idle machine or with more --reps" for r in rows if _noisy(r)]
 
 
+def floor_warnings(rows):
+    """A line for every row faster than its floor: a floor is what nothing can beat without doing less work, so
+    one that a row beats is wrong (../shared/BENCH.md), and every `x floor` of its run with it."""
+    return [f"{r['config']} {r['mode']} b{r['batch']} {r['backend']}: {r['ms']:.4g} ms beats its floor of "
+            f"{r['floor_ms']:.4g} ms: the floor is wrong (trm_fast/bench/ceilings.py), and so is every x floor of "
+            "this run" for r in rows if r.get("ms") is not None and r.get("floor_ms") and r["ms"] < r["floor_ms"]]
+
+
 def _rate_spread(row, rate):
     """(below, above) `rate`: the throughput at the median time minus and plus half the IQR."""
     half = (row.get("ms_iqr") or 0.0) / 2
