@@ -21,6 +21,10 @@ import subprocess
 import sys
 import tempfile
 
+# sudoku_attn's layer at batch 1 as kernels/small_layer.py runs it (its descriptors' blocks follow BM, BN, BK, HD)
+_SMALL_LAYER = {"H": 8, "D": 512, "I": 1536, "HD": 64, "BS": 128, "USE_ROPE": True, "PRECISION": "tf32", "PHASE": -1,
+                "SPLIT": 8, "BM": 64, "BN": 64, "BK": 64, "BQ": 64, "BR": 4, "BD": 512, "WORK": True,
+                "EQUAL_HALVES": True}
 # name: (kernel module, kernel, constexprs besides the config's, descriptor blocks from the config's meta)
 KERNELS = {
     "linear_swiglu_tma": ("linear_swiglu", "_linear_swiglu_tma_kernel", {"INPUT_PRECISION": "tf32"},
@@ -54,10 +58,11 @@ KERNELS = {
                                         **{f"{t}_desc": (m["BLOCK_M"], m["BLOCK_N"])
                                            for t in ("gate", "up", "dgate", "dup", "h")}}),
     # not autotuned: its module's LAUNCH config, the persistent form at sudoku_attn's batch 1
-    "small_layer": ("small_layer", "_small_layer_kernel",
-                    {"H": 8, "D": 512, "I": 1536, "HD": 64, "BS": 128, "USE_ROPE": True, "PRECISION": "tf32",
-                     "PHASE": -1, "SPLIT": 8, "BM": 64, "BN": 64, "BK": 64, "BQ": 64, "BR": 4, "BD": 512,
-                     "WORK": True, "EQUAL_HALVES": True}, None),
+    "small_layer": ("small_layer", "_small_layer_kernel", {**_SMALL_LAYER, "TMA": False, **dict.fromkeys(
+        ("h_desc", "wqkv_desc", "attn_desc", "wo_desc", "s1_desc", "wgu_desc", "a_desc", "wd_desc"))}, None),
+    "small_layer_tma": ("small_layer", "_small_layer_kernel", {**_SMALL_LAYER, "TMA": True},
+                        lambda m: {**dict.fromkeys(("h_desc", "attn_desc", "s1_desc", "a_desc", "wd_desc"), (64, 64)),
+                                   "wqkv_desc": (32, 64), "wo_desc": (64, 64), "wgu_desc": (64, 64)}),
 }
 SM_REGISTERS, SM_SHARED, PROGRAM_RESERVE = 65536, 233472, 1024
 

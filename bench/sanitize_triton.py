@@ -198,7 +198,7 @@ def main(sections) -> int:
         for c in _pinned(token_mix._token_mix_tma_kernel, lambda c: True, limit=5):
             ok &= _close(f"token_mix TMA {c}", token_mix.token_mix(h, w_gu, w_down, 1e-5, tma=True)[0], want)
     if "small_layer" in sections:  # the whole layer, persistent (grid barriers) and as six launches, 3 x 37 rows;
-        # phase E split along K (the default at these rows) and not
+        # phase E split along K (the default at these rows) and not; the GEMM phases' tiles by TMA
         from trm_fast.kernels import small_layer
         from trm_fast.ops.small_layer import small_layer_reference
 
@@ -207,7 +207,7 @@ def main(sections) -> int:
                    for rows, cols in ((3 * k, k), (k, k), (2 * n, k), (k, n))]
         cs, sn = (t.to(dev) for t in RotaryEmbedding(k // 8, s, 10000.0)())
         want = _on_cpu(small_layer_reference, h, *weights, cs, sn, 8, 1e-5)
-        for persistent, config in ((True, None), (False, None), (True, {"SPLIT": 1, "BR": 16})):
+        for persistent, config in ((True, None), (False, None), (True, {"SPLIT": 1, "BR": 16}), (True, {"TMA": True})):
             got = small_layer.small_layer(h, *weights, cs, sn, 8, 1e-5, persistent, config)
             ok &= _close(f"small_layer persistent={persistent} {config or 'default'}", got, want)
     torch.cuda.synchronize()

@@ -30,9 +30,14 @@ SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
 # as it runs; 8 warps (one warp per scheduler left phase D latency-bound under Nsight Compute: twice the warps keep
 # twice the loads in flight); 128-row tiles, which read each weight once at batch 1 instead of once per 64-row
 # block (13.6 of a layer's ~18 MB of L2 reads are weights read twice), at 8 warps for their accumulators; phase F
-# over one row a program (97 programs, not 25); the launches and barriers alone
+# over one row a program (97 programs, not 25); the GEMM phases' tiles by TMA, at 4 and 8 warps (under Nsight
+# Compute phase D's one warp per scheduler issued an instruction every 5.8 cycles: by TMA one thread issues each
+# tile's copy and no thread computes addresses, but Triton's K step is as long in SASS, 124 instructions against
+# ~127 for the unrolled pointer form's at phase A, five CTA barriers among them: only a run says which is faster);
+# the launches and barriers alone
 SWEEP = [{}, {"num_warps": 8}, {"num_warps": 8, "BN": 32}, {"num_warps": 8, "BM": 128},
-         {"num_warps": 8, "BM": 128, "BN": 32}, {"BR": 1}, {"WORK": False}]
+         {"num_warps": 8, "BM": 128, "BN": 32}, {"BR": 1}, {"TMA": True}, {"TMA": True, "num_warps": 8},
+         {"WORK": False}]
 # earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
 

@@ -31,6 +31,7 @@ H200 there, against 27.8 us for the official layer compiled (bench/NOTES.md).
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..backend import interpreting
 from .rope import rotate, tables
@@ -56,7 +57,15 @@ def _load_acquire(ptr):
 
 
 @triton.jit
-def _grid_sync(sync_ptr, target):
+def _fence_proxy_async(ptr):
+    # orders this thread's generic-proxy accesses (the acquire above it) before its later async-proxy ones (the
+    # tensor memory accelerator's loads): without it a TMA load may read what another SM wrote before the barrier
+    return tl.inline_asm_elementwise("fence.proxy.async.global;\n\tmov.u32 $0, 0;", "=r,l", [ptr], dtype=tl.int32,
+                                     is_pure=False, pack=1)
+
+
+@triton.jit
+def _grid_sync(sync_ptr, target, TMA: tl.constexpr):
     # every program's stores of the phase are issued before its arrival (CTA barrier, then a release at GPU
     # scope); its loads of the next phase follow the acquire that saw all arrivals. It spins on acquire loads:
     # 1.0 us a barrier on an H200 (bench/NOTES.md), against 1.1 spinning on atomic adds of zero, which queue
@@ -65,6 +74,8 @@ def _grid_sync(sync_ptr, target):
     arrived = tl.atomic_add(sync_ptr, 1, sem="release", scope="gpu") + 1
     while arrived < target:
         arrived = _load_acquire(sync_ptr)
+    if TMA:
+        _fence_proxy_async(sync_ptr)
     tl.debug_barrier()
 
 
@@ -82,9 +93,20 @@ def _dot_rows(x_ptr, stride_x, rows, row_mask, w_ptr, stride_w, w_rows, K, acc, 
 
 
 @triton.jit
-def _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid, nprog,
-                    H: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, USE_ROPE: tl.constexpr,
-                    EQUAL_HALVES: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
+def _dot_tiles(x_desc, row0, x_col0, w_desc, w_row0, w_col0, K, acc, PRECISION: tl.constexpr, BK: tl.constexpr):
+    # _dot_rows with both tiles loaded by the tensor memory accelerator: acc += x[row0:, x_col0:][:, :K] @
+    # w[w_row0:, w_col0:][:, :K]^T, rows past the tensor's read as zeros
+    for k0 in range(0, K, BK):
+        acc = tl.dot(x_desc.load([row0, x_col0 + k0]), w_desc.load([w_row0, w_col0 + k0]).T, acc,
+                     input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
+def _qkv_rope_phase(h_ptr, wqkv_ptr, h_desc, wqkv_desc, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid,
+                    nprog, H: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, USE_ROPE: tl.constexpr,
+                    EQUAL_HALVES: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
+                    TMA: tl.constexpr):
     HALF: tl.constexpr = HD // 2
     slots = 3 * H
     half = tl.arange(0, HALF)
@@ -101,11 +123,16 @@ def _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, q
         a = tl.zeros((BM, HALF), tl.float32)
         b = tl.zeros((BM, HALF), tl.float32)
         for k0 in range(0, D, BK):
-            x = tl.load(h_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
-                        cache_modifier=".cg")
-            w = wqkv_ptr + (j * HD + half)[None, :] * D + (k0 + ks)[:, None]
-            a = tl.dot(x, tl.load(w), a, input_precision=PRECISION)
-            b = tl.dot(x, tl.load(w + HALF * D), b, input_precision=PRECISION)
+            if TMA:
+                x = h_desc.load([(t // slots) * BM, k0])
+                a = tl.dot(x, wqkv_desc.load([j * HD, k0]).T, a, input_precision=PRECISION)
+                b = tl.dot(x, wqkv_desc.load([j * HD + HALF, k0]).T, b, input_precision=PRECISION)
+            else:
+                x = tl.load(h_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
+                            cache_modifier=".cg")
+                w = wqkv_ptr + (j * HD + half)[None, :] * D + (k0 + ks)[:, None]
+                a = tl.dot(x, tl.load(w), a, input_precision=PRECISION)
+                b = tl.dot(x, tl.load(w + HALF * D), b, input_precision=PRECISION)
         a = a.to(qkv_ptr.dtype.element_ty)
         b = b.to(qkv_ptr.dtype.element_ty)
         if USE_ROPE:
@@ -146,8 +173,9 @@ def _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H: tl.conste
 
 
 @triton.jit
-def _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D: tl.constexpr,
-                      PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+def _o_residual_phase(attn_ptr, wo_ptr, attn_desc, wo_desc, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D: tl.constexpr,
+                      PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                      TMA: tl.constexpr):
     # s1 = round(h + round(attn W_o^T)) over BN-column blocks; each block's sum of squares of s1's rounded values
     # goes to ss (M, D / BN), so that phase D has the row's norm without a pass over the row first
     n_blocks: tl.constexpr = D // BN
@@ -157,7 +185,11 @@ def _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D:
         nb = t % n_blocks
         n = nb * BN + cols
         row_mask = rows < M
-        acc = _dot_rows(attn_ptr, D, rows, row_mask, wo_ptr, D, n, D, tl.zeros((BM, BN), tl.float32), PRECISION, BK)
+        acc = tl.zeros((BM, BN), tl.float32)
+        if TMA:
+            acc = _dot_tiles(attn_desc, (t // n_blocks) * BM, 0, wo_desc, nb * BN, 0, D, acc, PRECISION, BK)
+        else:
+            acc = _dot_rows(attn_ptr, D, rows, row_mask, wo_ptr, D, n, D, acc, PRECISION, BK)
         offs = rows[:, None] * D + n[None, :]
         res = tl.load(h_ptr + offs, mask=row_mask[:, None], other=0.0, cache_modifier=".cg")
         y = (res.to(tl.float32) + acc.to(s1_ptr.dtype.element_ty).to(tl.float32)).to(s1_ptr.dtype.element_ty)
@@ -176,8 +208,9 @@ def _row_rstd(ss_ptr, rows, row_mask, eps, D: tl.constexpr, BN: tl.constexpr):
 
 
 @triton.jit
-def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, a_ptr, M, eps, pid, nprog, D: tl.constexpr, I: tl.constexpr,
-                       PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, s1_desc, wgu_desc, a_ptr, M, eps, pid, nprog, D: tl.constexpr,
+                       I: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                       TMA: tl.constexpr):
     # g and u = round((s1 W^T) / rms), the row's scale applied to the GEMM's output, so that s1's tiles go to the
     # dot as loaded and no tile writes h1 (phase F rounds s1 / rms itself). Normalising s1 in the prologue first,
     # as the official model rounds, and writing h1 from one tile per row block took 7.2 us against 5.1 at batch 1
@@ -193,11 +226,16 @@ def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, a_ptr, M, eps, pid, nprog, D: tl
         g = tl.zeros((BM, BN), tl.float32)
         u = tl.zeros((BM, BN), tl.float32)
         for k0 in range(0, D, BK):
-            x = tl.load(s1_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
-                        cache_modifier=".cg")
-            w = wgu_ptr + (nb * BN + cols)[None, :] * D + (k0 + ks)[:, None]
-            g = tl.dot(x, tl.load(w), g, input_precision=PRECISION)
-            u = tl.dot(x, tl.load(w + I * D), u, input_precision=PRECISION)
+            if TMA:
+                x = s1_desc.load([(t // n_blocks) * BM, k0])
+                g = tl.dot(x, wgu_desc.load([nb * BN, k0]).T, g, input_precision=PRECISION)
+                u = tl.dot(x, wgu_desc.load([I + nb * BN, k0]).T, u, input_precision=PRECISION)
+            else:
+                x = tl.load(s1_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
+                            cache_modifier=".cg")
+                w = wgu_ptr + (nb * BN + cols)[None, :] * D + (k0 + ks)[:, None]
+                g = tl.dot(x, tl.load(w), g, input_precision=PRECISION)
+                u = tl.dot(x, tl.load(w + I * D), u, input_precision=PRECISION)
         g = (g * rstd[:, None]).to(a_ptr.dtype.element_ty).to(tl.float32)
         u = (u * rstd[:, None]).to(a_ptr.dtype.element_ty).to(tl.float32)
         a = (g * tl.sigmoid(g) * u).to(a_ptr.dtype.element_ty)
@@ -205,8 +243,8 @@ def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, a_ptr, M, eps, pid, nprog, D: tl
 
 
 @triton.jit
-def _down_phase(a_ptr, wd_ptr, part_ptr, M, pid, nprog, D: tl.constexpr, I: tl.constexpr, SPLIT: tl.constexpr,
-                PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr):
+def _down_phase(a_ptr, wd_ptr, a_desc, wd_desc, part_ptr, M, pid, nprog, D: tl.constexpr, I: tl.constexpr,
+                SPLIT: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, TMA: tl.constexpr):
     # part[s] = a[:, s-th K slice] W_down[:, s-th K slice]^T in fp32: split along K where the output tiles alone
     # would leave most SMs idle (16 tiles of 24 dependent K steps at batch 1); phase F sums the slices in order
     n_blocks: tl.constexpr = D // BM
@@ -218,8 +256,13 @@ def _down_phase(a_ptr, wd_ptr, part_ptr, M, pid, nprog, D: tl.constexpr, I: tl.c
         rows = (tile // n_blocks) * BM + tl.arange(0, BM)
         n = (tile % n_blocks) * BM + cols
         row_mask = rows < M
-        acc = _dot_rows(a_ptr + s * K_SLICE, I, rows, row_mask, wd_ptr + s * K_SLICE, I, n, K_SLICE,
-                        tl.zeros((BM, BM), tl.float32), PRECISION, BK)
+        acc = tl.zeros((BM, BM), tl.float32)
+        if TMA:
+            acc = _dot_tiles(a_desc, (tile // n_blocks) * BM, s * K_SLICE, wd_desc, (tile % n_blocks) * BM,
+                             s * K_SLICE, K_SLICE, acc, PRECISION, BK)
+        else:
+            acc = _dot_rows(a_ptr + s * K_SLICE, I, rows, row_mask, wd_ptr + s * K_SLICE, I, n, K_SLICE, acc,
+                            PRECISION, BK)
         tl.store(part_ptr + s * M * D + rows[:, None] * D + n[None, :], acc, mask=row_mask[:, None])
 
 
@@ -246,37 +289,41 @@ def _residual_norm_phase(part_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid, nprog, 
 
 @triton.jit
 def _small_layer_kernel(h_ptr, wqkv_ptr, wo_ptr, wgu_ptr, wd_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin,
-                        qkv_ptr, attn_ptr, s1_ptr, ss_ptr, a_ptr, part_ptr, out_ptr, sync_ptr, B, S, eps,
+                        qkv_ptr, attn_ptr, s1_ptr, ss_ptr, a_ptr, part_ptr, out_ptr, sync_ptr, h_desc, wqkv_desc,
+                        attn_desc, wo_desc, s1_desc, wgu_desc, a_desc, wd_desc, B, S, eps,
                         qk_scale, H: tl.constexpr, D: tl.constexpr, I: tl.constexpr, HD: tl.constexpr,
                         BS: tl.constexpr, USE_ROPE: tl.constexpr, EQUAL_HALVES: tl.constexpr, PRECISION: tl.constexpr,
                         PHASE: tl.constexpr, SPLIT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                        BQ: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, WORK: tl.constexpr):
+                        BQ: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, WORK: tl.constexpr, TMA: tl.constexpr):
     # PHASE -1: all six with grid barriers (one program per SM at most); 0..5: that phase alone. WORK False
-    # skips every phase's work, leaving the launches and barriers alone to be timed
+    # skips every phase's work, leaving the launches and barriers alone to be timed. TMA: the GEMM phases' tiles
+    # come through the tensor memory accelerator (the *_desc, None otherwise) instead of each thread's loads
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     M = B * S
     if WORK and (PHASE < 0 or PHASE == 0):
-        _qkv_rope_phase(h_ptr, wqkv_ptr, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid, nprog, H, D,
-                        HD, USE_ROPE, EQUAL_HALVES, PRECISION, BM, BK)
+        _qkv_rope_phase(h_ptr, wqkv_ptr, h_desc, wqkv_desc, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S,
+                        pid, nprog, H, D, HD, USE_ROPE, EQUAL_HALVES, PRECISION, BM, BK, TMA)
     if PHASE < 0:
-        _grid_sync(sync_ptr, nprog)
+        _grid_sync(sync_ptr, nprog, TMA)
     if WORK and (PHASE < 0 or PHASE == 1):
         _attention_phase(qkv_ptr, attn_ptr, B, S, qk_scale, pid, nprog, H, D, HD, PRECISION, BS, BQ)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 2 * nprog)
+        _grid_sync(sync_ptr, 2 * nprog, TMA)
     if WORK and (PHASE < 0 or PHASE == 2):
-        _o_residual_phase(attn_ptr, wo_ptr, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D, PRECISION, BM, BN, BK)
+        _o_residual_phase(attn_ptr, wo_ptr, attn_desc, wo_desc, h_ptr, s1_ptr, ss_ptr, M, pid, nprog, D, PRECISION,
+                          BM, BN, BK, TMA)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 3 * nprog)
+        _grid_sync(sync_ptr, 3 * nprog, TMA)
     if WORK and (PHASE < 0 or PHASE == 3):
-        _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, a_ptr, M, eps, pid, nprog, D, I, PRECISION, BM, BN, BK)
+        _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, s1_desc, wgu_desc, a_ptr, M, eps, pid, nprog, D, I, PRECISION,
+                           BM, BN, BK, TMA)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 4 * nprog)
+        _grid_sync(sync_ptr, 4 * nprog, TMA)
     if WORK and (PHASE < 0 or PHASE == 4):
-        _down_phase(a_ptr, wd_ptr, part_ptr, M, pid, nprog, D, I, SPLIT, PRECISION, BM, BK)
+        _down_phase(a_ptr, wd_ptr, a_desc, wd_desc, part_ptr, M, pid, nprog, D, I, SPLIT, PRECISION, BM, BK, TMA)
     if PHASE < 0:
-        _grid_sync(sync_ptr, 5 * nprog)
+        _grid_sync(sync_ptr, 5 * nprog, TMA)
     if WORK and (PHASE < 0 or PHASE == 5):
         _residual_norm_phase(part_ptr, s1_ptr, ss_ptr, out_ptr, M, eps, pid, nprog, D, SPLIT, BN, BR, BD)
     if PHASE < 0:
@@ -315,8 +362,9 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     """The layer's output (allocated, not yet written), the kernel's arguments, its meta-parameters and each
     phase's tile count for one call, and the SM count that bounds the persistent grid. `config` overrides the
     tiles (BM rows; BN columns of phases C and D; BK, BQ, BR), phase E's K split (SPLIT),
-    the launch (num_warps, num_stages), and WORK (False: the phases do nothing, so that a benchmark times the
-    launches and barriers alone; the output is then garbage)."""
+    the launch (num_warps, num_stages), TMA (True: the GEMM phases load their tiles through the tensor memory
+    accelerator, Hopper's; not yet timed, so off by default), and WORK (False: the phases do nothing, so that a
+    benchmark times the launches and barriers alone; the output is then garbage)."""
     batch, positions, width = h.shape
     inner = w_down.shape[1]
     head_dim = width // num_heads
@@ -324,7 +372,7 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     sms = torch.cuda.get_device_properties(h.device).multi_processor_count if h.is_cuda else SMS_WITHOUT_GPU
     block_s = max(16, triton.next_power_of_2(positions))
     meta = dict(BM=BLOCK, BN=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS,
-                WORK=True, **LAUNCH)
+                WORK=True, TMA=False, **LAUNCH)
     meta.update(config or {})
     if "SPLIT" not in meta:
         meta["SPLIT"] = _split(triton.cdiv(rows, meta["BM"]) * width // meta["BM"], inner // meta["BK"], sms)
@@ -337,8 +385,14 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     use_rope = cos is not None
     if not use_rope:
         cos = sin = h  # never read: USE_ROPE=False compiles the loads away
+    descs = [None] * 8
+    if meta["TMA"]:  # each GEMM phase's row tiles and weight tiles (phase A's a head's half, both halves in turn)
+        bm, bk = meta["BM"], meta["BK"]
+        descs = [TensorDescriptor.from_tensor(t, block) for t, block in (
+            (h.view(rows, width), [bm, bk]), (w_qkv, [head_dim // 2, bk]), (attn, [bm, bk]), (w_o, [meta["BN"], bk]),
+            (s1, [bm, bk]), (w_gu, [meta["BN"], bk]), (a, [bm, bk]), (w_down, [bm, bk]))]
     args = (h, w_qkv, w_o, w_gu, w_down, cos, sin, cos.stride(0) if use_rope else 0, sin.stride(0) if use_rope else 0,
-            qkv, attn, s1, ss, a, part, out, _counters(h.device), batch, positions, eps,
+            qkv, attn, s1, ss, a, part, out, _counters(h.device), *descs, batch, positions, eps,
             1.4426950408889634 / head_dim**0.5)
     meta.update(H=num_heads, D=width, I=inner, HD=head_dim, BS=block_s, USE_ROPE=use_rope,
                 EQUAL_HALVES=use_rope and equal_halves(cos, sin), BD=triton.next_power_of_2(width),

@@ -56,10 +56,11 @@ def test_interpreter_phases_match_reference(shape, dtype):
 
 # tiles other than the defaults: phase E's K split at 4 with a shorter K step and 32-column tiles in C and D;
 # 32-row tiles with one-row norm tiles (rows 34 cross them unevenly) and 16-query attention units; no split and
-# whole-puzzle attention units; phase D's norm applied to its input (h1 rounded first, as the official model does)
-# rather than to the GEMM's output, with 16-column tiles in C and D
+# whole-puzzle attention units; 16-column tiles in C and D; the GEMM phases' tiles loaded by the tensor
+# memory accelerator, at the default tiles and at 32-row tiles with a shorter K step (TMA reads the rows past M as
+# zeros, where the pointer loads mask them)
 CONFIGS = [{"SPLIT": 4, "BK": 32, "BN": 32}, {"BM": 32, "BK": 32, "BR": 1, "BQ": 16},
-           {"SPLIT": 1, "BR": 16, "BQ": 128}, {"BN": 16}]
+           {"SPLIT": 1, "BR": 16, "BQ": 128}, {"BN": 16}, {"TMA": True}, {"TMA": True, "BM": 32, "BK": 32, "SPLIT": 4}]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
