@@ -6,7 +6,7 @@ is what back-to-back library calls can do: cuBLAS's GEMMs and SDPA at the layer'
 (a persistent kernel may go below it: it is no hardware bound). One JSON line per row.
 
     python bench/small_layer.py --batch 1,8 [--json rows.jsonl]
-    python bench/small_layer.py --batch 1,8 --sweep [--json rows.jsonl]
+    python bench/small_layer.py --batch 1,8 --sweep [--no-phases] [--json rows.jsonl]
     ncu --profile-from-start off --set detailed python bench/small_layer.py --batch 1 --ncu
 
 --sweep times the kernel under each of SWEEP's configs (any of `launches`' keys: tiles, phase E's K split, warps,
@@ -71,31 +71,34 @@ def against_reference(batch: int, weights, tables, device):
         yield dict(case=name, batch=batch, us=us_per_call(call, device), library_floor_us=round(floor, 2))
 
 
-def sweep(batch: int, weights, tables, device):
-    """Per config: each phase launched alone, and the persistent launch, on the same buffers, checked first."""
+def sweep(batch: int, weights, tables, device, phases: bool = True):
+    """Per config: each phase launched alone (unless not `phases`), and the persistent launch, on the same buffers,
+    checked first."""
     h = layer_input(batch, device)
     want = small_layer_reference(h, *weights, *tables, HEADS, EPS)
     for config in SWEEP:
         try:
-            yield sweep_row(batch, config, weights, tables, h, want)
+            yield sweep_row(batch, config, weights, tables, h, want, phases)
         except Exception as err:  # one config that fails to compile or to match leaves the others' rows
             yield dict(case="small_layer sweep", batch=batch, config=config, error=f"{type(err).__name__}: {err}")
 
 
-def sweep_row(batch: int, config: dict, weights, tables, h, want) -> dict:
-    """One config's row: its phases alone and its persistent launch, each checked before it is timed."""
+def sweep_row(batch: int, config: dict, weights, tables, h, want, phases: bool = True) -> dict:
+    """One config's row: its phases alone (where `phases`) and its persistent launch, each checked before it is
+    timed."""
     device = h.device
     out, args, meta, tiles, sms = kernel.launches(h, *weights, *tables, HEADS, EPS, config)
     row = dict(case="small_layer sweep", batch=batch, config=config, split=meta["SPLIT"], tiles=tiles)
     launch = lambda phase, grid: kernel._small_layer_kernel[(grid,)](*args, PHASE=phase, **meta)  # noqa: E731
     checked = config.get("WORK", True)  # without the work, the output is garbage
-    for phase, count in enumerate(tiles):
+    for phase, count in enumerate(tiles if phases else []):
         launch(phase, count)
-    if checked:
+    if checked and phases:
         torch.testing.assert_close(out, want, atol=6e-2, rtol=6e-2, msg=lambda m: f"{config} six launches: {m}")
-    for phase, count in enumerate(tiles):
+    for phase, count in enumerate(tiles if phases else []):
         row[f"phase{'ABCDEF'[phase]}_us"] = us_per_call(lambda: launch(phase, count), device)
-    row["phases_sum_us"] = round(sum(row[f"phase{p}_us"] for p in "ABCDEF"), 2)
+    if phases:
+        row["phases_sum_us"] = round(sum(row[f"phase{p}_us"] for p in "ABCDEF"), 2)
     grid = row["grid"] = min(max(tiles), sms)
     out.zero_()
     launch(-1, grid)
@@ -137,6 +140,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", default="1,8", help="comma list of batch sizes")
     parser.add_argument("--sweep", action="store_true", help="the kernel's phases under each config of SWEEP")
+    parser.add_argument("--no-phases", action="store_true",
+                        help="with --sweep, the persistent launch alone (one compile a config, not seven)")
     parser.add_argument("--ncu", action="store_true", help="each phase once, for Nsight Compute (no timing)")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -146,7 +151,8 @@ def main():
                for n, k in ((3 * WIDTH, WIDTH), (WIDTH, WIDTH), (2 * INNER, WIDTH), (WIDTH, INNER))]
     tables = tuple(t.to(device) for t in RotaryEmbedding(WIDTH // HEADS, SEQ, 10000.0)())
     for batch in map(int, args.batch.split(",")):
-        rows = sweep if args.sweep else profiled if args.ncu else against_reference
+        rows = (lambda *a: sweep(*a, phases=not args.no_phases)) if args.sweep else profiled if args.ncu \
+            else against_reference
         for row in rows(batch, weights, tables, device):
             row["device"] = torch.cuda.get_device_name()
             emit(row, args.json)
