@@ -26,7 +26,7 @@ from ..models.act import ACTModel
 from ..models.batch_checks import check_ranges, tensor_version
 from ..ops import resolve_backend
 from . import snapshot
-from .rows import Queue, Rows, refill, settle
+from .rows import Bookkeeping, Queue, Rows
 from .step import ModelStep
 
 HALTING = ("all", "q")
@@ -68,10 +68,11 @@ class Engine:
     `device`: where to run (default: the model's). On a CPU the engine computes in float32 (bfloat16
     matmuls are several times slower there), elsewhere in the model's forward dtype. Uncompiled (the
     default on a CPU) it runs at most as many rows as it has puzzles; compiled, always batch_size rows.
-    `compile`: torch.compile the model's step (default: on CUDA; off, every op runs eagerly, as a debugger
-    wants). `cuda_graphs`: replay the steps from CUDA graphs (default: on CUDA when compiled; torch.profiler
-    does not see the kernels of a replayed graph, so a profile turns it off). `ops`: the backend of the
-    step's ops (trm_fast.backend; default ENGINE_OPS, the fastest measured), for experiments.
+    `compile`: torch.compile the model's step and, apart, the bookkeeping around it (engine/rows.py; default: on
+    CUDA; off, every op runs eagerly, as a debugger wants). `cuda_graphs`: replay the steps from CUDA graphs
+    (default: on CUDA when compiled; torch.profiler does not see the kernels of a replayed graph, so a profile
+    turns it off). `ops`: the backend of the step's ops (trm_fast.backend; default ENGINE_OPS, the fastest
+    measured), for experiments.
     `narrow_tail`: with halting="q", finish the last puzzles on 1/TAIL_DIVISOR of the rows (default on;
     compiled, the narrow rows cost one more compilation and capture at the first such solve, and on an
     H200 made the shipped solver 2.6x faster on 2,000 puzzles, 1.4x on 20,000)."""
@@ -102,6 +103,7 @@ class Engine:
         self._versions = self._weight_versions(model)
         self.step = ModelStep(self.core, model.learns_q_continue)
         self._step = torch.compile(self.step, dynamic=False) if self.compiled else self.step
+        self._books = Bookkeeping(self.compiled)
         self._rows: Dict[int, Rows] = {}
         self._queue: Optional[Queue] = None
         self._captured: Dict[tuple, torch.cuda.CUDAGraph] = {}
@@ -237,10 +239,10 @@ class Engine:
     # -- running steps ----------------------------------------------------------------------------------
 
     def _step_once(self, rows: Rows, queue: Queue):
-        refill(rows, queue)
+        self._books.refill(rows, queue)
         logits, q_halt, margin = self._step(rows.z_H, rows.z_L, rows.inputs, rows.puzzle_identifiers, rows.steps,
                                             rows.halted)
-        settle(rows, queue, logits, q_halt, margin, self.config.halt_max_steps)
+        self._books.settle(rows, queue, logits, q_halt, margin, self.config.halt_max_steps)
 
     def _run(self, rows: Rows, queue: Queue, steps: int):
         if not self.graphs:

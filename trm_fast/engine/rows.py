@@ -112,35 +112,56 @@ class Queue:
         self.halt_threshold.fill_(halt_threshold)
 
 
-def refill(rows: Rows, queue: Queue):
-    """Halted rows take the next puzzles in queue order; those that find none are left without one."""
-    halted = rows.halted
-    position = queue.next + torch.cumsum(halted, 0) - 1  # (R,) the queue position each halted row would take
-    fresh = halted & (position < queue.size)
-    rows.puzzle.copy_(torch.where(halted, torch.where(fresh, position, -1), rows.puzzle))
-    queue.next.copy_(torch.minimum(queue.next + halted.sum(), queue.size))
-    at = position.clamp(0, queue.capacity - 1)
-    for name in ("inputs", "puzzle_identifiers", "labels"):
-        mine, waiting = getattr(rows, name), getattr(queue, name)
+class Bookkeeping:
+    """`refill` and `settle` on the engine's rows and queue, eager or compiled. Eager they are ~60 kernels of one
+    op each per ACT step, 1.1 ms of a 16-step evaluation's 18 ms of kernels at batch 1 (H200, `trm-fast profile`,
+    bench/NOTES.md), each also a gap in the replayed graph; compiled, torch.compile fuses them into a few. They
+    compile apart from the model's step: a queue that grows (its capacity is a shape here) recompiles these
+    small functions, not the model."""
+
+    def __init__(self, compiled: bool):
+        self._refill = torch.compile(_refill) if compiled else _refill
+        self._settle = torch.compile(_settle) if compiled else _settle
+
+    def refill(self, rows: Rows, queue: Queue):
+        """Halted rows take the next puzzles in queue order; those that find none are left without one."""
+        self._refill(rows.halted, rows.puzzle, rows.first_halt, rows.inputs, rows.puzzle_identifiers, rows.labels,
+                     queue.next, queue.size, queue.inputs, queue.puzzle_identifiers, queue.labels)
+
+    def settle(self, rows: Rows, queue: Queue, logits: torch.Tensor, q_halt: torch.Tensor, margin: torch.Tensor,
+               max_steps: int):
+        """After the model's step: record, decide which rows halt, write the answers of those that do."""
+        self._settle(rows.halted, rows.puzzle, rows.first_halt, rows.labels, rows.steps, queue.halt_q,
+                     queue.halt_threshold, queue.correct, queue.preds, queue.logits, queue.q_halt_logits, queue.steps,
+                     queue.first_halt, logits, q_halt, margin, max_steps)
+
+
+def _refill(halted, puzzle, first_halt, r_inputs, r_ids, r_labels, next_, size, q_inputs, q_ids, q_labels):
+    capacity = q_inputs.shape[0]
+    position = next_ + torch.cumsum(halted, 0) - 1  # (R,) the queue position each halted row would take
+    fresh = halted & (position < size)
+    puzzle.copy_(torch.where(halted, torch.where(fresh, position, -1), puzzle))
+    next_.copy_(torch.minimum(next_ + halted.sum(), size))
+    at = position.clamp(0, capacity - 1)
+    for mine, waiting in ((r_inputs, q_inputs), (r_ids, q_ids), (r_labels, q_labels)):
         mine.copy_(torch.where(fresh.view(-1, *[1] * (mine.ndim - 1)), waiting[at], mine))
-    rows.first_halt.masked_fill_(halted, 0)
+    first_halt.masked_fill_(halted, 0)
 
 
-def settle(rows: Rows, queue: Queue, logits: torch.Tensor, q_halt: torch.Tensor, margin: torch.Tensor,
-           max_steps: int):
-    """After the model's step: record, decide which rows halt, write the answers of those that do."""
-    spare = queue.capacity
-    says_halt = margin > queue.halt_threshold
-    has_puzzle = rows.puzzle >= 0
+def _settle(halted, puzzle, first_halt, labels, steps, halt_q, halt_threshold, q_correct, q_preds, q_logits,
+            q_q_halt_logits, q_steps, q_first_halt, logits, q_halt, margin, max_steps: int):
+    spare = q_preds.shape[0] - 1  # the spare result row
+    says_halt = margin > halt_threshold
+    has_puzzle = puzzle >= 0
     preds = logits.argmax(-1).to(torch.int32)
-    labelled = rows.labels != IGNORE_LABEL_ID
-    correct = (labelled & (preds == rows.labels)).sum(-1, dtype=torch.int32)
-    at = torch.where(has_puzzle, rows.puzzle, spare)
-    queue.correct.index_put_((at, (rows.steps - 1).long()), correct)
+    labelled = labels != IGNORE_LABEL_ID
+    correct = (labelled & (preds == labels)).sum(-1, dtype=torch.int32)
+    at = torch.where(has_puzzle, puzzle, spare)
+    q_correct.index_put_((at, (steps - 1).long()), correct)
 
-    rows.first_halt.copy_(torch.where((rows.first_halt == 0) & says_halt, rows.steps, rows.first_halt))
-    rows.halted.copy_((rows.steps >= max_steps) | (queue.halt_q & says_halt) | ~has_puzzle)
-    done = torch.where(rows.halted & has_puzzle, rows.puzzle, spare)
-    for result, value in ((queue.preds, preds), (queue.logits, logits), (queue.q_halt_logits, q_halt),
-                          (queue.steps, rows.steps), (queue.first_halt, rows.first_halt)):
+    first_halt.copy_(torch.where((first_halt == 0) & says_halt, steps, first_halt))
+    halted.copy_((steps >= max_steps) | (halt_q & says_halt) | ~has_puzzle)
+    done = torch.where(halted & has_puzzle, puzzle, spare)
+    for result, value in ((q_preds, preds), (q_logits, logits), (q_q_halt_logits, q_halt), (q_steps, steps),
+                          (q_first_halt, first_halt)):
         result.index_copy_(0, done, value.to(result.dtype))
