@@ -1,9 +1,11 @@
 """One attention layer at a few puzzles: trm_fast's persistent kernel (kernels/small_layer.py), the same as six
 launches, and the official layer under torch.compile, at sudoku_attn's shape (97 positions, hidden 512, 8 heads,
 inner width 1536), bf16. Each is replayed 50 times back to back from a CUDA graph, as the engine replays its
-steps (trm_fast.bench.ceilings.per_call_ms), checked against the official layer first. The floor beside them
-is what back-to-back library calls can do: cuBLAS's GEMMs and SDPA at the layer's shapes, timed the same way
-(a persistent kernel may go below it: it is no hardware bound). One JSON line per row.
+steps (trm_fast.bench.ceilings.per_call_ms), checked against the official layer first. Two floors beside them:
+what back-to-back library calls can do, cuBLAS's GEMMs and SDPA at the layer's shapes timed the same way (a
+persistent kernel may go below it: it is no hardware bound), and the bench's latency model, the layer's weights
+read once from L2 or its FLOPs at the rates of a batch that fills the GPU (trm_fast.bench.ceilings; no row can
+go below it). One JSON line per row.
 
     python bench/small_layer.py --batch 1,8 [--json rows.jsonl]
     python bench/small_layer.py --batch 1,8 --sweep [--no-phases] [--json rows.jsonl]
@@ -20,7 +22,7 @@ import argparse
 
 import torch
 
-from trm_fast.bench import ceilings
+from trm_fast.bench import ceilings, configs
 from trm_fast.bench.report import emit
 from trm_fast.kernels import small_layer as kernel
 from trm_fast.models.layers import RotaryEmbedding
@@ -67,8 +69,10 @@ def against_reference(batch: int, weights, tables, device):
     for name, call in rows.items():  # compiled, and checked, before any timing
         torch.testing.assert_close(call(), want, atol=5e-2, rtol=5e-2, msg=lambda m: f"{name}: {m}")
     floor = library_floor_us(batch, device)
+    latency = ceilings.measure(configs.load("sudoku_attn").build(1, "reference").config, batch, device)
     for name, call in rows.items():
-        yield dict(case=name, batch=batch, us=us_per_call(call, device), library_floor_us=round(floor, 2))
+        yield dict(case=name, batch=batch, us=us_per_call(call, device), library_floor_us=round(floor, 2),
+                   latency_floor_us=round(latency["layer_latency_floor_ms"] * 1e3, 2))
 
 
 def sweep(batch: int, weights, tables, device, phases: bool = True):
