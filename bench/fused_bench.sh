@@ -167,7 +167,7 @@ elif [ "$phase" = b1 ]; then
             2>&1 | tee -a "$log" || hangs=1
     fi
     if [[ $steps == *" sweep "* && $hangs = 0 ]]; then
-        (cd /tmp && timeout 200 python3 "$repo/bench/small_layer.py" --batch 1 --sweep \
+        (cd /tmp && timeout 240 python3 "$repo/bench/small_layer.py" --batch 1 --sweep \
             --json "$out/small_layer_sweep.jsonl") 2>&1 | cut -c1-240 | tee -a "$log" || true
     fi
     [ "$hangs" = 0 ] || echo "small_layer: failed or timed out; the persistent form is left out below" | tee -a "$log"

@@ -29,17 +29,15 @@ from trm_fast.models.layers import RotaryEmbedding
 from trm_fast.ops.small_layer import small_layer_reference
 
 SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
-# as it runs; 8 warps (one warp per scheduler left phase D latency-bound under Nsight Compute: twice the warps keep
-# twice the loads in flight); 128-row tiles, which read each weight once at batch 1 instead of once per 64-row
-# block (13.6 of a layer's ~18 MB of L2 reads are weights read twice), at 8 warps for their accumulators; phase F
-# over one row a program (97 programs, not 25); the GEMM phases' tiles by TMA, at 4 and 8 warps (under Nsight
-# Compute phase D's one warp per scheduler issued an instruction every 5.8 cycles: by TMA one thread issues each
-# tile's copy and no thread computes addresses, but Triton's K step is as long in SASS, 124 instructions against
-# ~127 for the unrolled pointer form's at phase A, five CTA barriers among them: only a run says which is faster);
-# the launches and barriers alone
-SWEEP = [{}, {"num_warps": 8}, {"num_warps": 8, "BN": 32}, {"num_warps": 8, "BM": 128},
-         {"num_warps": 8, "BM": 128, "BN": 32}, {"BR": 1}, {"TMA": True}, {"TMA": True, "num_warps": 8},
-         {"WORK": False}]
+# The likeliest first (a sweep cut short by its step's time limit keeps the rows it wrote): as it runs; the GEMM
+# phases' tiles by TMA (the pointer form's K loop puts a proxy fence, MEMBAR.ALL.CTA, before every wgmma group:
+# 16 in a phase-D tile, one in the TMA form's phase D; bench/NOTES.md); 8 warps, pointer and TMA (under
+# Nsight Compute phase D's one warp per scheduler issued an instruction every 5.8 cycles); phase F over one row a
+# program (97 programs, not 25); 8 warps with 32-column tiles in C and D; 128-row tiles, which read each weight
+# once at batch 1 where 64-row tiles read it twice, at 8 warps for their accumulators; the launches and barriers
+# alone
+SWEEP = [{}, {"TMA": True}, {"num_warps": 8}, {"TMA": True, "num_warps": 8}, {"BR": 1}, {"num_warps": 8, "BN": 32},
+         {"num_warps": 8, "BM": 128}, {"num_warps": 8, "BM": 128, "BN": 32}, {"WORK": False}]
 # earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
 
