@@ -103,6 +103,26 @@ def _dot_tiles(x_desc, row0, x_col0, w_desc, w_row0, w_col0, K, acc, PRECISION: 
 
 
 @triton.jit
+def _two_dots(x_ptr, x_desc, rows, row_mask, row0, w_ptr, w_desc, w_rows, w_row_a, w_row_b, a, b, K: tl.constexpr,
+              PRECISION: tl.constexpr, BK: tl.constexpr, TMA: tl.constexpr):
+    # a += x[rows] @ w[w_row_a + w_rows]^T and b += x[rows] @ w[w_row_b + w_rows]^T over K, both dots on one x tile
+    # per step (phase A's head halves, phase D's gate and up); by TMA the rows from row0 and from w_row_a and w_row_b
+    ks = tl.arange(0, BK)
+    for k0 in range(0, K, BK):
+        if TMA:
+            x = x_desc.load([row0, k0])
+            a = tl.dot(x, w_desc.load([w_row_a, k0]).T, a, input_precision=PRECISION)
+            b = tl.dot(x, w_desc.load([w_row_b, k0]).T, b, input_precision=PRECISION)
+        else:
+            x = tl.load(x_ptr + rows[:, None] * K + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
+                        cache_modifier=".cg")
+            w = w_ptr + (w_row_a + w_rows)[None, :] * K + (k0 + ks)[:, None]
+            a = tl.dot(x, tl.load(w), a, input_precision=PRECISION)
+            b = tl.dot(x, tl.load(w + (w_row_b - w_row_a) * K), b, input_precision=PRECISION)
+    return a, b
+
+
+@triton.jit
 def _qkv_rope_phase(h_ptr, wqkv_ptr, h_desc, wqkv_desc, cos_ptr, sin_ptr, stride_cos, stride_sin, qkv_ptr, M, S, pid,
                     nprog, H: tl.constexpr, D: tl.constexpr, HD: tl.constexpr, USE_ROPE: tl.constexpr,
                     EQUAL_HALVES: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
@@ -110,7 +130,6 @@ def _qkv_rope_phase(h_ptr, wqkv_ptr, h_desc, wqkv_desc, cos_ptr, sin_ptr, stride
     HALF: tl.constexpr = HD // 2
     slots = 3 * H
     half = tl.arange(0, HALF)
-    ks = tl.arange(0, BK)
     for t in range(pid, tl.cdiv(M, BM) * slots, nprog):
         j = t % slots  # head slot: q heads, then k heads, then v heads
         rows = (t // slots) * BM + tl.arange(0, BM)
@@ -120,19 +139,9 @@ def _qkv_rope_phase(h_ptr, wqkv_ptr, h_desc, wqkv_desc, cos_ptr, sin_ptr, stride
                                             row_mask & (rows * 0 + j < 2 * H), HALF, EQUAL_HALVES)
         # the head's two halves side by side from one load of h, so that RoPE pairs column c with c + HALF
         # within the program and the chain of dependent loads is D / BK long, not twice that
-        a = tl.zeros((BM, HALF), tl.float32)
-        b = tl.zeros((BM, HALF), tl.float32)
-        for k0 in range(0, D, BK):
-            if TMA:
-                x = h_desc.load([(t // slots) * BM, k0])
-                a = tl.dot(x, wqkv_desc.load([j * HD, k0]).T, a, input_precision=PRECISION)
-                b = tl.dot(x, wqkv_desc.load([j * HD + HALF, k0]).T, b, input_precision=PRECISION)
-            else:
-                x = tl.load(h_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
-                            cache_modifier=".cg")
-                w = wqkv_ptr + (j * HD + half)[None, :] * D + (k0 + ks)[:, None]
-                a = tl.dot(x, tl.load(w), a, input_precision=PRECISION)
-                b = tl.dot(x, tl.load(w + HALF * D), b, input_precision=PRECISION)
+        a, b = _two_dots(h_ptr, h_desc, rows, row_mask, (t // slots) * BM, wqkv_ptr, wqkv_desc, half, j * HD,
+                         j * HD + HALF, tl.zeros((BM, HALF), tl.float32), tl.zeros((BM, HALF), tl.float32), D,
+                         PRECISION, BK, TMA)
         a = a.to(qkv_ptr.dtype.element_ty)
         b = b.to(qkv_ptr.dtype.element_ty)
         if USE_ROPE:
@@ -216,26 +225,15 @@ def _norm_swiglu_phase(s1_ptr, ss_ptr, wgu_ptr, s1_desc, wgu_desc, a_ptr, M, eps
     # as the official model rounds, and writing h1 from one tile per row block took 7.2 us against 5.1 at batch 1
     # (H200, bench/NOTES.md)
     n_blocks: tl.constexpr = I // BN
-    ks = tl.arange(0, BK)
     cols = tl.arange(0, BN)
     for t in range(pid, tl.cdiv(M, BM) * n_blocks, nprog):
         rows = (t // n_blocks) * BM + tl.arange(0, BM)
         nb = t % n_blocks
         row_mask = rows < M
         rstd = _row_rstd(ss_ptr, rows, row_mask, eps, D, BN)  # before the GEMM, which hides its loads
-        g = tl.zeros((BM, BN), tl.float32)
-        u = tl.zeros((BM, BN), tl.float32)
-        for k0 in range(0, D, BK):
-            if TMA:
-                x = s1_desc.load([(t // n_blocks) * BM, k0])
-                g = tl.dot(x, wgu_desc.load([nb * BN, k0]).T, g, input_precision=PRECISION)
-                u = tl.dot(x, wgu_desc.load([I + nb * BN, k0]).T, u, input_precision=PRECISION)
-            else:
-                x = tl.load(s1_ptr + rows[:, None] * D + (k0 + ks)[None, :], mask=row_mask[:, None], other=0.0,
-                            cache_modifier=".cg")
-                w = wgu_ptr + (nb * BN + cols)[None, :] * D + (k0 + ks)[:, None]
-                g = tl.dot(x, tl.load(w), g, input_precision=PRECISION)
-                u = tl.dot(x, tl.load(w + I * D), u, input_precision=PRECISION)
+        g, u = _two_dots(s1_ptr, s1_desc, rows, row_mask, (t // n_blocks) * BM, wgu_ptr, wgu_desc, cols, nb * BN,
+                         I + nb * BN, tl.zeros((BM, BN), tl.float32), tl.zeros((BM, BN), tl.float32), D, PRECISION,
+                         BK, TMA)
         g = (g * rstd[:, None]).to(a_ptr.dtype.element_ty).to(tl.float32)
         u = (u * rstd[:, None]).to(a_ptr.dtype.element_ty).to(tl.float32)
         a = (g * tl.sigmoid(g) * u).to(a_ptr.dtype.element_ty)
