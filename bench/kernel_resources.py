@@ -4,6 +4,12 @@ spill, and how many programs of each an SM can hold, before any device time is s
 
     python bench/kernel_resources.py                      # every kernel, bf16, all configs
     python bench/kernel_resources.py rope_attention_tma --dtype fp32 --first 2
+    python bench/kernel_resources.py small_layer small_layer_tma --set PHASE=3 --sass
+
+--sass adds what the SASS holds: its instructions, the longest loop's body (instructions from a backward branch
+to its target), and the count of a few that tell how a kernel feeds its tensor cores: HGMMA (wgmma), LDGSTS
+(cp.async), UTMALDG (TMA loads) and MEMBAR (at sm_90, the proxy fence Triton puts before a wgmma that reads what
+cp.async wrote; a TMA load needs none). --set overrides a constexpr (PHASE=3: the small layer's phase D alone).
 
 The compile is Triton's own for that target (no GPU, no driver: the CPU machine and CI can run it); the
 resources are read from the cubin with the cuobjdump that Triton's wheel ships. Run it with the device's
@@ -85,8 +91,8 @@ def signature(fn, dtype: str, constexprs: dict, blocks: dict) -> dict:
     return sig
 
 
-def resources(kernel, config, dtype: str, fixed: dict, blocks, arch: int) -> dict:
-    """Compile one config for sm_<arch> and read what it takes."""
+def resources(kernel, config, dtype: str, fixed: dict, blocks, arch: int, sass: bool = False) -> dict:
+    """Compile one config for sm_<arch> and read what it takes; with `sass`, what its SASS holds (sass_counts)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -108,11 +114,27 @@ def resources(kernel, config, dtype: str, fixed: dict, blocks, arch: int) -> dic
         f.flush()
         usage = subprocess.run([cuobjdump, "--dump-resource-usage", f.name], capture_output=True, text=True,
                                check=True).stdout
+        listing = subprocess.run([cuobjdump, "-sass", f.name], capture_output=True, text=True,
+                                 check=True).stdout if sass else ""
     regs, stack = (int(re.search(rf"{key}:(\d+)", usage).group(1)) for key in ("REG", "STACK"))
     shared = compiled.metadata.shared
     threads = 32 * config.num_warps
     programs = min(SM_REGISTERS // max(1, regs * threads), SM_SHARED // (shared + PROGRAM_RESERVE), 32)
-    return {"registers": regs, "spill_bytes": stack, "shared_bytes": shared, "programs_per_sm": programs}
+    found = {"registers": regs, "spill_bytes": stack, "shared_bytes": shared, "programs_per_sm": programs}
+    return {**found, **sass_counts(listing)} if sass else found
+
+
+SASS_OPS = ("HGMMA", "LDGSTS", "UTMALDG", "MEMBAR")
+
+
+def sass_counts(listing: str) -> dict:
+    """From cuobjdump -sass: the instructions, the longest loop body and the count of each of SASS_OPS."""
+    code = [(int(address, 16), text) for address, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", listing)]
+    loops = [(address - int(target, 16)) // 16 + 1 for address, text in code
+             for target in re.findall(r"\bBRA\b.*?0x([0-9a-f]+)", text) if int(target, 16) < address]
+    ops = [re.sub(r"^@!?U?P\w+\s+", "", text).split(".")[0].split()[0] for _, text in code]
+    return {"instructions": len(code), "longest_loop": max(loops, default=0),
+            **{op: ops.count(op) for op in SASS_OPS}}
 
 
 def main(argv=None) -> int:
@@ -121,7 +143,16 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"))
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: Hopper)")
     parser.add_argument("--first", type=int, help="only the first N configs of each kernel")
+    parser.add_argument("--sass", action="store_true", help="also count what the SASS holds (see above)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one of the kernel's constexprs (an int, or the text as given)")
     args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key] = int(value) if value.lstrip("-").isdigit() else value
     os.environ.pop("TRITON_INTERPRET", None)  # before the kernels load: a real compile and the real tile lists
     unknown = [k for k in args.kernels if k not in KERNELS]
     if unknown:
@@ -134,6 +165,7 @@ def main(argv=None) -> int:
 
     for name in args.kernels or KERNELS:
         module, attr, fixed, blocks = KERNELS[name]
+        fixed = {**fixed, **overrides}
         loaded = importlib.import_module(f"trm_fast.kernels.{module}")
         kernel = getattr(loaded, attr)
         configs = kernel.configs if hasattr(kernel, "configs") else [triton.Config({}, **loaded.LAUNCH)]
@@ -141,12 +173,14 @@ def main(argv=None) -> int:
             tile = " ".join(f"{k}={v}" for k, v in config.kwargs.items()) + f" warps={config.num_warps} " \
                 f"stages={config.num_stages}"
             try:
-                r = resources(kernel, config, args.dtype, fixed, blocks, args.arch)
+                r = resources(kernel, config, args.dtype, fixed, blocks, args.arch, args.sass)
             except Exception as error:  # a config the compiler refuses: say so, go on
                 print(f"{name:<22} {tile:<62} failed: {type(error).__name__}: {str(error).splitlines()[0][:60]}")
                 continue
+            sass = "".join(f" {r[key]:>5} {key}" for key in ("instructions", "longest_loop", *SASS_OPS)) \
+                if args.sass else ""
             print(f"{name:<22} {tile:<62} {r['registers']:>3} regs {r['spill_bytes']:>5} B spill "
-                  f"{r['shared_bytes'] / 1024:>6.1f} KiB shared {r['programs_per_sm']:>2} per SM", flush=True)
+                  f"{r['shared_bytes'] / 1024:>6.1f} KiB shared {r['programs_per_sm']:>2} per SM{sass}", flush=True)
     return 0
 
 

@@ -269,6 +269,26 @@ def test_kernel_resources_compiles_every_kernel_for_hopper_without_a_gpu():
         assert "failed" not in line and re.search(r" \d+ regs +\d+ B spill +[\d.]+ KiB shared +\d+ per SM$", line), line
 
 
+def test_kernel_resources_counts_what_the_sass_holds(tmp_path):
+    # --sass on a listing as cuobjdump prints one: a loop of four instructions (a backward branch to 0x0010) and
+    # a predicated HGMMA; --set overrides a constexpr, and refuses what is not KEY=VALUE
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import kernel_resources
+
+    listing = """
+        /*0000*/                   LDGSTS.E.BYPASS.128 [R1], desc[UR4][R2.64] ;
+        /*0010*/                   MEMBAR.ALL.CTA ;
+        /*0020*/              @!P0 HGMMA.64x64x16.F32.BF16 R24, gdesc[UR8], R24 ;
+        /*0030*/                   UTMALDG.2D [UR8], [UR4] ;
+        /*0040*/              @P1  BRA 0x10 ;
+        /*0050*/                   EXIT ;
+    """
+    assert kernel_resources.sass_counts(listing) == dict(instructions=6, longest_loop=4, HGMMA=1, LDGSTS=1, UTMALDG=1,
+                                                         MEMBAR=1)
+    with pytest.raises(SystemExit):
+        kernel_resources.main(["small_layer", "--set", "PHASE"])
+
+
 def test_byte_count_of_sudoku_mlpt():
     # MLP-t's token mix is one kernel that reads h and writes y (kernels/token_mix.py): 2 S D beside the channel
     # MLP's 5 S D + 6 S I
