@@ -33,11 +33,12 @@ SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
 # phases' tiles by TMA (the pointer form's K loop puts a proxy fence, MEMBAR.ALL.CTA, before every wgmma group:
 # 16 in a phase-D tile, one in the TMA form's phase D; bench/NOTES.md); 8 warps, pointer and TMA (under
 # Nsight Compute phase D's one warp per scheduler issued an instruction every 5.8 cycles); phase F over one row a
-# program (97 programs, not 25); 8 warps with 32-column tiles in C and D; 128-row tiles, which read each weight
-# once at batch 1 where 64-row tiles read it twice, at 8 warps for their accumulators; the launches and barriers
-# alone
-SWEEP = [{}, {"TMA": True}, {"num_warps": 8}, {"TMA": True, "num_warps": 8}, {"BR": 1}, {"num_warps": 8, "BN": 32},
-         {"num_warps": 8, "BM": 128}, {"num_warps": 8, "BM": 128, "BN": 32}, {"WORK": False}]
+# program (97 programs, not 25); 32-query attention units (32 in phase B, not 16); 8 warps with 32-column tiles
+# in C and D; 128-row tiles, which read each weight once at batch 1 where 64-row tiles read it twice, at 8 warps
+# for their accumulators; the launches and barriers alone
+SWEEP = [{}, {"TMA": True}, {"num_warps": 8}, {"TMA": True, "num_warps": 8}, {"BR": 1}, {"BQ": 32},
+         {"num_warps": 8, "BN": 32}, {"num_warps": 8, "BM": 128}, {"num_warps": 8, "BM": 128, "BN": 32},
+         {"WORK": False}]
 # earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
 
