@@ -272,8 +272,12 @@ def test_kernel_resources_compiles_every_kernel_for_hopper_without_a_gpu():
 def test_kernel_resources_counts_what_the_sass_holds(tmp_path):
     # --sass on a listing as cuobjdump prints one: a loop of four instructions (a backward branch to 0x0010) and
     # a predicated HGMMA; --set overrides a constexpr, and refuses what is not KEY=VALUE
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    import kernel_resources
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "kernel_resources", Path(__file__).resolve().parents[1] / "bench" / "kernel_resources.py")
+    kernel_resources = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernel_resources)
 
     listing = """
         /*0000*/                   LDGSTS.E.BYPASS.128 [R1], desc[UR4][R2.64] ;
