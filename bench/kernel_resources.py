@@ -31,7 +31,7 @@ import tempfile
 _SMALL_LAYER = {"H": 8, "D": 512, "I": 1536, "HD": 64, "BS": 128, "USE_ROPE": True, "PRECISION": "tf32", "PHASE": -1,
                 "SPLIT": 8, "BM": 64, "BN": 64, "BK": 64, "BQ": 64, "BR": 4, "BD": 512, "WORK": True,
                 "EQUAL_HALVES": True}
-# name: (kernel module, kernel, constexprs besides the config's, descriptor blocks from the config's meta)
+# name: (kernel module, kernel, constexprs besides the config's, descriptor blocks from all the constexprs)
 KERNELS = {
     "linear_swiglu_tma": ("linear_swiglu", "_linear_swiglu_tma_kernel", {"INPUT_PRECISION": "tf32"},
                           lambda m: {"x_desc": (m["BLOCK_M"], m["BLOCK_K"]), "w_desc": (m["BLOCK_N"], m["BLOCK_K"]),
@@ -67,8 +67,10 @@ KERNELS = {
     "small_layer": ("small_layer", "_small_layer_kernel", {**_SMALL_LAYER, "TMA": False, **dict.fromkeys(
         ("h_desc", "wqkv_desc", "attn_desc", "wo_desc", "s1_desc", "wgu_desc", "a_desc", "wd_desc"))}, None),
     "small_layer_tma": ("small_layer", "_small_layer_kernel", {**_SMALL_LAYER, "TMA": True},
-                        lambda m: {**dict.fromkeys(("h_desc", "attn_desc", "s1_desc", "a_desc", "wd_desc"), (64, 64)),
-                                   "wqkv_desc": (32, 64), "wo_desc": (64, 64), "wgu_desc": (64, 64)}),
+                        lambda m: {**dict.fromkeys(("h_desc", "attn_desc", "s1_desc", "a_desc", "wd_desc"),
+                                                   (m["BM"], m["BK"])),
+                                   "wqkv_desc": (m["HD"] // 2, m["BK"]), "wo_desc": (m["BN"], m["BK"]),
+                                   "wgu_desc": (m["BN"], m["BK"])}),
 }
 SM_REGISTERS, SM_SHARED, PROGRAM_RESERVE = 65536, 233472, 1024
 
@@ -101,7 +103,7 @@ def resources(kernel, config, dtype: str, fixed: dict, blocks, arch: int, sass: 
     while not isinstance(fn, triton.runtime.jit.JITFunction):  # under @triton.autotune or @triton.heuristics
         fn = fn.fn
     constexprs = {**fixed, **config.kwargs}
-    sig = signature(fn, dtype, constexprs, blocks(config.kwargs) if blocks else {})
+    sig = signature(fn, dtype, constexprs, blocks(constexprs) if blocks else {})
     # pointers 16-byte aligned, as a launch on torch's tensors specialises them: without it no load is wider
     # than an element and no K loop is pipelined, so the registers and shared memory read would not be the run's
     aligned = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names) if sig[name].startswith("*")}

@@ -30,14 +30,17 @@ from trm_fast.ops.small_layer import small_layer_reference
 
 SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
 # The likeliest first (a sweep cut short by its step's time limit keeps the rows it wrote): as it runs; the GEMM
-# phases' tiles by TMA (the pointer form's K loop puts a proxy fence, MEMBAR.ALL.CTA, before every wgmma group:
-# 16 in a phase-D tile, one in the TMA form's phase D; bench/NOTES.md); 8 warps, pointer and TMA (under
-# Nsight Compute phase D's one warp per scheduler issued an instruction every 5.8 cycles); phase F over one row a
-# program (97 programs, not 25); 32-query attention units (32 in phase B, not 16); 8 warps with 32-column tiles
-# in C and D; 128-row tiles, which read each weight once at batch 1 where 64-row tiles read it twice, at 8 warps
-# for their accumulators; the launches and barriers alone
-SWEEP = [{}, {"TMA": True}, {"num_warps": 8}, {"TMA": True, "num_warps": 8}, {"BR": 1}, {"BQ": 32},
-         {"num_warps": 8, "BN": 32}, {"num_warps": 8, "BM": 128}, {"num_warps": 8, "BM": 128, "BN": 32},
+# phases' tiles by TMA (the pointer form's K loop puts a proxy fence, MEMBAR.ALL.CTA, before every wgmma group: 16 in
+# a phase-D tile, one in the TMA form's phase D; bench/NOTES.md); 8 warps, pointer and TMA (under Nsight Compute phase
+# D's one warp per scheduler issued an instruction every 5.8 cycles); two programs an SM, by TMA (whose phases need
+# fewer registers) with 32-query attention units (80 KiB of shared memory, not 128) and 32- or 16-column tiles in C
+# and D (96 or 192 tiles in D: only the second has more tiles than SMs, the first is its control); phase F over one
+# row a program (97 programs, not 25); 32-query attention units (32 in phase B, not 16); 8 warps with 32-column tiles
+# in C and D; 128-row tiles, which read each weight once at batch 1 where 64-row tiles read it twice, at 8 warps for
+# their accumulators; the launches and barriers alone
+SWEEP = [{}, {"TMA": True}, {"num_warps": 8}, {"TMA": True, "num_warps": 8},
+         {"TMA": True, "BQ": 32, "BN": 32, "PER_SM": 2}, {"TMA": True, "BQ": 32, "BN": 16, "PER_SM": 2}, {"BR": 1},
+         {"BQ": 32}, {"num_warps": 8, "BN": 32}, {"num_warps": 8, "BM": 128}, {"num_warps": 8, "BM": 128, "BN": 32},
          {"WORK": False}]
 # earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
@@ -90,7 +93,7 @@ def sweep_row(batch: int, config: dict, weights, tables, h, want, phases: bool =
     """One config's row: its phases alone (where `phases`) and its persistent launch, each checked before it is
     timed."""
     device = h.device
-    out, args, meta, tiles, sms = kernel.launches(h, *weights, *tables, HEADS, EPS, config)
+    out, args, meta, tiles, slots = kernel.launches(h, *weights, *tables, HEADS, EPS, config)
     row = dict(case="small_layer sweep", batch=batch, config=config, split=meta["SPLIT"], tiles=tiles)
     launch = lambda phase, grid: kernel._small_layer_kernel[(grid,)](*args, PHASE=phase, **meta)  # noqa: E731
     checked = config.get("WORK", True)  # without the work, the output is garbage
@@ -102,7 +105,7 @@ def sweep_row(batch: int, config: dict, weights, tables, h, want, phases: bool =
         row[f"phase{'ABCDEF'[phase]}_us"] = us_per_call(lambda: launch(phase, count), device)
     if phases:
         row["phases_sum_us"] = round(sum(row[f"phase{p}_us"] for p in "ABCDEF"), 2)
-    grid = row["grid"] = min(max(tiles), sms)
+    grid = row["grid"] = min(max(tiles), slots)
     out.zero_()
     launch(-1, grid)
     if checked:
@@ -115,11 +118,11 @@ def profiled(batch: int, weights, tables, device):
     """Each phase alone, the persistent launch and the official layer compiled, once each inside the profiler's
     range; nothing is timed here (Nsight Compute's report is the result)."""
     h = layer_input(batch, device)
-    out, args, meta, tiles, sms = kernel.launches(h, *weights, *tables, HEADS, EPS)
+    out, args, meta, tiles, slots = kernel.launches(h, *weights, *tables, HEADS, EPS)
     reference = torch.compile(small_layer_reference, dynamic=False)
     calls = [lambda phase=phase, count=count: kernel._small_layer_kernel[(count,)](*args, PHASE=phase, **meta)
              for phase, count in enumerate(tiles)]
-    calls.append(lambda: kernel._small_layer_kernel[(min(max(tiles), sms),)](*args, PHASE=-1, **meta))
+    calls.append(lambda: kernel._small_layer_kernel[(min(max(tiles), slots),)](*args, PHASE=-1, **meta))
     calls.append(lambda: reference(h, *weights, *tables, HEADS, EPS))
     for call in calls:  # compiled, and the caches warm, before the range
         call()

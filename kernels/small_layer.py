@@ -355,14 +355,28 @@ def _tiles(batch: int, positions: int, num_heads: int, width: int, inner: int, m
             row_blocks * width // bm * meta["SPLIT"], triton.cdiv(batch * positions, meta["BR"])]
 
 
+def resident_unsupported(per_sm: int, num_warps: int, shared_bytes: int, sm_shared_bytes: int) -> str | None:
+    """Why `per_sm` programs of `num_warps` warps and `shared_bytes` of shared memory each may not all be resident
+    on one SM at once, or None. Registers are not known before the kernel loads, so they are bounded instead: 8
+    warps of 255 registers a thread fill an SM's 64 K exactly; each program also takes 1 KiB the driver keeps."""
+    if per_sm * num_warps > 8:
+        return f"{per_sm} programs of {num_warps} warps need not fit an SM's registers (at most 8 warps an SM)"
+    if per_sm * (shared_bytes + 1024) > sm_shared_bytes:
+        return (f"{per_sm} programs of {shared_bytes} B of shared memory (and 1 KiB each the driver keeps) do not "
+                f"fit an SM's {sm_shared_bytes} B")
+    return None
+
+
 def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torch.Tensor, w_down: torch.Tensor,
              cos, sin, num_heads: int, eps: float, config: dict | None = None):
     """The layer's output (allocated, not yet written), the kernel's arguments, its meta-parameters and each
-    phase's tile count for one call, and the SM count that bounds the persistent grid. `config` overrides the
-    tiles (BM rows; BN columns of phases C and D; BK, BQ, BR), phase E's K split (SPLIT),
-    the launch (num_warps, num_stages), TMA (True: the GEMM phases load their tiles through the tensor memory
-    accelerator, Hopper's; not yet timed, so off by default), and WORK (False: the phases do nothing, so that a
-    benchmark times the launches and barriers alone; the output is then garbage)."""
+    phase's tile count for one call, and the most programs the persistent grid may hold (all resident at once, as
+    its barriers need). `config` overrides the tiles (BM rows; BN columns of phases C and D; BK, BQ, BR), phase E's
+    K split (SPLIT), the launch (num_warps, num_stages), TMA (True: the GEMM phases load their tiles through the
+    tensor memory accelerator, Hopper's; not yet timed, so off by default), PER_SM (programs an SM holds, 1 by
+    default: 2 puts twice the warps on an SM where a phase has more tiles than SMs; a ValueError where they may not
+    fit, see resident_unsupported), and WORK (False: the phases do nothing, so that a benchmark times the launches
+    and barriers alone; the output is then garbage)."""
     batch, positions, width = h.shape
     inner = w_down.shape[1]
     head_dim = width // num_heads
@@ -372,6 +386,7 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     meta = dict(BM=BLOCK, BN=BLOCK, BK=K_STEP, BQ=min(QUERY_ROWS, block_s), BR=NORM_ROWS,
                 WORK=True, TMA=False, **LAUNCH)
     meta.update(config or {})
+    per_sm = meta.pop("PER_SM", 1)
     if "SPLIT" not in meta:
         meta["SPLIT"] = _split(triton.cdiv(rows, meta["BM"]) * width // meta["BM"], inner // meta["BK"], sms)
     tiles = _tiles(batch, positions, num_heads, width, inner, meta)
@@ -395,7 +410,14 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
     meta.update(H=num_heads, D=width, I=inner, HD=head_dim, BS=block_s, USE_ROPE=use_rope,
                 EQUAL_HALVES=use_rope and equal_halves(cos, sin), BD=triton.next_power_of_2(width),
                 PRECISION="ieee" if h.dtype == torch.float32 else "tf32")
-    return out, args, meta, tiles, sms
+    if per_sm > 1 and h.is_cuda and not interpreting():  # compiled (not launched) to read its shared memory
+        shared = _small_layer_kernel.warmup(*args, grid=(1,), PHASE=-1, **meta).metadata.shared
+        props = torch.cuda.get_device_properties(h.device)
+        why = resident_unsupported(per_sm, meta["num_warps"], shared,
+                                   getattr(props, "shared_memory_per_multiprocessor", 233472))
+        if why:
+            raise ValueError(f"small_layer: PER_SM={per_sm}: {why}")
+    return out, args, meta, tiles, per_sm * sms
 
 
 def small_layer(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torch.Tensor, w_down: torch.Tensor,
@@ -407,9 +429,9 @@ def small_layer(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: t
     (not under the interpreter). `config`: as `launches` takes it."""
     if persistent is None:
         persistent = h.is_cuda and not interpreting()
-    out, args, meta, tiles, sms = launches(h, w_qkv, w_o, w_gu, w_down, cos, sin, num_heads, eps, config)
+    out, args, meta, tiles, slots = launches(h, w_qkv, w_o, w_gu, w_down, cos, sin, num_heads, eps, config)
     if persistent:
-        _small_layer_kernel[(min(max(tiles), sms),)](*args, PHASE=-1, **meta)
+        _small_layer_kernel[(min(max(tiles), slots),)](*args, PHASE=-1, **meta)
     else:
         for phase, count in enumerate(tiles):
             _small_layer_kernel[(count,)](*args, PHASE=phase, **meta)

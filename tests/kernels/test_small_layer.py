@@ -58,9 +58,11 @@ def test_interpreter_phases_match_reference(shape, dtype):
 # 32-row tiles with one-row norm tiles (rows 34 cross them unevenly) and 16-query attention units; no split and
 # whole-puzzle attention units; 16-column tiles in C and D; the GEMM phases' tiles loaded by the tensor
 # memory accelerator, at the default tiles and at 32-row tiles with a shorter K step (TMA reads the rows past M as
-# zeros, where the pointer loads mask them)
+# zeros, where the pointer loads mask them); two programs an SM (the persistent grid up to twice the SMs) by TMA with
+# 16-column tiles, more tiles than SMs in phase D at the GPU test's 3 puzzles
 CONFIGS = [{"SPLIT": 4, "BK": 32, "BN": 32}, {"BM": 32, "BK": 32, "BR": 1, "BQ": 16},
-           {"SPLIT": 1, "BR": 16, "BQ": 128}, {"BN": 16}, {"TMA": True}, {"TMA": True, "BM": 32, "BK": 32, "SPLIT": 4}]
+           {"SPLIT": 1, "BR": 16, "BQ": 128}, {"BN": 16}, {"TMA": True}, {"TMA": True, "BM": 32, "BK": 32, "SPLIT": 4},
+           {"TMA": True, "BQ": 32, "BN": 16, "PER_SM": 2}]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU interpreter test; the GPU test covers CUDA")
@@ -111,6 +113,30 @@ def test_gpu_launches_chain_and_replay():
     graph.replay()
     torch.cuda.synchronize()
     assert torch.equal(replayed, expected)
+
+
+def test_programs_per_sm_must_all_fit_at_once():
+    # the grid barrier waits for every program: a persistent grid larger than what the SMs hold at once would hang,
+    # so PER_SM is refused where its programs may not fit (registers bounded by warps, shared memory as compiled)
+    from trm_fast.kernels.small_layer import resident_unsupported
+
+    assert resident_unsupported(2, 4, 80 * 1024, 233472) is None
+    assert resident_unsupported(1, 8, 128 * 1024, 233472) is None
+    assert "at most 8 warps an SM" in resident_unsupported(3, 4, 1024, 233472)
+    assert "at most 8 warps an SM" in resident_unsupported(2, 8, 1024, 233472)
+    assert "do not fit an SM's 233472 B" in resident_unsupported(2, 4, 128 * 1024, 233472)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_refuses_more_programs_per_sm_than_fit():
+    from trm_fast.kernels.small_layer import small_layer as kernel
+
+    tensors, tables = _inputs((1, 97, 512, 8, 1536, True), torch.bfloat16, "cuda", seed=5)
+    with pytest.raises(ValueError, match="PER_SM=2: .*do not fit an SM's"):
+        kernel(*tensors, *tables, 8, EPS, True, {"PER_SM": 2})  # 64-query units: 128 KiB of shared memory each
+    with pytest.raises(ValueError, match="PER_SM=3: .*at most 8 warps an SM"):
+        kernel(*tensors, *tables, 8, EPS, True, {"TMA": True, "BQ": 32, "PER_SM": 3})
 
 
 def test_bad_inputs_name_the_problem():
