@@ -45,15 +45,6 @@ SWEEP = [{}, {"TMA": True}, {"num_warps": 8}, {"TMA": True, "num_warps": 8},
 # earlier sweeps timed the tiles, the split, warps and stages, and the barrier's waits (bench/NOTES.md)
 
 
-def library_floor_us(batch: int, device) -> float:
-    """The layer's four GEMMs at cuBLAS's graph-replayed rate, plus SDPA at its shape."""
-    m = batch * SEQ
-    us = sum(2 * m * k * n / ceilings.measure_gemm(m, k, n, device) / 1e6
-             for k, n in ((WIDTH, 3 * WIDTH), (WIDTH, WIDTH), (WIDTH, 2 * INNER), (INNER, WIDTH)))
-    flops = 4 * batch * HEADS * SEQ * SEQ * (WIDTH // HEADS)
-    return us + flops / ceilings.measure_attention(batch, HEADS, SEQ, WIDTH // HEADS, device) / 1e6
-
-
 def us_per_call(call, device) -> float:
     return round(ceilings.per_call_ms(call, device, reps=5) * 1e3, 2)
 
@@ -70,11 +61,12 @@ def against_reference(batch: int, weights, tables, device):
     want = rows["official layer, torch.compile"]()
     for name, call in rows.items():  # compiled, and checked, before any timing
         torch.testing.assert_close(call(), want, atol=5e-2, rtol=5e-2, msg=lambda m: f"{name}: {m}")
-    floor = library_floor_us(batch, device)
-    latency = ceilings.measure(configs.load("sudoku_attn").build(1, "reference").config, batch, device)
+    # the bench's floors of one layer application at this batch (sudoku_attn's shape, the one here)
+    floors = ceilings.measure(configs.load("sudoku_attn").build(1, "reference").config, batch, device)
     for name, call in rows.items():
-        yield dict(case=name, batch=batch, us=us_per_call(call, device), library_floor_us=round(floor, 2),
-                   latency_floor_us=round(latency["layer_latency_floor_ms"] * 1e3, 2))
+        yield dict(case=name, batch=batch, us=us_per_call(call, device),
+                   library_floor_us=round(floors["layer_library_floor_ms"] * 1e3, 2),
+                   latency_floor_us=round(floors["layer_latency_floor_ms"] * 1e3, 2))
 
 
 def sweep(batch: int, weights, tables, device, phases: bool = True):
