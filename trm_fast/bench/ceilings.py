@@ -6,7 +6,7 @@ the latency model's rates (the same shapes at that batch, and a copy within L2).
 import torch
 import torch.nn.functional as F
 
-from .flops import _DTYPE_BYTES, _swiglu_inner
+from .flops import _DTYPE_BYTES, _swiglu_inner, attention_flops
 from .timing import summary, time_unit
 
 BACK_TO_BACK = 50  # calls per timed unit, captured in one CUDA graph: no launch latency, as in the engine
@@ -134,7 +134,7 @@ def measure(cfg, batch: int, device, backward: bool = False):
         heads, s = cfg.num_heads, cfg.full_seq_len
         attn = measure_attention(batch, heads, s, cfg.hidden_size // heads, device)
         result["attention_tflops"] = attn
-        attn_s = _attention_flops(cfg, batch) / (attn * 1e12)
+        attn_s = batch * attention_flops(cfg) / (attn * 1e12)
         library_s += attn_s
         if backward:
             backward_s += 2.5 * attn_s
@@ -167,10 +167,6 @@ def _forward_gemms(cfg, batch: int, rate_batch: int, device, gemms: list, kind: 
         [(k, n, 2 * m * k * n * scale / (best * 1e12)) for m, k, n in mix]
 
 
-def _attention_flops(cfg, batch: int) -> float:
-    return 4 * batch * cfg.full_seq_len ** 2 * cfg.hidden_size
-
-
 def _latency_s(cfg, batch: int, full: int, device, gemms: list, result: dict) -> float:
     """The latency model's seconds for one block application at `batch`: the layer's weights read once from L2,
     or its FLOPs at the rates of `full`'s shapes (which fill the GPU), whichever takes longer (a kernel may read
@@ -184,6 +180,6 @@ def _latency_s(cfg, batch: int, full: int, device, gemms: list, result: dict) ->
         heads, s = cfg.num_heads, cfg.full_seq_len
         attn = measure_attention(full, heads, s, cfg.hidden_size // heads, device)
         result["attention_tflops_latency_model"] = attn
-        compute_s += _attention_flops(cfg, batch) / (attn * 1e12)
+        compute_s += batch * attention_flops(cfg) / (attn * 1e12)
     result["l2_copy_tb_per_s"] = measure_l2_copy(device)
     return max(weights_bytes / (result["l2_copy_tb_per_s"] * 1e12), compute_s)

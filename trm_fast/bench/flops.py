@@ -13,6 +13,11 @@ def _swiglu_inner(width: int, expansion: float) -> int:
     return -(round(expansion * width * 2 / 3) // -256) * 256
 
 
+def attention_flops(cfg) -> float:
+    """Attention's two batched matmuls in one block application on one sequence: 4 S^2 D."""
+    return float(4 * cfg.full_seq_len ** 2 * cfg.hidden_size)
+
+
 def layer_flops(cfg, backward: bool = False) -> float:
     """One block application (or its backward) on one sequence of cfg.full_seq_len positions."""
     s, d = cfg.full_seq_len, cfg.hidden_size
@@ -24,7 +29,7 @@ def layer_flops(cfg, backward: bool = False) -> float:
         attn = 0
     else:
         mix = 2 * s * d * 3 * d + 2 * s * d * d
-        attn = 4 * s * s * d
+        attn = attention_flops(cfg)
     if backward:
         return float(2 * (mix + mlp) + 2.5 * attn)
     return float(mix + mlp + attn)
