@@ -96,11 +96,19 @@ class Step:
         return times
 
 
+def _recompute(variant: str):
+    """arch recompute's value for a variant: "compile+recompute" True, "eager+recompute=mlp" "mlp", else False."""
+    _, _, mode = variant.partition("+recompute")
+    return mode[1:] if mode.startswith("=") else variant.endswith("+recompute")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config")
     parser.add_argument("--batch", type=int)
-    parser.add_argument("--variants", default="eager,eager+recompute,compile,compile+recompute")
+    parser.add_argument("--variants", default="eager,eager+recompute,compile,compile+recompute",
+                        help="comma list of eager or compile, each alone or with +recompute (arch recompute: true) "
+                             "or +recompute=mlp")
     parser.add_argument("--auto-ops", action="append",
                         help="comma list replacing trm_fast.backend.AUTO_OPS; repeat it to measure each set")
     parser.add_argument("--timed-steps", type=int, default=5, help="steps timed per variant (per round)")
@@ -120,7 +128,7 @@ def main():
         limit = 8 * max(1, len(variants))
         name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
         setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), limit))
-        steps = [Step(bc, args.batch or bc.batch, v.startswith("compile"), v.endswith("+recompute"), device, a)
+        steps = [Step(bc, args.batch or bc.batch, v.startswith("compile"), _recompute(v), device, a)
                  for v, a in variants]
         rounds = [[statistics.median(step.time(args.timed_steps)) for step in steps] for _ in range(args.interleave)]
         for i, ((variant, auto_ops), step) in enumerate(zip(variants, steps)):
@@ -130,8 +138,7 @@ def main():
                       device=torch.cuda.get_device_name(device)), args.json)
         return
     for variant, auto_ops in variants:
-        step = Step(bc, args.batch or bc.batch, variant.startswith("compile"), variant.endswith("+recompute"), device,
-                    auto_ops)
+        step = Step(bc, args.batch or bc.batch, variant.startswith("compile"), _recompute(variant), device, auto_ops)
         times = step.time(args.timed_steps)
         emit(dict(step.row, forward_backward_ms=statistics.median(times) if times else None,
                   auto_ops=sorted(auto_ops), commit=args.commit, device=torch.cuda.get_device_name(device)), args.json)

@@ -163,10 +163,10 @@ TRAINING_VARIANTS = [(trm_fast.TRM, dict()), (trm_fast.TRM, dict(pos_encodings="
 TRAINING_VARIANT_IDS = ["trm-attn", "trm-mlpt", "hrm"]
 
 
-def training_grads(cls, overrides, recompute: bool, device="cpu", compile=False, steps=2, backend=None,
+def training_grads(cls, overrides, recompute, device="cpu", compile=False, steps=2, backend=None,
                    nudge=False):
     """Gradients after `steps` ACT training steps from seed 0 (the first resets every row, a later one has
-    halted rows too), and the bytes autograd kept for the last backward. `backend`: the model's ops (None:
+    halted rows too), and the bytes autograd kept for the last backward; `recompute`: arch recompute's value. `backend`: the model's ops (None:
     the config's default). `nudge`: every weight but the halting head's moved by about one fp32 ulp first, so that
     the difference from the same call without it is what fp32's rounding alone makes of these gradients
     (`rounding_sensitivity`)."""

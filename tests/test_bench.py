@@ -73,7 +73,9 @@ def test_engine_rows_beside_the_reference(tmp_path):
     assert rows[2]["puzzles_per_s"] > 0 and rows[2]["steps"] == 4
 
 
-def test_recompute_applies_to_the_engines_training_step_only(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("flag, mode, label", [(["--recompute"], True, "engine+recompute"),
+                                               (["--recompute", "mlp"], "mlp", "engine+recompute=mlp")])
+def test_recompute_applies_to_the_engines_training_step_only(tmp_path, capsys, monkeypatch, flag, mode, label):
     built = []
     original = configs.BenchConfig.build
 
@@ -81,10 +83,17 @@ def test_recompute_applies_to_the_engines_training_step_only(tmp_path, capsys, m
         built.append(recompute)
         return original(self, batch, backend, recompute)
     monkeypatch.setattr(configs.BenchConfig, "build", spy)
-    code, rows = _bench(tmp_path, "--backend", "engine,reference-eager", "--recompute", "--mode", "train")
-    assert code == 0 and [(r["backend"], r.get("recompute")) for r in rows] == [("engine", True), ("reference-eager", None)]
-    assert built == [False, True, False]  # the shared weights, the engine's model, the reference's
-    assert "tiny train b8 engine+recompute:" in capsys.readouterr().out
+    code, rows = _bench(tmp_path, "--backend", "engine,reference-eager", *flag, "--mode", "train")
+    assert code == 0 and [(r["backend"], r.get("recompute")) for r in rows] == [("engine", mode), ("reference-eager", None)]
+    assert built == [False, mode, False]  # the shared weights, the engine's model, the reference's
+    assert f"tiny train b8 {label}:" in capsys.readouterr().out
+
+
+def test_an_unknown_recompute_mode_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _bench(tmp_path, "--recompute", "attention", "--mode", "train")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--recompute: invalid choice: 'attention'" in err and "mlp" in err
 
 
 def test_speedup_and_table_from_rows():

@@ -10,10 +10,12 @@ from helpers import (TRAINING_VARIANT_IDS, TRAINING_VARIANTS, make_batch, roundi
                      training_grads)
 from trm_fast.models.layers import Block
 
+@pytest.mark.parametrize("mode", [True, "mlp"])
 @pytest.mark.parametrize("cls, overrides", TRAINING_VARIANTS, ids=TRAINING_VARIANT_IDS)
-def test_recompute_gives_the_same_gradients_and_keeps_less(cls, overrides):
+def test_recompute_gives_the_same_gradients_and_keeps_less(cls, overrides, mode):
+    # off a GPU "mlp" checkpoints each module call as true does
     plain, plain_bytes = training_grads(cls, overrides, False)
-    again, again_bytes = training_grads(cls, overrides, True)
+    again, again_bytes = training_grads(cls, overrides, mode)
     assert plain.keys() == again.keys()
     for name in plain:
         torch.testing.assert_close(again[name], plain[name], atol=1e-6, rtol=1e-6, msg=name)
@@ -23,8 +25,20 @@ def test_recompute_gives_the_same_gradients_and_keeps_less(cls, overrides):
 
 def test_recompute_is_off_by_default_and_checked():
     assert trm_fast.TRM(tiny_config()).inner.L_level.recompute is False
-    with pytest.raises(ValueError, match="recompute"):
-        trm_fast.TRM(tiny_config(recompute="yes"))
+    for bad in ("yes", "attention", 1):
+        with pytest.raises(ValueError, match=f"config field 'recompute' must be true, false or one of 'mlp', "
+                                             f"got {bad!r}"):
+            trm_fast.TRM(tiny_config(recompute=bad))
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(pos_encodings="none", mlp_t=True)], ids=["attention", "mlp-t"])
+@pytest.mark.parametrize("mode, mixer, mlp", [(False, False, False), (True, True, True), ("mlp", False, True)])
+def test_recompute_mlp_leaves_the_token_mixer_keeping_its_activations(overrides, mode, mixer, mlp):
+    # "mlp": the channel MLP's ops recompute its gate/up projection, the attention's (or MLP-t's) keep theirs
+    module = trm_fast.TRM(tiny_config(recompute=mode, **overrides)).inner.L_level
+    block = module.layers[0]
+    assert (block.mlp_t if overrides else block.self_attn).recompute is mixer and block.mlp.recompute is mlp
+    assert module.recompute is bool(mode)
 
 
 def test_evaluation_does_not_recompute(monkeypatch):
@@ -51,10 +65,11 @@ def _compiled_off(plain, again, sensitivity, atol, rtol):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("mode", [True, "mlp"])
 @pytest.mark.parametrize("cls, overrides", TRAINING_VARIANTS, ids=TRAINING_VARIANT_IDS)
-def test_compiled_recompute_on_the_gpu_matches_eager(cls, overrides):
+def test_compiled_recompute_on_the_gpu_matches_eager(cls, overrides, mode):
     plain, sensitivity = rounding_sensitivity(cls, overrides, device="cuda")
-    again, _ = training_grads(cls, overrides, True, device="cuda", compile=True)
+    again, _ = training_grads(cls, overrides, mode, device="cuda", compile=True)
     # inductor's fused kernels sum in another order; every tensor off is named
     off = _compiled_off(plain, again, sensitivity, atol=1e-4, rtol=1e-3)
     assert not off, f"gradients off (largest difference, fp32's own): {off}"

@@ -120,7 +120,9 @@ def test_running_out_of_device_memory_says_what_needs_less(reverse_data, tmp_pat
     assert main(["train", "tiny", *tiny_overrides(reverse_data(), run_dir)]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == ("trm-fast train: error: out of device memory in training step 3: CUDA out of memory. Tried to "
-                   "allocate 2.00 GiB. To need less: arch.recompute=true (the gradient cycle's activations "
+                   "allocate 2.00 GiB. To need less: arch.recompute=mlp (on a GPU, the gradient cycle's channel "
+                   "MLPs recomputed: a few percent more time; --resume takes it); arch.recompute=true (the gradient "
+                   "cycle's activations "
                    "recomputed: about a quarter of the memory; --resume takes it); a smaller global_batch_size "
                    "(now 16; a new run); no checkpoint was written yet")
     assert (run_dir / "metrics.csv").read_text().count("\n") == 3  # the header and the two steps done

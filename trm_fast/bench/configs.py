@@ -9,7 +9,7 @@ is not built on this machine.
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import trm_fast
 
@@ -38,21 +38,22 @@ class BenchConfig:
     arch: Dict = field(repr=False)  # model fields, without batch_size and backend
     loss_type: str
     batch: int  # default batch size
-    recompute: bool = False  # the trainer's step (backend engine) recomputes the gradient cycle's layers
+    # the trainer's step (backend engine) recomputes the gradient cycle's layers: arch recompute's value
+    recompute: Union[bool, str] = False
 
-    def with_recompute(self, on: bool = True) -> "BenchConfig":
-        return dataclasses.replace(self, recompute=on)
+    def with_recompute(self, mode: Union[bool, str] = True) -> "BenchConfig":
+        return dataclasses.replace(self, recompute=mode)
 
     @property
     def model_class(self):
         return trm_fast.TRM if self.kind == "trm" else trm_fast.HRM
 
-    def model_config(self, batch: int, backend: str, recompute: bool = False) -> dict:
+    def model_config(self, batch: int, backend: str, recompute: Union[bool, str] = False) -> dict:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         return dict(self.arch, batch_size=batch, backend=backend, recompute=recompute)
 
-    def build(self, batch: int, backend: str, recompute: bool = False):
+    def build(self, batch: int, backend: str, recompute: Union[bool, str] = False):
         """The model at this batch size, ops backend and recompute setting: `TRM(...)` or `HRM(...)`."""
         return self.model_class(self.model_config(batch, backend, recompute))
 
@@ -68,7 +69,7 @@ def _from_train_config(name: str, tc, shape: Dict, batch: int, changes: Dict, ki
     if kind == "hrm":
         arch = {k: v for k, v in arch.items() if k not in _TRM_ONLY}
     arch.update(shape)
-    return BenchConfig(name, kind, arch, tc.arch["loss"]["loss_type"], batch, bool(tc.arch.get("recompute", False)))
+    return BenchConfig(name, kind, arch, tc.arch["loss"]["loss_type"], batch, tc.arch.get("recompute", False))
 
 
 def _dataset_shape(tc) -> Optional[Dict]:

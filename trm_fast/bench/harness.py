@@ -97,7 +97,7 @@ def model_and_head(bc: BenchConfig, batch: int, backend: str, state_dict, device
     """The model for `backend` with these weights, on `device`, and its loss head."""
     ops = {"fused": "fused", "engine": "auto" if torch.device(device).type == "cuda" else "reference"}
     with torch.device(device):  # built in place, as the official training script does (the engine picks its own ops)
-        model = bc.build(batch, ops.get(backend, "reference"), recompute=bc.recompute and backend == "engine")
+        model = bc.build(batch, ops.get(backend, "reference"), recompute=bc.recompute if backend == "engine" else False)
     model.load_state_dict(state_dict)
     return model, trm_fast.ACTLossHead(model, bc.loss_type)
 
@@ -201,7 +201,7 @@ def run(bc: BenchConfig, modes, backends, batches, device, commit: str = "unknow
                 row = dict(config=bc.name, mode=mode, backend=backend, batch=batch, seq=cfg.full_seq_len,
                            steps=steps)
                 if bc.recompute and backend == "engine" and train:
-                    row["recompute"] = True
+                    row["recompute"] = bc.recompute
                 log(f"{bc.name} {mode} batch {batch} {backend}: warming up and timing")
                 try:
                     row.update(_measure(bc, batch, backend, state_dict, device, inputs, train, warmup,

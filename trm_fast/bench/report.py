@@ -11,7 +11,8 @@ HEADLINE = ("engine", "fused")  # whose ratio to the yardstick the plot shows: t
 TIE = 0.03
 NOISY = 0.2  # a spread (IQR) of the repeats above this fraction of their median: the timing says little
 _COLORS = {"engine": "tab:red", "fused": "tab:blue", "reference-eager": "tab:green", "reference-compile": "tab:orange",
-           "reference-graphs": "tab:purple", "engine+recompute": "tab:pink"}
+           "reference-graphs": "tab:purple", "engine+recompute": "tab:pink",
+           "engine+recompute=mlp": "tab:brown"}
 
 
 def _color(backend: str) -> str:
@@ -20,7 +21,8 @@ def _color(backend: str) -> str:
 
 def label(row) -> str:
     """The row's backend, and how its training step differs from that backend's default."""
-    return row["backend"] + ("+recompute" if row.get("recompute") else "")
+    mode = row.get("recompute")
+    return row["backend"] + ("" if not mode else "+recompute" if mode is True else f"+recompute={mode}")
 
 
 def _num(value, fmt: str, missing: str = "-") -> str:

@@ -27,6 +27,7 @@ def _batches(text: str):
 def add_arguments(parser: argparse.ArgumentParser):
     from ..bench.configs import NAMES
     from ..bench.harness import BACKENDS
+    from ..models.config import RECOMPUTE_MODES
 
     parser.add_argument("configs", nargs="*", metavar="CONFIG",
                         help=f"{', '.join(NAMES)}, or a training config yaml (default: sudoku_attn on a GPU, "
@@ -39,9 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="batch sizes to sweep, e.g. 1,8,64,768 (default: the config's)")
     parser.add_argument("--shape", default=None, metavar="seq_len=N,vocab_size=N,num_puzzle_identifiers=N",
                         help="data shape of a yaml config whose dataset is not built here")
-    parser.add_argument("--recompute", action="store_true",
-                        help="the engine's training step recomputes the gradient cycle's layers in the backward "
-                             "(arch recompute: true; less memory, one more forward of that cycle)")
+    parser.add_argument("--recompute", nargs="?", const=True, default=False, choices=RECOMPUTE_MODES,
+                        metavar="MODE", help="the engine's training step recomputes the gradient cycle's layers in the "
+                        "backward (arch recompute: true; less memory, one more forward of that cycle); "
+                        "--recompute mlp: its channel MLPs alone (arch recompute: mlp)")
     parser.add_argument("--reps", type=int, default=None, metavar="N", help="timed repeats (default 10 train, 5 infer)")
     parser.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed units first (default 3)")
     parser.add_argument("--json", metavar="FILE", help="append one JSON row per measurement (../shared/BENCH.md)")
@@ -81,7 +83,7 @@ def run(args) -> int:
         shape = configs.parse_shape(args.shape) if args.shape else None
         bench_configs = [configs.load(name, shape) for name in names]
         if args.recompute:
-            bench_configs = [bc.with_recompute() for bc in bench_configs]
+            bench_configs = [bc.with_recompute(args.recompute) for bc in bench_configs]
         harness.check(args.mode, backends, args.batch or [1], device)
 
     commit = args.commit or _commit()

@@ -8,7 +8,7 @@ use (`causal`, `name`, `loss`, ...) are ignored, as the official pydantic config
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple, Union
 
 from ..ops import BACKENDS
 
@@ -16,12 +16,14 @@ REQUIRED = object()  # the default of a value that must be given
 
 POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("bfloat16", "float16", "float32", "float64")
+RECOMPUTE_MODES = ("mlp",)  # besides true and false
 
 
 @dataclass(frozen=True)
 class Rule:
     """What one config value may be. Numbers (int, float) lie in [lo, hi], or [lo, hi) with hi_open;
-    a str with choices is one of them; None is taken only where optional. The model configs and the
+    a str with choices is one of them, a bool with choices true, false or one of them; None is taken only where
+    optional. The model configs and the
     training config (trm_fast.train.config) both check their values with `check_value`."""
 
     kind: type  # int, float, bool, str, dict or list
@@ -65,10 +67,11 @@ def check_value(label: str, value: Any, rule: Rule, error: type = ValueError, nu
             rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}{')' if rule.hi_open else ']'}"
             raise error(f"{label} must be {rng}, got {value!r}")
         return number
-    if rule.choices is not None:
-        if not isinstance(value, str) or value not in rule.choices:
-            raise error(f"{label} must be one of {', '.join(map(repr, rule.choices))}, got {value!r}")
-        return value
+    if rule.choices is not None:  # a bool rule with choices takes true, false or one of them
+        if (rule.kind is bool and isinstance(value, bool)) or (isinstance(value, str) and value in rule.choices):
+            return value
+        either = "true, false or " if rule.kind is bool else ""
+        raise error(f"{label} must be {either}one of {', '.join(map(repr, rule.choices))}, got {value!r}")
     if not isinstance(value, rule.kind):
         raise error(f"{label} must be {_KIND_NAMES[rule.kind]}, got {value!r}")
     return value
@@ -108,8 +111,9 @@ class TRMConfig:
     # trm_fast only: the gradient-carrying cycle recomputes in the backward what it can (models/layers.
     # ReasoningModule): on a GPU its ops keep each sublayer's input and run the QKV and gate/up projections
     # again; elsewhere each reasoning-module call keeps its inputs and runs its layers again. The same
-    # gradients for a fraction of the activation memory
-    recompute: bool = _field(False, kind=bool)
+    # gradients for a fraction of the activation memory. "mlp": on a GPU only the channel MLP recomputes (its
+    # gate/up projection, the largest tensor a layer keeps), the token mixer keeps what it uses; elsewhere as true
+    recompute: Union[bool, str] = _field(False, kind=bool, choices=RECOMPUTE_MODES)
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]):

@@ -129,11 +129,13 @@ class Block(nn.Module):
         super().__init__()
         self.eps, self.backend = config.rms_norm_eps, config.backend
         self.use_mlp_t = config.mlp_t
+        # recompute "mlp": the token mixer keeps what its backward uses, the channel MLP recomputes
+        mixer_recomputes = config.recompute is True
         if config.mlp_t:
-            self.mlp_t = SwiGLU(config.full_seq_len, config.expansion, config.backend, config.recompute)
+            self.mlp_t = SwiGLU(config.full_seq_len, config.expansion, config.backend, mixer_recomputes)
         else:
-            self.self_attn = Attention(config.hidden_size, config.num_heads, config.backend, config.recompute)
-        self.mlp = SwiGLU(config.hidden_size, config.expansion, config.backend, config.recompute)
+            self.self_attn = Attention(config.hidden_size, config.num_heads, config.backend, mixer_recomputes)
+        self.mlp = SwiGLU(config.hidden_size, config.expansion, config.backend, bool(config.recompute))
 
     def forward(self, h: torch.Tensor, cos_sin) -> torch.Tensor:
         # each sublayer goes to one op with the residual add and the norm after it, which chooses the kernels
@@ -174,12 +176,13 @@ class Block(nn.Module):
 class ReasoningModule(nn.Module):
     """f(h, injection): add the injection once, then apply the layers. With config.recompute, a call that
     carries gradients keeps each sublayer's input alone and its ops recompute the rest in the backward (on a
-    GPU, ops.recomputes_in_ops); elsewhere it stores only h and injection and runs its layers again."""
+    GPU, ops.recomputes_in_ops; "mlp": the channel MLP's alone); elsewhere it stores only h and injection and runs
+    its layers again."""
 
     def __init__(self, config, num_layers: int):
         super().__init__()
         self.layers = nn.ModuleList(Block(config) for _ in range(num_layers))
-        self.recompute, self.backend = config.recompute, config.backend
+        self.recompute, self.backend = bool(config.recompute), config.backend
 
     def checkpoints(self, device) -> bool:
         """Whether a call that carries gradients on `device` is checkpointed whole (recompute, without the ops

@@ -377,9 +377,13 @@ class Run:
             return out_of_memory(err, f"in the evaluation after step {self.step}", [
                 f"a smaller global_batch_size, which is also the evaluation's rows (now {cfg.global_batch_size}"
                 f"{per_process}; a new run)"], self.proc.device)
-        tries = [] if cfg.arch.get("recompute") else [
-            "arch.recompute=true (the gradient cycle's activations recomputed: about a quarter of the memory; "
-            "--resume takes it)"]
+        mode, tries = cfg.arch.get("recompute", False), []
+        if mode is False:
+            tries.append("arch.recompute=mlp (on a GPU, the gradient cycle's channel MLPs recomputed: a few "
+                         "percent more time; --resume takes it)")
+        if mode is not True:
+            tries.append("arch.recompute=true (the gradient cycle's activations recomputed: about a quarter of the "
+                         "memory; --resume takes it)")
         tries.append(f"a smaller global_batch_size (now {cfg.global_batch_size}{per_process}; a new run)")
         latest = checkpoint.latest_checkpoint(self.run_dir) if os.path.isdir(self.run_dir) else None
         tries.append(f"the last checkpoint is {latest}" if latest else "no checkpoint was written yet")
