@@ -26,6 +26,8 @@
 #           cuDNN's backward + the packing pass (bench/test_kernels.py, the chosen configs logged), its GPU tests,
 #           compute-sanitizer memcheck on it (bench/sanitize_triton.py); each step bounded, numbers first
 #   rows    the bench's three train rows of sudoku_attn alone (the first of the speed phase's steps)
+#   recompute-mlp sudoku_attn's engine and reference-compile train rows, then engine with --recompute mlp;
+#           bench/train_memory.py on the compiled step with and without arch recompute mlp, timed in turns
 #   trainer-steps `trm-fast train sudoku_att` on generated Sudoku at the bench's batch (768): its own steps/s and
 #           peak memory (the speed phase's trainer run alone; after `rows` in one call, the issue's pair)
 #   attention-backward-step the compiled sudoku_attn step at batch 768 on 'auto' without and with
@@ -169,6 +171,13 @@ elif [ "$phase" = attention-backward ]; then
     memcheck 180 attention_backward
 elif [ "$phase" = rows ]; then
     rows
+elif [ "$phase" = recompute-mlp ]; then
+    # the bench's rows with the partial recompute beside the default, then both steps' memory timed in turns
+    bench sudoku_attn --mode train --backend engine,reference-compile --json "$out/bench_recompute_mlp.json" --no-png
+    bench sudoku_attn --mode train --backend engine --recompute mlp --json "$out/bench_recompute_mlp.json" --no-png
+    (cd /tmp && timeout 240 python3 "$repo/bench/train_memory.py" sudoku_attn --variants compile,compile+recompute=mlp \
+        --interleave 5 --commit "$commit" --json "$out/memory_recompute_mlp.jsonl") 2>&1 | sed '/"kept"/d' \
+        | tee -a "$log" || true
 elif [ "$phase" = trainer-steps ]; then
     trainer_row
 elif [ "$phase" = attention-backward-step ]; then
@@ -215,6 +224,6 @@ elif [ "$phase" = recompute-speed ]; then
     train /tmp/run_rc_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 arch.recompute=true cuda_graph=true
 else
     echo "unknown phase $phase: speed, trainer, gap, fit, curves, configs, mlpt, recompute, attention-backward," \
-        "attention-backward-step, down-swiglu-backward, kept-mlp, profile, rows, trainer-steps or" \
+        "attention-backward-step, down-swiglu-backward, kept-mlp, profile, rows, recompute-mlp, trainer-steps or" \
         "recompute-speed" >&2; exit 2
 fi
