@@ -400,6 +400,10 @@ def launches(h: torch.Tensor, w_qkv: torch.Tensor, w_o: torch.Tensor, w_gu: torc
         cos = sin = h  # never read: USE_ROPE=False compiles the loads away
     descs = [None] * 8
     if meta["TMA"]:  # each GEMM phase's row tiles and weight tiles (phase A's a head's half, both halves in turn)
+        for name, t in (("h", h), ("w_qkv", w_qkv), ("w_o", w_o), ("w_gu", w_gu), ("w_down", w_down)):
+            if t.data_ptr() % 16:  # a descriptor's base must be; a view of a larger tensor may start anywhere
+                raise ValueError(f"small_layer: TMA needs {name} to start at a 16-byte aligned address, got "
+                                 f"{t.data_ptr():#x}")
         bm, bk = meta["BM"], meta["BK"]
         descs = [TensorDescriptor.from_tensor(t, block) for t, block in (
             (h.view(rows, width), [bm, bk]), (w_qkv, [head_dim // 2, bk]), (attn, [bm, bk]), (w_o, [meta["BN"], bk]),

@@ -139,6 +139,16 @@ def test_gpu_refuses_more_programs_per_sm_than_fit():
         kernel(*tensors, *tables, 8, EPS, True, {"TMA": True, "BQ": 32, "PER_SM": 3})
 
 
+def test_tma_refuses_an_input_that_is_not_16_byte_aligned():
+    # a descriptor's base must be 16-byte aligned; a view into a larger tensor may start anywhere
+    from trm_fast.kernels.small_layer import small_layer as kernel
+
+    (h, *weights), tables = _inputs((2, 9, 64, 2, 128, True), torch.float32, DEVICE, seed=7)
+    shifted = torch.empty(h.numel() + 1, dtype=h.dtype, device=h.device)[1:].view_as(h).copy_(h)
+    with pytest.raises(ValueError, match="TMA needs h to start at a 16-byte aligned address"):
+        kernel(shifted, *weights, *tables, 2, EPS, False, {"TMA": True})
+
+
 def test_bad_inputs_name_the_problem():
     (h, w_qkv, w_o, w_gu, w_down), (cos, sin) = _inputs((2, 9, 64, 2, 128, True), torch.float32, DEVICE, seed=6)
     ok = lambda **c: unsupported(*[c.get(n, t) for n, t in (("h", h), ("w_qkv", w_qkv), ("w_o", w_o),  # noqa: E731
