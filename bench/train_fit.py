@@ -4,8 +4,8 @@ the budget, searched by bisection. One JSON line per (config, variant, budget).
 
     python bench/train_fit.py sudoku_attn arc_attn --gib 24,80 --json fit.jsonl
 
-Variants: `reference` (the official model's ops), `engine` (the trainer's ops, `auto`) and
-`engine+recompute` (arch recompute). Steps run eagerly: compiled, each batch size would compile anew (a
+Variants: `reference` (the official model's ops), `engine` (the trainer's ops, `auto`), `engine+recompute`
+(arch recompute: true) and `engine+recompute=mlp` (arch recompute: mlp). Steps run eagerly: compiled, each batch size would compile anew (a
 minute apiece); the compiled step's peak is within 1% of the eager one's (bench/results/..._memory.jsonl).
 The cap (torch.cuda.set_per_process_memory_fraction) limits what PyTorch's allocator may hold, which is what
 a smaller GPU would leave it, less the CUDA context and libraries' workspaces outside the allocator.
@@ -20,10 +20,11 @@ from trm_fast.bench import configs
 from trm_fast.bench.harness import make_batch, train_unit
 from trm_fast.bench.report import emit
 
-VARIANTS = {"reference": ("reference", False), "engine": ("auto", False), "engine+recompute": ("auto", True)}
+VARIANTS = {"reference": ("reference", False), "engine": ("auto", False), "engine+recompute": ("auto", True),
+            "engine+recompute=mlp": ("auto", "mlp")}
 
 
-def fits(bc, batch: int, ops: str, recompute: bool, device) -> bool:
+def fits(bc, batch: int, ops: str, recompute, device) -> bool:
     """Whether two training steps at `batch` run within the allocator's cap (the second holds the optimizer
     state the first creates)."""
     try:
@@ -47,7 +48,7 @@ def fits(bc, batch: int, ops: str, recompute: bool, device) -> bool:
         torch.cuda.empty_cache()
 
 
-def largest(bc, ops: str, recompute: bool, device, start: int) -> tuple:
+def largest(bc, ops: str, recompute, device, start: int) -> tuple:
     """(largest batch that fits, smallest that does not, trials), doubling from `start`, then bisecting to
     within 1%."""
     trials = 0
