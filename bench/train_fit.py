@@ -5,8 +5,9 @@ the budget, searched by bisection. One JSON line per (config, variant, budget).
     python bench/train_fit.py sudoku_attn arc_attn --gib 24,80 --json fit.jsonl
 
 Variants: `reference` (the official model's ops), `engine` (the trainer's ops, `auto`), `engine+recompute`
-(arch recompute: true) and `engine+recompute=mlp` (arch recompute: mlp). Steps run eagerly: compiled, each batch size would compile anew (a
-minute apiece); the compiled step's peak is within 1% of the eager one's (bench/results/..._memory.jsonl).
+(arch recompute: true) and `engine+recompute=mlp` (arch recompute: mlp). Steps run eagerly: compiled, each
+batch size would compile anew (a minute apiece); the compiled step's peak is within 1% of the eager one's
+(bench/results/..._memory.jsonl).
 The cap (torch.cuda.set_per_process_memory_fraction) limits what PyTorch's allocator may hold, which is what
 a smaller GPU would leave it, less the CUDA context and libraries' workspaces outside the allocator.
 """

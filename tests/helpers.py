@@ -167,9 +167,9 @@ def training_grads(cls, overrides, recompute, device="cpu", compile=False, steps
                    nudge=False):
     """Gradients after `steps` ACT training steps from seed 0 (the first resets every row, a later one has
     halted rows too), and the bytes autograd kept for the last backward. `recompute`: arch recompute's value.
-    `backend`: the model's ops (None: the config's default). `nudge`: every weight but the halting head's moved by about one fp32 ulp first, so that
-    the difference from the same call without it is what fp32's rounding alone makes of these gradients
-    (`rounding_sensitivity`)."""
+    `backend`: the model's ops (None: the config's default). `nudge`: every weight but the halting head's moved by
+    about one fp32 ulp first, so that the difference from the same call without it is what fp32's rounding alone
+    makes of these gradients (`rounding_sensitivity`)."""
     cfg = tiny_config(hidden_size=32, num_heads=4, seq_len=9, batch_size=6, L_cycles=3, recompute=recompute,
                       **overrides, **({"backend": backend} if backend else {}))
     torch.manual_seed(0)

@@ -84,7 +84,8 @@ def test_recompute_applies_to_the_engines_training_step_only(tmp_path, capsys, m
         return original(self, batch, backend, recompute)
     monkeypatch.setattr(configs.BenchConfig, "build", spy)
     code, rows = _bench(tmp_path, "--backend", "engine,reference-eager", *flag, "--mode", "train")
-    assert code == 0 and [(r["backend"], r.get("recompute")) for r in rows] == [("engine", mode), ("reference-eager", None)]
+    assert code == 0
+    assert [(r["backend"], r.get("recompute")) for r in rows] == [("engine", mode), ("reference-eager", None)]
     assert built == [False, mode, False]  # the shared weights, the engine's model, the reference's
     assert f"tiny train b8 {label}:" in capsys.readouterr().out
 
