@@ -208,8 +208,10 @@ def test_a_compiled_training_step_trains_like_the_eager_one(reverse_data, tmp_pa
 
 
 def test_recompute_trains_like_storing_everything(reverse_data, tmp_path):
-    losses = _losses_by(reverse_data(train_groups=16), tmp_path, "arch.recompute", (False, True))
+    # arch.recompute=mlp from the command line, as a user types it
+    losses = _losses_by(reverse_data(train_groups=16), tmp_path, "arch.recompute", (False, True, "mlp"))
     assert len(losses[True]) == 2 and losses[True] == pytest.approx(losses[False], rel=1e-6)
+    assert losses["mlp"] == pytest.approx(losses[False], rel=1e-6)
 
 
 def test_sigterm_stops_after_a_step_with_a_checkpoint_and_resume_loses_nothing(reverse_data, tmp_path):
