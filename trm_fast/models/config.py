@@ -23,8 +23,8 @@ RECOMPUTE_MODES = ("mlp",)  # besides true and false
 class Rule:
     """What one config value may be. Numbers (int, float) lie in [lo, hi], or [lo, hi) with hi_open;
     a str with choices is one of them, a bool with choices true, false or one of them; None is taken only where
-    optional. The model configs and the
-    training config (trm_fast.train.config) both check their values with `check_value`."""
+    optional. The model configs and the training config (trm_fast.train.config) both check their values with
+    `check_value`."""
 
     kind: type  # int, float, bool, str, dict or list
     default: Any = REQUIRED
