@@ -29,7 +29,7 @@ import tempfile
 
 # sudoku_attn's layer at batch 1 as kernels/small_layer.py runs it (its descriptors' blocks follow BM, BN, BK, HD)
 _SMALL_LAYER = {"H": 8, "D": 512, "I": 1536, "HD": 64, "BS": 128, "USE_ROPE": True, "PRECISION": "tf32", "PHASE": -1,
-                "SPLIT": 8, "BM": 64, "BN": 64, "BK": 64, "BQ": 64, "BR": 4, "BD": 512, "WORK": True,
+                "SPLIT": 8, "BM": 64, "BN": 64, "BK": 64, "BQ": 64, "BR": 1, "BD": 512, "WORK": True,
                 "EQUAL_HALVES": True}
 # name: (kernel module, kernel, constexprs besides the config's, descriptor blocks from all the constexprs)
 KERNELS = {

@@ -40,7 +40,10 @@ from .rope_tables import equal_halves
 BLOCK = 64  # rows and columns of a GEMM tile (BM, BN)
 K_STEP = 64  # a GEMM tile's step along K
 QUERY_ROWS = 64  # queries of a phase-B unit: 16 units at sudoku_attn's batch 1 (97 positions, 8 heads)
-NORM_ROWS = 4  # rows of a phase-F tile: at batch 1, 25 tiles that each sum up to 8 fp32 K slices of their rows
+# rows of a phase-F tile: at batch 1, 97 tiles that each sum up to 8 fp32 K slices of their row. One row a tile
+# spreads the phase over 97 programs where 4 rows gave 25: 21.94 against 23.17 us a layer on an H100
+# (bench/small_layer.py --sweep, bench/results/2026-12-08_h100_a496ba2_small_layer_sweep.jsonl)
+NORM_ROWS = 1
 SMS_WITHOUT_GPU = 132  # phase E's split rule under the interpreter: an H100's SMs
 MAX_POSITIONS = 128  # phase B holds a puzzle's whole score matrix
 # 4 warps and 3 stages: the fastest launch timed at batch 1 (bench/small_layer.py --sweep, H100: 26.2 us a layer

@@ -60,7 +60,7 @@ def test_interpreter_phases_match_reference(shape, dtype):
 # memory accelerator, at the default tiles and at 32-row tiles with a shorter K step (TMA reads the rows past M as
 # zeros, where the pointer loads mask them); two programs an SM (the persistent grid up to twice the SMs) by TMA with
 # 16-column tiles, more tiles than SMs in phase D at the GPU test's 3 puzzles
-CONFIGS = [{"SPLIT": 4, "BK": 32, "BN": 32}, {"BM": 32, "BK": 32, "BR": 1, "BQ": 16},
+CONFIGS = [{"SPLIT": 4, "BK": 32, "BN": 32}, {"BM": 32, "BK": 32, "BR": 4, "BQ": 16},
            {"SPLIT": 1, "BR": 16, "BQ": 128}, {"BN": 16}, {"TMA": True}, {"TMA": True, "BM": 32, "BK": 32, "SPLIT": 4},
            {"TMA": True, "BQ": 32, "BN": 16, "PER_SM": 2}]
 
