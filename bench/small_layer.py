@@ -34,10 +34,10 @@ SEQ, WIDTH, HEADS, INNER, EPS = 97, 512, 8, 1536, 1e-5
 # a phase-D tile, one in the TMA form's phase D; bench/NOTES.md); 8 warps, pointer and TMA (under Nsight Compute phase
 # D's one warp per scheduler issued an instruction every 5.8 cycles); two programs an SM, by TMA (whose phases need
 # fewer registers) with 32-query attention units (80 KiB of shared memory, not 128) and 32- or 16-column tiles in C
-# and D (96 or 192 tiles in D: only the second has more tiles than SMs, the first is its control); phase F over one
-# rows a program (25 programs, the default before it measured slower: 97); 32-query attention units (32 in phase B, not 16); 8 warps with 32-column tiles
-# in C and D; 128-row tiles, which read each weight once at batch 1 where 64-row tiles read it twice, at 8 warps for
-# their accumulators; the launches and barriers alone
+# and D (96 or 192 tiles in D: only the second has more tiles than SMs, the first is its control); phase F over four
+# rows a program (25 programs: the default until it timed slower than one row's 97); 32-query attention units (32 in
+# phase B, not 16); 8 warps with 32-column tiles in C and D; 128-row tiles, which read each weight once at batch 1
+# where 64-row tiles read it twice, at 8 warps for their accumulators; the launches and barriers alone
 SWEEP = [{}, {"TMA": True}, {"num_warps": 8}, {"TMA": True, "num_warps": 8},
          {"TMA": True, "BQ": 32, "BN": 32, "PER_SM": 2}, {"TMA": True, "BQ": 32, "BN": 16, "PER_SM": 2}, {"BR": 4},
          {"BQ": 32}, {"num_warps": 8, "BN": 32}, {"num_warps": 8, "BM": 128}, {"num_warps": 8, "BM": 128, "BN": 32},
