@@ -6,6 +6,7 @@ repo=$PWD
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  echo "host: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"  # compiles and launches
   echo "commit $commit"; } | tee "$log"
 # SKIP_INSTALL=1: a second phase in the same device call, on the install of the first
 [ "${SKIP_INSTALL:-0}" = 1 ] || bash "$(dirname "${BASH_SOURCE[0]}")/device_install.sh" 2>&1 | tee -a "$log"

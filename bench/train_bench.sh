@@ -11,7 +11,8 @@
 #           the same batch (20 steps profiled), then with cuda_graph=true; bench/train_memory.py (what a
 #           step holds, eager and compiled, +-recompute)
 #   gap     the bench's engine train row of sudoku_attn, then the trainer's steps/s at the same batch, plain
-#           and with cuda_graph=true (no tests, no profile: the trainer against the bench, quickly)
+#           and with cuda_graph=true (no tests, no profile: the trainer against the bench, quickly), the GPU's clocks
+#           sampled beside (gpu_clocks_gap.csv)
 #   fit     bench/train_fit.py: the largest sudoku_attn and arc_attn batch whose training step fits 24 and
 #           80 GiB, reference ops against the trainer's, with and without recompute
 #   mlpt    sudoku_mlpt: the bench's train rows (engine, reference-compile, reference-eager, then engine with
@@ -115,10 +116,15 @@ elif [ "$phase" = trainer ]; then
     train /tmp/run_att_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 cuda_graph=true
     python3 "$repo/bench/train_memory.py" sudoku_attn --commit "$commit" --json "$out/memory.jsonl" 2>&1 | tee -a "$log"
 elif [ "$phase" = gap ]; then
+    # the GPU's clocks, power and throttle reasons every half second beside: a slow row from the clocks shows there
+    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu,\
+clocks_event_reasons.active --format=csv -lms 500 > "$out/gpu_clocks_gap.csv" 2>&1 &
+    sampler=$!
     bench sudoku_attn --mode train --backend engine --json "$out/bench_gap.json" --no-png
     trainer_row
     echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
     train /tmp/run_att_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 cuda_graph=true
+    kill "$sampler" 2>/dev/null || true
 elif [ "$phase" = curves ]; then
     data /tmp/gen20k 20000
     echo "== sudoku_solver, 312 steps: the trainer's default, then eager reference ops" | tee -a "$log"
