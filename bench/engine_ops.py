@@ -6,7 +6,10 @@ measurement.
     python bench/engine_ops.py sudoku_attn 1,768 [--out rows.json] [--auto-ops add_rms_norm,swiglu,linear_swiglu]...
 
 `--auto-ops` sets the kernels `auto` may run (trm_fast.backend.AUTO_OPS): the way to time a kernel inside the
-engine before `auto` takes it. Given more than once, `auto` is timed with each set in turn.
+engine before `auto` takes it. Given more than once, `auto` is timed with each set in turn. `--kernels N` adds to
+each row the N kernels that took longest in one more solve under torch.profiler, summed by name (us per solve and
+calls): where two sets' times part. That solve runs without CUDA graphs (the profiler does not see a replayed
+graph's kernels), so only its kernels' times, not its wall time, compare with the rows.
 """
 
 import argparse
@@ -38,6 +41,8 @@ def main():
                         help="the one backend PyTorch's scaled_dot_product_attention may pick (default: any; cuDNN's "
                              "on Hopper, three kernels a call at batch 1)")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--kernels", type=int, default=0, metavar="N",
+                        help="add the N longest kernels of one profiled solve (graphs off) to each row")
     parser.add_argument("--out")
     args = parser.parse_args()
     auto_sets = [set(filter(None, ops.split(","))) for ops in args.auto_ops] if args.auto_ops else [backend.AUTO_OPS]
@@ -77,10 +82,31 @@ def main():
                        attention_tma=args.attention_tma, token_mix_tma=not args.token_mix_pointer, sdpa=args.sdpa,
                        **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                        device=torch.cuda.get_device_name())
+            if args.kernels:
+                row.update(kernels(model, batch, ops, inputs, args.kernels))
             emit(row, args.out)
             del engine, model
             torch._dynamo.reset()
             torch.cuda.empty_cache()
+
+
+def kernels(model, batch: int, ops: str, inputs, top: int) -> dict:
+    """One solve of the same model under torch.profiler, graphs off: its kernels' total and the `top` longest,
+    summed by name (us per solve)."""
+    from trm_fast.profile.kernels import by_kernel, collect
+
+    engine = trm_fast.Engine(model, batch, ops=ops, cuda_graphs=False)
+    engine.solve(inputs["inputs"], inputs["puzzle_identifiers"])  # compiled and warm before the profiled solve
+    on_gpu = inputs["inputs"].is_cuda  # on a CPU (the tests) the ops' own times stand in for kernels
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if on_gpu else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        engine.solve(inputs["inputs"], inputs["puzzle_identifiers"])
+        if on_gpu:
+            torch.cuda.synchronize()
+    groups = by_kernel(collect(prof.events(), on_gpu))
+    ranked = sorted(groups.items(), key=lambda kv: -kv[1].us)
+    return dict(kernels_us=sum(g.us for g in groups.values()),
+                kernels_top=[dict(kernel=name, us=round(g.us, 1), calls=g.calls) for name, g in ranked[:top]])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@
 #            batch,seq of $SM90_TILES, default sudoku_attn's and arc_attn's), kernels (QKV + RoPE against cuBLAS
 #            + inductor's RoPE, bench/test_kernels.py), engine (the 16-step evaluation of sudoku_attn at batch 768 on
 #            'auto' without the CUTLASS ops, then with each ';'-separated set of $SM90_SETS added; on $SM90_OPS,
-#            default auto, add ",reference" for PyTorch's ops). Needs .whl/nvidia_cutlass-*.whl carried
+#            default auto, add ",reference" for PyTorch's ops; SM90_KERNELS=N: each row with its N longest kernels
+#            of one profiled solve). Needs .whl/nvidia_cutlass-*.whl carried
 #   mlpt     MLP-t's token mix (kernels/token_mix.py): its GPU tests, compute-sanitizer on its two
 #            kernels, each against its floor and the compiled official order (bench/token_mix.py, batch 768 and 1,
 #            pointer then TMA kernel; then each pointer-kernel tile of $TOKEN_MIX_TILES alone, e.g. "64,64,4,1"),
@@ -131,7 +132,7 @@ elif [ "$phase" = sm90 ]; then
         IFS=';' read -ra extra <<< "${SM90_SETS:-linear_swiglu_sm90;linear_rope_sm90;linear_swiglu_sm90,linear_rope_sm90}"
         for set in "${extra[@]}"; do sets+=(--auto-ops "$base,$set"); done
         (cd /tmp && python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops "${SM90_OPS:-auto}" "${sets[@]}" \
-            --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
+            --kernels "${SM90_KERNELS:-0}" --out "$out/engine_ops.jsonl") 2>&1 | tee -a "$log"
     fi
 elif [ "$phase" = mlpt ]; then
     timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short tests/kernels/test_token_mix.py \

@@ -247,6 +247,26 @@ def test_train_fit_finds_the_largest_batch_within_one_percent(monkeypatch):
     assert 0.99 * 1234 <= lo <= 1234 < hi
 
 
+def test_engine_ops_lists_the_longest_kernels_of_a_profiled_solve():
+    # bench/engine_ops.py --kernels, on a CPU: the ops' own times stand in for kernels
+    import importlib.util
+
+    from trm_fast.bench import configs, harness
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "engine_ops.py"
+    spec = importlib.util.spec_from_file_location("engine_ops", path)
+    engine_ops = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(engine_ops)
+    bc = configs.load("tiny")
+    model = bc.build(3, "reference").eval()
+    inputs = harness.make_batch(model.config, 3, torch.device("cpu"))
+    found = engine_ops.kernels(model, 3, "reference", inputs, top=4)
+    top = found["kernels_top"]
+    assert len(top) == 4 and all(k["us"] > 0 and k["calls"] > 0 for k in top)
+    assert [k["us"] for k in top] == sorted((k["us"] for k in top), reverse=True)
+    assert found["kernels_us"] >= sum(k["us"] for k in top) - 0.5
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the script runs: bench/fused_bench.sh")
 @pytest.mark.parametrize("script", ["gemm_tiles.py", "ncu_kernels.py", "sanitize_triton.py"])
 def test_kernel_probes_say_they_need_a_gpu(script):
