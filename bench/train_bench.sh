@@ -12,7 +12,7 @@
 #           step holds, eager and compiled, +-recompute)
 #   gap     the bench's engine train row of sudoku_attn, then the trainer's steps/s at the same batch, plain
 #           and with cuda_graph=true (no tests, no profile: the trainer against the bench, quickly), the GPU's clocks
-#           sampled beside (gpu_clocks_gap.csv)
+#           sampled beside (gpu_clocks_gap.csv); GAP_ROW=0 skips the row (the trainer's two runs alone)
 #   fit     bench/train_fit.py: the largest sudoku_attn and arc_attn batch whose training step fits 24 and
 #           80 GiB, reference ops against the trainer's, with and without recompute
 #   mlpt    sudoku_mlpt: the bench's train rows (engine, reference-compile, reference-eager, then engine with
@@ -120,7 +120,7 @@ elif [ "$phase" = gap ]; then
     nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu,\
 clocks_event_reasons.active --format=csv -lms 500 > "$out/gpu_clocks_gap.csv" 2>&1 &
     sampler=$!
-    bench sudoku_attn --mode train --backend engine --json "$out/bench_gap.json" --no-png
+    [ "${GAP_ROW:-1}" = 0 ] || bench sudoku_attn --mode train --backend engine --json "$out/bench_gap.json" --no-png
     trainer_row
     echo "== trainer, the same with cuda_graph=true" | tee -a "$log"
     train /tmp/run_att_graph sudoku_att "data_paths=[/tmp/gen20k]" epochs=4 cuda_graph=true
