@@ -24,6 +24,7 @@ from . import ceilings
 from .configs import BenchConfig
 from .flops import layer_flops, step_bytes, step_flops_split
 from .report import row_line
+from . import clocks
 from .timing import iqr, summary, time_unit
 
 BACKENDS = ("engine", "fused", "reference-eager", "reference-compile", "reference-graphs")
@@ -265,10 +266,11 @@ def _measure(bc, batch, backend, state_dict, device, inputs, train, warmup, reps
     warmup_s = time.perf_counter() - t0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = time_unit(unit, device, reps)
+    with clocks.ClockSampler(device) as sampled:  # a GPU that slows itself reads slow with a small spread
+        times = time_unit(unit, device, reps)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return dict(summary(times), ms_iqr=iqr(times), reps=reps, first_call_s=first_s, warmup_s=warmup_s,
-                peak_gib=peak)
+                peak_gib=peak, **sampled.fields())
 
 
 def _provenance(device, commit):

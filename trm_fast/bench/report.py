@@ -5,6 +5,7 @@ import json
 from collections import defaultdict
 
 from ..disk import atomic_file
+from . import clocks
 
 REFERENCE = "reference-compile"  # the yardstick of every ratio (../shared/BENCH.md)
 HEADLINE = ("engine", "fused")  # whose ratio to the yardstick the plot shows: the first measured
@@ -99,6 +100,15 @@ def noise_warnings(rows):
     return [f"{r['config']} {r['mode']} b{r['batch']} {r['backend']}: the repeats spread {r['ms_iqr'] / r['ms']:.0%} "
             f"of their median (IQR {r['ms_iqr']:.3g} ms of {r['ms']:.4g} ms): the machine is busy or the unit too "
             "short; rerun on an idle machine or with more --reps" for r in rows if _noisy(r)]
+
+
+def clock_warnings(rows):
+    """A line for every row timed while the GPU named a slowdown (trm_fast/bench/clocks.py): its time says what
+    that GPU did under the brake, not what the code takes."""
+    return [f"{r['config']} {r['mode']} b{r['batch']} {r['backend']}: timed while the GPU named "
+            f"{', '.join(clocks.slowdowns(r))} (SM clock {r['sm_clock_mhz']:.0f} MHz median, "
+            f"{r['sm_clock_min_mhz']:.0f} at least, of {r['sm_clock_max_mhz']:.0f}): rerun on a cool, idle GPU"
+            for r in rows if clocks.slowdowns(r)]
 
 
 def floor_warnings(rows):

@@ -104,7 +104,7 @@ def run(args) -> int:
                             log=lambda line: print(line, flush=True), on_row=save, **reps)
     print()
     print(report.format_table(rows))
-    for line in report.noise_warnings(rows) + report.floor_warnings(rows):
+    for line in report.noise_warnings(rows) + report.clock_warnings(rows) + report.floor_warnings(rows):
         print(f"trm-fast bench: warning: {line}", file=sys.stderr)
     if args.json:
         print(f"\nappended {len(rows)} rows to {args.json}")
