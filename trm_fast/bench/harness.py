@@ -20,11 +20,10 @@ import torch
 import trm_fast
 from trm_fast import backend
 
-from . import ceilings
+from . import ceilings, clocks
 from .configs import BenchConfig
 from .flops import layer_flops, step_bytes, step_flops_split
 from .report import row_line
-from . import clocks
 from .timing import iqr, summary, time_unit
 
 BACKENDS = ("engine", "fused", "reference-eager", "reference-compile", "reference-graphs")
