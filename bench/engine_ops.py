@@ -19,7 +19,7 @@ import torch
 
 import trm_fast
 from trm_fast import backend
-from trm_fast.bench import configs, harness
+from trm_fast.bench import clocks, configs, harness
 from trm_fast.bench.report import emit
 from trm_fast.bench.timing import summary, time_unit
 
@@ -77,11 +77,13 @@ def main():
             torch.cuda.synchronize()
             warm = time.perf_counter() - t0
             torch.cuda.reset_peak_memory_stats()
-            times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device, args.reps)
+            with clocks.ClockSampler(device) as sampled:
+                times = time_unit(lambda: engine.solve(inputs["inputs"], inputs["puzzle_identifiers"]), device,
+                                  args.reps)
             row = dict(config=bc.name, batch=batch, ops=ops, auto_ops=sorted(auto_ops or ()), warmup_s=warm,
                        attention_tma=args.attention_tma, token_mix_tma=not args.token_mix_pointer, sdpa=args.sdpa,
                        **summary(times), peak_gib=torch.cuda.max_memory_allocated() / 2**30,
-                       device=torch.cuda.get_device_name())
+                       device=torch.cuda.get_device_name(), **sampled.fields())
             if args.kernels:
                 row.update(kernels(model, batch, ops, inputs, args.kernels))
             emit(row, args.out)

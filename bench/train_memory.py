@@ -20,7 +20,7 @@ import torch
 
 import trm_fast
 from trm_fast import backend
-from trm_fast.bench import configs
+from trm_fast.bench import clocks, configs
 from trm_fast.bench.harness import make_batch
 from trm_fast.bench.report import emit
 
@@ -130,18 +130,22 @@ def main():
         setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), limit))
         steps = [Step(bc, args.batch or bc.batch, v.startswith("compile"), _recompute(v), device, a)
                  for v, a in variants]
-        rounds = [[statistics.median(step.time(args.timed_steps)) for step in steps] for _ in range(args.interleave)]
+        with clocks.ClockSampler(device) as sampled:  # the clocks of all the rounds, on every variant's line
+            rounds = [[statistics.median(step.time(args.timed_steps)) for step in steps]
+                      for _ in range(args.interleave)]
         for i, ((variant, auto_ops), step) in enumerate(zip(variants, steps)):
             per_round = [r[i] for r in rounds]
             emit(dict(step.row, forward_backward_ms=statistics.median(per_round), rounds_ms=per_round,
                       interleaved=len(steps), auto_ops=sorted(auto_ops), commit=args.commit,
-                      device=torch.cuda.get_device_name(device)), args.json)
+                      device=torch.cuda.get_device_name(device), **sampled.fields()), args.json)
         return
     for variant, auto_ops in variants:
         step = Step(bc, args.batch or bc.batch, variant.startswith("compile"), _recompute(variant), device, auto_ops)
-        times = step.time(args.timed_steps)
+        with clocks.ClockSampler(device) as sampled:
+            times = step.time(args.timed_steps)
         emit(dict(step.row, forward_backward_ms=statistics.median(times) if times else None,
-                  auto_ops=sorted(auto_ops), commit=args.commit, device=torch.cuda.get_device_name(device)), args.json)
+                  auto_ops=sorted(auto_ops), commit=args.commit, device=torch.cuda.get_device_name(device),
+                  **sampled.fields()), args.json)
         del step
         torch._dynamo.reset()
         torch.cuda.empty_cache()
