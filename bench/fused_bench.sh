@@ -43,10 +43,14 @@
 #   infer    `trm-fast bench --mode infer` rows (engine, reference-compile, reference-eager) of $CONFIGS (default
 #            the four paper configs) at their batch, then $B1_CONFIGS (default sudoku_attn and arc_attn) at
 #            batch 1 (engine, reference-graphs); either set empty to skip it
+#   where    where the engine's evaluation at batch 768 spends its time: `trm-fast profile` of $WHERE_CONFIG (default
+#            sudoku_attn; its kernels by name, profile_b768/), then sudoku_attn on 'auto' with and without
+#            `carried_norm`, each row with its 25 longest kernels (bench/engine_ops.py --kernels). Needs
+#            .whl/nvidia_cutlass-*.whl carried; about 6 minutes
 # Writes logs, JSON and PNGs under $OUT.
 set -euo pipefail
-commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|b1|infer}
-phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|b1|infer}
+commit=${1:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|b1|infer|where}
+phase=${2:?usage: bench/fused_bench.sh COMMIT kernels|tests|ncu|sm90|mlpt|b1|infer|where}
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 log="$out/fused_$phase.log"
 source "$(dirname "$0")/device_common.sh"
@@ -224,6 +228,16 @@ elif [ "$phase" = infer ]; then
         bench $b1_configs --mode infer --batch 1 --backend engine,reference-graphs --warmup 2 --reps 5 \
             --json "$out/bench_infer_b1.json" --no-png
     fi
+elif [ "$phase" = where ]; then
+    # the profile first (its kernels by name, trace dropped: large, and the table holds what it says), then the
+    # carried chain's sets side by side, each bounded so that the first result comes back whatever the second does
+    (cd /tmp && timeout 150 trm-fast profile "${WHERE_CONFIG:-sudoku_attn}" --mode infer --compile --batch 768 \
+        --warmup 1 --steps 1 --out "$out/profile_b768") 2>&1 | tail -30 | tee -a "$log" || true
+    rm -f "$out/profile_b768/trace.json.gz"
+    base=add_rms_norm,swiglu,linear_swiglu,linear_swiglu_sm90,linear_rope_sm90
+    (cd /tmp && timeout 240 python3 "$repo/bench/engine_ops.py" sudoku_attn 768 --ops auto --auto-ops "$base" \
+        --auto-ops "$base,carried_norm" --reps 3 --kernels 25 --out "$out/engine_ops_kernels.jsonl") 2>&1 \
+        | tee -a "$log" || true
 else
-    echo "unknown phase $phase: kernels, tests, ncu, sm90, mlpt, b1 or infer" >&2; exit 2
+    echo "unknown phase $phase: kernels, tests, ncu, sm90, mlpt, b1, infer or where" >&2; exit 2
 fi
